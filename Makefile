@@ -5,7 +5,8 @@ MODULE_big   = opsflags
 OBJS         = src/opsflags.o src/spi.o src/hashing.o src/flags.o
 DATA         = $(wildcard sql/opsflags--*.sql)
 PG_CPPFLAGS  = -I$(srcdir)/src
-PG_CFLAGS    = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers $(if $(WERROR),-Werror)
+# PostgreSQL's own headers trip -Wunused-parameter under -Wextra; everything else is on.
+PG_CFLAGS    = -Wall -Wextra -Wno-unused-parameter $(if $(WERROR),-Werror)
 SHLIB_LINK   = 
 
 # pg_regress: sql/<name>.sql against expected/<name>.out (the install scripts
@@ -13,9 +14,15 @@ SHLIB_LINK   =
 REGRESS      = flags evaluation errors guard
 REGRESS_OPTS = --inputdir=. --load-extension=opsflags
 
-PG_CONFIG ?= pg_config
-PGXS := $(shell $(PG_CONFIG) --pgxs)
+PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
+ifneq ($(wildcard $(PGXS)),)
 include $(PGXS)
+else
+# No PostgreSQL server headers yet: `make run` and `make test` install them.
+all install installcheck:
+	@echo "PostgreSQL 15 server development files not found: run 'make run' or 'make test', which install them" >&2; exit 1
+endif
 
 .PHONY: run stop test bench
 run:

@@ -1,0 +1,283 @@
+# common.sh: helpers shared by run.sh, stop.sh and test.sh (sourced, not run):
+# package installation, build + install, and starting/stopping a PostgreSQL 15
+# cluster and a memcached that run as an unprivileged user.
+# shellcheck shell=bash
+
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PG_BIN=/usr/lib/postgresql/15/bin      # not /usr/local/bin/pg_ctl, which is something else
+PG_CONFIG_BIN=$PG_BIN/pg_config
+EXT_NAME=opsflags
+SERVER_USER=opsflags                   # the servers run as this user when we are root
+SERVER_HOME=/var/lib/opsflags
+PACKAGES=(postgresql-15 postgresql-server-dev-15 postgresql-15-pgtap
+          libtap-parser-sourcehandler-pgtap-perl libmemcached-dev memcached make gcc)
+
+log() { printf '==> %s\n' "$*"; }
+die() { printf 'opsflags: error: %s\n' "$*" >&2; exit 1; }
+
+is_root() { [[ $EUID -eq 0 ]]; }
+
+# as_root CMD...: run CMD as root, directly or through sudo.
+as_root() {
+    if is_root; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo "$@"
+    else
+        die "this step needs root ($*): run as root or install and configure sudo"
+    fi
+}
+
+# ensure_packages: install the Debian packages the project needs, if any is missing.
+ensure_packages() {
+    local missing=() pkg
+    for pkg in "${PACKAGES[@]}"; do
+        if [[ $(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true) != "install ok installed" ]]; then
+            missing+=("$pkg")
+        fi
+    done
+    if ((${#missing[@]} == 0)); then
+        return 0
+    fi
+    log "installing missing packages: ${missing[*]}"
+    as_root apt-get update \
+        || die "apt-get update failed (are you root, or allowed to use sudo?)"
+    as_root env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y --no-install-recommends "${missing[@]}" \
+        || die "could not install: ${missing[*]}"
+}
+
+# build_install: build the extension (warnings are errors) as the invoking
+# user, then install it into PostgreSQL 15 (as root).
+build_install() {
+    log "building $EXT_NAME"
+    make -C "$REPO" -j"$(nproc)" PG_CONFIG="$PG_CONFIG_BIN" WERROR=1 \
+        || die "build failed"
+    log "installing $EXT_NAME"
+    as_root make -C "$REPO" install PG_CONFIG="$PG_CONFIG_BIN" WERROR=1 \
+        || die "make install failed"
+}
+
+# ensure_server_user: when root, make sure the unprivileged server user exists.
+ensure_server_user() {
+    if ! is_root || id -u "$SERVER_USER" >/dev/null 2>&1; then
+        return 0
+    fi
+    log "creating system user $SERVER_USER"
+    useradd --system --shell /bin/bash --home-dir "$SERVER_HOME" --create-home "$SERVER_USER"
+}
+
+# as_pg CMD...: run a server-side command as the server user (ourselves unless root).
+as_pg() {
+    if is_root; then
+        (cd / && runuser -u "$SERVER_USER" -- "$@")
+    else
+        "$@"
+    fi
+}
+
+# give_to_server PATH...: create missing directories and, when root, hand them to the server user.
+give_to_server() {
+    mkdir -p "$@"
+    if is_root; then
+        chown -R "$SERVER_USER:" "$@"
+    fi
+}
+
+# check_server_can_reach PATH...: fail clearly if the server user cannot get to
+# (traverse every parent of) and write each PATH.
+check_server_can_reach() {
+    local path dir part parts
+    for path in "$@"; do
+        dir=/
+        IFS=/ read -ra parts <<<"${path#/}"
+        for part in "${parts[@]}"; do
+            [[ -n $part ]] || continue
+            dir=${dir%/}/$part
+            [[ -e $dir ]] || break
+            if [[ -d $dir ]] && ! as_pg test -x "$dir"; then
+                die "server user '$(as_pg id -un)' cannot enter $dir (needed for $path); move the checkout somewhere it can reach, or grant it search permission (chmod o+x $dir)"
+            fi
+        done
+        as_pg test -w "$path" \
+            || die "server user '$(as_pg id -un)' cannot write $path (owned by $(stat -c %U "$path"))"
+    done
+}
+
+# port_in_use PORT: true if something accepts TCP connections on 127.0.0.1:PORT
+# or a socket is bound to it.
+port_in_use() {
+    local port=$1
+    if timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port" 2>/dev/null; then
+        return 0
+    fi
+    if command -v ss >/dev/null 2>&1 && [[ -n $(ss -Htan "sport = :$port" 2>/dev/null) ]]; then
+        return 0
+    fi
+    return 1
+}
+
+# free_port [BASE]: print a free TCP port on 127.0.0.1, trying upward from BASE
+# (default: a random port in 20000-39999).
+free_port() {
+    local port=${1:-$((20000 + RANDOM % 20000))} tries
+    for ((tries = 0; tries < 500; tries++, port++)); do
+        ((port < 65536)) || port=20000
+        if ! port_in_use "$port"; then
+            echo "$port"
+            return 0
+        fi
+    done
+    die "no free TCP port found on 127.0.0.1"
+}
+
+# wait_for_port PORT SECONDS: poll until 127.0.0.1:PORT accepts connections.
+wait_for_port() {
+    local port=$1 deadline=$((SECONDS + $2))
+    until timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port" 2>/dev/null; do
+        ((SECONDS < deadline)) || return 1
+        sleep 0.1
+    done
+}
+
+# sql_quote STRING: STRING as a single-quoted SQL / postgresql.conf literal.
+sql_quote() { printf "'%s'" "${1//\'/\'\'}"; }
+
+# pick_locale: C.UTF-8 if the system has it, otherwise C.
+pick_locale() {
+    if locale -a 2>/dev/null | tr '[:upper:]' '[:lower:]' | grep -qx 'c\.utf-\?8'; then
+        echo C.UTF-8
+    else
+        echo C
+    fi
+}
+
+# cluster_running DATADIR: true if a postmaster runs on DATADIR.
+cluster_running() {
+    [[ -f $1/postmaster.pid ]] && as_pg "$PG_BIN/pg_ctl" status -D "$1" >/dev/null 2>&1
+}
+
+# start_cluster DATADIR PORT SOCKDIR LOGFILE [SETTING...]: initdb DATADIR if it
+# is not a cluster yet, write the harness settings (plus each extra SETTING
+# line, e.g. "fsync = off") and start the server. All paths must be absolute.
+# OPSFLAGS_NO_PRELOAD=1 leaves shared_preload_libraries empty (only for
+# testing this harness without the extension built).
+start_cluster() {
+    local datadir=$1 port=$2 sockdir=$3 logfile=$4
+    shift 4
+    local setting locale preload=$EXT_NAME
+    if [[ ${OPSFLAGS_NO_PRELOAD:-} == 1 ]]; then
+        preload=
+    fi
+    if ((${#sockdir} + 20 > 107)); then
+        die "socket directory path too long for a Unix socket: $sockdir"
+    fi
+    if port_in_use "$port"; then
+        die "port $port on 127.0.0.1 is already in use (set another port)"
+    fi
+
+    ensure_server_user
+    give_to_server "$datadir" "$sockdir" "$(dirname "$logfile")"
+    touch "$logfile"
+    if is_root; then
+        chown "$SERVER_USER:" "$logfile"
+    fi
+    check_server_can_reach "$datadir" "$sockdir" "$logfile"
+
+    if [[ ! -s $datadir/PG_VERSION ]]; then
+        locale=$(pick_locale)
+        log "initdb $datadir (locale $locale)"
+        as_pg "$PG_BIN/initdb" -D "$datadir" -U postgres --auth=trust -E UTF8 \
+            --locale="$locale" >>"$logfile" 2>&1 \
+            || { tail -n 30 "$logfile" >&2; die "initdb failed (log: $logfile)"; }
+    fi
+
+    # Our settings live in their own file, rewritten on every start, and
+    # included once from postgresql.conf (later lines win).
+    {
+        echo "# written by scripts/common.sh (start_cluster); rewritten on each start"
+        echo "port = $port"
+        echo "unix_socket_directories = $(sql_quote "$sockdir")"
+        echo "listen_addresses = '127.0.0.1'"
+        echo "shared_preload_libraries = $(sql_quote "$preload")"
+        echo "max_connections = 100"
+        for setting in "$@"; do
+            echo "$setting"
+        done
+    } >"$datadir/opsflags_harness.conf"
+    if is_root; then
+        chown "$SERVER_USER:" "$datadir/opsflags_harness.conf"
+    fi
+    if ! grep -q "^include_if_exists = 'opsflags_harness.conf'" "$datadir/postgresql.conf"; then
+        echo "include_if_exists = 'opsflags_harness.conf'" >>"$datadir/postgresql.conf"
+    fi
+
+    log "starting PostgreSQL 15 on port $port (socket dir $sockdir, log $logfile)"
+    as_pg "$PG_BIN/pg_ctl" -D "$datadir" -l "$logfile" -w -t 60 start \
+        || { tail -n 30 "$logfile" >&2; die "PostgreSQL did not start (log: $logfile)"; }
+}
+
+# stop_cluster DATADIR: fast shutdown of the server on DATADIR, if it runs.
+stop_cluster() {
+    local datadir=$1
+    [[ -f $datadir/postmaster.pid ]] || return 0
+    if cluster_running "$datadir"; then
+        log "stopping PostgreSQL ($datadir)"
+        as_pg "$PG_BIN/pg_ctl" -D "$datadir" -m fast -w -t 60 stop
+    fi
+}
+
+# memcached_pid PIDFILE: print the pid from PIDFILE if it is a live memcached.
+memcached_pid() {
+    local pid
+    [[ -f $1 ]] || return 1
+    pid=$(<"$1")
+    [[ $pid =~ ^[0-9]+$ ]] || return 1
+    [[ $(cat "/proc/$pid/comm" 2>/dev/null) == memcached ]] || return 1
+    echo "$pid"
+}
+
+# start_memcached PORT PIDFILE: start a memcached daemon on 127.0.0.1:PORT and
+# wait until it accepts connections.
+start_memcached() {
+    local port=$1 pidfile=$2
+    local args=(-d -l 127.0.0.1 -p "$port" -P "$pidfile")
+    if port_in_use "$port"; then
+        die "port $port on 127.0.0.1 is already in use (memcached; set another port)"
+    fi
+    ensure_server_user
+    give_to_server "$(dirname "$pidfile")"
+    check_server_can_reach "$(dirname "$pidfile")"
+    if is_root; then
+        args+=(-u "$SERVER_USER")   # memcached drops to this user itself when root
+    fi
+    log "starting memcached on 127.0.0.1:$port"
+    as_pg memcached "${args[@]}" || die "memcached did not start"
+    wait_for_port "$port" 10 || die "memcached is not accepting connections on port $port"
+}
+
+# stop_memcached PIDFILE: stop the memcached recorded in PIDFILE, if it runs.
+stop_memcached() {
+    local pidfile=$1 pid deadline
+    if pid=$(memcached_pid "$pidfile"); then
+        log "stopping memcached (pid $pid)"
+        kill "$pid" 2>/dev/null || true
+        deadline=$((SECONDS + 10))
+        while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do
+            sleep 0.1
+        done
+        if kill -0 "$pid" 2>/dev/null; then
+            kill -9 "$pid" 2>/dev/null || true
+        fi
+    fi
+    rm -f "$pidfile"
+}
+
+# pg_psql SOCKDIR PORT DB [PSQL ARGS...]: run psql against a harness cluster.
+pg_psql() {
+    local sockdir=$1 port=$2 db=$3
+    shift 3
+    "$PG_BIN/psql" -X -v ON_ERROR_STOP=1 -h "$sockdir" -p "$port" -U postgres -d "$db" "$@"
+}

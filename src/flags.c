@@ -1,0 +1,548 @@
+/*
+ * flags.c
+ *	  Feature flag evaluation: the per-backend flag cache and its
+ *	  transactional invalidation, feature_enabled(), and the feature_guard()
+ *	  trigger.
+ *
+ * The cache maps a flag key to what evaluation needs in the session's
+ * environment (opsflags.environment): the on/off state, schedule, targeted
+ * users and roles as hash sets, and the rollout percentage.  An entry is
+ * loaded with one query the first time a key is evaluated and then serves
+ * every later call without a query.
+ *
+ * Invalidation: a statement-level trigger on the flag tables queues a
+ * relcache invalidation of the table.  PostgreSQL applies it in this backend
+ * at the end of the statement (and again, to undo, on rollback) and sends it
+ * to every other backend at commit; our relcache callback then marks the
+ * cache stale.  Other backends' messages are accepted at the start of each
+ * statement, so a committed change is seen by the next statement of every
+ * session.  Entries are loaded with a fresh snapshot taken after the stale
+ * mark was cleared, so a load can never resurrect data older than an
+ * invalidation already received.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "common/hashfn.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+
+#include "opsflags.h"
+
+PG_FUNCTION_INFO_V1(opsflags_feature_enabled);
+PG_FUNCTION_INFO_V1(opsflags_feature_guard);
+PG_FUNCTION_INFO_V1(opsflags_invalidate_flag_cache);
+
+/* A cache holding more keys than this (say, from random keys) is dropped. */
+#define FLAG_CACHE_MAX_ENTRIES 65536
+
+/*
+ * A set of strings: open addressing over a power-of-two table, so lookups
+ * cost the same with 10 members as with 100,000.
+ */
+typedef struct StrSetSlot
+{
+	uint32		hash;
+	uint32		len;
+	const char *str;			/* NULL: empty slot */
+} StrSetSlot;
+
+typedef struct StrSet
+{
+	uint32		mask;
+	StrSetSlot	slots[FLEXIBLE_ARRAY_MEMBER];
+} StrSet;
+
+typedef struct FlagEntry
+{
+	char		key[OPSFLAGS_FLAG_KEY_MAXLEN + 1];	/* hash key */
+	bool		evaluable;		/* false: unknown, archived or no config */
+	bool		is_enabled;
+	bool		has_enable_at;
+	bool		has_disable_at;
+	TimestampTz enable_at;
+	TimestampTz disable_at;
+	int32		percentage;
+	StrSet	   *users;			/* NULL when empty */
+	StrSet	   *roles;
+	char	   *group;			/* rollout_group, else the key */
+	uint32		grouplen;
+} FlagEntry;
+
+static MemoryContext FlagCacheContext = NULL;
+static HTAB *FlagCache = NULL;
+static bool flag_cache_stale = true;
+static TimestampTz last_statement_start = 0;
+
+/* OIDs of the tables whose invalidation empties the cache. */
+static Oid	flag_table_oids[3];
+static Oid	flag_tables_owner = InvalidOid;
+
+static OpsQuery load_query = {
+	.sql =
+	"SELECT f.archived, coalesce(f.rollout_group, f.flag_key), "
+	"       c.is_enabled, c.enabled_for_users, c.enabled_for_roles, "
+	"       c.enabled_percentage, c.enable_at, c.disable_at "
+	"FROM opsflags.feature_flags f "
+	"LEFT JOIN opsflags.feature_flag_configs c "
+	"  ON c.flag_id OPERATOR(pg_catalog.=) f.id "
+	" AND c.environment OPERATOR(pg_catalog.=) $2 "
+	"WHERE f.flag_key OPERATOR(pg_catalog.=) $1",
+	.nargs = 2,
+	.argtypes = {TEXTOID, TEXTOID},
+};
+
+/* ---------- string sets ---------- */
+
+static inline uint32
+strset_hash(const char *s, uint32 len)
+{
+	return hash_bytes((const unsigned char *) s, (int) len);
+}
+
+static bool
+strset_contains(const StrSet *set, const char *s, uint32 len)
+{
+	uint32		h;
+	uint32		i;
+
+	if (set == NULL)
+		return false;
+	h = strset_hash(s, len);
+	for (i = h & set->mask;; i = (i + 1) & set->mask)
+	{
+		const StrSetSlot *slot = &set->slots[i];
+
+		if (slot->str == NULL)
+			return false;
+		if (slot->hash == h && slot->len == len && memcmp(slot->str, s, len) == 0)
+			return true;
+	}
+}
+
+/*
+ * Build a set from a jsonb array of strings (the table constraints guarantee
+ * the shape; anything else is skipped).  Allocated in the cache context.
+ */
+static StrSet *
+strset_from_jsonb(Jsonb *jb)
+{
+	int			n = JB_ROOT_COUNT(jb);
+	uint32		size = 4;
+	StrSet	   *set;
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+
+	if (!JB_ROOT_IS_ARRAY(jb) || n == 0)
+		return NULL;
+	while (size < (uint32) n * 2)
+		size <<= 1;
+	set = MemoryContextAllocZero(FlagCacheContext,
+								 offsetof(StrSet, slots) + size * sizeof(StrSetSlot));
+	set->mask = size - 1;
+
+	it = JsonbIteratorInit(&jb->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		uint32		len;
+		uint32		h;
+		uint32		i;
+
+		if (tok != WJB_ELEM || v.type != jbvString)
+			continue;
+		len = (uint32) v.val.string.len;
+		if (strset_contains(set, v.val.string.val, len))
+			continue;
+		h = strset_hash(v.val.string.val, len);
+		for (i = h & set->mask; set->slots[i].str != NULL; i = (i + 1) & set->mask)
+			;
+		set->slots[i].hash = h;
+		set->slots[i].len = len;
+		set->slots[i].str = MemoryContextAlloc(FlagCacheContext, len + 1);
+		memcpy((char *) set->slots[i].str, v.val.string.val, len);
+		((char *) set->slots[i].str)[len] = '\0';
+	}
+	return set;
+}
+
+/* ---------- invalidation ---------- */
+
+static void
+flag_cache_relcache_callback(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid ||
+		relid == flag_table_oids[0] ||
+		relid == flag_table_oids[1] ||
+		relid == flag_table_oids[2])
+		flag_cache_stale = true;
+}
+
+void
+opsflags_environment_changed(void)
+{
+	flag_cache_stale = true;
+}
+
+/*
+ * Empty the cache and look up our tables again (the extension may have been
+ * dropped and created since).
+ */
+static void
+flag_cache_reset(void)
+{
+	HASHCTL		ctl;
+	Oid			nsp;
+
+	if (FlagCacheContext == NULL)
+		FlagCacheContext = AllocSetContextCreate(CacheMemoryContext,
+												 "opsflags flag cache",
+												 ALLOCSET_DEFAULT_SIZES);
+	MemoryContextReset(FlagCacheContext);
+
+	ctl.keysize = OPSFLAGS_FLAG_KEY_MAXLEN + 1;
+	ctl.entrysize = sizeof(FlagEntry);
+	ctl.hcxt = FlagCacheContext;
+	FlagCache = hash_create("opsflags flags", 256, &ctl,
+							HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+
+	nsp = get_namespace_oid("opsflags", true);
+	flag_table_oids[0] = OidIsValid(nsp) ? get_relname_relid("feature_flags", nsp) : InvalidOid;
+	flag_table_oids[1] = OidIsValid(nsp) ? get_relname_relid("feature_flag_configs", nsp) : InvalidOid;
+	flag_table_oids[2] = OidIsValid(nsp) ? get_relname_relid("environments", nsp) : InvalidOid;
+
+	flag_tables_owner = InvalidOid;
+	if (OidIsValid(flag_table_oids[0]))
+	{
+		HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(flag_table_oids[0]));
+
+		if (HeapTupleIsValid(tup))
+		{
+			flag_tables_owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+			ReleaseSysCache(tup);
+		}
+	}
+
+	flag_cache_stale = false;
+}
+
+/* Statement-level trigger on the flag tables: see the file header. */
+Datum
+opsflags_invalidate_flag_cache(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("invalidate_flag_cache() must be called as a trigger")));
+
+	CacheInvalidateRelcache(trigdata->tg_relation);
+	return PointerGetDatum(NULL);
+}
+
+/* ---------- loading ---------- */
+
+/*
+ * Read one flag's state in the session's environment into *entry, running
+ * the query as the owner of the flag tables (evaluating a flag needs no
+ * privilege on them) with the latest snapshot.
+ */
+static void
+flag_load(FlagEntry *entry, const char *key)
+{
+	Datum		values[2];
+	Snapshot	snapshot;
+
+	memset(entry, 0, sizeof(FlagEntry));
+	strlcpy(entry->key, key, sizeof(entry->key));
+
+	if (!OidIsValid(flag_tables_owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("opsflags tables not found"),
+				 errhint("Run CREATE EXTENSION opsflags in this database.")));
+
+	values[0] = CStringGetTextDatum(key);
+	values[1] = CStringGetTextDatum(opsflags_environment);
+
+	/* A parallel leader cannot take a new snapshot; use the statement's. */
+	snapshot = IsInParallelMode() ? GetActiveSnapshot() : GetLatestSnapshot();
+
+	opsflags_spi_begin(flag_tables_owner);
+	if (opsflags_spi_run(&load_query, values, NULL, snapshot, 1) == 1)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[0];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		bool		archived = DatumGetBool(SPI_getbinval(tup, desc, 1, &isnull));
+		text	   *group = DatumGetTextPP(SPI_getbinval(tup, desc, 2, &isnull));
+		Datum		enabled = SPI_getbinval(tup, desc, 3, &isnull);
+
+		/* isnull here: no config row in this environment */
+		if (!archived && !isnull)
+		{
+			Datum		d;
+
+			entry->evaluable = true;
+			entry->is_enabled = DatumGetBool(enabled);
+			entry->users = strset_from_jsonb(DatumGetJsonbP(SPI_getbinval(tup, desc, 4, &isnull)));
+			entry->roles = strset_from_jsonb(DatumGetJsonbP(SPI_getbinval(tup, desc, 5, &isnull)));
+			entry->percentage = DatumGetInt32(SPI_getbinval(tup, desc, 6, &isnull));
+			d = SPI_getbinval(tup, desc, 7, &isnull);
+			entry->has_enable_at = !isnull;
+			entry->enable_at = isnull ? 0 : DatumGetTimestampTz(d);
+			d = SPI_getbinval(tup, desc, 8, &isnull);
+			entry->has_disable_at = !isnull;
+			entry->disable_at = isnull ? 0 : DatumGetTimestampTz(d);
+			entry->grouplen = VARSIZE_ANY_EXHDR(group);
+			entry->group = MemoryContextAlloc(FlagCacheContext, entry->grouplen + 1);
+			memcpy(entry->group, VARDATA_ANY(group), entry->grouplen);
+			entry->group[entry->grouplen] = '\0';
+		}
+	}
+	opsflags_spi_end();
+}
+
+/*
+ * Load a flag inside a subtransaction, so that a failure (other than a
+ * cancel) leaves the caller's transaction intact: the flag then evaluates
+ * as false, with a WARNING.  Returns false on failure.
+ */
+static bool
+flag_load_fail_closed(FlagEntry *entry, const char *key)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	bool		ok = true;
+
+	/* No subtransactions in parallel mode: let an error propagate. */
+	if (IsInParallelMode())
+	{
+		flag_load(entry, key);
+		return true;
+	}
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcontext);
+
+	PG_TRY();
+	{
+		flag_load(entry, key);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcontext);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+			ReThrowError(edata);
+
+		ereport(WARNING,
+				(errcode(edata->sqlerrcode),
+				 errmsg("could not load feature flag \"%s\", evaluating it as false", key),
+				 errdetail_internal("%s", edata->message)));
+		FreeErrorData(edata);
+		/* Whatever the failed load left in the cache context goes too. */
+		flag_cache_stale = true;
+		ok = false;
+	}
+	PG_END_TRY();
+
+	return ok;
+}
+
+/*
+ * The cached entry for a key, loading it on a miss; NULL when it could not
+ * be loaded.  The key must be at most OPSFLAGS_FLAG_KEY_MAXLEN bytes.
+ */
+static const FlagEntry *
+flag_lookup(const char *keydata, int keylen)
+{
+	char		key[OPSFLAGS_FLAG_KEY_MAXLEN + 1];
+	TimestampTz stmt_start = GetCurrentStatementStartTimestamp();
+	FlagEntry  *entry;
+	FlagEntry	loaded;
+	bool		found;
+
+	/* Once per statement, take in other sessions' committed changes. */
+	if (stmt_start != last_statement_start)
+	{
+		last_statement_start = stmt_start;
+		AcceptInvalidationMessages();
+	}
+	if (flag_cache_stale || FlagCache == NULL ||
+		hash_get_num_entries(FlagCache) >= FLAG_CACHE_MAX_ENTRIES)
+		flag_cache_reset();
+
+	memcpy(key, keydata, keylen);
+	key[keylen] = '\0';
+
+	entry = hash_search(FlagCache, key, HASH_FIND, NULL);
+	if (entry != NULL)
+		return entry;
+
+	if (!flag_load_fail_closed(&loaded, key))
+		return NULL;
+
+	/*
+	 * An invalidation that arrived during the load reset nothing yet (the
+	 * callback only marks the cache stale); keep the entry for this call
+	 * and let the next one start afresh.
+	 */
+	entry = hash_search(FlagCache, key, HASH_ENTER, &found);
+	memcpy(entry, &loaded, sizeof(FlagEntry));
+	return entry;
+}
+
+/* ---------- evaluation ---------- */
+
+/*
+ * DESIGN's evaluation order, first match wins.  user/role may be NULL.
+ */
+static bool
+flag_evaluate(const FlagEntry *e, const char *user, uint32 userlen,
+			  const char *role, uint32 rolelen)
+{
+	if (!e->evaluable || !e->is_enabled)
+		return false;
+
+	if (e->has_enable_at || e->has_disable_at)
+	{
+		TimestampTz now = GetCurrentStatementStartTimestamp();
+
+		if ((e->has_enable_at && now < e->enable_at) ||
+			(e->has_disable_at && now >= e->disable_at))
+			return false;
+	}
+
+	if (user != NULL && strset_contains(e->users, user, userlen))
+		return true;
+	if (role != NULL && strset_contains(e->roles, role, rolelen))
+		return true;
+
+	if (e->percentage > 0)
+	{
+		if (e->percentage >= 100)
+			return true;
+		if (user == NULL)
+			return false;
+		return opsflags_bucket(e->group, e->grouplen, user, userlen, 0, 100) <= e->percentage;
+	}
+	return true;
+}
+
+/* Evaluate by key; false for keys that cannot name a flag. */
+static bool
+flag_enabled(const char *key, int keylen, const char *user, uint32 userlen,
+			 const char *role, uint32 rolelen)
+{
+	const FlagEntry *e;
+
+	if (keylen <= 0 || keylen > OPSFLAGS_FLAG_KEY_MAXLEN)
+		return false;
+	e = flag_lookup(key, keylen);
+	if (e == NULL)
+		return false;
+	return flag_evaluate(e, user, userlen, role, rolelen);
+}
+
+/*
+ * feature_enabled(flag_key text, user_id text, user_role text) -> boolean
+ */
+Datum
+opsflags_feature_enabled(PG_FUNCTION_ARGS)
+{
+	text	   *key;
+	text	   *user = NULL;
+	text	   *role = NULL;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_BOOL(false);
+	key = PG_GETARG_TEXT_PP(0);
+	if (PG_NARGS() > 1 && !PG_ARGISNULL(1))
+		user = PG_GETARG_TEXT_PP(1);
+	if (PG_NARGS() > 2 && !PG_ARGISNULL(2))
+		role = PG_GETARG_TEXT_PP(2);
+
+	PG_RETURN_BOOL(flag_enabled(VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key),
+								user ? VARDATA_ANY(user) : NULL,
+								user ? VARSIZE_ANY_EXHDR(user) : 0,
+								role ? VARDATA_ANY(role) : NULL,
+								role ? VARSIZE_ANY_EXHDR(role) : 0));
+}
+
+/*
+ * feature_guard('flag.key'): trigger refusing writes to the table while the
+ * flag is off for the writer (user = session_user, role = current_user).
+ */
+Datum
+opsflags_feature_guard(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	Trigger    *trigger;
+	const char *key;
+	const char *user;
+	const char *role;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("feature_guard() must be called as a trigger")));
+
+	trigger = trigdata->tg_trigger;
+	if (trigger->tgnargs != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("trigger \"%s\" on table \"%s\" must pass feature_guard() exactly one argument, the flag key",
+						trigger->tgname, RelationGetRelationName(trigdata->tg_relation))));
+
+	key = trigger->tgargs[0];
+	user = GetUserNameFromId(GetSessionUserId(), false);
+	role = GetUserNameFromId(GetUserId(), false);
+
+	if (!flag_enabled(key, strlen(key), user, strlen(user), role, strlen(role)))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("feature flag \"%s\" is off: writes to table \"%s\" are disabled",
+						key, RelationGetRelationName(trigdata->tg_relation)),
+				 errdetail("Flag evaluated in environment \"%s\" for user \"%s\" and role \"%s\".",
+						   opsflags_environment, user, role)));
+
+	if (TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) && TRIGGER_FIRED_BEFORE(trigdata->tg_event))
+	{
+		if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
+			return PointerGetDatum(trigdata->tg_newtuple);
+		return PointerGetDatum(trigdata->tg_trigtuple);
+	}
+	return PointerGetDatum(NULL);
+}
+
+void
+opsflags_flags_init(void)
+{
+	CacheRegisterRelcacheCallback(flag_cache_relcache_callback, (Datum) 0);
+}

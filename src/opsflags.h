@@ -1,0 +1,43 @@
+/*
+ * opsflags.h
+ *	  Declarations shared between the opsflags C files.
+ */
+#ifndef OPSFLAGS_H
+#define OPSFLAGS_H
+
+#include "postgres.h"
+
+#include "executor/spi.h"
+#include "utils/snapshot.h"
+
+/* Longest flag key: ^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$ */
+#define OPSFLAGS_FLAG_KEY_MAXLEN 100
+
+/* opsflags.c: settings */
+extern char *opsflags_environment;
+
+/* hashing.c */
+extern uint32 opsflags_murmur3_32(const unsigned char *data, size_t len, uint32 seed);
+extern int	opsflags_bucket(const char *group, size_t grouplen,
+							const char *stickiness, size_t stickinesslen,
+							uint32 seed, uint32 modulus);
+
+/* spi.c: the one place that runs SQL from C */
+typedef struct OpsQuery
+{
+	const char *sql;			/* query text, schema-qualified throughout */
+	int			nargs;
+	Oid			argtypes[4];
+	SPIPlanPtr	plan;			/* prepared on first use, kept for the backend */
+} OpsQuery;
+
+extern void opsflags_spi_begin(Oid as_role);
+extern int	opsflags_spi_run(OpsQuery *query, Datum *values, const char *nulls,
+							 Snapshot snapshot, long limit);
+extern void opsflags_spi_end(void);
+
+/* flags.c */
+extern void opsflags_flags_init(void);
+extern void opsflags_environment_changed(void);
+
+#endif							/* OPSFLAGS_H */

@@ -1,0 +1,71 @@
+/*
+ * spi.c
+ *	  The one helper through which opsflags' C code runs SQL: prepared,
+ *	  schema-qualified queries kept for the life of the backend, run as a
+ *	  given role (the owner of the extension's tables) with an explicit
+ *	  snapshot.  Callers bracket use with opsflags_spi_begin/end and read
+ *	  SPI_tuptable in between.
+ */
+#include "postgres.h"
+
+#include "executor/spi.h"
+#include "miscadmin.h"
+
+#include "opsflags.h"
+
+static Oid	saved_userid = InvalidOid;
+static int	saved_sec_context = 0;
+
+/*
+ * Connect to SPI, acting as as_role (InvalidOid: the current user) with the
+ * restrictions of a SECURITY DEFINER context, so that nothing the caller set
+ * up can run with the role's rights.
+ */
+void
+opsflags_spi_begin(Oid as_role)
+{
+	GetUserIdAndSecContext(&saved_userid, &saved_sec_context);
+	if (OidIsValid(as_role))
+		SetUserIdAndSecContext(as_role,
+							   saved_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+							   SECURITY_RESTRICTED_OPERATION);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+}
+
+/*
+ * Run a query read-only.  The plan is prepared on first use and kept; the
+ * query text must not depend on search_path.  Returns SPI_processed.
+ */
+int
+opsflags_spi_run(OpsQuery *query, Datum *values, const char *nulls,
+				 Snapshot snapshot, long limit)
+{
+	int			rc;
+
+	if (query->plan == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(query->sql, query->nargs, query->argtypes);
+
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed for \"%s\": %s",
+				 query->sql, SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(plan) != 0)
+			elog(ERROR, "SPI_keepplan failed");
+		query->plan = plan;
+	}
+
+	rc = SPI_execute_snapshot(query->plan, values, nulls,
+							  snapshot, InvalidSnapshot, true, false, limit);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "SPI_execute_snapshot failed for \"%s\": %s",
+			 query->sql, SPI_result_code_string(rc));
+	return (int) SPI_processed;
+}
+
+void
+opsflags_spi_end(void)
+{
+	SPI_finish();
+	SetUserIdAndSecContext(saved_userid, saved_sec_context);
+}
