@@ -1,0 +1,78 @@
+-- Evaluation order and bucketing (DESIGN §2).
+\set SHOW_CONTEXT never
+
+-- The Unleash normalized hash: same buckets as the Unleash SDKs.
+SELECT opsflags.rollout_bucket('gr1', '123') AS gr1_123, opsflags.rollout_bucket('AB12A', '122') AS ab12a_122;
+SELECT opsflags.rollout_bucket('', ''), opsflags.rollout_bucket('ünïcødé', '用户');
+SELECT opsflags.rollout_bucket(NULL, 'x') IS NULL AS strict;
+
+CREATE FUNCTION set_flag(updates jsonb) RETURNS void LANGUAGE sql
+AS $$ SELECT opsflags.update_feature_flag('eval.flag', updates) $$;
+SELECT opsflags.create_flag('eval.flag', 'Evaluation order') IS NOT NULL AS created;
+
+-- 1. unknown key, NULL key, no config in the environment, archived: false.
+SELECT opsflags.feature_enabled('no.such.flag'), opsflags.feature_enabled(NULL), opsflags.feature_enabled('');
+DELETE FROM opsflags.feature_flag_configs
+WHERE flag_id = opsflags.flag_id('eval.flag') AND environment = 'staging';
+SET opsflags.environment = 'staging';
+SELECT opsflags.feature_enabled('eval.flag', 'u1', 'admin') AS no_config;
+RESET opsflags.environment;
+
+-- 2. is_enabled false wins over any targeting.
+SELECT set_flag('{"is_enabled": false, "enabled_for_users": ["u1"], "enabled_for_roles": ["admin"]}');
+SELECT opsflags.feature_enabled('eval.flag', 'u1', 'admin') AS disabled;
+
+-- 3. the schedule: before enable_at or at/after disable_at, false.
+SELECT set_flag('{"is_enabled": true, "enable_at": "2999-01-01T00:00:00Z"}');
+SELECT opsflags.feature_enabled('eval.flag', 'u1', 'admin') AS before_enable_at;
+SELECT set_flag('{"enable_at": "2000-01-01T00:00:00Z", "disable_at": "2001-01-01T00:00:00Z"}');
+SELECT opsflags.feature_enabled('eval.flag', 'u1', 'admin') AS after_disable_at;
+SELECT set_flag('{"enable_at": "2000-01-01T00:00:00Z", "disable_at": "2999-01-01T00:00:00Z"}');
+SELECT opsflags.feature_enabled('eval.flag', 'u1', 'admin') AS inside_window;
+
+-- 5, 6. targeted users and roles are on whatever the rollout says.
+SELECT set_flag('{"enabled_percentage": 1}');
+SELECT u, r, opsflags.feature_enabled('eval.flag', u, r)
+FROM (VALUES ('u1', NULL), ('nobody', 'admin'), ('nobody', 'guest'), (NULL, NULL)) v(u, r);
+
+-- 8. percentage rollout: bucket(coalesce(rollout_group, flag_key), user) <= percentage.
+SELECT set_flag('{"enabled_for_users": [], "enabled_for_roles": [], "enabled_percentage": 50}');
+SELECT u, opsflags.rollout_bucket('eval.flag', u) AS bucket, opsflags.feature_enabled('eval.flag', u)
+FROM unnest(ARRAY['alice', 'bob', 'carol', 'dave', 'erin']) u;
+-- without a user id a partial rollout is off; at 100 it is on for everyone.
+SELECT opsflags.feature_enabled('eval.flag', NULL, 'admin') AS anonymous_at_50;
+SELECT set_flag('{"enabled_percentage": 100}');
+SELECT opsflags.feature_enabled('eval.flag', NULL, NULL) AS anonymous_at_100;
+
+-- rollout_group makes flags share buckets.
+SELECT set_flag('{"rollout_group": "checkout", "enabled_percentage": 50}');
+SELECT u, opsflags.rollout_bucket('checkout', u) AS bucket, opsflags.feature_enabled('eval.flag', u)
+FROM unnest(ARRAY['alice', 'bob', 'carol', 'dave', 'erin']) u;
+
+-- 9. percentage 0 and no targeting match: is_enabled decides.
+SELECT set_flag('{"enabled_percentage": 0}');
+SELECT opsflags.feature_enabled('eval.flag', 'anyone', 'anything') AS plain_on;
+
+-- A share of 10,000 users in a 30% rollout.
+SELECT set_flag('{"enabled_percentage": 30}');
+SELECT count(*) FILTER (WHERE opsflags.feature_enabled('eval.flag', 'user-' || i)) AS enabled_of_10000
+FROM generate_series(1, 10000) i;
+
+-- Per row in a view.
+CREATE TABLE posts (id int, author text);
+INSERT INTO posts SELECT i, 'user-' || i FROM generate_series(1, 5) i;
+CREATE VIEW posts_with_ai AS
+SELECT id, author, opsflags.feature_enabled('eval.flag', author) AS ai_enabled FROM posts;
+SELECT * FROM posts_with_ai ORDER BY id;
+
+-- Inside a transaction, the session's own change is seen by its next statement
+-- and a rollback restores the committed state.
+BEGIN;
+SELECT opsflags.toggle_flag('eval.flag', false);
+SELECT opsflags.feature_enabled('eval.flag', 'user-2') AS inside_transaction;
+ROLLBACK;
+SELECT opsflags.feature_enabled('eval.flag', 'user-2') AS after_rollback;
+
+DROP VIEW posts_with_ai;
+DROP TABLE posts;
+DROP FUNCTION set_flag(jsonb);

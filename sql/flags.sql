@@ -1,0 +1,75 @@
+-- The flag API, as a DBA uses it from psql.
+\set SHOW_CONTEXT never
+
+-- Environments that exist after install.
+SELECT name, description FROM opsflags.environments ORDER BY name;
+
+-- Create a flag: it starts off in every environment.
+SELECT opsflags.create_flag('posts.ai_generation', 'AI post generation',
+                            'Generate post drafts with AI', 'boolean', NULL,
+                            ARRAY['posts', 'ai']) IS NOT NULL AS created;
+SELECT f.flag_key, c.environment, c.is_enabled, c.enabled_percentage, c.version
+FROM opsflags.feature_flags f JOIN opsflags.feature_flag_configs c ON c.flag_id = f.id
+ORDER BY c.environment;
+
+-- Off until toggled, in the session's environment (opsflags.environment).
+SHOW opsflags.environment;
+SELECT opsflags.feature_enabled('posts.ai_generation', 'u1', 'admin');
+SELECT opsflags.toggle_flag('posts.ai_generation', true);
+SELECT opsflags.feature_enabled('posts.ai_generation', 'u1', 'admin');
+
+-- Other environments are untouched.
+SET opsflags.environment = 'staging';
+SELECT opsflags.feature_enabled('posts.ai_generation', 'u1', 'admin');
+RESET opsflags.environment;
+
+-- Targeting and a percentage rollout, in one update.
+SELECT opsflags.update_feature_flag('posts.ai_generation',
+    '{"enabled_for_users": ["u1", "u2"], "enabled_for_roles": ["admin"], "enabled_percentage": 25}');
+SELECT u AS user_id, r AS user_role, opsflags.feature_enabled('posts.ai_generation', u, r)
+FROM (VALUES ('u1', NULL), ('u9', 'admin'), ('u9', 'member'), (NULL, 'member')) v(u, r);
+
+-- The document an admin reads back (volatile fields removed).
+SELECT jsonb_pretty(opsflags.get_feature_flag('posts.ai_generation')
+       #- '{id}' #- '{created_at}' #- '{updated_at}' #- '{config,updated_at}');
+
+-- Per-environment reads.
+SELECT opsflags.get_feature_flag('posts.ai_generation', 'staging') -> 'config' ->> 'is_enabled' AS staging_enabled;
+
+-- Flag-level fields.
+SELECT opsflags.update_feature_flag('posts.ai_generation',
+    '{"flag_name": "AI generation", "description": null, "tags": ["ai"], "rollout_group": "ai"}');
+SELECT flag_name, description, tags, rollout_group, version FROM opsflags.feature_flags;
+
+-- A listing of all flags.
+SELECT opsflags.create_flag('schedules.bulk_operations', 'Bulk schedule operations') IS NOT NULL AS created;
+SELECT f ->> 'key' AS key, f -> 'config' ->> 'is_enabled' AS enabled
+FROM jsonb_array_elements(opsflags.get_all_feature_flags()) f;
+
+-- Archived flags evaluate false and leave the listing (unless asked for).
+SELECT opsflags.archive_flag('schedules.bulk_operations');
+SELECT opsflags.feature_enabled('schedules.bulk_operations');
+SELECT jsonb_array_length(opsflags.get_all_feature_flags()) AS listed,
+       jsonb_array_length(opsflags.get_all_feature_flags(include_archived => true)) AS with_archived;
+
+-- Plain DML by an admin follows the same rules and bumps the version.
+UPDATE opsflags.feature_flag_configs SET enabled_percentage = 100
+WHERE flag_id = (SELECT id FROM opsflags.feature_flags WHERE flag_key = 'posts.ai_generation')
+  AND environment = 'production';
+SELECT opsflags.feature_enabled('posts.ai_generation', 'u9', 'member');
+SELECT c.version, c.updated_by FROM opsflags.feature_flag_configs c
+JOIN opsflags.feature_flags f ON f.id = c.flag_id
+WHERE f.flag_key = 'posts.ai_generation' AND c.environment = 'production';
+
+-- A new environment.
+INSERT INTO opsflags.environments (name, description) VALUES ('eu-west', 'EU region');
+SELECT opsflags.toggle_flag('posts.ai_generation', true, 'eu-west');
+SET opsflags.environment = 'eu-west';
+SELECT opsflags.feature_enabled('posts.ai_generation', 'u9');
+RESET opsflags.environment;
+
+-- Tables registered for pg_dump.
+SELECT c.relname, x.cond
+FROM pg_extension e, unnest(e.extconfig, e.extcondition) x(oid, cond)
+JOIN pg_class c ON c.oid = x.oid
+WHERE e.extname = 'opsflags' ORDER BY 1;
