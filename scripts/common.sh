@@ -57,7 +57,7 @@ build_install() {
         || die "build failed"
     log "installing $EXT_NAME"
     as_root make -C "$REPO" install PG_CONFIG="$PG_CONFIG_BIN" WERROR=1 \
-        || die "make install failed"
+        || die "make install failed (it needs root: run as root or as a user allowed to sudo)"
 }
 
 # ensure_server_user: when root, make sure the unprivileged server user exists.

@@ -28,6 +28,12 @@ if [[ ${OPSFLAGS_RESET:-} == 1 && -d $DATADIR ]]; then
     log "OPSFLAGS_RESET=1: removing $DATADIR"
     rm -rf -- "$DATADIR"
 fi
+if port_in_use "$PORT"; then
+    die "port $PORT on 127.0.0.1 is used by something else; pick another with OPSFLAGS_PORT=..."
+fi
+if port_in_use "$MC_PORT"; then
+    die "port $MC_PORT on 127.0.0.1 is used by something else; pick another with OPSFLAGS_MEMCACHED_PORT=..."
+fi
 
 start_memcached "$MC_PORT" "$MC_PIDFILE"
 start_cluster "$DATADIR" "$PORT" "$RUNDIR" "$LOGFILE" \
@@ -36,7 +42,8 @@ start_cluster "$DATADIR" "$PORT" "$RUNDIR" "$LOGFILE" \
 psql_db() { pg_psql "$RUNDIR" "$PORT" postgres "$@"; }
 
 log "CREATE EXTENSION IF NOT EXISTS $EXT_NAME (database postgres)"
-psql_db -q -c "CREATE EXTENSION IF NOT EXISTS $EXT_NAME"
+psql_db -q -c "SET client_min_messages = warning" \
+    -c "CREATE EXTENSION IF NOT EXISTS $EXT_NAME"
 
 if [[ -f $REPO/scripts/seed.sql ]]; then
     log "loading scripts/seed.sql"

@@ -7,4 +7,4 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 stop_cluster "$REPO/.pgdata"
 stop_memcached "$REPO/.run/memcached.pid"
-log "stopped (data kept in $REPO/.pgdata)"
+log "nothing of opsflags runs now (data kept in $REPO/.pgdata)"
