@@ -47,6 +47,7 @@ SELECT opsflags.update_feature_flag('err.flag', '{"enabled_for_users": "u1"}');
 SELECT opsflags.update_feature_flag('err.flag', '{"enabled_for_users": ["u1", 2]}');
 SELECT opsflags.update_feature_flag('err.flag', '{"enabled_for_roles": {"admin": true}}');
 SELECT opsflags.update_feature_flag('err.flag', '{"enabled_for_roles": [null]}');
+SELECT opsflags.update_feature_flag('err.flag', '{"enabled_for_users": [["nested"]]}');
 SELECT opsflags.update_feature_flag('err.flag', '{"rollout_group": ""}');
 INSERT INTO opsflags.feature_flags (flag_key, flag_name) VALUES ('white space', 'x');
 :last_state;

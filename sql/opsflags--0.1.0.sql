@@ -26,7 +26,7 @@ RETURNS boolean
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 AS $$
   SELECT pg_catalog.jsonb_typeof(value) OPERATOR(pg_catalog.=) 'array'
-     AND NOT pg_catalog.jsonb_path_exists(value, '$[*] ? (@.type() != "string")')
+     AND NOT pg_catalog.jsonb_path_exists(value, 'strict $[*] ? (@.type() != "string")', '{}', true)
 $$;
 COMMENT ON FUNCTION opsflags.is_string_array(jsonb) IS
   'true when the jsonb value is an array whose elements are all strings';

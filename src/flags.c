@@ -52,24 +52,25 @@ PG_FUNCTION_INFO_V1(opsflags_invalidate_flag_cache);
 
 /*
  * A set of strings: open addressing over a power-of-two table, so lookups
- * cost the same with 10 members as with 100,000.
+ * cost the same with 10 members as with 100,000.  Probes touch only the
+ * compact hash array (0 marks an empty slot); the strings are compared only
+ * when a hash matches.
  */
-typedef struct StrSetSlot
-{
-	uint32		hash;
-	uint32		len;
-	const char *str;			/* NULL: empty slot */
-} StrSetSlot;
+#define STRSET_SCAN_MAX 8		/* sets this small are scanned, not hashed */
 
 typedef struct StrSet
 {
+	uint32		count;
 	uint32		mask;
-	StrSetSlot	slots[FLEXIBLE_ARRAY_MEMBER];
+	uint32	   *hashes;
+	uint32	   *lens;
+	const char **strs;
 } StrSet;
 
 typedef struct FlagEntry
 {
 	char		key[OPSFLAGS_FLAG_KEY_MAXLEN + 1];	/* hash key */
+	int			keylen;
 	bool		evaluable;		/* false: unknown, archived or no config */
 	bool		is_enabled;
 	bool		has_enable_at;
@@ -79,13 +80,14 @@ typedef struct FlagEntry
 	int32		percentage;
 	StrSet	   *users;			/* NULL when empty */
 	StrSet	   *roles;
-	char	   *group;			/* rollout_group, else the key */
-	uint32		grouplen;
+	OpsMurmur3	bucket_prefix;	/* rollout hash of "group:", group being
+								 * rollout_group, else the key */
 } FlagEntry;
 
 static MemoryContext FlagCacheContext = NULL;
 static HTAB *FlagCache = NULL;
 static bool flag_cache_stale = true;
+static FlagEntry *last_entry = NULL;	/* most recent lookup: per-row calls repeat it */
 static TimestampTz last_statement_start = 0;
 
 /* OIDs of the tables whose invalidation empties the cache. */
@@ -111,7 +113,9 @@ static OpsQuery load_query = {
 static inline uint32
 strset_hash(const char *s, uint32 len)
 {
-	return hash_bytes((const unsigned char *) s, (int) len);
+	uint32		h = hash_bytes((const unsigned char *) s, (int) len);
+
+	return h == 0 ? 1 : h;
 }
 
 static bool
@@ -122,16 +126,24 @@ strset_contains(const StrSet *set, const char *s, uint32 len)
 
 	if (set == NULL)
 		return false;
-	h = strset_hash(s, len);
-	for (i = h & set->mask;; i = (i + 1) & set->mask)
+	if (set->count <= STRSET_SCAN_MAX)
 	{
-		const StrSetSlot *slot = &set->slots[i];
-
-		if (slot->str == NULL)
-			return false;
-		if (slot->hash == h && slot->len == len && memcmp(slot->str, s, len) == 0)
+		for (i = 0; i <= set->mask; i++)
+		{
+			if (set->hashes[i] != 0 && set->lens[i] == len &&
+				memcmp(set->strs[i], s, len) == 0)
+				return true;
+		}
+		return false;
+	}
+	h = strset_hash(s, len);
+	for (i = h & set->mask; set->hashes[i] != 0; i = (i + 1) & set->mask)
+	{
+		if (set->hashes[i] == h && set->lens[i] == len &&
+			memcmp(set->strs[i], s, len) == 0)
 			return true;
 	}
+	return false;
 }
 
 /*
@@ -142,7 +154,7 @@ static StrSet *
 strset_from_jsonb(Jsonb *jb)
 {
 	int			n = JB_ROOT_COUNT(jb);
-	uint32		size = 4;
+	uint32		size = 8;
 	StrSet	   *set;
 	JsonbIterator *it;
 	JsonbValue	v;
@@ -152,30 +164,34 @@ strset_from_jsonb(Jsonb *jb)
 		return NULL;
 	while (size < (uint32) n * 2)
 		size <<= 1;
-	set = MemoryContextAllocZero(FlagCacheContext,
-								 offsetof(StrSet, slots) + size * sizeof(StrSetSlot));
+	set = MemoryContextAlloc(FlagCacheContext, sizeof(StrSet));
+	set->count = 0;
 	set->mask = size - 1;
+	set->hashes = MemoryContextAllocZero(FlagCacheContext, size * sizeof(uint32));
+	set->lens = MemoryContextAlloc(FlagCacheContext, size * sizeof(uint32));
+	set->strs = MemoryContextAlloc(FlagCacheContext, size * sizeof(char *));
 
 	it = JsonbIteratorInit(&jb->root);
 	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
 	{
 		uint32		len;
-		uint32		h;
 		uint32		i;
+		char	   *copy;
 
 		if (tok != WJB_ELEM || v.type != jbvString)
 			continue;
 		len = (uint32) v.val.string.len;
 		if (strset_contains(set, v.val.string.val, len))
 			continue;
-		h = strset_hash(v.val.string.val, len);
-		for (i = h & set->mask; set->slots[i].str != NULL; i = (i + 1) & set->mask)
+		set->count++;
+		copy = MemoryContextAlloc(FlagCacheContext, len + 1);
+		memcpy(copy, v.val.string.val, len);
+		copy[len] = '\0';
+		for (i = strset_hash(copy, len) & set->mask; set->hashes[i] != 0; i = (i + 1) & set->mask)
 			;
-		set->slots[i].hash = h;
-		set->slots[i].len = len;
-		set->slots[i].str = MemoryContextAlloc(FlagCacheContext, len + 1);
-		memcpy((char *) set->slots[i].str, v.val.string.val, len);
-		((char *) set->slots[i].str)[len] = '\0';
+		set->hashes[i] = strset_hash(copy, len);
+		set->lens[i] = len;
+		set->strs[i] = copy;
 	}
 	return set;
 }
@@ -213,6 +229,7 @@ flag_cache_reset(void)
 												 "opsflags flag cache",
 												 ALLOCSET_DEFAULT_SIZES);
 	MemoryContextReset(FlagCacheContext);
+	last_entry = NULL;
 
 	ctl.keysize = OPSFLAGS_FLAG_KEY_MAXLEN + 1;
 	ctl.entrysize = sizeof(FlagEntry);
@@ -270,6 +287,7 @@ flag_load(FlagEntry *entry, const char *key)
 
 	memset(entry, 0, sizeof(FlagEntry));
 	strlcpy(entry->key, key, sizeof(entry->key));
+	entry->keylen = strlen(entry->key);
 
 	if (!OidIsValid(flag_tables_owner))
 		ereport(ERROR,
@@ -309,10 +327,8 @@ flag_load(FlagEntry *entry, const char *key)
 			d = SPI_getbinval(tup, desc, 8, &isnull);
 			entry->has_disable_at = !isnull;
 			entry->disable_at = isnull ? 0 : DatumGetTimestampTz(d);
-			entry->grouplen = VARSIZE_ANY_EXHDR(group);
-			entry->group = MemoryContextAlloc(FlagCacheContext, entry->grouplen + 1);
-			memcpy(entry->group, VARDATA_ANY(group), entry->grouplen);
-			entry->group[entry->grouplen] = '\0';
+			opsflags_bucket_prefix(&entry->bucket_prefix, VARDATA_ANY(group),
+								   VARSIZE_ANY_EXHDR(group), 0);
 		}
 	}
 	opsflags_spi_end();
@@ -394,17 +410,23 @@ flag_lookup(const char *keydata, int keylen)
 		last_statement_start = stmt_start;
 		AcceptInvalidationMessages();
 	}
-	if (flag_cache_stale || FlagCache == NULL ||
-		hash_get_num_entries(FlagCache) >= FLAG_CACHE_MAX_ENTRIES)
+	if (flag_cache_stale || FlagCache == NULL)
 		flag_cache_reset();
+
+	if (last_entry != NULL && last_entry->keylen == keylen &&
+		memcmp(last_entry->key, keydata, keylen) == 0)
+		return last_entry;
 
 	memcpy(key, keydata, keylen);
 	key[keylen] = '\0';
 
 	entry = hash_search(FlagCache, key, HASH_FIND, NULL);
 	if (entry != NULL)
-		return entry;
+		return last_entry = entry;
 
+	/* A miss: make room, then load (before, so no invalidation is lost). */
+	if (hash_get_num_entries(FlagCache) >= FLAG_CACHE_MAX_ENTRIES)
+		flag_cache_reset();
 	if (!flag_load_fail_closed(&loaded, key))
 		return NULL;
 
@@ -415,7 +437,7 @@ flag_lookup(const char *keydata, int keylen)
 	 */
 	entry = hash_search(FlagCache, key, HASH_ENTER, &found);
 	memcpy(entry, &loaded, sizeof(FlagEntry));
-	return entry;
+	return last_entry = entry;
 }
 
 /* ---------- evaluation ---------- */
@@ -450,7 +472,7 @@ flag_evaluate(const FlagEntry *e, const char *user, uint32 userlen,
 			return true;
 		if (user == NULL)
 			return false;
-		return opsflags_bucket(e->group, e->grouplen, user, userlen, 0, 100) <= e->percentage;
+		return opsflags_bucket_finish(&e->bucket_prefix, user, userlen, 100) <= e->percentage;
 	}
 	return true;
 }

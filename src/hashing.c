@@ -21,52 +21,79 @@ rotl32(uint32 x, int r)
 }
 
 /*
- * MurmurHash3_x86_32.  Blocks are read as little-endian 32-bit words
- * whatever the host's byte order, so the result is the same everywhere.
+ * MurmurHash3_x86_32, computed incrementally so that the constant prefix of
+ * a bucket's input ("group:") is hashed once per flag, not once per call.
+ * Blocks are read as little-endian 32-bit words whatever the host's byte
+ * order, so the result is the same everywhere.
  */
-uint32
-opsflags_murmur3_32(const unsigned char *data, size_t len, uint32 seed)
+#define MURMUR_C1 0xcc9e2d51
+#define MURMUR_C2 0x1b873593
+
+static inline uint32
+murmur3_mix_block(uint32 h, uint32 k)
 {
-	const uint32 c1 = 0xcc9e2d51;
-	const uint32 c2 = 0x1b873593;
-	size_t		nblocks = len / 4;
-	const unsigned char *tail = data + nblocks * 4;
-	uint32		h = seed;
-	uint32		k;
-	size_t		i;
+	k *= MURMUR_C1;
+	k = rotl32(k, 15);
+	k *= MURMUR_C2;
+	h ^= k;
+	h = rotl32(h, 13);
+	return h * 5 + 0xe6546b64;
+}
 
-	for (i = 0; i < nblocks; i++)
+void
+opsflags_murmur3_init(OpsMurmur3 *state, uint32 seed)
+{
+	state->h = seed;
+	state->tail = 0;
+	state->ntail = 0;
+	state->len = 0;
+}
+
+void
+opsflags_murmur3_update(OpsMurmur3 *state, const unsigned char *data, size_t len)
+{
+	uint32		h = state->h;
+
+	state->len += (uint32) len;
+
+	/* Complete a block begun by an earlier update. */
+	while (state->ntail > 0 && state->ntail < 4 && len > 0)
 	{
-		const unsigned char *b = data + i * 4;
+		state->tail |= (uint32) *data++ << (8 * state->ntail++);
+		len--;
+	}
+	if (state->ntail == 4)
+	{
+		h = murmur3_mix_block(h, state->tail);
+		state->tail = 0;
+		state->ntail = 0;
+	}
 
-		k = (uint32) b[0] | ((uint32) b[1] << 8) |
-			((uint32) b[2] << 16) | ((uint32) b[3] << 24);
-		k *= c1;
+	for (; len >= 4; data += 4, len -= 4)
+		h = murmur3_mix_block(h, (uint32) data[0] | ((uint32) data[1] << 8) |
+							  ((uint32) data[2] << 16) | ((uint32) data[3] << 24));
+
+	while (len-- > 0)
+		state->tail |= (uint32) *data++ << (8 * state->ntail++);
+
+	state->h = h;
+}
+
+uint32
+opsflags_murmur3_final(const OpsMurmur3 *state)
+{
+	uint32		h = state->h;
+
+	if (state->ntail > 0)
+	{
+		uint32		k = state->tail;
+
+		k *= MURMUR_C1;
 		k = rotl32(k, 15);
-		k *= c2;
+		k *= MURMUR_C2;
 		h ^= k;
-		h = rotl32(h, 13);
-		h = h * 5 + 0xe6546b64;
 	}
-
-	k = 0;
-	switch (len & 3)
-	{
-		case 3:
-			k ^= (uint32) tail[2] << 16;
-			/* FALLTHROUGH */
-		case 2:
-			k ^= (uint32) tail[1] << 8;
-			/* FALLTHROUGH */
-		case 1:
-			k ^= (uint32) tail[0];
-			k *= c1;
-			k = rotl32(k, 15);
-			k *= c2;
-			h ^= k;
-	}
-
-	h ^= (uint32) len;
+	h ^= state->len;
 	h ^= h >> 16;
 	h *= 0x85ebca6b;
 	h ^= h >> 13;
@@ -76,31 +103,26 @@ opsflags_murmur3_32(const unsigned char *data, size_t len, uint32 seed)
 }
 
 /*
- * Unleash's normalizedValue: murmur3(group || ':' || stickiness, seed)
- * % modulus + 1, i.e. 1..modulus.  Short inputs are hashed from a stack
- * buffer; only very long ones allocate.
+ * The state after hashing the bucket prefix "group:" with a seed; finish it
+ * with opsflags_bucket_finish() for each stickiness value.
  */
-int
-opsflags_bucket(const char *group, size_t grouplen,
-				const char *stickiness, size_t stickinesslen,
-				uint32 seed, uint32 modulus)
+void
+opsflags_bucket_prefix(OpsMurmur3 *state, const char *group, size_t grouplen, uint32 seed)
 {
-	char		stackbuf[256];
-	char	   *buf = stackbuf;
-	size_t		len = grouplen + 1 + stickinesslen;
-	uint32		h;
+	opsflags_murmur3_init(state, seed);
+	opsflags_murmur3_update(state, (const unsigned char *) group, grouplen);
+	opsflags_murmur3_update(state, (const unsigned char *) ":", 1);
+}
 
-	if (len > sizeof(stackbuf))
-		buf = palloc(len);
-	memcpy(buf, group, grouplen);
-	buf[grouplen] = ':';
-	memcpy(buf + grouplen + 1, stickiness, stickinesslen);
+/* Unleash's normalizedValue: hash % modulus + 1, i.e. 1..modulus. */
+int
+opsflags_bucket_finish(const OpsMurmur3 *prefix, const char *stickiness,
+					   size_t stickinesslen, uint32 modulus)
+{
+	OpsMurmur3	state = *prefix;
 
-	h = opsflags_murmur3_32((const unsigned char *) buf, len, seed);
-
-	if (buf != stackbuf)
-		pfree(buf);
-	return (int) (h % modulus) + 1;
+	opsflags_murmur3_update(&state, (const unsigned char *) stickiness, stickinesslen);
+	return (int) (opsflags_murmur3_final(&state) % modulus) + 1;
 }
 
 /*
@@ -112,7 +134,9 @@ opsflags_rollout_bucket(PG_FUNCTION_ARGS)
 	text	   *group = PG_GETARG_TEXT_PP(0);
 	text	   *stickiness = PG_GETARG_TEXT_PP(1);
 
-	PG_RETURN_INT32(opsflags_bucket(VARDATA_ANY(group), VARSIZE_ANY_EXHDR(group),
-									VARDATA_ANY(stickiness), VARSIZE_ANY_EXHDR(stickiness),
-									0, 100));
+	OpsMurmur3	prefix;
+
+	opsflags_bucket_prefix(&prefix, VARDATA_ANY(group), VARSIZE_ANY_EXHDR(group), 0);
+	PG_RETURN_INT32(opsflags_bucket_finish(&prefix, VARDATA_ANY(stickiness),
+										   VARSIZE_ANY_EXHDR(stickiness), 100));
 }

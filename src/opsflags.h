@@ -16,11 +16,22 @@
 /* opsflags.c: settings */
 extern char *opsflags_environment;
 
-/* hashing.c */
-extern uint32 opsflags_murmur3_32(const unsigned char *data, size_t len, uint32 seed);
-extern int	opsflags_bucket(const char *group, size_t grouplen,
-							const char *stickiness, size_t stickinesslen,
-							uint32 seed, uint32 modulus);
+/* hashing.c: MurmurHash3 x86_32, incremental, and Unleash buckets */
+typedef struct OpsMurmur3
+{
+	uint32		h;
+	uint32		tail;			/* bytes of an unfinished block */
+	uint32		ntail;
+	uint32		len;
+} OpsMurmur3;
+
+extern void opsflags_murmur3_init(OpsMurmur3 *state, uint32 seed);
+extern void opsflags_murmur3_update(OpsMurmur3 *state, const unsigned char *data, size_t len);
+extern uint32 opsflags_murmur3_final(const OpsMurmur3 *state);
+extern void opsflags_bucket_prefix(OpsMurmur3 *state, const char *group, size_t grouplen,
+								   uint32 seed);
+extern int	opsflags_bucket_finish(const OpsMurmur3 *prefix, const char *stickiness,
+								   size_t stickinesslen, uint32 modulus);
 
 /* spi.c: the one place that runs SQL from C */
 typedef struct OpsQuery
