@@ -32,4 +32,4 @@ stop:
 test:
 	@scripts/test.sh
 bench:
-	@scripts/bench.sh
+	@bench/run.sh

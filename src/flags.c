@@ -56,7 +56,7 @@ PG_FUNCTION_INFO_V1(opsflags_invalidate_flag_cache);
  * compact hash array (0 marks an empty slot); the strings are compared only
  * when a hash matches.
  */
-#define STRSET_SCAN_MAX 8		/* sets this small are scanned, not hashed */
+#define STRSET_SCAN_MAX 4		/* sets this small are scanned, not hashed */
 
 typedef struct StrSet
 {

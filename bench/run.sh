@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# bench/run.sh (`make bench`): flag evaluation benchmark on a throwaway
+# cluster.  Prints ratios against baselines measured in the same run:
+#   1. bench/flags.sql: feature_enabled vs a PL/pgSQL equivalent vs hashtext()
+#      over 1,000,000 rows; 10 vs 10,000 flags; 10 vs 100,000 targeted users.
+#   2. pgbench: TPS of SELECT opsflags.feature_enabled(...) vs SELECT 1,
+#      interleaved rounds, median of each.
+#   BENCH_SECONDS  length of one pgbench run (default 8)
+#   BENCH_ROUNDS   pgbench rounds per variant (default 3)
+set -euo pipefail
+# shellcheck source=scripts/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/common.sh"
+
+SECONDS_PER_RUN=${BENCH_SECONDS:-8}
+ROUNDS=${BENCH_ROUNDS:-3}
+TMP=''
+DATADIR=''
+
+cleanup() {
+    set +e
+    [[ -n $DATADIR ]] && stop_cluster "$DATADIR"
+    [[ -n $TMP ]] && rm -rf -- "$TMP"
+}
+trap cleanup EXIT INT TERM
+
+ensure_packages
+build_install
+
+TMP=$(mktemp -d /tmp/opsflags-bench.XXXXXX)
+DATADIR=$TMP/data
+PORT=$(free_port 55000)
+start_cluster "$DATADIR" "$PORT" "$TMP" "$TMP/postgres.log" "fsync = off"
+pg_psql "$TMP" "$PORT" postgres -q -c "CREATE EXTENSION opsflags"
+
+echo
+echo "== machine: $(nproc) cores, $(uname -r), PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}')"
+pg_psql "$TMP" "$PORT" postgres -q -f "$REPO/bench/flags.sql" 2>&1 \
+    | grep -vE '^ *$|^ (created|measure|update_feature_flag) *$|^-+$|^ t *$|^ *$'
+
+echo
+echo "== 4. pgbench, 2 clients, -M prepared, ${SECONDS_PER_RUN}s runs, median of $ROUNDS interleaved rounds"
+pg_psql "$TMP" "$PORT" postgres -q -c "DELETE FROM opsflags.feature_flags WHERE flag_key = 'bench.flag'" \
+    -c "SELECT opsflags.create_flag('bench.flag', 'Benchmark flag') IS NOT NULL" \
+    -c "SELECT opsflags.update_feature_flag('bench.flag', '{\"is_enabled\": true, \"enabled_percentage\": 50, \"enabled_for_roles\": [\"admin\"]}')" >/dev/null
+printf '%s\n' '\set uid random(1, 1000000)' \
+    "SELECT opsflags.feature_enabled('bench.flag', 'user-' || :uid, 'member');" >"$TMP/flag.sql"
+printf '%s\n' '\set uid random(1, 1000000)' "SELECT 1, 'user-' || :uid;" >"$TMP/select1.sql"
+chmod a+r "$TMP"/*.sql
+
+tps() {
+    "$PG_BIN/pgbench" -n -h "$TMP" -p "$PORT" -U postgres -c 2 -j 2 -M prepared \
+        -T "$SECONDS_PER_RUN" -f "$1" postgres 2>/dev/null \
+        | awk '/^tps = / {print $3}'
+}
+median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
+
+: >"$TMP/tps_select1"
+: >"$TMP/tps_flag"
+for ((r = 1; r <= ROUNDS; r++)); do
+    tps "$TMP/select1.sql" >>"$TMP/tps_select1"
+    tps "$TMP/flag.sql" >>"$TMP/tps_flag"
+done
+s1=$(median <"$TMP/tps_select1")
+fl=$(median <"$TMP/tps_flag")
+printf ' SELECT 1 (same parameter):   %10.0f tps  (runs: %s)\n' "$s1" "$(tr '\n' ' ' <"$TMP/tps_select1")"
+printf ' SELECT feature_enabled(...): %10.0f tps  (runs: %s)\n' "$fl" "$(tr '\n' ' ' <"$TMP/tps_flag")"
+awk -v a="$fl" -v b="$s1" 'BEGIN {printf " feature_enabled / SELECT 1: %.1f%% (target >= 95%%)\n", 100 * a / b}'
