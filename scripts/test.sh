@@ -73,7 +73,7 @@ MC_PORT=$(free_port $((PORT + 1)))
 
 start_memcached "$MC_PORT" "$MC_PIDFILE"
 start_cluster "$DATADIR" "$PORT" "$SOCKDIR" "$LOGFILE" \
-    "fsync = off" \
+    "fsync = off" "wal_level = logical" \
     "opsflags.memcached_servers = '127.0.0.1:$MC_PORT'"
 
 export OPSFLAGS_TEST_MEMCACHED=127.0.0.1:$MC_PORT

@@ -134,22 +134,33 @@ CREATE TRIGGER touch_row BEFORE UPDATE ON opsflags.feature_flags
 CREATE TRIGGER touch_row BEFORE UPDATE ON opsflags.feature_flag_configs
     FOR EACH ROW EXECUTE FUNCTION opsflags.touch_row();
 
--- Statement-level, in C: queue a relcache invalidation of the table, which
--- every backend's flag cache listens for.  Sent at commit, applied locally at
--- the end of the statement, undone on rollback.
+-- In C: queue a relcache invalidation of the table, which every backend's
+-- flag cache listens for.  Sent at commit, applied locally at the end of the
+-- statement, undone on rollback.  Row-level, because logical replication
+-- apply fires only row triggers (repeats within a command are merged);
+-- TRUNCATE has statement triggers only.
 CREATE FUNCTION opsflags.invalidate_flag_cache()
 RETURNS trigger
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'opsflags_invalidate_flag_cache';
 
 CREATE TRIGGER invalidate_flag_cache
-    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON opsflags.environments
-    FOR EACH STATEMENT EXECUTE FUNCTION opsflags.invalidate_flag_cache();
+    AFTER INSERT OR UPDATE OR DELETE ON opsflags.environments
+    FOR EACH ROW EXECUTE FUNCTION opsflags.invalidate_flag_cache();
 CREATE TRIGGER invalidate_flag_cache
-    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON opsflags.feature_flags
-    FOR EACH STATEMENT EXECUTE FUNCTION opsflags.invalidate_flag_cache();
+    AFTER INSERT OR UPDATE OR DELETE ON opsflags.feature_flags
+    FOR EACH ROW EXECUTE FUNCTION opsflags.invalidate_flag_cache();
 CREATE TRIGGER invalidate_flag_cache
-    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON opsflags.feature_flag_configs
+    AFTER INSERT OR UPDATE OR DELETE ON opsflags.feature_flag_configs
+    FOR EACH ROW EXECUTE FUNCTION opsflags.invalidate_flag_cache();
+CREATE TRIGGER invalidate_flag_cache_truncate
+    AFTER TRUNCATE ON opsflags.environments
+    FOR EACH STATEMENT EXECUTE FUNCTION opsflags.invalidate_flag_cache();
+CREATE TRIGGER invalidate_flag_cache_truncate
+    AFTER TRUNCATE ON opsflags.feature_flags
+    FOR EACH STATEMENT EXECUTE FUNCTION opsflags.invalidate_flag_cache();
+CREATE TRIGGER invalidate_flag_cache_truncate
+    AFTER TRUNCATE ON opsflags.feature_flag_configs
     FOR EACH STATEMENT EXECUTE FUNCTION opsflags.invalidate_flag_cache();
 
 -- NOTIFY opsflags with one JSON event per changed row; delivered on commit only.
@@ -211,6 +222,9 @@ CREATE TRIGGER notify_flag_change
 ALTER TABLE opsflags.environments ENABLE ALWAYS TRIGGER invalidate_flag_cache;
 ALTER TABLE opsflags.feature_flags ENABLE ALWAYS TRIGGER invalidate_flag_cache;
 ALTER TABLE opsflags.feature_flag_configs ENABLE ALWAYS TRIGGER invalidate_flag_cache;
+ALTER TABLE opsflags.environments ENABLE ALWAYS TRIGGER invalidate_flag_cache_truncate;
+ALTER TABLE opsflags.feature_flags ENABLE ALWAYS TRIGGER invalidate_flag_cache_truncate;
+ALTER TABLE opsflags.feature_flag_configs ENABLE ALWAYS TRIGGER invalidate_flag_cache_truncate;
 ALTER TABLE opsflags.feature_flags ENABLE ALWAYS TRIGGER notify_flag_change;
 ALTER TABLE opsflags.feature_flag_configs ENABLE ALWAYS TRIGGER notify_flag_change;
 

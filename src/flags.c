@@ -10,8 +10,8 @@
  * loaded with one query the first time a key is evaluated and then serves
  * every later call without a query.
  *
- * Invalidation: a statement-level trigger on the flag tables queues a
- * relcache invalidation of the table.  PostgreSQL applies it in this backend
+ * Invalidation: a trigger on the flag tables (ENABLE ALWAYS, so that logical
+ * replication apply fires it too) queues a relcache invalidation of the table.  PostgreSQL applies it in this backend
  * at the end of the statement (and again, to undo, on rollback) and sends it
  * to every other backend at commit; our relcache callback then marks the
  * cache stale.  Other backends' messages are accepted at the start of each
@@ -257,7 +257,11 @@ flag_cache_reset(void)
 	flag_cache_stale = false;
 }
 
-/* Statement-level trigger on the flag tables: see the file header. */
+/*
+ * Trigger on the flag tables (row-level, and statement-level for TRUNCATE):
+ * see the file header.  The invalidation machinery merges repeats within a
+ * command, so a row trigger costs little more than a statement trigger.
+ */
 Datum
 opsflags_invalidate_flag_cache(PG_FUNCTION_ARGS)
 {

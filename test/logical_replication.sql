@@ -1,0 +1,145 @@
+-- test/logical_replication.sql: changes applied by a logical replication
+-- subscription invalidate the subscriber's flag cache (DESIGN.md section 2,
+-- "Consistency").
+--
+-- Within this one cluster (wal_level = logical, set by scripts/test.sh): a
+-- publisher database and a subscriber database, both with opsflags, the flag
+-- tables published and subscribed.  Session "cached" on the subscriber
+-- evaluates the flag (filling its cache); a change is committed on the
+-- publisher; once the replicated row is visible on the subscriber (polled
+-- through a second session, "plain", that reads the table), the cached session
+-- must answer with the new state on its next statement.
+\set ON_ERROR_STOP 1
+\set QUIET 1
+\pset format unaligned
+\pset tuples_only true
+\pset pager off
+SET client_min_messages = warning;
+
+SELECT plan(8);
+
+-- Connection string to a database of this cluster.
+CREATE FUNCTION pg_temp.conn(db text) RETURNS text LANGUAGE sql AS $$
+  SELECT format('host=%s port=%s dbname=%s user=%s',
+                split_part(current_setting('unix_socket_directories'), ',', 1),
+                current_setting('port'), db, current_user)
+$$;
+
+-- Fresh databases (leftovers of an interrupted run are dropped first).
+SELECT dblink_connect('admin', pg_temp.conn('postgres')) \gset
+SELECT dblink_exec('admin', 'DROP DATABASE IF EXISTS opsflags_lr_sub WITH (FORCE)') \gset
+SELECT count(*) FROM dblink('admin', $$SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
+                                      WHERE slot_name = 'opsflags_lr'$$) AS t(x text) \gset
+SELECT dblink_exec('admin', 'DROP DATABASE IF EXISTS opsflags_lr_pub WITH (FORCE)') \gset
+SELECT dblink_exec('admin', 'CREATE DATABASE opsflags_lr_pub') \gset
+SELECT dblink_exec('admin', 'CREATE DATABASE opsflags_lr_sub') \gset
+
+SELECT dblink_connect('pub', pg_temp.conn('opsflags_lr_pub')) \gset
+SELECT dblink_connect('plain', pg_temp.conn('opsflags_lr_sub')) \gset
+SELECT dblink_exec('pub', 'CREATE EXTENSION opsflags') \gset
+SELECT dblink_exec('plain', 'CREATE EXTENSION opsflags') \gset
+SELECT dblink_exec('pub', 'CREATE PUBLICATION opsflags_pub FOR TABLE opsflags.environments, '
+                          'opsflags.feature_flags, opsflags.feature_flag_configs') \gset
+-- Same cluster: the slot must exist before CREATE SUBSCRIPTION (which would
+-- otherwise wait for itself).  Both sides start from the same install, so no
+-- initial copy.
+SELECT count(*) FROM dblink('pub', $$SELECT pg_create_logical_replication_slot('opsflags_lr', 'pgoutput')$$)
+    AS t(x text) \gset
+SELECT dblink_exec('plain', format('CREATE SUBSCRIPTION opsflags_sub CONNECTION %L PUBLICATION opsflags_pub '
+                                   'WITH (create_slot = false, slot_name = opsflags_lr, copy_data = false)',
+                                   pg_temp.conn('opsflags_lr_pub'))) \gset
+
+SELECT dblink_connect('cached', pg_temp.conn('opsflags_lr_sub')) \gset
+
+-- Evaluate in the cached session (one statement there per call).
+CREATE FUNCTION pg_temp.cached_enabled(flag_key text, user_id text DEFAULT NULL) RETURNS boolean
+LANGUAGE sql AS $$
+  SELECT v FROM dblink('cached', format('SELECT opsflags.feature_enabled(%L, %L)', flag_key, user_id))
+      AS t(v boolean)
+$$;
+
+-- Wait (bounded, 60 s) until the subscriber's tables show a state: polls a
+-- query in the plain session, which reads the table and has no cache.
+CREATE FUNCTION pg_temp.wait_for_subscriber(query text) RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+    deadline timestamptz := clock_timestamp() + interval '60 seconds';
+    ok boolean;
+BEGIN
+    LOOP
+        SELECT v INTO ok FROM dblink('plain', query) AS t(v boolean);
+        IF ok THEN RETURN true; END IF;
+        IF clock_timestamp() > deadline THEN RETURN false; END IF;
+        PERFORM pg_sleep(0.02);
+    END LOOP;
+END $$;
+
+-- Run an expression for its effect in the publisher (committed at once).
+CREATE FUNCTION pg_temp.pub(expr text) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM dblink_exec('pub', 'DO $do$BEGIN PERFORM ' || expr || '; END$do$');
+END $$;
+
+-- 1. The flag does not exist yet: the cached session caches that.
+SELECT is(pg_temp.cached_enabled('lr.flag', 'u1'), false, 'subscriber: unknown flag is off');
+
+-- 2. Created and switched on at the publisher.
+SELECT pg_temp.pub($$opsflags.create_flag('lr.flag', 'Replicated')$$) \gset
+SELECT pg_temp.pub($$opsflags.toggle_flag('lr.flag', true)$$) \gset
+SELECT ok(pg_temp.wait_for_subscriber($$SELECT EXISTS (SELECT 1 FROM opsflags.feature_flag_configs c
+    JOIN opsflags.feature_flags f ON f.id = c.flag_id
+    WHERE f.flag_key = 'lr.flag' AND c.environment = 'production' AND c.is_enabled)$$),
+    'the toggle is replicated');
+SELECT is(pg_temp.cached_enabled('lr.flag', 'u1'), true,
+          'subscriber: the cached session sees the replicated toggle on its next statement');
+
+-- 3. Targeting changed at the publisher.
+SELECT pg_temp.pub($$opsflags.update_feature_flag('lr.flag', '{"enabled_for_users": ["u1"], "enabled_percentage": 1}')$$) \gset
+SELECT ok(pg_temp.wait_for_subscriber($$SELECT EXISTS (SELECT 1 FROM opsflags.feature_flag_configs c
+    JOIN opsflags.feature_flags f ON f.id = c.flag_id
+    WHERE f.flag_key = 'lr.flag' AND c.environment = 'production' AND c.enabled_percentage = 1)$$),
+    'the targeting change is replicated');
+SELECT is(pg_temp.cached_enabled('lr.flag', 'u1') AND NOT pg_temp.cached_enabled('lr.flag', 'nobody-in-bucket-1'),
+          true, 'subscriber: targeted user on, others off, per the replicated config');
+
+-- 4. Switched off at the publisher.
+SELECT pg_temp.pub($$opsflags.toggle_flag('lr.flag', false)$$) \gset
+SELECT ok(pg_temp.wait_for_subscriber($$SELECT EXISTS (SELECT 1 FROM opsflags.feature_flag_configs c
+    JOIN opsflags.feature_flags f ON f.id = c.flag_id
+    WHERE f.flag_key = 'lr.flag' AND c.environment = 'production' AND NOT c.is_enabled)$$),
+    'the switch-off is replicated');
+SELECT is(pg_temp.cached_enabled('lr.flag', 'u1'), false,
+          'subscriber: the cached session sees the replicated switch-off on its next statement');
+
+-- The replicated rows keep the publisher's version (the subscriber's own
+-- version trigger does not fire for applied changes).
+SELECT is((SELECT v FROM dblink('plain', $$SELECT c.version FROM opsflags.feature_flag_configs c
+            JOIN opsflags.feature_flags f ON f.id = c.flag_id
+            WHERE f.flag_key = 'lr.flag' AND c.environment = 'production'$$) AS t(v int)),
+          (SELECT v FROM dblink('pub', $$SELECT c.version FROM opsflags.feature_flag_configs c
+            JOIN opsflags.feature_flags f ON f.id = c.flag_id
+            WHERE f.flag_key = 'lr.flag' AND c.environment = 'production'$$) AS t(v int)),
+          'subscriber rows carry the publisher''s versions');
+
+SELECT * FROM finish();
+
+-- Tear down: detach the subscription from its slot, then drop everything.
+SELECT dblink_disconnect('cached') \gset
+SELECT dblink_exec('plain', 'ALTER SUBSCRIPTION opsflags_sub DISABLE') \gset
+SELECT dblink_exec('plain', 'ALTER SUBSCRIPTION opsflags_sub SET (slot_name = NONE)') \gset
+SELECT dblink_exec('plain', 'DROP SUBSCRIPTION opsflags_sub') \gset
+SELECT dblink_disconnect('plain') \gset
+SELECT dblink_disconnect('pub') \gset
+SELECT dblink_exec('admin', 'DROP DATABASE opsflags_lr_sub WITH (FORCE)') \gset
+-- The walsender may still hold the slot for a moment: wait until it is free.
+DO $$
+DECLARE deadline timestamptz := clock_timestamp() + interval '30 seconds';
+BEGIN
+    WHILE EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = 'opsflags_lr' AND active)
+          AND clock_timestamp() < deadline LOOP
+        PERFORM pg_sleep(0.02);
+    END LOOP;
+END $$;
+SELECT count(*) FROM dblink('admin', $$SELECT pg_drop_replication_slot('opsflags_lr')$$) AS t(x text) \gset
+SELECT dblink_exec('admin', 'DROP DATABASE opsflags_lr_pub WITH (FORCE)') \gset
+SELECT dblink_disconnect('admin') \gset
