@@ -56,7 +56,7 @@ INSERT INTO opsflags.environments (name) VALUES ('all');
 \set VERBOSITY default
 
 -- Nothing of the above was written.
-SELECT flag_key, version FROM opsflags.feature_flags ORDER BY flag_key;
+SELECT flag_key, version FROM opsflags.feature_flags WHERE flag_key LIKE 'err.%' OR flag_key LIKE '%space%' ORDER BY flag_key;
 SELECT environment, is_enabled, enabled_for_users, enabled_for_roles, enabled_percentage,
        enable_at, disable_at, version
 FROM opsflags.feature_flag_configs WHERE flag_id = opsflags.flag_id('err.flag') ORDER BY environment;
