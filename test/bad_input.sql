@@ -4,12 +4,7 @@
 -- After each group of refused calls the whole state of the flag tables
 -- (every row of environments, feature_flags and feature_flag_configs) must be
 -- what it was before.  Runs in one transaction, rolled back at the end.
-\set ON_ERROR_STOP 1
-\set QUIET 1
-\pset format unaligned
-\pset tuples_only true
-\pset pager off
-SET client_min_messages = warning;
+\ir setup.inc
 
 BEGIN;
 SELECT plan(115);

@@ -10,12 +10,7 @@
 -- pgTAP keeps its bookkeeping in temporary tables, which a ROLLBACK would
 -- undo, so inside a transaction that A rolls back the observations go into
 -- psql variables (\gset) and are asserted after the ROLLBACK.
-\set ON_ERROR_STOP 1
-\set QUIET 1
-\pset format unaligned
-\pset tuples_only true
-\pset pager off
-SET client_min_messages = warning;
+\ir setup.inc
 SET opsflags.environment = 'production';
 
 DELETE FROM opsflags.feature_flags WHERE flag_key LIKE 'tap.coh.%';

@@ -9,12 +9,7 @@
 -- publisher; once the replicated row is visible on the subscriber (polled
 -- through a second session, "plain", that reads the table), the cached session
 -- must answer with the new state on its next statement.
-\set ON_ERROR_STOP 1
-\set QUIET 1
-\pset format unaligned
-\pset tuples_only true
-\pset pager off
-SET client_min_messages = warning;
+\ir setup.inc
 
 SELECT plan(8);
 

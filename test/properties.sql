@@ -6,12 +6,7 @@
 -- property is checked on at least 100 cases against an independent plain-SQL
 -- reference or fixed values.  Everything runs in one transaction that is
 -- rolled back at the end, so the file leaves nothing behind.
-\set ON_ERROR_STOP 1
-\set QUIET 1
-\pset format unaligned
-\pset tuples_only true
-\pset pager off
-SET client_min_messages = warning;
+\ir setup.inc
 
 BEGIN;
 SELECT plan(22);
