@@ -10,15 +10,11 @@
  * loaded with one query the first time a key is evaluated and then serves
  * every later call without a query.
  *
- * Invalidation: a trigger on the flag tables (ENABLE ALWAYS, so that logical
- * replication apply fires it too) queues a relcache invalidation of the table.  PostgreSQL applies it in this backend
- * at the end of the statement (and again, to undo, on rollback) and sends it
- * to every other backend at commit; our relcache callback then marks the
- * cache stale.  Other backends' messages are accepted at the start of each
- * statement, so a committed change is seen by the next statement of every
- * session.  Entries are loaded with a fresh snapshot taken after the stale
- * mark was cleared, so a load can never resurrect data older than an
- * invalidation already received.
+ * Invalidation (see cache.c): triggers on the flag tables queue relcache
+ * invalidations, our relcache callback marks the cache stale, and the next
+ * lookup empties it.  Entries are loaded with a fresh snapshot taken after
+ * the stale mark was cleared, so a load never brings back data older than
+ * an invalidation already received.
  */
 #include "postgres.h"
 
@@ -45,7 +41,6 @@
 
 PG_FUNCTION_INFO_V1(opsflags_feature_enabled);
 PG_FUNCTION_INFO_V1(opsflags_feature_guard);
-PG_FUNCTION_INFO_V1(opsflags_invalidate_flag_cache);
 
 /* A cache holding more keys than this (say, from random keys) is dropped. */
 #define FLAG_CACHE_MAX_ENTRIES 65536
@@ -88,7 +83,6 @@ static MemoryContext FlagCacheContext = NULL;
 static HTAB *FlagCache = NULL;
 static bool flag_cache_stale = true;
 static FlagEntry *last_entry = NULL;	/* most recent lookup: per-row calls repeat it */
-static TimestampTz last_statement_start = 0;
 
 /* OIDs of the tables whose invalidation empties the cache. */
 static Oid	flag_table_oids[3];
@@ -222,7 +216,6 @@ static void
 flag_cache_reset(void)
 {
 	HASHCTL		ctl;
-	Oid			nsp;
 
 	if (FlagCacheContext == NULL)
 		FlagCacheContext = AllocSetContextCreate(CacheMemoryContext,
@@ -237,43 +230,12 @@ flag_cache_reset(void)
 	FlagCache = hash_create("opsflags flags", 256, &ctl,
 							HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 
-	nsp = get_namespace_oid("opsflags", true);
-	flag_table_oids[0] = OidIsValid(nsp) ? get_relname_relid("feature_flags", nsp) : InvalidOid;
-	flag_table_oids[1] = OidIsValid(nsp) ? get_relname_relid("feature_flag_configs", nsp) : InvalidOid;
-	flag_table_oids[2] = OidIsValid(nsp) ? get_relname_relid("environments", nsp) : InvalidOid;
-
-	flag_tables_owner = InvalidOid;
-	if (OidIsValid(flag_table_oids[0]))
-	{
-		HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(flag_table_oids[0]));
-
-		if (HeapTupleIsValid(tup))
-		{
-			flag_tables_owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
-			ReleaseSysCache(tup);
-		}
-	}
+	flag_table_oids[0] = opsflags_relid("feature_flags");
+	flag_table_oids[1] = opsflags_relid("feature_flag_configs");
+	flag_table_oids[2] = opsflags_relid("environments");
+	flag_tables_owner = opsflags_rel_owner(flag_table_oids[0]);
 
 	flag_cache_stale = false;
-}
-
-/*
- * Trigger on the flag tables (row-level, and statement-level for TRUNCATE):
- * see the file header.  The invalidation machinery merges repeats within a
- * command, so a row trigger costs little more than a statement trigger.
- */
-Datum
-opsflags_invalidate_flag_cache(PG_FUNCTION_ARGS)
-{
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("invalidate_flag_cache() must be called as a trigger")));
-
-	CacheInvalidateRelcache(trigdata->tg_relation);
-	return PointerGetDatum(NULL);
 }
 
 /* ---------- loading ---------- */
@@ -302,8 +264,7 @@ flag_load(FlagEntry *entry, const char *key)
 	values[0] = CStringGetTextDatum(key);
 	values[1] = CStringGetTextDatum(opsflags_environment);
 
-	/* A parallel leader cannot take a new snapshot; use the statement's. */
-	snapshot = IsInParallelMode() ? GetActiveSnapshot() : GetLatestSnapshot();
+	snapshot = opsflags_cache_snapshot();
 
 	opsflags_spi_begin(flag_tables_owner);
 	if (opsflags_spi_run(&load_query, values, NULL, snapshot, 1) == 1)
@@ -403,17 +364,11 @@ static const FlagEntry *
 flag_lookup(const char *keydata, int keylen)
 {
 	char		key[OPSFLAGS_FLAG_KEY_MAXLEN + 1];
-	TimestampTz stmt_start = GetCurrentStatementStartTimestamp();
 	FlagEntry  *entry;
 	FlagEntry	loaded;
 	bool		found;
 
-	/* Once per statement, take in other sessions' committed changes. */
-	if (stmt_start != last_statement_start)
-	{
-		last_statement_start = stmt_start;
-		AcceptInvalidationMessages();
-	}
+	opsflags_accept_invalidations();
 	if (flag_cache_stale || FlagCache == NULL)
 		flag_cache_reset();
 

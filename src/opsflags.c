@@ -61,4 +61,5 @@ _PG_init(void)
 							   NULL);
 
 	opsflags_flags_init();
+	opsflags_config_init();
 }

@@ -38,7 +38,8 @@ typedef struct OpsQuery
 {
 	const char *sql;			/* query text, schema-qualified throughout */
 	int			nargs;
-	Oid			argtypes[4];
+	Oid			argtypes[10];
+	bool		writes;			/* false: run read-only */
 	SPIPlanPtr	plan;			/* prepared on first use, kept for the backend */
 } OpsQuery;
 
@@ -46,6 +47,16 @@ extern void opsflags_spi_begin(Oid as_role);
 extern int	opsflags_spi_run(OpsQuery *query, Datum *values, const char *nulls,
 							 Snapshot snapshot, long limit);
 extern void opsflags_spi_end(void);
+
+/* cache.c */
+extern void opsflags_accept_invalidations(void);
+extern Snapshot opsflags_cache_snapshot(void);
+extern Oid	opsflags_relid(const char *relname);
+extern Oid	opsflags_rel_owner(Oid relid);
+extern bool opsflags_is_admin(Oid owner_hint);
+
+/* config.c */
+extern void opsflags_config_init(void);
 
 /* flags.c */
 extern void opsflags_flags_init(void);

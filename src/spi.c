@@ -34,8 +34,10 @@ opsflags_spi_begin(Oid as_role)
 }
 
 /*
- * Run a query read-only.  The plan is prepared on first use and kept; the
- * query text must not depend on search_path.  Returns SPI_processed.
+ * Run a query, read-only unless query->writes, with the given snapshot
+ * (InvalidSnapshot: the usual ones).  The plan is prepared on first use and
+ * kept; the query text must not depend on search_path.  Returns
+ * SPI_processed.
  */
 int
 opsflags_spi_run(OpsQuery *query, Datum *values, const char *nulls,
@@ -56,8 +58,8 @@ opsflags_spi_run(OpsQuery *query, Datum *values, const char *nulls,
 	}
 
 	rc = SPI_execute_snapshot(query->plan, values, nulls,
-							  snapshot, InvalidSnapshot, true, false, limit);
-	if (rc != SPI_OK_SELECT)
+							  snapshot, InvalidSnapshot, !query->writes, true, limit);
+	if (rc < 0)
 		elog(ERROR, "SPI_execute_snapshot failed for \"%s\": %s",
 			 query->sql, SPI_result_code_string(rc));
 	return (int) SPI_processed;

@@ -1,0 +1,338 @@
+/*
+ * opsflags 0.1.0 -> 0.2.0: configuration, audit trail, privileges.
+ */
+
+\echo Use "ALTER EXTENSION opsflags UPDATE TO '0.2.0'" to load this file. \quit
+
+-------------------------------------------------------------------------------
+-- The administrators' role
+-------------------------------------------------------------------------------
+
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'opsflags_admin') THEN
+        CREATE ROLE opsflags_admin NOLOGIN;
+    END IF;
+END
+$$;
+COMMENT ON ROLE opsflags_admin IS 'May change opsflags flags, configuration and deployments, and read secrets and the audit log';
+
+-------------------------------------------------------------------------------
+-- Configuration
+-------------------------------------------------------------------------------
+
+CREATE FUNCTION opsflags.is_valid_config_key(config_key text)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS $$ SELECT config_key OPERATOR(pg_catalog.~) '^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$' $$;
+COMMENT ON FUNCTION opsflags.is_valid_config_key(text) IS
+  'true when the text is a well-formed configuration key: 1 to 200 characters from A-Z a-z 0-9 . _ : -, starting with a letter or digit';
+
+-- No CHECK constraints here on purpose: a constraint violation reports the
+-- whole failing row, secret included.  The validation trigger below checks
+-- every rule first and names only the key.
+CREATE TABLE opsflags.app_config (
+    id           uuid NOT NULL DEFAULT gen_random_uuid() PRIMARY KEY,
+    config_key   text NOT NULL,
+    config_value jsonb NOT NULL,
+    environment  text NOT NULL DEFAULT 'all',
+    description  text,
+    is_sensitive boolean NOT NULL DEFAULT false,
+    version      integer NOT NULL DEFAULT 1,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    updated_at   timestamptz NOT NULL DEFAULT now(),
+    updated_by   text NOT NULL DEFAULT session_user,
+    CONSTRAINT app_config_key_environment_key UNIQUE (config_key, environment)
+);
+COMMENT ON TABLE opsflags.app_config IS
+  'Configuration values per environment; environment ''all'' is the fallback. Sensitive values are readable by admins only';
+SELECT pg_catalog.pg_extension_config_dump('opsflags.app_config', '');
+
+CREATE FUNCTION opsflags.validate_config_row()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NEW.config_key IS NULL THEN
+        RAISE EXCEPTION 'configuration key must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF NOT opsflags.is_valid_config_key(NEW.config_key) THEN
+        RAISE EXCEPTION 'invalid configuration key "%"', NEW.config_key
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A configuration key is 1 to 200 characters from A-Z, a-z, 0-9, ".", "_", ":" and "-", starting with a letter or digit.';
+    END IF;
+    IF NEW.environment IS NULL THEN
+        RAISE EXCEPTION 'environment of configuration key "%" must not be null', NEW.config_key
+            USING ERRCODE = 'null_value_not_allowed', HINT = 'Use ''all'' for every environment.';
+    END IF;
+    IF NEW.environment <> 'all'
+       AND NOT EXISTS (SELECT 1 FROM opsflags.environments e WHERE e.name = NEW.environment) THEN
+        RAISE EXCEPTION 'environment "%" does not exist', NEW.environment
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'Environments are rows of opsflags.environments, or ''all''.';
+    END IF;
+    IF NEW.config_value IS NULL THEN
+        RAISE EXCEPTION 'value of configuration key "%" must not be null', NEW.config_key
+            USING ERRCODE = 'null_value_not_allowed', HINT = 'Store the JSON value null (''null''::jsonb) instead.';
+    END IF;
+    NEW.id := coalesce(NEW.id, gen_random_uuid());
+    NEW.is_sensitive := coalesce(NEW.is_sensitive, false);
+    NEW.updated_by := coalesce(NEW.updated_by, session_user);
+    IF TG_OP = 'INSERT' THEN
+        NEW.version := 1;
+        NEW.created_at := coalesce(NEW.created_at, now());
+        NEW.updated_at := now();
+    ELSE
+        NEW.version := OLD.version + 1;
+        NEW.created_at := OLD.created_at;
+        NEW.updated_at := now();
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+CREATE TRIGGER validate_config_row BEFORE INSERT OR UPDATE ON opsflags.app_config
+    FOR EACH ROW EXECUTE FUNCTION opsflags.validate_config_row();
+
+-- The generic name of the cache-invalidation trigger (same C function).
+CREATE FUNCTION opsflags.invalidate_cache()
+RETURNS trigger
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'opsflags_invalidate_flag_cache';
+
+CREATE TRIGGER invalidate_cache
+    AFTER INSERT OR UPDATE OR DELETE ON opsflags.app_config
+    FOR EACH ROW EXECUTE FUNCTION opsflags.invalidate_cache();
+CREATE TRIGGER invalidate_cache_truncate
+    AFTER TRUNCATE ON opsflags.app_config
+    FOR EACH STATEMENT EXECUTE FUNCTION opsflags.invalidate_cache();
+ALTER TABLE opsflags.app_config ENABLE ALWAYS TRIGGER invalidate_cache;
+ALTER TABLE opsflags.app_config ENABLE ALWAYS TRIGGER invalidate_cache_truncate;
+
+-- NOTIFY opsflags on every committed change; never the value.
+CREATE FUNCTION opsflags.notify_config_change()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+BEGIN
+    IF TG_OP = 'DELETE' THEN r := OLD; ELSE r := NEW; END IF;
+    PERFORM pg_notify('opsflags', json_build_object(
+        'event', CASE WHEN TG_OP = 'DELETE' THEN 'config.deleted' ELSE 'config.updated' END,
+        'key', r.config_key, 'environment', r.environment, 'version', r.version,
+        'sensitive', r.is_sensitive)::text);
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER notify_config_change
+    AFTER INSERT OR UPDATE OR DELETE ON opsflags.app_config
+    FOR EACH ROW EXECUTE FUNCTION opsflags.notify_config_change();
+ALTER TABLE opsflags.app_config ENABLE ALWAYS TRIGGER notify_config_change;
+
+-- Reads: C, cached per backend, sensitive values for admins only.
+CREATE FUNCTION opsflags.config_get(config_key text, environment text DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE c STABLE PARALLEL RESTRICTED
+AS 'MODULE_PATHNAME', 'opsflags_config_get';
+COMMENT ON FUNCTION opsflags.config_get(text, text) IS
+  'The value for the environment (default opsflags.environment), else for ''all'', else NULL; sensitive values for admins only (else 42501)';
+
+CREATE FUNCTION opsflags.config_set(
+    config_key   text,
+    config_value jsonb,
+    updated_by   text DEFAULT session_user,
+    environment  text DEFAULT 'all',
+    description  text DEFAULT NULL,
+    is_sensitive boolean DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    -- Validation happens in validate_config_row(), for this and plain DML.
+    INSERT INTO opsflags.app_config AS c
+        (config_key, config_value, environment, description, is_sensitive, updated_by)
+    VALUES (config_key, config_value, environment, description, coalesce(is_sensitive, false),
+            coalesce(updated_by, session_user))
+    ON CONFLICT ON CONSTRAINT app_config_key_environment_key DO UPDATE SET
+        config_value = EXCLUDED.config_value,
+        description  = coalesce(config_set.description, c.description),
+        is_sensitive = coalesce(config_set.is_sensitive, c.is_sensitive),
+        updated_by   = EXCLUDED.updated_by;
+END
+$$;
+COMMENT ON FUNCTION opsflags.config_set(text, jsonb, text, text, text, boolean) IS
+  'Create or replace a configuration value; is_sensitive NULL keeps the current setting (false for a new key)';
+
+CREATE FUNCTION opsflags.config_delete(config_key text, environment text DEFAULT 'all')
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM opsflags.app_config c
+    WHERE c.config_key = config_delete.config_key AND c.environment = config_delete.environment;
+    RETURN FOUND;
+END
+$$;
+
+-- Listing for anyone: sensitive values are always redacted.
+CREATE FUNCTION opsflags.config_all(environment text DEFAULT NULL)
+RETURNS TABLE (config_key text, environment text, config_value jsonb, description text,
+               is_sensitive boolean, version integer, updated_at timestamptz, updated_by text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT c.config_key, c.environment,
+           CASE WHEN c.is_sensitive THEN '"[REDACTED]"'::jsonb ELSE c.config_value END,
+           c.description, c.is_sensitive, c.version, c.updated_at, c.updated_by
+    FROM opsflags.app_config c
+    WHERE config_all.environment IS NULL OR c.environment IN (config_all.environment, 'all')
+    ORDER BY c.config_key, c.environment = 'all', c.environment
+$$;
+COMMENT ON FUNCTION opsflags.config_all(text) IS
+  'Configuration rows of an environment plus ''all'' (every row when NULL); sensitive values redacted';
+
+-------------------------------------------------------------------------------
+-- Audit trail
+-------------------------------------------------------------------------------
+
+CREATE TABLE opsflags.audit_log (
+    id               bigserial PRIMARY KEY,
+    occurred_at      timestamptz NOT NULL DEFAULT clock_timestamp(),
+    actor            text NOT NULL,
+    role             text NOT NULL,
+    action           text NOT NULL,
+    resource_type    text NOT NULL,
+    resource_id      text,
+    table_name       text,
+    old_values       jsonb,
+    new_values       jsonb,
+    client_addr      inet,
+    application_name text,
+    txid             bigint NOT NULL
+);
+CREATE INDEX audit_log_occurred_at_idx ON opsflags.audit_log (occurred_at);
+CREATE INDEX audit_log_resource_idx ON opsflags.audit_log (resource_type, resource_id);
+COMMENT ON TABLE opsflags.audit_log IS
+  'Append-only record of every change to flags, configuration, deployments and audited application tables';
+SELECT pg_catalog.pg_extension_config_dump('opsflags.audit_log', '');
+SELECT pg_catalog.pg_extension_config_dump('opsflags.audit_log_id_seq', '');
+
+CREATE FUNCTION opsflags.audit_trigger()
+RETURNS trigger
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'opsflags_audit_trigger';
+COMMENT ON FUNCTION opsflags.audit_trigger() IS
+  'Records row changes in opsflags.audit_log; arguments: resource_type [, id_column [, redact_column, when_column]]';
+
+CREATE FUNCTION opsflags.audit_log_guard()
+RETURNS trigger
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'opsflags_audit_log_guard';
+
+CREATE TRIGGER append_only BEFORE UPDATE OR DELETE ON opsflags.audit_log
+    FOR EACH ROW EXECUTE FUNCTION opsflags.audit_log_guard();
+CREATE TRIGGER append_only_truncate BEFORE TRUNCATE ON opsflags.audit_log
+    FOR EACH STATEMENT EXECUTE FUNCTION opsflags.audit_log_guard();
+ALTER TABLE opsflags.audit_log ENABLE ALWAYS TRIGGER append_only;
+ALTER TABLE opsflags.audit_log ENABLE ALWAYS TRIGGER append_only_truncate;
+
+CREATE FUNCTION opsflags.purge_audit_log(before timestamptz)
+RETURNS bigint
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'opsflags_purge_audit_log';
+COMMENT ON FUNCTION opsflags.purge_audit_log(timestamptz) IS
+  'Superusers: delete audit rows older than before; the purge itself is audited';
+
+-- The extension's own tables are audited from install on.
+CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON opsflags.environments
+    FOR EACH ROW EXECUTE FUNCTION opsflags.audit_trigger('environment', 'name');
+CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON opsflags.feature_flags
+    FOR EACH ROW EXECUTE FUNCTION opsflags.audit_trigger('feature_flag', 'flag_key');
+CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON opsflags.feature_flag_configs
+    FOR EACH ROW EXECUTE FUNCTION opsflags.audit_trigger('flag_config');
+CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON opsflags.app_config
+    FOR EACH ROW EXECUTE FUNCTION opsflags.audit_trigger('config', 'config_key', 'config_value', 'is_sensitive');
+CREATE TRIGGER audit_truncate AFTER TRUNCATE ON opsflags.environments
+    FOR EACH STATEMENT EXECUTE FUNCTION opsflags.audit_trigger('environment');
+CREATE TRIGGER audit_truncate AFTER TRUNCATE ON opsflags.feature_flags
+    FOR EACH STATEMENT EXECUTE FUNCTION opsflags.audit_trigger('feature_flag');
+CREATE TRIGGER audit_truncate AFTER TRUNCATE ON opsflags.feature_flag_configs
+    FOR EACH STATEMENT EXECUTE FUNCTION opsflags.audit_trigger('flag_config');
+CREATE TRIGGER audit_truncate AFTER TRUNCATE ON opsflags.app_config
+    FOR EACH STATEMENT EXECUTE FUNCTION opsflags.audit_trigger('config');
+
+-- Any application table.
+CREATE FUNCTION opsflags.audit_table(target regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    name text := (SELECT c.relname FROM pg_class c WHERE c.oid = target);
+BEGIN
+    IF target IS NULL THEN
+        RAISE EXCEPTION 'table must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = target AND t.tgname = 'opsflags_audit') THEN
+        RETURN;
+    END IF;
+    EXECUTE format('CREATE TRIGGER opsflags_audit AFTER INSERT OR UPDATE OR DELETE ON %s '
+                   'FOR EACH ROW EXECUTE FUNCTION opsflags.audit_trigger(%L)', target, name);
+    EXECUTE format('CREATE TRIGGER opsflags_audit_truncate AFTER TRUNCATE ON %s '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION opsflags.audit_trigger(%L)', target, name);
+END
+$$;
+COMMENT ON FUNCTION opsflags.audit_table(regclass) IS 'Record every change to the table in opsflags.audit_log';
+
+CREATE FUNCTION opsflags.unaudit_table(target regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF target IS NULL THEN
+        RAISE EXCEPTION 'table must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    EXECUTE format('DROP TRIGGER IF EXISTS opsflags_audit ON %s', target);
+    EXECUTE format('DROP TRIGGER IF EXISTS opsflags_audit_truncate ON %s', target);
+END
+$$;
+COMMENT ON FUNCTION opsflags.unaudit_table(regclass) IS 'Stop recording changes to the table';
+
+-------------------------------------------------------------------------------
+-- Privileges: any role evaluates flags, reads non-sensitive configuration
+-- (config_get, config_all); opsflags_admin does the rest.
+-------------------------------------------------------------------------------
+
+REVOKE ALL ON FUNCTION
+    opsflags.validate_config_row(), opsflags.invalidate_cache(), opsflags.notify_config_change(),
+    opsflags.config_set(text, jsonb, text, text, text, boolean),
+    opsflags.config_delete(text, text),
+    opsflags.audit_trigger(), opsflags.audit_log_guard(),
+    opsflags.purge_audit_log(timestamptz),
+    opsflags.audit_table(regclass), opsflags.unaudit_table(regclass)
+FROM PUBLIC;
+
+GRANT SELECT, INSERT, UPDATE, DELETE ON
+    opsflags.environments, opsflags.feature_flags, opsflags.feature_flag_configs, opsflags.app_config
+TO opsflags_admin;
+GRANT SELECT ON opsflags.audit_log TO opsflags_admin;
+GRANT EXECUTE ON FUNCTION
+    opsflags.resolve_environment(text), opsflags.flag_id(text),
+    opsflags.create_flag(text, text, text, text, jsonb, text[]),
+    opsflags.update_feature_flag(text, jsonb, text),
+    opsflags.toggle_flag(text, boolean, text),
+    opsflags.archive_flag(text),
+    opsflags.flag_document(opsflags.feature_flags, opsflags.feature_flag_configs, text),
+    opsflags.get_feature_flag(text, text),
+    opsflags.get_all_feature_flags(text, boolean),
+    opsflags.config_set(text, jsonb, text, text, text, boolean),
+    opsflags.config_delete(text, text),
+    opsflags.audit_trigger(),
+    opsflags.audit_table(regclass), opsflags.unaudit_table(regclass)
+TO opsflags_admin;

@@ -1,0 +1,183 @@
+/*
+ * config.c
+ *	  Configuration reads: config_get() served from a per-backend cache of
+ *	  opsflags.app_config, invalidated transactionally like the flag cache
+ *	  (see cache.c), with sensitive values readable by admins only.
+ *	  Writes (config_set, config_delete) are SQL functions checked by the
+ *	  table's validation trigger.
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+
+#include "opsflags.h"
+
+PG_FUNCTION_INFO_V1(opsflags_config_get);
+
+/* Longest configuration key (see opsflags.is_valid_config_key). */
+#define CONFIG_KEY_MAXLEN 200
+/* Cache key: "<environment>|<config key>" */
+#define CONFIG_CACHE_KEYLEN (NAMEDATALEN + 1 + CONFIG_KEY_MAXLEN + 1)
+#define CONFIG_CACHE_MAX_ENTRIES 65536
+
+typedef struct ConfigEntry
+{
+	char		key[CONFIG_CACHE_KEYLEN];	/* hash key */
+	bool		found;
+	bool		is_sensitive;
+	Jsonb	   *value;			/* in the cache context; NULL if !found */
+} ConfigEntry;
+
+static MemoryContext ConfigCacheContext = NULL;
+static HTAB *ConfigCache = NULL;
+static bool config_cache_stale = true;
+static Oid	config_table_oid = InvalidOid;
+static Oid	config_table_owner = InvalidOid;
+
+/* The environment's row, else the 'all' row. */
+static OpsQuery config_query = {
+	.sql =
+	"SELECT c.config_value, c.is_sensitive "
+	"FROM opsflags.app_config c "
+	"WHERE c.config_key OPERATOR(pg_catalog.=) $1 "
+	"  AND c.environment OPERATOR(pg_catalog.=) ANY (ARRAY[$2, 'all']) "
+	"ORDER BY c.environment OPERATOR(pg_catalog.=) 'all' "
+	"LIMIT 1",
+	.nargs = 2,
+	.argtypes = {TEXTOID, TEXTOID},
+};
+
+static void
+config_relcache_callback(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == config_table_oid)
+		config_cache_stale = true;
+}
+
+static void
+config_cache_reset(void)
+{
+	HASHCTL		ctl;
+
+	if (ConfigCacheContext == NULL)
+		ConfigCacheContext = AllocSetContextCreate(CacheMemoryContext,
+												   "opsflags config cache",
+												   ALLOCSET_DEFAULT_SIZES);
+	MemoryContextReset(ConfigCacheContext);
+
+	ctl.keysize = CONFIG_CACHE_KEYLEN;
+	ctl.entrysize = sizeof(ConfigEntry);
+	ctl.hcxt = ConfigCacheContext;
+	ConfigCache = hash_create("opsflags config", 64, &ctl,
+							  HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+
+	config_table_oid = opsflags_relid("app_config");
+	config_table_owner = opsflags_rel_owner(config_table_oid);
+	config_cache_stale = false;
+}
+
+/* Read one key for one environment, as the table's owner. */
+static void
+config_load(ConfigEntry *entry, const char *key, const char *environment)
+{
+	Datum		values[2];
+
+	if (!OidIsValid(config_table_owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("opsflags tables not found"),
+				 errhint("Run CREATE EXTENSION opsflags in this database.")));
+
+	values[0] = CStringGetTextDatum(key);
+	values[1] = CStringGetTextDatum(environment);
+
+	opsflags_spi_begin(config_table_owner);
+	if (opsflags_spi_run(&config_query, values, NULL, opsflags_cache_snapshot(), 1) == 1)
+	{
+		bool		isnull;
+		Datum		value = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		entry->found = !isnull;
+		entry->is_sensitive = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+														 SPI_tuptable->tupdesc, 2, &isnull));
+		if (entry->found)
+		{
+			MemoryContext old = MemoryContextSwitchTo(ConfigCacheContext);
+
+			entry->value = DatumGetJsonbPCopy(value);
+			MemoryContextSwitchTo(old);
+		}
+	}
+	opsflags_spi_end();
+}
+
+/*
+ * config_get(config_key text, environment text) -> jsonb
+ *
+ * The environment's value, else the 'all' value, else NULL; environment
+ * NULL means opsflags.environment.  A sensitive value only for admins.
+ */
+Datum
+opsflags_config_get(PG_FUNCTION_ARGS)
+{
+	text	   *keyt;
+	const char *environment;
+	char		cachekey[CONFIG_CACHE_KEYLEN];
+	int			keylen;
+	ConfigEntry *entry;
+	bool		found;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	keyt = PG_GETARG_TEXT_PP(0);
+	keylen = VARSIZE_ANY_EXHDR(keyt);
+	environment = PG_ARGISNULL(1) ? opsflags_environment : text_to_cstring(PG_GETARG_TEXT_PP(1));
+
+	/* Neither can name a row: no lookup needed. */
+	if (keylen == 0 || keylen > CONFIG_KEY_MAXLEN || strlen(environment) >= NAMEDATALEN)
+		PG_RETURN_NULL();
+
+	opsflags_accept_invalidations();
+	if (config_cache_stale || ConfigCache == NULL ||
+		hash_get_num_entries(ConfigCache) >= CONFIG_CACHE_MAX_ENTRIES)
+		config_cache_reset();
+
+	snprintf(cachekey, sizeof(cachekey), "%s|%.*s", environment, keylen, VARDATA_ANY(keyt));
+	entry = hash_search(ConfigCache, cachekey, HASH_FIND, NULL);
+	if (entry == NULL)
+	{
+		ConfigEntry loaded;
+
+		memset(&loaded, 0, sizeof(loaded));
+		strlcpy(loaded.key, cachekey, sizeof(loaded.key));
+		config_load(&loaded, text_to_cstring(keyt), environment);
+		entry = hash_search(ConfigCache, cachekey, HASH_ENTER, &found);
+		memcpy(entry, &loaded, sizeof(ConfigEntry));
+	}
+
+	if (!entry->found)
+		PG_RETURN_NULL();
+	if (entry->is_sensitive && !opsflags_is_admin(config_table_owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to read sensitive configuration value \"%s\"",
+						text_to_cstring(keyt)),
+				 errhint("Sensitive values are readable by superusers and members of opsflags_admin.")));
+
+	/* A copy: the cache may be emptied while the caller still holds it. */
+	PG_RETURN_JSONB_P((Jsonb *) datumCopy(PointerGetDatum(entry->value), false, -1));
+}
+
+void
+opsflags_config_init(void)
+{
+	CacheRegisterRelcacheCallback(config_relcache_callback, (Datum) 0);
+}
