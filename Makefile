@@ -2,7 +2,7 @@
 
 EXTENSION    = opsflags
 MODULE_big   = opsflags
-OBJS         = src/opsflags.o src/spi.o src/cache.o src/hashing.o src/flags.o src/config.o src/audit.o
+OBJS         = src/opsflags.o src/spi.o src/cache.o src/hashing.o src/flags.o src/config.o src/audit.o src/maintenance.o
 DATA         = $(wildcard sql/opsflags--*.sql)
 PG_CPPFLAGS  = -I$(srcdir)/src
 # PostgreSQL's own headers trip -Wunused-parameter under -Wextra; everything else is on.

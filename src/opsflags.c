@@ -62,4 +62,7 @@ _PG_init(void)
 
 	opsflags_flags_init();
 	opsflags_config_init();
+	opsflags_maintenance_init();
+
+	MarkGUCPrefixReserved("opsflags");
 }

@@ -55,6 +55,10 @@ extern Oid	opsflags_relid(const char *relname);
 extern Oid	opsflags_rel_owner(Oid relid);
 extern bool opsflags_is_admin(Oid owner_hint);
 
+/* maintenance.c */
+extern char *opsflags_maintenance_exempt_roles;
+extern void opsflags_maintenance_init(void);
+
 /* config.c */
 extern void opsflags_config_init(void);
 
