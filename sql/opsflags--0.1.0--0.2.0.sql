@@ -215,8 +215,10 @@ CREATE TABLE opsflags.audit_log (
     application_name text,
     txid             bigint NOT NULL
 );
-CREATE INDEX audit_log_occurred_at_idx ON opsflags.audit_log (occurred_at);
-CREATE INDEX audit_log_resource_idx ON opsflags.audit_log (resource_type, resource_id);
+-- BRIN: rows arrive in time order, and a B-tree here would cost every
+-- audited write an index insertion.  Add your own index for lookups by
+-- resource if you need them.
+CREATE INDEX audit_log_occurred_at_idx ON opsflags.audit_log USING brin (occurred_at);
 COMMENT ON TABLE opsflags.audit_log IS
   'Append-only record of every change to flags, configuration, deployments and audited application tables';
 SELECT pg_catalog.pg_extension_config_dump('opsflags.audit_log', '');
@@ -227,7 +229,7 @@ RETURNS trigger
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'opsflags_audit_trigger';
 COMMENT ON FUNCTION opsflags.audit_trigger() IS
-  'Records row changes in opsflags.audit_log; arguments: resource_type [, id_column [, redact_column, when_column]]';
+  'Records row changes in opsflags.audit_log (FOR EACH ROW, plus FOR EACH STATEMENT to write them); arguments: resource_type [, id_column [, redact_column, when_column]]';
 
 CREATE FUNCTION opsflags.audit_log_guard()
 RETURNS trigger
@@ -248,7 +250,9 @@ AS 'MODULE_PATHNAME', 'opsflags_purge_audit_log';
 COMMENT ON FUNCTION opsflags.purge_audit_log(timestamptz) IS
   'Superusers: delete audit rows older than before; the purge itself is audited';
 
--- The extension's own tables are audited from install on.
+-- The extension's own tables are audited from install on.  Row triggers
+-- buffer the changes; the statement trigger (after them) writes the buffer
+-- and records TRUNCATE.
 CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON opsflags.environments
     FOR EACH ROW EXECUTE FUNCTION opsflags.audit_trigger('environment', 'name');
 CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON opsflags.feature_flags
@@ -257,13 +261,13 @@ CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON opsflags.feature_flag_c
     FOR EACH ROW EXECUTE FUNCTION opsflags.audit_trigger('flag_config');
 CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON opsflags.app_config
     FOR EACH ROW EXECUTE FUNCTION opsflags.audit_trigger('config', 'config_key', 'config_value', 'is_sensitive');
-CREATE TRIGGER audit_truncate AFTER TRUNCATE ON opsflags.environments
+CREATE TRIGGER audit_statement AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON opsflags.environments
     FOR EACH STATEMENT EXECUTE FUNCTION opsflags.audit_trigger('environment');
-CREATE TRIGGER audit_truncate AFTER TRUNCATE ON opsflags.feature_flags
+CREATE TRIGGER audit_statement AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON opsflags.feature_flags
     FOR EACH STATEMENT EXECUTE FUNCTION opsflags.audit_trigger('feature_flag');
-CREATE TRIGGER audit_truncate AFTER TRUNCATE ON opsflags.feature_flag_configs
+CREATE TRIGGER audit_statement AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON opsflags.feature_flag_configs
     FOR EACH STATEMENT EXECUTE FUNCTION opsflags.audit_trigger('flag_config');
-CREATE TRIGGER audit_truncate AFTER TRUNCATE ON opsflags.app_config
+CREATE TRIGGER audit_statement AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON opsflags.app_config
     FOR EACH STATEMENT EXECUTE FUNCTION opsflags.audit_trigger('config');
 
 -- Any application table.
@@ -283,7 +287,7 @@ BEGIN
     END IF;
     EXECUTE format('CREATE TRIGGER opsflags_audit AFTER INSERT OR UPDATE OR DELETE ON %s '
                    'FOR EACH ROW EXECUTE FUNCTION opsflags.audit_trigger(%L)', target, name);
-    EXECUTE format('CREATE TRIGGER opsflags_audit_truncate AFTER TRUNCATE ON %s '
+    EXECUTE format('CREATE TRIGGER opsflags_audit_statement AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON %s '
                    'FOR EACH STATEMENT EXECUTE FUNCTION opsflags.audit_trigger(%L)', target, name);
 END
 $$;
@@ -299,7 +303,7 @@ BEGIN
         RAISE EXCEPTION 'table must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
     EXECUTE format('DROP TRIGGER IF EXISTS opsflags_audit ON %s', target);
-    EXECUTE format('DROP TRIGGER IF EXISTS opsflags_audit_truncate ON %s', target);
+    EXECUTE format('DROP TRIGGER IF EXISTS opsflags_audit_statement ON %s', target);
 END
 $$;
 COMMENT ON FUNCTION opsflags.unaudit_table(regclass) IS 'Stop recording changes to the table';

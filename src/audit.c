@@ -6,6 +6,14 @@
  *	  table given to audit_table(); the guard that keeps audit_log
  *	  append-only; and purge_audit_log(), the one way rows leave it.
  *
+ * Rows are not inserted one by one: the row trigger appends the change to a
+ * per-transaction buffer, and the same function fired FOR EACH STATEMENT
+ * (after the statement's row triggers) writes the buffer with one INSERT.
+ * So a statement's audit rows are in audit_log when the statement ends.
+ * A buffer that grows past AUDIT_FLUSH_ROWS is written early; rows of an
+ * aborted subtransaction are dropped; anything left (a statement trigger
+ * missing) is written before commit.
+ *
  * audit_trigger(resource_type [, id_column [, redact_column, when_column]])
  *	  resource_type  what the row is ('feature_flag', 'config', a table name)
  *	  id_column      column naming the resource; '' or absent: the primary key
@@ -15,17 +23,25 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
+#include "nodes/makefuncs.h"
 #include "miscadmin.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/fmgroids.h"
+#include "utils/jsonb.h"
 #include "utils/json.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/relcache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "opsflags.h"
@@ -37,20 +53,45 @@ PG_FUNCTION_INFO_V1(opsflags_purge_audit_log);
 /* Set only while purge_audit_log() deletes: the guard lets those through. */
 static bool purge_in_progress = false;
 
+/* One buffered change. */
+typedef struct AuditRow
+{
+	SubTransactionId subid;		/* subtransaction that made the change */
+	TimestampTz occurred_at;
+	char	   *role;
+	const char *action;
+	char	   *resource_type;
+	char	   *resource_id;
+	char	   *table_name;
+	Jsonb	   *old_values;		/* row images */
+	Jsonb	   *new_values;
+} AuditRow;
+
+#define AUDIT_FLUSH_ROWS 10000
+
+static MemoryContext AuditBufferContext = NULL;
+static AuditRow *audit_rows = NULL;
+static int	audit_nrows = 0;
+static int	audit_maxrows = 0;
+static bool audit_callbacks_registered = false;
+static Oid	audit_last_userid = InvalidOid;	/* role of the last buffered row */
+
 static OpsQuery insert_query = {
 	.sql =
-	"INSERT INTO opsflags.audit_log (actor, role, action, resource_type, resource_id, "
-	"  table_name, old_values, new_values, client_addr, application_name, txid) "
-	"VALUES ($1, $2, $3, $4, $5, $6, "
-	"  CASE WHEN $9 THEN pg_catalog.jsonb_set($7::pg_catalog.jsonb, ARRAY[$10], '\"[REDACTED]\"') "
-	"       ELSE $7::pg_catalog.jsonb END, "
-	"  CASE WHEN $9 THEN pg_catalog.jsonb_set($8::pg_catalog.jsonb, ARRAY[$10], '\"[REDACTED]\"') "
-	"       ELSE $8::pg_catalog.jsonb END, "
+	"INSERT INTO opsflags.audit_log (occurred_at, actor, role, action, resource_type, "
+	"  resource_id, table_name, old_values, new_values, client_addr, application_name, txid) "
+	"SELECT r.occurred_at, $1, r.role, r.action, r.resource_type, r.resource_id, r.table_name, "
+	"  r.old_values, r.new_values, "
 	"  pg_catalog.inet_client_addr(), pg_catalog.current_setting('application_name'), "
-	"  pg_catalog.txid_current())",
-	.nargs = 10,
-	.argtypes = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
-	BOOLOID, TEXTOID},
+	"  pg_catalog.txid_current() "
+	"FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4), "
+	"  pg_catalog.unnest($5), pg_catalog.unnest($6), pg_catalog.unnest($7), "
+	"  pg_catalog.unnest($8), pg_catalog.unnest($9)) "
+	"  AS r(occurred_at, role, action, resource_type, resource_id, table_name, "
+	"       old_values, new_values)",
+	.nargs = 9,
+	.argtypes = {TEXTOID, TIMESTAMPTZARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+	TEXTARRAYOID, TEXTARRAYOID, JSONBARRAYOID, JSONBARRAYOID},
 	.writes = true,
 };
 
@@ -61,13 +102,36 @@ static OpsQuery purge_query = {
 	.writes = true,
 };
 
-/* Row image as JSON text. */
-static char *
+/*
+ * Row image as jsonb: to_jsonb(record), which reads the row type from its
+ * call expression, so it is called through an FmgrInfo that carries one.
+ */
+static Jsonb *
 row_image(HeapTuple tuple, TupleDesc desc)
 {
-	Datum		record = heap_copy_tuple_as_datum(tuple, desc);
+	static FmgrInfo flinfo;
+	static Oid	flinfo_type = InvalidOid;
+	static int32 flinfo_typmod = -1;
 
-	return text_to_cstring(DatumGetTextPP(DirectFunctionCall1(row_to_json, record)));
+	if (flinfo_type != desc->tdtypeid || flinfo_typmod != desc->tdtypmod)
+	{
+		MemoryContext old = MemoryContextSwitchTo(CacheMemoryContext);
+
+		if (OidIsValid(flinfo_type))
+			pfree(flinfo.fn_expr);
+		fmgr_info_cxt(F_TO_JSONB, &flinfo, CacheMemoryContext);
+		fmgr_info_set_expr((Node *) makeFuncExpr(F_TO_JSONB, JSONBOID,
+												 list_make1(makeNullConst(desc->tdtypeid,
+																		  desc->tdtypmod,
+																		  InvalidOid)),
+												 InvalidOid, InvalidOid,
+												 COERCE_EXPLICIT_CALL),
+						   &flinfo);
+		flinfo_type = desc->tdtypeid;
+		flinfo_typmod = desc->tdtypmod;
+		MemoryContextSwitchTo(old);
+	}
+	return DatumGetJsonbP(FunctionCall1(&flinfo, heap_copy_tuple_as_datum(tuple, desc)));
 }
 
 /* Text of column colname, or NULL (absent column or SQL NULL). */
@@ -120,45 +184,214 @@ column_true(Relation rel, HeapTuple tuple, const char *colname)
 	return v != NULL && strcmp(v, "t") == 0;
 }
 
-/* Insert one audit row as the owner of audit_log. */
-static void
-audit_insert(const char *action, const char *resource_type, const char *resource_id,
-			 const char *table_name, const char *old_values, const char *new_values,
-			 bool redact, const char *redact_column)
+/*
+ * Array of the pointer field at offset off of each buffered row: C strings
+ * as text[] (type TEXTOID), row images as jsonb[] (JSONBOID).
+ */
+static Datum
+field_array(size_t off, Oid type)
 {
-	Datum		values[10];
-	char		nulls[10];
-	Oid			owner = opsflags_rel_owner(opsflags_relid("audit_log"));
+	Datum	   *elems = palloc(sizeof(Datum) * audit_nrows);
+	bool	   *nulls = palloc(sizeof(bool) * audit_nrows);
+	int			dims[1] = {audit_nrows};
+	int			lbs[1] = {1};
 	int			i;
 
+	for (i = 0; i < audit_nrows; i++)
+	{
+		void	   *v = *(void **) ((char *) &audit_rows[i] + off);
+
+		nulls[i] = (v == NULL);
+		if (v == NULL)
+			elems[i] = (Datum) 0;
+		else if (type == TEXTOID)
+			elems[i] = CStringGetTextDatum((const char *) v);
+		else
+			elems[i] = PointerGetDatum(v);
+	}
+	return PointerGetDatum(construct_md_array(elems, nulls, 1, dims, lbs,
+											  type, -1, false, TYPALIGN_INT));
+}
+
+/*
+ * Write the buffered rows with one INSERT, as the owner of audit_log.  Only
+ * when every row was made in the current subtransaction or one of its
+ * committed children: rows of an outer level written here would vanish if
+ * this subtransaction rolled back.  Those wait for a flush at their level,
+ * at the latest before commit.
+ */
+static void
+audit_flush(void)
+{
+	Datum		values[9];
+	Datum	   *times;
+	int			i;
+	Oid			owner;
+	OpsSpiState spi;
+	SubTransactionId current = GetCurrentSubTransactionId();
+
+	for (i = 0; i < audit_nrows; i++)
+		if (audit_rows[i].subid < current)
+			return;
+	if (audit_nrows == 0)
+		return;
+
+	owner = opsflags_rel_owner(opsflags_relid("audit_log"));
 	if (!OidIsValid(owner))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
 				 errmsg("opsflags.audit_log not found")));
 
-	memset(nulls, ' ', sizeof(nulls));
+	times = palloc(sizeof(Datum) * audit_nrows);
+	for (i = 0; i < audit_nrows; i++)
+		times[i] = TimestampTzGetDatum(audit_rows[i].occurred_at);
 	values[0] = CStringGetTextDatum(GetUserNameFromId(GetSessionUserId(), false));
-	values[1] = CStringGetTextDatum(GetUserNameFromId(GetUserId(), false));
-	values[2] = CStringGetTextDatum(action);
-	values[3] = CStringGetTextDatum(resource_type);
-	values[4] = resource_id ? CStringGetTextDatum(resource_id) : (Datum) 0;
-	values[5] = table_name ? CStringGetTextDatum(table_name) : (Datum) 0;
-	values[6] = old_values ? CStringGetTextDatum(old_values) : (Datum) 0;
-	values[7] = new_values ? CStringGetTextDatum(new_values) : (Datum) 0;
-	values[8] = BoolGetDatum(redact);
-	values[9] = CStringGetTextDatum(redact_column ? redact_column : "");
-	for (i = 4; i < 8; i++)
-		if (values[i] == (Datum) 0)
-			nulls[i] = 'n';
+	values[1] = PointerGetDatum(construct_array(times, audit_nrows, TIMESTAMPTZOID,
+												sizeof(TimestampTz), FLOAT8PASSBYVAL,
+												TYPALIGN_DOUBLE));
+	values[2] = field_array(offsetof(AuditRow, role), TEXTOID);
+	values[3] = field_array(offsetof(AuditRow, action), TEXTOID);
+	values[4] = field_array(offsetof(AuditRow, resource_type), TEXTOID);
+	values[5] = field_array(offsetof(AuditRow, resource_id), TEXTOID);
+	values[6] = field_array(offsetof(AuditRow, table_name), TEXTOID);
+	values[7] = field_array(offsetof(AuditRow, old_values), JSONBOID);
+	values[8] = field_array(offsetof(AuditRow, new_values), JSONBOID);
 
-	opsflags_spi_begin(owner);
-	opsflags_spi_run(&insert_query, values, nulls, InvalidSnapshot, 0);
-	opsflags_spi_end();
+	/* Empty the buffer first: a failing INSERT fails the transaction anyway. */
+	audit_nrows = 0;
+	opsflags_spi_begin(&spi, owner);
+	opsflags_spi_run(&insert_query, values, NULL, InvalidSnapshot, 0);
+	opsflags_spi_end(&spi);
+	MemoryContextReset(AuditBufferContext);
+	audit_rows = NULL;
+	audit_maxrows = 0;
+}
+
+static void
+audit_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+		case XACT_EVENT_PRE_PREPARE:
+			if (audit_nrows > 0)
+			{
+				PushActiveSnapshot(GetTransactionSnapshot());
+				audit_flush();
+				PopActiveSnapshot();
+			}
+			break;
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			/* The buffer's context was a child of TopTransactionContext. */
+			AuditBufferContext = NULL;
+			audit_rows = NULL;
+			audit_nrows = 0;
+			audit_maxrows = 0;
+			break;
+		default:
+			break;
+	}
+}
+
+/* Rows made in an aborted subtransaction (or its children) never happened. */
+static void
+audit_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+					   SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+	{
+		while (audit_nrows > 0 && audit_rows[audit_nrows - 1].subid >= mySubid)
+			audit_nrows--;
+	}
 }
 
 /*
- * AFTER INSERT OR UPDATE OR DELETE FOR EACH ROW, or AFTER TRUNCATE FOR EACH
- * STATEMENT: record the change.
+ * A copy of a row image in the current memory context, with the value of
+ * column redact_column (if not NULL) replaced by "[REDACTED]".
+ */
+static Jsonb *
+redacted_copy(Jsonb *image, const char *redact_column)
+{
+	Datum		path;
+	Datum		elem;
+
+	if (redact_column == NULL)
+		return (Jsonb *) datumCopy(PointerGetDatum(image), false, -1);
+
+	elem = CStringGetTextDatum(redact_column);
+	path = PointerGetDatum(construct_array(&elem, 1, TEXTOID, -1, false, TYPALIGN_INT));
+	return DatumGetJsonbPCopy(DirectFunctionCall4(jsonb_set, PointerGetDatum(image), path,
+												  DirectFunctionCall1(jsonb_in,
+																	  CStringGetDatum("\"[REDACTED]\"")),
+												  BoolGetDatum(false)));
+}
+
+/* Append one change to the buffer (strings and images are copied into it). */
+static void
+audit_buffer(const char *action, const char *resource_type, const char *resource_id,
+			 const char *table_name, Jsonb *old_values, Jsonb *new_values,
+			 const char *redact_column)
+{
+	MemoryContext old;
+	AuditRow   *r;
+
+	if (!audit_callbacks_registered)
+	{
+		RegisterXactCallback(audit_xact_callback, NULL);
+		RegisterSubXactCallback(audit_subxact_callback, NULL);
+		audit_callbacks_registered = true;
+	}
+	if (AuditBufferContext == NULL)
+		AuditBufferContext = AllocSetContextCreate(TopTransactionContext,
+												   "opsflags audit buffer",
+												   ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(AuditBufferContext);
+	if (audit_nrows == audit_maxrows)
+	{
+		audit_maxrows = audit_maxrows == 0 ? 64 : audit_maxrows * 2;
+		audit_rows = audit_rows == NULL ? palloc(sizeof(AuditRow) * audit_maxrows)
+			: repalloc(audit_rows, sizeof(AuditRow) * audit_maxrows);
+	}
+	r = &audit_rows[audit_nrows++];
+	r->subid = GetCurrentSubTransactionId();
+	r->occurred_at = GetCurrentTimestamp();
+	/* Consecutive rows mostly share the role, table and resource type. */
+	if (audit_nrows > 1 && audit_last_userid == GetUserId())
+		r->role = audit_rows[audit_nrows - 2].role;
+	else
+	{
+		audit_last_userid = GetUserId();
+		r->role = GetUserNameFromId(audit_last_userid, false);
+	}
+	r->action = action;
+	if (audit_nrows > 1 && strcmp(audit_rows[audit_nrows - 2].table_name, table_name) == 0 &&
+		strcmp(audit_rows[audit_nrows - 2].resource_type, resource_type) == 0)
+	{
+		r->table_name = audit_rows[audit_nrows - 2].table_name;
+		r->resource_type = audit_rows[audit_nrows - 2].resource_type;
+	}
+	else
+	{
+		r->table_name = pstrdup(table_name);
+		r->resource_type = pstrdup(resource_type);
+	}
+	r->resource_id = resource_id ? pstrdup(resource_id) : NULL;
+	r->old_values = old_values ? redacted_copy(old_values, redact_column) : NULL;
+	r->new_values = new_values ? redacted_copy(new_values, redact_column) : NULL;
+	MemoryContextSwitchTo(old);
+
+	if (audit_nrows >= AUDIT_FLUSH_ROWS)
+		audit_flush();
+}
+
+/*
+ * AFTER INSERT OR UPDATE OR DELETE FOR EACH ROW: buffer the change.
+ * AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE FOR EACH STATEMENT: record a
+ * TRUNCATE, and write the buffer.
  */
 Datum
 opsflags_audit_trigger(PG_FUNCTION_ARGS)
@@ -195,15 +428,13 @@ opsflags_audit_trigger(PG_FUNCTION_ARGS)
 		when_column = tg->tgargs[3];
 	}
 
-	if (TRIGGER_FIRED_BY_TRUNCATE(td->tg_event))
+	if (!TRIGGER_FIRED_FOR_ROW(td->tg_event))
 	{
-		audit_insert("TRUNCATE", resource_type, NULL, table_name, NULL, NULL, false, NULL);
+		if (TRIGGER_FIRED_BY_TRUNCATE(td->tg_event))
+			audit_buffer("TRUNCATE", resource_type, NULL, table_name, NULL, NULL, NULL);
+		audit_flush();
 		return PointerGetDatum(NULL);
 	}
-	if (!TRIGGER_FIRED_FOR_ROW(td->tg_event))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("audit_trigger() must be fired FOR EACH ROW, or FOR EACH STATEMENT on TRUNCATE")));
 
 	if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
 	{
@@ -229,10 +460,10 @@ opsflags_audit_trigger(PG_FUNCTION_ARGS)
 	if (when_column)
 		redact = column_true(rel, oldtup, when_column) || column_true(rel, newtup, when_column);
 
-	audit_insert(action, resource_type, resource_id, table_name,
+	audit_buffer(action, resource_type, resource_id, table_name,
 				 oldtup ? row_image(oldtup, RelationGetDescr(rel)) : NULL,
 				 newtup ? row_image(newtup, RelationGetDescr(rel)) : NULL,
-				 redact, redact_column);
+				 redact ? redact_column : NULL);
 	return PointerGetDatum(NULL);
 }
 
@@ -269,6 +500,8 @@ opsflags_purge_audit_log(PG_FUNCTION_ARGS)
 	Datum		values[1];
 	uint64		deleted;
 	char	   *detail;
+	Jsonb	   *detail_jsonb;
+	OpsSpiState spi;
 
 	if (!superuser())
 		ereport(ERROR,
@@ -287,10 +520,10 @@ opsflags_purge_audit_log(PG_FUNCTION_ARGS)
 	purge_in_progress = true;
 	PG_TRY();
 	{
-		opsflags_spi_begin(owner);
+		opsflags_spi_begin(&spi, owner);
 		opsflags_spi_run(&purge_query, values, NULL, InvalidSnapshot, 0);
 		deleted = SPI_processed;
-		opsflags_spi_end();
+		opsflags_spi_end(&spi);
 	}
 	PG_FINALLY();
 	{
@@ -300,6 +533,8 @@ opsflags_purge_audit_log(PG_FUNCTION_ARGS)
 
 	detail = psprintf("{\"before\": \"%s\", \"deleted\": " UINT64_FORMAT "}",
 					  timestamptz_to_str(before), deleted);
-	audit_insert("PURGE", "audit_log", NULL, "opsflags.audit_log", NULL, detail, false, NULL);
+	detail_jsonb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(detail)));
+	audit_buffer("PURGE", "audit_log", NULL, "opsflags.audit_log", NULL, detail_jsonb, NULL);
+	audit_flush();
 	PG_RETURN_INT64((int64) deleted);
 }

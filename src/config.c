@@ -89,6 +89,7 @@ static void
 config_load(ConfigEntry *entry, const char *key, const char *environment)
 {
 	Datum		values[2];
+	OpsSpiState spi;
 
 	if (!OidIsValid(config_table_owner))
 		ereport(ERROR,
@@ -99,7 +100,7 @@ config_load(ConfigEntry *entry, const char *key, const char *environment)
 	values[0] = CStringGetTextDatum(key);
 	values[1] = CStringGetTextDatum(environment);
 
-	opsflags_spi_begin(config_table_owner);
+	opsflags_spi_begin(&spi, config_table_owner);
 	if (opsflags_spi_run(&config_query, values, NULL, opsflags_cache_snapshot(), 1) == 1)
 	{
 		bool		isnull;
@@ -116,7 +117,7 @@ config_load(ConfigEntry *entry, const char *key, const char *environment)
 			MemoryContextSwitchTo(old);
 		}
 	}
-	opsflags_spi_end();
+	opsflags_spi_end(&spi);
 }
 
 /*

@@ -250,6 +250,7 @@ flag_load(FlagEntry *entry, const char *key)
 {
 	Datum		values[2];
 	Snapshot	snapshot;
+	OpsSpiState spi;
 
 	memset(entry, 0, sizeof(FlagEntry));
 	strlcpy(entry->key, key, sizeof(entry->key));
@@ -266,7 +267,7 @@ flag_load(FlagEntry *entry, const char *key)
 
 	snapshot = opsflags_cache_snapshot();
 
-	opsflags_spi_begin(flag_tables_owner);
+	opsflags_spi_begin(&spi, flag_tables_owner);
 	if (opsflags_spi_run(&load_query, values, NULL, snapshot, 1) == 1)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[0];
@@ -296,7 +297,7 @@ flag_load(FlagEntry *entry, const char *key)
 								   VARSIZE_ANY_EXHDR(group), 0);
 		}
 	}
-	opsflags_spi_end();
+	opsflags_spi_end(&spi);
 }
 
 /*

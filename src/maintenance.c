@@ -172,11 +172,12 @@ maintenance_load_state(void)
 {
 	Oid			relid = opsflags_relid("app_config");
 	bool		on = false;
+	OpsSpiState spi;
 
 	if (!OidIsValid(relid))
 		return STATE_OFF;
 
-	opsflags_spi_begin(opsflags_rel_owner(relid));
+	opsflags_spi_begin(&spi, opsflags_rel_owner(relid));
 	if (opsflags_spi_run(&state_query, NULL, NULL, opsflags_cache_snapshot(), 1) == 1)
 	{
 		bool		isnull;
@@ -184,7 +185,7 @@ maintenance_load_state(void)
 
 		on = !isnull && DatumGetBool(d);
 	}
-	opsflags_spi_end();
+	opsflags_spi_end(&spi);
 	return on ? STATE_ON : STATE_OFF;
 }
 

@@ -43,10 +43,17 @@ typedef struct OpsQuery
 	SPIPlanPtr	plan;			/* prepared on first use, kept for the backend */
 } OpsQuery;
 
-extern void opsflags_spi_begin(Oid as_role);
+/* The caller's identity, restored by opsflags_spi_end() */
+typedef struct OpsSpiState
+{
+	Oid			saved_userid;
+	int			saved_sec_context;
+} OpsSpiState;
+
+extern void opsflags_spi_begin(OpsSpiState *state, Oid as_role);
 extern int	opsflags_spi_run(OpsQuery *query, Datum *values, const char *nulls,
 							 Snapshot snapshot, long limit);
-extern void opsflags_spi_end(void);
+extern void opsflags_spi_end(OpsSpiState *state);
 
 /* cache.c */
 extern void opsflags_accept_invalidations(void);

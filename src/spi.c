@@ -13,21 +13,18 @@
 
 #include "opsflags.h"
 
-static Oid	saved_userid = InvalidOid;
-static int	saved_sec_context = 0;
-
 /*
  * Connect to SPI, acting as as_role (InvalidOid: the current user) with the
  * restrictions of a SECURITY DEFINER context, so that nothing the caller set
  * up can run with the role's rights.
  */
 void
-opsflags_spi_begin(Oid as_role)
+opsflags_spi_begin(OpsSpiState *state, Oid as_role)
 {
-	GetUserIdAndSecContext(&saved_userid, &saved_sec_context);
+	GetUserIdAndSecContext(&state->saved_userid, &state->saved_sec_context);
 	if (OidIsValid(as_role))
 		SetUserIdAndSecContext(as_role,
-							   saved_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+							   state->saved_sec_context | SECURITY_LOCAL_USERID_CHANGE |
 							   SECURITY_RESTRICTED_OPERATION);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -66,8 +63,8 @@ opsflags_spi_run(OpsQuery *query, Datum *values, const char *nulls,
 }
 
 void
-opsflags_spi_end(void)
+opsflags_spi_end(OpsSpiState *state)
 {
 	SPI_finish();
-	SetUserIdAndSecContext(saved_userid, saved_sec_context);
+	SetUserIdAndSecContext(state->saved_userid, state->saved_sec_context);
 }
