@@ -5,6 +5,8 @@
 #      over 1,000,000 rows; 10 vs 10,000 flags; 10 vs 100,000 targeted users.
 #   2. pgbench: TPS of SELECT opsflags.feature_enabled(...) vs SELECT 1,
 #      interleaved rounds, median of each.
+#   3. bench/config_audit.sql: config_get vs a plain SELECT; a 100,000-row
+#      INSERT with no trigger vs the C audit trigger vs a PL/pgSQL one.
 #   BENCH_SECONDS  length of one pgbench run (default 8)
 #   BENCH_ROUNDS   pgbench rounds per variant (default 3)
 set -euo pipefail
@@ -65,3 +67,7 @@ fl=$(median <"$TMP/tps_flag")
 printf ' SELECT 1 (same parameter):   %10.0f tps  (runs: %s)\n' "$s1" "$(tr '\n' ' ' <"$TMP/tps_select1")"
 printf ' SELECT feature_enabled(...): %10.0f tps  (runs: %s)\n' "$fl" "$(tr '\n' ' ' <"$TMP/tps_flag")"
 awk -v a="$fl" -v b="$s1" 'BEGIN {printf " feature_enabled / SELECT 1: %.1f%% (target >= 95%%)\n", 100 * a / b}'
+
+echo
+pg_psql "$TMP" "$PORT" postgres -q -f "$REPO/bench/config_audit.sql" 2>&1 \
+    | grep -vE '^ *$|^ (set|measure|audit_table|unaudit_table|purged|config_delete) *\|?|^-+$|^ [tf] *(\| [tf] *)?$'
