@@ -10,9 +10,10 @@
  * per-transaction buffer, and the same function fired FOR EACH STATEMENT
  * (after the statement's row triggers) writes the buffer with one INSERT.
  * So a statement's audit rows are in audit_log when the statement ends.
- * A buffer that grows past AUDIT_FLUSH_ROWS is written early; rows of an
- * aborted subtransaction are dropped; anything left (a statement trigger
- * missing) is written before commit.
+ * A buffer that grows past AUDIT_FLUSH_ROWS is written early (when that is
+ * safe, see audit_flush); rows of an aborted subtransaction are dropped;
+ * anything left (say, a statement trigger was dropped) is written before
+ * commit.
  *
  * audit_trigger(resource_type [, id_column [, redact_column, when_column]])
  *	  resource_type  what the row is ('feature_flag', 'config', a table name)
@@ -29,18 +30,17 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
-#include "nodes/makefuncs.h"
 #include "miscadmin.h"
+#include "nodes/makefuncs.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/fmgroids.h"
 #include "utils/jsonb.h"
-#include "utils/json.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/relcache.h"
-#include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
@@ -73,6 +73,7 @@ static MemoryContext AuditBufferContext = NULL;
 static AuditRow *audit_rows = NULL;
 static int	audit_nrows = 0;
 static int	audit_maxrows = 0;
+static int	audit_flush_at = AUDIT_FLUSH_ROWS;	/* buffer size that triggers a write */
 static bool audit_callbacks_registered = false;
 static Oid	audit_last_userid = InvalidOid;	/* role of the last buffered row */
 
@@ -220,7 +221,7 @@ field_array(size_t off, Oid type)
  * this subtransaction rolled back.  Those wait for a flush at their level,
  * at the latest before commit.
  */
-static void
+static bool
 audit_flush(void)
 {
 	Datum		values[9];
@@ -232,9 +233,9 @@ audit_flush(void)
 
 	for (i = 0; i < audit_nrows; i++)
 		if (audit_rows[i].subid < current)
-			return;
+			return false;
 	if (audit_nrows == 0)
-		return;
+		return true;
 
 	owner = opsflags_rel_owner(opsflags_relid("audit_log"));
 	if (!OidIsValid(owner))
@@ -265,6 +266,8 @@ audit_flush(void)
 	MemoryContextReset(AuditBufferContext);
 	audit_rows = NULL;
 	audit_maxrows = 0;
+	audit_flush_at = AUDIT_FLUSH_ROWS;
+	return true;
 }
 
 static void
@@ -291,6 +294,7 @@ audit_xact_callback(XactEvent event, void *arg)
 			audit_rows = NULL;
 			audit_nrows = 0;
 			audit_maxrows = 0;
+			audit_flush_at = AUDIT_FLUSH_ROWS;
 			break;
 		default:
 			break;
@@ -384,8 +388,9 @@ audit_buffer(const char *action, const char *resource_type, const char *resource
 	r->new_values = new_values ? redacted_copy(new_values, redact_column) : NULL;
 	MemoryContextSwitchTo(old);
 
-	if (audit_nrows >= AUDIT_FLUSH_ROWS)
-		audit_flush();
+	/* Written early when it can be; if not, try again at twice the size. */
+	if (audit_nrows >= audit_flush_at && !audit_flush())
+		audit_flush_at = audit_nrows * 2;
 }
 
 /*

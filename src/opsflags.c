@@ -14,6 +14,7 @@
 PG_MODULE_MAGIC;
 
 char	   *opsflags_environment = NULL;
+char	   *opsflags_memcached_servers = NULL;
 
 void		_PG_init(void);
 
@@ -58,6 +59,17 @@ _PG_init(void)
 							   0,
 							   check_environment,
 							   assign_environment,
+							   NULL);
+
+	DefineCustomStringVariable("opsflags.memcached_servers",
+							   "memcached servers (host:port[,host:port]) that health checks probe.",
+							   NULL,
+							   &opsflags_memcached_servers,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_LIST_INPUT,
+							   NULL,
+							   NULL,
 							   NULL);
 
 	opsflags_flags_init();

@@ -15,6 +15,7 @@
 
 /* opsflags.c: settings */
 extern char *opsflags_environment;
+extern char *opsflags_memcached_servers;
 
 /* hashing.c: MurmurHash3 x86_32, incremental, and Unleash buckets */
 typedef struct OpsMurmur3
