@@ -397,3 +397,150 @@ GRANT EXECUTE ON FUNCTION
     opsflags.audit_table(regclass), opsflags.unaudit_table(regclass),
     opsflags.set_maintenance_mode(boolean, text)
 TO opsflags_admin;
+
+-------------------------------------------------------------------------------
+-- Deployments
+-------------------------------------------------------------------------------
+
+CREATE TABLE opsflags.deployment_history (
+    id              uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    version         text NOT NULL CONSTRAINT version_not_empty CHECK (btrim(version) <> ''),
+    environment     text NOT NULL REFERENCES opsflags.environments (name) ON UPDATE CASCADE,
+    status          text NOT NULL DEFAULT 'deployed'
+                    CONSTRAINT status_known CHECK (status IN ('deployed', 'rolled_back')),
+    deployed_at     timestamptz NOT NULL DEFAULT clock_timestamp(),
+    deployed_by     text NOT NULL DEFAULT session_user,
+    changelog       text,
+    migration_notes text,
+    commit_sha      text,
+    rollback_to     text,
+    rollback_at     timestamptz,
+    rollback_reason text,
+    CONSTRAINT rollback_recorded CHECK ((status = 'rolled_back') = (rollback_at IS NOT NULL))
+);
+CREATE INDEX deployment_history_environment_idx
+    ON opsflags.deployment_history (environment, deployed_at DESC);
+COMMENT ON TABLE opsflags.deployment_history IS 'Deployments and rollbacks, newest first per environment';
+SELECT pg_catalog.pg_extension_config_dump('opsflags.deployment_history', '');
+
+CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON opsflags.deployment_history
+    FOR EACH ROW EXECUTE FUNCTION opsflags.audit_trigger('deployment');
+CREATE TRIGGER audit_statement AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON opsflags.deployment_history
+    FOR EACH STATEMENT EXECUTE FUNCTION opsflags.audit_trigger('deployment');
+
+CREATE FUNCTION opsflags.notify_deployment()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM pg_notify('opsflags', json_build_object(
+        'event', CASE WHEN TG_OP = 'INSERT' THEN 'deployment.recorded' ELSE 'deployment.rolled_back' END,
+        'key', NEW.version, 'environment', NEW.environment, 'id', NEW.id)::text);
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER notify_deployment AFTER INSERT OR UPDATE ON opsflags.deployment_history
+    FOR EACH ROW EXECUTE FUNCTION opsflags.notify_deployment();
+
+CREATE FUNCTION opsflags.record_deployment(
+    version         text,
+    environment     text,
+    changelog       text DEFAULT NULL,
+    deployed_by     text DEFAULT session_user,
+    migration_notes text DEFAULT NULL,
+    commit_sha      text DEFAULT NULL)
+RETURNS uuid
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    new_id uuid;
+BEGIN
+    IF version IS NULL OR btrim(version) = '' THEN
+        RAISE EXCEPTION 'deployment version must not be empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF environment IS NULL THEN
+        RAISE EXCEPTION 'deployment environment must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    PERFORM opsflags.resolve_environment(environment);
+    INSERT INTO opsflags.deployment_history AS d
+        (version, environment, changelog, deployed_by, migration_notes, commit_sha)
+    VALUES (version, environment, changelog, coalesce(deployed_by, session_user), migration_notes, commit_sha)
+    RETURNING d.id INTO new_id;
+    PERFORM opsflags.config_set('app_version', to_jsonb(version), coalesce(deployed_by, session_user),
+                                environment, 'Deployed version (record_deployment)');
+    IF commit_sha IS NOT NULL THEN
+        PERFORM opsflags.config_set('commit_sha', to_jsonb(commit_sha), coalesce(deployed_by, session_user),
+                                    environment, 'Deployed commit (record_deployment)');
+    END IF;
+    RETURN new_id;
+END
+$$;
+
+CREATE FUNCTION opsflags.record_rollback(deployment_id uuid, target_version text, reason text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    d opsflags.deployment_history;
+BEGIN
+    IF deployment_id IS NULL THEN
+        RAISE EXCEPTION 'deployment id must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF target_version IS NULL OR btrim(target_version) = '' THEN
+        RAISE EXCEPTION 'rollback target version must not be empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT * INTO d FROM opsflags.deployment_history h WHERE h.id = deployment_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'deployment % does not exist', deployment_id USING ERRCODE = 'undefined_object';
+    END IF;
+    IF d.status = 'rolled_back' THEN
+        RAISE EXCEPTION 'deployment of version "%" to % is already rolled back', d.version, d.environment
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = format('It was rolled back to "%s" at %s.', d.rollback_to, d.rollback_at);
+    END IF;
+    UPDATE opsflags.deployment_history h
+    SET status = 'rolled_back', rollback_to = target_version, rollback_at = now(), rollback_reason = reason
+    WHERE h.id = deployment_id;
+    PERFORM opsflags.config_set('app_version', to_jsonb(target_version), session_user, d.environment,
+                                'Deployed version (record_rollback)');
+END
+$$;
+
+CREATE FUNCTION opsflags.get_deployment_history(environment text DEFAULT NULL)
+RETURNS SETOF opsflags.deployment_history
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT * FROM opsflags.deployment_history h
+    WHERE get_deployment_history.environment IS NULL OR h.environment = get_deployment_history.environment
+    ORDER BY h.deployed_at DESC, h.id
+$$;
+
+CREATE FUNCTION opsflags.get_latest_deployment(environment text)
+RETURNS opsflags.deployment_history
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT * FROM opsflags.deployment_history h
+    WHERE h.environment = get_latest_deployment.environment AND h.status = 'deployed'
+    ORDER BY h.deployed_at DESC
+    LIMIT 1
+$$;
+
+REVOKE ALL ON FUNCTION
+    opsflags.notify_deployment(),
+    opsflags.record_deployment(text, text, text, text, text, text),
+    opsflags.record_rollback(uuid, text, text),
+    opsflags.get_deployment_history(text),
+    opsflags.get_latest_deployment(text)
+FROM PUBLIC;
+GRANT SELECT, INSERT, UPDATE, DELETE ON opsflags.deployment_history TO opsflags_admin;
+GRANT EXECUTE ON FUNCTION
+    opsflags.record_deployment(text, text, text, text, text, text),
+    opsflags.record_rollback(uuid, text, text),
+    opsflags.get_deployment_history(text),
+    opsflags.get_latest_deployment(text)
+TO opsflags_admin;

@@ -1,0 +1,40 @@
+-- Deployments: recorded, rolled back, and reflected in config app_version.
+\set SHOW_CONTEXT never
+SELECT opsflags.record_deployment('1.4.0', 'staging', 'Checkout redesign', 'ci', 'adds orders.note', 'a1b2c3d') IS NOT NULL AS recorded;
+SELECT opsflags.record_deployment('1.4.0', 'production', 'Checkout redesign', 'ci') IS NOT NULL AS recorded;
+SELECT opsflags.record_deployment('1.5.0', 'production', 'Bulk schedules', 'ci', NULL, 'e4f5a6b') AS id \gset
+
+-- Recording sets app_version (and commit_sha) for the environment.
+SELECT opsflags.config_get('app_version', 'production') AS production_version,
+       opsflags.config_get('commit_sha', 'production') AS production_sha,
+       opsflags.config_get('app_version', 'staging') AS staging_version;
+
+SELECT version, environment, status, deployed_by, changelog, commit_sha
+FROM opsflags.get_deployment_history('production');
+SELECT version, status FROM opsflags.get_latest_deployment('production');
+
+-- Roll back: marks it, sets app_version to the target.
+SELECT opsflags.record_rollback(:'id', '1.4.0', 'error rate up');
+SELECT version, status, rollback_to, rollback_reason, rollback_at IS NOT NULL AS rolled_back_at
+FROM opsflags.deployment_history WHERE id = :'id';
+SELECT opsflags.config_get('app_version', 'production') AS production_version;
+SELECT version, status FROM opsflags.get_latest_deployment('production');
+SELECT count(*) AS all_environments FROM opsflags.get_deployment_history();
+
+-- Every step is audited.
+SELECT action, resource_type, new_values ->> 'version' AS version, new_values ->> 'status' AS status
+FROM opsflags.audit_log WHERE resource_type = 'deployment' ORDER BY id;
+
+-- Bad input: clear errors, nothing written.
+\set VERBOSITY terse
+SELECT opsflags.record_rollback(:'id', '1.3.0', 'again');
+\set VERBOSITY default
+SELECT opsflags.record_rollback('00000000-0000-0000-0000-000000000000', '1.4.0', 'no such');
+SELECT opsflags.record_rollback(NULL, '1.4.0');
+SELECT opsflags.record_deployment('', 'production');
+SELECT opsflags.record_deployment('  ', 'production');
+SELECT opsflags.record_deployment(NULL, 'production');
+SELECT opsflags.record_deployment('2.0.0', 'moon');
+SELECT opsflags.record_deployment('2.0.0', NULL);
+SELECT count(*) AS deployments, opsflags.config_get('app_version', 'production') AS production_version
+FROM opsflags.deployment_history;
