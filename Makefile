@@ -2,16 +2,17 @@
 
 EXTENSION    = opsflags
 MODULE_big   = opsflags
-OBJS         = src/opsflags.o src/spi.o src/cache.o src/hashing.o src/flags.o src/config.o src/audit.o src/maintenance.o
+OBJS         = src/opsflags.o src/spi.o src/cache.o src/hashing.o src/flags.o src/config.o \
+               src/audit.o src/maintenance.o src/errors.o src/memcached.o src/health.o
 DATA         = $(wildcard sql/opsflags--*.sql)
 PG_CPPFLAGS  = -I$(srcdir)/src
 # PostgreSQL's own headers trip -Wunused-parameter under -Wextra; everything else is on.
 PG_CFLAGS    = -Wall -Wextra -Wno-unused-parameter $(if $(WERROR),-Werror)
-SHLIB_LINK   = 
+SHLIB_LINK   = -lmemcached
 
 # pg_regress: sql/<name>.sql against expected/<name>.out (the install scripts
 # opsflags--*.sql also live in sql/, but only these are run as tests).
-REGRESS      = flags evaluation guard privileges errors config audit maintenance deployments
+REGRESS      = flags evaluation guard privileges errors config audit maintenance deployments health
 REGRESS_OPTS = --inputdir=. --load-extension=opsflags
 
 PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config

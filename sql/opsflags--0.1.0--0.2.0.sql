@@ -544,3 +544,123 @@ GRANT EXECUTE ON FUNCTION
     opsflags.get_deployment_history(text),
     opsflags.get_latest_deployment(text)
 TO opsflags_admin;
+
+-------------------------------------------------------------------------------
+-- Health
+-------------------------------------------------------------------------------
+
+CREATE TABLE opsflags.system_health (
+    id                  bigserial PRIMARY KEY,
+    recorded_at         timestamptz NOT NULL DEFAULT now(),
+    status              text NOT NULL,
+    source              text NOT NULL,
+    active_connections  bigint,
+    idle_connections    bigint,
+    total_connections   bigint,
+    database_size_bytes bigint,
+    largest_tables      jsonb,
+    avg_query_time_ms   double precision,
+    slow_query_count    bigint,
+    cache_hit_rate      double precision,
+    pending_jobs        bigint,
+    failed_jobs         bigint,
+    errors_last_hour    bigint,
+    metrics             jsonb
+);
+CREATE INDEX system_health_recorded_at_idx ON opsflags.system_health USING brin (recorded_at);
+COMMENT ON TABLE opsflags.system_health IS
+  'Health samples: one row per check_system_health() call (and, later, per sampler cycle)';
+SELECT pg_catalog.pg_extension_config_dump('opsflags.system_health', '');
+SELECT pg_catalog.pg_extension_config_dump('opsflags.system_health_id_seq', '');
+
+CREATE FUNCTION opsflags.health_status()
+RETURNS jsonb
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'opsflags_health_status';
+COMMENT ON FUNCTION opsflags.health_status() IS
+  'Health of database, cache, storage and queue with the aggregate status; never raises';
+
+CREATE FUNCTION opsflags.health_aggregate(statuses text[])
+RETURNS text
+LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'opsflags_health_aggregate';
+COMMENT ON FUNCTION opsflags.health_aggregate(text[]) IS
+  'Aggregate component statuses: any unhealthy -> unhealthy, else any degraded -> degraded, else healthy';
+
+CREATE FUNCTION opsflags.check_system_health()
+RETURNS jsonb
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'opsflags_check_system_health';
+COMMENT ON FUNCTION opsflags.check_system_health() IS
+  'Summary (status, database size and connections, errors last hour, version) recorded in opsflags.system_health';
+
+CREATE FUNCTION opsflags.errors_last_hour()
+RETURNS bigint
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'opsflags_errors_last_hour_sql';
+COMMENT ON FUNCTION opsflags.errors_last_hour() IS
+  'ERROR, FATAL and PANIC reports of the server in the last 60 minutes (NULL without shared_preload_libraries)';
+
+CREATE FUNCTION opsflags.run_startup_checks()
+RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    errors    text[] := '{}';
+    database  boolean := false;
+    settings  boolean := true;
+    tables    boolean := true;
+    name      text;
+    own       constant text[] := '{opsflags.environments,opsflags.feature_flags,opsflags.feature_flag_configs,'
+                                 'opsflags.app_config,opsflags.audit_log,opsflags.deployment_history,'
+                                 'opsflags.system_health}';
+BEGIN
+    BEGIN
+        PERFORM 1;
+        database := true;
+    EXCEPTION WHEN OTHERS THEN
+        errors := errors || ('database is not answering queries: ' || SQLERRM);
+    END;
+
+    FOR name IN
+        SELECT btrim(s) FROM regexp_split_to_table(current_setting('opsflags.required_settings'), ',') s
+        WHERE btrim(s) <> ''
+    LOOP
+        IF coalesce(current_setting(name, true), '') = '' THEN
+            settings := false;
+            errors := errors || format('setting "%s" is empty or unknown: set it in postgresql.conf, '
+                                       'with ALTER SYSTEM, or with ALTER DATABASE/ROLE ... SET', name);
+        END IF;
+    END LOOP;
+
+    FOREACH name IN ARRAY own LOOP
+        IF to_regclass(name) IS NULL THEN
+            tables := false;
+            errors := errors || format('opsflags table "%s" is missing: run ALTER EXTENSION opsflags UPDATE, '
+                                       'or drop and create the extension', name);
+        END IF;
+    END LOOP;
+    FOR name IN
+        SELECT btrim(s) FROM regexp_split_to_table(current_setting('opsflags.required_tables'), ',') s
+        WHERE btrim(s) <> ''
+    LOOP
+        IF to_regclass(name) IS NULL THEN
+            tables := false;
+            errors := errors || format('required table "%s" does not exist: run the migrations that create it '
+                                       '(or remove it from opsflags.required_tables)', name);
+        END IF;
+    END LOOP;
+
+    RETURN jsonb_build_object(
+        'success', cardinality(errors) = 0,
+        'errors', to_jsonb(errors),
+        'checks', jsonb_build_object('database', database, 'settings', settings, 'tables', tables));
+END
+$$;
+COMMENT ON FUNCTION opsflags.run_startup_checks() IS
+  'Database reachable, opsflags.required_settings non-empty, opsflags'' and opsflags.required_tables present: every failure listed';
+
+REVOKE ALL ON FUNCTION opsflags.check_system_health() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION opsflags.check_system_health() TO opsflags_admin;
+GRANT SELECT ON opsflags.system_health TO opsflags_admin;

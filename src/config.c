@@ -121,6 +121,55 @@ config_load(ConfigEntry *entry, const char *key, const char *environment)
 }
 
 /*
+ * The cached entry for (key, environment); NULL when neither can name a row.
+ */
+static ConfigEntry *
+config_lookup(const char *key, int keylen, const char *environment)
+{
+	char		cachekey[CONFIG_CACHE_KEYLEN];
+	ConfigEntry *entry;
+	bool		found;
+
+	if (keylen == 0 || keylen > CONFIG_KEY_MAXLEN || strlen(environment) >= NAMEDATALEN)
+		return NULL;
+
+	opsflags_accept_invalidations();
+	if (config_cache_stale || ConfigCache == NULL ||
+		hash_get_num_entries(ConfigCache) >= CONFIG_CACHE_MAX_ENTRIES)
+		config_cache_reset();
+
+	snprintf(cachekey, sizeof(cachekey), "%s|%.*s", environment, keylen, key);
+	entry = hash_search(ConfigCache, cachekey, HASH_FIND, NULL);
+	if (entry == NULL)
+	{
+		ConfigEntry loaded;
+
+		memset(&loaded, 0, sizeof(loaded));
+		strlcpy(loaded.key, cachekey, sizeof(loaded.key));
+		config_load(&loaded, pnstrdup(key, keylen), environment);
+		entry = hash_search(ConfigCache, cachekey, HASH_ENTER, &found);
+		memcpy(entry, &loaded, sizeof(ConfigEntry));
+	}
+	return entry;
+}
+
+/*
+ * For opsflags' own use (health thresholds, app_version): a copy of the
+ * value of key in environment (NULL: opsflags.environment), else 'all',
+ * else NULL.  No privilege check: callers never hand out sensitive values.
+ */
+Jsonb *
+opsflags_config_value(const char *key, const char *environment)
+{
+	ConfigEntry *entry = config_lookup(key, strlen(key),
+									   environment ? environment : opsflags_environment);
+
+	if (entry == NULL || !entry->found)
+		return NULL;
+	return (Jsonb *) datumCopy(PointerGetDatum(entry->value), false, -1);
+}
+
+/*
  * config_get(config_key text, environment text) -> jsonb
  *
  * The environment's value, else the 'all' value, else NULL; environment
@@ -130,41 +179,16 @@ Datum
 opsflags_config_get(PG_FUNCTION_ARGS)
 {
 	text	   *keyt;
-	const char *environment;
-	char		cachekey[CONFIG_CACHE_KEYLEN];
-	int			keylen;
 	ConfigEntry *entry;
-	bool		found;
 
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
 	keyt = PG_GETARG_TEXT_PP(0);
-	keylen = VARSIZE_ANY_EXHDR(keyt);
-	environment = PG_ARGISNULL(1) ? opsflags_environment : text_to_cstring(PG_GETARG_TEXT_PP(1));
+	entry = config_lookup(VARDATA_ANY(keyt), VARSIZE_ANY_EXHDR(keyt),
+						  PG_ARGISNULL(1) ? opsflags_environment
+						  : text_to_cstring(PG_GETARG_TEXT_PP(1)));
 
-	/* Neither can name a row: no lookup needed. */
-	if (keylen == 0 || keylen > CONFIG_KEY_MAXLEN || strlen(environment) >= NAMEDATALEN)
-		PG_RETURN_NULL();
-
-	opsflags_accept_invalidations();
-	if (config_cache_stale || ConfigCache == NULL ||
-		hash_get_num_entries(ConfigCache) >= CONFIG_CACHE_MAX_ENTRIES)
-		config_cache_reset();
-
-	snprintf(cachekey, sizeof(cachekey), "%s|%.*s", environment, keylen, VARDATA_ANY(keyt));
-	entry = hash_search(ConfigCache, cachekey, HASH_FIND, NULL);
-	if (entry == NULL)
-	{
-		ConfigEntry loaded;
-
-		memset(&loaded, 0, sizeof(loaded));
-		strlcpy(loaded.key, cachekey, sizeof(loaded.key));
-		config_load(&loaded, text_to_cstring(keyt), environment);
-		entry = hash_search(ConfigCache, cachekey, HASH_ENTER, &found);
-		memcpy(entry, &loaded, sizeof(ConfigEntry));
-	}
-
-	if (!entry->found)
+	if (entry == NULL || !entry->found)
 		PG_RETURN_NULL();
 	if (entry->is_sensitive && !opsflags_is_admin(config_table_owner))
 		ereport(ERROR,

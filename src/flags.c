@@ -300,6 +300,20 @@ flag_load(FlagEntry *entry, const char *key)
 	opsflags_spi_end(&spi);
 }
 
+typedef struct FlagLoadArgs
+{
+	FlagEntry  *entry;
+	const char *key;
+} FlagLoadArgs;
+
+static void
+flag_load_guarded(void *arg)
+{
+	FlagLoadArgs *args = (FlagLoadArgs *) arg;
+
+	flag_load(args->entry, args->key);
+}
+
 /*
  * Load a flag inside a subtransaction, so that a failure (other than a
  * cancel) leaves the caller's transaction intact: the flag then evaluates
@@ -308,53 +322,20 @@ flag_load(FlagEntry *entry, const char *key)
 static bool
 flag_load_fail_closed(FlagEntry *entry, const char *key)
 {
-	MemoryContext oldcontext = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
-	bool		ok = true;
+	FlagLoadArgs args = {entry, key};
+	ErrorData  *edata;
 
-	/* No subtransactions in parallel mode: let an error propagate. */
-	if (IsInParallelMode())
-	{
-		flag_load(entry, key);
+	if (opsflags_try(flag_load_guarded, &args, false, &edata))
 		return true;
-	}
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcontext);
-
-	PG_TRY();
-	{
-		flag_load(entry, key);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcontext);
-		CurrentResourceOwner = oldowner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(oldcontext);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcontext);
-		CurrentResourceOwner = oldowner;
-
-		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
-			ReThrowError(edata);
-
-		ereport(WARNING,
-				(errcode(edata->sqlerrcode),
-				 errmsg("could not load feature flag \"%s\", evaluating it as false", key),
-				 errdetail_internal("%s", edata->message)));
-		FreeErrorData(edata);
-		/* Whatever the failed load left in the cache context goes too. */
-		flag_cache_stale = true;
-		ok = false;
-	}
-	PG_END_TRY();
-
-	return ok;
+	ereport(WARNING,
+			(errcode(edata->sqlerrcode),
+			 errmsg("could not load feature flag \"%s\", evaluating it as false", key),
+			 errdetail_internal("%s", edata->message)));
+	FreeErrorData(edata);
+	/* Whatever the failed load left in the cache context goes too. */
+	flag_cache_stale = true;
+	return false;
 }
 
 /*

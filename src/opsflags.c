@@ -75,6 +75,8 @@ _PG_init(void)
 	opsflags_flags_init();
 	opsflags_config_init();
 	opsflags_maintenance_init();
+	opsflags_errors_init();
+	opsflags_health_init();
 
 	MarkGUCPrefixReserved("opsflags");
 }

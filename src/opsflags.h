@@ -8,6 +8,7 @@
 #include "postgres.h"
 
 #include "executor/spi.h"
+#include "utils/jsonb.h"
 #include "utils/snapshot.h"
 
 /* Longest flag key: ^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$ */
@@ -55,6 +56,7 @@ extern void opsflags_spi_begin(OpsSpiState *state, Oid as_role);
 extern int	opsflags_spi_run(OpsQuery *query, Datum *values, const char *nulls,
 							 Snapshot snapshot, long limit);
 extern void opsflags_spi_end(OpsSpiState *state);
+extern bool opsflags_try(void (*fn) (void *), void *arg, bool cancel_ok, ErrorData **error);
 
 /* cache.c */
 extern void opsflags_accept_invalidations(void);
@@ -69,6 +71,22 @@ extern void opsflags_maintenance_init(void);
 
 /* config.c */
 extern void opsflags_config_init(void);
+extern Jsonb *opsflags_config_value(const char *key, const char *environment);
+
+/* errors.c */
+extern void opsflags_errors_init(void);
+extern int64 opsflags_errors_last_hour(void);
+
+/* memcached.c */
+extern const char *opsflags_memcached_server_list(void);
+extern bool opsflags_memcached_probe(const char *servers, int timeout_ms, double *elapsed_ms,
+									 char *err, size_t errlen);
+
+/* health.c */
+extern int	opsflags_health_timeout_ms;
+extern char *opsflags_required_tables;
+extern char *opsflags_required_settings;
+extern void opsflags_health_init(void);
 
 /* flags.c */
 extern void opsflags_flags_init(void);

@@ -4,12 +4,15 @@
  *	  schema-qualified queries kept for the life of the backend, run as a
  *	  given role (the owner of the extension's tables) with an explicit
  *	  snapshot.  Callers bracket use with opsflags_spi_begin/end and read
- *	  SPI_tuptable in between.
+ *	  SPI_tuptable in between.  Also the one subtransaction guard, for the
+ *	  callers that must not raise (flag evaluation, health probes).
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "utils/resowner.h"
 
 #include "opsflags.h"
 
@@ -67,4 +70,56 @@ opsflags_spi_end(OpsSpiState *state)
 {
 	SPI_finish();
 	SetUserIdAndSecContext(state->saved_userid, state->saved_sec_context);
+}
+
+/*
+ * Run fn(arg) in a subtransaction.  On success, true.  On an error other
+ * than a cancel (which is re-thrown unless cancel_ok), the subtransaction is
+ * rolled back and false returned with the error (in the caller's memory
+ * context) in *error.  In parallel mode, where subtransactions are not
+ * possible, fn runs unguarded.
+ */
+bool
+opsflags_try(void (*fn) (void *), void *arg, bool cancel_ok, ErrorData **error)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	volatile bool ok = true;
+
+	*error = NULL;
+	if (IsInParallelMode())
+	{
+		fn(arg);
+		return true;
+	}
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcontext);
+
+	PG_TRY();
+	{
+		fn(arg);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcontext);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED && !cancel_ok)
+			ReThrowError(edata);
+		*error = edata;
+		ok = false;
+	}
+	PG_END_TRY();
+
+	return ok;
 }

@@ -1,0 +1,156 @@
+/*
+ * memcached.c
+ *	  The memcached client: a set/get round trip through libmemcached to
+ *	  opsflags.memcached_servers (or MEMCACHED_URL when the setting is
+ *	  empty), over the binary protocol, bounded by a timeout so that a dead
+ *	  or hanging server costs at most that long.
+ *
+ * libmemcached allocates with malloc and reports errors as return codes;
+ * nothing here calls ereport between creating and freeing its handle.
+ */
+#include "postgres.h"
+
+#include <libmemcached/memcached.h>
+
+#include "miscadmin.h"
+#include "portability/instr_time.h"
+
+#include "opsflags.h"
+
+/* The servers to use: the setting, else $MEMCACHED_URL, else NULL. */
+const char *
+opsflags_memcached_server_list(void)
+{
+	const char *env;
+
+	if (opsflags_memcached_servers != NULL && opsflags_memcached_servers[0] != '\0')
+		return opsflags_memcached_servers;
+	env = getenv("MEMCACHED_URL");
+	if (env != NULL && env[0] != '\0')
+		return env;
+	return NULL;
+}
+
+/*
+ * Add "host:port[,host:port]" to a handle (a "memcached://" prefix on each
+ * entry is accepted, as MEMCACHED_URL often carries one).  False on a
+ * malformed list.
+ */
+static bool
+add_servers(memcached_st *memc, const char *list, char *err, size_t errlen)
+{
+	char		buf[1024];
+	char	   *save = NULL;
+	char	   *item;
+
+	if (strlen(list) >= sizeof(buf))
+	{
+		snprintf(err, errlen, "server list too long");
+		return false;
+	}
+	strlcpy(buf, list, sizeof(buf));
+	for (item = strtok_r(buf, ", ", &save); item != NULL; item = strtok_r(NULL, ", ", &save))
+	{
+		char	   *colon;
+		long		port = 11211;
+
+		if (strncmp(item, "memcached://", 12) == 0)
+			item += 12;
+		colon = strrchr(item, ':');
+		if (colon != NULL)
+		{
+			char	   *end;
+
+			*colon = '\0';
+			port = strtol(colon + 1, &end, 10);
+			if (*end != '\0' && *end != '/')
+				port = -1;
+		}
+		if (item[0] == '\0' || port <= 0 || port > 65535)
+		{
+			snprintf(err, errlen, "malformed server \"%s\" (expected host:port)", item);
+			return false;
+		}
+		if (memcached_server_add(memc, item, (in_port_t) port) != MEMCACHED_SUCCESS)
+		{
+			snprintf(err, errlen, "cannot add server \"%s\"", item);
+			return false;
+		}
+	}
+	return true;
+}
+
+/*
+ * One set/get round trip of a unique key.  Returns true when the value came
+ * back intact; otherwise err says what went wrong.  *elapsed_ms is the time
+ * spent.  Never raises.
+ */
+bool
+opsflags_memcached_probe(const char *servers, int timeout_ms, double *elapsed_ms,
+						 char *err, size_t errlen)
+{
+	memcached_st *memc;
+	memcached_return_t rc;
+	char		key[64];
+	char		value[64];
+	char	   *got = NULL;
+	size_t		gotlen = 0;
+	uint32_t	flags = 0;
+	bool		ok = false;
+	instr_time	start;
+	instr_time	duration;
+
+	INSTR_TIME_SET_CURRENT(start);
+	err[0] = '\0';
+
+	memc = memcached_create(NULL);
+	if (memc == NULL)
+	{
+		snprintf(err, errlen, "could not create a memcached client");
+		goto done;
+	}
+	/* Connect and each wait share the budget; no retries. */
+	memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_BINARY_PROTOCOL, 1);
+	memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_NO_BLOCK, 1);
+	memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_CONNECT_TIMEOUT, Max(timeout_ms / 2, 1));
+	memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_POLL_TIMEOUT, Max(timeout_ms / 2, 1));
+	memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_SND_TIMEOUT, (uint64_t) Max(timeout_ms / 2, 1) * 1000);
+	memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_RCV_TIMEOUT, (uint64_t) Max(timeout_ms / 2, 1) * 1000);
+	memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_RETRY_TIMEOUT, 0);
+
+	if (!add_servers(memc, servers, err, errlen))
+		goto done;
+
+	snprintf(key, sizeof(key), "opsflags:health:%d:%ld", MyProcPid, (long) random());
+	snprintf(value, sizeof(value), "%ld", (long) random());
+
+	rc = memcached_set(memc, key, strlen(key), value, strlen(value), 60, 0);
+	if (rc != MEMCACHED_SUCCESS)
+	{
+		snprintf(err, errlen, "set failed: %s", memcached_strerror(memc, rc));
+		goto done;
+	}
+	got = memcached_get(memc, key, strlen(key), &gotlen, &flags, &rc);
+	if (got == NULL || rc != MEMCACHED_SUCCESS)
+	{
+		snprintf(err, errlen, "get failed: %s", memcached_strerror(memc, rc));
+		goto done;
+	}
+	if (gotlen != strlen(value) || memcmp(got, value, gotlen) != 0)
+	{
+		snprintf(err, errlen, "get returned a different value");
+		goto done;
+	}
+	memcached_delete(memc, key, strlen(key), 0);
+	ok = true;
+
+done:
+	if (got != NULL)
+		free(got);
+	if (memc != NULL)
+		memcached_free(memc);
+	INSTR_TIME_SET_CURRENT(duration);
+	INSTR_TIME_SUBTRACT(duration, start);
+	*elapsed_ms = INSTR_TIME_GET_MILLISEC(duration);
+	return ok;
+}
