@@ -7,6 +7,8 @@
 #      interleaved rounds, median of each.
 #   3. bench/config_audit.sql: config_get vs a plain SELECT; a 100,000-row
 #      INSERT with no trigger vs the C audit trigger vs a PL/pgSQL one.
+#   4. bench/health.sql: health_status() latency with memcached up and
+#      check_system_health() on a database with 1,000 tables.
 #   BENCH_SECONDS  length of one pgbench run (default 8)
 #   BENCH_ROUNDS   pgbench rounds per variant (default 3)
 set -euo pipefail
@@ -17,10 +19,12 @@ SECONDS_PER_RUN=${BENCH_SECONDS:-8}
 ROUNDS=${BENCH_ROUNDS:-3}
 TMP=''
 DATADIR=''
+MC_PIDFILE=''
 
 cleanup() {
     set +e
     [[ -n $DATADIR ]] && stop_cluster "$DATADIR"
+    [[ -n $MC_PIDFILE ]] && stop_memcached "$MC_PIDFILE"
     [[ -n $TMP ]] && rm -rf -- "$TMP"
 }
 trap cleanup EXIT INT TERM
@@ -31,7 +35,11 @@ build_install
 TMP=$(mktemp -d /tmp/opsflags-bench.XXXXXX)
 DATADIR=$TMP/data
 PORT=$(free_port 55000)
-start_cluster "$DATADIR" "$PORT" "$TMP" "$TMP/postgres.log" "fsync = off"
+MC_PORT=$(free_port $((PORT + 1)))
+MC_PIDFILE=$TMP/memcached.pid
+start_memcached "$MC_PORT" "$MC_PIDFILE"
+start_cluster "$DATADIR" "$PORT" "$TMP" "$TMP/postgres.log" "fsync = off" \
+    "opsflags.memcached_servers = '127.0.0.1:$MC_PORT'"
 pg_psql "$TMP" "$PORT" postgres -q -c "CREATE EXTENSION opsflags"
 
 echo
@@ -71,3 +79,6 @@ awk -v a="$fl" -v b="$s1" 'BEGIN {printf " feature_enabled / SELECT 1: %.1f%% (t
 echo
 pg_psql "$TMP" "$PORT" postgres -q -f "$REPO/bench/config_audit.sql" 2>&1 \
     | grep -vE '^ *$|^ (set|measure|audit_table|unaudit_table|purged|config_delete) *\|?|^-+$|^ [tf] *(\| [tf] *)?$'
+
+echo
+pg_psql "$TMP" "$PORT" postgres -q -f "$REPO/bench/health.sql" 2>&1 | grep -vE '^ *$|^-+$'
