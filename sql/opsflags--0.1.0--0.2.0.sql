@@ -18,6 +18,31 @@ $$;
 COMMENT ON ROLE opsflags_admin IS 'May change opsflags flags, configuration and deployments, and read secrets and the audit log';
 
 -------------------------------------------------------------------------------
+-- Flags: plain DML that does not set updated_by records opsflags.updated_by,
+-- else the session user.
+-------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION opsflags.touch_row()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NEW IS NOT DISTINCT FROM OLD THEN
+        RETURN NEW;
+    END IF;
+    NEW.version := OLD.version + 1;
+    NEW.updated_at := pg_catalog.now();
+    IF TG_TABLE_NAME = 'feature_flag_configs' THEN
+        IF NEW.updated_by IS NOT DISTINCT FROM OLD.updated_by THEN
+            NEW.updated_by := coalesce(nullif(current_setting('opsflags.updated_by', true), ''), session_user);
+        END IF;
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+-------------------------------------------------------------------------------
 -- Configuration
 -------------------------------------------------------------------------------
 
@@ -78,7 +103,10 @@ BEGIN
     END IF;
     NEW.id := coalesce(NEW.id, gen_random_uuid());
     NEW.is_sensitive := coalesce(NEW.is_sensitive, false);
-    NEW.updated_by := coalesce(NEW.updated_by, session_user);
+    -- A write that does not say who: opsflags.updated_by, else the session user.
+    IF NEW.updated_by IS NULL OR (TG_OP = 'UPDATE' AND NEW.updated_by IS NOT DISTINCT FROM OLD.updated_by) THEN
+        NEW.updated_by := coalesce(nullif(current_setting('opsflags.updated_by', true), ''), session_user);
+    END IF;
     IF TG_OP = 'INSERT' THEN
         NEW.version := 1;
         NEW.created_at := coalesce(NEW.created_at, now());
@@ -151,17 +179,22 @@ RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    writer text := coalesce(config_set.updated_by, session_user);
+    previous text := current_setting('opsflags.updated_by');
 BEGIN
     -- Validation happens in validate_config_row(), for this and plain DML.
+    -- The writer named here is recorded even when it equals the previous one.
+    PERFORM set_config('opsflags.updated_by', writer, true);
     INSERT INTO opsflags.app_config AS c
         (config_key, config_value, environment, description, is_sensitive, updated_by)
-    VALUES (config_key, config_value, environment, description, coalesce(is_sensitive, false),
-            coalesce(updated_by, session_user))
+    VALUES (config_key, config_value, environment, description, coalesce(is_sensitive, false), writer)
     ON CONFLICT ON CONSTRAINT app_config_key_environment_key DO UPDATE SET
         config_value = EXCLUDED.config_value,
         description  = coalesce(config_set.description, c.description),
         is_sensitive = coalesce(config_set.is_sensitive, c.is_sensitive),
         updated_by   = EXCLUDED.updated_by;
+    PERFORM set_config('opsflags.updated_by', previous, true);
 END
 $$;
 COMMENT ON FUNCTION opsflags.config_set(text, jsonb, text, text, text, boolean) IS

@@ -15,6 +15,7 @@ PG_MODULE_MAGIC;
 
 char	   *opsflags_environment = NULL;
 char	   *opsflags_memcached_servers = NULL;
+char	   *opsflags_updated_by = NULL;
 
 void		_PG_init(void);
 
@@ -59,6 +60,17 @@ _PG_init(void)
 							   0,
 							   check_environment,
 							   assign_environment,
+							   NULL);
+
+	DefineCustomStringVariable("opsflags.updated_by",
+							   "Name recorded in updated_by by writes that do not set it (default: session_user).",
+							   NULL,
+							   &opsflags_updated_by,
+							   "",
+							   PGC_USERSET,
+							   0,
+							   NULL,
+							   NULL,
 							   NULL);
 
 	DefineCustomStringVariable("opsflags.memcached_servers",

@@ -505,10 +505,6 @@ SELECT is((SELECT count(*)::int FROM meta_want w JOIN meta_obs o USING (i)
 SELECT is((SELECT count(*)::int FROM meta_want w JOIN meta_obs o USING (i)
            WHERE w.op IN ('given', 'default', 'null', 'as_role') AND o.updated_by IS DISTINCT FROM w.want_by), 0,
           'd: config_set: updated_by is the value given, else (omitted or NULL, also under SET ROLE) session_user');
--- BUG: a plain UPDATE of app_config that does not set updated_by keeps the
--- previous value (validate_config_row() only fills in NULL), so the change is
--- attributed to whoever made the one before (e.g. 'alice' after postgres's
--- UPDATE); touch_row() on feature_flag_configs records session_user then.
 SELECT is((SELECT count(*)::int FROM meta_want w JOIN meta_obs o USING (i)
            WHERE w.op = 'dml' AND o.updated_by IS DISTINCT FROM w.want_by), 0,
           'd: plain DML that does not set updated_by records session_user');
