@@ -107,14 +107,15 @@ BEGIN
     IF NEW.updated_by IS NULL OR (TG_OP = 'UPDATE' AND NEW.updated_by IS NOT DISTINCT FROM OLD.updated_by) THEN
         NEW.updated_by := coalesce(nullif(current_setting('opsflags.updated_by', true), ''), session_user);
     END IF;
+    -- The time of the change itself, not of the transaction's start.
     IF TG_OP = 'INSERT' THEN
         NEW.version := 1;
-        NEW.created_at := coalesce(NEW.created_at, now());
-        NEW.updated_at := now();
+        NEW.created_at := coalesce(NEW.created_at, clock_timestamp());
+        NEW.updated_at := clock_timestamp();
     ELSE
         NEW.version := OLD.version + 1;
         NEW.created_at := OLD.created_at;
-        NEW.updated_at := now();
+        NEW.updated_at := clock_timestamp();
     END IF;
     RETURN NEW;
 END
