@@ -1,31 +1,7 @@
 -- Configuration and audit benchmark (issue: configuration and audit).  Run by
 -- bench/run.sh after bench/flags.sql; ratios of runs in this one session,
 -- medians of 5 interleaved runs.
-\set ON_ERROR_STOP 1
-\pset footer off
-SET client_min_messages = warning;
-SET jit = off;
-SET work_mem = '512MB';
-DROP SCHEMA IF EXISTS bench CASCADE;
-CREATE SCHEMA bench;
-
-CREATE FUNCTION bench.time_ms(q text) RETURNS float8 LANGUAGE plpgsql AS $$
-DECLARE t0 timestamptz; BEGIN
-    t0 := clock_timestamp(); EXECUTE q;
-    RETURN extract(epoch FROM clock_timestamp() - t0) * 1000;
-END $$;
-CREATE TABLE bench.results (variant text, run int, ms float8);
-CREATE FUNCTION bench.measure(variants text[], queries text[], reps int) RETURNS void LANGUAGE plpgsql AS $$
-BEGIN
-    FOR i IN 1 .. array_length(queries, 1) LOOP PERFORM bench.time_ms(queries[i]); END LOOP;
-    FOR r IN 1 .. reps LOOP
-        FOR i IN 1 .. array_length(queries, 1) LOOP
-            INSERT INTO bench.results VALUES (variants[i], r, bench.time_ms(queries[i]));
-        END LOOP;
-    END LOOP;
-END $$;
-CREATE VIEW bench.median AS
-SELECT variant, percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS ms FROM bench.results GROUP BY variant;
+\ir common.sql
 
 SELECT opsflags.config_set('bench.setting', '{"rps": 100}') IS NULL AS set;
 SELECT opsflags.config_set('bench.setting', '{"rps": 200}', environment => 'production') IS NULL AS set;
