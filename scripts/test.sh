@@ -2,11 +2,18 @@
 # test.sh (`make test`): install what is missing, build (warnings are errors)
 # and install opsflags, start a throwaway PostgreSQL 15 cluster and memcached
 # on free ports, run the pg_regress suite (make installcheck) and the pgTAP
-# tests (test/*.sql via pg_prove), stop everything again, and end with the line
+# tests (test/*.sql via pg_prove), then start a second cluster without
+# shared_preload_libraries and run test/no_preload/*.sql against it, stop
+# everything again, and end with the line
 #   opsflags: N passed, N failed
 # Exits non-zero if anything failed. The tests see these environment variables:
-#   OPSFLAGS_TEST_MEMCACHED  host:port of the throwaway memcached
-#   OPSFLAGS_TEST_LOG        path of the throwaway server's log file
+#   OPSFLAGS_TEST_MEMCACHED          host:port of the throwaway memcached
+#   OPSFLAGS_TEST_MEMCACHED_PIDFILE  its pid file
+#   OPSFLAGS_TEST_HANG               host:port of a listener that accepts and
+#                                    never answers (scripts/hang_listener.pl)
+#   OPSFLAGS_TEST_DOWN               host:port where nothing listens
+#   OPSFLAGS_TEST_LOG                path of the throwaway server's log file
+#   OPSFLAGS_TEST_PSQL               the psql binary (PostgreSQL 15)
 set -euo pipefail
 # shellcheck source=scripts/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -17,6 +24,51 @@ TMP=''
 DATADIR=''
 LOGFILE=''
 MC_PIDFILE=''
+HANG_PID=''
+NP_DATADIR=''
+NP_LOGFILE=''
+
+# start_hang_listener PORT LOGFILE: run scripts/hang_listener.pl on
+# 127.0.0.1:PORT in the background (as the invoking user) and wait until it
+# accepts connections; sets HANG_PID.
+start_hang_listener() {
+    local port=$1 logfile=$2
+    log "starting a listener that never answers on 127.0.0.1:$port"
+    perl "$REPO/scripts/hang_listener.pl" "$port" </dev/null >"$logfile" 2>&1 &
+    HANG_PID=$!
+    wait_for_port "$port" 10 || { cat "$logfile" >&2; die "hang listener is not accepting connections on port $port"; }
+}
+
+# stop_hang_listener PID: SIGTERM, then SIGKILL if it is still there after 5 s.
+stop_hang_listener() {
+    local pid=$1 deadline=$((SECONDS + 5))
+    kill "$pid" 2>/dev/null || return 0
+    while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do
+        sleep 0.1
+    done
+    kill -9 "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+# prove OUTFILE SOCKDIR PORT DB FILE...: run pg_prove on FILEs (relative to
+# the repository) and set PROVE_OK and PROVE_BAD to the number of files that
+# passed and failed.
+prove() {
+    local out=$1 sockdir=$2 port=$3 db=$4 rc
+    shift 4
+    set +e
+    (cd "$REPO" && pg_prove --psql-bin "$PG_BIN/psql" -h "$sockdir" -p "$port" \
+        -U postgres -d "$db" "$@") 2>&1 | tee "$out"
+    rc=${PIPESTATUS[0]}
+    set -e
+    # The "Test Summary Report" lists each failing file as "FILE (Wstat: ...".
+    PROVE_BAD=$({ grep -E '^[^ ].*\.sql +\(Wstat:' "$out" || true; } | awk '{print $1}' | sort -u | wc -l)
+    if ((rc != 0 && PROVE_BAD == 0)); then
+        PROVE_BAD=$#   # pg_prove failed as a whole
+    fi
+    PROVE_OK=$(($# - PROVE_BAD))
+    ((PROVE_OK >= 0)) || PROVE_OK=0
+}
 
 # On any exit: stop what we started, keep the server log, remove the temp dir,
 # and print the summary as the very last line.
@@ -24,14 +76,24 @@ cleanup() {
     local rc=$?
     set +e
     trap - EXIT INT TERM
+    if [[ -n $NP_DATADIR ]]; then
+        stop_cluster "$NP_DATADIR"
+    fi
     if [[ -n $DATADIR ]]; then
         stop_cluster "$DATADIR"
     fi
     if [[ -n $MC_PIDFILE ]]; then
         stop_memcached "$MC_PIDFILE"
     fi
+    if [[ -n $HANG_PID ]]; then
+        stop_hang_listener "$HANG_PID"
+    fi
     if ((rc != 0 && FAILED == 0)); then
         FAILED=1   # the harness itself failed before the tests could say so
+    fi
+    if [[ -n $NP_LOGFILE && -f $NP_LOGFILE ]]; then
+        mkdir -p "$REPO/.run"
+        cp "$NP_LOGFILE" "$REPO/.run/test-postgres-no-preload.log"
     fi
     if [[ -n $LOGFILE && -f $LOGFILE ]]; then
         mkdir -p "$REPO/.run"
@@ -72,12 +134,19 @@ PORT=$(free_port)
 MC_PORT=$(free_port $((PORT + 1)))
 
 start_memcached "$MC_PORT" "$MC_PIDFILE"
+HANG_PORT=$(free_port $((MC_PORT + 1)))
+start_hang_listener "$HANG_PORT" "$TMP/hang_listener.log"
+DOWN_PORT=$(free_port $((HANG_PORT + 1)))   # nothing is started on it
 start_cluster "$DATADIR" "$PORT" "$SOCKDIR" "$LOGFILE" \
     "fsync = off" "wal_level = logical" \
     "opsflags.memcached_servers = '127.0.0.1:$MC_PORT'"
 
 export OPSFLAGS_TEST_MEMCACHED=127.0.0.1:$MC_PORT
+export OPSFLAGS_TEST_MEMCACHED_PIDFILE=$MC_PIDFILE
+export OPSFLAGS_TEST_HANG=127.0.0.1:$HANG_PORT
+export OPSFLAGS_TEST_DOWN=127.0.0.1:$DOWN_PORT
 export OPSFLAGS_TEST_LOG=$LOGFILE
+export OPSFLAGS_TEST_PSQL=$PG_BIN/psql
 export PGHOST=$SOCKDIR PGPORT=$PORT PGUSER=postgres
 unset PGDATABASE PGSERVICE PGPASSWORD
 
@@ -115,23 +184,13 @@ if ((${#tap_files[@]} == 0)); then
 else
     tap_files=("${tap_files[@]#"$REPO"/}")
     log "pgTAP: pg_prove ${tap_files[*]}"
-    TAP_OUT=$TMP/pg_prove.out
     if pg_psql "$SOCKDIR" "$PORT" postgres -q -c "CREATE DATABASE opsflags_tap" &&
         pg_psql "$SOCKDIR" "$PORT" opsflags_tap -q \
             -c "CREATE EXTENSION pgtap" -c "CREATE EXTENSION dblink" \
             -c "CREATE EXTENSION $EXT_NAME"; then
-        set +e
-        (cd "$REPO" && pg_prove --psql-bin "$PG_BIN/psql" -h "$SOCKDIR" -p "$PORT" \
-            -U postgres -d opsflags_tap "${tap_files[@]}") 2>&1 | tee "$TAP_OUT"
-        tap_rc=${PIPESTATUS[0]}
-        set -e
-        # The "Test Summary Report" lists each failing file as "FILE (Wstat: ...".
-        tap_bad=$({ grep -E '^[^ ].*\.sql +\(Wstat:' "$TAP_OUT" || true; } | awk '{print $1}' | sort -u | wc -l)
-        if ((tap_rc != 0 && tap_bad == 0)); then
-            tap_bad=${#tap_files[@]}   # pg_prove failed as a whole
-        fi
-        tap_ok=$((${#tap_files[@]} - tap_bad))
-        ((tap_ok >= 0)) || tap_ok=0
+        prove "$TMP/pg_prove.out" "$SOCKDIR" "$PORT" opsflags_tap "${tap_files[@]}"
+        tap_ok=$PROVE_OK
+        tap_bad=$PROVE_BAD
     else
         echo "pgTAP: could not set up database opsflags_tap; counting every test file as failed"
         tap_ok=0
@@ -140,6 +199,42 @@ else
     echo "pgTAP: $tap_ok passed, $tap_bad failed"
     PASSED=$((PASSED + tap_ok))
     FAILED=$((FAILED + tap_bad))
+fi
+
+# c. pgTAP without shared_preload_libraries (test/no_preload/*.sql) --------
+# A second cluster in the same temp dir, on its own port, that loads opsflags
+# on demand only.
+shopt -s nullglob
+np_files=("$REPO"/test/no_preload/*.sql)
+shopt -u nullglob
+if ((${#np_files[@]} == 0)); then
+    echo "pgTAP without preload: no test/no_preload/*.sql files; nothing to run"
+else
+    np_files=("${np_files[@]#"$REPO"/}")
+    NP_DATADIR=$TMP/data_no_preload
+    NP_SOCKDIR=$TMP/sock_no_preload
+    NP_LOGFILE=$TMP/postgres_no_preload.log
+    NP_PORT=$(free_port $((DOWN_PORT + 1)))
+    while [[ $NP_PORT == "$DOWN_PORT" || $NP_PORT == "$PORT" ]]; do
+        NP_PORT=$(free_port $((NP_PORT + 1)))
+    done
+    log "pgTAP without shared_preload_libraries: pg_prove ${np_files[*]}"
+    if (OPSFLAGS_NO_PRELOAD=1 start_cluster "$NP_DATADIR" "$NP_PORT" "$NP_SOCKDIR" "$NP_LOGFILE" \
+            "fsync = off") &&
+        pg_psql "$NP_SOCKDIR" "$NP_PORT" postgres -q -c "CREATE DATABASE opsflags_np" &&
+        pg_psql "$NP_SOCKDIR" "$NP_PORT" opsflags_np -q \
+            -c "CREATE EXTENSION pgtap" -c "CREATE EXTENSION $EXT_NAME"; then
+        prove "$TMP/pg_prove_no_preload.out" "$NP_SOCKDIR" "$NP_PORT" opsflags_np "${np_files[@]}"
+        np_ok=$PROVE_OK
+        np_bad=$PROVE_BAD
+    else
+        echo "pgTAP without preload: could not start the cluster or set up database opsflags_np; counting every file as failed"
+        np_ok=0
+        np_bad=${#np_files[@]}
+    fi
+    echo "pgTAP without preload: $np_ok passed, $np_bad failed"
+    PASSED=$((PASSED + np_ok))
+    FAILED=$((FAILED + np_bad))
 fi
 
 ((FAILED == 0))
