@@ -182,7 +182,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     writer text := coalesce(config_set.updated_by, session_user);
-    previous text := current_setting('opsflags.updated_by');
+    previous text := coalesce(current_setting('opsflags.updated_by', true), '');
 BEGIN
     -- Validation happens in validate_config_row(), for this and plain DML.
     -- The writer named here is recorded even when it equals the previous one.
@@ -438,7 +438,7 @@ TO opsflags_admin;
 
 CREATE TABLE opsflags.deployment_history (
     id              uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-    version         text NOT NULL CONSTRAINT version_not_empty CHECK (btrim(version) <> ''),
+    version         text NOT NULL CONSTRAINT version_not_blank CHECK (version ~ '\S'),
     environment     text NOT NULL REFERENCES opsflags.environments (name) ON UPDATE CASCADE,
     status          text NOT NULL DEFAULT 'deployed'
                     CONSTRAINT status_known CHECK (status IN ('deployed', 'rolled_back')),
@@ -470,7 +470,8 @@ AS $$
 BEGIN
     PERFORM pg_notify('opsflags', json_build_object(
         'event', CASE WHEN TG_OP = 'INSERT' THEN 'deployment.recorded' ELSE 'deployment.rolled_back' END,
-        'key', NEW.version, 'environment', NEW.environment, 'id', NEW.id)::text);
+        'key', NEW.version, 'environment', NEW.environment, 'version', NEW.version,
+        'id', NEW.id, 'status', NEW.status)::text);
     RETURN NULL;
 END
 $$;
@@ -491,7 +492,7 @@ AS $$
 DECLARE
     new_id uuid;
 BEGIN
-    IF version IS NULL OR btrim(version) = '' THEN
+    IF version IS NULL OR version !~ '\S' THEN
         RAISE EXCEPTION 'deployment version must not be empty' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF environment IS NULL THEN
@@ -504,10 +505,10 @@ BEGIN
     RETURNING d.id INTO new_id;
     PERFORM opsflags.config_set('app_version', to_jsonb(version), coalesce(deployed_by, session_user),
                                 environment, 'Deployed version (record_deployment)');
-    IF commit_sha IS NOT NULL THEN
-        PERFORM opsflags.config_set('commit_sha', to_jsonb(commit_sha), coalesce(deployed_by, session_user),
-                                    environment, 'Deployed commit (record_deployment)');
-    END IF;
+    -- JSON null when not given: the previous deployment's commit no longer applies.
+    PERFORM opsflags.config_set('commit_sha', coalesce(to_jsonb(commit_sha), 'null'::jsonb),
+                                coalesce(deployed_by, session_user), environment,
+                                'Deployed commit (record_deployment)');
     RETURN new_id;
 END
 $$;
@@ -523,7 +524,7 @@ BEGIN
     IF deployment_id IS NULL THEN
         RAISE EXCEPTION 'deployment id must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    IF target_version IS NULL OR btrim(target_version) = '' THEN
+    IF target_version IS NULL OR target_version !~ '\S' THEN
         RAISE EXCEPTION 'rollback target version must not be empty' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     SELECT * INTO d FROM opsflags.deployment_history h WHERE h.id = deployment_id FOR UPDATE;
@@ -658,7 +659,7 @@ BEGIN
     END;
 
     FOR name IN
-        SELECT btrim(s) FROM regexp_split_to_table(current_setting('opsflags.required_settings'), ',') s
+        SELECT btrim(s) FROM regexp_split_to_table(coalesce(current_setting('opsflags.required_settings', true), ''), ',') s
         WHERE btrim(s) <> ''
     LOOP
         IF coalesce(current_setting(name, true), '') = '' THEN
@@ -676,7 +677,7 @@ BEGIN
         END IF;
     END LOOP;
     FOR name IN
-        SELECT btrim(s) FROM regexp_split_to_table(current_setting('opsflags.required_tables'), ',') s
+        SELECT btrim(s) FROM regexp_split_to_table(coalesce(current_setting('opsflags.required_tables', true), ''), ',') s
         WHERE btrim(s) <> ''
     LOOP
         IF to_regclass(name) IS NULL THEN

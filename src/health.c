@@ -70,6 +70,7 @@ typedef struct Thresholds
 	double		storage_unhealthy_pct;	/* free space below: unhealthy */
 	double		queue_pending_max;	/* degraded above this many pending jobs */
 	double		queue_failed_max;	/* degraded above this many failed jobs */
+	double		errors_per_hour_warning;	/* check_system_health: warning above */
 } Thresholds;
 
 static TimeoutId probe_timeout = MAX_TIMEOUTS;
@@ -117,6 +118,7 @@ default_thresholds(Thresholds *t)
 	t->storage_unhealthy_pct = 2;
 	t->queue_pending_max = 1000;
 	t->queue_failed_max = 0;
+	t->errors_per_hour_warning = 100;
 }
 
 /* Override the defaults from config health.thresholds ('all'). */
@@ -133,6 +135,8 @@ load_thresholds(void *arg)
 	t->storage_unhealthy_pct = jsonb_number(jb, "storage_unhealthy_pct", t->storage_unhealthy_pct);
 	t->queue_pending_max = jsonb_number(jb, "queue_pending_max", t->queue_pending_max);
 	t->queue_failed_max = jsonb_number(jb, "queue_failed_max", t->queue_failed_max);
+	t->errors_per_hour_warning = jsonb_number(jb, "errors_per_hour_warning",
+											  t->errors_per_hour_warning);
 }
 
 /* Thresholds in force; the defaults when the configuration cannot be read. */
@@ -587,8 +591,6 @@ opsflags_check_system_health(PG_FUNCTION_ARGS)
 				max_connections;
 	int64		errors = opsflags_errors_last_hour();
 	Thresholds	t;
-	Jsonb	   *jb;
-	double		errors_warning;
 	const char *status = "healthy";
 	TimestampTz now = GetCurrentTimestamp();
 	char	   *version;
@@ -599,8 +601,6 @@ opsflags_check_system_health(PG_FUNCTION_ARGS)
 	Oid			owner = opsflags_rel_owner(opsflags_relid("system_health"));
 
 	get_thresholds(&t);
-	jb = opsflags_config_value("health.thresholds", "all");
-	errors_warning = jsonb_number(jb, "errors_per_hour_warning", 100);
 
 	opsflags_spi_begin(&spi, owner);
 	opsflags_spi_run(&summary_query, NULL, NULL, InvalidSnapshot, 1);
@@ -618,7 +618,7 @@ opsflags_check_system_health(PG_FUNCTION_ARGS)
 	if (total > max_connections * t.connections_pct / 100)
 		status = "degraded";
 	else if (total > max_connections * t.connections_pct / 100 * 0.75 ||
-			 (errors >= 0 && errors > errors_warning))
+			 (errors >= 0 && errors > t.errors_per_hour_warning))
 		status = "warning";
 
 	values[0] = TimestampTzGetDatum(now);
