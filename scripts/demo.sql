@@ -12,3 +12,8 @@ FROM (VALUES ('posts.ai_generation', 'u1', 'admin'),
              ('schedules.bulk_operations', 'u1', 'member'),
              ('schedules.bulk_operations', 'u2', 'member'),
              ('system.maintenance_mode', NULL, NULL)) v(k, u, r);
+
+-- Configuration and health.
+SELECT opsflags.config_get('app_version') AS app_version,
+       opsflags.health_status() -> 'checks' AS health_checks,
+       opsflags.health_status() ->> 'status' AS health;
