@@ -89,6 +89,7 @@ _PG_init(void)
 	opsflags_maintenance_init();
 	opsflags_errors_init();
 	opsflags_health_init();
+	opsflags_worker_init();
 
 	MarkGUCPrefixReserved("opsflags");
 }

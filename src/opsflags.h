@@ -82,6 +82,10 @@ extern const char *opsflags_memcached_server_list(void);
 extern bool opsflags_memcached_probe(const char *servers, int timeout_ms, double *elapsed_ms,
 									 char *err, size_t errlen);
 
+/* worker.c */
+extern char *opsflags_database;
+extern void opsflags_worker_init(void);
+
 /* health.c */
 extern int	opsflags_health_timeout_ms;
 extern char *opsflags_required_tables;
