@@ -139,6 +139,7 @@ start_hang_listener "$HANG_PORT" "$TMP/hang_listener.log"
 DOWN_PORT=$(free_port $((HANG_PORT + 1)))   # nothing is started on it
 start_cluster "$DATADIR" "$PORT" "$SOCKDIR" "$LOGFILE" \
     "fsync = off" "wal_level = logical" \
+    "opsflags.database = 'opsflags_tap'" "opsflags.sample_interval = 0" \
     "opsflags.memcached_servers = '127.0.0.1:$MC_PORT'"
 
 export OPSFLAGS_TEST_MEMCACHED=127.0.0.1:$MC_PORT

@@ -333,6 +333,17 @@ SELECT count(*) AS x FROM (SELECT opsflags.set_maintenance_mode(false) WHERE ops
 ALTER SYSTEM RESET opsflags.maintenance_exempt_roles;
 SELECT pg_reload_conf() AS x \gset
 SELECT count(dblink_disconnect(c)) AS x FROM unnest(dblink_get_connections()) c \gset
+-- A disconnected session drops its temporary tables as it exits: wait for
+-- the test roles' backends to be gone before dropping the roles.
+DO $$
+DECLARE deadline timestamptz := clock_timestamp() + interval '30 seconds';
+BEGIN
+    WHILE EXISTS (SELECT 1 FROM pg_stat_activity WHERE usename IN ('tap_mm_app', 'tap_mm_exempt'))
+          AND clock_timestamp() < deadline LOOP
+        PERFORM pg_sleep(0.02);
+        PERFORM pg_stat_clear_snapshot();
+    END LOOP;
+END $$;
 \set ON_ERROR_STOP 1
 SELECT is(opsflags.is_maintenance_mode(), false, 'maintenance mode is off at the end');
 DROP VIEW public.tap_mm_orders_v;
