@@ -238,4 +238,14 @@ else
     FAILED=$((FAILED + np_bad))
 fi
 
+# d. A streaming standby of the test cluster (test/standby/standby.sh) -----
+log "standby: test/standby/standby.sh"
+if PRIMARY_SOCKDIR=$SOCKDIR PRIMARY_PORT=$PORT WORKDIR=$TMP bash "$REPO/test/standby/standby.sh"; then
+    echo "standby: 1 passed, 0 failed"
+    PASSED=$((PASSED + 1))
+else
+    echo "standby: 0 passed, 1 failed"
+    FAILED=$((FAILED + 1))
+fi
+
 ((FAILED == 0))

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# test/standby/standby.sh: a streaming standby of the test cluster, built with
+# pg_basebackup (run by scripts/test.sh; prints TAP, exits non-zero on any
+# failure).  On the standby: flags, configuration and health answer and
+# follow the primary after replay; admin functions fail as read-only; the
+# sampler writes nothing and logs no error.  After pg_promote() the sampler
+# samples; after a SIGKILL of it (a crash: the server restarts) it is back and
+# samples again.
+#   needs: PRIMARY_SOCKDIR PRIMARY_PORT WORKDIR (and scripts/common.sh)
+set -uo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/common.sh"
+set +e   # each check reports its own result
+
+SB_DATADIR=$WORKDIR/data_standby
+SB_SOCKDIR=$WORKDIR/sock_standby
+SB_LOGFILE=$WORKDIR/postgres_standby.log
+SB_PORT=$(free_port $((PRIMARY_PORT + 7)))
+n=0
+failed=0
+
+cleanup() { stop_cluster "$SB_DATADIR" >/dev/null 2>&1; }
+trap cleanup EXIT
+
+ok() {   # ok CONDITION-RESULT DESCRIPTION
+    n=$((n + 1))
+    if [[ $1 == 0 ]]; then echo "ok $n - $2"; else echo "not ok $n - $2"; failed=$((failed + 1)); fi
+}
+p() { pg_psql "$PRIMARY_SOCKDIR" "$PRIMARY_PORT" opsflags_tap -Atq "$@"; }
+s() { pg_psql "$SB_SOCKDIR" "$SB_PORT" opsflags_tap -Atq "$@"; }
+# wait_for SECONDS COMMAND...: poll (every 0.1 s) until COMMAND succeeds.
+wait_for() {
+    local deadline=$((SECONDS + $1))
+    shift
+    until "$@" >/dev/null 2>&1; do
+        ((SECONDS < deadline)) || return 1
+        sleep 0.1
+    done
+}
+replayed() {   # the standby has replayed the primary's current WAL position
+    local lsn
+    lsn=$(p -c "SELECT pg_current_wal_lsn()") || return 1
+    [[ $(s -c "SELECT pg_last_wal_replay_lsn() >= '$lsn'::pg_lsn") == t ]]
+}
+
+echo "1..12"
+
+mkdir -p "$SB_DATADIR"
+give_to_server "$SB_DATADIR"
+chmod 700 "$SB_DATADIR"
+as_pg "$PG_BIN/pg_basebackup" -h "$PRIMARY_SOCKDIR" -p "$PRIMARY_PORT" -U postgres \
+    -D "$SB_DATADIR" -R -X stream -c fast >>"$SB_LOGFILE" 2>&1
+ok $? "pg_basebackup of the test cluster"
+start_cluster "$SB_DATADIR" "$SB_PORT" "$SB_SOCKDIR" "$SB_LOGFILE" "fsync = off" \
+    "opsflags.database = 'opsflags_tap'" "opsflags.sample_interval = '200ms'" >/dev/null
+ok $? "the standby starts"
+
+[[ $(s -c "SELECT pg_is_in_recovery()") == t ]]
+ok $? "it is in recovery"
+
+standby_idle() { [[ $(s -c "SELECT opsflags.worker_status() ->> 'state'") == 'standby: not sampling' ]]; }
+wait_for 30 standby_idle
+ok $? "the sampler runs on the standby and does not sample"
+
+# Flags and configuration follow the primary after replay.
+p -c "SELECT opsflags.create_flag('tap.sb.flag', 'Standby') IS NOT NULL" \
+  -c "SELECT opsflags.toggle_flag('tap.sb.flag', false)" \
+  -c "SELECT opsflags.config_set('tap.sb.key', '\"one\"')" >/dev/null
+wait_for 30 replayed
+[[ $(s -c "SELECT opsflags.feature_enabled('tap.sb.flag', 'u1')") == f ]]
+ok $? "feature_enabled answers on the standby"
+p -c "SELECT opsflags.toggle_flag('tap.sb.flag', true)" -c "SELECT opsflags.config_set('tap.sb.key', '\"two\"')" >/dev/null
+wait_for 30 replayed
+[[ $(s -c "SELECT opsflags.feature_enabled('tap.sb.flag', 'u1')") == t &&
+   $(s -c "SELECT opsflags.config_get('tap.sb.key')") == '"two"' ]]
+ok $? "after replay, the standby's next statement sees the primary's flip and config change"
+[[ $(s -c "SELECT opsflags.health_status() ->> 'status'") =~ ^(healthy|degraded|unhealthy)$ ]]
+ok $? "health_status answers on the standby"
+
+out=$(s -c "SELECT opsflags.toggle_flag('tap.sb.flag', false)" 2>&1)
+[[ $out == *"read-only transaction"* ]]
+ok $? "an admin function fails on the standby with a read-only error"
+
+! grep -E "ERROR|FATAL" "$SB_LOGFILE" | grep -v "read-only transaction" | grep -v "toggle_flag" | grep -q .
+ok $? "the standby's log has no error besides the refused admin call"
+
+# Promotion: the sampler starts sampling.
+s -c "SELECT pg_promote()" >/dev/null
+sampling() { [[ $(s -c "SELECT count(*) FROM opsflags.system_health WHERE source = 'sampler' AND recorded_at > now() - interval '1 minute'") -ge 2 ]]; }
+wait_for 60 sampling
+ok $? "after pg_promote() the sampler samples"
+
+# A crash of the sampler (SIGKILL): the server restarts and so does it.
+pid=$(s -c "SELECT (opsflags.worker_status() ->> 'pid')")
+as_pg kill -9 "$pid"
+back() { [[ $(s -c "SELECT (opsflags.worker_status() ->> 'pid') <> '$pid' AND (opsflags.worker_status() ->> 'samples')::int >= 2") == t ]]; }
+wait_for 60 back
+ok $? "after a SIGKILL of the sampler it is back and samples again"
+[[ $(s -c "SELECT count(*) FROM opsflags.feature_flags WHERE flag_key = 'tap.sb.flag'") == 1 ]]
+ok $? "after the crash restart the data is intact"
+
+p -c "DELETE FROM opsflags.feature_flags WHERE flag_key = 'tap.sb.flag'" \
+  -c "SELECT opsflags.config_delete('tap.sb.key')" >/dev/null
+mkdir -p "$REPO/.run" && cp "$SB_LOGFILE" "$REPO/.run/test-postgres-standby.log"
+((failed == 0))
