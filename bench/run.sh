@@ -7,8 +7,10 @@
 #      interleaved rounds, median of each.
 #   3. bench/config_audit.sql: config_get vs a plain SELECT; a 100,000-row
 #      INSERT with no trigger vs the C audit trigger vs a PL/pgSQL one.
-#   4. bench/health.sql: health_status() latency with memcached up and
-#      check_system_health() on a database with 1,000 tables.
+#   4. bench/health.sql: health_status() latency with memcached up,
+#      check_system_health() and one sample on a database with 1,000 tables.
+#   5. The sampler's CPU share at a 1 s interval over BENCH_WORKER_SECONDS
+#      (default 60), from /proc.
 #   BENCH_SECONDS  length of one pgbench run (default 8)
 #   BENCH_ROUNDS   pgbench rounds per variant (default 3)
 set -euo pipefail
@@ -39,7 +41,7 @@ MC_PORT=$(free_port $((PORT + 1)))
 MC_PIDFILE=$TMP/memcached.pid
 start_memcached "$MC_PORT" "$MC_PIDFILE"
 start_cluster "$DATADIR" "$PORT" "$TMP" "$TMP/postgres.log" "fsync = off" \
-    "opsflags.memcached_servers = '127.0.0.1:$MC_PORT'"
+    "opsflags.memcached_servers = '127.0.0.1:$MC_PORT'" "opsflags.sample_interval = 0"
 pg_psql "$TMP" "$PORT" postgres -q -c "CREATE EXTENSION opsflags"
 
 echo
@@ -82,3 +84,27 @@ pg_psql "$TMP" "$PORT" postgres -q -f "$REPO/bench/config_audit.sql" 2>&1 \
 
 echo
 pg_psql "$TMP" "$PORT" postgres -q -f "$REPO/bench/health.sql" 2>&1 | grep -vE '^ *$|^-+$'
+
+echo
+WORKER_SECONDS=${BENCH_WORKER_SECONDS:-60}
+echo "== 8. the sampler's CPU at a 1 s interval over ${WORKER_SECONDS} s (database with 1,000 tables)"
+pg_psql "$TMP" "$PORT" postgres -q -c "CREATE SCHEMA bench_cpu" \
+    -c "DO \$\$ BEGIN FOR i IN 1 .. 1000 LOOP EXECUTE format('CREATE TABLE bench_cpu.t%s (id int PRIMARY KEY)', i); END LOOP; END \$\$" \
+    -c "ALTER SYSTEM SET opsflags.sample_interval = '1s'" -c "SELECT pg_reload_conf()" >/dev/null
+for _ in $(seq 1 100); do
+    wpid=$(pg_psql "$TMP" "$PORT" postgres -Atq -c "SELECT opsflags.worker_status() ->> 'pid'")
+    [[ -n $wpid ]] && break
+    sleep 0.1
+done
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
+s0=$(pg_psql "$TMP" "$PORT" postgres -Atq -c "SELECT opsflags.worker_status() ->> 'samples'")
+t0=$(ticks "$wpid")
+sleep "$WORKER_SECONDS"
+t1=$(ticks "$wpid")
+s1=$(pg_psql "$TMP" "$PORT" postgres -Atq -c "SELECT opsflags.worker_status() ->> 'samples'")
+awk -v t0="$t0" -v t1="$t1" -v hz="$hz" -v secs="$WORKER_SECONDS" -v n=$((s1 - s0)) 'BEGIN {
+    cpu = (t1 - t0) / hz
+    printf " %d samples, %.2f s of CPU in %d s: %.2f%% of one core, %.1f ms per sample\n", n, cpu, secs, 100 * cpu / secs, n ? 1000 * cpu / n : 0 }'
+pg_psql "$TMP" "$PORT" postgres -q -c "SET client_min_messages = warning" -c "ALTER SYSTEM SET opsflags.sample_interval = 0" -c "SELECT pg_reload_conf()" \
+    -c "DROP SCHEMA bench_cpu CASCADE" >/dev/null

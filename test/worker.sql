@@ -9,7 +9,7 @@
 -- poll of a condition.
 \ir setup.inc
 
-SELECT plan(16);
+SELECT plan(18);
 
 -- Wait (at most 30 s) until a query returns true.
 CREATE FUNCTION pg_temp.wait_for(condition text) RETURNS boolean LANGUAGE plpgsql AS $$
@@ -114,6 +114,15 @@ SELECT ok(pg_temp.wait_for(format($$SELECT EXISTS (SELECT 1 FROM opsflags.system
                                    WHERE source = 'sampler' AND metrics ->> 'queue' LIKE 'failed:%%'
                                      AND total_connections IS NOT NULL AND database_size_bytes > 0)$$)),
           'a failing queue query: the sample is recorded with the failure in metrics');
+
+SELECT pg_temp.samples() AS samples_5 \gset
+SELECT ok(pg_temp.wait_for(format('SELECT pg_temp.samples() >= %s + 3', :samples_5)), 'three more failing cycles');
+\getenv logpath OPSFLAGS_TEST_LOG
+SELECT pg_temp.samples() AS samples_6 \gset
+SELECT cmp_ok((SELECT count(*)::int FROM regexp_split_to_table(pg_read_file(:'logpath'), E'\n') l
+               WHERE l LIKE '%opsflags sampler: queue query failed%'),
+              '<=', :samples_6 - :samples_4 + 1,
+              'a failing queue query is logged at most once per cycle');
 
 -- Back to the harness's state.
 SELECT opsflags.config_delete('health.queue_query') \gset

@@ -1,0 +1,40 @@
+-- Samples and alerts, as the sampler takes them each interval.
+\set SHOW_CONTEXT never
+SELECT opsflags.take_sample('regress') > 0 AS sampled;
+SELECT status IN ('healthy', 'warning', 'degraded') AS status_ok, total_connections > 0 AS connections,
+       database_size_bytes > 0 AS size, jsonb_typeof(largest_tables) AS largest_tables,
+       metrics ->> 'queue' AS queue, metrics ? 'checkpoint_pressure' AS checkpoint_pressure
+FROM opsflags.system_health WHERE source = 'regress';
+
+-- A threshold crossed raises one alert per episode; back below, it is resolved.
+SELECT opsflags.config_set('alerts.thresholds', '{"connections_pct": 0}');
+SELECT opsflags.take_sample('regress') > 0 AS sampled, opsflags.take_sample('regress') > 0 AS sampled_again;
+SELECT type, severity, title, component, resolved FROM opsflags.alerts ORDER BY id;
+SELECT opsflags.config_set('alerts.thresholds', '{"connections_pct": 100}');
+SELECT opsflags.take_sample('regress') > 0 AS sampled;
+SELECT type, resolved, resolved_by FROM opsflags.alerts ORDER BY id;
+
+-- People resolve alerts too.
+SELECT opsflags.config_set('alerts.thresholds', '{"connections_pct": 0}');
+SELECT opsflags.take_sample('regress') > 0 AS sampled;
+SELECT id AS open_id FROM opsflags.alerts WHERE NOT resolved \gset
+SELECT opsflags.resolve_alert(:open_id, 'oncall');
+SELECT type, resolved, resolved_by FROM opsflags.alerts WHERE id = :open_id;
+\set VERBOSITY terse
+SELECT opsflags.resolve_alert(:open_id, 'oncall');
+SELECT opsflags.resolve_alert(-1);
+\set VERBOSITY default
+
+-- Retention deletes old samples in batches.
+INSERT INTO opsflags.system_health (recorded_at, status, source)
+SELECT now() - interval '30 days', 'healthy', 'regress-old' FROM generate_series(1, 5);
+SELECT opsflags.apply_retention(interval '7 days', 3) AS first_batch,
+       opsflags.apply_retention(interval '7 days', 3) AS second_batch,
+       opsflags.apply_retention(interval '7 days', 3) AS third_batch;
+
+-- Without a running sampler (sampling is off in the test cluster): its status.
+SELECT opsflags.worker_status() ? 'running' AS has_running, opsflags.worker_status() ? 'last_error' AS has_last_error;
+
+SELECT opsflags.config_delete('alerts.thresholds');
+DELETE FROM opsflags.alerts;
+DELETE FROM opsflags.system_health WHERE source = 'regress';
