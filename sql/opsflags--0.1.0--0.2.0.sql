@@ -960,3 +960,213 @@ GRANT SELECT ON opsflags.alerts TO opsflags_admin;
 GRANT EXECUTE ON FUNCTION opsflags.resolve_alert(bigint, text), opsflags.take_sample(text),
     opsflags.apply_retention(interval, integer)
 TO opsflags_admin;
+
+-------------------------------------------------------------------------------
+-- Variations: each environment serves its on variation (or a weighted split)
+-- when the flag is on, its off variation when it is off.
+-------------------------------------------------------------------------------
+
+-- The variant algorithm is pinned per flag: a later algorithm gets a new
+-- number and existing flags keep theirs, so nobody is re-bucketed.
+ALTER TABLE opsflags.feature_flags
+    ADD COLUMN variant_algorithm smallint NOT NULL DEFAULT 1
+        CONSTRAINT variant_algorithm_known CHECK (variant_algorithm = 1);
+ALTER TABLE opsflags.feature_flag_configs
+    ADD COLUMN on_variation integer NOT NULL DEFAULT 0,
+    ADD COLUMN off_variation integer NOT NULL DEFAULT 1,
+    ADD COLUMN variation_weights jsonb;
+
+-- Variation indexes and weights must fit the flag's variations.  Checked on
+-- configs and, when variations change, on every config of the flag.
+CREATE FUNCTION opsflags.check_variations(flag_key text, variations jsonb, on_variation integer,
+                                          off_variation integer, weights jsonb)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n integer := jsonb_array_length(variations);
+BEGIN
+    IF on_variation < 0 OR on_variation >= n THEN
+        RAISE EXCEPTION 'on variation % does not exist for flag "%"', on_variation, flag_key
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('The flag has %s variations, numbered from 0.', n);
+    END IF;
+    IF off_variation < 0 OR off_variation >= n THEN
+        RAISE EXCEPTION 'off variation % does not exist for flag "%"', off_variation, flag_key
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('The flag has %s variations, numbered from 0.', n);
+    END IF;
+    IF weights IS NOT NULL THEN
+        IF jsonb_typeof(weights) <> 'array' OR jsonb_array_length(weights) <> n
+           OR jsonb_path_exists(weights, 'strict $[*] ? (@.type() != "number" || @ < 0 || @.floor() != @)', '{}', true)
+           OR (SELECT sum(w::numeric) FROM jsonb_array_elements_text(weights) w) <= 0 THEN
+            RAISE EXCEPTION 'invalid variation weights for flag "%"', flag_key
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = format('Weights are an array of %s non-negative integers, one per variation, with a positive total.', n);
+        END IF;
+    END IF;
+END
+$$;
+
+CREATE FUNCTION opsflags.validate_flag_config()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    f opsflags.feature_flags;
+BEGIN
+    SELECT * INTO f FROM opsflags.feature_flags WHERE id = NEW.flag_id;
+    IF FOUND THEN
+        PERFORM opsflags.check_variations(f.flag_key, f.variations, NEW.on_variation, NEW.off_variation,
+                                          NEW.variation_weights);
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER validate_flag_config BEFORE INSERT OR UPDATE ON opsflags.feature_flag_configs
+    FOR EACH ROW EXECUTE FUNCTION opsflags.validate_flag_config();
+
+CREATE FUNCTION opsflags.validate_flag_variations()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NEW.variations IS DISTINCT FROM OLD.variations THEN
+        PERFORM opsflags.check_variations(NEW.flag_key, NEW.variations, c.on_variation, c.off_variation,
+                                          c.variation_weights)
+        FROM opsflags.feature_flag_configs c WHERE c.flag_id = NEW.id;
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER validate_flag_variations BEFORE UPDATE OF variations ON opsflags.feature_flags
+    FOR EACH ROW EXECUTE FUNCTION opsflags.validate_flag_variations();
+
+-- A new flag with a single variation is off on it too.
+CREATE OR REPLACE FUNCTION opsflags.create_flag(
+    flag_key    text,
+    flag_name   text,
+    description text DEFAULT NULL,
+    flag_type   text DEFAULT 'boolean',
+    variations  jsonb DEFAULT NULL,
+    tags        text[] DEFAULT '{}')
+RETURNS uuid
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    new_id uuid;
+    vars jsonb := coalesce(variations, '[true, false]');
+BEGIN
+    IF flag_key IS NULL THEN
+        RAISE EXCEPTION 'flag key must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF NOT opsflags.is_valid_flag_key(flag_key) THEN
+        RAISE EXCEPTION 'invalid flag key "%"', flag_key
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A flag key is 1 to 100 characters from A-Z, a-z, 0-9, ".", "_", ":" and "-", starting with a letter or digit.';
+    END IF;
+    IF jsonb_typeof(vars) <> 'array' OR jsonb_array_length(vars) = 0 THEN
+        RAISE EXCEPTION 'variations of flag "%" must be a non-empty JSON array', flag_key
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    INSERT INTO opsflags.feature_flags AS f (flag_key, flag_name, description, flag_type, variations, tags)
+    VALUES (flag_key, coalesce(flag_name, flag_key), description, coalesce(flag_type, 'boolean'),
+            vars, coalesce(tags, '{}'))
+    RETURNING f.id INTO new_id;
+    -- A new flag starts off in every environment: on serves the first
+    -- variation, off the second (the first when there is only one).
+    INSERT INTO opsflags.feature_flag_configs (flag_id, environment, on_variation, off_variation)
+    SELECT new_id, e.name, 0, least(1, jsonb_array_length(vars) - 1) FROM opsflags.environments e;
+    RETURN new_id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION opsflags.update_feature_flag(flag_key text, updates jsonb, environment text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    flag_fields   constant text[] := '{flag_name,description,tags,rollout_group,variations}';
+    config_fields constant text[] := '{is_enabled,enabled_for_users,enabled_for_roles,enabled_percentage,enable_at,disable_at,on_variation,off_variation,variation_weights}';
+    env  text;
+    fid  uuid;
+    field text;
+BEGIN
+    fid := opsflags.flag_id(flag_key);
+    env := opsflags.resolve_environment(environment);
+    IF updates IS NULL OR jsonb_typeof(updates) <> 'object' THEN
+        RAISE EXCEPTION 'updates must be a JSON object'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOR field IN SELECT jsonb_object_keys(updates) ORDER BY 1 LOOP
+        IF NOT (field = ANY (flag_fields) OR field = ANY (config_fields)) THEN
+            RAISE EXCEPTION 'unknown field "%" in feature flag update', field
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Known fields: ' || array_to_string(flag_fields || config_fields, ', ') || '.';
+        END IF;
+    END LOOP;
+
+    IF updates ?| flag_fields THEN
+        UPDATE opsflags.feature_flags f SET
+            flag_name     = CASE WHEN updates ? 'flag_name' THEN updates->>'flag_name' ELSE f.flag_name END,
+            description   = CASE WHEN updates ? 'description' THEN updates->>'description' ELSE f.description END,
+            tags          = CASE WHEN updates ? 'tags'
+                                 THEN ARRAY(SELECT jsonb_array_elements_text(updates->'tags'))
+                                 ELSE f.tags END,
+            rollout_group = CASE WHEN updates ? 'rollout_group' THEN updates->>'rollout_group' ELSE f.rollout_group END,
+            variations    = CASE WHEN updates ? 'variations' THEN updates->'variations' ELSE f.variations END
+        WHERE f.id = fid;
+    END IF;
+
+    IF updates ?| config_fields THEN
+        INSERT INTO opsflags.feature_flag_configs (flag_id, environment, off_variation)
+        SELECT fid, env, least(1, jsonb_array_length(f.variations) - 1)
+        FROM opsflags.feature_flags f WHERE f.id = fid
+        ON CONFLICT DO NOTHING;
+        UPDATE opsflags.feature_flag_configs c SET
+            is_enabled         = CASE WHEN updates ? 'is_enabled' THEN (updates->'is_enabled')::boolean ELSE c.is_enabled END,
+            enabled_for_users  = CASE WHEN updates ? 'enabled_for_users' THEN updates->'enabled_for_users' ELSE c.enabled_for_users END,
+            enabled_for_roles  = CASE WHEN updates ? 'enabled_for_roles' THEN updates->'enabled_for_roles' ELSE c.enabled_for_roles END,
+            enabled_percentage = CASE WHEN updates ? 'enabled_percentage' THEN (updates->'enabled_percentage')::integer ELSE c.enabled_percentage END,
+            enable_at          = CASE WHEN updates ? 'enable_at' THEN (updates->>'enable_at')::timestamptz ELSE c.enable_at END,
+            disable_at         = CASE WHEN updates ? 'disable_at' THEN (updates->>'disable_at')::timestamptz ELSE c.disable_at END,
+            on_variation       = CASE WHEN updates ? 'on_variation' THEN (updates->'on_variation')::integer ELSE c.on_variation END,
+            off_variation      = CASE WHEN updates ? 'off_variation' THEN (updates->'off_variation')::integer ELSE c.off_variation END,
+            variation_weights  = CASE WHEN updates ? 'variation_weights' THEN nullif(updates->'variation_weights', 'null') ELSE c.variation_weights END,
+            updated_by         = session_user
+        WHERE c.flag_id = fid AND c.environment = env;
+    END IF;
+END
+$$;
+
+CREATE FUNCTION opsflags.feature_value(flag_key text, user_id text DEFAULT NULL, user_role text DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE c STABLE PARALLEL RESTRICTED
+AS 'MODULE_PATHNAME', 'opsflags_feature_value';
+COMMENT ON FUNCTION opsflags.feature_value(text, text, text) IS
+  'The variation served to a user: on (or a weighted split) when the flag is on for them, off when not; NULL for an unknown flag';
+
+CREATE FUNCTION opsflags.feature_explain(flag_key text, user_id text DEFAULT NULL, user_role text DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE c STABLE PARALLEL RESTRICTED
+AS 'MODULE_PATHNAME', 'opsflags_feature_explain';
+COMMENT ON FUNCTION opsflags.feature_explain(text, text, text) IS
+  'Why feature_enabled answers as it does: enabled, value, reason, bucket, environment, flag_version';
+
+CREATE FUNCTION opsflags.variant_bucket(group_id text, user_id text, total_weight integer)
+RETURNS integer
+LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'opsflags_variant_bucket';
+COMMENT ON FUNCTION opsflags.variant_bucket(text, text, integer) IS
+  'Unleash variant hash: murmur3_x86_32(group_id || '':'' || user_id, seed 86028157) % total_weight + 1';
+
+REVOKE ALL ON FUNCTION
+    opsflags.check_variations(text, jsonb, integer, integer, jsonb),
+    opsflags.validate_flag_config(), opsflags.validate_flag_variations()
+FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION opsflags.check_variations(text, jsonb, integer, integer, jsonb) TO opsflags_admin;

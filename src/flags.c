@@ -27,6 +27,9 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/json.h"
+#include "utils/numeric.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/jsonb.h"
@@ -40,6 +43,8 @@
 #include "opsflags.h"
 
 PG_FUNCTION_INFO_V1(opsflags_feature_enabled);
+PG_FUNCTION_INFO_V1(opsflags_feature_value);
+PG_FUNCTION_INFO_V1(opsflags_feature_explain);
 PG_FUNCTION_INFO_V1(opsflags_feature_guard);
 
 /* A cache holding more keys than this (say, from random keys) is dropped. */
@@ -62,12 +67,44 @@ typedef struct StrSet
 	const char **strs;
 } StrSet;
 
+/* Why a flag evaluates as it does (feature_explain's reason). */
+typedef enum FlagReason
+{
+	REASON_FLAG_NOT_FOUND,
+	REASON_ARCHIVED,
+	REASON_OFF,
+	REASON_SCHEDULE,
+	REASON_TARGET_USER,
+	REASON_TARGET_ROLE,
+	REASON_ROLLOUT_IN,
+	REASON_ROLLOUT_OUT,
+	REASON_FALLTHROUGH,
+	REASON_ERROR
+} FlagReason;
+
+static const char *const reason_names[] = {
+	"FLAG_NOT_FOUND", "ARCHIVED", "OFF", "SCHEDULE", "TARGET_USER", "TARGET_ROLE",
+	"ROLLOUT_IN", "ROLLOUT_OUT", "FALLTHROUGH", "ERROR"
+};
+
+/* The variant hash's seed (Unleash), distinct from the rollout's (0). */
+#define VARIANT_SEED 86028157
+
 typedef struct FlagEntry
 {
 	char		key[OPSFLAGS_FLAG_KEY_MAXLEN + 1];	/* hash key */
 	int			keylen;
+	FlagReason	absent;			/* FLAG_NOT_FOUND, ARCHIVED or OFF (no config)
+								 * when !evaluable */
 	bool		evaluable;		/* false: unknown, archived or no config */
 	bool		is_enabled;
+	int32		version;		/* the config's version */
+	Jsonb	   *on_value;		/* variations[on_variation] */
+	Jsonb	   *off_value;		/* variations[off_variation] */
+	int			nweights;		/* > 0: a weighted split of the variations */
+	int32	   *cumulative;		/* running totals of the weights */
+	Jsonb	  **split_values;	/* the variation of each weight */
+	OpsMurmur3	variant_prefix; /* variant hash of "group:" */
 	bool		has_enable_at;
 	bool		has_disable_at;
 	TimestampTz enable_at;
@@ -92,7 +129,10 @@ static OpsQuery load_query = {
 	.sql =
 	"SELECT f.archived, coalesce(f.rollout_group, f.flag_key), "
 	"       c.is_enabled, c.enabled_for_users, c.enabled_for_roles, "
-	"       c.enabled_percentage, c.enable_at, c.disable_at "
+	"       c.enabled_percentage, c.enable_at, c.disable_at, c.version, "
+	"       f.variations OPERATOR(pg_catalog.->) c.on_variation, "
+	"       f.variations OPERATOR(pg_catalog.->) c.off_variation, "
+	"       c.variation_weights, f.variations "
 	"FROM opsflags.feature_flags f "
 	"LEFT JOIN opsflags.feature_flag_configs c "
 	"  ON c.flag_id OPERATOR(pg_catalog.=) f.id "
@@ -240,6 +280,56 @@ flag_cache_reset(void)
 
 /* ---------- loading ---------- */
 
+/* A jsonb datum copied into the cache context; NULL for SQL NULL. */
+static Jsonb *
+cache_jsonb(Datum d, bool isnull)
+{
+	MemoryContext old;
+	Jsonb	   *copy;
+
+	if (isnull)
+		return NULL;
+	old = MemoryContextSwitchTo(FlagCacheContext);
+	copy = DatumGetJsonbPCopy(d);
+	MemoryContextSwitchTo(old);
+	return copy;
+}
+
+/*
+ * A weighted split: running totals of the weights (integers, validated by
+ * the table's trigger) and the variation each stands for.
+ */
+static void
+load_weights(FlagEntry *entry, Jsonb *weights, Jsonb *variations)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	int			n = JB_ROOT_COUNT(weights);
+	int			i = 0;
+	int32		total = 0;
+
+	if (!JB_ROOT_IS_ARRAY(weights) || n == 0 || n != (int) JB_ROOT_COUNT(variations))
+		return;
+	entry->cumulative = MemoryContextAlloc(FlagCacheContext, sizeof(int32) * n);
+	entry->split_values = MemoryContextAlloc(FlagCacheContext, sizeof(Jsonb *) * n);
+	it = JsonbIteratorInit(&weights->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		JsonbValue *elem;
+
+		if (tok != WJB_ELEM || v.type != jbvNumeric || i >= n)
+			continue;
+		total += DatumGetInt32(DirectFunctionCall1(numeric_int4, NumericGetDatum(v.val.numeric)));
+		entry->cumulative[i] = total;
+		elem = getIthJsonbValueFromContainer(&variations->root, i);
+		entry->split_values[i] = elem ? cache_jsonb(PointerGetDatum(JsonbValueToJsonb(elem)), false) : NULL;
+		i++;
+	}
+	if (total > 0 && i == n)
+		entry->nweights = n;
+}
+
 /*
  * Read one flag's state in the session's environment into *entry, running
  * the query as the owner of the flag tables (evaluating a flag needs no
@@ -278,6 +368,7 @@ flag_load(FlagEntry *entry, const char *key)
 		Datum		enabled = SPI_getbinval(tup, desc, 3, &isnull);
 
 		/* isnull here: no config row in this environment */
+		entry->absent = archived ? REASON_ARCHIVED : REASON_OFF;
 		if (!archived && !isnull)
 		{
 			Datum		d;
@@ -295,8 +386,23 @@ flag_load(FlagEntry *entry, const char *key)
 			entry->disable_at = isnull ? 0 : DatumGetTimestampTz(d);
 			opsflags_bucket_prefix(&entry->bucket_prefix, VARDATA_ANY(group),
 								   VARSIZE_ANY_EXHDR(group), 0);
+			opsflags_bucket_prefix(&entry->variant_prefix, VARDATA_ANY(group),
+								   VARSIZE_ANY_EXHDR(group), VARIANT_SEED);
+			entry->version = DatumGetInt32(SPI_getbinval(tup, desc, 9, &isnull));
+			entry->on_value = cache_jsonb(SPI_getbinval(tup, desc, 10, &isnull), isnull);
+			entry->off_value = cache_jsonb(SPI_getbinval(tup, desc, 11, &isnull), isnull);
+			d = SPI_getbinval(tup, desc, 12, &isnull);
+			if (!isnull)
+			{
+				bool		vnull;
+
+				load_weights(entry, DatumGetJsonbP(d),
+							 DatumGetJsonbP(SPI_getbinval(tup, desc, 13, &vnull)));
+			}
 		}
 	}
+	else
+		entry->absent = REASON_FLAG_NOT_FOUND;
 	opsflags_spi_end(&spi);
 }
 
@@ -384,14 +490,18 @@ flag_lookup(const char *keydata, int keylen)
 /* ---------- evaluation ---------- */
 
 /*
- * DESIGN's evaluation order, first match wins.  user/role may be NULL.
+ * DESIGN's evaluation order, first match wins: the reason, and the rollout
+ * bucket when one was computed (else 0).  user/role may be NULL.
  */
-static bool
+static FlagReason
 flag_evaluate(const FlagEntry *e, const char *user, uint32 userlen,
-			  const char *role, uint32 rolelen)
+			  const char *role, uint32 rolelen, int *bucket)
 {
-	if (!e->evaluable || !e->is_enabled)
-		return false;
+	*bucket = 0;
+	if (!e->evaluable)
+		return e->absent;
+	if (!e->is_enabled)
+		return REASON_OFF;
 
 	if (e->has_enable_at || e->has_disable_at)
 	{
@@ -399,23 +509,100 @@ flag_evaluate(const FlagEntry *e, const char *user, uint32 userlen,
 
 		if ((e->has_enable_at && now < e->enable_at) ||
 			(e->has_disable_at && now >= e->disable_at))
-			return false;
+			return REASON_SCHEDULE;
 	}
 
 	if (user != NULL && strset_contains(e->users, user, userlen))
-		return true;
+		return REASON_TARGET_USER;
 	if (role != NULL && strset_contains(e->roles, role, rolelen))
-		return true;
+		return REASON_TARGET_ROLE;
 
 	if (e->percentage > 0)
 	{
 		if (e->percentage >= 100)
-			return true;
+			return REASON_ROLLOUT_IN;
 		if (user == NULL)
-			return false;
-		return opsflags_bucket_finish(&e->bucket_prefix, user, userlen, 100) <= e->percentage;
+			return REASON_ROLLOUT_OUT;
+		*bucket = opsflags_bucket_finish(&e->bucket_prefix, user, userlen, 100);
+		return *bucket <= e->percentage ? REASON_ROLLOUT_IN : REASON_ROLLOUT_OUT;
 	}
+	return REASON_FALLTHROUGH;
+}
+
+static inline bool
+reason_enabled(FlagReason r)
+{
+	return r == REASON_TARGET_USER || r == REASON_TARGET_ROLE ||
+		r == REASON_ROLLOUT_IN || r == REASON_FALLTHROUGH;
+}
+
+/* The variation served: on (or the weighted split's) when enabled, else off. */
+static Jsonb *
+flag_value(const FlagEntry *e, bool enabled, const char *user, uint32 userlen)
+{
+	if (e == NULL || !e->evaluable)
+		return NULL;
+	if (!enabled)
+		return e->off_value;
+	if (e->nweights > 0 && user != NULL)
+	{
+		int			b = opsflags_bucket_finish(&e->variant_prefix, user, userlen,
+											   (uint32) e->cumulative[e->nweights - 1]);
+		int			i;
+
+		for (i = 0; i < e->nweights; i++)
+			if (b <= e->cumulative[i])
+				return e->split_values[i];
+	}
+	return e->on_value;
+}
+
+/* The arguments of the evaluating functions, unpacked. */
+typedef struct FlagCall
+{
+	const char *key;
+	int			keylen;
+	const char *user;
+	uint32		userlen;
+	const char *role;
+	uint32		rolelen;
+} FlagCall;
+
+static bool
+flag_call_args(FunctionCallInfo fcinfo, FlagCall *c)
+{
+	text	   *key;
+	text	   *user = NULL;
+	text	   *role = NULL;
+
+	if (PG_ARGISNULL(0))
+		return false;
+	key = PG_GETARG_TEXT_PP(0);
+	if (PG_NARGS() > 1 && !PG_ARGISNULL(1))
+		user = PG_GETARG_TEXT_PP(1);
+	if (PG_NARGS() > 2 && !PG_ARGISNULL(2))
+		role = PG_GETARG_TEXT_PP(2);
+	c->key = VARDATA_ANY(key);
+	c->keylen = VARSIZE_ANY_EXHDR(key);
+	c->user = user ? VARDATA_ANY(user) : NULL;
+	c->userlen = user ? VARSIZE_ANY_EXHDR(user) : 0;
+	c->role = role ? VARDATA_ANY(role) : NULL;
+	c->rolelen = role ? VARSIZE_ANY_EXHDR(role) : 0;
 	return true;
+}
+
+/* The entry for a call's key; NULL when it cannot name a flag or failed. */
+static const FlagEntry *
+flag_call_entry(const FlagCall *c, bool *failed)
+{
+	const FlagEntry *e;
+
+	*failed = false;
+	if (c->keylen <= 0 || c->keylen > OPSFLAGS_FLAG_KEY_MAXLEN)
+		return NULL;
+	e = flag_lookup(c->key, c->keylen);
+	*failed = (e == NULL);
+	return e;
 }
 
 /* Evaluate by key; false for keys that cannot name a flag. */
@@ -424,13 +611,14 @@ flag_enabled(const char *key, int keylen, const char *user, uint32 userlen,
 			 const char *role, uint32 rolelen)
 {
 	const FlagEntry *e;
+	int			bucket;
 
 	if (keylen <= 0 || keylen > OPSFLAGS_FLAG_KEY_MAXLEN)
 		return false;
 	e = flag_lookup(key, keylen);
 	if (e == NULL)
 		return false;
-	return flag_evaluate(e, user, userlen, role, rolelen);
+	return reason_enabled(flag_evaluate(e, user, userlen, role, rolelen, &bucket));
 }
 
 /*
@@ -456,6 +644,77 @@ opsflags_feature_enabled(PG_FUNCTION_ARGS)
 								user ? VARSIZE_ANY_EXHDR(user) : 0,
 								role ? VARDATA_ANY(role) : NULL,
 								role ? VARSIZE_ANY_EXHDR(role) : 0));
+}
+
+/*
+ * feature_value(flag_key text, user_id text, user_role text) -> jsonb
+ */
+Datum
+opsflags_feature_value(PG_FUNCTION_ARGS)
+{
+	FlagCall	c;
+	const FlagEntry *e;
+	bool		failed;
+	int			bucket;
+	Jsonb	   *v;
+
+	if (!flag_call_args(fcinfo, &c) || (e = flag_call_entry(&c, &failed)) == NULL)
+		PG_RETURN_NULL();
+	v = flag_value(e, reason_enabled(flag_evaluate(e, c.user, c.userlen, c.role, c.rolelen, &bucket)),
+				   c.user, c.userlen);
+	if (v == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_JSONB_P((Jsonb *) datumCopy(PointerGetDatum(v), false, -1));
+}
+
+/*
+ * feature_explain(flag_key text, user_id text, user_role text) -> jsonb:
+ * enabled, value, reason, bucket, environment, flag_version; always the
+ * same answer as feature_enabled and feature_value.
+ */
+Datum
+opsflags_feature_explain(PG_FUNCTION_ARGS)
+{
+	FlagCall	c;
+	const FlagEntry *e = NULL;
+	bool		failed = false;
+	FlagReason	reason = REASON_FLAG_NOT_FOUND;
+	int			bucket = 0;
+	bool		enabled = false;
+	Jsonb	   *value = NULL;
+	StringInfoData buf;
+
+	if (flag_call_args(fcinfo, &c))
+	{
+		e = flag_call_entry(&c, &failed);
+		if (failed)
+			reason = REASON_ERROR;
+		else if (e != NULL)
+		{
+			reason = flag_evaluate(e, c.user, c.userlen, c.role, c.rolelen, &bucket);
+			enabled = reason_enabled(reason);
+			value = flag_value(e, enabled, c.user, c.userlen);
+		}
+	}
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "{\"enabled\": %s, \"value\": %s, \"reason\": \"%s\", \"bucket\": ",
+					 enabled ? "true" : "false",
+					 value ? JsonbToCString(NULL, &value->root, VARSIZE(value)) : "null",
+					 reason_names[reason]);
+	if (bucket > 0)
+		appendStringInfo(&buf, "%d", bucket);
+	else
+		appendStringInfoString(&buf, "null");
+	appendStringInfoString(&buf, ", \"environment\": ");
+	escape_json(&buf, opsflags_environment);
+	appendStringInfoString(&buf, ", \"flag_version\": ");
+	if (e != NULL && e->evaluable)
+		appendStringInfo(&buf, "%d", e->version);
+	else
+		appendStringInfoString(&buf, "null");
+	appendStringInfoChar(&buf, '}');
+	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
 }
 
 /*

@@ -13,6 +13,7 @@
 #include "opsflags.h"
 
 PG_FUNCTION_INFO_V1(opsflags_rollout_bucket);
+PG_FUNCTION_INFO_V1(opsflags_variant_bucket);
 
 static inline uint32
 rotl32(uint32 x, int r)
@@ -139,4 +140,25 @@ opsflags_rollout_bucket(PG_FUNCTION_ARGS)
 	opsflags_bucket_prefix(&prefix, VARDATA_ANY(group), VARSIZE_ANY_EXHDR(group), 0);
 	PG_RETURN_INT32(opsflags_bucket_finish(&prefix, VARDATA_ANY(stickiness),
 										   VARSIZE_ANY_EXHDR(stickiness), 100));
+}
+
+/*
+ * variant_bucket(group_id text, user_id text, total_weight int) -> int,
+ * 1..total_weight: the Unleash variant hash (seed 86028157).
+ */
+Datum
+opsflags_variant_bucket(PG_FUNCTION_ARGS)
+{
+	text	   *group = PG_GETARG_TEXT_PP(0);
+	text	   *user = PG_GETARG_TEXT_PP(1);
+	int32		total = PG_GETARG_INT32(2);
+	OpsMurmur3	prefix;
+
+	if (total <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("total weight must be positive")));
+	opsflags_bucket_prefix(&prefix, VARDATA_ANY(group), VARSIZE_ANY_EXHDR(group), 86028157);
+	PG_RETURN_INT32(opsflags_bucket_finish(&prefix, VARDATA_ANY(user), VARSIZE_ANY_EXHDR(user),
+										   (uint32) total));
 }

@@ -1,0 +1,49 @@
+-- Variations: what feature_value serves, and feature_explain's account of it.
+\set SHOW_CONTEXT never
+
+-- The Unleash variant hash (seed 86028157), independent of the rollout's.
+SELECT opsflags.variant_bucket('gr1', '123', 100) AS gr1_123;
+
+-- A string flag: on serves the first variation, off the second, until set.
+SELECT opsflags.create_flag('ui.theme', 'Theme', NULL, 'string', '["light", "dark", "contrast"]') IS NOT NULL AS created;
+SELECT opsflags.feature_value('ui.theme', 'u1') AS off_value;
+SELECT opsflags.update_feature_flag('ui.theme', '{"is_enabled": true, "on_variation": 2, "off_variation": 0}');
+SELECT opsflags.feature_value('ui.theme', 'u1') AS on_value;
+SELECT opsflags.feature_explain('ui.theme', 'u1') - 'flag_version' AS explain;
+
+-- A weighted split among the variations for users who get the flag.
+SELECT opsflags.update_feature_flag('ui.theme', '{"variation_weights": [50, 30, 20]}');
+SELECT v AS value, round(count(*) / 100.0) AS percent
+FROM (SELECT opsflags.feature_value('ui.theme', 'user-' || i) v FROM generate_series(1, 10000) i) s
+GROUP BY v ORDER BY v;
+-- Without a user id there is nothing to split on: the on variation.
+SELECT opsflags.feature_value('ui.theme') AS anonymous;
+
+-- Each reason feature_explain gives.
+SELECT opsflags.create_flag('explain.flag', 'Explained') IS NOT NULL AS created;
+SELECT opsflags.update_feature_flag('explain.flag',
+    '{"is_enabled": true, "enabled_for_users": ["vip"], "enabled_for_roles": ["admin"], "enabled_percentage": 50}');
+SELECT u AS user_id, r AS user_role, e ->> 'reason' AS reason, e -> 'enabled' AS enabled,
+       e -> 'value' AS value, e -> 'bucket' AS bucket
+FROM (VALUES ('vip', NULL), ('someone', 'admin'), ('alice', NULL), ('carol', NULL), (NULL, NULL)) v(u, r),
+     LATERAL opsflags.feature_explain('explain.flag', u, r) e;
+SELECT opsflags.update_feature_flag('explain.flag', '{"enable_at": "2999-01-01T00:00:00Z"}');
+SELECT opsflags.feature_explain('explain.flag', 'vip') ->> 'reason' AS scheduled;
+SELECT opsflags.toggle_flag('explain.flag', false);
+SELECT opsflags.feature_explain('explain.flag', 'vip') ->> 'reason' AS switched_off;
+SELECT opsflags.archive_flag('explain.flag');
+SELECT opsflags.feature_explain('explain.flag', 'vip') ->> 'reason' AS archived,
+       opsflags.feature_explain('no.such.flag') ->> 'reason' AS unknown,
+       opsflags.feature_value('no.such.flag') IS NULL AS unknown_value_is_null;
+
+-- Bad input: clear errors, nothing written.
+SELECT opsflags.update_feature_flag('ui.theme', '{"on_variation": 3}');
+SELECT opsflags.update_feature_flag('ui.theme', '{"off_variation": -1}');
+SELECT opsflags.update_feature_flag('ui.theme', '{"variation_weights": [0, 0, 0]}');
+SELECT opsflags.update_feature_flag('ui.theme', '{"variation_weights": [60, 40]}');
+SELECT opsflags.update_feature_flag('ui.theme', '{"variation_weights": [50, 30.5, 19.5]}');
+SELECT opsflags.update_feature_flag('ui.theme', '{"variations": ["only"]}');
+SELECT opsflags.create_flag('empty.variations', 'x', NULL, 'json', '[]');
+SELECT c.on_variation, c.off_variation, c.variation_weights, f.variations
+FROM opsflags.feature_flag_configs c JOIN opsflags.feature_flags f ON f.id = c.flag_id
+WHERE f.flag_key = 'ui.theme' AND c.environment = 'production';
