@@ -13,7 +13,7 @@ SHLIB_LINK   = -lmemcached
 
 # pg_regress: sql/<name>.sql against expected/<name>.out (the install scripts
 # opsflags--*.sql also live in sql/, but only these are run as tests).
-REGRESS      = flags evaluation guard privileges errors config audit maintenance deployments health alerts variations
+REGRESS      = flags evaluation guard privileges errors config audit maintenance deployments health alerts variations segments
 REGRESS_OPTS = --inputdir=. --load-extension=opsflags
 
 PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config

@@ -1,5 +1,7 @@
 -- Samples and alerts, as the sampler takes them each interval.
 \set SHOW_CONTEXT never
+-- Thresholds that this test alone crosses (the defaults depend on the server's state).
+SELECT opsflags.config_set('alerts.thresholds', '{"connections_pct": 100, "errors_per_hour": 1000000000, "cache_hit_rate_min": 0}');
 SELECT opsflags.take_sample('regress') > 0 AS sampled;
 SELECT status IN ('healthy', 'warning', 'degraded') AS status_ok, total_connections > 0 AS connections,
        database_size_bytes > 0 AS size, jsonb_typeof(largest_tables) AS largest_tables,
@@ -7,15 +9,15 @@ SELECT status IN ('healthy', 'warning', 'degraded') AS status_ok, total_connecti
 FROM opsflags.system_health WHERE source = 'regress';
 
 -- A threshold crossed raises one alert per episode; back below, it is resolved.
-SELECT opsflags.config_set('alerts.thresholds', '{"connections_pct": 0}');
+SELECT opsflags.config_set('alerts.thresholds', '{"connections_pct": 0, "errors_per_hour": 1000000000, "cache_hit_rate_min": 0}');
 SELECT opsflags.take_sample('regress') > 0 AS sampled, opsflags.take_sample('regress') > 0 AS sampled_again;
 SELECT type, severity, title, component, resolved FROM opsflags.alerts ORDER BY id;
-SELECT opsflags.config_set('alerts.thresholds', '{"connections_pct": 100}');
+SELECT opsflags.config_set('alerts.thresholds', '{"connections_pct": 100, "errors_per_hour": 1000000000, "cache_hit_rate_min": 0}');
 SELECT opsflags.take_sample('regress') > 0 AS sampled;
 SELECT type, resolved, resolved_by FROM opsflags.alerts ORDER BY id;
 
 -- People resolve alerts too.
-SELECT opsflags.config_set('alerts.thresholds', '{"connections_pct": 0}');
+SELECT opsflags.config_set('alerts.thresholds', '{"connections_pct": 0, "errors_per_hour": 1000000000, "cache_hit_rate_min": 0}');
 SELECT opsflags.take_sample('regress') > 0 AS sampled;
 SELECT id AS open_id FROM opsflags.alerts WHERE NOT resolved \gset
 SELECT opsflags.resolve_alert(:open_id, 'oncall');

@@ -1092,7 +1092,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     flag_fields   constant text[] := '{flag_name,description,tags,rollout_group,variations}';
-    config_fields constant text[] := '{is_enabled,enabled_for_users,enabled_for_roles,enabled_percentage,enable_at,disable_at,on_variation,off_variation,variation_weights}';
+    config_fields constant text[] := '{is_enabled,enabled_for_users,enabled_for_roles,enabled_percentage,enable_at,disable_at,on_variation,off_variation,variation_weights,segments}';
     env  text;
     fid  uuid;
     field text;
@@ -1138,6 +1138,7 @@ BEGIN
             on_variation       = CASE WHEN updates ? 'on_variation' THEN (updates->'on_variation')::integer ELSE c.on_variation END,
             off_variation      = CASE WHEN updates ? 'off_variation' THEN (updates->'off_variation')::integer ELSE c.off_variation END,
             variation_weights  = CASE WHEN updates ? 'variation_weights' THEN nullif(updates->'variation_weights', 'null') ELSE c.variation_weights END,
+            segments           = CASE WHEN updates ? 'segments' THEN updates->'segments' ELSE c.segments END,
             updated_by         = session_user
         WHERE c.flag_id = fid AND c.environment = env;
     END IF;
@@ -1170,3 +1171,223 @@ REVOKE ALL ON FUNCTION
     opsflags.validate_flag_config(), opsflags.validate_flag_variations()
 FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION opsflags.check_variations(text, jsonb, integer, integer, jsonb) TO opsflags_admin;
+
+-------------------------------------------------------------------------------
+-- Segments (evaluation step 7) and prerequisites (step 4)
+-------------------------------------------------------------------------------
+
+CREATE TABLE opsflags.user_segments (
+    id          uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    segment_key text NOT NULL
+                CONSTRAINT user_segments_segment_key_key UNIQUE
+                CONSTRAINT segment_key_format CHECK (opsflags.is_valid_flag_key(segment_key)),
+    name        text NOT NULL,
+    description text,
+    user_ids    jsonb NOT NULL DEFAULT '[]'
+                CONSTRAINT user_ids_is_string_array CHECK (opsflags.is_string_array(user_ids)),
+    roles       jsonb NOT NULL DEFAULT '[]'
+                CONSTRAINT roles_is_string_array CHECK (opsflags.is_string_array(roles)),
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE opsflags.user_segments IS 'Named sets of user ids and roles that flag configs target';
+SELECT pg_catalog.pg_extension_config_dump('opsflags.user_segments', '');
+
+ALTER TABLE opsflags.feature_flag_configs
+    ADD COLUMN segments jsonb NOT NULL DEFAULT '[]'
+        CONSTRAINT segments_is_string_array CHECK (opsflags.is_string_array(segments));
+
+CREATE TABLE opsflags.flag_prerequisites (
+    flag_id         uuid NOT NULL REFERENCES opsflags.feature_flags (id) ON DELETE CASCADE,
+    prerequisite_id uuid NOT NULL REFERENCES opsflags.feature_flags (id) ON DELETE CASCADE,
+    variation       integer CONSTRAINT variation_not_negative CHECK (variation >= 0),
+    PRIMARY KEY (flag_id, prerequisite_id),
+    CONSTRAINT not_its_own_prerequisite CHECK (flag_id <> prerequisite_id)
+);
+COMMENT ON TABLE opsflags.flag_prerequisites IS
+  'A flag is on for a user only if each prerequisite is on for them (and, when variation is set, serves that variation)';
+SELECT pg_catalog.pg_extension_config_dump('opsflags.flag_prerequisites', '');
+
+-- Prerequisite chains are at most this deep; evaluation stops there too.
+CREATE FUNCTION opsflags.max_prerequisite_depth()
+RETURNS integer LANGUAGE sql IMMUTABLE PARALLEL SAFE AS 'SELECT 8';
+
+-- Refuse cycles and chains deeper than max_prerequisite_depth(), and
+-- variations the prerequisite does not have.
+CREATE FUNCTION opsflags.validate_prerequisite()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cycle text;
+    depth integer;
+    nvar  integer;
+BEGIN
+    WITH RECURSIVE chain(id, path, depth) AS (
+        SELECT NEW.prerequisite_id, ARRAY[NEW.flag_id, NEW.prerequisite_id], 1
+        UNION ALL
+        SELECT p.prerequisite_id, c.path || p.prerequisite_id, c.depth + 1
+        FROM chain c JOIN opsflags.flag_prerequisites p ON p.flag_id = c.id
+        WHERE NOT p.prerequisite_id = ANY (c.path[2:]) AND c.depth <= opsflags.max_prerequisite_depth()
+    )
+    SELECT (SELECT string_agg(f.flag_key, ' -> ' ORDER BY o)
+            FROM unnest(c.path) WITH ORDINALITY u(id, o) JOIN opsflags.feature_flags f ON f.id = u.id)
+    INTO cycle FROM chain c WHERE c.id = NEW.flag_id LIMIT 1;
+    IF cycle IS NOT NULL THEN
+        RAISE EXCEPTION 'prerequisite would create a cycle: %', cycle
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    -- Depth of the chains through the new edge: below the flag plus above it.
+    WITH RECURSIVE down(id, d) AS (
+        SELECT NEW.prerequisite_id, 1
+        UNION ALL
+        SELECT p.prerequisite_id, down.d + 1 FROM down JOIN opsflags.flag_prerequisites p ON p.flag_id = down.id
+        WHERE down.d <= opsflags.max_prerequisite_depth()
+    ), up(id, d) AS (
+        SELECT NEW.flag_id, 0
+        UNION ALL
+        SELECT p.flag_id, up.d + 1 FROM up JOIN opsflags.flag_prerequisites p ON p.prerequisite_id = up.id
+        WHERE up.d <= opsflags.max_prerequisite_depth()
+    )
+    SELECT (SELECT max(d) FROM down) + (SELECT max(d) FROM up) INTO depth;
+    IF depth > opsflags.max_prerequisite_depth() THEN
+        RAISE EXCEPTION 'prerequisite chain would be % deep', depth
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Chains of prerequisites are at most %s deep.', opsflags.max_prerequisite_depth());
+    END IF;
+
+    IF NEW.variation IS NOT NULL THEN
+        SELECT jsonb_array_length(f.variations) INTO nvar FROM opsflags.feature_flags f WHERE f.id = NEW.prerequisite_id;
+        IF NEW.variation >= nvar THEN
+            RAISE EXCEPTION 'variation % does not exist for the prerequisite flag', NEW.variation
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = format('The flag has %s variations, numbered from 0.', nvar);
+        END IF;
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER validate_prerequisite BEFORE INSERT OR UPDATE ON opsflags.flag_prerequisites
+    FOR EACH ROW EXECUTE FUNCTION opsflags.validate_prerequisite();
+
+-- Segments named by a config must exist.
+CREATE OR REPLACE FUNCTION opsflags.validate_flag_config()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    f opsflags.feature_flags;
+    missing text;
+BEGIN
+    SELECT * INTO f FROM opsflags.feature_flags WHERE id = NEW.flag_id;
+    IF FOUND THEN
+        PERFORM opsflags.check_variations(f.flag_key, f.variations, NEW.on_variation, NEW.off_variation,
+                                          NEW.variation_weights);
+    END IF;
+    IF opsflags.is_string_array(NEW.segments) THEN
+        SELECT s INTO missing FROM jsonb_array_elements_text(NEW.segments) s
+        WHERE NOT EXISTS (SELECT 1 FROM opsflags.user_segments u WHERE u.segment_key = s) LIMIT 1;
+        IF missing IS NOT NULL THEN
+            RAISE EXCEPTION 'segment "%" does not exist', missing
+                USING ERRCODE = 'undefined_object', HINT = 'Create it with opsflags.create_segment().';
+        END IF;
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+-- Cache invalidation, audit and NOTIFY for the new tables, as for the others.
+CREATE TRIGGER invalidate_flag_cache AFTER INSERT OR UPDATE OR DELETE ON opsflags.user_segments
+    FOR EACH ROW EXECUTE FUNCTION opsflags.invalidate_flag_cache();
+CREATE TRIGGER invalidate_flag_cache_truncate AFTER TRUNCATE ON opsflags.user_segments
+    FOR EACH STATEMENT EXECUTE FUNCTION opsflags.invalidate_flag_cache();
+CREATE TRIGGER invalidate_flag_cache AFTER INSERT OR UPDATE OR DELETE ON opsflags.flag_prerequisites
+    FOR EACH ROW EXECUTE FUNCTION opsflags.invalidate_flag_cache();
+CREATE TRIGGER invalidate_flag_cache_truncate AFTER TRUNCATE ON opsflags.flag_prerequisites
+    FOR EACH STATEMENT EXECUTE FUNCTION opsflags.invalidate_flag_cache();
+ALTER TABLE opsflags.user_segments ENABLE ALWAYS TRIGGER invalidate_flag_cache;
+ALTER TABLE opsflags.user_segments ENABLE ALWAYS TRIGGER invalidate_flag_cache_truncate;
+ALTER TABLE opsflags.flag_prerequisites ENABLE ALWAYS TRIGGER invalidate_flag_cache;
+ALTER TABLE opsflags.flag_prerequisites ENABLE ALWAYS TRIGGER invalidate_flag_cache_truncate;
+CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON opsflags.user_segments
+    FOR EACH ROW EXECUTE FUNCTION opsflags.audit_trigger('segment', 'segment_key');
+CREATE TRIGGER audit_statement AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON opsflags.user_segments
+    FOR EACH STATEMENT EXECUTE FUNCTION opsflags.audit_trigger('segment');
+CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON opsflags.flag_prerequisites
+    FOR EACH ROW EXECUTE FUNCTION opsflags.audit_trigger('prerequisite');
+CREATE TRIGGER audit_statement AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON opsflags.flag_prerequisites
+    FOR EACH STATEMENT EXECUTE FUNCTION opsflags.audit_trigger('prerequisite');
+
+CREATE FUNCTION opsflags.create_segment(segment_key text, name text, user_ids jsonb DEFAULT '[]',
+                                        roles jsonb DEFAULT '[]', description text DEFAULT NULL)
+RETURNS uuid
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    new_id uuid;
+BEGIN
+    IF segment_key IS NULL THEN
+        RAISE EXCEPTION 'segment key must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    INSERT INTO opsflags.user_segments AS s (segment_key, name, user_ids, roles, description)
+    VALUES (segment_key, coalesce(name, segment_key), coalesce(user_ids, '[]'), coalesce(roles, '[]'), description)
+    RETURNING s.id INTO new_id;
+    RETURN new_id;
+END
+$$;
+
+CREATE FUNCTION opsflags.update_segment(segment_key text, user_ids jsonb DEFAULT NULL, roles jsonb DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE opsflags.user_segments s
+    SET user_ids = coalesce(update_segment.user_ids, s.user_ids),
+        roles = coalesce(update_segment.roles, s.roles),
+        updated_at = now()
+    WHERE s.segment_key = update_segment.segment_key;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'segment "%" does not exist', segment_key USING ERRCODE = 'undefined_object';
+    END IF;
+END
+$$;
+
+CREATE FUNCTION opsflags.add_prerequisite(flag_key text, prerequisite_key text, variation integer DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    INSERT INTO opsflags.flag_prerequisites (flag_id, prerequisite_id, variation)
+    VALUES (opsflags.flag_id(flag_key), opsflags.flag_id(prerequisite_key), variation)
+    ON CONFLICT (flag_id, prerequisite_id) DO UPDATE SET variation = EXCLUDED.variation;
+END
+$$;
+
+CREATE FUNCTION opsflags.remove_prerequisite(flag_key text, prerequisite_key text)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM opsflags.flag_prerequisites p
+    WHERE p.flag_id = opsflags.flag_id(flag_key) AND p.prerequisite_id = opsflags.flag_id(prerequisite_key);
+    RETURN FOUND;
+END
+$$;
+
+REVOKE ALL ON FUNCTION
+    opsflags.validate_prerequisite(),
+    opsflags.create_segment(text, text, jsonb, jsonb, text), opsflags.update_segment(text, jsonb, jsonb),
+    opsflags.add_prerequisite(text, text, integer), opsflags.remove_prerequisite(text, text)
+FROM PUBLIC;
+GRANT SELECT, INSERT, UPDATE, DELETE ON opsflags.user_segments, opsflags.flag_prerequisites TO opsflags_admin;
+GRANT EXECUTE ON FUNCTION
+    opsflags.create_segment(text, text, jsonb, jsonb, text), opsflags.update_segment(text, jsonb, jsonb),
+    opsflags.add_prerequisite(text, text, integer), opsflags.remove_prerequisite(text, text)
+TO opsflags_admin;

@@ -74,8 +74,10 @@ typedef enum FlagReason
 	REASON_ARCHIVED,
 	REASON_OFF,
 	REASON_SCHEDULE,
+	REASON_PREREQUISITE_FAILED,
 	REASON_TARGET_USER,
 	REASON_TARGET_ROLE,
+	REASON_SEGMENT_MATCH,
 	REASON_ROLLOUT_IN,
 	REASON_ROLLOUT_OUT,
 	REASON_FALLTHROUGH,
@@ -83,9 +85,13 @@ typedef enum FlagReason
 } FlagReason;
 
 static const char *const reason_names[] = {
-	"FLAG_NOT_FOUND", "ARCHIVED", "OFF", "SCHEDULE", "TARGET_USER", "TARGET_ROLE",
-	"ROLLOUT_IN", "ROLLOUT_OUT", "FALLTHROUGH", "ERROR"
+	"FLAG_NOT_FOUND", "ARCHIVED", "OFF", "SCHEDULE", "PREREQUISITE_FAILED",
+	"TARGET_USER", "TARGET_ROLE", "SEGMENT_MATCH", "ROLLOUT_IN", "ROLLOUT_OUT",
+	"FALLTHROUGH", "ERROR"
 };
+
+/* Deepest prerequisite chain evaluated (the schema refuses deeper ones). */
+#define MAX_PREREQUISITE_DEPTH 8
 
 /* The variant hash's seed (Unleash), distinct from the rollout's (0). */
 #define VARIANT_SEED 86028157
@@ -105,6 +111,11 @@ typedef struct FlagEntry
 	int32	   *cumulative;		/* running totals of the weights */
 	Jsonb	  **split_values;	/* the variation of each weight */
 	OpsMurmur3	variant_prefix; /* variant hash of "group:" */
+	StrSet	   *segment_users;	/* members of the targeted segments */
+	StrSet	   *segment_roles;
+	int			nprereqs;
+	char	  **prereq_keys;	/* flags that must be on for the user ... */
+	Jsonb	  **prereq_values;	/* ... serving this value (NULL: any) */
 	bool		has_enable_at;
 	bool		has_disable_at;
 	TimestampTz enable_at;
@@ -120,10 +131,36 @@ static MemoryContext FlagCacheContext = NULL;
 static HTAB *FlagCache = NULL;
 static bool flag_cache_stale = true;
 static FlagEntry *last_entry = NULL;	/* most recent lookup: per-row calls repeat it */
+static int	evaluation_depth = 0;	/* > 0: inside a prerequisite's evaluation */
 
 /* OIDs of the tables whose invalidation empties the cache. */
-static Oid	flag_table_oids[3];
+static Oid	flag_table_oids[5];
 static Oid	flag_tables_owner = InvalidOid;
+
+/* The union of the members of some segments. */
+static OpsQuery segments_query = {
+	.sql =
+	"SELECT (SELECT pg_catalog.jsonb_agg(DISTINCT u.value) "
+	"          FROM opsflags.user_segments s, pg_catalog.jsonb_array_elements(s.user_ids) u "
+	"         WHERE s.segment_key OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT pg_catalog.jsonb_array_elements_text($1)))), "
+	"       (SELECT pg_catalog.jsonb_agg(DISTINCT r.value) "
+	"          FROM opsflags.user_segments s, pg_catalog.jsonb_array_elements(s.roles) r "
+	"         WHERE s.segment_key OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT pg_catalog.jsonb_array_elements_text($1))))",
+	.nargs = 1,
+	.argtypes = {JSONBOID},
+};
+
+/* A flag's prerequisites: key and, if required, the value it must serve. */
+static OpsQuery prereqs_query = {
+	.sql =
+	"SELECT f.flag_key, f.variations OPERATOR(pg_catalog.->) p.variation "
+	"FROM opsflags.flag_prerequisites p "
+	"JOIN opsflags.feature_flags f ON f.id OPERATOR(pg_catalog.=) p.prerequisite_id "
+	"WHERE p.flag_id OPERATOR(pg_catalog.=) $1 "
+	"ORDER BY f.flag_key",
+	.nargs = 1,
+	.argtypes = {UUIDOID},
+};
 
 static OpsQuery load_query = {
 	.sql =
@@ -132,7 +169,7 @@ static OpsQuery load_query = {
 	"       c.enabled_percentage, c.enable_at, c.disable_at, c.version, "
 	"       f.variations OPERATOR(pg_catalog.->) c.on_variation, "
 	"       f.variations OPERATOR(pg_catalog.->) c.off_variation, "
-	"       c.variation_weights, f.variations "
+	"       c.variation_weights, f.variations, f.id, c.segments "
 	"FROM opsflags.feature_flags f "
 	"LEFT JOIN opsflags.feature_flag_configs c "
 	"  ON c.flag_id OPERATOR(pg_catalog.=) f.id "
@@ -238,7 +275,9 @@ flag_cache_relcache_callback(Datum arg, Oid relid)
 	if (relid == InvalidOid ||
 		relid == flag_table_oids[0] ||
 		relid == flag_table_oids[1] ||
-		relid == flag_table_oids[2])
+		relid == flag_table_oids[2] ||
+		relid == flag_table_oids[3] ||
+		relid == flag_table_oids[4])
 		flag_cache_stale = true;
 }
 
@@ -273,6 +312,8 @@ flag_cache_reset(void)
 	flag_table_oids[0] = opsflags_relid("feature_flags");
 	flag_table_oids[1] = opsflags_relid("feature_flag_configs");
 	flag_table_oids[2] = opsflags_relid("environments");
+	flag_table_oids[3] = opsflags_relid("user_segments");
+	flag_table_oids[4] = opsflags_relid("flag_prerequisites");
 	flag_tables_owner = opsflags_rel_owner(flag_table_oids[0]);
 
 	flag_cache_stale = false;
@@ -330,6 +371,50 @@ load_weights(FlagEntry *entry, Jsonb *weights, Jsonb *variations)
 		entry->nweights = n;
 }
 
+/* Members of the segments a config targets (a jsonb array of keys). */
+static void
+load_segments(FlagEntry *entry, Datum segments)
+{
+	Datum		args[1] = {segments};
+	bool		isnull;
+	Datum		d;
+
+	if (JB_ROOT_COUNT(DatumGetJsonbP(segments)) == 0)
+		return;
+	if (opsflags_spi_run(&segments_query, args, NULL, opsflags_cache_snapshot(), 1) != 1)
+		return;
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (!isnull)
+		entry->segment_users = strset_from_jsonb(DatumGetJsonbP(d));
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+	if (!isnull)
+		entry->segment_roles = strset_from_jsonb(DatumGetJsonbP(d));
+}
+
+static void
+load_prerequisites(FlagEntry *entry, Datum flag_id)
+{
+	Datum		args[1] = {flag_id};
+	int			n = opsflags_spi_run(&prereqs_query, args, NULL, opsflags_cache_snapshot(), 0);
+	int			i;
+
+	if (n == 0)
+		return;
+	entry->nprereqs = n;
+	entry->prereq_keys = MemoryContextAlloc(FlagCacheContext, sizeof(char *) * n);
+	entry->prereq_values = MemoryContextAlloc(FlagCacheContext, sizeof(Jsonb *) * n);
+	for (i = 0; i < n; i++)
+	{
+		bool		isnull;
+		Datum		v;
+
+		entry->prereq_keys[i] = MemoryContextStrdup(FlagCacheContext,
+													SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
+		v = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull);
+		entry->prereq_values[i] = cache_jsonb(v, isnull);
+	}
+}
+
 /*
  * Read one flag's state in the session's environment into *entry, running
  * the query as the owner of the flag tables (evaluating a flag needs no
@@ -341,6 +426,8 @@ flag_load(FlagEntry *entry, const char *key)
 	Datum		values[2];
 	Snapshot	snapshot;
 	OpsSpiState spi;
+	Datum		flag_id;
+	Datum		segments;
 
 	memset(entry, 0, sizeof(FlagEntry));
 	strlcpy(entry->key, key, sizeof(entry->key));
@@ -399,6 +486,11 @@ flag_load(FlagEntry *entry, const char *key)
 				load_weights(entry, DatumGetJsonbP(d),
 							 DatumGetJsonbP(SPI_getbinval(tup, desc, 13, &vnull)));
 			}
+			/* The nested queries reuse SPI_tuptable: read everything first. */
+			flag_id = SPI_getbinval(tup, desc, 14, &isnull);
+			segments = SPI_getbinval(tup, desc, 15, &isnull);
+			load_segments(entry, segments);
+			load_prerequisites(entry, flag_id);
 		}
 	}
 	else
@@ -456,9 +548,17 @@ flag_lookup(const char *keydata, int keylen)
 	FlagEntry	loaded;
 	bool		found;
 
-	opsflags_accept_invalidations();
-	if (flag_cache_stale || FlagCache == NULL)
-		flag_cache_reset();
+	/*
+	 * Entries of an evaluation in progress (a flag whose prerequisites are
+	 * being evaluated) must stay valid: empty the cache only between
+	 * evaluations.
+	 */
+	if (evaluation_depth == 0)
+	{
+		opsflags_accept_invalidations();
+		if (flag_cache_stale || FlagCache == NULL)
+			flag_cache_reset();
+	}
 
 	if (last_entry != NULL && last_entry->keylen == keylen &&
 		memcmp(last_entry->key, keydata, keylen) == 0)
@@ -472,7 +572,7 @@ flag_lookup(const char *keydata, int keylen)
 		return last_entry = entry;
 
 	/* A miss: make room, then load (before, so no invalidation is lost). */
-	if (hash_get_num_entries(FlagCache) >= FLAG_CACHE_MAX_ENTRIES)
+	if (evaluation_depth == 0 && hash_get_num_entries(FlagCache) >= FLAG_CACHE_MAX_ENTRIES)
 		flag_cache_reset();
 	if (!flag_load_fail_closed(&loaded, key))
 		return NULL;
@@ -488,6 +588,59 @@ flag_lookup(const char *keydata, int keylen)
 }
 
 /* ---------- evaluation ---------- */
+
+static inline bool
+reason_enabled(FlagReason r)
+{
+	return r == REASON_TARGET_USER || r == REASON_TARGET_ROLE || r == REASON_SEGMENT_MATCH ||
+		r == REASON_ROLLOUT_IN || r == REASON_FALLTHROUGH;
+}
+
+static const FlagEntry *flag_lookup(const char *keydata, int keylen);
+static FlagReason flag_evaluate(const FlagEntry *e, const char *user, uint32 userlen,
+								const char *role, uint32 rolelen, int *bucket);
+static Jsonb *flag_value(const FlagEntry *e, bool enabled, const char *user, uint32 userlen);
+
+/*
+ * Step 4: every prerequisite on for the same user and role (and serving
+ * the required variation).  Chains deeper than the schema allows, or a
+ * prerequisite that cannot be loaded, fail.
+ */
+static bool
+prerequisites_met(const FlagEntry *e, const char *user, uint32 userlen,
+				  const char *role, uint32 rolelen)
+{
+	int			i;
+	bool		met = true;
+
+	if (evaluation_depth >= MAX_PREREQUISITE_DEPTH)
+		return false;
+	evaluation_depth++;
+	for (i = 0; met && i < e->nprereqs; i++)
+	{
+		const FlagEntry *p = flag_lookup(e->prereq_keys[i], strlen(e->prereq_keys[i]));
+		int			bucket;
+		bool		on;
+
+		if (p == NULL)
+		{
+			met = false;
+			break;
+		}
+		on = reason_enabled(flag_evaluate(p, user, userlen, role, rolelen, &bucket));
+		if (e->prereq_values[i] == NULL)
+			met = on;
+		else
+		{
+			Jsonb	   *served = flag_value(p, on, user, userlen);
+
+			met = served != NULL &&
+				compareJsonbContainers(&served->root, &e->prereq_values[i]->root) == 0;
+		}
+	}
+	evaluation_depth--;
+	return met;
+}
 
 /*
  * DESIGN's evaluation order, first match wins: the reason, and the rollout
@@ -512,10 +665,16 @@ flag_evaluate(const FlagEntry *e, const char *user, uint32 userlen,
 			return REASON_SCHEDULE;
 	}
 
+	if (e->nprereqs > 0 && !prerequisites_met(e, user, userlen, role, rolelen))
+		return REASON_PREREQUISITE_FAILED;
+
 	if (user != NULL && strset_contains(e->users, user, userlen))
 		return REASON_TARGET_USER;
 	if (role != NULL && strset_contains(e->roles, role, rolelen))
 		return REASON_TARGET_ROLE;
+	if ((user != NULL && strset_contains(e->segment_users, user, userlen)) ||
+		(role != NULL && strset_contains(e->segment_roles, role, rolelen)))
+		return REASON_SEGMENT_MATCH;
 
 	if (e->percentage > 0)
 	{
@@ -529,12 +688,6 @@ flag_evaluate(const FlagEntry *e, const char *user, uint32 userlen,
 	return REASON_FALLTHROUGH;
 }
 
-static inline bool
-reason_enabled(FlagReason r)
-{
-	return r == REASON_TARGET_USER || r == REASON_TARGET_ROLE ||
-		r == REASON_ROLLOUT_IN || r == REASON_FALLTHROUGH;
-}
 
 /* The variation served: on (or the weighted split's) when enabled, else off. */
 static Jsonb *
