@@ -1391,3 +1391,146 @@ GRANT EXECUTE ON FUNCTION
     opsflags.create_segment(text, text, jsonb, jsonb, text), opsflags.update_segment(text, jsonb, jsonb),
     opsflags.add_prerequisite(text, text, integer), opsflags.remove_prerequisite(text, text)
 TO opsflags_admin;
+
+-------------------------------------------------------------------------------
+-- LaunchDarkly format (seed 004): the evaluated flags of an environment as
+-- {"key": {"flagVersion", "trackEvents", "value", "variation", "version"}},
+-- and the import of such a document.
+-------------------------------------------------------------------------------
+
+CREATE FUNCTION opsflags.flags_for_environment(environment text)
+RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    env  text := opsflags.resolve_environment(environment);
+    prev text := coalesce(current_setting('opsflags.environment', true), 'production');
+    doc  jsonb;
+BEGIN
+    -- Evaluate (for no particular user) in that environment.
+    PERFORM set_config('opsflags.environment', env, true);
+    SELECT coalesce(jsonb_object_agg(f.flag_key, jsonb_build_object(
+               'flagVersion', f.version,
+               'trackEvents', false,
+               'value', opsflags.feature_value(f.flag_key),
+               'variation', CASE WHEN opsflags.feature_enabled(f.flag_key) THEN c.on_variation ELSE c.off_variation END,
+               'version', c.version) ORDER BY f.flag_key), '{}')
+    INTO doc
+    FROM opsflags.feature_flags f
+    JOIN opsflags.feature_flag_configs c ON c.flag_id = f.id AND c.environment = env
+    WHERE NOT f.archived;
+    PERFORM set_config('opsflags.environment', prev, true);
+    RETURN doc;
+END
+$$;
+COMMENT ON FUNCTION opsflags.flags_for_environment(text) IS
+  'The environment''s flags in LaunchDarkly''s client format: {"key": {"flagVersion", "trackEvents", "value", "variation", "version"}}';
+
+CREATE FUNCTION opsflags.import_launchdarkly(environment text, document jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    env      text := opsflags.resolve_environment(environment);
+    item     record;
+    spec     jsonb;
+    f        opsflags.feature_flags;
+    c        opsflags.feature_flag_configs;
+    vars     jsonb;
+    idx      integer;
+    created  text[] := '{}';
+    changed  text[] := '{}';
+    same     text[] := '{}';
+BEGIN
+    IF document IS NULL OR jsonb_typeof(document) <> 'object' THEN
+        RAISE EXCEPTION 'a LaunchDarkly document is a JSON object of flags'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Expected {"flag.key": {"value": ..., "variation": 0, "version": 1, "flagVersion": 1}, ...}.';
+    END IF;
+    -- Validate everything before writing anything.
+    FOR item IN SELECT key, value FROM jsonb_each(document) ORDER BY key LOOP
+        IF NOT opsflags.is_valid_flag_key(item.key) THEN
+            RAISE EXCEPTION 'invalid flag key "%" in LaunchDarkly document', item.key
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        IF jsonb_typeof(item.value) <> 'object' OR NOT item.value ? 'value'
+           OR (item.value ? 'version' AND jsonb_typeof(item.value -> 'version') <> 'number')
+           OR (item.value ? 'flagVersion' AND jsonb_typeof(item.value -> 'flagVersion') <> 'number')
+           OR (item.value ? 'variation' AND (jsonb_typeof(item.value -> 'variation') <> 'number'
+                                             OR (item.value ->> 'variation')::numeric < 0)) THEN
+            RAISE EXCEPTION 'malformed LaunchDarkly flag "%"', item.key
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'Each flag is an object with a "value" and optional numeric "version" and "flagVersion".';
+        END IF;
+    END LOOP;
+
+    FOR item IN SELECT key, value FROM jsonb_each(document) ORDER BY key LOOP
+        spec := item.value;
+        SELECT * INTO f FROM opsflags.feature_flags ff WHERE ff.flag_key = item.key;
+        IF NOT FOUND THEN
+            -- A client document has the served value and its index, not the
+            -- other variations: a non-boolean flag gets the value at that
+            -- index and JSON nulls before it (so an export gives the same index).
+            idx := coalesce((spec ->> 'variation')::integer, 0);
+            vars := CASE WHEN jsonb_typeof(spec -> 'value') = 'boolean' THEN '[true, false]'::jsonb
+                         ELSE (SELECT jsonb_agg(CASE WHEN i = idx THEN spec -> 'value' ELSE 'null'::jsonb END ORDER BY i)
+                               FROM generate_series(0, greatest(idx, 0)) i) END;
+            INSERT INTO opsflags.feature_flags (flag_key, flag_name, flag_type, variations, version)
+            VALUES (item.key, item.key,
+                    CASE jsonb_typeof(spec -> 'value') WHEN 'boolean' THEN 'boolean' WHEN 'string' THEN 'string'
+                         WHEN 'number' THEN 'number' ELSE 'json' END,
+                    vars, coalesce((spec ->> 'flagVersion')::integer, 1))
+            RETURNING * INTO f;
+            INSERT INTO opsflags.feature_flag_configs (flag_id, environment, on_variation, off_variation)
+            SELECT f.id, e.name, 0, least(1, jsonb_array_length(vars) - 1) FROM opsflags.environments e
+            WHERE e.name <> env;
+            created := created || item.key;
+        END IF;
+
+        -- The served value must be one of the variations: the document's
+        -- index when it holds that value, else the first that does.
+        idx := NULL;
+        IF f.variations -> ((spec ->> 'variation')::integer) = spec -> 'value' THEN
+            idx := (spec ->> 'variation')::integer;
+        ELSE
+            SELECT o - 1 INTO idx FROM jsonb_array_elements(f.variations) WITH ORDINALITY v(val, o)
+            WHERE v.val = spec -> 'value' ORDER BY o LIMIT 1;
+        END IF;
+        IF idx IS NULL THEN
+            UPDATE opsflags.feature_flags ff SET variations = ff.variations || jsonb_build_array(spec -> 'value')
+            WHERE ff.id = f.id RETURNING * INTO f;
+            idx := jsonb_array_length(f.variations) - 1;
+        END IF;
+
+        SELECT * INTO c FROM opsflags.feature_flag_configs fc WHERE fc.flag_id = f.id AND fc.environment = env;
+        IF NOT FOUND THEN
+            -- Serving the value: on, on that variation.
+            INSERT INTO opsflags.feature_flag_configs (flag_id, environment, is_enabled, on_variation, off_variation, version)
+            VALUES (f.id, env, true, idx, CASE WHEN idx = 0 THEN least(1, jsonb_array_length(f.variations) - 1) ELSE 0 END,
+                    coalesce((spec ->> 'version')::integer, 1));
+        ELSIF NOT c.is_enabled OR c.on_variation <> idx OR c.enabled_percentage NOT IN (0, 100)
+              OR c.variation_weights IS NOT NULL OR c.enable_at IS NOT NULL OR c.disable_at IS NOT NULL THEN
+            UPDATE opsflags.feature_flag_configs fc
+            SET is_enabled = true, on_variation = idx, enabled_percentage = 0, variation_weights = NULL,
+                enable_at = NULL, disable_at = NULL
+            WHERE fc.flag_id = f.id AND fc.environment = env;
+            IF NOT item.key = ANY (created) THEN
+                changed := changed || item.key;
+            END IF;
+        ELSIF NOT item.key = ANY (created) THEN
+            same := same || item.key;
+        END IF;
+    END LOOP;
+
+    RETURN jsonb_build_object('environment', env, 'created', to_jsonb(created),
+                              'changed', to_jsonb(changed), 'unchanged', to_jsonb(same));
+END
+$$;
+COMMENT ON FUNCTION opsflags.import_launchdarkly(text, jsonb) IS
+  'Load a LaunchDarkly client-format document into an environment: creates missing flags, makes each serve its value; idempotent';
+
+REVOKE ALL ON FUNCTION opsflags.import_launchdarkly(text, jsonb), opsflags.flags_for_environment(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION opsflags.import_launchdarkly(text, jsonb), opsflags.flags_for_environment(text)
+TO opsflags_admin;
