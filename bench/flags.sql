@@ -96,5 +96,33 @@ SELECT round((SELECT ms FROM bench.median WHERE variant = '100,000 users')::nume
        round(((SELECT ms FROM bench.median WHERE variant = '100,000 users') /
               (SELECT ms FROM bench.median WHERE variant = '10 users'))::numeric, 2) AS "ratio (target <= 1.2)";
 
+TRUNCATE bench.results;
+
+\echo '== 9. 1,000,000 evaluations: a plain flag vs with a segment of 100,000 members and two prerequisites; feature_value vs feature_enabled'
+DELETE FROM opsflags.feature_flags WHERE flag_key LIKE 'bench.rich.%';
+DELETE FROM opsflags.user_segments WHERE segment_key = 'bench.segment';
+SELECT opsflags.create_segment('bench.segment', 'Bench', (SELECT jsonb_agg('member-' || i) FROM generate_series(1, 100000) i)) IS NOT NULL AS created;
+SELECT count(opsflags.create_flag(k, k, NULL, 'string', '["a", "b", "c"]'))
+FROM unnest(ARRAY['bench.rich.plain', 'bench.rich.full', 'bench.rich.pre1', 'bench.rich.pre2']) k;
+SELECT count(opsflags.update_feature_flag(k, '{"is_enabled": true, "enabled_percentage": 50, "variation_weights": [50, 30, 20]}'))
+FROM unnest(ARRAY['bench.rich.plain', 'bench.rich.full']) k;
+SELECT count(opsflags.toggle_flag(k, true)) FROM unnest(ARRAY['bench.rich.pre1', 'bench.rich.pre2']) k;
+SELECT opsflags.update_feature_flag('bench.rich.full', '{"segments": ["bench.segment"]}');
+SELECT opsflags.add_prerequisite('bench.rich.full', 'bench.rich.pre1'), opsflags.add_prerequisite('bench.rich.full', 'bench.rich.pre2');
+SELECT bench.measure(
+    ARRAY['plain feature_enabled', 'rich feature_enabled', 'plain feature_value', 'rich feature_value'],
+    ARRAY[
+      $q$SELECT count(*) FILTER (WHERE opsflags.feature_enabled('bench.rich.plain', 'user-' || i)) FROM generate_series(1, 1000000) i$q$,
+      $q$SELECT count(*) FILTER (WHERE opsflags.feature_enabled('bench.rich.full', 'user-' || i)) FROM generate_series(1, 1000000) i$q$,
+      $q$SELECT count(DISTINCT opsflags.feature_value('bench.rich.plain', 'user-' || i)) FROM generate_series(1, 1000000) i$q$,
+      $q$SELECT count(DISTINCT opsflags.feature_value('bench.rich.full', 'user-' || i)) FROM generate_series(1, 1000000) i$q$],
+    5);
+SELECT round((SELECT ms FROM bench.median WHERE variant = 'rich feature_enabled')::numeric /
+              (SELECT ms FROM bench.median WHERE variant = 'plain feature_enabled')::numeric, 2) AS "feature_enabled rich / plain (target <= 1.5)",
+       round((SELECT ms FROM bench.median WHERE variant = 'rich feature_value')::numeric /
+              (SELECT ms FROM bench.median WHERE variant = 'plain feature_value')::numeric, 2) AS "feature_value rich / plain (target <= 1.5)";
+DELETE FROM opsflags.feature_flags WHERE flag_key LIKE 'bench.rich.%';
+DELETE FROM opsflags.user_segments WHERE segment_key = 'bench.segment';
+
 DELETE FROM opsflags.feature_flags WHERE flag_key IN ('bench.small', 'bench.large');
 DROP SCHEMA bench CASCADE;

@@ -96,7 +96,9 @@ static const char *const reason_names[] = {
 /* The variant hash's seed (Unleash), distinct from the rollout's (0). */
 #define VARIANT_SEED 86028157
 
-typedef struct FlagEntry
+typedef struct FlagEntry FlagEntry;
+
+struct FlagEntry
 {
 	char		key[OPSFLAGS_FLAG_KEY_MAXLEN + 1];	/* hash key */
 	int			keylen;
@@ -116,6 +118,8 @@ typedef struct FlagEntry
 	int			nprereqs;
 	char	  **prereq_keys;	/* flags that must be on for the user ... */
 	Jsonb	  **prereq_values;	/* ... serving this value (NULL: any) */
+	const FlagEntry **prereq_entries;	/* their entries, once looked up (the
+										 * cache is only ever emptied whole) */
 	bool		has_enable_at;
 	bool		has_disable_at;
 	TimestampTz enable_at;
@@ -125,7 +129,7 @@ typedef struct FlagEntry
 	StrSet	   *roles;
 	OpsMurmur3	bucket_prefix;	/* rollout hash of "group:", group being
 								 * rollout_group, else the key */
-} FlagEntry;
+};
 
 static MemoryContext FlagCacheContext = NULL;
 static HTAB *FlagCache = NULL;
@@ -403,6 +407,7 @@ load_prerequisites(FlagEntry *entry, Datum flag_id)
 	entry->nprereqs = n;
 	entry->prereq_keys = MemoryContextAlloc(FlagCacheContext, sizeof(char *) * n);
 	entry->prereq_values = MemoryContextAlloc(FlagCacheContext, sizeof(Jsonb *) * n);
+	entry->prereq_entries = MemoryContextAllocZero(FlagCacheContext, sizeof(FlagEntry *) * n);
 	for (i = 0; i < n; i++)
 	{
 		bool		isnull;
@@ -618,14 +623,19 @@ prerequisites_met(const FlagEntry *e, const char *user, uint32 userlen,
 	evaluation_depth++;
 	for (i = 0; met && i < e->nprereqs; i++)
 	{
-		const FlagEntry *p = flag_lookup(e->prereq_keys[i], strlen(e->prereq_keys[i]));
+		const FlagEntry *p = e->prereq_entries[i];
 		int			bucket;
 		bool		on;
 
 		if (p == NULL)
 		{
-			met = false;
-			break;
+			p = flag_lookup(e->prereq_keys[i], strlen(e->prereq_keys[i]));
+			if (p == NULL)
+			{
+				met = false;
+				break;
+			}
+			e->prereq_entries[i] = p;
 		}
 		on = reason_enabled(flag_evaluate(p, user, userlen, role, rolelen, &bucket));
 		if (e->prereq_values[i] == NULL)
