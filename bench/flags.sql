@@ -99,6 +99,19 @@ SELECT round((SELECT ms FROM bench.median WHERE variant = '100,000 users')::nume
 TRUNCATE bench.results;
 
 \echo '== 9. 1,000,000 evaluations: a plain flag vs with a segment of 100,000 members and two prerequisites; feature_value vs feature_enabled'
+TRUNCATE bench.results;
+
+\echo '== 10. usage counting: 1,000,000 evaluations with opsflags.track_usage on vs off'
+SELECT bench.measure(
+    ARRAY['counting', 'not counting'],
+    ARRAY[
+      $q$SET opsflags.track_usage = on; SELECT count(*) FILTER (WHERE opsflags.feature_enabled('bench.rich.plain', 'user-' || i)) FROM generate_series(1, 1000000) i$q$,
+      $q$SET opsflags.track_usage = off; SELECT count(*) FILTER (WHERE opsflags.feature_enabled('bench.rich.plain', 'user-' || i)) FROM generate_series(1, 1000000) i$q$],
+    5);
+RESET opsflags.track_usage;
+SELECT round((100 * ((SELECT ms FROM bench.median WHERE variant = 'counting') /
+                     (SELECT ms FROM bench.median WHERE variant = 'not counting') - 1))::numeric, 1)
+       AS "usage counting overhead % (target < 5)";
 DELETE FROM opsflags.feature_flags WHERE flag_key LIKE 'bench.rich.%';
 DELETE FROM opsflags.user_segments WHERE segment_key = 'bench.segment';
 SELECT opsflags.create_segment('bench.segment', 'Bench', (SELECT jsonb_agg('member-' || i) FROM generate_series(1, 100000) i)) IS NOT NULL AS created;

@@ -129,6 +129,7 @@ struct FlagEntry
 	StrSet	   *roles;
 	OpsMurmur3	bucket_prefix;	/* rollout hash of "group:", group being
 								 * rollout_group, else the key */
+	OpsUsage   *usage;			/* this backend's counters for the flag */
 };
 
 static MemoryContext FlagCacheContext = NULL;
@@ -587,6 +588,8 @@ flag_lookup(const char *keydata, int keylen)
 	 * callback only marks the cache stale); keep the entry for this call
 	 * and let the next one start afresh.
 	 */
+	if (loaded.evaluable)
+		loaded.usage = opsflags_usage_for(key);
 	entry = hash_search(FlagCache, key, HASH_ENTER, &found);
 	memcpy(entry, &loaded, sizeof(FlagEntry));
 	return last_entry = entry;
@@ -768,6 +771,23 @@ flag_call_entry(const FlagCall *c, bool *failed)
 	return e;
 }
 
+/* Count an evaluation (in backend memory; shared at transaction end). */
+static inline void
+count_usage(const FlagEntry *e, bool on)
+{
+	OpsUsage   *u = e->usage;
+
+	if (u == NULL || !opsflags_track_usage)
+		return;
+	if (on)
+		u->n_true++;
+	else
+		u->n_false++;
+	u->last_evaluated = GetCurrentStatementStartTimestamp();
+	if (!u->dirty)
+		opsflags_usage_mark_dirty(u);
+}
+
 /* Evaluate by key; false for keys that cannot name a flag. */
 static bool
 flag_enabled(const char *key, int keylen, const char *user, uint32 userlen,
@@ -775,13 +795,16 @@ flag_enabled(const char *key, int keylen, const char *user, uint32 userlen,
 {
 	const FlagEntry *e;
 	int			bucket;
+	bool		on;
 
 	if (keylen <= 0 || keylen > OPSFLAGS_FLAG_KEY_MAXLEN)
 		return false;
 	e = flag_lookup(key, keylen);
 	if (e == NULL)
 		return false;
-	return reason_enabled(flag_evaluate(e, user, userlen, role, rolelen, &bucket));
+	on = reason_enabled(flag_evaluate(e, user, userlen, role, rolelen, &bucket));
+	count_usage(e, on);
+	return on;
 }
 
 /*
@@ -819,12 +842,14 @@ opsflags_feature_value(PG_FUNCTION_ARGS)
 	const FlagEntry *e;
 	bool		failed;
 	int			bucket;
+	bool		on;
 	Jsonb	   *v;
 
 	if (!flag_call_args(fcinfo, &c) || (e = flag_call_entry(&c, &failed)) == NULL)
 		PG_RETURN_NULL();
-	v = flag_value(e, reason_enabled(flag_evaluate(e, c.user, c.userlen, c.role, c.rolelen, &bucket)),
-				   c.user, c.userlen);
+	on = reason_enabled(flag_evaluate(e, c.user, c.userlen, c.role, c.rolelen, &bucket));
+	count_usage(e, on);
+	v = flag_value(e, on, c.user, c.userlen);
 	if (v == NULL)
 		PG_RETURN_NULL();
 	PG_RETURN_JSONB_P((Jsonb *) datumCopy(PointerGetDatum(v), false, -1));

@@ -10,6 +10,7 @@
 #include "executor/spi.h"
 #include "utils/jsonb.h"
 #include "utils/snapshot.h"
+#include "utils/timestamp.h"
 
 /* Longest flag key: ^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$ */
 #define OPSFLAGS_FLAG_KEY_MAXLEN 100
@@ -81,6 +82,21 @@ extern int64 opsflags_errors_last_hour(void);
 extern const char *opsflags_memcached_server_list(void);
 extern bool opsflags_memcached_probe(const char *servers, int timeout_ms, double *elapsed_ms,
 									 char *err, size_t errlen);
+
+/* usage.c: per-flag evaluation counters */
+typedef struct OpsUsage
+{
+	char		flag_key[OPSFLAGS_FLAG_KEY_MAXLEN + 1];	/* hash key */
+	uint64		n_true;
+	uint64		n_false;
+	TimestampTz last_evaluated;
+	bool		dirty;			/* moved since the last flush */
+} OpsUsage;
+
+extern bool opsflags_track_usage;
+extern OpsUsage *opsflags_usage_for(const char *flag_key);
+extern void opsflags_usage_mark_dirty(OpsUsage *u);
+extern void opsflags_usage_init(void);
 
 /* worker.c */
 extern char *opsflags_database;
