@@ -1561,3 +1561,33 @@ COMMENT ON VIEW opsflags.flag_usage IS
 GRANT SELECT ON opsflags.flag_usage TO opsflags_admin;
 REVOKE ALL ON FUNCTION opsflags.flag_usage_counts() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION opsflags.flag_usage_counts() TO opsflags_admin;
+
+-------------------------------------------------------------------------------
+-- Publishing flags to memcached (opt-in: opsflags.publish_to_memcached)
+-------------------------------------------------------------------------------
+
+CREATE FUNCTION opsflags.flags_changed()
+RETURNS trigger
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'opsflags_flags_changed';
+
+CREATE TRIGGER publish_flags AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON opsflags.environments
+    FOR EACH STATEMENT EXECUTE FUNCTION opsflags.flags_changed();
+CREATE TRIGGER publish_flags AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON opsflags.feature_flags
+    FOR EACH STATEMENT EXECUTE FUNCTION opsflags.flags_changed();
+CREATE TRIGGER publish_flags AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON opsflags.feature_flag_configs
+    FOR EACH STATEMENT EXECUTE FUNCTION opsflags.flags_changed();
+CREATE TRIGGER publish_flags AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON opsflags.user_segments
+    FOR EACH STATEMENT EXECUTE FUNCTION opsflags.flags_changed();
+CREATE TRIGGER publish_flags AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON opsflags.flag_prerequisites
+    FOR EACH STATEMENT EXECUTE FUNCTION opsflags.flags_changed();
+
+CREATE FUNCTION opsflags.published_flags(environment text)
+RETURNS jsonb
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'opsflags_published_flags';
+COMMENT ON FUNCTION opsflags.published_flags(text) IS
+  'The flag document published to memcached for an environment (key opsflags:flags:<environment>), or NULL';
+
+REVOKE ALL ON FUNCTION opsflags.flags_changed(), opsflags.published_flags(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION opsflags.published_flags(text) TO opsflags_admin;

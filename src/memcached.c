@@ -5,6 +5,8 @@
  *	  empty), over the binary protocol, bounded by a timeout so that a dead
  *	  or hanging server costs at most that long.
  *
+ * Also the plain set and get that flag publishing uses.
+ *
  * libmemcached allocates with malloc and reports errors as return codes;
  * nothing here calls ereport between creating and freeing its handle.
  */
@@ -80,6 +82,81 @@ add_servers(memcached_st *memc, const char *list, char *err, size_t errlen)
 	return true;
 }
 
+/* A client for the servers with timeouts from timeout_ms; NULL on error. */
+static memcached_st *
+client_create(const char *servers, int timeout_ms, char *err, size_t errlen)
+{
+	memcached_st *memc = memcached_create(NULL);
+
+	if (memc == NULL)
+	{
+		snprintf(err, errlen, "could not create a memcached client");
+		return NULL;
+	}
+	/* Connect and each wait share the budget; no retries. */
+	memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_BINARY_PROTOCOL, 1);
+	memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_NO_BLOCK, 1);
+	memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_CONNECT_TIMEOUT, Max(timeout_ms / 2, 1));
+	memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_POLL_TIMEOUT, Max(timeout_ms / 2, 1));
+	memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_SND_TIMEOUT, (uint64_t) Max(timeout_ms / 2, 1) * 1000);
+	memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_RCV_TIMEOUT, (uint64_t) Max(timeout_ms / 2, 1) * 1000);
+	memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_RETRY_TIMEOUT, 0);
+	if (!add_servers(memc, servers, err, errlen))
+	{
+		memcached_free(memc);
+		return NULL;
+	}
+	return memc;
+}
+
+/* Store value under key (no expiry).  False with err on failure; never raises. */
+bool
+opsflags_memcached_set(const char *servers, int timeout_ms, const char *key,
+					   const char *value, size_t valuelen, char *err, size_t errlen)
+{
+	memcached_st *memc = client_create(servers, timeout_ms, err, errlen);
+	memcached_return_t rc;
+
+	if (memc == NULL)
+		return false;
+	rc = memcached_set(memc, key, strlen(key), value, valuelen, 0, 0);
+	if (rc != MEMCACHED_SUCCESS)
+		snprintf(err, errlen, "set failed: %s", memcached_strerror(memc, rc));
+	memcached_free(memc);
+	return rc == MEMCACHED_SUCCESS;
+}
+
+/*
+ * The value under key, palloc'd and NUL-terminated, or NULL (missing, or
+ * an error in err).  Never raises, but for palloc.
+ */
+char *
+opsflags_memcached_get(const char *servers, int timeout_ms, const char *key,
+					   char *err, size_t errlen)
+{
+	memcached_st *memc = client_create(servers, timeout_ms, err, errlen);
+	memcached_return_t rc;
+	size_t		len = 0;
+	uint32_t	flags = 0;
+	char	   *got;
+	char	   *result = NULL;
+
+	if (memc == NULL)
+		return NULL;
+	got = memcached_get(memc, key, strlen(key), &len, &flags, &rc);
+	if (got != NULL)
+	{
+		result = palloc(len + 1);
+		memcpy(result, got, len);
+		result[len] = '\0';
+		free(got);
+	}
+	else if (rc != MEMCACHED_NOTFOUND)
+		snprintf(err, errlen, "get failed: %s", memcached_strerror(memc, rc));
+	memcached_free(memc);
+	return result;
+}
+
 /*
  * One set/get round trip of a unique key.  Returns true when the value came
  * back intact; otherwise err says what went wrong.  *elapsed_ms is the time
@@ -103,22 +180,8 @@ opsflags_memcached_probe(const char *servers, int timeout_ms, double *elapsed_ms
 	INSTR_TIME_SET_CURRENT(start);
 	err[0] = '\0';
 
-	memc = memcached_create(NULL);
+	memc = client_create(servers, timeout_ms, err, errlen);
 	if (memc == NULL)
-	{
-		snprintf(err, errlen, "could not create a memcached client");
-		goto done;
-	}
-	/* Connect and each wait share the budget; no retries. */
-	memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_BINARY_PROTOCOL, 1);
-	memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_NO_BLOCK, 1);
-	memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_CONNECT_TIMEOUT, Max(timeout_ms / 2, 1));
-	memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_POLL_TIMEOUT, Max(timeout_ms / 2, 1));
-	memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_SND_TIMEOUT, (uint64_t) Max(timeout_ms / 2, 1) * 1000);
-	memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_RCV_TIMEOUT, (uint64_t) Max(timeout_ms / 2, 1) * 1000);
-	memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_RETRY_TIMEOUT, 0);
-
-	if (!add_servers(memc, servers, err, errlen))
 		goto done;
 
 	snprintf(key, sizeof(key), "opsflags:health:%d:%ld", MyProcPid, (long) random());

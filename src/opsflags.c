@@ -91,6 +91,7 @@ _PG_init(void)
 	opsflags_health_init();
 	opsflags_worker_init();
 	opsflags_usage_init();
+	opsflags_publish_init();
 
 	MarkGUCPrefixReserved("opsflags");
 }

@@ -82,6 +82,13 @@ extern int64 opsflags_errors_last_hour(void);
 extern const char *opsflags_memcached_server_list(void);
 extern bool opsflags_memcached_probe(const char *servers, int timeout_ms, double *elapsed_ms,
 									 char *err, size_t errlen);
+extern bool opsflags_memcached_set(const char *servers, int timeout_ms, const char *key,
+								   const char *value, size_t valuelen, char *err, size_t errlen);
+extern char *opsflags_memcached_get(const char *servers, int timeout_ms, const char *key,
+									char *err, size_t errlen);
+
+/* publish.c */
+extern void opsflags_publish_init(void);
 
 /* usage.c: per-flag evaluation counters */
 typedef struct OpsUsage
