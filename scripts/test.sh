@@ -238,7 +238,17 @@ else
     FAILED=$((FAILED + np_bad))
 fi
 
-# d. A streaming standby of the test cluster (test/standby/standby.sh) -----
+# d. Upgrades: released scripts unchanged, update == fresh install -------
+log "upgrades: test/upgrade/upgrade.sh"
+if SOCKDIR=$SOCKDIR PORT=$PORT bash "$REPO/test/upgrade/upgrade.sh"; then
+    echo "upgrades: 1 passed, 0 failed"
+    PASSED=$((PASSED + 1))
+else
+    echo "upgrades: 0 passed, 1 failed"
+    FAILED=$((FAILED + 1))
+fi
+
+# e. A streaming standby of the test cluster (test/standby/standby.sh) -----
 log "standby: test/standby/standby.sh"
 if PRIMARY_SOCKDIR=$SOCKDIR PRIMARY_PORT=$PORT WORKDIR=$TMP bash "$REPO/test/standby/standby.sh"; then
     echo "standby: 1 passed, 0 failed"
