@@ -248,7 +248,17 @@ else
     FAILED=$((FAILED + 1))
 fi
 
-# e. A streaming standby of the test cluster (test/standby/standby.sh) -----
+# e. Dump and restore (test/dump/dump.sh) ----------------------------------
+log "dump and restore: test/dump/dump.sh"
+if SOCKDIR=$SOCKDIR PORT=$PORT WORKDIR=$TMP bash "$REPO/test/dump/dump.sh"; then
+    echo "dump and restore: 1 passed, 0 failed"
+    PASSED=$((PASSED + 1))
+else
+    echo "dump and restore: 0 passed, 1 failed"
+    FAILED=$((FAILED + 1))
+fi
+
+# f. A streaming standby of the test cluster (test/standby/standby.sh) -----
 log "standby: test/standby/standby.sh"
 if PRIMARY_SOCKDIR=$SOCKDIR PRIMARY_PORT=$PORT WORKDIR=$TMP bash "$REPO/test/standby/standby.sh"; then
     echo "standby: 1 passed, 0 failed"
