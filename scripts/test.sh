@@ -258,7 +258,17 @@ else
     FAILED=$((FAILED + 1))
 fi
 
-# f. A streaming standby of the test cluster (test/standby/standby.sh) -----
+# f. Soak: pgbench with several scripts at once (test/soak/soak.sh) -------
+log "soak: test/soak/soak.sh (${SOAK_SECONDS:-15} s)"
+if SOCKDIR=$SOCKDIR PORT=$PORT WORKDIR=$TMP bash "$REPO/test/soak/soak.sh"; then
+    echo "soak: 1 passed, 0 failed"
+    PASSED=$((PASSED + 1))
+else
+    echo "soak: 0 passed, 1 failed"
+    FAILED=$((FAILED + 1))
+fi
+
+# g. A streaming standby of the test cluster (test/standby/standby.sh) -----
 log "standby: test/standby/standby.sh"
 if PRIMARY_SOCKDIR=$SOCKDIR PRIMARY_PORT=$PORT WORKDIR=$TMP bash "$REPO/test/standby/standby.sh"; then
     echo "standby: 1 passed, 0 failed"
