@@ -42,7 +42,7 @@ replayed() {   # the standby has replayed the primary's current WAL position
     [[ $(s -c "SELECT pg_last_wal_replay_lsn() >= '$lsn'::pg_lsn") == t ]]
 }
 
-echo "1..12"
+echo "1..15"
 
 mkdir -p "$SB_DATADIR"
 give_to_server "$SB_DATADIR"
@@ -97,6 +97,32 @@ wait_for 60 back
 ok $? "after a SIGKILL of the sampler it is back and samples again"
 [[ $(s -c "SELECT count(*) FROM opsflags.feature_flags WHERE flag_key = 'tap.sb.flag'") == 1 ]]
 ok $? "after the crash restart the data is intact"
+
+# A backend killed (SIGKILL) in the middle of a flag change: the server
+# restarts, the change is gone, everything else is intact and the
+# shared-memory counters start afresh.
+s -c "SELECT opsflags.toggle_flag('tap.sb.flag', true)" >/dev/null
+s -c "SELECT count(*) FILTER (WHERE opsflags.feature_enabled('tap.sb.flag', 'u' || i)) FROM generate_series(1, 50) i" >/dev/null
+used_before=$(s -c "SELECT true_count FROM opsflags.flag_usage WHERE flag_key = 'tap.sb.flag'")
+"$PG_BIN/psql" -X -q -h "$SB_SOCKDIR" -p "$SB_PORT" -U postgres -d opsflags_tap \
+    -c "SET application_name = 'tap_sb_victim'" -c "BEGIN" \
+    -c "SELECT opsflags.toggle_flag('tap.sb.flag', false)" -c "SELECT pg_sleep(60)" >/dev/null 2>&1 &
+victim_shell=$!
+victim_pid() { s -c "SELECT pid FROM pg_stat_activity WHERE application_name = 'tap_sb_victim' AND state = 'active' AND query LIKE '%pg_sleep%'" 2>/dev/null | grep -E '^[0-9]+$'; }
+wait_for 30 victim_pid
+vpid=$(victim_pid)
+as_pg kill -9 "$vpid"
+wait $victim_shell 2>/dev/null
+server_back() { [[ $(s -c "SELECT opsflags.worker_status() ->> 'running'") == true ]]; }
+wait_for 60 server_back
+[[ $(s -c "SELECT opsflags.feature_enabled('tap.sb.flag', 'u1')") == t ]]
+ok $? "after a SIGKILL of a backend in the middle of a flag change, the change is gone"
+[[ $(s -c "SELECT count(*) FROM opsflags.feature_flags WHERE flag_key = 'tap.sb.flag'") == 1 &&
+   $(s -c "SELECT bool_and(n = (SELECT count(*) FROM opsflags.environments)) FROM (SELECT count(*) n FROM opsflags.feature_flag_configs GROUP BY flag_id) c") == t ]]
+ok $? "the data is consistent after recovery (one config per flag and environment)"
+used_after=$(s -c "SELECT true_count FROM opsflags.flag_usage WHERE flag_key = 'tap.sb.flag'")
+[[ -n $used_before && $used_before -ge 50 && -n $used_after && $used_after -lt 50 ]]
+ok $? "shared-memory counters start afresh after the crash restart (usage $used_before before, $used_after after)"
 
 p -c "DELETE FROM opsflags.feature_flags WHERE flag_key = 'tap.sb.flag'" \
   -c "SELECT opsflags.config_delete('tap.sb.key')" >/dev/null
