@@ -2,7 +2,7 @@
 
 EXTENSION    = opsflags
 MODULE_big   = opsflags
-OBJS         = src/opsflags.o src/spi.o src/cache.o src/hashing.o src/flags.o src/config.o \
+OBJS         = src/opsflags.o src/shmem.o src/spi.o src/cache.o src/hashing.o src/flags.o src/config.o \
                src/audit.o src/maintenance.o src/errors.o src/memcached.o src/health.o \
                src/worker.o src/usage.o src/publish.o
 DATA         = $(wildcard sql/opsflags--*.sql)

@@ -36,31 +36,12 @@ typedef struct ErrorCounter
 static ErrorCounter *counter = NULL;
 
 static emit_log_hook_type prev_emit_log_hook = NULL;
-#if PG_VERSION_NUM >= 150000
-static shmem_request_hook_type prev_shmem_request_hook = NULL;
-#endif
-static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
-
 static void
-errors_shmem_request(void)
-{
-#if PG_VERSION_NUM >= 150000
-	if (prev_shmem_request_hook)
-		prev_shmem_request_hook();
-#endif
-	RequestAddinShmemSpace(MAXALIGN(sizeof(ErrorCounter)));
-}
-
-static void
-errors_shmem_startup(void)
+errors_shmem_attach(void)
 {
 	bool		found;
 	ErrorCounter *c;
 
-	if (prev_shmem_startup_hook)
-		prev_shmem_startup_hook();
-
-	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	c = ShmemInitStruct("opsflags error counter", sizeof(ErrorCounter), &found);
 	if (!found)
 	{
@@ -72,7 +53,6 @@ errors_shmem_startup(void)
 			pg_atomic_init_u64(&c->count[i], 0);
 		}
 	}
-	LWLockRelease(AddinShmemInitLock);
 	counter = c;
 }
 
@@ -137,14 +117,7 @@ opsflags_errors_init(void)
 	if (!process_shared_preload_libraries_in_progress)
 		return;
 
-#if PG_VERSION_NUM >= 150000
-	prev_shmem_request_hook = shmem_request_hook;
-	shmem_request_hook = errors_shmem_request;
-#else
-	errors_shmem_request();
-#endif
-	prev_shmem_startup_hook = shmem_startup_hook;
-	shmem_startup_hook = errors_shmem_startup;
+	opsflags_shmem_register(sizeof(ErrorCounter), NULL, errors_shmem_attach);
 	prev_emit_log_hook = emit_log_hook;
 	emit_log_hook = errors_emit_log;
 }

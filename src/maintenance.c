@@ -75,10 +75,6 @@ static bool loading = false;
 
 char	   *opsflags_maintenance_exempt_roles = NULL;
 
-#if PG_VERSION_NUM >= 150000
-static shmem_request_hook_type prev_shmem_request_hook = NULL;
-#endif
-static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static ExecutorStart_hook_type prev_ExecutorStart = NULL;
 static ProcessUtility_hook_type prev_ProcessUtility = NULL;
 
@@ -94,24 +90,10 @@ static OpsQuery state_query = {
 /* ---------- shared memory ---------- */
 
 static void
-maintenance_shmem_request(void)
-{
-#if PG_VERSION_NUM >= 150000
-	if (prev_shmem_request_hook)
-		prev_shmem_request_hook();
-#endif
-	RequestAddinShmemSpace(MAXALIGN(sizeof(MaintenanceShared)));
-}
-
-static void
-maintenance_shmem_startup(void)
+maintenance_shmem_attach(void)
 {
 	bool		found;
 
-	if (prev_shmem_startup_hook)
-		prev_shmem_startup_hook();
-
-	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	maint = ShmemInitStruct("opsflags maintenance", sizeof(MaintenanceShared), &found);
 	if (!found)
 	{
@@ -124,7 +106,6 @@ maintenance_shmem_startup(void)
 			pg_atomic_init_u64(&maint->slots[i].word, MAKE_WORD(0, STATE_UNKNOWN));
 		}
 	}
-	LWLockRelease(AddinShmemInitLock);
 }
 
 /* This database's slot, allocated on first use; NULL when all are taken. */
@@ -456,14 +437,7 @@ opsflags_maintenance_init(void)
 		return;
 	enforcement_loaded = true;
 
-#if PG_VERSION_NUM >= 150000
-	prev_shmem_request_hook = shmem_request_hook;
-	shmem_request_hook = maintenance_shmem_request;
-#else
-	maintenance_shmem_request();
-#endif
-	prev_shmem_startup_hook = shmem_startup_hook;
-	shmem_startup_hook = maintenance_shmem_startup;
+	opsflags_shmem_register(sizeof(MaintenanceShared), NULL, maintenance_shmem_attach);
 	prev_ExecutorStart = ExecutorStart_hook;
 	ExecutorStart_hook = maintenance_ExecutorStart;
 	prev_ProcessUtility = ProcessUtility_hook;

@@ -92,6 +92,7 @@ _PG_init(void)
 	opsflags_worker_init();
 	opsflags_usage_init();
 	opsflags_publish_init();
+	opsflags_shmem_init();
 
 	MarkGUCPrefixReserved("opsflags");
 }

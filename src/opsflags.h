@@ -59,6 +59,10 @@ extern int	opsflags_spi_run(OpsQuery *query, Datum *values, const char *nulls,
 extern void opsflags_spi_end(OpsSpiState *state);
 extern bool opsflags_try(void (*fn) (void *), void *arg, bool cancel_ok, ErrorData **error);
 
+/* shmem.c */
+extern void opsflags_shmem_register(Size size, const char *tranche, void (*attach) (void));
+extern void opsflags_shmem_init(void);
+
 /* cache.c */
 extern void opsflags_accept_invalidations(void);
 extern Snapshot opsflags_cache_snapshot(void);

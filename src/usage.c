@@ -63,33 +63,12 @@ static int	usage_ndirty = 0;
 static int	usage_maxdirty = 0;
 static bool usage_callback_registered = false;
 
-#if PG_VERSION_NUM >= 150000
-static shmem_request_hook_type prev_shmem_request_hook = NULL;
-#endif
-static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
-
 static void
-usage_shmem_request(void)
-{
-#if PG_VERSION_NUM >= 150000
-	if (prev_shmem_request_hook)
-		prev_shmem_request_hook();
-#endif
-	RequestAddinShmemSpace(MAXALIGN(sizeof(UsageState)) +
-						   hash_estimate_size(USAGE_MAX_FLAGS, sizeof(SharedUsage)));
-	RequestNamedLWLockTranche("opsflags usage", 1);
-}
-
-static void
-usage_shmem_startup(void)
+usage_shmem_attach(void)
 {
 	bool		found;
 	HASHCTL		ctl;
 
-	if (prev_shmem_startup_hook)
-		prev_shmem_startup_hook();
-
-	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	usage_state = ShmemInitStruct("opsflags usage", sizeof(UsageState), &found);
 	if (!found)
 		usage_state->lock = &(GetNamedLWLockTranche("opsflags usage"))->lock;
@@ -97,7 +76,6 @@ usage_shmem_startup(void)
 	ctl.entrysize = sizeof(SharedUsage);
 	usage_shared = ShmemInitHash("opsflags usage counts", USAGE_MAX_FLAGS, USAGE_MAX_FLAGS,
 								 &ctl, HASH_ELEM | HASH_BLOBS);
-	LWLockRelease(AddinShmemInitLock);
 }
 
 /* Add what moved to the shared table, at the end of each transaction. */
@@ -258,12 +236,7 @@ opsflags_usage_init(void)
 
 	if (!process_shared_preload_libraries_in_progress)
 		return;
-#if PG_VERSION_NUM >= 150000
-	prev_shmem_request_hook = shmem_request_hook;
-	shmem_request_hook = usage_shmem_request;
-#else
-	usage_shmem_request();
-#endif
-	prev_shmem_startup_hook = shmem_startup_hook;
-	shmem_startup_hook = usage_shmem_startup;
+	opsflags_shmem_register(MAXALIGN(sizeof(UsageState)) +
+							hash_estimate_size(USAGE_MAX_FLAGS, sizeof(SharedUsage)),
+							"opsflags usage", usage_shmem_attach);
 }

@@ -74,39 +74,19 @@ char	   *opsflags_database = NULL;
 int			opsflags_sample_interval_ms = 60000;
 int			opsflags_health_retention_s = 7 * 24 * 3600;
 
-#if PG_VERSION_NUM >= 150000
-static shmem_request_hook_type prev_shmem_request_hook = NULL;
-#endif
-static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
-
 /* ---------- shared state ---------- */
 
 static void
-worker_shmem_request(void)
-{
-#if PG_VERSION_NUM >= 150000
-	if (prev_shmem_request_hook)
-		prev_shmem_request_hook();
-#endif
-	RequestAddinShmemSpace(MAXALIGN(sizeof(WorkerShared)));
-}
-
-static void
-worker_shmem_startup(void)
+worker_shmem_attach(void)
 {
 	bool		found;
 
-	if (prev_shmem_startup_hook)
-		prev_shmem_startup_hook();
-
-	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	worker_shared = ShmemInitStruct("opsflags sampler", sizeof(WorkerShared), &found);
 	if (!found)
 	{
 		memset(worker_shared, 0, sizeof(WorkerShared));
 		SpinLockInit(&worker_shared->mutex);
 	}
-	LWLockRelease(AddinShmemInitLock);
 }
 
 static void
@@ -440,14 +420,7 @@ opsflags_worker_init(void)
 							   0,
 							   NULL, NULL, NULL);
 
-#if PG_VERSION_NUM >= 150000
-	prev_shmem_request_hook = shmem_request_hook;
-	shmem_request_hook = worker_shmem_request;
-#else
-	worker_shmem_request();
-#endif
-	prev_shmem_startup_hook = shmem_startup_hook;
-	shmem_startup_hook = worker_shmem_startup;
+	opsflags_shmem_register(sizeof(WorkerShared), NULL, worker_shmem_attach);
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
