@@ -238,44 +238,27 @@ else
     FAILED=$((FAILED + np_bad))
 fi
 
-# d. Upgrades: released scripts unchanged, update == fresh install -------
-log "upgrades: test/upgrade/upgrade.sh"
-if SOCKDIR=$SOCKDIR PORT=$PORT bash "$REPO/test/upgrade/upgrade.sh"; then
-    echo "upgrades: 1 passed, 0 failed"
-    PASSED=$((PASSED + 1))
-else
-    echo "upgrades: 0 passed, 1 failed"
-    FAILED=$((FAILED + 1))
-fi
-
-# e. Dump and restore (test/dump/dump.sh) ----------------------------------
-log "dump and restore: test/dump/dump.sh"
-if SOCKDIR=$SOCKDIR PORT=$PORT WORKDIR=$TMP bash "$REPO/test/dump/dump.sh"; then
-    echo "dump and restore: 1 passed, 0 failed"
-    PASSED=$((PASSED + 1))
-else
-    echo "dump and restore: 0 passed, 1 failed"
-    FAILED=$((FAILED + 1))
-fi
-
-# f. Soak: pgbench with several scripts at once (test/soak/soak.sh) -------
-log "soak: test/soak/soak.sh (${SOAK_SECONDS:-15} s)"
-if SOCKDIR=$SOCKDIR PORT=$PORT WORKDIR=$TMP bash "$REPO/test/soak/soak.sh"; then
-    echo "soak: 1 passed, 0 failed"
-    PASSED=$((PASSED + 1))
-else
-    echo "soak: 0 passed, 1 failed"
-    FAILED=$((FAILED + 1))
-fi
-
-# g. A streaming standby of the test cluster (test/standby/standby.sh) -----
-log "standby: test/standby/standby.sh"
-if PRIMARY_SOCKDIR=$SOCKDIR PRIMARY_PORT=$PORT WORKDIR=$TMP bash "$REPO/test/standby/standby.sh"; then
-    echo "standby: 1 passed, 0 failed"
-    PASSED=$((PASSED + 1))
-else
-    echo "standby: 0 passed, 1 failed"
-    FAILED=$((FAILED + 1))
-fi
+# d-g. Shell suites printing TAP, each counted as one file.
+# shell_suite NAME SCRIPT [VAR=VALUE...]: run SCRIPT with the variables set.
+shell_suite() {
+    local name=$1 script=$2
+    shift 2
+    log "$name: $script"
+    if env "$@" bash "$REPO/$script"; then
+        echo "$name: 1 passed, 0 failed"
+        PASSED=$((PASSED + 1))
+    else
+        echo "$name: 0 passed, 1 failed"
+        FAILED=$((FAILED + 1))
+    fi
+}
+# released scripts unchanged, update == fresh install
+shell_suite upgrades test/upgrade/upgrade.sh SOCKDIR="$SOCKDIR" PORT="$PORT"
+# pg_dump of every feature, restored
+shell_suite "dump and restore" test/dump/dump.sh SOCKDIR="$SOCKDIR" PORT="$PORT" WORKDIR="$TMP"
+# pgbench with several scripts at once (SOAK_SECONDS, default 15)
+shell_suite soak test/soak/soak.sh SOCKDIR="$SOCKDIR" PORT="$PORT" WORKDIR="$TMP"
+# a streaming standby: replay, read-only admin, sampler, promotion, crashes
+shell_suite standby test/standby/standby.sh PRIMARY_SOCKDIR="$SOCKDIR" PRIMARY_PORT="$PORT" WORKDIR="$TMP"
 
 ((FAILED == 0))

@@ -11,12 +11,7 @@ set -uo pipefail
 PG_BIN=/usr/lib/postgresql/15/bin
 P=(-h "$SOCKDIR" -p "$PORT" -U postgres)
 PSQL=("$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 "${P[@]}")
-n=0
-failed=0
-ok() {
-    n=$((n + 1))
-    if [[ $1 == 0 ]]; then echo "ok $n - $2"; else echo "not ok $n - $2"; failed=$((failed + 1)); fi
-}
+source "$(dirname "${BASH_SOURCE[0]}")/../tap.sh"
 echo "1..5"
 
 "${PSQL[@]}" -d postgres -c "DROP DATABASE IF EXISTS opsflags_dump_src" -c "DROP DATABASE IF EXISTS opsflags_dump_dst" \
@@ -88,4 +83,4 @@ a_dst=$("${PSQL[@]}" -d opsflags_dump_dst -c "$answers")
 ok $? "identical feature_enabled and feature_value answers for 10,000 (flag, user) pairs"
 
 "${PSQL[@]}" -d postgres -c "DROP DATABASE opsflags_dump_src" -c "DROP DATABASE opsflags_dump_dst" >/dev/null 2>&1
-((failed == 0))
+tap_done

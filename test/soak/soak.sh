@@ -10,12 +10,7 @@ PG_BIN=/usr/lib/postgresql/15/bin
 P=(-h "$SOCKDIR" -p "$PORT" -U postgres)
 PSQL=("$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 "${P[@]}" -d opsflags_soak)
 SECS=${SOAK_SECONDS:-15}
-n=0
-failed=0
-ok() {
-    n=$((n + 1))
-    if [[ $1 == 0 ]]; then echo "ok $n - $2"; else echo "not ok $n - $2"; failed=$((failed + 1)); fi
-}
+source "$(dirname "${BASH_SOURCE[0]}")/../tap.sh"
 echo "1..5"
 
 "$PG_BIN/psql" -X -q "${P[@]}" -d postgres -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS opsflags_soak" -c "CREATE DATABASE opsflags_soak" >/dev/null
@@ -76,4 +71,4 @@ audited=$("${PSQL[@]}" -c "SELECT count(*) FROM opsflags.audit_log WHERE resourc
 ok $? "one audit row per committed flip ($flips counted by pgbench, $audited audit rows)"
 
 "$PG_BIN/psql" -X -q "${P[@]}" -d postgres -c "DROP DATABASE opsflags_soak WITH (FORCE)" >/dev/null 2>&1
-((failed == 0))
+tap_done

@@ -15,27 +15,13 @@ SB_DATADIR=$WORKDIR/data_standby
 SB_SOCKDIR=$WORKDIR/sock_standby
 SB_LOGFILE=$WORKDIR/postgres_standby.log
 SB_PORT=$(free_port $((PRIMARY_PORT + 7)))
-n=0
-failed=0
+source "$(dirname "${BASH_SOURCE[0]}")/../tap.sh"
 
 cleanup() { stop_cluster "$SB_DATADIR" >/dev/null 2>&1; }
 trap cleanup EXIT
 
-ok() {   # ok CONDITION-RESULT DESCRIPTION
-    n=$((n + 1))
-    if [[ $1 == 0 ]]; then echo "ok $n - $2"; else echo "not ok $n - $2"; failed=$((failed + 1)); fi
-}
 p() { pg_psql "$PRIMARY_SOCKDIR" "$PRIMARY_PORT" opsflags_tap -Atq "$@"; }
 s() { pg_psql "$SB_SOCKDIR" "$SB_PORT" opsflags_tap -Atq "$@"; }
-# wait_for SECONDS COMMAND...: poll (every 0.1 s) until COMMAND succeeds.
-wait_for() {
-    local deadline=$((SECONDS + $1))
-    shift
-    until "$@" >/dev/null 2>&1; do
-        ((SECONDS < deadline)) || return 1
-        sleep 0.1
-    done
-}
 replayed() {   # the standby has replayed the primary's current WAL position
     local lsn
     lsn=$(p -c "SELECT pg_current_wal_lsn()") || return 1
@@ -127,4 +113,4 @@ ok $? "shared-memory counters start afresh after the crash restart (usage $used_
 p -c "DELETE FROM opsflags.feature_flags WHERE flag_key = 'tap.sb.flag'" \
   -c "SELECT opsflags.config_delete('tap.sb.key')" >/dev/null
 mkdir -p "$REPO/.run" && cp "$SB_LOGFILE" "$REPO/.run/test-postgres-standby.log"
-((failed == 0))
+tap_done

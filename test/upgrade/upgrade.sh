@@ -11,12 +11,7 @@
 set -uo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 PSQL=(/usr/lib/postgresql/15/bin/psql -X -q -At -h "$SOCKDIR" -p "$PORT" -U postgres)
-n=0
-failed=0
-ok() {
-    n=$((n + 1))
-    if [[ $1 == 0 ]]; then echo "ok $n - $2"; else echo "not ok $n - $2"; failed=$((failed + 1)); fi
-}
+source "$(dirname "${BASH_SOURCE[0]}")/../tap.sh"
 echo "1..4"
 
 (cd "$REPO" && sha256sum --quiet -c sql/released.sha256) >/dev/null 2>&1
@@ -68,4 +63,4 @@ fi
 ok $? "data of the first version is kept and evaluates after the update"
 
 "${PSQL[@]}" -d postgres -c "DROP DATABASE opsflags_up_fresh" -c "DROP DATABASE opsflags_up_old" >/dev/null 2>&1
-((failed == 0))
+tap_done
