@@ -283,18 +283,10 @@ SELECT is(ARRAY[pg_temp.as_role('tap_priv_admin', $$SELECT opsflags.purge_audit_
 -------------------------------------------------------------------------------
 -- 3. Hostile search_path
 -------------------------------------------------------------------------------
-CREATE FUNCTION pg_temp.conninfo(usr text, app text) RETURNS text LANGUAGE sql AS $$
-  SELECT format('host=%s port=%s dbname=%s user=%s application_name=%s',
-    '''' || replace(replace(coalesce(nullif(split_part(current_setting('unix_socket_directories'), ',', 1), ''),
-                                     'localhost'), '\', '\\'), '''', '\''') || '''',
-    current_setting('port'),
-    '''' || replace(replace(current_database(), '\', '\\'), '''', '\''') || '''',
-    '''' || replace(replace(usr, '\', '\\'), '''', '\''') || '''', app)
-$$;
 SELECT format('GRANT CREATE ON DATABASE %I TO tap_priv_admin', current_database()) \gexec
 
-SELECT dblink_connect('evil', pg_temp.conninfo('tap_priv_admin', 'tap_priv_hostile')) AS x \gset
-SELECT dblink_connect('clean', pg_temp.conninfo('tap_priv_admin', 'tap_priv_hostile')) AS x \gset
+SELECT dblink_connect('evil', pg_temp.tap_conninfo(usr => 'tap_priv_admin', app => 'tap_priv_hostile')) AS x \gset
+SELECT dblink_connect('clean', pg_temp.tap_conninfo(usr => 'tap_priv_admin', app => 'tap_priv_hostile')) AS x \gset
 
 -- The planted objects, made by tap_priv_admin in its session.
 SELECT dblink_exec('evil', $evil$

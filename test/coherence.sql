@@ -21,12 +21,7 @@ SELECT plan(50);
 -------------------------------------------------------------------------------
 -- Session B and helpers
 -------------------------------------------------------------------------------
-SELECT dblink_connect('b', format('host=%s port=%s dbname=%s user=%s application_name=tap_coherence_b',
-    '''' || replace(replace(coalesce(nullif(split_part(current_setting('unix_socket_directories'), ',', 1), ''),
-                                     'localhost'), '\', '\\'), '''', '\''') || '''',
-    current_setting('port'),
-    '''' || replace(replace(current_database(), '\', '\\'), '''', '\''') || '''',
-    '''' || replace(replace(current_user, '\', '\\'), '''', '\''') || '''')) AS connected \gset
+SELECT dblink_connect('b', pg_temp.tap_conninfo(app => 'tap_coherence_b')) AS connected \gset
 
 -- Run a command in B.
 CREATE FUNCTION pg_temp.b(command text) RETURNS text

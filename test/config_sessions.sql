@@ -39,15 +39,6 @@ DROP ROLE IF EXISTS tap_mm_exempt;
 
 SELECT plan(42);
 
--- Connection string to this database as a role.
-CREATE FUNCTION pg_temp.conninfo(usr text, app text) RETURNS text LANGUAGE sql AS $$
-  SELECT format('host=%s port=%s dbname=%s user=%s application_name=%s',
-    '''' || replace(replace(coalesce(nullif(split_part(current_setting('unix_socket_directories'), ',', 1), ''),
-                                     'localhost'), '\', '\\'), '''', '\''') || '''',
-    current_setting('port'),
-    '''' || replace(replace(current_database(), '\', '\\'), '''', '\''') || '''',
-    '''' || replace(replace(usr, '\', '\\'), '''', '\''') || '''', app)
-$$;
 
 -- Run cmd in a dblink session (a query returning one column, or a command);
 -- returns 'ok' or the SQLSTATE of the error.  With savepoint, inside the
@@ -139,8 +130,8 @@ BEGIN
 END
 $$;
 
-SELECT dblink_connect('b', pg_temp.conninfo(current_user, 'tap_sessions_b')) AS x \gset
-SELECT dblink_connect('c', pg_temp.conninfo(current_user, 'tap_sessions_c')) AS x \gset
+SELECT dblink_connect('b', pg_temp.tap_conninfo(usr => current_user, app => 'tap_sessions_b')) AS x \gset
+SELECT dblink_connect('c', pg_temp.tap_conninfo(usr => current_user, app => 'tap_sessions_c')) AS x \gset
 SELECT pid AS c_pid FROM dblink('c', 'SELECT pg_backend_pid()') AS t(pid int) \gset
 
 -------------------------------------------------------------------------------
@@ -209,9 +200,9 @@ INSERT INTO public.tap_mm_orders SELECT g, 'seed ' || g FROM generate_series(100
 CREATE VIEW public.tap_mm_orders_v AS SELECT id, item FROM public.tap_mm_orders;
 GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON public.tap_mm_orders, public.tap_mm_orders_v TO tap_mm_app, tap_mm_exempt;
 
-SELECT dblink_connect('mm', pg_temp.conninfo('tap_mm_app', 'tap_sessions_mm')) AS x \gset
-SELECT dblink_connect('ex', pg_temp.conninfo('tap_mm_exempt', 'tap_sessions_ex')) AS x \gset
-SELECT dblink_connect('rr', pg_temp.conninfo('tap_mm_app', 'tap_sessions_rr')) AS x \gset
+SELECT dblink_connect('mm', pg_temp.tap_conninfo(usr => 'tap_mm_app', app => 'tap_sessions_mm')) AS x \gset
+SELECT dblink_connect('ex', pg_temp.tap_conninfo(usr => 'tap_mm_exempt', app => 'tap_sessions_ex')) AS x \gset
+SELECT dblink_connect('rr', pg_temp.tap_conninfo(usr => 'tap_mm_app', app => 'tap_sessions_rr')) AS x \gset
 
 SELECT is(opsflags.is_maintenance_mode(), false, 'b: maintenance mode is off to begin with');
 SELECT ok(opsflags.maintenance_enforced(), 'b: maintenance mode is enforced here (opsflags preloaded)');

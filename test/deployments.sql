@@ -62,17 +62,8 @@ LANGUAGE sql STABLE AS $$
 $$;
 
 -- Sessions l (listens) and w (runs refused calls at top level).
-CREATE FUNCTION pg_temp.connstr(app text) RETURNS text
-LANGUAGE sql STABLE AS $$
-  SELECT format('host=%s port=%s dbname=%s user=%s application_name=%s',
-    '''' || replace(replace(coalesce(nullif(split_part(current_setting('unix_socket_directories'), ',', 1), ''),
-                                     'localhost'), '\', '\\'), '''', '\''') || '''',
-    current_setting('port'),
-    '''' || replace(replace(current_database(), '\', '\\'), '''', '\''') || '''',
-    '''' || replace(replace(current_user, '\', '\\'), '''', '\''') || '''', app)
-$$;
-SELECT dblink_connect('l', pg_temp.connstr('tap_deployments_l')) AS x \gset
-SELECT dblink_connect('w', pg_temp.connstr('tap_deployments_w')) AS x \gset
+SELECT dblink_connect('l', pg_temp.tap_conninfo(app => 'tap_deployments_l')) AS x \gset
+SELECT dblink_connect('w', pg_temp.tap_conninfo(app => 'tap_deployments_w')) AS x \gset
 SELECT dblink_exec('l', 'LISTEN opsflags') AS x \gset
 
 -- Notifications received by l (deployment events only), kept across calls.

@@ -492,12 +492,7 @@ SELECT opsflags.config_delete('health.thresholds') AS x \gset
 -------------------------------------------------------------------------------
 -- f. errors_last_hour(): grows by exactly the errors reported
 -------------------------------------------------------------------------------
-SELECT dblink_connect('e', format('host=%s port=%s dbname=%s user=%s application_name=tap_health_errors',
-    '''' || replace(replace(coalesce(nullif(split_part(current_setting('unix_socket_directories'), ',', 1), ''),
-                                     'localhost'), '\', '\\'), '''', '\''') || '''',
-    current_setting('port'),
-    '''' || replace(replace(current_database(), '\', '\\'), '''', '\''') || '''',
-    '''' || replace(replace(current_user, '\', '\\'), '''', '\''') || '''')) AS connected \gset
+SELECT dblink_connect('e', pg_temp.tap_conninfo(app => 'tap_health_errors')) AS connected \gset
 
 -- Run each command in session e, which fails or not as it likes; the
 -- number of commands that failed there.

@@ -6,15 +6,10 @@
 
 SELECT plan(7);
 
-CREATE FUNCTION pg_temp.conn(db text) RETURNS text LANGUAGE sql AS $$
-  SELECT format('host=%s port=%s dbname=%s user=%s',
-                split_part(current_setting('unix_socket_directories'), ',', 1),
-                current_setting('port'), db, current_user)
-$$;
-SELECT dblink_connect('admin', pg_temp.conn('postgres')) \gset
+SELECT dblink_connect('admin', pg_temp.tap_conninfo(db => 'postgres')) \gset
 SELECT dblink_exec('admin', 'DROP DATABASE IF EXISTS opsflags_ld WITH (FORCE)') \gset
 SELECT dblink_exec('admin', 'CREATE DATABASE opsflags_ld') \gset
-SELECT dblink_connect('ld', pg_temp.conn('opsflags_ld')) \gset
+SELECT dblink_connect('ld', pg_temp.tap_conninfo(db => 'opsflags_ld')) \gset
 SELECT dblink_exec('ld', 'CREATE EXTENSION opsflags') \gset
 
 -- 120 flags of every type, in random states, in staging.

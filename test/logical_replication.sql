@@ -13,15 +13,8 @@
 
 SELECT plan(8);
 
--- Connection string to a database of this cluster.
-CREATE FUNCTION pg_temp.conn(db text) RETURNS text LANGUAGE sql AS $$
-  SELECT format('host=%s port=%s dbname=%s user=%s',
-                split_part(current_setting('unix_socket_directories'), ',', 1),
-                current_setting('port'), db, current_user)
-$$;
-
 -- Fresh databases (leftovers of an interrupted run are dropped first).
-SELECT dblink_connect('admin', pg_temp.conn('postgres')) \gset
+SELECT dblink_connect('admin', pg_temp.tap_conninfo(db => 'postgres')) \gset
 SELECT dblink_exec('admin', 'DROP DATABASE IF EXISTS opsflags_lr_sub WITH (FORCE)') \gset
 SELECT count(*) FROM dblink('admin', $$SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
                                       WHERE slot_name = 'opsflags_lr'$$) AS t(x text) \gset
@@ -29,8 +22,8 @@ SELECT dblink_exec('admin', 'DROP DATABASE IF EXISTS opsflags_lr_pub WITH (FORCE
 SELECT dblink_exec('admin', 'CREATE DATABASE opsflags_lr_pub') \gset
 SELECT dblink_exec('admin', 'CREATE DATABASE opsflags_lr_sub') \gset
 
-SELECT dblink_connect('pub', pg_temp.conn('opsflags_lr_pub')) \gset
-SELECT dblink_connect('plain', pg_temp.conn('opsflags_lr_sub')) \gset
+SELECT dblink_connect('pub', pg_temp.tap_conninfo(db => 'opsflags_lr_pub')) \gset
+SELECT dblink_connect('plain', pg_temp.tap_conninfo(db => 'opsflags_lr_sub')) \gset
 SELECT dblink_exec('pub', 'CREATE EXTENSION opsflags') \gset
 SELECT dblink_exec('plain', 'CREATE EXTENSION opsflags') \gset
 SELECT dblink_exec('pub', 'CREATE PUBLICATION opsflags_pub FOR TABLE opsflags.environments, '
@@ -42,9 +35,9 @@ SELECT count(*) FROM dblink('pub', $$SELECT pg_create_logical_replication_slot('
     AS t(x text) \gset
 SELECT dblink_exec('plain', format('CREATE SUBSCRIPTION opsflags_sub CONNECTION %L PUBLICATION opsflags_pub '
                                    'WITH (create_slot = false, slot_name = opsflags_lr, copy_data = false)',
-                                   pg_temp.conn('opsflags_lr_pub'))) \gset
+                                   pg_temp.tap_conninfo(db => 'opsflags_lr_pub'))) \gset
 
-SELECT dblink_connect('cached', pg_temp.conn('opsflags_lr_sub')) \gset
+SELECT dblink_connect('cached', pg_temp.tap_conninfo(db => 'opsflags_lr_sub')) \gset
 
 -- Evaluate in the cached session (one statement there per call).
 CREATE FUNCTION pg_temp.cached_enabled(flag_key text, user_id text DEFAULT NULL) RETURNS boolean

@@ -56,17 +56,9 @@ SELECT coalesce(max(id), 0) AS audit_start FROM opsflags.audit_log \gset
 -------------------------------------------------------------------------------
 -- Sessions: B (admin, as this superuser), app (tap_sec_app), listen
 -------------------------------------------------------------------------------
-CREATE FUNCTION pg_temp.conninfo(usr text, app text) RETURNS text LANGUAGE sql AS $$
-  SELECT format('host=%s port=%s dbname=%s user=%s application_name=%s',
-    '''' || replace(replace(coalesce(nullif(split_part(current_setting('unix_socket_directories'), ',', 1), ''),
-                                     'localhost'), '\', '\\'), '''', '\''') || '''',
-    current_setting('port'),
-    '''' || replace(replace(current_database(), '\', '\\'), '''', '\''') || '''',
-    '''' || replace(replace(usr, '\', '\\'), '''', '\''') || '''', app)
-$$;
-SELECT dblink_connect('b', pg_temp.conninfo(current_user, 'tap_secrets_b')) AS x \gset
-SELECT dblink_connect('app', pg_temp.conninfo('tap_sec_app', 'tap_secrets_app')) AS x \gset
-SELECT dblink_connect('listen', pg_temp.conninfo(current_user, 'tap_secrets_listen')) AS x \gset
+SELECT dblink_connect('b', pg_temp.tap_conninfo(usr => current_user, app => 'tap_secrets_b')) AS x \gset
+SELECT dblink_connect('app', pg_temp.tap_conninfo(usr => 'tap_sec_app', app => 'tap_secrets_app')) AS x \gset
+SELECT dblink_connect('listen', pg_temp.tap_conninfo(usr => current_user, app => 'tap_secrets_listen')) AS x \gset
 SELECT dblink_exec('listen', 'LISTEN opsflags') AS x \gset
 SELECT dblink_exec('app', 'SET opsflags.environment = ''production''') AS x \gset
 
