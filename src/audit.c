@@ -107,6 +107,9 @@ static OpsQuery purge_query = {
 /*
  * Row image as jsonb: to_jsonb(record), which reads the row type from its
  * call expression, so it is called through an FmgrInfo that carries one.
+ * The FmgrInfo and its expression live in a context of their own, emptied
+ * whenever the row type changes (a session auditing several tables changes
+ * it all the time), so that nothing of the previous one is left behind.
  */
 static Jsonb *
 row_image(HeapTuple tuple, TupleDesc desc)
@@ -114,14 +117,20 @@ row_image(HeapTuple tuple, TupleDesc desc)
 	static FmgrInfo flinfo;
 	static Oid	flinfo_type = InvalidOid;
 	static int32 flinfo_typmod = -1;
+	static MemoryContext flinfo_cxt = NULL;
 
 	if (flinfo_type != desc->tdtypeid || flinfo_typmod != desc->tdtypmod)
 	{
-		MemoryContext old = MemoryContextSwitchTo(CacheMemoryContext);
+		MemoryContext old;
 
-		if (OidIsValid(flinfo_type))
-			pfree(flinfo.fn_expr);
-		fmgr_info_cxt(F_TO_JSONB, &flinfo, CacheMemoryContext);
+		if (flinfo_cxt == NULL)
+			flinfo_cxt = AllocSetContextCreate(CacheMemoryContext,
+											   "opsflags audit row image",
+											   ALLOCSET_SMALL_SIZES);
+		flinfo_type = InvalidOid;	/* until rebuilt, should this fail */
+		MemoryContextReset(flinfo_cxt);
+		old = MemoryContextSwitchTo(flinfo_cxt);
+		fmgr_info_cxt(F_TO_JSONB, &flinfo, flinfo_cxt);
 		fmgr_info_set_expr((Node *) makeFuncExpr(F_TO_JSONB, JSONBOID,
 												 list_make1(makeNullConst(desc->tdtypeid,
 																		  desc->tdtypmod,
