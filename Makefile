@@ -4,12 +4,13 @@ EXTENSION    = opsflags
 MODULE_big   = opsflags
 OBJS         = src/opsflags.o src/shmem.o src/spi.o src/cache.o src/hashing.o src/flags.o src/config.o \
                src/audit.o src/maintenance.o src/errors.o src/memcached.o src/health.o \
-               src/worker.o src/usage.o src/publish.o
+               src/worker.o src/usage.o src/publish.o src/http.o
 DATA         = $(wildcard sql/opsflags--*.sql)
 PG_CPPFLAGS  = -I$(srcdir)/src
 # PostgreSQL's own headers trip -Wunused-parameter under -Wextra; everything else is on.
 PG_CFLAGS    = -Wall -Wextra -Wno-unused-parameter $(if $(WERROR),-Werror)
 SHLIB_LINK   = -lmemcached
+EXTRA_CLEAN  = src/status_page.h
 
 # pg_regress: sql/<name>.sql against expected/<name>.out (the install scripts
 # opsflags--*.sql also live in sql/, but only these are run as tests).
@@ -25,6 +26,11 @@ else
 all install installcheck:
 	@echo "PostgreSQL 15 server development files not found: run 'make run' or 'make test', which install them" >&2; exit 1
 endif
+
+# The status page, served by src/http.c, as a C string literal.
+src/http.o src/http.bc: src/status_page.h
+src/status_page.h: src/status_page.html
+	sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/?/\\?/g' -e 's/^/"/' -e 's/$$/\\n"/' $< >$@
 
 .PHONY: run stop test bench
 run:

@@ -30,10 +30,10 @@ as_root() {
     fi
 }
 
-# ensure_packages: install the Debian packages the project needs, if any is missing.
+# ensure_packages [EXTRA...]: also the EXTRA packages (a command's own needs).
 ensure_packages() {
     local missing=() pkg
-    for pkg in "${PACKAGES[@]}"; do
+    for pkg in "${PACKAGES[@]}" "$@"; do
         if [[ $(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true) != "install ok installed" ]]; then
             missing+=("$pkg")
         fi

@@ -117,7 +117,8 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-ensure_packages
+# curl and chromium (+ a font, python3 for a mock server) for test/http
+ensure_packages curl chromium fonts-dejavu-core python3
 build_install
 ensure_server_user
 
@@ -258,6 +259,8 @@ shell_suite upgrades test/upgrade/upgrade.sh SOCKDIR="$SOCKDIR" PORT="$PORT"
 shell_suite "dump and restore" test/dump/dump.sh SOCKDIR="$SOCKDIR" PORT="$PORT" WORKDIR="$TMP"
 # pgbench with several scripts at once (SOAK_SECONDS, default 15)
 shell_suite soak test/soak/soak.sh SOCKDIR="$SOCKDIR" PORT="$PORT" WORKDIR="$TMP"
+# the HTTP server of the "opsflags http" worker, and its status page in Chromium
+shell_suite http test/http/http.sh SOCKDIR="$SOCKDIR" PORT="$PORT" WORKDIR="$TMP"
 # a streaming standby: replay, read-only admin, sampler, promotion, crashes
 shell_suite standby test/standby/standby.sh PRIMARY_SOCKDIR="$SOCKDIR" PRIMARY_PORT="$PORT" WORKDIR="$TMP"
 

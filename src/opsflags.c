@@ -90,6 +90,7 @@ _PG_init(void)
 	opsflags_errors_init();
 	opsflags_health_init();
 	opsflags_worker_init();
+	opsflags_http_init();
 	opsflags_usage_init();
 	opsflags_publish_init();
 	opsflags_shmem_init();

@@ -112,6 +112,10 @@ extern void opsflags_usage_init(void);
 /* worker.c */
 extern char *opsflags_database;
 extern void opsflags_worker_init(void);
+extern bool opsflags_database_exists(const char *name);
+
+/* http.c */
+extern void opsflags_http_init(void);
 
 /* health.c */
 extern int	opsflags_health_timeout_ms;

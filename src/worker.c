@@ -221,10 +221,10 @@ sampler_sleep(long ms)
 /*
  * Does a database of that name exist?  A plain scan of pg_database (a shared
  * catalog), which works before connecting to any database, as the
- * autovacuum launcher does.
+ * autovacuum launcher does.  Also used by the HTTP worker.
  */
-static bool
-database_exists(const char *name)
+bool
+opsflags_database_exists(const char *name)
 {
 	Relation	rel;
 	TableScanDesc scan;
@@ -257,7 +257,7 @@ wait_for_database(void)
 	{
 		bool		exists;
 
-		exists = database_exists(opsflags_database);
+		exists = opsflags_database_exists(opsflags_database);
 		if (exists)
 		{
 			SpinLockAcquire(&worker_shared->mutex);
