@@ -373,8 +373,8 @@ static OpsQuery ready_query = {
 	"            WHEN lag > threshold THEN format('standby replay lags %s s (threshold %s s)', "
 	"                                             round(lag::numeric, 1), threshold) END "
 	"FROM (SELECT opsflags.is_maintenance_mode() AS m, "
-	"             CASE WHEN NOT pg_is_in_recovery() "
-	"                    OR pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 "
+	"             CASE WHEN NOT pg_is_in_recovery() THEN NULL "
+	"                  WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 "
 	"                  ELSE date_part('epoch', now() - pg_last_xact_replay_timestamp()) END AS lag, "
 	"             coalesce((opsflags.config_get('health.thresholds', 'all') ->> 'replication_lag_s')::float8, "
 	"                      300) AS threshold) s",

@@ -15,6 +15,7 @@ SB_DATADIR=$WORKDIR/data_standby
 SB_SOCKDIR=$WORKDIR/sock_standby
 SB_LOGFILE=$WORKDIR/postgres_standby.log
 SB_PORT=$(free_port $((PRIMARY_PORT + 7)))
+SB_HTTP=$(free_port $((SB_PORT + 1)))
 source "$(dirname "${BASH_SOURCE[0]}")/../tap.sh"
 
 cleanup() { stop_cluster "$SB_DATADIR" >/dev/null 2>&1; }
@@ -28,7 +29,7 @@ replayed() {   # the standby has replayed the primary's current WAL position
     [[ $(s -c "SELECT pg_last_wal_replay_lsn() >= '$lsn'::pg_lsn") == t ]]
 }
 
-echo "1..15"
+echo "1..18"
 
 mkdir -p "$SB_DATADIR"
 give_to_server "$SB_DATADIR"
@@ -37,7 +38,8 @@ as_pg "$PG_BIN/pg_basebackup" -h "$PRIMARY_SOCKDIR" -p "$PRIMARY_PORT" -U postgr
     -D "$SB_DATADIR" -R -X stream -c fast >>"$SB_LOGFILE" 2>&1
 ok $? "pg_basebackup of the test cluster"
 start_cluster "$SB_DATADIR" "$SB_PORT" "$SB_SOCKDIR" "$SB_LOGFILE" "fsync = off" \
-    "opsflags.database = 'opsflags_tap'" "opsflags.sample_interval = '200ms'" >/dev/null
+    "opsflags.database = 'opsflags_tap'" "opsflags.sample_interval = '200ms'" \
+    "opsflags.http_port = $SB_HTTP" >/dev/null
 ok $? "the standby starts"
 
 [[ $(s -c "SELECT pg_is_in_recovery()") == t ]]
@@ -61,6 +63,23 @@ wait_for 30 replayed
 ok $? "after replay, the standby's next statement sees the primary's flip and config change"
 [[ $(s -c "SELECT opsflags.health_status() ->> 'status'") =~ ^(healthy|degraded|unhealthy)$ ]]
 ok $? "health_status answers on the standby"
+
+# HTTP on the standby: ready while replay keeps up, not when it lags more
+# than health.thresholds' replication_lag_s (-1 here: any lag is too much).
+readyz() { curl -s -w ' %{http_code}' --max-time 10 "http://127.0.0.1:$SB_HTTP/readyz"; }
+ready_ok() { [[ $(readyz) == '{"ready": true} 200' ]]; }
+wait_for 30 ready_ok
+ok $? "/readyz on the standby is 200 while replay keeps up"
+m=$(curl -s --max-time 10 "http://127.0.0.1:$SB_HTTP/metrics")
+grep -qx 'opsflags_in_recovery 1' <<<"$m" && grep -qE '^opsflags_replication_lag_seconds [0-9.e+-]+$' <<<"$m"
+ok $? "/metrics on the standby says it is in recovery and gives the replay lag"
+p -c "SELECT opsflags.config_set('health.thresholds', '{\"replication_lag_s\": -1}')" >/dev/null
+wait_for 30 replayed
+r=$(readyz)
+p -c "SELECT opsflags.config_delete('health.thresholds')" >/dev/null
+wait_for 30 replayed
+[[ $r == '{"ready": false, "reason": "standby replay lags 0.0 s (threshold -1 s)"} 503' ]] && ready_ok
+ok $? "/readyz on the standby is 503 when the lag exceeds the threshold, 200 again after (got: $r)"
 
 out=$(s -c "SELECT opsflags.toggle_flag('tap.sb.flag', false)" 2>&1)
 [[ $out == *"read-only transaction"* ]]
