@@ -8,7 +8,8 @@
 
 BEGIN;
 SELECT plan(4);
-SET LOCAL statement_timeout = '20s';
+-- A hang fails the file; slowness on a busy machine does not.
+SET LOCAL statement_timeout = '180s';
 
 CREATE TEMP TABLE hostile (type regtype, v text);
 INSERT INTO hostile VALUES
@@ -43,13 +44,14 @@ WITH fns AS (
     AND p.proname NOT IN ('purge_audit_log', 'set_maintenance_mode', 'take_sample', 'apply_retention')
 ), slots AS (
   SELECT f.*, s.i FROM fns f, generate_series(1, greatest(f.pronargs, 1)) s(i)
+), plain AS (   -- the shortest non-NULL value of each type, for the other arguments
+  SELECT DISTINCT ON (type) type, v FROM hostile WHERE v IS NOT NULL ORDER BY type, length(v)
 )
 SELECT s.proname, s.i, h.v,
        format('SELECT opsflags.%I(%s)', s.proname,
               coalesce((SELECT string_agg(CASE WHEN j = s.i THEN coalesce(quote_literal(h.v), 'NULL')
-                                               ELSE coalesce((SELECT quote_literal(h2.v) FROM hostile h2
-                                                              WHERE h2.type = s.types[j] AND h2.v IS NOT NULL
-                                                              ORDER BY length(h2.v) LIMIT 1), 'NULL') END
+                                               ELSE coalesce((SELECT quote_literal(p.v) FROM plain p
+                                                              WHERE p.type = s.types[j]), 'NULL') END
                                           || '::' || s.types[j]::text, ', ' ORDER BY j)
                         FROM generate_series(1, s.pronargs) j), '')) AS sql
 FROM slots s JOIN hostile h ON s.pronargs = 0 OR h.type = s.types[s.i];
