@@ -6,6 +6,8 @@
 # reinstalls and restarts so the new shared library is loaded.
 #   OPSFLAGS_PORT            PostgreSQL port (default 5499)
 #   OPSFLAGS_MEMCACHED_PORT  memcached port (default 11299)
+#   OPSFLAGS_HTTP_PORT       port of the HTTP server: /health, /metrics, the
+#                            status page (default 8499; 0 turns it off)
 #   OPSFLAGS_RESET=1         throw away .pgdata and start from an empty cluster
 set -euo pipefail
 # shellcheck source=scripts/common.sh
@@ -13,12 +15,13 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 PORT=${OPSFLAGS_PORT:-5499}
 MC_PORT=${OPSFLAGS_MEMCACHED_PORT:-11299}
+HTTP_PORT=${OPSFLAGS_HTTP_PORT:-8499}
 DATADIR=$REPO/.pgdata
 RUNDIR=$REPO/.run
 LOGFILE=$RUNDIR/postgres.log
 MC_PIDFILE=$RUNDIR/memcached.pid
 
-ensure_packages
+ensure_packages curl
 build_install
 
 # Restart everything so that the freshly installed library is the one loaded.
@@ -31,13 +34,16 @@ fi
 if port_in_use "$PORT"; then
     die "port $PORT on 127.0.0.1 is used by something else; pick another with OPSFLAGS_PORT=..."
 fi
+if [[ $HTTP_PORT != 0 ]] && port_in_use "$HTTP_PORT"; then
+    die "port $HTTP_PORT on 127.0.0.1 is used by something else; pick another with OPSFLAGS_HTTP_PORT=... (0: no HTTP server)"
+fi
 if port_in_use "$MC_PORT"; then
     die "port $MC_PORT on 127.0.0.1 is used by something else; pick another with OPSFLAGS_MEMCACHED_PORT=..."
 fi
 
 start_memcached "$MC_PORT" "$MC_PIDFILE"
 start_cluster "$DATADIR" "$PORT" "$RUNDIR" "$LOGFILE" \
-    "opsflags.memcached_servers = '127.0.0.1:$MC_PORT'"
+    "opsflags.memcached_servers = '127.0.0.1:$MC_PORT'" "opsflags.http_port = $HTTP_PORT"
 
 psql_db() { pg_psql "$RUNDIR" "$PORT" postgres "$@"; }
 
@@ -59,10 +65,23 @@ else
     log "note: scripts/demo.sql does not exist yet; no demo shown"
 fi
 
+http_line="HTTP server off (OPSFLAGS_HTTP_PORT=0)."
+if [[ $HTTP_PORT != 0 ]]; then
+    for _ in $(seq 1 100); do
+        [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$HTTP_PORT/health") == 200 ]] && break
+        sleep 0.1
+    done
+    log "curl http://127.0.0.1:$HTTP_PORT/health"
+    curl -s "http://127.0.0.1:$HTTP_PORT/health" || true
+    echo
+    http_line="Status page: http://127.0.0.1:$HTTP_PORT/  (also /health, /readyz, /livez, /metrics, /flags/production)."
+fi
+
 cat <<EOF
 
 opsflags is running: PostgreSQL 15 on port $PORT (log: $LOGFILE),
 memcached on 127.0.0.1:$MC_PORT.
+$http_line
 
 Connect with:
   $PG_BIN/psql -h $(printf '%q' "$RUNDIR") -p $PORT -U postgres postgres
