@@ -11,10 +11,18 @@
  * every later call without a query.
  *
  * Invalidation (see cache.c): triggers on the flag tables queue relcache
- * invalidations, our relcache callback marks the cache stale, and the next
- * lookup empties it.  Entries are loaded with a fresh snapshot taken after
- * the stale mark was cleared, so a load never brings back data older than
- * an invalidation already received.
+ * invalidations, our relcache callback marks the cache stale, and the first
+ * lookup of the next statement empties it.  Entries are loaded with a fresh
+ * snapshot taken after the stale mark was cleared, so a load never brings
+ * back data older than an invalidation already received.
+ *
+ * Other sessions' invalidations can also arrive in the middle of a
+ * statement (PostgreSQL takes them in whenever a lock is first taken, the
+ * flag tables' by our own loads included): the cache is then emptied only
+ * at the next statement, so that one statement keeps one answer per flag.
+ * Only when this transaction has run a command since (its own changes
+ * become visible that way), or the environment changed, is it emptied at
+ * once.
  */
 #include "postgres.h"
 
@@ -26,6 +34,7 @@
 #include "common/hashfn.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "storage/proc.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/json.h"
@@ -134,7 +143,9 @@ struct FlagEntry
 
 static MemoryContext FlagCacheContext = NULL;
 static HTAB *FlagCache = NULL;
-static bool flag_cache_stale = true;
+static bool flag_cache_stale = true;	/* invalidated: empty at the next
+										 * statement */
+static bool flag_cache_reset_now = false;	/* empty at the next lookup */
 static FlagEntry *last_entry = NULL;	/* most recent lookup: per-row calls repeat it */
 static int	evaluation_depth = 0;	/* > 0: inside a prerequisite's evaluation */
 
@@ -289,7 +300,31 @@ flag_cache_relcache_callback(Datum arg, Oid relid)
 void
 opsflags_environment_changed(void)
 {
-	flag_cache_stale = true;
+	flag_cache_reset_now = true;
+}
+
+/*
+ * Has a statement, transaction or command begun since the last call?  An
+ * invalidation received since then empties the cache; one received during
+ * the current command waits for the next.  (A transaction's own changes
+ * are made visible to it, and their invalidations applied, only at a
+ * command boundary, so it always sees them.)
+ */
+static bool
+flag_statement_moved(void)
+{
+	static TimestampTz stmt_start = 0;
+	static LocalTransactionId lxid = InvalidLocalTransactionId;
+	static CommandId cid = InvalidCommandId;
+	TimestampTz now_stmt = GetCurrentStatementStartTimestamp();
+	CommandId	now_cid = GetCurrentCommandId(false);
+
+	if (now_stmt == stmt_start && MyProc->lxid == lxid && now_cid == cid)
+		return false;
+	stmt_start = now_stmt;
+	lxid = MyProc->lxid;
+	cid = now_cid;
+	return true;
 }
 
 /*
@@ -322,6 +357,7 @@ flag_cache_reset(void)
 	flag_tables_owner = opsflags_rel_owner(flag_table_oids[0]);
 
 	flag_cache_stale = false;
+	flag_cache_reset_now = false;
 }
 
 /* ---------- loading ---------- */
@@ -538,7 +574,7 @@ flag_load_fail_closed(FlagEntry *entry, const char *key)
 			 errdetail_internal("%s", edata->message)));
 	FreeErrorData(edata);
 	/* Whatever the failed load left in the cache context goes too. */
-	flag_cache_stale = true;
+	flag_cache_reset_now = true;
 	return false;
 }
 
@@ -561,8 +597,11 @@ flag_lookup(const char *keydata, int keylen)
 	 */
 	if (evaluation_depth == 0)
 	{
+		bool		moved;
+
 		opsflags_accept_invalidations();
-		if (flag_cache_stale || FlagCache == NULL)
+		moved = flag_statement_moved();
+		if (FlagCache == NULL || flag_cache_reset_now || (flag_cache_stale && moved))
 			flag_cache_reset();
 	}
 
@@ -585,8 +624,8 @@ flag_lookup(const char *keydata, int keylen)
 
 	/*
 	 * An invalidation that arrived during the load reset nothing yet (the
-	 * callback only marks the cache stale); keep the entry for this call
-	 * and let the next one start afresh.
+	 * callback only marks the cache stale); keep the entry for the rest of
+	 * this statement and let the next one start afresh.
 	 */
 	if (loaded.evaluable)
 		loaded.usage = opsflags_usage_for(key);

@@ -16,7 +16,7 @@ SET opsflags.environment = 'production';
 DELETE FROM opsflags.feature_flags WHERE flag_key LIKE 'tap.coh.%';
 DELETE FROM opsflags.environments WHERE name = 'tapcoh';
 
-SELECT plan(50);
+SELECT plan(52);
 
 -------------------------------------------------------------------------------
 -- Session B and helpers
@@ -44,7 +44,7 @@ SELECT isnt((SELECT pid FROM dblink('b', 'SELECT pg_backend_pid()') AS t(pid int
 
 SELECT count(*) FROM (SELECT opsflags.create_flag(k, k)
                       FROM unnest(ARRAY['tap.coh.a', 'tap.coh.b', 'tap.coh.b2', 'tap.coh.c', 'tap.coh.d',
-                                        'tap.coh.e', 'tap.coh.n', 'tap.coh.n2']) k) s \gset
+                                        'tap.coh.e', 'tap.coh.n', 'tap.coh.n2', 'tap.coh.s', 'tap.coh.s2']) k) s \gset
 
 -------------------------------------------------------------------------------
 -- (i) B's committed change is seen by A's next statement
@@ -119,6 +119,18 @@ SELECT is(ARRAY[opsflags.feature_enabled('tap.coh.b'), opsflags.feature_enabled(
 SELECT is(pg_temp.b_enabled('tap.coh.b2'), false, 'ii: B does not see A''s uncommitted change');
 COMMIT;
 SELECT is(pg_temp.b_enabled('tap.coh.b2'), true, 'ii: after A''s COMMIT, B sees A''s change');
+
+-- One statement keeps one answer per flag even when B's commit reaches A in
+-- its middle: PostgreSQL takes it in when A's statement first locks the flag
+-- tables, here to load tap.coh.s2, which is not cached.
+SELECT opsflags.feature_enabled('tap.coh.s') AS x \gset
+SELECT is(ARRAY[opsflags.feature_enabled('tap.coh.s'),
+                pg_temp.b_perform($$opsflags.toggle_flag('tap.coh.s', true)$$) IS NOT NULL,
+                opsflags.feature_enabled('tap.coh.s2'),
+                opsflags.feature_enabled('tap.coh.s')],
+          ARRAY[false, true, false, false],
+          'ii: B commits on in the middle of A''s statement: A keeps the answer off for the rest of it');
+SELECT is(opsflags.feature_enabled('tap.coh.s'), true, 'ii: A''s next statement sees it on');
 
 -------------------------------------------------------------------------------
 -- (iii) a change B rolls back is never seen by A
