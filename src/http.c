@@ -1259,8 +1259,6 @@ opsflags_http_main(Datum arg)
 void
 opsflags_http_init(void)
 {
-	BackgroundWorker worker;
-
 	if (!process_shared_preload_libraries_in_progress)
 		return;
 
@@ -1299,14 +1297,6 @@ opsflags_http_init(void)
 
 	opsflags_shmem_register(sizeof(HttpShared), NULL, http_shmem_attach);
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 	/* Also on a standby, where /readyz reports the replay lag. */
-	worker.bgw_start_time = BgWorkerStart_ConsistentState;
-	worker.bgw_restart_time = 1;
-	strlcpy(worker.bgw_library_name, "opsflags", BGW_MAXLEN);
-	strlcpy(worker.bgw_function_name, "opsflags_http_main", BGW_MAXLEN);
-	strlcpy(worker.bgw_name, "opsflags http", BGW_MAXLEN);
-	strlcpy(worker.bgw_type, "opsflags http", BGW_MAXLEN);
-	RegisterBackgroundWorker(&worker);
+	opsflags_register_worker("opsflags http", "opsflags_http_main");
 }

@@ -113,6 +113,7 @@ extern void opsflags_usage_init(void);
 extern char *opsflags_database;
 extern void opsflags_worker_init(void);
 extern bool opsflags_database_exists(const char *name);
+extern void opsflags_register_worker(const char *name, const char *function);
 
 /* http.c */
 extern void opsflags_http_init(void);

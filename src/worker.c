@@ -385,10 +385,30 @@ opsflags_worker_status(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
 }
 
+/*
+ * Register one of opsflags' background workers (preload only): connected
+ * to a database, started once the server is consistent (so on a standby
+ * too), and restarted a second after it exits with an error or crashes.
+ */
+void
+opsflags_register_worker(const char *name, const char *function)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_ConsistentState;
+	worker.bgw_restart_time = 1;
+	strlcpy(worker.bgw_library_name, "opsflags", BGW_MAXLEN);
+	strlcpy(worker.bgw_function_name, function, BGW_MAXLEN);
+	strlcpy(worker.bgw_name, name, BGW_MAXLEN);
+	strlcpy(worker.bgw_type, name, BGW_MAXLEN);
+	RegisterBackgroundWorker(&worker);
+}
+
 void
 opsflags_worker_init(void)
 {
-	BackgroundWorker worker;
 
 	DefineCustomIntVariable("opsflags.sample_interval",
 							"Interval between two samples of the opsflags sampler (0 pauses it).",
@@ -422,14 +442,6 @@ opsflags_worker_init(void)
 
 	opsflags_shmem_register(sizeof(WorkerShared), NULL, worker_shmem_attach);
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 	/* Also on a standby: it waits there, and samples after promotion. */
-	worker.bgw_start_time = BgWorkerStart_ConsistentState;
-	worker.bgw_restart_time = 1;
-	strlcpy(worker.bgw_library_name, "opsflags", BGW_MAXLEN);
-	strlcpy(worker.bgw_function_name, "opsflags_sampler_main", BGW_MAXLEN);
-	strlcpy(worker.bgw_name, "opsflags sampler", BGW_MAXLEN);
-	strlcpy(worker.bgw_type, "opsflags sampler", BGW_MAXLEN);
-	RegisterBackgroundWorker(&worker);
+	opsflags_register_worker("opsflags sampler", "opsflags_sampler_main");
 }
