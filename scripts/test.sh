@@ -263,5 +263,7 @@ shell_suite soak test/soak/soak.sh SOCKDIR="$SOCKDIR" PORT="$PORT" WORKDIR="$TMP
 shell_suite http test/http/http.sh SOCKDIR="$SOCKDIR" PORT="$PORT" WORKDIR="$TMP"
 # a streaming standby: replay, read-only admin, sampler, promotion, crashes
 shell_suite standby test/standby/standby.sh PRIMARY_SOCKDIR="$SOCKDIR" PRIMARY_PORT="$PORT" WORKDIR="$TMP"
+# SIGKILL of the postmaster in the middle of a pgbench run, on a cluster of its own
+shell_suite crash test/crash/crash.sh PORT="$PORT" WORKDIR="$TMP"
 
 ((FAILED == 0))
