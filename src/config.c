@@ -121,7 +121,36 @@ config_load(ConfigEntry *entry, const char *key, const char *environment)
 }
 
 /*
- * The cached entry for (key, environment); NULL when neither can name a row.
+ * Can key name a row?  The shape opsflags.is_valid_config_key() and the
+ * table's validation trigger enforce: 1 to 200 characters from A-Z a-z 0-9
+ * . _ : -, starting with a letter or digit.  In particular a key never
+ * holds "|", which keeps the cache key "<environment>|<key>" unambiguous
+ * whatever the environment argument holds (else config_get('b|k', 'a')
+ * could be answered from the entry of config_get('k', 'a|b')).
+ */
+static bool
+config_key_valid(const char *key, int keylen)
+{
+	int			i;
+
+	if (keylen <= 0 || keylen > CONFIG_KEY_MAXLEN)
+		return false;
+	for (i = 0; i < keylen; i++)
+	{
+		char		c = key[i];
+
+		if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'))
+			continue;
+		if (i > 0 && (c == '.' || c == '_' || c == ':' || c == '-'))
+			continue;
+		return false;
+	}
+	return true;
+}
+
+/*
+ * The cached entry for (key, environment); NULL when the key cannot name a
+ * row.
  */
 static ConfigEntry *
 config_lookup(const char *key, int keylen, const char *environment)
@@ -130,8 +159,11 @@ config_lookup(const char *key, int keylen, const char *environment)
 	ConfigEntry *entry;
 	bool		found;
 
-	if (keylen == 0 || keylen > CONFIG_KEY_MAXLEN || strlen(environment) >= NAMEDATALEN)
+	if (!config_key_valid(key, keylen))
 		return NULL;
+	/* No environment has so long a name: only the 'all' row can answer. */
+	if (strlen(environment) >= NAMEDATALEN)
+		environment = "";
 
 	opsflags_accept_invalidations();
 	if (config_cache_stale || ConfigCache == NULL ||
@@ -154,19 +186,46 @@ config_lookup(const char *key, int keylen, const char *environment)
 }
 
 /*
- * For opsflags' own use (health thresholds, app_version): a copy of the
+ * For opsflags' own use (health thresholds, the queue query): a copy of the
  * value of key in environment (NULL: opsflags.environment), else 'all',
- * else NULL.  No privilege check: callers never hand out sensitive values.
+ * else NULL.  No privilege check: callers never hand out sensitive values
+ * (see opsflags_config_value_readable for values that are handed out).
+ * *is_sensitive (if not NULL) says whether the value is sensitive.
  */
 Jsonb *
-opsflags_config_value(const char *key, const char *environment)
+opsflags_config_value_ext(const char *key, const char *environment, bool *is_sensitive)
 {
 	ConfigEntry *entry = config_lookup(key, strlen(key),
 									   environment ? environment : opsflags_environment);
 
+	if (is_sensitive)
+		*is_sensitive = entry != NULL && entry->found && entry->is_sensitive;
 	if (entry == NULL || !entry->found)
 		return NULL;
 	return (Jsonb *) datumCopy(PointerGetDatum(entry->value), false, -1);
+}
+
+Jsonb *
+opsflags_config_value(const char *key, const char *environment)
+{
+	return opsflags_config_value_ext(key, environment, NULL);
+}
+
+/*
+ * The value as opsflags_config_value finds it, for code that hands it to
+ * the caller (health_status' version and commit_sha): NULL when it is
+ * sensitive and the current user may not read sensitive values, as if it
+ * were not set.
+ */
+Jsonb *
+opsflags_config_value_readable(const char *key, const char *environment)
+{
+	bool		is_sensitive;
+	Jsonb	   *value = opsflags_config_value_ext(key, environment, &is_sensitive);
+
+	if (value != NULL && is_sensitive && !opsflags_is_admin(config_table_owner))
+		return NULL;
+	return value;
 }
 
 /*

@@ -15,6 +15,7 @@
 #include <sys/statvfs.h>
 
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "common/jsonapi.h"
 #include "fmgr.h"
@@ -27,8 +28,10 @@
 #include "utils/guc.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
+#include "utils/plancache.h"
 #include "utils/varlena.h"
 #include "utils/timeout.h"
 #include "utils/timestamp.h"
@@ -363,20 +366,59 @@ typedef struct QueueProbeArgs
 	int64		failed;			/* out */
 } QueueProbeArgs;
 
-/* The admin's query, read-only, as the owner of the configuration. */
+/*
+ * The admin's query, read-only, as the owner of the configuration, for
+ * whichever role calls health_status().  So that nothing that role set up
+ * runs with the owner's rights, the query is parsed and run with
+ * search_path = pg_catalog, pg_temp (as take_sample() runs it; tables and
+ * functions of other schemas must be schema-qualified), and it may not read
+ * temporary relations, which belong to the calling session: an unqualified
+ * name the query leaves to pg_temp must not find the caller's temporary
+ * view.
+ */
 static void
 queue_probe(void *arg)
 {
 	QueueProbeArgs *a = (QueueProbeArgs *) arg;
 	OpsSpiState spi;
 	char	   *sql;
+	SPIPlanPtr	plan;
+	ListCell   *lc;
+	int			save_nestlevel;
 	bool		isnull;
 	Datum		d;
 
 	sql = psprintf("SELECT q.pending::pg_catalog.int8, q.failed::pg_catalog.int8 "
 				   "FROM (%s) AS q(pending, failed)", a->query);
 	opsflags_spi_begin(&spi, opsflags_rel_owner(opsflags_relid("app_config")));
-	if (SPI_execute(sql, true, 2) != SPI_OK_SELECT || SPI_processed != 1)
+	save_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+
+	plan = SPI_prepare(sql, 0, NULL);
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed for health.queue_query: %s",
+			 SPI_result_code_string(SPI_result));
+	foreach(lc, SPI_plan_get_plan_sources(plan))
+	{
+		CachedPlanSource *source = (CachedPlanSource *) lfirst(lc);
+		ListCell   *rc;
+
+		foreach(rc, source->relationOids)
+		{
+			Oid			nsp = get_rel_namespace(lfirst_oid(rc));
+
+			if (OidIsValid(nsp) && isAnyTempNamespace(nsp))
+				ereport(ERROR,
+						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+						 errmsg("health.queue_query must not read temporary relations"),
+						 errdetail("Relation \"%s\" is temporary.",
+								   get_rel_name(lfirst_oid(rc))),
+						 errhint("Schema-qualify the tables the query reads.")));
+		}
+	}
+
+	if (SPI_execute_plan(plan, NULL, NULL, true, 2) != SPI_OK_SELECT || SPI_processed != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("health.queue_query must return one row (pending, failed)")));
@@ -384,6 +426,7 @@ queue_probe(void *arg)
 	a->pending = isnull ? 0 : DatumGetInt64(d);
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
 	a->failed = isnull ? 0 : DatumGetInt64(d);
+	AtEOXact_GUC(true, save_nestlevel);
 	opsflags_spi_end(&spi);
 }
 
@@ -391,10 +434,11 @@ static void
 queue_status(Probe *p, Thresholds *t, int64 *pending, int64 *failed)
 {
 	QueueProbeArgs a = {p, t, NULL, 0, 0};
+	bool		sensitive;
 
 	*pending = -1;
 	*failed = -1;
-	a.query = jsonb_string(opsflags_config_value("health.queue_query", "all"));
+	a.query = jsonb_string(opsflags_config_value_ext("health.queue_query", "all", &sensitive));
 	if (a.query == NULL)
 	{
 		p->state = HEALTHY;
@@ -404,7 +448,14 @@ queue_status(Probe *p, Thresholds *t, int64 *pending, int64 *failed)
 	}
 	run_probe(p, queue_probe, &a, DEGRADED);
 	if (p->message[0] != '\0')
+	{
+		/* An error can quote the query: a sensitive one only for admins. */
+		if (sensitive && !probe_timed_out &&
+			!opsflags_is_admin(opsflags_rel_owner(opsflags_relid("app_config"))))
+			snprintf(p->message, sizeof(p->message),
+					 "the query failed (health.queue_query is sensitive: administrators see the error)");
 		return;
+	}
 	*pending = a.pending;
 	*failed = a.failed;
 	if (a.failed > t->queue_failed_max || a.pending > t->queue_pending_max)
@@ -468,10 +519,11 @@ opsflags_health_status(PG_FUNCTION_ARGS)
 	states[2] = storage.state;
 	states[3] = queue.state;
 
-	version = jsonb_string(opsflags_config_value("app_version", NULL));
+	/* Handed to any role: a sensitive value only to admins. */
+	version = jsonb_string(opsflags_config_value_readable("app_version", NULL));
 	if (version == NULL)
 		version = dba.version;
-	commit_sha = jsonb_string(opsflags_config_value("commit_sha", NULL));
+	commit_sha = jsonb_string(opsflags_config_value_readable("commit_sha", NULL));
 
 	initStringInfo(&buf);
 	appendStringInfo(&buf, "{\"status\": \"%s\", \"timestamp\": \"%s\", \"version\": ",
@@ -633,7 +685,7 @@ opsflags_check_system_health(PG_FUNCTION_ARGS)
 	opsflags_spi_run(&record_query, values, nulls, InvalidSnapshot, 0);
 	opsflags_spi_end(&spi);
 
-	version = jsonb_string(opsflags_config_value("app_version", NULL));
+	version = jsonb_string(opsflags_config_value_readable("app_version", NULL));
 	if (version == NULL)
 		version = extension_version;
 

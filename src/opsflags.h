@@ -77,6 +77,9 @@ extern void opsflags_maintenance_init(void);
 /* config.c */
 extern void opsflags_config_init(void);
 extern Jsonb *opsflags_config_value(const char *key, const char *environment);
+extern Jsonb *opsflags_config_value_ext(const char *key, const char *environment,
+										bool *is_sensitive);
+extern Jsonb *opsflags_config_value_readable(const char *key, const char *environment);
 
 /* errors.c */
 extern void opsflags_errors_init(void);
