@@ -14,10 +14,12 @@
  * taken within the same time, and there are at most
  * opsflags.http_max_connections clients: a slow client costs a slot for
  * that long, never the loop.  Endpoints that need SQL run one read-only
- * transaction each, as the bootstrap superuser with search_path pinned to
- * pg_catalog, cancelled after opsflags.http_timeout; a database that cannot
- * answer gives 503 and the loop carries on.  No configuration value is read
- * or served, so no secret can be.
+ * transaction each, with search_path pinned to pg_catalog, cancelled after
+ * opsflags.http_timeout; a database that cannot answer gives 503 and the
+ * loop carries on.  The worker is the bootstrap superuser, but it calls
+ * health_status() as pg_monitor, like any ordinary role, so that sensitive
+ * values (app_version, commit_sha, the queue query's errors) stay hidden;
+ * no other configuration value is read, so no secret can be served.
  *
  * Like the sampler, it connects to opsflags.database; while that database
  * does not exist it serves connected to none (SQL endpoints answer 503) and
@@ -32,6 +34,7 @@
 #include <unistd.h>
 
 #include "access/xact.h"
+#include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -158,12 +161,13 @@ result_value(HttpResult *r, int row, int col)
 }
 
 /*
- * Run a query in its own read-only transaction, cancelled after
- * opsflags.http_timeout.  On failure, false, with the error's code and
- * message in *result: the loop answers 503 (or 404) and goes on.
+ * Run a query in its own read-only transaction, as as_role (InvalidOid: the
+ * worker's own superuser), cancelled after opsflags.http_timeout.  On
+ * failure, false, with the error's code and message in *result: the loop
+ * answers 503 (or 404) and goes on.
  */
 static bool
-http_sql(OpsQuery *query, Datum *args, const char *nulls, HttpResult *result)
+http_sql(OpsQuery *query, Datum *args, const char *nulls, Oid as_role, HttpResult *result)
 {
 	MemoryContext oldcontext = CurrentMemoryContext;
 	volatile bool ok = true;
@@ -189,7 +193,7 @@ http_sql(OpsQuery *query, Datum *args, const char *nulls, HttpResult *result)
 		PushActiveSnapshot(GetTransactionSnapshot());
 		pgstat_report_activity(STATE_RUNNING, query->sql);
 		enable_timeout_after(STATEMENT_TIMEOUT, opsflags_http_timeout_ms);
-		opsflags_spi_begin(&spi, InvalidOid);
+		opsflags_spi_begin(&spi, as_role);
 		nrows = opsflags_spi_run(query, args, nulls, InvalidSnapshot, 0);
 
 		MemoryContextSwitchTo(oldcontext);
@@ -344,6 +348,17 @@ static OpsQuery health_query = {
 	.sql = "SELECT h::text, h ->> 'status' FROM opsflags.health_status() h",
 };
 
+/*
+ * The health_status() document and its status, as an ordinary role sees
+ * them: called as pg_monitor (not an opsflags admin), so sensitive values
+ * are left out as they are for any role without the right to read them.
+ */
+static bool
+health_document(HttpResult *r)
+{
+	return http_sql(&health_query, NULL, NULL, ROLE_PG_MONITOR, r) && r->nrows == 1;
+}
+
 /* /health: the health_status() document; 503 when unhealthy */
 static void
 serve_health(HttpConn *conn, HttpRequest *req)
@@ -351,7 +366,7 @@ serve_health(HttpConn *conn, HttpRequest *req)
 	HttpResult	r;
 	const char *status;
 
-	if (!http_sql(&health_query, NULL, NULL, &r) || r.nrows != 1)
+	if (!health_document(&r))
 	{
 		respond_sql_failure(conn, req, &r);
 		return;
@@ -387,7 +402,7 @@ serve_ready(HttpConn *conn, HttpRequest *req)
 	StringInfoData buf;
 	const char *reason;
 
-	if (!http_sql(&ready_query, NULL, NULL, &r) || r.nrows != 1)
+	if (!http_sql(&ready_query, NULL, NULL, InvalidOid, &r) || r.nrows != 1)
 	{
 		initStringInfo(&buf);
 		appendStringInfoString(&buf, "{\"ready\": false, \"reason\": ");
@@ -442,7 +457,7 @@ static const MetricFamily metric_families[] = {
 
 static OpsQuery metrics_query = {
 	.sql =
-	"WITH h AS (SELECT opsflags.health_status() AS doc), "
+	"WITH h AS (SELECT $1 AS doc), "
 	"     st(s) AS (VALUES ('healthy'), ('degraded'), ('unhealthy')), "
 	"     comp AS (SELECT c.key, c.value FROM h, jsonb_each(h.doc -> 'components') c), "
 	"     w AS (SELECT opsflags.worker_status() AS doc) "
@@ -486,6 +501,8 @@ static OpsQuery metrics_query = {
 	"                ELSE date_part('epoch', now() - pg_last_xact_replay_timestamp()) END::text, "
 	"       NULL, NULL, NULL, NULL WHERE pg_is_in_recovery() "
 	"ORDER BY 1, 4, 6",
+	.nargs = 1,
+	.argtypes = {JSONBOID},
 };
 
 /* A label value with \, " and newline escaped */
@@ -535,7 +552,13 @@ serve_metrics(HttpConn *conn, HttpRequest *req)
 	int			row = 0;
 	int			i;
 
-	up = http_sql(&metrics_query, NULL, NULL, &r);
+	up = health_document(&r);
+	if (up)
+	{
+		Datum		doc = DirectFunctionCall1(jsonb_in, CStringGetDatum(result_value(&r, 0, 0)));
+
+		up = http_sql(&metrics_query, &doc, NULL, InvalidOid, &r);
+	}
 	initStringInfo(&buf);
 	append_family(&buf, 0);
 	appendStringInfo(&buf, "opsflags_up %d\n", up ? 1 : 0);
@@ -581,7 +604,7 @@ serve_flags(HttpConn *conn, HttpRequest *req, const char *environment)
 	HttpResult	r;
 	Datum		arg = CStringGetTextDatum(environment);
 
-	if (!http_sql(&flags_query, &arg, NULL, &r) || r.nrows != 1)
+	if (!http_sql(&flags_query, &arg, NULL, InvalidOid, &r) || r.nrows != 1)
 	{
 		if (r.sqlerrcode == ERRCODE_UNDEFINED_OBJECT)
 		{
@@ -614,7 +637,7 @@ static OpsQuery status_query = {
 	"  'environment', env.name, "
 	"  'in_recovery', pg_is_in_recovery(), "
 	"  'maintenance', opsflags.is_maintenance_mode(), "
-	"  'health', opsflags.health_status(), "
+	"  'health', $1, "
 	"  'samples', (SELECT coalesce(jsonb_agg(jsonb_build_object('t', b.t, 'connections', b.connections, "
 	"                     'active', b.active, 'cache_hit_rate', b.cache_hit_rate, 'errors', b.errors, "
 	"                     'database_size', b.database_size) ORDER BY b.t), '[]') "
@@ -642,14 +665,23 @@ static OpsQuery status_query = {
 	"                   'component', a.component, 'created_at', a.created_at) ORDER BY a.created_at DESC), '[]') "
 	"              FROM opsflags.alerts a WHERE NOT a.resolved) "
 	")::text FROM env, ld",
+	.nargs = 1,
+	.argtypes = {JSONBOID},
 };
 
 static void
 serve_status(HttpConn *conn, HttpRequest *req)
 {
 	HttpResult	r;
+	Datum		doc;
 
-	if (!http_sql(&status_query, NULL, NULL, &r) || r.nrows != 1)
+	if (!health_document(&r))
+	{
+		respond_sql_failure(conn, req, &r);
+		return;
+	}
+	doc = DirectFunctionCall1(jsonb_in, CStringGetDatum(result_value(&r, 0, 0)));
+	if (!http_sql(&status_query, &doc, NULL, InvalidOid, &r) || r.nrows != 1)
 	{
 		respond_sql_failure(conn, req, &r);
 		return;
