@@ -1,9 +1,10 @@
 /*
  * cache.c
  *	  What opsflags' per-backend caches (flags, configuration) share: the
- *	  trigger that queues a relcache invalidation of a changed table, taking
- *	  in other sessions' invalidations once per statement, the snapshot that
- *	  cache loads read with, and finding the extension's tables, their owner
+ *	  trigger that queues a relcache invalidation of a changed table, when
+ *	  to empty a cache (other sessions' invalidations taken in once per
+ *	  statement and applied at the next one), the snapshot that cache loads
+ *	  read with, and finding the extension's tables, their owner
  *	  and whether the current user administers them.
  */
 #include "postgres.h"
@@ -14,6 +15,7 @@
 #include "commands/trigger.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "storage/proc.h"
 #include "utils/acl.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
@@ -26,6 +28,7 @@
 PG_FUNCTION_INFO_V1(opsflags_invalidate_flag_cache);
 
 static TimestampTz last_statement_start = 0;
+static uint64 subxact_aborts = 0;	/* subtransactions rolled back so far */
 
 /*
  * Trigger (row-level, and statement-level for TRUNCATE) on a cached table:
@@ -51,20 +54,62 @@ opsflags_invalidate_flag_cache(PG_FUNCTION_ARGS)
 }
 
 /*
- * Take in other sessions' committed changes, once per statement: a
- * committed change is seen by the next statement, and one statement sees
- * one state.
+ * Called at the start of each lookup in a cache: should the cache be
+ * emptied before it?
+ *
+ * Other sessions' committed changes are taken in once per statement (for
+ * all caches at once), so a committed change is seen by the next
+ * statement.  PostgreSQL also takes them in whenever a statement first
+ * locks a table, a cache load's included, so they can arrive in the middle
+ * of a statement: the cache is then emptied only at the next statement,
+ * transaction or command, so that one statement gets one answer per key (a
+ * key it had not read yet is loaded afresh and may show the change).
+ *
+ * The transaction's own changes are seen at once: PostgreSQL applies their
+ * invalidations in this backend at a command boundary, and undoes them when
+ * a subtransaction rolls back (in the middle of a statement too, say in a
+ * PL/pgSQL exception block) without starting a new command, which counts
+ * as a boundary here.  reset_now (set by the cache itself) empties the
+ * cache at once.
+ *
+ * This runs on every cache hit: a few comparisons, no allocation.
  */
-void
-opsflags_accept_invalidations(void)
+bool
+opsflags_cache_check(OpsCacheSync *sync)
 {
 	TimestampTz stmt_start = GetCurrentStatementStartTimestamp();
+	CommandId	cid;
 
-	if (stmt_start != last_statement_start)
+	if (unlikely(stmt_start != last_statement_start))
 	{
 		last_statement_start = stmt_start;
 		AcceptInvalidationMessages();
 	}
+
+	cid = GetCurrentCommandId(false);
+	if (likely(stmt_start == sync->stmt_start && cid == sync->cid &&
+			   MyProc->lxid == sync->lxid && subxact_aborts == sync->subxact_aborts))
+		return sync->reset_now;
+	sync->stmt_start = stmt_start;
+	sync->cid = cid;
+	sync->lxid = MyProc->lxid;
+	sync->subxact_aborts = subxact_aborts;
+	return sync->stale || sync->reset_now;
+}
+
+/* Count rolled-back subtransactions (see opsflags_cache_check). */
+static void
+cache_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+					   SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		subxact_aborts++;
+}
+
+void
+opsflags_cache_init(void)
+{
+	RegisterSubXactCallback(cache_subxact_callback, NULL);
 }
 
 /*

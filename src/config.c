@@ -2,7 +2,10 @@
  * config.c
  *	  Configuration reads: config_get() served from a per-backend cache of
  *	  opsflags.app_config, invalidated transactionally like the flag cache
- *	  (see cache.c), with sensitive values readable by admins only.
+ *	  (see cache.c, opsflags_cache_check: another session's change is taken
+ *	  in at the next statement, transaction or command, so one statement
+ *	  gets one answer per key), with sensitive values readable by admins
+ *	  only.
  *	  Writes (config_set, config_delete) are SQL functions checked by the
  *	  table's validation trigger.
  */
@@ -38,7 +41,7 @@ typedef struct ConfigEntry
 
 static MemoryContext ConfigCacheContext = NULL;
 static HTAB *ConfigCache = NULL;
-static bool config_cache_stale = true;
+static OpsCacheSync config_cache_sync;	/* when to empty it (cache.c) */
 static Oid	config_table_oid = InvalidOid;
 static Oid	config_table_owner = InvalidOid;
 
@@ -59,7 +62,7 @@ static void
 config_relcache_callback(Datum arg, Oid relid)
 {
 	if (relid == InvalidOid || relid == config_table_oid)
-		config_cache_stale = true;
+		config_cache_sync.stale = true;
 }
 
 static void
@@ -81,7 +84,7 @@ config_cache_reset(void)
 
 	config_table_oid = opsflags_relid("app_config");
 	config_table_owner = opsflags_rel_owner(config_table_oid);
-	config_cache_stale = false;
+	opsflags_cache_reset_done(&config_cache_sync);
 }
 
 /* Read one key for one environment, as the table's owner. */
@@ -156,26 +159,35 @@ static ConfigEntry *
 config_lookup(const char *key, int keylen, const char *environment)
 {
 	char		cachekey[CONFIG_CACHE_KEYLEN];
+	size_t		envlen = strlen(environment);
 	ConfigEntry *entry;
 	bool		found;
 
 	if (!config_key_valid(key, keylen))
 		return NULL;
 	/* No environment has so long a name: only the 'all' row can answer. */
-	if (strlen(environment) >= NAMEDATALEN)
+	if (envlen >= NAMEDATALEN)
+	{
 		environment = "";
+		envlen = 0;
+	}
 
-	opsflags_accept_invalidations();
-	if (config_cache_stale || ConfigCache == NULL ||
-		hash_get_num_entries(ConfigCache) >= CONFIG_CACHE_MAX_ENTRIES)
+	if (opsflags_cache_check(&config_cache_sync) || ConfigCache == NULL)
 		config_cache_reset();
 
-	snprintf(cachekey, sizeof(cachekey), "%s|%.*s", environment, keylen, key);
+	/* "<environment>|<key>" (it fits: see CONFIG_CACHE_KEYLEN) */
+	memcpy(cachekey, environment, envlen);
+	cachekey[envlen] = '|';
+	memcpy(cachekey + envlen + 1, key, keylen);
+	cachekey[envlen + 1 + keylen] = '\0';
 	entry = hash_search(ConfigCache, cachekey, HASH_FIND, NULL);
 	if (entry == NULL)
 	{
 		ConfigEntry loaded;
 
+		/* A miss: make room, then load (before, so no invalidation is lost). */
+		if (hash_get_num_entries(ConfigCache) >= CONFIG_CACHE_MAX_ENTRIES)
+			config_cache_reset();
 		memset(&loaded, 0, sizeof(loaded));
 		strlcpy(loaded.key, cachekey, sizeof(loaded.key));
 		config_load(&loaded, pnstrdup(key, keylen), environment);

@@ -10,19 +10,14 @@
  * loaded with one query the first time a key is evaluated and then serves
  * every later call without a query.
  *
- * Invalidation (see cache.c): triggers on the flag tables queue relcache
- * invalidations, our relcache callback marks the cache stale, and the first
- * lookup of the next statement empties it.  Entries are loaded with a fresh
+ * Invalidation (see cache.c, opsflags_cache_check): triggers on the flag
+ * tables queue relcache invalidations, our relcache callback marks the cache
+ * stale, and the first lookup of the next statement, transaction or command
+ * empties it, so that one statement keeps one answer per flag even when
+ * another session's invalidation arrives in its middle.  A change of
+ * environment empties it at once.  Entries are loaded with a fresh
  * snapshot taken after the stale mark was cleared, so a load never brings
  * back data older than an invalidation already received.
- *
- * Other sessions' invalidations can also arrive in the middle of a
- * statement (PostgreSQL takes them in whenever a lock is first taken, the
- * flag tables' by our own loads included): the cache is then emptied only
- * at the next statement, so that one statement keeps one answer per flag.
- * Only when this transaction has run a command since (its own changes
- * become visible that way), or the environment changed, is it emptied at
- * once.
  */
 #include "postgres.h"
 
@@ -34,7 +29,6 @@
 #include "common/hashfn.h"
 #include "fmgr.h"
 #include "miscadmin.h"
-#include "storage/proc.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/json.h"
@@ -143,9 +137,7 @@ struct FlagEntry
 
 static MemoryContext FlagCacheContext = NULL;
 static HTAB *FlagCache = NULL;
-static bool flag_cache_stale = true;	/* invalidated: empty at the next
-										 * statement */
-static bool flag_cache_reset_now = false;	/* empty at the next lookup */
+static OpsCacheSync flag_cache_sync;	/* when to empty it (cache.c) */
 static FlagEntry *last_entry = NULL;	/* most recent lookup: per-row calls repeat it */
 static int	evaluation_depth = 0;	/* > 0: inside a prerequisite's evaluation */
 
@@ -294,37 +286,13 @@ flag_cache_relcache_callback(Datum arg, Oid relid)
 		relid == flag_table_oids[2] ||
 		relid == flag_table_oids[3] ||
 		relid == flag_table_oids[4])
-		flag_cache_stale = true;
+		flag_cache_sync.stale = true;
 }
 
 void
 opsflags_environment_changed(void)
 {
-	flag_cache_reset_now = true;
-}
-
-/*
- * Has a statement, transaction or command begun since the last call?  An
- * invalidation received since then empties the cache; one received during
- * the current command waits for the next.  (A transaction's own changes
- * are made visible to it, and their invalidations applied, only at a
- * command boundary, so it always sees them.)
- */
-static bool
-flag_statement_moved(void)
-{
-	static TimestampTz stmt_start = 0;
-	static LocalTransactionId lxid = InvalidLocalTransactionId;
-	static CommandId cid = InvalidCommandId;
-	TimestampTz now_stmt = GetCurrentStatementStartTimestamp();
-	CommandId	now_cid = GetCurrentCommandId(false);
-
-	if (now_stmt == stmt_start && MyProc->lxid == lxid && now_cid == cid)
-		return false;
-	stmt_start = now_stmt;
-	lxid = MyProc->lxid;
-	cid = now_cid;
-	return true;
+	flag_cache_sync.reset_now = true;
 }
 
 /*
@@ -356,8 +324,7 @@ flag_cache_reset(void)
 	flag_table_oids[4] = opsflags_relid("flag_prerequisites");
 	flag_tables_owner = opsflags_rel_owner(flag_table_oids[0]);
 
-	flag_cache_stale = false;
-	flag_cache_reset_now = false;
+	opsflags_cache_reset_done(&flag_cache_sync);
 }
 
 /* ---------- loading ---------- */
@@ -574,7 +541,7 @@ flag_load_fail_closed(FlagEntry *entry, const char *key)
 			 errdetail_internal("%s", edata->message)));
 	FreeErrorData(edata);
 	/* Whatever the failed load left in the cache context goes too. */
-	flag_cache_reset_now = true;
+	flag_cache_sync.reset_now = true;
 	return false;
 }
 
@@ -595,15 +562,9 @@ flag_lookup(const char *keydata, int keylen)
 	 * being evaluated) must stay valid: empty the cache only between
 	 * evaluations.
 	 */
-	if (evaluation_depth == 0)
-	{
-		bool		moved;
-
-		opsflags_accept_invalidations();
-		moved = flag_statement_moved();
-		if (FlagCache == NULL || flag_cache_reset_now || (flag_cache_stale && moved))
-			flag_cache_reset();
-	}
+	if (evaluation_depth == 0 &&
+		(opsflags_cache_check(&flag_cache_sync) || FlagCache == NULL))
+		flag_cache_reset();
 
 	if (last_entry != NULL && last_entry->keylen == keylen &&
 		memcmp(last_entry->key, keydata, keylen) == 0)

@@ -84,6 +84,7 @@ _PG_init(void)
 							   NULL,
 							   NULL);
 
+	opsflags_cache_init();
 	opsflags_flags_init();
 	opsflags_config_init();
 	opsflags_maintenance_init();

@@ -64,7 +64,36 @@ extern void opsflags_shmem_register(Size size, const char *tranche, void (*attac
 extern void opsflags_shmem_init(void);
 
 /* cache.c */
-extern void opsflags_accept_invalidations(void);
+
+/*
+ * When a per-backend cache (flags, configuration) is emptied.  Its relcache
+ * callback sets stale; opsflags_cache_check() at the start of each lookup
+ * says whether to empty it now, and the cache's reset clears both marks
+ * (opsflags_cache_reset_done).  Zero-initialized: a cache that was never
+ * loaded is emptied on its first lookup anyway.
+ */
+typedef struct OpsCacheSync
+{
+	bool		stale;			/* invalidated: empty at the next statement,
+								 * transaction or command */
+	bool		reset_now;		/* empty at the next lookup */
+	/* statement, transaction and command of the last lookup */
+	TimestampTz stmt_start;
+	LocalTransactionId lxid;
+	CommandId	cid;
+	uint64		subxact_aborts; /* subtransactions rolled back before it */
+} OpsCacheSync;
+
+extern void opsflags_cache_init(void);
+extern bool opsflags_cache_check(OpsCacheSync *sync);
+
+static inline void
+opsflags_cache_reset_done(OpsCacheSync *sync)
+{
+	sync->stale = false;
+	sync->reset_now = false;
+}
+
 extern Snapshot opsflags_cache_snapshot(void);
 extern Oid	opsflags_relid(const char *relname);
 extern Oid	opsflags_rel_owner(Oid relid);

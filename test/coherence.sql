@@ -1,11 +1,12 @@
--- test/coherence.sql: the per-backend flag cache is coherent across sessions
--- and transactions, and committed changes are announced with NOTIFY
--- (DESIGN.md section 2, "Consistency").
+-- test/coherence.sql: the per-backend flag cache (and the configuration
+-- cache of config_get) is coherent across sessions and transactions, and
+-- committed changes are announced with NOTIFY (DESIGN.md section 2,
+-- "Consistency").
 --
 -- Session A is this psql session; session B is a dblink connection to the
--- same database.  The flags live under tap.coh.* and are committed (B must see
--- them), so the file removes them at the start (leftovers of an interrupted
--- run) and at the end.
+-- same database.  The flags and configuration keys live under tap.coh.* and
+-- are committed (B must see them), so the file removes them at the start
+-- (leftovers of an interrupted run) and at the end.
 --
 -- pgTAP keeps its bookkeeping in temporary tables, which a ROLLBACK would
 -- undo, so inside a transaction that A rolls back the observations go into
@@ -15,8 +16,9 @@ SET opsflags.environment = 'production';
 
 DELETE FROM opsflags.feature_flags WHERE flag_key LIKE 'tap.coh.%';
 DELETE FROM opsflags.environments WHERE name = 'tapcoh';
+DELETE FROM opsflags.app_config WHERE config_key LIKE 'tap.coh.%';
 
-SELECT plan(52);
+SELECT plan(57);
 
 -------------------------------------------------------------------------------
 -- Session B and helpers
@@ -131,6 +133,56 @@ SELECT is(ARRAY[opsflags.feature_enabled('tap.coh.s'),
           ARRAY[false, true, false, false],
           'ii: B commits on in the middle of A''s statement: A keeps the answer off for the rest of it');
 SELECT is(opsflags.feature_enabled('tap.coh.s'), true, 'ii: A''s next statement sees it on');
+
+-- The same for config_get: B's config_set reaches A when A's statement first
+-- locks app_config, here to load tap.coh.cfg2, which is not cached.
+SELECT opsflags.config_set('tap.coh.cfg', '"old"') AS x \gset
+SELECT opsflags.config_set('tap.coh.cfg2', '"other"') AS x \gset
+SELECT opsflags.config_get('tap.coh.cfg') AS x \gset
+SELECT is(ARRAY[opsflags.config_get('tap.coh.cfg'),
+                to_jsonb(pg_temp.b_perform($$opsflags.config_set('tap.coh.cfg', '"new"')$$) IS NOT NULL),
+                opsflags.config_get('tap.coh.cfg2'),
+                opsflags.config_get('tap.coh.cfg')],
+          ARRAY['"old"', 'true', '"other"', '"old"']::jsonb[],
+          'ii: B''s config_set commits in the middle of A''s statement: config_get keeps the old value for the rest of it');
+SELECT is(opsflags.config_get('tap.coh.cfg'), '"new"'::jsonb, 'ii: A''s next statement gets B''s new value');
+-- Each cache keeps its own account of statements: a flag lookup first in
+-- A's statement does not make config_get miss B's commit.
+SELECT pg_temp.b_perform($$opsflags.config_set('tap.coh.cfg', '"newer"')$$) AS x \gset
+SELECT is(ARRAY[to_jsonb(opsflags.feature_enabled('tap.coh.s')), opsflags.config_get('tap.coh.cfg')],
+          ARRAY['true', '"newer"']::jsonb[],
+          'ii: B commits again: A''s next statement, a flag evaluated first, gets the newer value');
+
+-- A's own change rolled back with a subtransaction in the middle of a
+-- statement (a PL/pgSQL exception block) is gone at once, for the rest of
+-- the statement: the cache read it inside the subtransaction.
+CREATE FUNCTION pg_temp.read_in_rolled_back_subxact(change text, read text) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    got text;
+BEGIN
+    BEGIN
+        EXECUTE 'SELECT ' || change;
+        EXECUTE 'SELECT (' || read || ')::text' INTO got;
+        RAISE EXCEPTION 'tap: roll back' USING ERRCODE = 'P0001';
+    EXCEPTION WHEN raise_exception THEN
+        NULL;
+    END;
+    RETURN got;
+END
+$$;
+SELECT is(ARRAY[opsflags.config_get('tap.coh.cfg')::text,
+                pg_temp.read_in_rolled_back_subxact($$opsflags.config_set('tap.coh.cfg', '"rolled back"')$$,
+                                                    $$opsflags.config_get('tap.coh.cfg')$$),
+                opsflags.config_get('tap.coh.cfg')::text],
+          ARRAY['"newer"', '"rolled back"', '"newer"'],
+          'ii: A''s config_set rolled back with a subtransaction mid-statement: config_get is back to the old value at once');
+SELECT is(ARRAY[opsflags.feature_enabled('tap.coh.s')::text,
+                pg_temp.read_in_rolled_back_subxact($$opsflags.toggle_flag('tap.coh.s', false)$$,
+                                                    $$opsflags.feature_enabled('tap.coh.s')$$),
+                opsflags.feature_enabled('tap.coh.s')::text],
+          ARRAY['true', 'false', 'true'],
+          'ii: A''s toggle_flag rolled back with a subtransaction mid-statement: feature_enabled is back to the old answer at once');
 
 -------------------------------------------------------------------------------
 -- (iii) a change B rolls back is never seen by A
@@ -288,6 +340,7 @@ SELECT is((SELECT jsonb_agg(payload::jsonb ORDER BY n) FROM notes),
 SELECT dblink_disconnect('b') AS x \gset
 DELETE FROM opsflags.feature_flags WHERE flag_key LIKE 'tap.coh.%';
 DELETE FROM opsflags.environments WHERE name = 'tapcoh';
+DELETE FROM opsflags.app_config WHERE config_key LIKE 'tap.coh.%';
 RESET opsflags.environment;
 
 SELECT * FROM finish();
