@@ -27,6 +27,9 @@ all install installcheck:
 	@echo "PostgreSQL 15 server development files not found: run 'make run' or 'make test', which install them" >&2; exit 1
 endif
 
+# Every C file includes the shared header (PGXS tracks no header dependencies).
+$(OBJS): src/opsflags.h
+
 # The status page, served by src/http.c, as a C string literal.
 src/http.o src/http.bc: src/status_page.h
 src/status_page.h: src/status_page.html
