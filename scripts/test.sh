@@ -261,6 +261,7 @@ shell_suite "dump and restore" test/dump/dump.sh SOCKDIR="$SOCKDIR" PORT="$PORT"
 shell_suite soak test/soak/soak.sh SOCKDIR="$SOCKDIR" PORT="$PORT" WORKDIR="$TMP"
 # the HTTP server of the "opsflags http" worker, and its status page in Chromium
 shell_suite http test/http/http.sh SOCKDIR="$SOCKDIR" PORT="$PORT" WORKDIR="$TMP"
+shell_suite "http robustness" test/http/robustness.sh SOCKDIR="$SOCKDIR" PORT="$PORT" WORKDIR="$TMP"
 # a streaming standby: replay, read-only admin, sampler, promotion, crashes
 shell_suite standby test/standby/standby.sh PRIMARY_SOCKDIR="$SOCKDIR" PRIMARY_PORT="$PORT" WORKDIR="$TMP"
 # SIGKILL of the postmaster in the middle of a pgbench run, on a cluster of its own

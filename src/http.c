@@ -11,12 +11,17 @@
  * and postmaster death.  Sockets are non-blocking; a request head is at
  * most HTTP_MAX_REQUEST bytes and must arrive within opsflags.http_timeout
  * of the connection's last response (or its accept), a response must be
- * taken within the same time, and there are at most
- * opsflags.http_max_connections clients: a slow client costs a slot for
- * that long, never the loop.  Endpoints that need SQL run one read-only
- * transaction each, with search_path pinned to pg_catalog, cancelled after
- * opsflags.http_timeout; a database that cannot answer gives 503 and the
- * loop carries on.  The worker is the bootstrap superuser, but it calls
+ * taken within the same time (a client that has not taken it by then is
+ * reset, so that the kernel does not go on holding it either), and there
+ * are at most opsflags.http_max_connections clients, each also counted
+ * against fd.c's budget of descriptors: a slow client costs a slot for
+ * that long, never the loop.  A pipelining client gets at most
+ * HTTP_REQUESTS_PER_TURN answers per turn of the loop, and nothing after a
+ * response that closes its connection.  Out of descriptors, the loop stops
+ * accepting until a connection closes.  Endpoints that need SQL run one
+ * read-only transaction each, with search_path pinned to pg_catalog,
+ * cancelled after opsflags.http_timeout; a database that cannot answer
+ * gives 503 and the loop carries on.  The worker is the bootstrap superuser, but it calls
  * health_status() as pg_monitor, like any ordinary role, so that sensitive
  * values (app_version, commit_sha, the queue query's errors) stay hidden;
  * no other configuration value is read, so no secret can be served.
@@ -30,8 +35,12 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#ifdef __linux__
+#include <linux/sockios.h>
+#endif
 
 #include "access/xact.h"
 #include "catalog/pg_authid.h"
@@ -43,6 +52,7 @@
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
+#include "storage/fd.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/proc.h"
@@ -65,6 +75,9 @@ PGDLLEXPORT void opsflags_http_main(Datum arg);
 #define HTTP_MAX_CONNECTIONS	1024
 #define HTTP_RETRY_LISTEN_MS	10000
 #define HTTP_CHECK_DATABASE_MS	5000
+#define HTTP_ACCEPT_PAUSE_MS	1000	/* out of file descriptors: wait that long */
+#define HTTP_REQUESTS_PER_TURN	8	/* pipelined requests of one client per wakeup */
+#define HTTP_DRAIN_PER_TURN		65536	/* bytes a lingering client may make us read per wakeup */
 
 char	   *opsflags_http_listen = NULL;
 int			opsflags_http_port = 0;
@@ -90,12 +103,14 @@ typedef struct HttpConn
 	pgsocket	sock;
 	MemoryContext context;		/* everything of this connection */
 	TimestampTz deadline;		/* closed if the current step is not done */
+	TimestampTz take_by;		/* the last response must be taken by then */
 	char		in[HTTP_MAX_REQUEST];
 	int			inlen;
 	StringInfoData out;			/* response bytes not yet sent */
 	int			outpos;
 	bool		close_after;	/* close once out is sent */
 	bool		lingering;		/* sent all, write side shut: reading to EOF */
+	bool		more;			/* a request may be buffered whose turn is next */
 } HttpConn;
 
 static pgsocket listen_socks[HTTP_MAX_LISTEN];
@@ -107,6 +122,8 @@ static TimestampTz retry_listen_at = 0;
 static HttpConn *conns[HTTP_MAX_CONNECTIONS];
 static int	nconns = 0;
 static bool events_changed = true;	/* rebuild the WaitEventSet */
+static TimestampTz accept_paused_until = 0; /* out of file descriptors */
+static TimestampTz accept_failure_logged = 0;
 
 static bool connected = false;	/* to opsflags.database */
 static MemoryContext request_context = NULL;
@@ -315,6 +332,7 @@ respond(HttpConn *conn, HttpRequest *req, int code, const char *content_type,
 
 	count_response(code);
 	conn->deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), opsflags_http_timeout_ms);
+	conn->take_by = conn->deadline;
 }
 
 static void
@@ -835,20 +853,86 @@ handle_request(HttpConn *conn, int headlen)
 
 /* ---------- connections ---------- */
 
+/*
+ * Bytes of responses the client has not taken: still queued here or, where
+ * the kernel tells, in the socket's send queue.
+ */
+static int
+untaken_bytes(HttpConn *conn)
+{
+	int			n = conn->out.len - conn->outpos;
+
+#ifdef SIOCOUTQ
+	{
+		int			queued = 0;
+
+		if (ioctl(conn->sock, SIOCOUTQ, &queued) == 0 && queued > 0)
+			n += queued;
+	}
+#endif
+	return n;
+}
+
+/*
+ * Close connection i.  abort: reset it, discarding what the client has not
+ * taken, rather than leave the kernel holding that for a client that does
+ * not read.
+ */
 static void
-close_conn(int i)
+close_conn(int i, bool abort)
 {
 	HttpConn   *conn = conns[i];
 
+	if (abort)
+	{
+		struct linger lg;
+
+		lg.l_onoff = 1;
+		lg.l_linger = 0;
+		(void) setsockopt(conn->sock, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	}
 	closesocket(conn->sock);
+	ReleaseExternalFD();
 	MemoryContextDelete(conn->context);
 	conns[i] = conns[--nconns];
 	events_changed = true;
+	/* a descriptor is free again */
+	accept_paused_until = 0;
+}
+
+static bool read_conn(HttpConn *conn);
+
+/*
+ * At the limit: close the connections whose clients are gone but not yet
+ * seen to be (a lingering one at its end, an idle one closed), so that a
+ * newcomer gets their slot rather than a 503.
+ */
+static void
+reap_gone_clients(void)
+{
+	int			i = 0;
+
+	while (i < nconns)
+	{
+		HttpConn   *conn = conns[i];
+		char		c;
+
+		if (conn->out.len == 0 &&
+			(conn->lingering ? !read_conn(conn) :
+			 conn->inlen == 0 && recv(conn->sock, &c, 1, MSG_PEEK) == 0))
+		{
+			close_conn(i, false);
+			continue;
+		}
+		i++;
+	}
 }
 
 static void
 accept_clients(pgsocket lsock)
 {
+	bool		reaped = false;
+
 	for (;;)
 	{
 		pgsocket	sock = accept(lsock, NULL, NULL);
@@ -858,14 +942,47 @@ accept_clients(pgsocket lsock)
 
 		if (sock == PGINVALID_SOCKET)
 		{
-			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
-				errno != ECONNABORTED)
+			int			save_errno = errno;
+			bool		exhausted;
+
+			if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ECONNABORTED)
+				return;
+
+			/*
+			 * Out of descriptors or memory, the listening socket stays
+			 * readable: stop waiting on it until a connection closes or a
+			 * moment has passed.  Say so at most once a minute.
+			 */
+			exhausted = errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM;
+			if (exhausted)
+			{
+				accept_paused_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), HTTP_ACCEPT_PAUSE_MS);
+				events_changed = true;
+			}
+			if (TimestampDifferenceExceeds(accept_failure_logged, GetCurrentTimestamp(), 60000))
+			{
+				accept_failure_logged = GetCurrentTimestamp();
+				errno = save_errno;
 				ereport(WARNING,
 						(errcode_for_socket_access(),
-						 errmsg("opsflags http could not accept a connection: %m")));
+						 errmsg("opsflags http could not accept a connection: %m"),
+						 exhausted ? errdetail("New clients wait until a connection closes.") : 0,
+						 errhint("This is logged at most once a minute.")));
+			}
 			return;
 		}
-		if (nconns >= opsflags_http_max_connections)
+
+		/*
+		 * A client holds a descriptor for up to opsflags.http_timeout: count
+		 * it as PostgreSQL's fd.c asks, so that the server's own files are
+		 * not starved of descriptors.
+		 */
+		if (nconns >= opsflags_http_max_connections && !reaped)
+		{
+			reap_gone_clients();
+			reaped = true;
+		}
+		if (nconns >= opsflags_http_max_connections || !AcquireExternalFD())
 		{
 			static const char busy[] =
 				"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
@@ -881,6 +998,7 @@ accept_clients(pgsocket lsock)
 		if (!pg_set_noblock(sock))
 		{
 			closesocket(sock);
+			ReleaseExternalFD();
 			continue;
 		}
 		(void) setsockopt(sock, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
@@ -954,30 +1072,30 @@ head_length(HttpConn *conn)
 
 /*
  * Read what the client sent and answer the complete requests in it, one at
- * a time (a pipelined one waits until the previous response is sent).
- * False when the connection is done with.
+ * a time (a pipelined one waits until the previous response is sent), at
+ * most HTTP_REQUESTS_PER_TURN per call: conn->more says the rest wait for
+ * the loop's next turn, so that one busy client cannot starve the others.
+ * Nothing after a response that closes the connection is answered.  False
+ * when the connection is done with.
  */
 static bool
 read_conn(HttpConn *conn)
 {
 	bool		was_writing = conn->out.len > 0;
+	int			served = 0;
 
-	while (conn->lingering)
-	{
-		char		discard[1024];
-		ssize_t		n = recv(conn->sock, discard, sizeof(discard), 0);
-
-		if (n > 0 || (n < 0 && errno == EINTR))
-			continue;
-		return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
-	}
-
-	while (conn->out.len == 0)
+	conn->more = false;
+	while (conn->out.len == 0 && !conn->lingering)
 	{
 		int			headlen = head_length(conn);
 
 		if (headlen > 0)
 		{
+			if (served++ == HTTP_REQUESTS_PER_TURN)
+			{
+				conn->more = true;
+				break;
+			}
 			handle_request(conn, headlen);
 			MemoryContextReset(request_context);
 			memmove(conn->in, conn->in + headlen, conn->inlen - headlen);
@@ -989,7 +1107,9 @@ read_conn(HttpConn *conn)
 		if (conn->inlen == HTTP_MAX_REQUEST)
 		{
 			respond_text(conn, NULL, 431, "request head too large\n");
-			return flush_conn(conn);
+			if (!flush_conn(conn))
+				return false;
+			continue;
 		}
 		else
 		{
@@ -1007,6 +1127,31 @@ read_conn(HttpConn *conn)
 				return false;
 			}
 			conn->inlen += n;
+		}
+	}
+
+	/*
+	 * Lingering: discard what the client still sends until it closes, a
+	 * bounded amount per turn (what is left keeps the socket readable).
+	 */
+	if (conn->lingering)
+	{
+		int			drained = 0;
+
+		while (drained < HTTP_DRAIN_PER_TURN)
+		{
+			char		discard[4096];
+			ssize_t		n = recv(conn->sock, discard, sizeof(discard), 0);
+
+			if (n == 0)
+				return false;
+			if (n < 0)
+			{
+				if (errno == EINTR)
+					continue;
+				return errno == EAGAIN || errno == EWOULDBLOCK;
+			}
+			drained += n;
 		}
 	}
 	if (was_writing != (conn->out.len > 0))
@@ -1028,14 +1173,30 @@ expire_conns(void)
 
 		if (conn->deadline <= now)
 		{
-			/* A request begun but not finished is told so; an idle one is just closed. */
-			if (conn->inlen > 0 && conn->out.len == 0 && !conn->lingering)
+			int			untaken = untaken_bytes(conn);
+
+			/*
+			 * A client that is still taking its last response may do so
+			 * until opsflags.http_timeout after it was queued, lingering or
+			 * not.
+			 */
+			if (conn->lingering && untaken > 0 && conn->take_by > now)
+				conn->deadline = conn->take_by;
+			else
 			{
-				respond_text(conn, NULL, 408, "request not received in time\n");
-				(void) send(conn->sock, conn->out.data, conn->out.len, 0);
+				/*
+				 * A request begun but not finished is told so; an idle one
+				 * is just closed; one whose response was not taken in time
+				 * is reset.
+				 */
+				if (untaken == 0 && conn->inlen > 0 && !conn->lingering)
+				{
+					respond_text(conn, NULL, 408, "request not received in time\n");
+					(void) send(conn->sock, conn->out.data, conn->out.len, 0);
+				}
+				close_conn(i, untaken > 0);
+				continue;
 			}
-			close_conn(i);
-			continue;
 		}
 		if (next == 0 || conn->deadline < next)
 			next = conn->deadline;
@@ -1054,7 +1215,10 @@ close_listeners(void)
 	int			i;
 
 	for (i = 0; i < nlisten; i++)
+	{
 		closesocket(listen_socks[i]);
+		ReleaseExternalFD();
+	}
 	nlisten = 0;
 	bound_port = 0;
 	if (bound_listen)
@@ -1114,6 +1278,7 @@ open_listeners(void)
 			closesocket(sock);
 			continue;
 		}
+		ReserveExternalFD();
 		listen_socks[nlisten++] = sock;
 	}
 	freeaddrinfo(addrs);
@@ -1144,7 +1309,7 @@ apply_settings(void)
 				(errmsg("opsflags http stops listening on \"%s\" port %d", bound_listen, bound_port)));
 		close_listeners();
 		for (i = nconns - 1; i >= 0; i--)
-			close_conn(i);
+			close_conn(i, false);
 	}
 	if (wanted && nlisten == 0)
 		open_listeners();
@@ -1168,7 +1333,7 @@ build_event_set(void)
 
 	AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 	AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
-	for (i = 0; i < nlisten; i++)
+	for (i = 0; i < nlisten && accept_paused_until == 0; i++)
 		AddWaitEventToSet(set, WL_SOCKET_READABLE, listen_socks[i], NULL, NULL);
 	for (i = 0; i < nconns; i++)
 		AddWaitEventToSet(set, conns[i]->out.len > 0 ? WL_SOCKET_WRITEABLE : WL_SOCKET_READABLE,
@@ -1182,6 +1347,8 @@ opsflags_http_main(Datum arg)
 {
 	WaitEventSet *set = NULL;
 	WaitEvent	events[64];
+	pgsocket	ready_listen[HTTP_MAX_LISTEN];
+	int			nready;
 	bool		ready;
 	TimestampTz next_database_check = 0;
 
@@ -1235,7 +1402,36 @@ opsflags_http_main(Datum arg)
 		if (opsflags_http_port > 0 && nlisten == 0 && GetCurrentTimestamp() >= retry_listen_at)
 			apply_settings();
 
+		/* Clients with buffered requests whose turn has come (read_conn) */
+		for (i = 0; i < nconns;)
+		{
+			HttpConn   *conn = conns[i];
+
+			if (conn->more && conn->out.len == 0 && !read_conn(conn))
+			{
+				close_conn(i, false);
+				continue;
+			}
+			i++;
+		}
+		MemoryContextReset(request_context);
+
 		timeout = expire_conns();
+		for (i = 0; i < nconns; i++)
+			if (conns[i]->more && conns[i]->out.len == 0)
+				timeout = 0;
+		if (accept_paused_until != 0)
+		{
+			long		paused_ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), accept_paused_until);
+
+			if (paused_ms <= 0)
+			{
+				accept_paused_until = 0;
+				events_changed = true;
+			}
+			else
+				timeout = timeout < 0 ? paused_ms : Min(timeout, paused_ms);
+		}
 		if (!connected)
 			timeout = timeout < 0 ? HTTP_CHECK_DATABASE_MS : Min(timeout, HTTP_CHECK_DATABASE_MS);
 		if (opsflags_http_port > 0 && nlisten == 0)
@@ -1249,6 +1445,12 @@ opsflags_http_main(Datum arg)
 		}
 		nevents = WaitEventSetWait(set, timeout, events, lengthof(events), PG_WAIT_EXTENSION);
 
+		/*
+		 * Clients first, then new connections: a slot that a client has just
+		 * given up is free before a newcomer is counted against
+		 * opsflags.http_max_connections.
+		 */
+		nready = 0;
 		for (i = 0; i < nevents; i++)
 		{
 			WaitEvent  *ev = &events[i];
@@ -1264,6 +1466,7 @@ opsflags_http_main(Datum arg)
 					ConfigReloadPending = false;
 					ProcessConfigFile(PGC_SIGHUP);
 					apply_settings();
+					nready = 0;
 					break;		/* the sockets may have changed */
 				}
 				continue;
@@ -1271,7 +1474,7 @@ opsflags_http_main(Datum arg)
 			if (conn == NULL)
 			{
 				if (ev->events & WL_SOCKET_READABLE)
-					accept_clients(ev->fd);
+					ready_listen[nready++] = ev->fd;
 				continue;
 			}
 			/* Still open?  An earlier event of this round may have closed it. */
@@ -1280,10 +1483,12 @@ opsflags_http_main(Datum arg)
 			if (j == nconns)
 				continue;
 			if (!((ev->events & WL_SOCKET_WRITEABLE) ? flush_conn(conn) && read_conn(conn) : read_conn(conn)))
-				close_conn(j);
+				close_conn(j, false);
 			else if ((ev->events & WL_SOCKET_WRITEABLE) && conn->out.len == 0)
 				events_changed = true;	/* back to reading */
 		}
+		for (i = 0; i < nready; i++)
+			accept_clients(ready_listen[i]);
 		MemoryContextReset(request_context);
 	}
 }
