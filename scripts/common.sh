@@ -55,9 +55,20 @@ build_install() {
     log "building $EXT_NAME"
     make -C "$REPO" -j"$(nproc)" PG_CONFIG="$PG_CONFIG_BIN" WERROR=1 \
         || die "build failed"
+    # Staged, then each file renamed into place: a running server keeps the
+    # library it mapped (make install would rewrite it in place and crash it).
     log "installing $EXT_NAME"
-    as_root make -C "$REPO" install PG_CONFIG="$PG_CONFIG_BIN" WERROR=1 \
-        || die "make install failed (it needs root: run as root or as a user allowed to sudo)"
+    local stage
+    stage=$(mktemp -d "${TMPDIR:-/tmp}/opsflags-install.XXXXXX")
+    make -C "$REPO" install PG_CONFIG="$PG_CONFIG_BIN" WERROR=1 DESTDIR="$stage" >/dev/null \
+        || { rm -rf -- "$stage"; die "make install (staged) failed"; }
+    as_root bash -c 'cd "$1" && find . -type f | while read -r f; do
+            t=/${f#./}
+            mkdir -p "$(dirname "$t")" && install -m "$(stat -c %a "$f")" "$f" "$t.opsflags-new" &&
+                mv -f "$t.opsflags-new" "$t" || exit 1
+        done' _ "$stage" \
+        || { rm -rf -- "$stage"; die "installing into PostgreSQL's directories failed (it needs root: run as root or as a user allowed to sudo)"; }
+    rm -rf -- "$stage"
 }
 
 # ensure_server_user: when root, make sure the unprivileged server user exists.
