@@ -11,6 +11,8 @@
 #      check_system_health() and one sample on a database with 1,000 tables.
 #   5. The sampler's CPU share at a 1 s interval over BENCH_WORKER_SECONDS
 #      (default 60), from /proc.
+#   6. bench/http.sh: the HTTP worker under wrk (/livez, /health, /metrics),
+#      and pgbench with and without /health load (its own cluster).
 #   BENCH_SECONDS  length of one pgbench run (default 8)
 #   BENCH_ROUNDS   pgbench rounds per variant (default 3)
 set -euo pipefail
@@ -31,7 +33,7 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-ensure_packages
+ensure_packages curl wrk
 build_install
 
 TMP=$(mktemp -d /tmp/opsflags-bench.XXXXXX)
@@ -108,3 +110,6 @@ awk -v t0="$t0" -v t1="$t1" -v hz="$hz" -v secs="$WORKER_SECONDS" -v n=$((s1 - s
     printf " %d samples, %.2f s of CPU in %d s: %.2f%% of one core, %.1f ms per sample\n", n, cpu, secs, 100 * cpu / secs, n ? 1000 * cpu / n : 0 }'
 pg_psql "$TMP" "$PORT" postgres -q -c "SET client_min_messages = warning" -c "ALTER SYSTEM SET opsflags.sample_interval = 0" -c "SELECT pg_reload_conf()" \
     -c "DROP SCHEMA bench_cpu CASCADE" >/dev/null
+
+echo
+OPSFLAGS_BENCH_BUILT=1 bash "$REPO/bench/http.sh"
