@@ -35,7 +35,7 @@ src/http.o src/http.bc: src/status_page.h
 src/status_page.h: src/status_page.html
 	sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/?/\\?/g' -e 's/^/"/' -e 's/$$/\\n"/' $< >$@
 
-.PHONY: run stop test bench
+.PHONY: run stop test bench valgrind
 run:
 	@scripts/run.sh
 stop:
@@ -44,3 +44,5 @@ test:
 	@scripts/test.sh
 bench:
 	@bench/run.sh
+valgrind:
+	@scripts/valgrind.sh
