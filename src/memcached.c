@@ -7,6 +7,13 @@
  *
  * Also the plain set and get that flag publishing uses.
  *
+ * A backend keeps one client, connected, for as long as the servers and the
+ * timeout stay the same and nothing fails: a health check every few
+ * milliseconds (an HTTP probe, a monitoring loop) then costs one round trip
+ * on an open connection, not a TCP connection each (whose TIME_WAIT sockets
+ * would pile up by the thousand).  Any error drops the client, so the next
+ * call connects afresh and a restarted server is found again.
+ *
  * libmemcached allocates with malloc and reports errors as return codes;
  * nothing here calls ereport between creating and freeing its handle.
  */
@@ -82,7 +89,11 @@ add_servers(memcached_st *memc, const char *list, char *err, size_t errlen)
 	return true;
 }
 
-/* A client for the servers with timeouts from timeout_ms; NULL on error. */
+static memcached_st *kept_client = NULL;
+static char kept_servers[1024];
+static int	kept_timeout_ms;
+
+/* A new client for the servers with timeouts from timeout_ms; NULL on error. */
 static memcached_st *
 client_create(const char *servers, int timeout_ms, char *err, size_t errlen)
 {
@@ -109,12 +120,44 @@ client_create(const char *servers, int timeout_ms, char *err, size_t errlen)
 	return memc;
 }
 
+/* The backend's client for these servers and timeout; NULL on error. */
+static memcached_st *
+client_get(const char *servers, int timeout_ms, char *err, size_t errlen)
+{
+	if (kept_client != NULL &&
+		(kept_timeout_ms != timeout_ms || strcmp(kept_servers, servers) != 0))
+	{
+		memcached_free(kept_client);
+		kept_client = NULL;
+	}
+	if (kept_client == NULL && strlen(servers) < sizeof(kept_servers))
+	{
+		kept_client = client_create(servers, timeout_ms, err, errlen);
+		strlcpy(kept_servers, servers, sizeof(kept_servers));
+		kept_timeout_ms = timeout_ms;
+	}
+	else if (kept_client == NULL)
+		snprintf(err, errlen, "server list too long");
+	return kept_client;
+}
+
+/* After a call: keep the client if it worked, else drop it (and its connections). */
+static void
+client_release(bool ok)
+{
+	if (!ok && kept_client != NULL)
+	{
+		memcached_free(kept_client);
+		kept_client = NULL;
+	}
+}
+
 /* Store value under key (no expiry).  False with err on failure; never raises. */
 bool
 opsflags_memcached_set(const char *servers, int timeout_ms, const char *key,
 					   const char *value, size_t valuelen, char *err, size_t errlen)
 {
-	memcached_st *memc = client_create(servers, timeout_ms, err, errlen);
+	memcached_st *memc = client_get(servers, timeout_ms, err, errlen);
 	memcached_return_t rc;
 
 	if (memc == NULL)
@@ -122,7 +165,7 @@ opsflags_memcached_set(const char *servers, int timeout_ms, const char *key,
 	rc = memcached_set(memc, key, strlen(key), value, valuelen, 0, 0);
 	if (rc != MEMCACHED_SUCCESS)
 		snprintf(err, errlen, "set failed: %s", memcached_strerror(memc, rc));
-	memcached_free(memc);
+	client_release(rc == MEMCACHED_SUCCESS);
 	return rc == MEMCACHED_SUCCESS;
 }
 
@@ -134,7 +177,7 @@ char *
 opsflags_memcached_get(const char *servers, int timeout_ms, const char *key,
 					   char *err, size_t errlen)
 {
-	memcached_st *memc = client_create(servers, timeout_ms, err, errlen);
+	memcached_st *memc = client_get(servers, timeout_ms, err, errlen);
 	memcached_return_t rc;
 	size_t		len = 0;
 	uint32_t	flags = 0;
@@ -153,7 +196,7 @@ opsflags_memcached_get(const char *servers, int timeout_ms, const char *key,
 	}
 	else if (rc != MEMCACHED_NOTFOUND)
 		snprintf(err, errlen, "get failed: %s", memcached_strerror(memc, rc));
-	memcached_free(memc);
+	client_release(got != NULL || rc == MEMCACHED_NOTFOUND);
 	return result;
 }
 
@@ -180,7 +223,7 @@ opsflags_memcached_probe(const char *servers, int timeout_ms, double *elapsed_ms
 	INSTR_TIME_SET_CURRENT(start);
 	err[0] = '\0';
 
-	memc = client_create(servers, timeout_ms, err, errlen);
+	memc = client_get(servers, timeout_ms, err, errlen);
 	if (memc == NULL)
 		goto done;
 
@@ -210,8 +253,7 @@ opsflags_memcached_probe(const char *servers, int timeout_ms, double *elapsed_ms
 done:
 	if (got != NULL)
 		free(got);
-	if (memc != NULL)
-		memcached_free(memc);
+	client_release(ok);
 	INSTR_TIME_SET_CURRENT(duration);
 	INSTR_TIME_SUBTRACT(duration, start);
 	*elapsed_ms = INSTR_TIME_GET_MILLISEC(duration);
