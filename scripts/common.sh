@@ -292,3 +292,45 @@ pg_psql() {
     shift 3
     "$PG_BIN/psql" -X -v ON_ERROR_STOP=1 -h "$sockdir" -p "$port" -U postgres -d "$db" "$@"
 }
+
+# start_hang_listener PORT LOGFILE: run scripts/hang_listener.pl on
+# 127.0.0.1:PORT in the background (as the invoking user) and wait until it
+# accepts connections; sets HANG_PID.
+start_hang_listener() {
+    local port=$1 logfile=$2
+    log "starting a listener that never answers on 127.0.0.1:$port"
+    perl "$REPO/scripts/hang_listener.pl" "$port" </dev/null >"$logfile" 2>&1 &
+    HANG_PID=$!
+    wait_for_port "$port" 10 || { cat "$logfile" >&2; die "hang listener is not accepting connections on port $port"; }
+}
+
+# stop_hang_listener PID: SIGTERM, then SIGKILL if it is still there after 5 s.
+stop_hang_listener() {
+    local pid=$1 deadline=$((SECONDS + 5))
+    kill "$pid" 2>/dev/null || return 0
+    while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do
+        sleep 0.1
+    done
+    kill -9 "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+# prove OUTFILE SOCKDIR PORT DB FILE...: run pg_prove on FILEs (relative to
+# the repository) and set PROVE_OK and PROVE_BAD to the number of files that
+# passed and failed.
+prove() {
+    local out=$1 sockdir=$2 port=$3 db=$4 rc
+    shift 4
+    set +e
+    (cd "$REPO" && pg_prove --psql-bin "$PG_BIN/psql" -h "$sockdir" -p "$port" \
+        -U postgres -d "$db" "$@") 2>&1 | tee "$out"
+    rc=${PIPESTATUS[0]}
+    set -e
+    # The "Test Summary Report" lists each failing file as "FILE (Wstat: ...".
+    PROVE_BAD=$({ grep -E '^[^ ].*\.sql +\(Wstat:' "$out" || true; } | awk '{print $1}' | sort -u | wc -l)
+    if ((rc != 0 && PROVE_BAD == 0)); then
+        PROVE_BAD=$#   # pg_prove failed as a whole
+    fi
+    PROVE_OK=$(($# - PROVE_BAD))
+    ((PROVE_OK >= 0)) || PROVE_OK=0
+}

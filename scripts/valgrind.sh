@@ -59,25 +59,6 @@ MC_PIDFILE=''
 HANG_PID=''
 STARTED=$SECONDS
 
-# Same as in test.sh: a listener that accepts and never answers.
-start_hang_listener() {
-    local port=$1 logfile=$2
-    log "starting a listener that never answers on 127.0.0.1:$port"
-    perl "$REPO/scripts/hang_listener.pl" "$port" </dev/null >"$logfile" 2>&1 &
-    HANG_PID=$!
-    wait_for_port "$port" 10 || { cat "$logfile" >&2; die "hang listener is not accepting connections on port $port"; }
-}
-
-stop_hang_listener() {
-    local pid=$1 deadline=$((SECONDS + 5))
-    kill "$pid" 2>/dev/null || return 0
-    while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do
-        sleep 0.1
-    done
-    kill -9 "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
-
 # stop_valgrind_cluster DATADIR: fast shutdown, with a timeout that allows
 # for valgrind (each process prints its summary as it exits).
 stop_valgrind_cluster() {
@@ -112,23 +93,6 @@ scan_logs() {
         fi
     done
     shopt -u nullglob
-}
-
-# prove OUTFILE SOCKDIR PORT DB FILE...: as in test.sh; sets PROVE_OK, PROVE_BAD.
-prove() {
-    local out=$1 sockdir=$2 port=$3 db=$4 rc
-    shift 4
-    set +e
-    (cd "$REPO" && pg_prove --psql-bin "$PG_BIN/psql" -h "$sockdir" -p "$port" \
-        -U postgres -d "$db" "$@") 2>&1 | tee "$out"
-    rc=${PIPESTATUS[0]}
-    set -e
-    PROVE_BAD=$({ grep -E '^[^ ].*\.sql +\(Wstat:' "$out" || true; } | awk '{print $1}' | sort -u | wc -l)
-    if ((rc != 0 && PROVE_BAD == 0)); then
-        PROVE_BAD=$#
-    fi
-    PROVE_OK=$(($# - PROVE_BAD))
-    ((PROVE_OK >= 0)) || PROVE_OK=0
 }
 
 cleanup() {
