@@ -334,3 +334,29 @@ prove() {
     PROVE_OK=$(($# - PROVE_BAD))
     ((PROVE_OK >= 0)) || PROVE_OK=0
 }
+
+# run_pgtap LABEL SOCKDIR PORT DB OUTFILE "EXTENSION..." FILE...: create
+# database DB with the extensions, run pg_prove on the FILEs, print
+# "LABEL: N passed, N failed" and add the counts to PASSED and FAILED
+# (every file counts as failed when the database cannot be set up).
+run_pgtap() {
+    local label=$1 sockdir=$2 port=$3 db=$4 out=$5 ext ok bad
+    local create=()
+    for ext in $6; do
+        create+=(-c "CREATE EXTENSION $ext")
+    done
+    shift 6
+    if pg_psql "$sockdir" "$port" postgres -q -c "CREATE DATABASE $db" &&
+        pg_psql "$sockdir" "$port" "$db" -q "${create[@]}"; then
+        prove "$out" "$sockdir" "$port" "$db" "$@"
+        ok=$PROVE_OK
+        bad=$PROVE_BAD
+    else
+        echo "$label: could not set up database $db; counting every test file as failed"
+        ok=0
+        bad=$#
+    fi
+    echo "$label: $ok passed, $bad failed"
+    PASSED=$((PASSED + ok))
+    FAILED=$((FAILED + bad))
+}

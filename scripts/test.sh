@@ -144,21 +144,7 @@ if ((${#tap_files[@]} == 0)); then
 else
     tap_files=("${tap_files[@]#"$REPO"/}")
     log "pgTAP: pg_prove ${tap_files[*]}"
-    if pg_psql "$SOCKDIR" "$PORT" postgres -q -c "CREATE DATABASE opsflags_tap" &&
-        pg_psql "$SOCKDIR" "$PORT" opsflags_tap -q \
-            -c "CREATE EXTENSION pgtap" -c "CREATE EXTENSION dblink" \
-            -c "CREATE EXTENSION $EXT_NAME"; then
-        prove "$TMP/pg_prove.out" "$SOCKDIR" "$PORT" opsflags_tap "${tap_files[@]}"
-        tap_ok=$PROVE_OK
-        tap_bad=$PROVE_BAD
-    else
-        echo "pgTAP: could not set up database opsflags_tap; counting every test file as failed"
-        tap_ok=0
-        tap_bad=${#tap_files[@]}
-    fi
-    echo "pgTAP: $tap_ok passed, $tap_bad failed"
-    PASSED=$((PASSED + tap_ok))
-    FAILED=$((FAILED + tap_bad))
+    run_pgtap pgTAP "$SOCKDIR" "$PORT" opsflags_tap "$TMP/pg_prove.out" "pgtap dblink $EXT_NAME" "${tap_files[@]}"
 fi
 
 # c. pgTAP without shared_preload_libraries (test/no_preload/*.sql) --------
@@ -180,21 +166,14 @@ else
     done
     log "pgTAP without shared_preload_libraries: pg_prove ${np_files[*]}"
     if (OPSFLAGS_NO_PRELOAD=1 start_cluster "$NP_DATADIR" "$NP_PORT" "$NP_SOCKDIR" "$NP_LOGFILE" \
-            "fsync = off") &&
-        pg_psql "$NP_SOCKDIR" "$NP_PORT" postgres -q -c "CREATE DATABASE opsflags_np" &&
-        pg_psql "$NP_SOCKDIR" "$NP_PORT" opsflags_np -q \
-            -c "CREATE EXTENSION pgtap" -c "CREATE EXTENSION $EXT_NAME"; then
-        prove "$TMP/pg_prove_no_preload.out" "$NP_SOCKDIR" "$NP_PORT" opsflags_np "${np_files[@]}"
-        np_ok=$PROVE_OK
-        np_bad=$PROVE_BAD
+            "fsync = off"); then
+        run_pgtap "pgTAP without preload" "$NP_SOCKDIR" "$NP_PORT" opsflags_np \
+            "$TMP/pg_prove_no_preload.out" "pgtap $EXT_NAME" "${np_files[@]}"
     else
-        echo "pgTAP without preload: could not start the cluster or set up database opsflags_np; counting every file as failed"
-        np_ok=0
-        np_bad=${#np_files[@]}
+        echo "pgTAP without preload: could not start the cluster; counting every file as failed"
+        echo "pgTAP without preload: 0 passed, ${#np_files[@]} failed"
+        FAILED=$((FAILED + ${#np_files[@]}))
     fi
-    echo "pgTAP without preload: $np_ok passed, $np_bad failed"
-    PASSED=$((PASSED + np_ok))
-    FAILED=$((FAILED + np_bad))
 fi
 
 # d-g. Shell suites printing TAP, each counted as one file.

@@ -259,19 +259,5 @@ done
 shopt -u nullglob
 if ((${#tap_files[@]} > 0)); then
     log "pgTAP under valgrind: pg_prove ${tap_files[*]}"
-    if pg_psql "$SOCKDIR" "$PORT" postgres -q -c "CREATE DATABASE opsflags_tap" &&
-        pg_psql "$SOCKDIR" "$PORT" opsflags_tap -q \
-            -c "CREATE EXTENSION pgtap" -c "CREATE EXTENSION dblink" \
-            -c "CREATE EXTENSION $EXT_NAME"; then
-        prove "$TMP/pg_prove.out" "$SOCKDIR" "$PORT" opsflags_tap "${tap_files[@]}"
-        tap_ok=$PROVE_OK
-        tap_bad=$PROVE_BAD
-    else
-        echo "pgTAP: could not set up database opsflags_tap; counting every test file as failed"
-        tap_ok=0
-        tap_bad=${#tap_files[@]}
-    fi
-    echo "pgTAP: $tap_ok passed, $tap_bad failed"
-    PASSED=$((PASSED + tap_ok))
-    FAILED=$((FAILED + tap_bad))
+    run_pgtap pgTAP "$SOCKDIR" "$PORT" opsflags_tap "$TMP/pg_prove.out" "pgtap dblink $EXT_NAME" "${tap_files[@]}"
 fi
