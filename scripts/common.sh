@@ -6,7 +6,9 @@
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-PG_BIN=/usr/lib/postgresql/15/bin      # not /usr/local/bin/pg_ctl, which is something else
+# OPSFLAGS_PG_BIN: another PostgreSQL 15 installation (a relocated copy works:
+# its pg_config and server find their files relative to this directory).
+PG_BIN=${OPSFLAGS_PG_BIN:-/usr/lib/postgresql/15/bin}   # not /usr/local/bin/pg_ctl, which is something else
 PG_CONFIG_BIN=$PG_BIN/pg_config
 EXT_NAME=opsflags
 SERVER_USER=opsflags                   # the servers run as this user when we are root

@@ -8,7 +8,7 @@
 # again), then indexes and constraints.
 #   needs: SOCKDIR PORT WORKDIR
 set -uo pipefail
-PG_BIN=/usr/lib/postgresql/15/bin
+PG_BIN=${OPSFLAGS_PG_BIN:-/usr/lib/postgresql/15/bin}
 P=(-h "$SOCKDIR" -p "$PORT" -U postgres)
 PSQL=("$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 "${P[@]}")
 source "$(dirname "${BASH_SOURCE[0]}")/../tap.sh"

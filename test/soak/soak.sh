@@ -11,7 +11,7 @@
 # long soak is 60).
 #   needs: SOCKDIR PORT WORKDIR
 set -uo pipefail
-PG_BIN=/usr/lib/postgresql/15/bin
+PG_BIN=${OPSFLAGS_PG_BIN:-/usr/lib/postgresql/15/bin}
 P=(-h "$SOCKDIR" -p "$PORT" -U postgres)
 PSQL=("$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 "${P[@]}" -d opsflags_soak)
 SECS=${SOAK_SECONDS:-15}
