@@ -14,6 +14,9 @@
 #   OPSFLAGS_TEST_DOWN               host:port where nothing listens
 #   OPSFLAGS_TEST_LOG                path of the throwaway server's log file
 #   OPSFLAGS_TEST_PSQL               the psql binary (PostgreSQL 15)
+# TESTS="name ..." runs only the named tests: pg_regress names (flags),
+# pgTAP files (test/audit.sql or audit), no-preload files (no_preload/x) and
+# shell suites by script name (dump, http, robustness, soak, upgrade, ...).
 set -euo pipefail
 # shellcheck source=scripts/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -72,6 +75,19 @@ cleanup() {
     exit "$rc"
 }
 trap cleanup EXIT
+
+# selected NAME...: true when TESTS is empty or names one of NAME.
+selected() {
+    [[ -z ${TESTS:-} ]] && return 0
+    local want name
+    for want in $TESTS; do
+        want=${want%.sql}; want=${want#test/}
+        for name in "$@"; do
+            [[ $want == "$name" ]] && return 0
+        done
+    done
+    return 1
+}
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
@@ -111,10 +127,22 @@ export PGHOST=$SOCKDIR PGPORT=$PORT PGUSER=postgres
 unset PGDATABASE PGSERVICE PGPASSWORD
 
 # a. pg_regress (make installcheck) ---------------------------------------
-log "pg_regress: make installcheck"
+REGRESS_LIST=$(make -s -C "$REPO" --no-print-directory -f - print-regress PG_CONFIG="$PG_CONFIG_BIN" <<'MK'
+include Makefile
+print-regress:
+	@echo $(REGRESS)
+MK
+)
+regress_sel=()
+for name in $REGRESS_LIST; do
+    selected "$name" && regress_sel+=("$name")
+done
+log "pg_regress: make installcheck REGRESS='${regress_sel[*]}'"
 REGRESS_OUT=$TMP/pg_regress.out
+: >"$REGRESS_OUT"
 set +e
-make -C "$REPO" installcheck PG_CONFIG="$PG_CONFIG_BIN" \
+((${#regress_sel[@]} == 0)) ||
+make -C "$REPO" installcheck PG_CONFIG="$PG_CONFIG_BIN" REGRESS="${regress_sel[*]}" \
     PGHOST="$SOCKDIR" PGPORT="$PORT" PGUSER=postgres 2>&1 | tee "$REGRESS_OUT"
 regress_rc=${PIPESTATUS[0]}
 set -e
@@ -137,7 +165,11 @@ FAILED=$((FAILED + regress_bad))
 
 # b. pgTAP (pg_prove test/*.sql) ------------------------------------------
 shopt -s nullglob
-tap_files=("$REPO"/test/*.sql)
+tap_files=()
+for f in "$REPO"/test/*.sql; do
+    b=${f##*/}
+    selected "${b%.sql}" && tap_files+=("$f")
+done
 shopt -u nullglob
 if ((${#tap_files[@]} == 0)); then
     echo "pgTAP: no test/*.sql files yet; nothing to run"
@@ -151,7 +183,11 @@ fi
 # A second cluster in the same temp dir, on its own port, that loads opsflags
 # on demand only.
 shopt -s nullglob
-np_files=("$REPO"/test/no_preload/*.sql)
+np_files=()
+for f in "$REPO"/test/no_preload/*.sql; do
+    b=${f##*/}
+    selected "no_preload/${b%.sql}" && np_files+=("$f")
+done
 shopt -u nullglob
 if ((${#np_files[@]} == 0)); then
     echo "pgTAP without preload: no test/no_preload/*.sql files; nothing to run"
@@ -179,8 +215,10 @@ fi
 # d-g. Shell suites printing TAP, each counted as one file.
 # shell_suite NAME SCRIPT [VAR=VALUE...]: run SCRIPT with the variables set.
 shell_suite() {
-    local name=$1 script=$2
+    local name=$1 script=$2 base
     shift 2
+    base=${script##*/}
+    selected "${base%.sh}" || return 0
     log "$name: $script"
     if env "$@" bash "$REPO/$script"; then
         echo "$name: 1 passed, 0 failed"

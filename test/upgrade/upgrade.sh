@@ -10,7 +10,7 @@
 #   needs: SOCKDIR PORT
 set -uo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-PSQL=("${OPSFLAGS_PG_BIN:-/usr/lib/postgresql/15/bin}/psql -X -q -At -h "$SOCKDIR" -p "$PORT" -U postgres)
+PSQL=("${OPSFLAGS_PG_BIN:-/usr/lib/postgresql/15/bin}/psql" -X -q -At -h "$SOCKDIR" -p "$PORT" -U postgres)
 source "$(dirname "${BASH_SOURCE[0]}")/../tap.sh"
 echo "1..4"
 
