@@ -58,8 +58,15 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    -- A partition has the row trigger already: cloned from its parent's.
-    IF NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = target AND t.tgname = 'opsflags_audit') THEN
+    -- A partitioned table gets no row trigger: PostgreSQL would clone it
+    -- onto each new partition with the privileges of whoever creates the
+    -- partition (who need not be allowed to use audit_trigger).  Each
+    -- partition gets its own instead (audit_table, audit_new_children).
+    IF (SELECT c.relkind FROM pg_class c WHERE c.oid = target) = 'p' THEN
+        IF EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = target AND t.tgname = 'opsflags_audit') THEN
+            EXECUTE format('DROP TRIGGER opsflags_audit ON %s', target);
+        END IF;
+    ELSIF NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = target AND t.tgname = 'opsflags_audit') THEN
         EXECUTE format('CREATE TRIGGER opsflags_audit AFTER INSERT OR UPDATE OR DELETE ON %s '
                        'FOR EACH ROW EXECUTE FUNCTION opsflags.audit_trigger(%L)', target, resource_type);
     END IF;
@@ -72,7 +79,9 @@ BEGIN
     IF EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = target
                AND t.tgname IN ('opsflags_audit', 'opsflags_audit_statement') AND t.tgenabled <> 'A') THEN
         EXECUTE format('ALTER TABLE ONLY %s ENABLE ALWAYS TRIGGER opsflags_audit_statement', target);
-        EXECUTE format('ALTER TABLE ONLY %s ENABLE ALWAYS TRIGGER opsflags_audit', target);
+        IF EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = target AND t.tgname = 'opsflags_audit') THEN
+            EXECUTE format('ALTER TABLE ONLY %s ENABLE ALWAYS TRIGGER opsflags_audit', target);
+        END IF;
     END IF;
 END
 $$;
@@ -116,8 +125,9 @@ BEGIN
     IF target IS NULL THEN
         RAISE EXCEPTION 'table must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    -- Parents first: dropping a partitioned table's row trigger drops its
-    -- partitions' clones, which cannot be dropped on their own.
+    -- Parents first: dropping a partitioned table's row trigger (made by
+    -- an earlier version) drops its partitions' clones, which cannot be
+    -- dropped on their own.
     FOR rel IN
         WITH RECURSIVE tree(relid, depth) AS (
             SELECT target::oid, 0
@@ -163,7 +173,7 @@ BEGIN
             SELECT u.relid, i.inhparent, u.depth + 1 FROM up u JOIN pg_inherits i ON i.inhrelid = u.ancestor)
         SELECT DISTINCT ON (u.relid) u.relid::regclass AS relid, t.tgargs
         FROM up u
-        JOIN pg_trigger t ON t.tgrelid = u.ancestor AND t.tgname = 'opsflags_audit'
+        JOIN pg_trigger t ON t.tgrelid = u.ancestor AND t.tgname = 'opsflags_audit_statement'
                          AND t.tgfoid = 'opsflags.audit_trigger()'::regprocedure
         WHERE NOT EXISTS (SELECT 1 FROM pg_trigger m WHERE m.tgrelid = u.relid AND m.tgname = 'opsflags_audit_statement'
                           AND m.tgenabled = 'A')
@@ -203,8 +213,7 @@ BEGIN
         EXECUTE format('ALTER TABLE ONLY %s ENABLE ALWAYS TRIGGER %I', r.rel, r.tgname);
     END LOOP;
     FOR r IN SELECT DISTINCT t.tgrelid::regclass AS rel FROM pg_trigger t
-             WHERE t.tgfoid = 'opsflags.audit_trigger()'::regprocedure AND t.tgname = 'opsflags_audit'
-               AND t.tgparentid = 0
+             WHERE t.tgfoid = 'opsflags.audit_trigger()'::regprocedure AND t.tgname = 'opsflags_audit_statement'
     LOOP
         PERFORM opsflags.audit_table(r.rel);
     END LOOP;
@@ -214,6 +223,9 @@ $$;
 REVOKE ALL ON FUNCTION opsflags.audit_attach(regclass, text), opsflags.audit_new_children(),
     opsflags.audit_table_rewrite()
 FROM PUBLIC;
+-- audit_table runs with its caller's rights (who must be allowed to create
+-- triggers on the table).
+GRANT EXECUTE ON FUNCTION opsflags.audit_attach(regclass, text) TO opsflags_admin;
 
 -- Maintenance mode: an ALTER TABLE that rewrites a table is a write.
 CREATE FUNCTION opsflags.maintenance_table_rewrite()
