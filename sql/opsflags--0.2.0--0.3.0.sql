@@ -146,6 +146,11 @@ $$;
 COMMENT ON FUNCTION opsflags.unaudit_table(regclass) IS
   'Stop recording changes to the table, its inheritance children and its partitions';
 
+CREATE FUNCTION opsflags.audit_links_tables(pg_ddl_command)
+RETURNS boolean
+LANGUAGE c STRICT
+AS 'MODULE_PATHNAME', 'opsflags_audit_links_tables';
+
 -- A table made a child or partition of an audited table (CREATE TABLE ...
 -- INHERITS / PARTITION OF, ALTER TABLE ... INHERIT / ATTACH PARTITION) is
 -- audited like its parent, whoever runs the command.
@@ -162,7 +167,8 @@ BEGIN
         WITH RECURSIVE
         touched(relid) AS (
             SELECT c.objid FROM pg_event_trigger_ddl_commands() c
-            WHERE c.classid = 'pg_class'::regclass AND c.object_type = 'table'),
+            WHERE c.classid = 'pg_class'::regclass AND c.object_type = 'table'
+              AND opsflags.audit_links_tables(c.command)),
         down(relid) AS (
             SELECT relid FROM touched
             UNION
@@ -221,7 +227,7 @@ END
 $$;
 
 REVOKE ALL ON FUNCTION opsflags.audit_attach(regclass, text), opsflags.audit_new_children(),
-    opsflags.audit_table_rewrite()
+    opsflags.audit_links_tables(pg_ddl_command), opsflags.audit_table_rewrite()
 FROM PUBLIC;
 -- audit_table runs with its caller's rights (who must be allowed to create
 -- triggers on the table).

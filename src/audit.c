@@ -55,6 +55,7 @@
 #include "nodes/makefuncs.h"
 #include "parser/parse_func.h"
 #include "replication/logicalworker.h"
+#include "tcop/deparse_utility.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
@@ -75,6 +76,7 @@ PG_FUNCTION_INFO_V1(opsflags_audit_trigger);
 PG_FUNCTION_INFO_V1(opsflags_audit_log_guard);
 PG_FUNCTION_INFO_V1(opsflags_purge_audit_log);
 PG_FUNCTION_INFO_V1(opsflags_audit_table_rewrite);
+PG_FUNCTION_INFO_V1(opsflags_audit_links_tables);
 
 /* Set only while purge_audit_log() deletes: the guard lets those through. */
 static bool purge_in_progress = false;
@@ -748,4 +750,37 @@ opsflags_audit_table_rewrite(PG_FUNCTION_ARGS)
 				 DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data))), NULL);
 	audit_flush();
 	PG_RETURN_NULL();
+}
+
+/*
+ * audit_links_tables(pg_ddl_command) -> boolean, for audit_new_children():
+ * does this command make a table a child or partition of another (CREATE
+ * TABLE ... INHERITS / PARTITION OF, ALTER TABLE ... INHERIT / ATTACH
+ * PARTITION)?  Other commands are left alone; in particular the ALTER TABLE
+ * ... ENABLE ALWAYS TRIGGER of a restored dump, which must not attach
+ * triggers that the dump creates a moment later.
+ */
+Datum
+opsflags_audit_links_tables(PG_FUNCTION_ARGS)
+{
+	CollectedCommand *cmd = (CollectedCommand *) PG_GETARG_POINTER(0);
+	Node	   *parsetree = cmd->parsetree;
+	ListCell   *lc;
+
+	if (parsetree == NULL)
+		PG_RETURN_BOOL(false);
+	if (IsA(parsetree, CreateStmt))
+		PG_RETURN_BOOL(((CreateStmt *) parsetree)->inhRelations != NIL ||
+					   ((CreateStmt *) parsetree)->partbound != NULL);
+	if (IsA(parsetree, AlterTableStmt))
+	{
+		foreach(lc, ((AlterTableStmt *) parsetree)->cmds)
+		{
+			AlterTableCmd *atc = lfirst_node(AlterTableCmd, lc);
+
+			if (atc->subtype == AT_AddInherit || atc->subtype == AT_AttachPartition)
+				PG_RETURN_BOOL(true);
+		}
+	}
+	PG_RETURN_BOOL(false);
 }
