@@ -46,6 +46,7 @@
 #include "catalog/pg_type.h"
 #include "commands/sequence.h"
 #include "commands/event_trigger.h"
+#include "commands/extension.h"
 #include "commands/trigger.h"
 #include "executor/executor.h"
 #include "executor/spi.h"
@@ -677,8 +678,13 @@ opsflags_audit_table_rewrite(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("audit_table_rewrite() must be called as an event trigger")));
+	/*
+	 * Not for the extension's own scripts: a row written while installing
+	 * would be dumped with audit_log and collide with the one the restore's
+	 * CREATE EXTENSION writes.
+	 */
 	if (strcmp(((EventTriggerData *) fcinfo->context)->event, "table_rewrite") != 0 ||
-		IsLogicalWorker())
+		IsLogicalWorker() || creating_extension)
 		PG_RETURN_NULL();
 
 	relid = DatumGetObjectId(OidFunctionCall0(F_PG_EVENT_TRIGGER_TABLE_REWRITE_OID));
