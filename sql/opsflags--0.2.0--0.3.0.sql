@@ -74,8 +74,7 @@ BEGIN
         EXECUTE format('CREATE TRIGGER opsflags_audit_statement AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON %s '
                        'FOR EACH STATEMENT EXECUTE FUNCTION opsflags.audit_trigger(%L)', target, resource_type);
     END IF;
-    -- The statement trigger first: once it is ALWAYS, audit_new_children
-    -- (fired by these ALTER TABLEs) leaves the table alone.
+    -- ALWAYS: also under session_replication_role = replica.
     IF EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = target
                AND t.tgname IN ('opsflags_audit', 'opsflags_audit_statement') AND t.tgenabled <> 'A') THEN
         EXECUTE format('ALTER TABLE ONLY %s ENABLE ALWAYS TRIGGER opsflags_audit_statement', target);
