@@ -27,6 +27,34 @@ SELECT opsflags.resolve_alert(:open_id, 'oncall');
 SELECT opsflags.resolve_alert(-1);
 \set VERBOSITY default
 
+-- Members of opsflags_admin take samples (which raise and resolve alerts)
+-- and resolve alerts.
+CREATE ROLE regress_opsflags_alert_admin IN ROLE opsflags_admin;
+SELECT opsflags.config_set('alerts.thresholds', '{"connections_pct": 100, "errors_per_hour": 1000000000, "cache_hit_rate_min": 2}');
+SET ROLE regress_opsflags_alert_admin;
+SELECT opsflags.take_sample('regress') > 0 AS sampled_by_admin;
+SELECT type, resolved FROM opsflags.alerts WHERE NOT resolved;
+RESET ROLE;
+SELECT opsflags.config_set('alerts.thresholds', '{"connections_pct": 100, "errors_per_hour": 1000000000, "cache_hit_rate_min": 0}');
+SET ROLE regress_opsflags_alert_admin;
+SELECT opsflags.take_sample('regress') > 0 AS sampled_by_admin;
+SELECT type, resolved, resolved_by FROM opsflags.alerts WHERE type = 'cache_hit_rate';
+RESET ROLE;
+SELECT opsflags.config_set('alerts.thresholds', '{"connections_pct": 100, "errors_per_hour": 1000000000, "cache_hit_rate_min": 2}');
+SELECT opsflags.take_sample('regress') > 0 AS sampled;
+SELECT id AS open_id FROM opsflags.alerts WHERE NOT resolved \gset
+SET ROLE regress_opsflags_alert_admin;
+SELECT opsflags.resolve_alert(:open_id, 'admin on call');
+RESET ROLE;
+SELECT type, resolved, resolved_by FROM opsflags.alerts WHERE id = :open_id;
+-- Still no direct writes to the tables for them.
+SET ROLE regress_opsflags_alert_admin;
+\set VERBOSITY terse
+UPDATE opsflags.alerts SET resolved_by = 'forged';
+\set VERBOSITY default
+RESET ROLE;
+DROP ROLE regress_opsflags_alert_admin;
+
 -- Retention deletes old samples in batches.
 INSERT INTO opsflags.system_health (recorded_at, status, source)
 SELECT now() - interval '30 days', 'healthy', 'regress-old' FROM generate_series(1, 5);

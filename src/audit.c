@@ -16,6 +16,19 @@
  * anything left (say, a statement trigger was dropped) is written before
  * commit.
  *
+ * An UPDATE that leaves the row's image as it was (UPDATE t SET x = x) is
+ * not recorded: it changes nothing an auditor could see, and a job that
+ * rewrites unchanged rows would otherwise grow the log by a row each time.
+ * The triggers are ENABLE ALWAYS, so writes under session_replication_role
+ * = replica are recorded too; changes applied by a logical replication
+ * worker are not (they were recorded where they were made).
+ *
+ * audit_table_rewrite(), an event trigger on table_rewrite, records an ALTER
+ * TABLE that rewrites an audited table (a column type change, with or
+ * without USING, a volatile default, ...) as one REWRITE row: the rows'
+ * values change without row triggers firing, so the log at least says who
+ * rewrote which table, when, why, and the column types after it.
+ *
  * audit_trigger(resource_type [, id_column [, redact_column, when_column]])
  *	  resource_type  what the row is ('feature_flag', 'config', a table name)
  *	  id_column      column naming the resource; '' or absent: the primary key
@@ -28,8 +41,12 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/pg_attribute.h"
+#include "catalog/pg_trigger.h"
 #include "catalog/pg_type.h"
 #include "commands/sequence.h"
+#include "commands/event_trigger.h"
+#include "commands/extension.h"
 #include "commands/trigger.h"
 #include "executor/executor.h"
 #include "executor/spi.h"
@@ -37,16 +54,21 @@
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
+#include "parser/parse_func.h"
+#include "replication/logicalworker.h"
+#include "tcop/deparse_utility.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/fmgroids.h"
+#include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/relcache.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "opsflags.h"
@@ -54,6 +76,8 @@
 PG_FUNCTION_INFO_V1(opsflags_audit_trigger);
 PG_FUNCTION_INFO_V1(opsflags_audit_log_guard);
 PG_FUNCTION_INFO_V1(opsflags_purge_audit_log);
+PG_FUNCTION_INFO_V1(opsflags_audit_table_rewrite);
+PG_FUNCTION_INFO_V1(opsflags_audit_links_tables);
 
 /* Set only while purge_audit_log() deletes: the guard lets those through. */
 static bool purge_in_progress = false;
@@ -473,6 +497,8 @@ opsflags_audit_trigger(PG_FUNCTION_ARGS)
 	char	   *table_name;
 	char	   *resource_id = NULL;
 	bool		redact = false;
+	Jsonb	   *old_image;
+	Jsonb	   *new_image;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(td->tg_event))
 		ereport(ERROR,
@@ -491,6 +517,10 @@ opsflags_audit_trigger(PG_FUNCTION_ARGS)
 		redact_column = tg->tgargs[2];
 		when_column = tg->tgargs[3];
 	}
+
+	/* Replicated changes were audited on the node that made them. */
+	if (IsLogicalWorker())
+		return PointerGetDatum(NULL);
 
 	if (!TRIGGER_FIRED_FOR_ROW(td->tg_event))
 	{
@@ -524,9 +554,19 @@ opsflags_audit_trigger(PG_FUNCTION_ARGS)
 	if (when_column)
 		redact = column_true(rel, oldtup, when_column) || column_true(rel, newtup, when_column);
 
-	audit_buffer(action, resource_type, resource_id, table_name,
-				 oldtup ? row_image(oldtup, RelationGetDescr(rel)) : NULL,
-				 newtup ? row_image(newtup, RelationGetDescr(rel)) : NULL,
+	old_image = oldtup ? row_image(oldtup, RelationGetDescr(rel)) : NULL;
+	new_image = newtup ? row_image(newtup, RelationGetDescr(rel)) : NULL;
+
+	/*
+	 * A no-op UPDATE: both images are the same bytes (jsonb is canonical,
+	 * so this is "every column has the same text", numeric scale included).
+	 */
+	if (old_image != NULL && new_image != NULL &&
+		VARSIZE(old_image) == VARSIZE(new_image) &&
+		memcmp(old_image, new_image, VARSIZE(old_image)) == 0)
+		return PointerGetDatum(NULL);
+
+	audit_buffer(action, resource_type, resource_id, table_name, old_image, new_image,
 				 redact ? redact_column : NULL);
 	return PointerGetDatum(NULL);
 }
@@ -601,4 +641,152 @@ opsflags_purge_audit_log(PG_FUNCTION_ARGS)
 	audit_buffer("PURGE", "audit_log", NULL, "opsflags.audit_log", NULL, detail_jsonb, NULL);
 	audit_flush();
 	PG_RETURN_INT64((int64) deleted);
+}
+
+/*
+ * Event trigger on table_rewrite: an ALTER TABLE is about to rewrite a
+ * table's rows (its catalog already describes the new columns).  If the
+ * table is audited, record one REWRITE row: resource_type as its audit
+ * trigger says, new_values {"reason": [...], "columns": {name: type}}.
+ */
+Datum
+opsflags_audit_table_rewrite(PG_FUNCTION_ARGS)
+{
+	static const struct
+	{
+		int			bit;
+		const char *name;
+	}			reasons[] = {
+		{1, "persistence"},		/* SET LOGGED / UNLOGGED */
+		{2, "default"},			/* a column added with a volatile default */
+		{4, "column type"},		/* ALTER COLUMN TYPE, with or without USING */
+		{8, "access method"},
+	};
+	Oid			relid;
+	int			reason;
+	Oid			trigfunc;
+	Relation	rel;
+	char	   *resource_type = NULL;
+	char	   *table_name;
+	StringInfoData buf;
+	bool		first;
+	int			i;
+	AttrNumber	attnum;
+	AttrNumber	natts;
+
+	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("audit_table_rewrite() must be called as an event trigger")));
+	/*
+	 * Not for the extension's own scripts: a row written while installing
+	 * would be dumped with audit_log and collide with the one the restore's
+	 * CREATE EXTENSION writes.
+	 */
+	if (strcmp(((EventTriggerData *) fcinfo->context)->event, "table_rewrite") != 0 ||
+		IsLogicalWorker() || creating_extension)
+		PG_RETURN_NULL();
+
+	relid = DatumGetObjectId(OidFunctionCall0(F_PG_EVENT_TRIGGER_TABLE_REWRITE_OID));
+	reason = DatumGetInt32(OidFunctionCall0(F_PG_EVENT_TRIGGER_TABLE_REWRITE_REASON));
+	trigfunc = LookupFuncName(list_make2(makeString("opsflags"), makeString("audit_trigger")),
+							  0, NULL, true);
+	if (!OidIsValid(trigfunc))
+		PG_RETURN_NULL();
+
+	/* Audited: an enabled row trigger calling audit_trigger. */
+	rel = table_open(relid, NoLock);	/* ALTER TABLE holds its lock */
+	if (rel->trigdesc != NULL)
+	{
+		for (i = 0; i < rel->trigdesc->numtriggers; i++)
+		{
+			Trigger    *tg = &rel->trigdesc->triggers[i];
+
+			if (tg->tgfoid == trigfunc && TRIGGER_FOR_ROW(tg->tgtype) &&
+				tg->tgenabled != TRIGGER_DISABLED)
+			{
+				resource_type = pstrdup(tg->tgnargs > 0 ? tg->tgargs[0] : RelationGetRelationName(rel));
+				break;
+			}
+		}
+	}
+	table_name = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+											RelationGetRelationName(rel));
+	natts = rel->rd_rel->relnatts;
+	table_close(rel, NoLock);
+	if (resource_type == NULL)
+		PG_RETURN_NULL();
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "{\"reason\": [");
+	first = true;
+	for (i = 0; i < (int) lengthof(reasons); i++)
+	{
+		if ((reason & reasons[i].bit) == 0)
+			continue;
+		if (!first)
+			appendStringInfoString(&buf, ", ");
+		escape_json(&buf, reasons[i].name);
+		first = false;
+	}
+	appendStringInfoString(&buf, "], \"columns\": {");
+	first = true;
+	for (attnum = 1; attnum <= natts; attnum++)
+	{
+		HeapTuple	atttup = SearchSysCache2(ATTNUM, ObjectIdGetDatum(relid), Int16GetDatum(attnum));
+		Form_pg_attribute att;
+
+		if (!HeapTupleIsValid(atttup))
+			continue;
+		att = (Form_pg_attribute) GETSTRUCT(atttup);
+		if (!att->attisdropped)
+		{
+			if (!first)
+				appendStringInfoString(&buf, ", ");
+			escape_json(&buf, NameStr(att->attname));
+			appendStringInfoString(&buf, ": ");
+			escape_json(&buf, format_type_with_typemod(att->atttypid, att->atttypmod));
+			first = false;
+		}
+		ReleaseSysCache(atttup);
+	}
+	appendStringInfoString(&buf, "}}");
+
+	audit_buffer("REWRITE", resource_type, NULL, table_name, NULL,
+				 DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data))), NULL);
+	audit_flush();
+	PG_RETURN_NULL();
+}
+
+/*
+ * audit_links_tables(pg_ddl_command) -> boolean, for audit_new_children():
+ * does this command make a table a child or partition of another (CREATE
+ * TABLE ... INHERITS / PARTITION OF, ALTER TABLE ... INHERIT / ATTACH
+ * PARTITION)?  Other commands are left alone; in particular the ALTER TABLE
+ * ... ENABLE ALWAYS TRIGGER of a restored dump, which must not attach
+ * triggers that the dump creates a moment later.
+ */
+Datum
+opsflags_audit_links_tables(PG_FUNCTION_ARGS)
+{
+	CollectedCommand *cmd = (CollectedCommand *) PG_GETARG_POINTER(0);
+	Node	   *parsetree = cmd->parsetree;
+	ListCell   *lc;
+
+	if (parsetree == NULL)
+		PG_RETURN_BOOL(false);
+	if (IsA(parsetree, CreateStmt))
+		PG_RETURN_BOOL(((CreateStmt *) parsetree)->inhRelations != NIL ||
+					   ((CreateStmt *) parsetree)->partbound != NULL);
+	if (IsA(parsetree, AlterTableStmt))
+	{
+		foreach(lc, ((AlterTableStmt *) parsetree)->cmds)
+		{
+			AlterTableCmd *atc = lfirst_node(AlterTableCmd, lc);
+
+			if (atc->subtype == AT_AddInherit || atc->subtype == AT_AttachPartition)
+				PG_RETURN_BOOL(true);
+		}
+	}
+	PG_RETURN_BOOL(false);
 }

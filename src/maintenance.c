@@ -14,6 +14,15 @@
  * generation has not moved meanwhile.  Enforcement needs
  * shared_preload_libraries; without it the mode is recorded but not
  * enforced, and set_maintenance_mode() says so.
+ *
+ * Writes covered: INSERT, UPDATE, DELETE, MERGE (executor hook); TRUNCATE,
+ * COPY FROM, REFRESH MATERIALIZED VIEW (utility hook); an ALTER TABLE that
+ * rewrites the table's rows (event trigger on table_rewrite, which says
+ * whether a rewrite happens).  Two-phase commit: PREPARE TRANSACTION and
+ * COMMIT PREPARED are refused, so no transaction's writes become visible
+ * while the mode is on; ROLLBACK PREPARED stays allowed, so whoever runs
+ * the maintenance can end a prepared transaction that holds locks (or,
+ * being exempt, commit it).
  */
 #include "postgres.h"
 
@@ -21,6 +30,7 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
+#include "commands/event_trigger.h"
 #include "commands/trigger.h"
 #include "executor/executor.h"
 #include "fmgr.h"
@@ -34,6 +44,7 @@
 #include "tcop/utility.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
@@ -44,6 +55,7 @@
 
 PG_FUNCTION_INFO_V1(opsflags_maintenance_config_changed);
 PG_FUNCTION_INFO_V1(opsflags_maintenance_enforced);
+PG_FUNCTION_INFO_V1(opsflags_maintenance_table_rewrite);
 
 #define MAINTENANCE_KEY "system.maintenance_mode"
 #define MAINTENANCE_MAX_DATABASES 64
@@ -289,6 +301,9 @@ maintenance_check_write(Oid relid)
 	ereport(ERROR,
 			(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
 			 errmsg("maintenance mode is on: writes are refused"),
+			 get_rel_relkind(relid) == RELKIND_MATVIEW ?
+			 errdetail("Materialized view \"%s.%s\" cannot be refreshed while opsflags maintenance mode is on.",
+					   nspname, get_rel_name(relid)) :
 			 errdetail("Table \"%s.%s\" cannot be written while opsflags maintenance mode is on.",
 					   nspname, get_rel_name(relid)),
 			 errhint("An administrator ends it with SELECT opsflags.set_maintenance_mode(false).")));
@@ -328,7 +343,36 @@ maintenance_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 {
 	Node	   *parsetree = pstmt->utilityStmt;
 
-	if ((IsA(parsetree, TruncateStmt) ||
+	if (IsA(parsetree, TransactionStmt))
+	{
+		TransactionStmt *ts = (TransactionStmt *) parsetree;
+
+		if ((ts->kind == TRANS_STMT_PREPARE || ts->kind == TRANS_STMT_COMMIT_PREPARED) &&
+			maintenance_is_on() && !role_is_exempt())
+		{
+			if (ts->kind == TRANS_STMT_PREPARE)
+				ereport(ERROR,
+						(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+						 errmsg("maintenance mode is on: PREPARE TRANSACTION is refused"),
+						 errdetail("A transaction prepared now could make its writes visible while opsflags maintenance mode is on."),
+						 errhint("Roll the transaction back; an administrator ends maintenance mode with SELECT opsflags.set_maintenance_mode(false).")));
+			ereport(ERROR,
+					(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+					 errmsg("maintenance mode is on: COMMIT PREPARED is refused"),
+					 errdetail("Prepared transaction \"%s\" cannot be committed while opsflags maintenance mode is on.",
+							   ts->gid),
+					 errhint("ROLLBACK PREPARED is allowed; a superuser or a member of opsflags.maintenance_exempt_roles may commit it.")));
+		}
+	}
+	else if (IsA(parsetree, RefreshMatViewStmt) && maintenance_is_on())
+	{
+		Oid			relid = RangeVarGetRelid(((RefreshMatViewStmt *) parsetree)->relation,
+											 NoLock, true);
+
+		if (OidIsValid(relid))
+			maintenance_check_write(relid);
+	}
+	else if ((IsA(parsetree, TruncateStmt) ||
 		 (IsA(parsetree, CopyStmt) && ((CopyStmt *) parsetree)->is_from &&
 		  ((CopyStmt *) parsetree)->relation != NULL)) &&
 		maintenance_is_on())
@@ -393,6 +437,25 @@ opsflags_maintenance_config_changed(PG_FUNCTION_ARGS)
 		}
 	}
 	return PointerGetDatum(NULL);
+}
+
+/*
+ * Event trigger on table_rewrite: an ALTER TABLE (a column type change, a
+ * volatile default, ...) is about to rewrite every row of a table; refused
+ * like any other write.
+ */
+Datum
+opsflags_maintenance_table_rewrite(PG_FUNCTION_ARGS)
+{
+	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("maintenance_table_rewrite() must be called as an event trigger")));
+
+	if (strcmp(((EventTriggerData *) fcinfo->context)->event, "table_rewrite") == 0 &&
+		maintenance_is_on())
+		maintenance_check_write(DatumGetObjectId(OidFunctionCall0(F_PG_EVENT_TRIGGER_TABLE_REWRITE_OID)));
+	PG_RETURN_NULL();
 }
 
 /* maintenance_enforced() -> boolean: is opsflags preloaded here? */

@@ -46,7 +46,7 @@ BEGIN
 END
 $$;
 
-SELECT plan(35);
+SELECT plan(36);
 
 -- Audit rows of earlier runs are not this run's.
 SELECT coalesce(max(id), 0) AS audit_start FROM opsflags.audit_log \gset
@@ -252,6 +252,38 @@ SELECT is(pg_temp.as_role_value('tap_priv_admin',
           '2: tap_priv_admin reads the audit log');
 SELECT is(pg_temp.as_role_value('tap_priv_admin', $$SELECT opsflags.get_feature_flag('tap_priv.f')->'config'->>'enabled_percentage'$$),
           '30', '2: tap_priv_admin reads flag state with get_feature_flag');
+-- The sampler's work as an admin (rolled back): take_sample raises an alert
+-- (a cache hit rate below 2 always crosses), take_sample resolves it, and
+-- resolve_alert resolves one.
+CREATE FUNCTION pg_temp.sample_raise_resolve() RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    raised text;
+    resolved text;
+    new_id bigint;
+BEGIN
+    RESET ROLE;
+    PERFORM opsflags.config_set('alerts.thresholds', '{"connections_pct": 100, "errors_per_hour": 1000000000, "cache_hit_rate_min": 2}');
+    SET LOCAL ROLE tap_priv_admin;
+    PERFORM opsflags.take_sample('tap');
+    SELECT string_agg(a.type, ',') INTO raised FROM opsflags.alerts a WHERE NOT a.resolved AND a.type = 'cache_hit_rate';
+    RESET ROLE;
+    PERFORM opsflags.config_set('alerts.thresholds', '{"connections_pct": 100, "errors_per_hour": 1000000000, "cache_hit_rate_min": 0}');
+    SET LOCAL ROLE tap_priv_admin;
+    PERFORM opsflags.take_sample('tap');
+    SELECT string_agg(a.resolved_by, ',') INTO resolved FROM opsflags.alerts a
+    WHERE a.type = 'cache_hit_rate' AND a.resolved_at >= now();
+    RESET ROLE;
+    INSERT INTO opsflags.alerts (type, severity, title, message, component) VALUES ('tap_priv', 'info', 't', 'm', 'c')
+    RETURNING id INTO new_id;
+    SET LOCAL ROLE tap_priv_admin;
+    PERFORM opsflags.resolve_alert(new_id, 'tap admin');
+    RETURN raised || ' ' || resolved || ' ' || (SELECT a.resolved_by FROM opsflags.alerts a WHERE a.id = new_id);
+END
+$$;
+SELECT is(pg_temp.as_role_value('tap_priv_admin', 'SELECT pg_temp.sample_raise_resolve()'),
+          'cache_hit_rate opsflags sampler tap admin',
+          '2: tap_priv_admin takes samples (raising and resolving an alert) and resolves alerts');
 -- Maintenance mode, switched on and off inside one transaction (rolled back):
 -- never on for anyone else.
 CREATE FUNCTION pg_temp.maintenance_on_and_look() RETURNS boolean

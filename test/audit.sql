@@ -12,7 +12,12 @@
 -- (so actor, role and client_addr differ from this session's), under SET
 -- ROLE, from nested statements, in bulk, in savepoints that are rolled back
 -- and in statements that fail half-way.  TRUNCATE is recorded; unaudit_table
--- stops it; audit_table twice is the same as once.  Flag and configuration
+-- stops it; audit_table twice is the same as once.  An UPDATE that leaves a
+-- row's text unchanged is not recorded (300 generated updates checked
+-- against a SQL reference).  Writes under session_replication_role =
+-- replica are recorded, and so are writes to partitions and inheritance
+-- children (also those made after audit_table, by a role that is not an
+-- admin), through the parent or directly.  Flag and configuration
 -- changes are recorded.  audit_log is append-only even for a superuser
 -- (also with session_replication_role = replica); purge_audit_log(before)
 -- deletes exactly the older rows and records itself; only superusers may
@@ -25,14 +30,14 @@
 SET opsflags.environment = 'production';
 SET application_name = 'tap_audit_A';
 
-DROP TABLE IF EXISTS public.tap_audit_items, public.tap_audit_pairs;
+DROP TABLE IF EXISTS public.tap_audit_items, public.tap_audit_pairs, public.tap_audit_parts, public.tap_audit_noop CASCADE;
 DELETE FROM opsflags.feature_flags WHERE flag_key LIKE 'tap_aud.%';
 DELETE FROM opsflags.app_config WHERE config_key LIKE 'tap_aud.%';
 DROP ROLE IF EXISTS tap_audit_writer;
 DROP ROLE IF EXISTS tap_audit_login;
 DROP ROLE IF EXISTS tap_audit_admin;
 
-SELECT plan(49);
+SELECT plan(56);
 
 SELECT coalesce(max(id), 0) AS audit_start FROM opsflags.audit_log \gset
 
@@ -398,6 +403,101 @@ SELECT is((SELECT jsonb_agg(jsonb_build_array(resource_type, action, resource_id
             ["config", "UPDATE", "tap_aud.key", "opsflags.app_config", {"n": 1}, {"n": 2}],
             ["config", "DELETE", "tap_aud.key", "opsflags.app_config", {"n": 2}, null]]'::jsonb,
           'config_set, config_set, config_delete: config INSERT, UPDATE, DELETE rows');
+
+-------------------------------------------------------------------------------
+-- No-op UPDATEs (generated cases against a SQL reference)
+-------------------------------------------------------------------------------
+-- 300 rows, each updated once by one statement to values drawn so that
+-- about half leave the row as it was (same values, NULL to NULL) and the
+-- rest change it (another value, NULL <-> value, numeric scale 1.5 -> 1.50).
+-- Reference: a row is recorded iff its text form changed; the recorded
+-- images are the row before and after.
+CREATE TABLE public.tap_audit_noop (id int PRIMARY KEY, a int, b text, c numeric);
+SELECT opsflags.audit_table('public.tap_audit_noop') AS x \gset
+SELECT setseed(0.42) AS x \gset
+INSERT INTO public.tap_audit_noop
+SELECT g, CASE WHEN random() < 0.2 THEN NULL ELSE (random() * 3)::int END,
+       CASE WHEN random() < 0.2 THEN NULL ELSE 'v' || (random() * 3)::int END,
+       CASE WHEN random() < 0.2 THEN NULL ELSE round((random() * 3)::numeric, 1) END
+FROM generate_series(1, 300) g;
+CREATE TEMP TABLE noop_cases AS
+SELECT t.id,
+       CASE WHEN r1 < 0.7 THEN t.a WHEN r1 < 0.85 THEN NULL ELSE (r1 * 3)::int END AS a,
+       CASE WHEN r2 < 0.7 THEN t.b WHEN r2 < 0.85 THEN NULL ELSE 'v' || (r2 * 3)::int END AS b,
+       CASE WHEN r3 < 0.7 THEN t.c WHEN r3 < 0.8 THEN round(t.c, 2) WHEN r3 < 0.9 THEN NULL ELSE round((r3 * 3)::numeric, 1) END AS c,
+       to_jsonb(t) AS before
+FROM public.tap_audit_noop t, LATERAL (SELECT random() + 0 * t.id AS r1, random() + 0 * t.id AS r2, random() + 0 * t.id AS r3) r;
+SELECT coalesce(max(id), 0) AS noop_start FROM opsflags.audit_log \gset
+UPDATE public.tap_audit_noop t SET a = n.a, b = n.b, c = n.c FROM noop_cases n WHERE n.id = t.id;
+CREATE TEMP TABLE noop_reference AS
+SELECT n.id::text AS id, n.before, to_jsonb(t) AS after
+FROM noop_cases n JOIN public.tap_audit_noop t USING (id)
+WHERE (n.before ->> 'a', n.before ->> 'b', n.before ->> 'c') IS DISTINCT FROM (t.a::text, t.b, t.c::text);
+SELECT ok((SELECT count(*) FROM noop_reference) BETWEEN 50 AND 250,
+          'no-op UPDATEs: of 300 generated updates, some change the row and some do not');
+SELECT is((SELECT count(*)::int FROM noop_cases n WHERE n.id::text IN (SELECT id FROM noop_reference)
+                                                    AND (n.before -> 'c') IS NOT NULL AND n.c IS NOT NULL
+                                                    AND (n.before ->> 'c')::numeric = n.c AND (n.before ->> 'c') <> n.c::text) > 0,
+          true, '... among the changes, some only change a numeric''s scale');
+SELECT is((SELECT coalesce(jsonb_agg(jsonb_build_array(resource_id, old_values, new_values) ORDER BY resource_id::int), '[]')
+           FROM opsflags.audit_log WHERE id > :noop_start AND table_name = 'public.tap_audit_noop'),
+          (SELECT coalesce(jsonb_agg(jsonb_build_array(id, before, after) ORDER BY id::int), '[]') FROM noop_reference),
+          'no-op UPDATEs: exactly the rows whose text changed are recorded, with their images before and after');
+SELECT coalesce(max(id), 0) AS noop_start FROM opsflags.audit_log \gset
+UPDATE public.tap_audit_noop SET a = a, b = b, c = c;
+SELECT is((SELECT count(*)::int FROM opsflags.audit_log WHERE id > :noop_start AND table_name = 'public.tap_audit_noop'), 0,
+          'UPDATE t SET every column to itself on 300 rows: nothing recorded');
+
+-------------------------------------------------------------------------------
+-- session_replication_role = replica; children and partitions
+-------------------------------------------------------------------------------
+SELECT coalesce(max(id), 0) AS replica_start FROM opsflags.audit_log \gset
+SET session_replication_role = replica;
+INSERT INTO public.tap_audit_noop (id, a) SELECT g, g FROM generate_series(1001, 1100) g;
+UPDATE public.tap_audit_noop SET a = -a WHERE id BETWEEN 1001 AND 1050;
+DELETE FROM public.tap_audit_noop WHERE id BETWEEN 1051 AND 1060;
+RESET session_replication_role;
+SELECT is((SELECT jsonb_object_agg(action, n) FROM (SELECT action, count(*) AS n FROM opsflags.audit_log
+           WHERE id > :replica_start AND table_name = 'public.tap_audit_noop' GROUP BY action) x),
+          '{"INSERT": 100, "UPDATE": 50, "DELETE": 10}'::jsonb,
+          'under session_replication_role = replica: 100 INSERTs, 50 UPDATEs, 10 DELETEs recorded');
+
+CREATE TABLE public.tap_audit_parts (id int, region text, v int) PARTITION BY LIST (region);
+CREATE TABLE public.tap_audit_parts_eu PARTITION OF public.tap_audit_parts FOR VALUES IN ('eu');
+CREATE TABLE public.tap_audit_kids (k int) INHERITS (public.tap_audit_noop);
+SELECT opsflags.audit_table('public.tap_audit_parts') AS x \gset
+-- Made after audit_table, by a role that is not an admin.
+GRANT CREATE ON SCHEMA public TO tap_audit_writer;
+ALTER TABLE public.tap_audit_parts OWNER TO tap_audit_writer;
+ALTER TABLE public.tap_audit_kids OWNER TO tap_audit_writer;
+SET ROLE tap_audit_writer;
+CREATE TABLE public.tap_audit_parts_us PARTITION OF public.tap_audit_parts FOR VALUES IN ('us');
+CREATE TABLE public.tap_audit_grandkids () INHERITS (public.tap_audit_kids);
+RESET ROLE;
+SELECT coalesce(max(id), 0) AS child_start FROM opsflags.audit_log \gset
+INSERT INTO public.tap_audit_parts SELECT g, CASE WHEN g % 2 = 0 THEN 'eu' ELSE 'us' END, g FROM generate_series(1, 100) g;
+UPDATE public.tap_audit_parts SET v = v + 1 WHERE id <= 10;
+INSERT INTO public.tap_audit_kids (id, a, k) SELECT g, g, g FROM generate_series(2001, 2050) g;
+INSERT INTO public.tap_audit_grandkids (id, a, k) SELECT g, g, g FROM generate_series(3001, 3050) g;
+UPDATE public.tap_audit_noop SET a = a + 1 WHERE id > 2000;
+DELETE FROM public.tap_audit_noop WHERE id > 3040;
+TRUNCATE public.tap_audit_parts_us;
+SELECT is((SELECT jsonb_object_agg(k, n) FROM (SELECT resource_type || ' ' || table_name || ' ' || action AS k, count(*) AS n
+           FROM opsflags.audit_log WHERE id > :child_start GROUP BY 1) x),
+          '{"tap_audit_parts public.tap_audit_parts_eu INSERT": 50, "tap_audit_parts public.tap_audit_parts_us INSERT": 50,
+            "tap_audit_parts public.tap_audit_parts_eu UPDATE": 5, "tap_audit_parts public.tap_audit_parts_us UPDATE": 5,
+            "tap_audit_parts public.tap_audit_parts_us TRUNCATE": 1,
+            "tap_audit_noop public.tap_audit_kids INSERT": 50, "tap_audit_noop public.tap_audit_grandkids INSERT": 50,
+            "tap_audit_noop public.tap_audit_kids UPDATE": 50, "tap_audit_noop public.tap_audit_grandkids UPDATE": 50,
+            "tap_audit_noop public.tap_audit_grandkids DELETE": 10}'::jsonb,
+          'partitions and inheritance children (also made later, by a non-admin) are audited: writes through the parent and directly');
+SELECT opsflags.unaudit_table('public.tap_audit_noop') AS x \gset
+SELECT opsflags.unaudit_table('public.tap_audit_parts') AS x \gset
+SELECT is((SELECT count(*)::int FROM pg_trigger WHERE tgrelid::regclass::text LIKE 'tap_audit_%' AND tgname LIKE 'opsflags_audit%'
+             AND tgrelid::regclass::text NOT IN ('tap_audit_items')), 0,
+          'unaudit_table removes the triggers of children and partitions too');
+DROP TABLE public.tap_audit_parts, public.tap_audit_noop CASCADE;
+REVOKE CREATE ON SCHEMA public FROM tap_audit_writer;
 
 -------------------------------------------------------------------------------
 -- Append-only
