@@ -97,14 +97,18 @@ SELECT jsonb_pretty(opsflags.get_feature_flag('ops.theme') - '{id,created_at,upd
 -- flag_usage lists every flag, archived ones too; archived flags can be
 -- restored, and deleted.
 SELECT flag_key, archived FROM opsflags.flag_usage ORDER BY flag_key;
+SELECT opsflags.toggle_flag('schedules.bulk_operations', true);
+SELECT opsflags.feature_enabled('schedules.bulk_operations') AS archived_enabled;
 SELECT opsflags.restore_flag('schedules.bulk_operations');
 SELECT flag_key, archived FROM opsflags.feature_flags WHERE flag_key = 'schedules.bulk_operations';
+SELECT opsflags.feature_enabled('schedules.bulk_operations') AS restored_enabled;
 SELECT opsflags.delete_flag('orders.writes');
 SELECT opsflags.archive_flag('orders.writes');
 SELECT opsflags.delete_flag('orders.writes');
 SELECT opsflags.remove_prerequisite('ops.theme', 'orders.writes');
 SELECT opsflags.delete_flag('orders.writes');
 SELECT count(*) AS left_over FROM opsflags.feature_flags WHERE flag_key = 'orders.writes';
+SELECT opsflags.feature_explain('orders.writes') ->> 'reason' AS deleted_reason;
 SELECT resource_type, action, count(*) FROM opsflags.audit_log
 WHERE id > :audit_before AND action = 'DELETE' GROUP BY 1, 2 ORDER BY 1, 2;
 SELECT opsflags.delete_flag('orders.writes');
