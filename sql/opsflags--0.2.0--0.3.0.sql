@@ -33,14 +33,22 @@ END
 $$;
 
 -- A whole number within [lo, hi] (jsonb number without a fraction).
+-- PL/pgSQL, so that the cast runs only after the type check (an SQL
+-- function would be inlined and its cast folded for constant arguments).
 CREATE FUNCTION opsflags.is_whole_number(value jsonb, lo numeric, hi numeric)
 RETURNS boolean
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT coalesce(jsonb_typeof(value) = 'number'
-                    AND (value #>> '{}')::numeric = trunc((value #>> '{}')::numeric)
-                    AND (value #>> '{}')::numeric BETWEEN lo AND hi, false)
+DECLARE
+    n numeric;
+BEGIN
+    IF value IS NULL OR jsonb_typeof(value) <> 'number' THEN
+        RETURN false;
+    END IF;
+    n := (value #>> '{}')::numeric;
+    RETURN n = trunc(n) AND n BETWEEN lo AND hi;
+END
 $$;
 
 -- A flag's variations must be a non-empty array of at most max_variations()
