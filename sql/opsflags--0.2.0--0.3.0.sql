@@ -189,6 +189,61 @@ DROP TRIGGER validate_flag_variations ON opsflags.feature_flags;
 CREATE TRIGGER validate_flag_variations BEFORE INSERT OR UPDATE OF variations, flag_type ON opsflags.feature_flags
     FOR EACH ROW EXECUTE FUNCTION opsflags.validate_flag_variations();
 
+-- A config's variations are checked when it is created and when they
+-- change, so that switching a flag on or off is never refused because of
+-- what an older version allowed.  Segments named must exist.
+CREATE OR REPLACE FUNCTION opsflags.validate_flag_config()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    f opsflags.feature_flags;
+    missing text;
+BEGIN
+    IF TG_OP = 'INSERT' OR NEW.on_variation IS DISTINCT FROM OLD.on_variation
+       OR NEW.off_variation IS DISTINCT FROM OLD.off_variation
+       OR NEW.variation_weights IS DISTINCT FROM OLD.variation_weights
+       OR NEW.flag_id IS DISTINCT FROM OLD.flag_id THEN
+        SELECT * INTO f FROM opsflags.feature_flags WHERE id = NEW.flag_id;
+        IF FOUND THEN
+            PERFORM opsflags.check_variations(f.flag_key, f.variations, NEW.on_variation, NEW.off_variation,
+                                              NEW.variation_weights);
+        END IF;
+    END IF;
+    IF opsflags.is_string_array(NEW.segments) THEN
+        SELECT s INTO missing FROM jsonb_array_elements_text(NEW.segments) s
+        WHERE NOT EXISTS (SELECT 1 FROM opsflags.user_segments u WHERE u.segment_key = s) LIMIT 1;
+        IF missing IS NOT NULL THEN
+            RAISE EXCEPTION 'segment "%" does not exist', missing
+                USING ERRCODE = 'undefined_object', HINT = 'Create it with opsflags.create_segment().';
+        END IF;
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+-- Flags written before these checks existed are not rewritten: the upgrade
+-- names those that serve false while on or true while off, or whose
+-- variations do not match their type, so that an admin can fix them.
+DO $$
+DECLARE
+    bad text;
+BEGIN
+    SELECT string_agg(DISTINCT format('"%s"', f.flag_key), ', ') INTO bad
+    FROM opsflags.feature_flags f JOIN opsflags.feature_flag_configs c ON c.flag_id = f.id
+    WHERE f.variations -> c.on_variation = 'false' OR f.variations -> c.off_variation = 'true'
+       OR (f.flag_type = 'boolean' AND NOT f.variations IN ('[true, false]', '[false, true]'))
+       OR (f.flag_type IN ('string', 'number')
+           AND EXISTS (SELECT 1 FROM jsonb_array_elements(f.variations) v WHERE jsonb_typeof(v) <> f.flag_type));
+    IF bad IS NOT NULL THEN
+        RAISE WARNING 'feature flags % have variations that opsflags 0.3.0 refuses', bad
+            USING DETAIL = 'They serve false while on or true while off, or their variations do not match their type; feature_enabled and feature_value may disagree for them.',
+                  HINT = 'Fix them with opsflags.update_feature_flag() (variations, on_variation, off_variation, is_enabled).';
+    END IF;
+END
+$$;
+
 -- flag_name defaults to the key; every argument is checked before anything
 -- is written.
 CREATE OR REPLACE FUNCTION opsflags.create_flag(
@@ -356,7 +411,9 @@ BEGIN
         on_i := CASE WHEN updates ? 'on_variation' THEN (updates ->> 'on_variation')::numeric::integer ELSE c.on_variation END;
         off_i := CASE WHEN updates ? 'off_variation' THEN (updates ->> 'off_variation')::numeric::integer ELSE c.off_variation END;
         w := CASE WHEN updates ? 'variation_weights' THEN nullif(updates -> 'variation_weights', 'null') ELSE c.variation_weights END;
-        PERFORM opsflags.check_variations(flag_key, vars, on_i, off_i, w);
+        IF updates ?| '{variations,on_variation,off_variation,variation_weights}' OR c.flag_id IS NULL THEN
+            PERFORM opsflags.check_variations(flag_key, vars, on_i, off_i, w);
+        END IF;
     END IF;
 
     IF updates ?| flag_fields THEN

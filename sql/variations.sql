@@ -68,6 +68,17 @@ SELECT opsflags.update_feature_flag('t.flip', '{"off_variation": 1}');
 SELECT opsflags.update_feature_flag('t.flip', '{"variation_weights": [50, 50]}');
 SELECT opsflags.toggle_flag('t.flip', true);
 SELECT opsflags.feature_enabled('t.flip', 'u1'), opsflags.feature_value('t.flip', 'u1');
+-- A config written before these checks is not in the way of switching the
+-- flag; fixing it is allowed, breaking it again is not.
+ALTER TABLE opsflags.feature_flag_configs DISABLE TRIGGER validate_flag_config;
+UPDATE opsflags.feature_flag_configs SET on_variation = 0
+WHERE flag_id = opsflags.flag_id('t.flip') AND environment = 'staging';
+ALTER TABLE opsflags.feature_flag_configs ENABLE TRIGGER validate_flag_config;
+SELECT opsflags.toggle_flag('t.flip', true, 'staging');
+UPDATE opsflags.feature_flag_configs SET is_enabled = false
+WHERE flag_id = opsflags.flag_id('t.flip') AND environment = 'staging';
+SELECT opsflags.update_feature_flag('t.flip', '{"on_variation": 1}', 'staging');
+SELECT opsflags.update_feature_flag('t.flip', '{"on_variation": 0}', 'staging');
 
 -- Limits: weights fit 32-bit evaluation, at most max_variations() variations.
 SELECT opsflags.update_feature_flag('ui.theme', '{"variation_weights": [1, 2147483647, 2147483647]}');
