@@ -54,6 +54,8 @@ SELECT opsflags.create_flag('t.str', 's', NULL, 'string', '["a", null]');
 SELECT opsflags.create_flag('t.bool', 'b', NULL, 'boolean', '[true, "yes"]');
 SELECT opsflags.create_flag('t.bool', 'b', NULL, 'boolean', '[true, true]');
 SELECT opsflags.create_flag('t.str', 's', NULL, 'string');
+SELECT opsflags.create_flag('t.scalar', 's', NULL, 'json', '"x"');
+SELECT opsflags.update_feature_flag('ui.theme', '{"variations": {"light": 1}}');
 SELECT opsflags.update_feature_flag('ui.theme', '{"variations": ["light", "dark", 3]}');
 UPDATE opsflags.feature_flags SET variations = '["light", {"dark": true}, "contrast"]' WHERE flag_key = 'ui.theme';
 SELECT opsflags.create_flag('t.json', 'j', NULL, 'json', '[{"a": 1}, [1, 2], "x", 2.5, null]') IS NOT NULL AS json_takes_anything;
