@@ -82,7 +82,7 @@ SELECT opsflags.create_flag('ops.theme', 'Theme', NULL, 'string', '["light", "da
 SELECT opsflags.update_feature_flag('ops.theme', '{"is_enabled": true, "variation_weights": [50, 30, 20]}');
 SELECT max(id) AS audit_before FROM opsflags.audit_log \gset
 SELECT opsflags.flags_for_environment('production') AS export \gset
-SELECT jsonb_pretty(opsflags.import_launchdarkly('production', :'export'));
+SELECT jsonb_pretty(opsflags.import_launchdarkly('production', opsflags.flags_for_environment('production')));
 SELECT count(*) AS audit_rows FROM opsflags.audit_log WHERE id > :audit_before;
 SELECT opsflags.flags_for_environment('production') = :'export' AS same_export;
 
