@@ -33,26 +33,55 @@ SELECT opsflags.update_feature_flag('err.flag', '[1]');
 SELECT opsflags.update_feature_flag('err.flag', '{"is_enabled": "yes"}');
 :last_state;
 
--- Constraint violations: the same rules for the API and for plain DML.
-\set VERBOSITY terse
+-- Bad fields: each API function checks its arguments first and names the
+-- field and what it accepts (22023), without the table's row or constraint.
 SELECT opsflags.create_flag('err.other', 'x', NULL, 'colour');
 :last_state;
+SELECT opsflags.create_flag('err.other', 'x', NULL, 'bool');
+SELECT opsflags.create_flag('err.other', '', NULL);
+SELECT opsflags.create_flag('err.other', 'x', NULL, 'boolean', NULL, ARRAY['ok', NULL]);
 SELECT opsflags.update_feature_flag('err.flag', '{"enabled_percentage": 101}');
 :last_state;
+SELECT opsflags.update_feature_flag('err.flag', '{"enabled_percentage": 150}');
 SELECT opsflags.update_feature_flag('err.flag', '{"enabled_percentage": -1}');
+SELECT opsflags.update_feature_flag('err.flag', '{"enabled_percentage": 1.5}');
+SELECT opsflags.update_feature_flag('err.flag', '{"enabled_percentage": "50"}');
 SELECT opsflags.update_feature_flag('err.flag',
     '{"enable_at": "2030-01-01T00:00:00Z", "disable_at": "2030-01-01T00:00:00Z"}');
 :last_state;
+SELECT opsflags.update_feature_flag('err.flag', '{"enable_at": "next tuesday"}');
+SELECT opsflags.update_feature_flag('err.flag', '{"disable_at": 1700000000}');
 SELECT opsflags.update_feature_flag('err.flag', '{"enabled_for_users": "u1"}');
+:last_state;
 SELECT opsflags.update_feature_flag('err.flag', '{"enabled_for_users": ["u1", 2]}');
 SELECT opsflags.update_feature_flag('err.flag', '{"enabled_for_roles": {"admin": true}}');
 SELECT opsflags.update_feature_flag('err.flag', '{"enabled_for_roles": [null]}');
 SELECT opsflags.update_feature_flag('err.flag', '{"enabled_for_users": [["nested"]]}');
+SELECT opsflags.update_feature_flag('err.flag', '{"segments": "beta"}');
 SELECT opsflags.update_feature_flag('err.flag', '{"rollout_group": ""}');
+SELECT opsflags.update_feature_flag('err.flag', '{"flag_name": null}');
+SELECT opsflags.update_feature_flag('err.flag', '{"description": 7}');
+SELECT opsflags.update_feature_flag('err.flag', '{"tags": ["ops", 1]}');
+SELECT opsflags.update_feature_flag('err.flag', '{"tags": "ops"}');
+SELECT opsflags.update_feature_flag('err.flag', '{"on_variation": 1e300}');
+SELECT opsflags.update_feature_flag('err.flag', '{"variation_weights": "50/50"}');
+-- The message names the field and nothing else: no row, a short context.
+\set SHOW_CONTEXT errors
+SELECT opsflags.update_feature_flag('err.flag', '{"enabled_percentage": 150}');
+\set SHOW_CONTEXT never
+
+-- Plain DML by an admin: the table's constraints (23514) and triggers.
+\set VERBOSITY terse
 INSERT INTO opsflags.feature_flags (flag_key, flag_name) VALUES ('white space', 'x');
 :last_state;
 UPDATE opsflags.feature_flag_configs SET enabled_percentage = 150;
+UPDATE opsflags.feature_flag_configs SET enabled_for_users = '"u1"';
+UPDATE opsflags.feature_flag_configs SET enable_at = '2030-01-01', disable_at = '2030-01-01';
 INSERT INTO opsflags.environments (name) VALUES ('all');
+UPDATE opsflags.feature_flags SET flag_type = 'colour' WHERE flag_key = 'err.flag';
+:last_state;
+UPDATE opsflags.feature_flags SET flag_type = 'string' WHERE flag_key = 'err.flag';
+INSERT INTO opsflags.feature_flags (flag_key, flag_name, flag_type, variations) VALUES ('err.num', 'x', 'number', '[1, "a"]');
 \set VERBOSITY default
 
 -- Nothing of the above was written.

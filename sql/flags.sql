@@ -68,6 +68,55 @@ SET opsflags.environment = 'eu-west';
 SELECT opsflags.feature_enabled('posts.ai_generation', 'u9');
 RESET opsflags.environment;
 
+-- The name defaults to the key.
+SELECT opsflags.create_flag('orders.writes') IS NOT NULL AS created;
+SELECT flag_name FROM opsflags.feature_flags WHERE flag_key = 'orders.writes';
+
+-- Importing the database's own export changes nothing: a 1% rollout, a
+-- flag that is off, a weighted split and targeting all stay as they are
+-- (no write, no audit row).
+SELECT opsflags.create_flag('ops.rollout', 'Rollout') IS NOT NULL AS created;
+SELECT opsflags.update_feature_flag('ops.rollout',
+    '{"is_enabled": true, "enabled_for_users": ["u1", "u42"], "enabled_percentage": 1}');
+SELECT opsflags.create_flag('ops.theme', 'Theme', NULL, 'string', '["light", "dark", "contrast"]') IS NOT NULL AS created;
+SELECT opsflags.update_feature_flag('ops.theme', '{"is_enabled": true, "variation_weights": [50, 30, 20]}');
+SELECT max(id) AS audit_before FROM opsflags.audit_log \gset
+SELECT opsflags.flags_for_environment('production') AS export \gset
+SELECT jsonb_pretty(opsflags.import_launchdarkly('production', opsflags.flags_for_environment('production')));
+SELECT count(*) AS audit_rows FROM opsflags.audit_log WHERE id > :audit_before;
+SELECT opsflags.flags_for_environment('production') = :'export' AS same_export;
+
+-- Everything that decides an answer: variations, on/off variation, weights,
+-- segments and prerequisites.
+SELECT opsflags.create_segment('flags.beta', 'Beta', '["u7"]') IS NOT NULL AS created;
+SELECT opsflags.update_feature_flag('ops.theme', '{"segments": ["flags.beta"]}');
+SELECT opsflags.add_prerequisite('ops.theme', 'orders.writes');
+SELECT jsonb_pretty(opsflags.get_feature_flag('ops.theme') - '{id,created_at,updated_at,created_by,description,tags}'::text[]
+                    #- '{config,updated_at}' #- '{config,updated_by}');
+
+-- flag_usage lists every flag, archived ones too; archived flags can be
+-- restored, and deleted.
+SELECT flag_key, archived FROM opsflags.flag_usage ORDER BY flag_key;
+SELECT opsflags.toggle_flag('schedules.bulk_operations', true);
+SELECT opsflags.feature_enabled('schedules.bulk_operations') AS archived_enabled;
+SELECT opsflags.restore_flag('schedules.bulk_operations');
+SELECT flag_key, archived FROM opsflags.feature_flags WHERE flag_key = 'schedules.bulk_operations';
+SELECT opsflags.feature_enabled('schedules.bulk_operations') AS restored_enabled;
+SELECT opsflags.delete_flag('orders.writes');
+SELECT opsflags.archive_flag('orders.writes');
+SELECT opsflags.delete_flag('orders.writes');
+SELECT opsflags.remove_prerequisite('ops.theme', 'orders.writes');
+SELECT opsflags.delete_flag('orders.writes');
+SELECT count(*) AS left_over FROM opsflags.feature_flags WHERE flag_key = 'orders.writes';
+SELECT opsflags.feature_explain('orders.writes') ->> 'reason' AS deleted_reason;
+SELECT resource_type, action, count(*) FROM opsflags.audit_log
+WHERE id > :audit_before AND action = 'DELETE' GROUP BY 1, 2 ORDER BY 1, 2;
+SELECT opsflags.delete_flag('orders.writes');
+SELECT opsflags.restore_flag('no.such.flag');
+-- Clean up for the tests that follow.
+SELECT opsflags.archive_flag(k), opsflags.delete_flag(k) FROM unnest(ARRAY['ops.rollout', 'ops.theme']) k;
+DELETE FROM opsflags.user_segments WHERE segment_key = 'flags.beta';
+
 -- Tables registered for pg_dump.
 SELECT c.relname, x.cond
 FROM pg_extension e, unnest(e.extconfig, e.extcondition) x(oid, cond)

@@ -4,7 +4,777 @@
 
 -- ==== begin: flags (flag API validation, flag_type-checked variations, export/import fidelity, get_feature_flag, restore and delete, flag_usage) ====
 
+-- Limits checked when a flag is written: the number of variations a flag
+-- may have, and (in check_variations) a weight total that fits the 32-bit
+-- arithmetic of evaluation.
+CREATE FUNCTION opsflags.max_variations()
+RETURNS integer LANGUAGE sql IMMUTABLE PARALLEL SAFE AS 'SELECT 1000';
+COMMENT ON FUNCTION opsflags.max_variations() IS
+  'The most variations a flag may have (1000)';
 
+-- The flag API's error for one bad field: 22023, naming the field and what
+-- it accepts, never the whole row.
+CREATE FUNCTION opsflags.flag_field_error(flag_key text, field text, expected text, given jsonb DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    shown text := left(given::text, 60);
+BEGIN
+    IF length(given::text) > 60 THEN
+        shown := shown || '...';
+    END IF;
+    RAISE EXCEPTION 'invalid value for field "%" of feature flag "%"', field, flag_key
+        USING ERRCODE = 'invalid_parameter_value',
+              DETAIL = CASE WHEN given IS NULL THEN 'Expected ' || expected || '.'
+                            ELSE format('Expected %s, got %s.', expected, shown) END;
+END
+$$;
+
+-- A whole number within [lo, hi] (jsonb number without a fraction).
+-- PL/pgSQL, so that the cast runs only after the type check (an SQL
+-- function would be inlined and its cast folded for constant arguments).
+CREATE FUNCTION opsflags.is_whole_number(value jsonb, lo numeric, hi numeric)
+RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n numeric;
+BEGIN
+    IF value IS NULL OR jsonb_typeof(value) <> 'number' THEN
+        RETURN false;
+    END IF;
+    n := (value #>> '{}')::numeric;
+    RETURN n = trunc(n) AND n BETWEEN lo AND hi;
+END
+$$;
+
+-- A flag's variations must be a non-empty array of at most max_variations()
+-- values of its type: booleans (exactly true and false), strings, numbers;
+-- a json flag takes any values.
+CREATE FUNCTION opsflags.check_variation_values(flag_key text, flag_type text, variations jsonb)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n   integer;
+    bad record;
+BEGIN
+    IF flag_type IS NULL OR flag_type NOT IN ('boolean', 'string', 'number', 'json') THEN
+        PERFORM opsflags.flag_field_error(flag_key, 'flag_type', 'one of boolean, string, number, json',
+                                          to_jsonb(flag_type));
+    END IF;
+    IF variations IS NULL OR jsonb_typeof(variations) <> 'array' OR jsonb_array_length(variations) = 0 THEN
+        PERFORM opsflags.flag_field_error(flag_key, 'variations', 'a non-empty JSON array of values', variations);
+    END IF;
+    n := jsonb_array_length(variations);
+    IF n > opsflags.max_variations() THEN
+        PERFORM opsflags.flag_field_error(flag_key, 'variations',
+            format('at most %s variations', opsflags.max_variations()), to_jsonb(n) );
+    END IF;
+    IF flag_type = 'boolean' THEN
+        IF NOT (variations = '[true, false]' OR variations = '[false, true]') THEN
+            PERFORM opsflags.flag_field_error(flag_key, 'variations',
+                '[true, false] or [false, true] for a boolean flag', variations);
+        END IF;
+    ELSIF flag_type IN ('string', 'number') THEN
+        SELECT o - 1 AS i, jsonb_typeof(v) AS t INTO bad
+        FROM jsonb_array_elements(variations) WITH ORDINALITY a(v, o)
+        WHERE jsonb_typeof(v) <> flag_type ORDER BY o LIMIT 1;
+        IF FOUND THEN
+            PERFORM opsflags.flag_field_error(flag_key, 'variations',
+                format('%ss for a %s flag (variation %s is %s)', flag_type, flag_type, bad.i,
+                       CASE bad.t WHEN 'null' THEN 'null' WHEN 'object' THEN 'an object'
+                                  WHEN 'array' THEN 'an array' ELSE 'a ' || bad.t END));
+        END IF;
+    END IF;
+END
+$$;
+
+-- Variation indexes and weights must fit the flag's variations, the weight
+-- total must fit evaluation's 32-bit arithmetic, and a flag never serves
+-- false while on nor true while off, so that feature_enabled and
+-- feature_value always agree.  Checked on configs and, when variations
+-- change, on every config of the flag.
+CREATE OR REPLACE FUNCTION opsflags.check_variations(flag_key text, variations jsonb, on_variation integer,
+                                                     off_variation integer, weights jsonb)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n integer := jsonb_array_length(variations);
+    bad integer;
+BEGIN
+    IF on_variation < 0 OR on_variation >= n THEN
+        RAISE EXCEPTION 'on variation % does not exist for flag "%"', on_variation, flag_key
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('The flag has %s variations, numbered from 0.', n);
+    END IF;
+    IF off_variation < 0 OR off_variation >= n THEN
+        RAISE EXCEPTION 'off variation % does not exist for flag "%"', off_variation, flag_key
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('The flag has %s variations, numbered from 0.', n);
+    END IF;
+    IF variations -> on_variation = 'false' THEN
+        RAISE EXCEPTION 'on variation % of flag "%" is false', on_variation, flag_key
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A flag that is on must not serve false: feature_enabled would say true and feature_value false.',
+                  HINT = 'Turn the flag off to serve false.';
+    END IF;
+    IF variations -> off_variation = 'true' THEN
+        RAISE EXCEPTION 'off variation % of flag "%" is true', off_variation, flag_key
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A flag that is off must not serve true: feature_enabled would say false and feature_value true.',
+                  HINT = 'Turn the flag on to serve true.';
+    END IF;
+    IF weights IS NOT NULL THEN
+        IF jsonb_typeof(weights) <> 'array' OR jsonb_array_length(weights) <> n
+           OR jsonb_path_exists(weights, 'strict $[*] ? (@.type() != "number" || @ < 0 || @.floor() != @)', '{}', true)
+           OR (SELECT sum(w::numeric) FROM jsonb_array_elements_text(weights) w) NOT BETWEEN 1 AND 2147483647 THEN
+            RAISE EXCEPTION 'invalid variation weights for flag "%"', flag_key
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = format('Weights are an array of %s non-negative integers, one per variation, with a total from 1 to 2147483647.', n);
+        END IF;
+        SELECT o - 1 INTO bad FROM jsonb_array_elements(weights) WITH ORDINALITY w(v, o)
+        WHERE (w.v #>> '{}')::numeric > 0 AND variations -> (o::integer - 1) = 'false' ORDER BY o LIMIT 1;
+        IF bad IS NOT NULL THEN
+            RAISE EXCEPTION 'variation weights of flag "%" give variation % (false) a share', flag_key, bad
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'A flag that is on must not serve false: feature_enabled would say true and feature_value false.',
+                      HINT = 'Give false a weight of 0, or use enabled_percentage for a partial rollout.';
+        END IF;
+    END IF;
+END
+$$;
+
+-- The on and off variations a new config starts with: on the first
+-- variation that is not false, off the next one that is not true.
+CREATE FUNCTION opsflags.default_on_off(variations jsonb)
+RETURNS integer[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH v AS (SELECT o::integer - 1 AS i, val FROM jsonb_array_elements(variations) WITH ORDINALITY a(val, o)),
+         o AS (SELECT coalesce((SELECT min(i) FROM v WHERE val <> 'false'), 0) AS on_i)
+    SELECT ARRAY[o.on_i,
+                 coalesce((SELECT min(i) FROM v WHERE val <> 'true' AND i <> o.on_i),
+                          (SELECT min(i) FROM v WHERE val <> 'true'), 0)]
+    FROM o
+$$;
+
+-- Plain DML on feature_flags gets the same checks as the API.
+CREATE OR REPLACE FUNCTION opsflags.validate_flag_variations()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF TG_OP = 'INSERT' OR NEW.variations IS DISTINCT FROM OLD.variations
+       OR NEW.flag_type IS DISTINCT FROM OLD.flag_type THEN
+        PERFORM opsflags.check_variation_values(NEW.flag_key, NEW.flag_type, NEW.variations);
+    END IF;
+    IF TG_OP = 'UPDATE' AND NEW.variations IS DISTINCT FROM OLD.variations THEN
+        PERFORM opsflags.check_variations(NEW.flag_key, NEW.variations, c.on_variation, c.off_variation,
+                                          c.variation_weights)
+        FROM opsflags.feature_flag_configs c WHERE c.flag_id = NEW.id;
+    END IF;
+    RETURN NEW;
+END
+$$;
+DROP TRIGGER validate_flag_variations ON opsflags.feature_flags;
+CREATE TRIGGER validate_flag_variations BEFORE INSERT OR UPDATE OF variations, flag_type ON opsflags.feature_flags
+    FOR EACH ROW EXECUTE FUNCTION opsflags.validate_flag_variations();
+
+-- A config's variations are checked when it is created and when they
+-- change, so that switching a flag on or off is never refused because of
+-- what an older version allowed.  Segments named must exist.
+CREATE OR REPLACE FUNCTION opsflags.validate_flag_config()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    f opsflags.feature_flags;
+    missing text;
+BEGIN
+    IF TG_OP = 'INSERT' OR NEW.on_variation IS DISTINCT FROM OLD.on_variation
+       OR NEW.off_variation IS DISTINCT FROM OLD.off_variation
+       OR NEW.variation_weights IS DISTINCT FROM OLD.variation_weights
+       OR NEW.flag_id IS DISTINCT FROM OLD.flag_id THEN
+        SELECT * INTO f FROM opsflags.feature_flags WHERE id = NEW.flag_id;
+        IF FOUND THEN
+            PERFORM opsflags.check_variations(f.flag_key, f.variations, NEW.on_variation, NEW.off_variation,
+                                              NEW.variation_weights);
+        END IF;
+    END IF;
+    IF opsflags.is_string_array(NEW.segments) THEN
+        SELECT s INTO missing FROM jsonb_array_elements_text(NEW.segments) s
+        WHERE NOT EXISTS (SELECT 1 FROM opsflags.user_segments u WHERE u.segment_key = s) LIMIT 1;
+        IF missing IS NOT NULL THEN
+            RAISE EXCEPTION 'segment "%" does not exist', missing
+                USING ERRCODE = 'undefined_object', HINT = 'Create it with opsflags.create_segment().';
+        END IF;
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+-- Flags written before these checks existed are not rewritten: the upgrade
+-- names those that serve false while on or true while off, or whose
+-- variations do not match their type, so that an admin can fix them.
+DO $$
+DECLARE
+    bad text;
+BEGIN
+    SELECT string_agg(DISTINCT format('"%s"', f.flag_key), ', ') INTO bad
+    FROM opsflags.feature_flags f JOIN opsflags.feature_flag_configs c ON c.flag_id = f.id
+    WHERE f.variations -> c.on_variation = 'false' OR f.variations -> c.off_variation = 'true'
+       OR (f.flag_type = 'boolean' AND NOT f.variations IN ('[true, false]', '[false, true]'))
+       OR (f.flag_type IN ('string', 'number')
+           AND EXISTS (SELECT 1 FROM jsonb_array_elements(f.variations) v WHERE jsonb_typeof(v) <> f.flag_type));
+    IF bad IS NOT NULL THEN
+        RAISE WARNING 'feature flags % have variations that opsflags 0.3.0 refuses', bad
+            USING DETAIL = 'They serve false while on or true while off, or their variations do not match their type; feature_enabled and feature_value may disagree for them.',
+                  HINT = 'Fix them with opsflags.update_feature_flag() (variations, on_variation, off_variation, is_enabled).';
+    END IF;
+END
+$$;
+
+-- flag_name defaults to the key; every argument is checked before anything
+-- is written.
+CREATE OR REPLACE FUNCTION opsflags.create_flag(
+    flag_key    text,
+    flag_name   text DEFAULT NULL,
+    description text DEFAULT NULL,
+    flag_type   text DEFAULT 'boolean',
+    variations  jsonb DEFAULT NULL,
+    tags        text[] DEFAULT '{}')
+RETURNS uuid
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    new_id uuid;
+    ftype  text := coalesce(flag_type, 'boolean');
+    vars   jsonb := coalesce(variations, CASE WHEN coalesce(flag_type, 'boolean') IN ('boolean', 'json')
+                                              THEN '[true, false]'::jsonb END);
+    onoff  integer[];
+BEGIN
+    IF flag_key IS NULL THEN
+        RAISE EXCEPTION 'flag key must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF NOT opsflags.is_valid_flag_key(flag_key) THEN
+        RAISE EXCEPTION 'invalid flag key "%"', flag_key
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A flag key is 1 to 100 characters from A-Z, a-z, 0-9, ".", "_", ":" and "-", starting with a letter or digit.';
+    END IF;
+    IF flag_name = '' THEN
+        PERFORM opsflags.flag_field_error(flag_key, 'flag_name', 'a non-empty name (NULL names the flag by its key)');
+    END IF;
+    PERFORM opsflags.check_variation_values(flag_key, ftype, vars);
+    IF array_position(tags, NULL) IS NOT NULL THEN
+        PERFORM opsflags.flag_field_error(flag_key, 'tags', 'an array of tags without NULL elements');
+    END IF;
+    IF EXISTS (SELECT 1 FROM opsflags.feature_flags f WHERE f.flag_key = create_flag.flag_key) THEN
+        RAISE EXCEPTION 'feature flag "%" already exists', flag_key
+            USING ERRCODE = 'unique_violation',
+                  HINT = 'Change it with opsflags.update_feature_flag().';
+    END IF;
+    onoff := opsflags.default_on_off(vars);
+    PERFORM opsflags.check_variations(flag_key, vars, onoff[1], onoff[2], NULL);
+    INSERT INTO opsflags.feature_flags AS f (flag_key, flag_name, description, flag_type, variations, tags)
+    VALUES (flag_key, coalesce(flag_name, flag_key), description, ftype, vars, coalesce(tags, '{}'))
+    RETURNING f.id INTO new_id;
+    -- A new flag starts off in every environment.
+    INSERT INTO opsflags.feature_flag_configs (flag_id, environment, on_variation, off_variation)
+    SELECT new_id, e.name, onoff[1], onoff[2] FROM opsflags.environments e;
+    RETURN new_id;
+END
+$$;
+
+-- Every field is checked for its type and range first (22023, naming the
+-- field); then the resulting config as a whole.
+CREATE OR REPLACE FUNCTION opsflags.update_feature_flag(flag_key text, updates jsonb, environment text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    flag_fields   constant text[] := '{flag_name,description,tags,rollout_group,variations}';
+    config_fields constant text[] := '{is_enabled,enabled_for_users,enabled_for_roles,enabled_percentage,enable_at,disable_at,on_variation,off_variation,variation_weights,segments}';
+    env    text;
+    fid    uuid;
+    f      opsflags.feature_flags;
+    c      opsflags.feature_flag_configs;
+    field  text;
+    v      jsonb;
+    vars   jsonb;
+    onoff  integer[];
+    t_on   timestamptz;
+    t_off  timestamptz;
+    on_i   integer;
+    off_i  integer;
+    w      jsonb;
+BEGIN
+    fid := opsflags.flag_id(flag_key);
+    env := opsflags.resolve_environment(environment);
+    IF updates IS NULL OR jsonb_typeof(updates) <> 'object' THEN
+        RAISE EXCEPTION 'updates must be a JSON object'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOR field IN SELECT jsonb_object_keys(updates) ORDER BY 1 LOOP
+        IF NOT (field = ANY (flag_fields) OR field = ANY (config_fields)) THEN
+            RAISE EXCEPTION 'unknown field "%" in feature flag update', field
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Known fields: ' || array_to_string(flag_fields || config_fields, ', ') || '.';
+        END IF;
+    END LOOP;
+
+    SELECT * INTO f FROM opsflags.feature_flags ff WHERE ff.id = fid;
+    vars := f.variations;
+    onoff := opsflags.default_on_off(vars);
+    -- The field checks, in the order of the field lists.
+    FOREACH field IN ARRAY flag_fields || config_fields LOOP
+        CONTINUE WHEN NOT updates ? field;
+        v := updates -> field;
+        CASE field
+        WHEN 'flag_name' THEN
+            IF jsonb_typeof(v) <> 'string' OR v = '""' THEN
+                PERFORM opsflags.flag_field_error(flag_key, field, 'a non-empty string', v);
+            END IF;
+        WHEN 'description' THEN
+            IF jsonb_typeof(v) NOT IN ('string', 'null') THEN
+                PERFORM opsflags.flag_field_error(flag_key, field, 'a string or null', v);
+            END IF;
+        WHEN 'tags' THEN
+            IF NOT opsflags.is_string_array(v) THEN
+                PERFORM opsflags.flag_field_error(flag_key, field, 'a JSON array of strings', v);
+            END IF;
+        WHEN 'rollout_group' THEN
+            IF NOT (jsonb_typeof(v) = 'null' OR (jsonb_typeof(v) = 'string' AND v <> '""')) THEN
+                PERFORM opsflags.flag_field_error(flag_key, field, 'a non-empty string, or null for the flag key', v);
+            END IF;
+        WHEN 'variations' THEN
+            PERFORM opsflags.check_variation_values(flag_key, f.flag_type, v);
+            vars := v;
+        WHEN 'is_enabled' THEN
+            IF jsonb_typeof(v) <> 'boolean' THEN
+                PERFORM opsflags.flag_field_error(flag_key, field, 'true or false', v);
+            END IF;
+        WHEN 'enabled_for_users', 'enabled_for_roles', 'segments' THEN
+            IF NOT opsflags.is_string_array(v) THEN
+                PERFORM opsflags.flag_field_error(flag_key, field, 'a JSON array of strings', v);
+            END IF;
+        WHEN 'enabled_percentage' THEN
+            IF NOT opsflags.is_whole_number(v, 0, 100) THEN
+                PERFORM opsflags.flag_field_error(flag_key, field, 'a whole number from 0 to 100', v);
+            END IF;
+        WHEN 'enable_at', 'disable_at' THEN
+            IF jsonb_typeof(v) = 'string' THEN
+                BEGIN
+                    PERFORM (v #>> '{}')::timestamptz;
+                EXCEPTION WHEN data_exception THEN
+                    PERFORM opsflags.flag_field_error(flag_key, field, 'a timestamp with time zone such as "2030-01-01T00:00:00Z", or null', v);
+                END;
+            ELSIF jsonb_typeof(v) <> 'null' THEN
+                PERFORM opsflags.flag_field_error(flag_key, field, 'a timestamp with time zone such as "2030-01-01T00:00:00Z", or null', v);
+            END IF;
+        WHEN 'on_variation', 'off_variation' THEN
+            IF NOT opsflags.is_whole_number(v, 0, 2147483647) THEN
+                PERFORM opsflags.flag_field_error(flag_key, field, 'the index of a variation, a whole number from 0', v);
+            END IF;
+        WHEN 'variation_weights' THEN
+            IF jsonb_typeof(v) NOT IN ('array', 'null') THEN
+                PERFORM opsflags.flag_field_error(flag_key, field,
+                    'an array of non-negative whole numbers, one per variation, or null for no split', v);
+            END IF;
+        END CASE;
+    END LOOP;
+
+    -- The config as it will be: the schedule and the variations together.
+    IF updates ?| config_fields THEN
+        SELECT * INTO c FROM opsflags.feature_flag_configs fc WHERE fc.flag_id = fid AND fc.environment = env;
+        IF NOT FOUND THEN
+            c.on_variation := onoff[1];
+            c.off_variation := onoff[2];
+        END IF;
+        t_on := CASE WHEN updates ? 'enable_at' THEN (updates ->> 'enable_at')::timestamptz ELSE c.enable_at END;
+        t_off := CASE WHEN updates ? 'disable_at' THEN (updates ->> 'disable_at')::timestamptz ELSE c.disable_at END;
+        IF t_on >= t_off THEN
+            PERFORM opsflags.flag_field_error(flag_key, CASE WHEN updates ? 'enable_at' THEN 'enable_at' ELSE 'disable_at' END,
+                format('enable_at (%s) before disable_at (%s)', t_on, t_off));
+        END IF;
+        on_i := CASE WHEN updates ? 'on_variation' THEN (updates ->> 'on_variation')::numeric::integer ELSE c.on_variation END;
+        off_i := CASE WHEN updates ? 'off_variation' THEN (updates ->> 'off_variation')::numeric::integer ELSE c.off_variation END;
+        w := CASE WHEN updates ? 'variation_weights' THEN nullif(updates -> 'variation_weights', 'null') ELSE c.variation_weights END;
+        IF updates ?| '{variations,on_variation,off_variation,variation_weights}' OR c.flag_id IS NULL THEN
+            PERFORM opsflags.check_variations(flag_key, vars, on_i, off_i, w);
+        END IF;
+    END IF;
+
+    IF updates ?| flag_fields THEN
+        UPDATE opsflags.feature_flags ff SET
+            flag_name     = CASE WHEN updates ? 'flag_name' THEN updates->>'flag_name' ELSE ff.flag_name END,
+            description   = CASE WHEN updates ? 'description' THEN updates->>'description' ELSE ff.description END,
+            tags          = CASE WHEN updates ? 'tags'
+                                 THEN ARRAY(SELECT jsonb_array_elements_text(updates->'tags'))
+                                 ELSE ff.tags END,
+            rollout_group = CASE WHEN updates ? 'rollout_group' THEN updates->>'rollout_group' ELSE ff.rollout_group END,
+            variations    = CASE WHEN updates ? 'variations' THEN updates->'variations' ELSE ff.variations END
+        WHERE ff.id = fid;
+    END IF;
+
+    IF updates ?| config_fields THEN
+        INSERT INTO opsflags.feature_flag_configs (flag_id, environment, on_variation, off_variation)
+        SELECT fid, env, d[1], d[2] FROM opsflags.default_on_off(vars) d
+        ON CONFLICT DO NOTHING;
+        UPDATE opsflags.feature_flag_configs fc SET
+            is_enabled         = CASE WHEN updates ? 'is_enabled' THEN (updates->'is_enabled')::boolean ELSE fc.is_enabled END,
+            enabled_for_users  = CASE WHEN updates ? 'enabled_for_users' THEN updates->'enabled_for_users' ELSE fc.enabled_for_users END,
+            enabled_for_roles  = CASE WHEN updates ? 'enabled_for_roles' THEN updates->'enabled_for_roles' ELSE fc.enabled_for_roles END,
+            enabled_percentage = CASE WHEN updates ? 'enabled_percentage' THEN (updates->>'enabled_percentage')::numeric::integer ELSE fc.enabled_percentage END,
+            enable_at          = t_on,
+            disable_at         = t_off,
+            on_variation       = on_i,
+            off_variation      = off_i,
+            variation_weights  = w,
+            segments           = CASE WHEN updates ? 'segments' THEN updates->'segments' ELSE fc.segments END,
+            updated_by         = session_user
+        WHERE fc.flag_id = fid AND fc.environment = env;
+    END IF;
+END
+$$;
+
+-- Archived flags can be brought back, and deleted for good.
+CREATE FUNCTION opsflags.restore_flag(flag_key text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE opsflags.feature_flags f SET archived = false
+    WHERE f.id = opsflags.flag_id(restore_flag.flag_key) AND f.archived;
+END
+$$;
+COMMENT ON FUNCTION opsflags.restore_flag(text) IS
+  'Bring an archived flag back: it evaluates by its configs again';
+
+CREATE FUNCTION opsflags.delete_flag(flag_key text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    f          opsflags.feature_flags;
+    dependents text;
+BEGIN
+    SELECT * INTO f FROM opsflags.feature_flags ff WHERE ff.id = opsflags.flag_id(delete_flag.flag_key) FOR UPDATE;
+    IF NOT f.archived THEN
+        RAISE EXCEPTION 'feature flag "%" is not archived', flag_key
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'Only archived flags can be deleted.',
+                  HINT = 'Archive it first with opsflags.archive_flag().';
+    END IF;
+    SELECT string_agg(format('"%s"', d.flag_key), ', ' ORDER BY d.flag_key) INTO dependents
+    FROM opsflags.flag_prerequisites p JOIN opsflags.feature_flags d ON d.id = p.flag_id
+    WHERE p.prerequisite_id = f.id;
+    IF dependents IS NOT NULL THEN
+        RAISE EXCEPTION 'feature flag "%" is a prerequisite of other flags', flag_key
+            USING ERRCODE = 'dependent_objects_still_exist',
+                  DETAIL = format('Flags that name it as a prerequisite: %s.', dependents),
+                  HINT = 'Remove those prerequisites with opsflags.remove_prerequisite() first.';
+    END IF;
+    -- Configs and prerequisites first, each audited and announced while the
+    -- flag (and so its key) still exists; then the flag.
+    DELETE FROM opsflags.flag_prerequisites p WHERE p.flag_id = f.id;
+    DELETE FROM opsflags.feature_flag_configs c WHERE c.flag_id = f.id;
+    DELETE FROM opsflags.feature_flags ff WHERE ff.id = f.id;
+END
+$$;
+COMMENT ON FUNCTION opsflags.delete_flag(text) IS
+  'Delete an archived flag with its configs and prerequisites; refused while other flags name it as a prerequisite';
+
+-- Everything that decides a flag's answers in one environment.
+CREATE OR REPLACE FUNCTION opsflags.flag_document(f opsflags.feature_flags, c opsflags.feature_flag_configs, environment text)
+RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT jsonb_build_object(
+        'id', f.id, 'key', f.flag_key, 'name', f.flag_name, 'description', f.description,
+        'flag_type', f.flag_type, 'variations', f.variations, 'tags', to_jsonb(f.tags),
+        'rollout_group', f.rollout_group, 'variant_algorithm', f.variant_algorithm,
+        'archived', f.archived, 'version', f.version,
+        'created_at', f.created_at, 'created_by', f.created_by, 'updated_at', f.updated_at,
+        'prerequisites', coalesce((
+            SELECT jsonb_agg(jsonb_build_object('key', pf.flag_key, 'variation', p.variation,
+                                                'value', pf.variations -> p.variation) ORDER BY pf.flag_key)
+            FROM opsflags.flag_prerequisites p JOIN opsflags.feature_flags pf ON pf.id = p.prerequisite_id
+            WHERE p.flag_id = f.id), '[]'),
+        'environment', environment,
+        'config', CASE WHEN c.flag_id IS NULL THEN NULL ELSE jsonb_build_object(
+            'is_enabled', c.is_enabled, 'enabled_for_users', c.enabled_for_users,
+            'enabled_for_roles', c.enabled_for_roles, 'segments', c.segments,
+            'enabled_percentage', c.enabled_percentage,
+            'enable_at', c.enable_at, 'disable_at', c.disable_at,
+            'on_variation', c.on_variation, 'off_variation', c.off_variation,
+            'variation_weights', c.variation_weights, 'version', c.version,
+            'updated_at', c.updated_at, 'updated_by', c.updated_by) END)
+$$;
+
+-- The export evaluates each flag once, for no particular user, without
+-- counting it as usage.
+CREATE OR REPLACE FUNCTION opsflags.flags_for_environment(environment text)
+RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    env  text := opsflags.resolve_environment(environment);
+    prev text := coalesce(current_setting('opsflags.environment', true), 'production');
+    doc  jsonb;
+BEGIN
+    PERFORM set_config('opsflags.environment', env, true);
+    SELECT coalesce(jsonb_object_agg(s.flag_key, jsonb_build_object(
+               'flagVersion', s.fversion,
+               'trackEvents', false,
+               'value', s.x -> 'value',
+               'variation', CASE WHEN (s.x ->> 'enabled')::boolean THEN s.on_variation ELSE s.off_variation END,
+               'version', s.cversion) ORDER BY s.flag_key), '{}')
+    INTO doc
+    FROM (SELECT f.flag_key, f.version AS fversion, c.version AS cversion, c.on_variation, c.off_variation,
+                 opsflags.feature_explain(f.flag_key, NULL::text, NULL::text) AS x
+          FROM opsflags.feature_flags f
+          JOIN opsflags.feature_flag_configs c ON c.flag_id = f.id AND c.environment = env
+          WHERE NOT f.archived) s;
+    PERFORM set_config('opsflags.environment', prev, true);
+    RETURN doc;
+END
+$$;
+
+-- A client document says what each flag serves a context without
+-- attributes.  A flag that already serves that is left alone (so importing
+-- the database's own export changes nothing); otherwise the smallest change
+-- that makes it serve the value: the variation of the state it is in (on or
+-- off), and the state only where the value needs it (true is served only
+-- while on, false only while off).
+CREATE OR REPLACE FUNCTION opsflags.import_launchdarkly(environment text, document jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    env      text := opsflags.resolve_environment(environment);
+    prev     text := coalesce(current_setting('opsflags.environment', true), 'production');
+    item     record;
+    spec     jsonb;
+    val      jsonb;
+    vtype    text;
+    f        opsflags.feature_flags;
+    c        opsflags.feature_flag_configs;
+    vars     jsonb;
+    idx      integer;
+    want     integer;
+    onoff    integer[];
+    x        jsonb;
+    on_now   boolean;
+    served   integer;
+    weights  jsonb;
+    created  text[] := '{}';
+    changed  text[] := '{}';
+    same     text[] := '{}';
+BEGIN
+    IF document IS NULL OR jsonb_typeof(document) <> 'object' THEN
+        RAISE EXCEPTION 'a LaunchDarkly document is a JSON object of flags'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Expected {"flag.key": {"value": ..., "variation": 0, "version": 1, "flagVersion": 1}, ...}.';
+    END IF;
+    -- Validate everything before writing anything.
+    FOR item IN SELECT key, value FROM jsonb_each(document) ORDER BY key LOOP
+        IF NOT opsflags.is_valid_flag_key(item.key) THEN
+            RAISE EXCEPTION 'invalid flag key "%" in LaunchDarkly document', item.key
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        IF jsonb_typeof(item.value) <> 'object' OR NOT item.value ? 'value'
+           OR (item.value ? 'version' AND NOT opsflags.is_whole_number(item.value -> 'version', 0, 2147483647))
+           OR (item.value ? 'flagVersion' AND NOT opsflags.is_whole_number(item.value -> 'flagVersion', 0, 2147483647))
+           OR (item.value ? 'variation' AND jsonb_typeof(item.value -> 'variation') <> 'null'
+               AND NOT opsflags.is_whole_number(item.value -> 'variation', 0, 2147483647)) THEN
+            RAISE EXCEPTION 'malformed LaunchDarkly flag "%"', item.key
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'Each flag is an object with a "value" and optional whole-number "variation", "version" and "flagVersion".';
+        END IF;
+        val := item.value -> 'value';
+        vtype := CASE jsonb_typeof(val) WHEN 'boolean' THEN 'boolean' WHEN 'string' THEN 'string'
+                                        WHEN 'number' THEN 'number' ELSE 'json' END;
+        SELECT * INTO f FROM opsflags.feature_flags ff WHERE ff.flag_key = item.key;
+        IF FOUND THEN
+            IF f.archived THEN
+                RAISE EXCEPTION 'feature flag "%" of the LaunchDarkly document is archived', item.key
+                    USING ERRCODE = 'object_not_in_prerequisite_state',
+                          HINT = 'Restore it with opsflags.restore_flag(), or leave it out of the document.';
+            END IF;
+            IF f.flag_type <> 'json' AND f.flag_type <> vtype THEN
+                RAISE EXCEPTION 'LaunchDarkly flag "%" serves a % value, but the flag is of type %',
+                                item.key, jsonb_typeof(val), f.flag_type
+                    USING ERRCODE = 'invalid_parameter_value',
+                          DETAIL = 'A flag''s variations match its type; only a json flag takes values of any type.';
+            END IF;
+            IF NOT EXISTS (SELECT 1 FROM jsonb_array_elements(f.variations) v WHERE v = val)
+               AND jsonb_array_length(f.variations) >= opsflags.max_variations() THEN
+                PERFORM opsflags.flag_field_error(item.key, 'variations',
+                    format('at most %s variations', opsflags.max_variations()));
+            END IF;
+        ELSIF (item.value ->> 'variation')::numeric >= opsflags.max_variations() THEN
+            PERFORM opsflags.flag_field_error(item.key, 'variation',
+                format('the index of one of at most %s variations', opsflags.max_variations()),
+                item.value -> 'variation');
+        END IF;
+    END LOOP;
+
+    -- Evaluate in the target environment, as the export does.
+    PERFORM set_config('opsflags.environment', env, true);
+    FOR item IN SELECT key, value FROM jsonb_each(document) ORDER BY key LOOP
+        spec := item.value;
+        val := spec -> 'value';
+        want := (spec ->> 'variation')::numeric::integer;
+        SELECT * INTO f FROM opsflags.feature_flags ff WHERE ff.flag_key = item.key;
+        IF NOT FOUND THEN
+            -- A client document has the served value and its index, not the
+            -- other variations.  A boolean flag gets [true, false] (or
+            -- [false, true] to keep the index); another type the value at its
+            -- index and placeholders of the same type before it ("", 0 or
+            -- null), so an export gives the same index.
+            IF jsonb_typeof(val) = 'boolean' THEN
+                vars := CASE WHEN (want = 1) = (val = 'true') THEN '[false, true]'::jsonb ELSE '[true, false]' END;
+                idx := CASE WHEN vars -> 0 = val THEN 0 ELSE 1 END;
+            ELSE
+                idx := coalesce(want, 0);
+                vars := (SELECT jsonb_agg(CASE WHEN i = idx THEN val
+                                               ELSE CASE jsonb_typeof(val) WHEN 'string' THEN '""'::jsonb
+                                                                           WHEN 'number' THEN '0'::jsonb
+                                                                           ELSE 'null'::jsonb END END ORDER BY i)
+                         FROM generate_series(0, idx) i);
+            END IF;
+            onoff := opsflags.default_on_off(vars);
+            INSERT INTO opsflags.feature_flags (flag_key, flag_name, flag_type, variations, version)
+            VALUES (item.key, item.key,
+                    CASE jsonb_typeof(val) WHEN 'boolean' THEN 'boolean' WHEN 'string' THEN 'string'
+                         WHEN 'number' THEN 'number' ELSE 'json' END,
+                    vars, coalesce((spec ->> 'flagVersion')::numeric::integer, 1))
+            RETURNING * INTO f;
+            INSERT INTO opsflags.feature_flag_configs (flag_id, environment, on_variation, off_variation)
+            SELECT f.id, e.name, onoff[1], onoff[2] FROM opsflags.environments e
+            WHERE e.name <> env;
+            -- Serving the value: off on it when it is false, else on on it.
+            INSERT INTO opsflags.feature_flag_configs (flag_id, environment, is_enabled, on_variation, off_variation, version)
+            VALUES (f.id, env, val <> 'false',
+                    CASE WHEN val = 'false' THEN onoff[1] ELSE idx END,
+                    CASE WHEN val = 'false' THEN idx WHEN idx = onoff[2] THEN onoff[1] ELSE onoff[2] END,
+                    coalesce((spec ->> 'version')::numeric::integer, 1));
+            created := created || item.key;
+            CONTINUE;
+        END IF;
+
+        -- The variation holding the value: the document's index when it
+        -- holds it, else the first that does (NULL: none yet).
+        idx := NULL;
+        IF f.variations -> want = val THEN
+            idx := want;
+        ELSE
+            SELECT o::integer - 1 INTO idx FROM jsonb_array_elements(f.variations) WITH ORDINALITY v(v, o)
+            WHERE v.v = val ORDER BY o LIMIT 1;
+        END IF;
+
+        SELECT * INTO c FROM opsflags.feature_flag_configs fc WHERE fc.flag_id = f.id AND fc.environment = env;
+        IF FOUND THEN
+            x := opsflags.feature_explain(item.key, NULL::text, NULL::text);
+            on_now := coalesce((x ->> 'enabled')::boolean, false);
+            served := CASE WHEN on_now THEN c.on_variation ELSE c.off_variation END;
+            -- Already served (an index that does not hold the value says nothing).
+            IF x -> 'value' = val AND (served = idx OR want IS NULL OR f.variations -> want IS DISTINCT FROM val) THEN
+                same := same || item.key;
+                CONTINUE;
+            END IF;
+        END IF;
+
+        IF idx IS NULL THEN
+            -- A new variation (a weighted split gives it no share).
+            UPDATE opsflags.feature_flags ff SET variations = ff.variations || jsonb_build_array(val)
+            WHERE ff.id = f.id RETURNING * INTO f;
+            idx := jsonb_array_length(f.variations) - 1;
+        END IF;
+        onoff := opsflags.default_on_off(f.variations);
+
+        IF c.flag_id IS NULL THEN
+            INSERT INTO opsflags.feature_flag_configs (flag_id, environment, is_enabled, on_variation, off_variation, version)
+            VALUES (f.id, env, val <> 'false',
+                    CASE WHEN val = 'false' THEN onoff[1] ELSE idx END,
+                    CASE WHEN val = 'false' THEN idx WHEN idx = onoff[2] THEN onoff[1] ELSE onoff[2] END,
+                    coalesce((spec ->> 'version')::numeric::integer, 1));
+        ELSE
+            weights := CASE WHEN c.variation_weights IS NOT NULL
+                                 AND jsonb_array_length(c.variation_weights) < jsonb_array_length(f.variations)
+                            THEN c.variation_weights || '[0]'::jsonb ELSE c.variation_weights END;
+            IF val = 'false' OR (NOT on_now AND val <> 'true') THEN
+                -- Served while off: stay (or turn) off, on this variation.
+                UPDATE opsflags.feature_flag_configs fc
+                SET is_enabled = CASE WHEN on_now THEN false ELSE fc.is_enabled END,
+                    off_variation = idx, variation_weights = weights
+                WHERE fc.flag_id = f.id AND fc.environment = env;
+            ELSE
+                -- Served while on: on for a context without attributes, so
+                -- no schedule outside its window and no partial rollout.
+                UPDATE opsflags.feature_flag_configs fc
+                SET is_enabled = true, on_variation = idx, variation_weights = weights,
+                    enabled_percentage = CASE WHEN fc.enabled_percentage = 100 THEN 100 ELSE 0 END,
+                    enable_at = CASE WHEN fc.enable_at > statement_timestamp() THEN NULL ELSE fc.enable_at END,
+                    disable_at = CASE WHEN fc.disable_at <= statement_timestamp() THEN NULL ELSE fc.disable_at END
+                WHERE fc.flag_id = f.id AND fc.environment = env;
+            END IF;
+        END IF;
+        changed := changed || item.key;
+    END LOOP;
+    PERFORM set_config('opsflags.environment', prev, true);
+
+    RETURN jsonb_build_object('environment', env, 'created', to_jsonb(created),
+                              'changed', to_jsonb(changed), 'unchanged', to_jsonb(same));
+END
+$$;
+COMMENT ON FUNCTION opsflags.import_launchdarkly(text, jsonb) IS
+  'Load a LaunchDarkly client-format document into an environment: creates missing flags, changes a flag only where it does not serve the document''s value; idempotent';
+
+-- Every flag, archived ones too.
+CREATE OR REPLACE VIEW opsflags.flag_usage AS
+SELECT f.flag_key,
+       coalesce(u.true_count, 0) AS true_count,
+       coalesce(u.false_count, 0) AS false_count,
+       u.last_evaluated,
+       u.last_evaluated IS NULL
+         OR u.last_evaluated < now() - make_interval(days =>
+              coalesce((opsflags.config_get('flags.stale_after_days', 'all') #>> '{}')::integer, 30)) AS stale,
+       f.archived
+FROM opsflags.feature_flags f
+LEFT JOIN opsflags.flag_usage_counts() u ON u.flag_key = f.flag_key;
+COMMENT ON VIEW opsflags.flag_usage IS
+  'Evaluations per flag, archived ones included (true, false) and the last one, since the server started; stale: none for config flags.stale_after_days (30) days';
+
+REVOKE ALL ON FUNCTION
+    opsflags.max_variations(), opsflags.flag_field_error(text, text, text, jsonb),
+    opsflags.is_whole_number(jsonb, numeric, numeric),
+    opsflags.check_variation_values(text, text, jsonb), opsflags.default_on_off(jsonb),
+    opsflags.restore_flag(text), opsflags.delete_flag(text)
+FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    opsflags.max_variations(), opsflags.flag_field_error(text, text, text, jsonb),
+    opsflags.is_whole_number(jsonb, numeric, numeric),
+    opsflags.check_variation_values(text, text, jsonb), opsflags.default_on_off(jsonb),
+    opsflags.restore_flag(text), opsflags.delete_flag(text)
+TO opsflags_admin;
 
 -- ==== end: flags ====
 

@@ -47,3 +47,50 @@ SELECT opsflags.create_flag('empty.variations', 'x', NULL, 'json', '[]');
 SELECT c.on_variation, c.off_variation, c.variation_weights, f.variations
 FROM opsflags.feature_flag_configs c JOIN opsflags.feature_flags f ON f.id = c.flag_id
 WHERE f.flag_key = 'ui.theme' AND c.environment = 'production';
+
+-- Variations match the flag's type: booleans, strings, numbers; json takes anything.
+SELECT opsflags.create_flag('t.num', 'n', NULL, 'number', '[1, "a"]');
+SELECT opsflags.create_flag('t.str', 's', NULL, 'string', '["a", null]');
+SELECT opsflags.create_flag('t.bool', 'b', NULL, 'boolean', '[true, "yes"]');
+SELECT opsflags.create_flag('t.bool', 'b', NULL, 'boolean', '[true, true]');
+SELECT opsflags.create_flag('t.str', 's', NULL, 'string');
+SELECT opsflags.create_flag('t.scalar', 's', NULL, 'json', '"x"');
+SELECT opsflags.update_feature_flag('ui.theme', '{"variations": {"light": 1}}');
+SELECT opsflags.update_feature_flag('ui.theme', '{"variations": ["light", "dark", 3]}');
+UPDATE opsflags.feature_flags SET variations = '["light", {"dark": true}, "contrast"]' WHERE flag_key = 'ui.theme';
+SELECT opsflags.create_flag('t.json', 'j', NULL, 'json', '[{"a": 1}, [1, 2], "x", 2.5, null]') IS NOT NULL AS json_takes_anything;
+SELECT opsflags.create_flag('t.flip', 'f', NULL, 'boolean', '[false, true]') IS NOT NULL AS false_first;
+SELECT c.on_variation, c.off_variation FROM opsflags.feature_flag_configs c
+WHERE c.flag_id = opsflags.flag_id('t.flip') AND c.environment = 'production';
+
+-- A flag serves true only while on and false only while off, so
+-- feature_enabled and feature_value always agree.
+SELECT opsflags.update_feature_flag('t.flip', '{"on_variation": 0}');
+SELECT opsflags.update_feature_flag('t.flip', '{"off_variation": 1}');
+SELECT opsflags.update_feature_flag('t.flip', '{"variation_weights": [50, 50]}');
+SELECT opsflags.toggle_flag('t.flip', true);
+SELECT opsflags.feature_enabled('t.flip', 'u1'), opsflags.feature_value('t.flip', 'u1');
+-- A config written before these checks is not in the way of switching the
+-- flag; fixing it is allowed, breaking it again is not.
+ALTER TABLE opsflags.feature_flag_configs DISABLE TRIGGER validate_flag_config;
+UPDATE opsflags.feature_flag_configs SET on_variation = 0
+WHERE flag_id = opsflags.flag_id('t.flip') AND environment = 'staging';
+ALTER TABLE opsflags.feature_flag_configs ENABLE TRIGGER validate_flag_config;
+SELECT opsflags.toggle_flag('t.flip', true, 'staging');
+UPDATE opsflags.feature_flag_configs SET is_enabled = false
+WHERE flag_id = opsflags.flag_id('t.flip') AND environment = 'staging';
+SELECT opsflags.update_feature_flag('t.flip', '{"on_variation": 1}', 'staging');
+SELECT opsflags.update_feature_flag('t.flip', '{"on_variation": 0}', 'staging');
+
+-- Limits: weights fit 32-bit evaluation, at most max_variations() variations.
+SELECT opsflags.update_feature_flag('ui.theme', '{"variation_weights": [1, 2147483647, 2147483647]}');
+SELECT opsflags.update_feature_flag('ui.theme', '{"variation_weights": [10000000000, 1, 0]}');
+UPDATE opsflags.feature_flag_configs SET variation_weights = '[2147483647, 1, 0]'
+WHERE flag_id = opsflags.flag_id('ui.theme');
+SELECT opsflags.max_variations();
+SELECT opsflags.create_flag('t.many', 'm', NULL, 'number', (SELECT jsonb_agg(i) FROM generate_series(1, 1001) i));
+SELECT opsflags.create_flag('t.many', 'm', NULL, 'number', (SELECT jsonb_agg(i) FROM generate_series(1, 1000) i)) IS NOT NULL AS thousand_is_fine;
+SELECT opsflags.import_launchdarkly('production', '{"t.huge": {"value": "x", "variation": 5000000}}');
+SELECT opsflags.import_launchdarkly('production', '{"t.num": {"value": "a"}, "ui.theme": {"value": 3}}');
+SELECT opsflags.update_feature_flag('ui.theme', '{"variation_weights": [2147483645, 1, 1]}');
+SELECT count(*) AS created FROM opsflags.feature_flags WHERE flag_key IN ('t.num', 't.str', 't.bool', 't.huge');

@@ -7,7 +7,7 @@
 \ir setup.inc
 
 BEGIN;
-SELECT plan(115);
+SELECT plan(116);
 
 SET LOCAL opsflags.environment = 'production';
 
@@ -113,15 +113,15 @@ SELECT throws_ok($$SELECT opsflags.toggle_flag('TAP.BAD.F', true)$$, '42704', NU
 SELECT is(pg_temp.flag_state(), :'state_g', 'unknown environment / flag: nothing written');
 
 -------------------------------------------------------------------------------
--- enabled_percentage outside 0..100: 23514, through the API and plain UPDATE
+-- enabled_percentage outside 0..100: 22023 through the API, 23514 for plain DML
 -------------------------------------------------------------------------------
 SELECT pg_temp.flag_state() AS state_g \gset
 SELECT throws_ok(format('SELECT opsflags.update_feature_flag(%L, %L)', 'tap.bad.f',
-                        jsonb_build_object('enabled_percentage', p)), '23514', NULL,
-                 format('update_feature_flag enabled_percentage %s raises 23514', p))
-FROM unnest(ARRAY[101, -1, 1000, -100]) p;
+                        jsonb_build_object('enabled_percentage', p)), '22023', NULL,
+                 format('update_feature_flag enabled_percentage %s raises 22023', p))
+FROM unnest(ARRAY[101, -1, 1000, -100, 1.5]) p;
 SELECT throws_ok($$SELECT opsflags.update_feature_flag('tap.bad.f', '{"enabled_percentage": 101, "is_enabled": false}')$$,
-                 '23514', NULL, 'update_feature_flag with a good field and percentage 101 raises 23514');
+                 '22023', NULL, 'update_feature_flag with a good field and percentage 101 raises 22023');
 SELECT throws_ok(format($q$UPDATE opsflags.feature_flag_configs c SET enabled_percentage = %s
                            FROM opsflags.feature_flags f
                            WHERE c.flag_id = f.id AND f.flag_key = 'tap.bad.f'$q$, p), '23514', NULL,
@@ -134,21 +134,21 @@ SELECT throws_ok($$INSERT INTO opsflags.feature_flag_configs (flag_id, environme
 SELECT is(pg_temp.flag_state(), :'state_g', 'percentage refusals: nothing written');
 
 -------------------------------------------------------------------------------
--- enable_at >= disable_at: 23514
+-- enable_at >= disable_at: 22023 through the API, 23514 for plain DML
 -------------------------------------------------------------------------------
 SELECT pg_temp.flag_state() AS state_g \gset
 SELECT throws_ok(format('SELECT opsflags.update_feature_flag(%L, %L)', 'tap.bad.f',
                         jsonb_build_object('enable_at', '2030-01-01 00:00:00+00', 'disable_at', '2030-01-01 00:00:00+00')),
-                 '23514', NULL, 'update_feature_flag enable_at = disable_at raises 23514');
+                 '22023', NULL, 'update_feature_flag enable_at = disable_at raises 22023');
 SELECT throws_ok(format('SELECT opsflags.update_feature_flag(%L, %L)', 'tap.bad.f',
                         jsonb_build_object('enable_at', '2030-01-02 00:00:00+00', 'disable_at', '2030-01-01 00:00:00+00')),
-                 '23514', NULL, 'update_feature_flag enable_at > disable_at raises 23514');
+                 '22023', NULL, 'update_feature_flag enable_at > disable_at raises 22023');
 SELECT throws_ok(format('SELECT opsflags.update_feature_flag(%L, %L)', 'tap.bad.f',
                         jsonb_build_object('enable_at', now() + interval '2 days')),
-                 '23514', NULL, 'update_feature_flag enable_at alone, after the existing disable_at, raises 23514');
+                 '22023', NULL, 'update_feature_flag enable_at alone, after the existing disable_at, raises 22023');
 SELECT throws_ok(format('SELECT opsflags.update_feature_flag(%L, %L)', 'tap.bad.f',
                         jsonb_build_object('disable_at', now() - interval '2 days')),
-                 '23514', NULL, 'update_feature_flag disable_at alone, before the existing enable_at, raises 23514');
+                 '22023', NULL, 'update_feature_flag disable_at alone, before the existing enable_at, raises 22023');
 SELECT throws_ok($$UPDATE opsflags.feature_flag_configs c SET enable_at = c.disable_at
                    FROM opsflags.feature_flags f
                    WHERE c.flag_id = f.id AND f.flag_key = 'tap.bad.f'
@@ -157,12 +157,13 @@ SELECT throws_ok($$UPDATE opsflags.feature_flag_configs c SET enable_at = c.disa
 SELECT is(pg_temp.flag_state(), :'state_g', 'schedule refusals: nothing written');
 
 -------------------------------------------------------------------------------
--- enabled_for_users / enabled_for_roles not a JSON array of strings: 23514
+-- enabled_for_users / enabled_for_roles not a JSON array of strings: 22023
+-- through the API, 23514 for plain DML
 -------------------------------------------------------------------------------
 SELECT pg_temp.flag_state() AS state_g \gset
 SELECT throws_ok(format('SELECT opsflags.update_feature_flag(%L, %L)', 'tap.bad.f',
-                        jsonb_build_object(field, v::jsonb)), '23514', NULL,
-                 format('update_feature_flag %s = %s (%s) raises 23514', field, v, d))
+                        jsonb_build_object(field, v::jsonb)), '22023', NULL,
+                 format('update_feature_flag %s = %s (%s) raises 22023', field, v, d))
 FROM unnest(ARRAY['enabled_for_users', 'enabled_for_roles']) field,
      (VALUES ('{"u1": true}', 'an object'),
              ('42', 'a number'),
