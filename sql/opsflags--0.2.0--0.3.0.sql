@@ -77,6 +77,10 @@ BEGIN
             format('value of configuration key "%s" must not be null', NEW.config_key),
             NULL, 'Store the JSON value null (''null''::jsonb) instead.');
     END IF;
+    -- One writer per key at a time, until commit: the sensitivity of the
+    -- key's other rows, read below and spread after the write, must not
+    -- change underneath (two sessions writing two environments of a key).
+    PERFORM pg_advisory_xact_lock(hashtext('opsflags.app_config'), hashtext(NEW.config_key));
     -- Moving a row onto another's key and environment (an INSERT's duplicate
     -- is left to the unique constraint, whose report holds no value, so that
     -- INSERT ... ON CONFLICT keeps working).
@@ -190,6 +194,8 @@ DECLARE
 BEGIN
     -- Validation happens in validate_config_row(), for this and plain DML;
     -- its errors, and this one, leave the statement (the value) out of the log.
+    -- The key's lock (see validate_config_row) before its rows are read.
+    PERFORM pg_advisory_xact_lock(hashtext('opsflags.app_config'), hashtext(config_set.config_key));
     IF config_set.is_sensitive IS FALSE
        AND EXISTS (SELECT 1 FROM opsflags.app_config c
                    WHERE c.config_key = config_set.config_key AND c.is_sensitive
