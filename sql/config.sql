@@ -25,8 +25,22 @@ SELECT opsflags.config_set('db.password', '"rotated"', updated_by => 'deploy-bot
 SELECT config_key, config_value, is_sensitive, version, updated_by
 FROM opsflags.config_all() WHERE config_key = 'db.password';
 
+-- Sensitivity belongs to the key: an override without is_sensitive is
+-- sensitive too, and no single environment of a sensitive key can be public.
+SELECT opsflags.config_set('db.password', '"prod-secret"', environment => 'production');
+SELECT config_key, environment, config_value, is_sensitive
+FROM opsflags.config_all() WHERE config_key = 'db.password';
+SELECT opsflags.config_set('db.password', '"dev"', environment => 'development', is_sensitive => false);
+UPDATE opsflags.app_config SET is_sensitive = false WHERE config_key = 'db.password' AND environment = 'production';
+-- Marking one environment sensitive marks them all; all at once makes the key public again.
+SELECT opsflags.config_set('api.url', '"https://staging.example"', environment => 'staging');
+SELECT opsflags.config_set('api.url', '"https://example"', environment => 'production', is_sensitive => true);
+SELECT environment, config_value, is_sensitive FROM opsflags.config_all() WHERE config_key = 'api.url';
+UPDATE opsflags.app_config SET is_sensitive = false WHERE config_key = 'api.url';
+SELECT environment, config_value, is_sensitive FROM opsflags.config_all() WHERE config_key = 'api.url';
+
 -- Admins (here: a superuser) read sensitive values.
-SELECT opsflags.config_get('db.password') = '"rotated"' AS admin_reads_secret;
+SELECT opsflags.config_get('db.password', 'all') = '"rotated"' AS admin_reads_secret;
 
 -- Deleting.
 SELECT opsflags.config_delete('app.name', 'staging') AS deleted,
@@ -42,4 +56,6 @@ SELECT opsflags.config_set('db.password', '"x"', environment => NULL);
 INSERT INTO opsflags.app_config (config_key, config_value) VALUES ('db.password', '"dup"');
 SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate;
 
-SELECT opsflags.config_delete('app.name'), opsflags.config_delete('limits'), opsflags.config_delete('db.password');
+SELECT opsflags.config_delete('app.name'), opsflags.config_delete('limits'), opsflags.config_delete('db.password'),
+       opsflags.config_delete('db.password', 'production'), opsflags.config_delete('api.url', 'staging'),
+       opsflags.config_delete('api.url', 'production');

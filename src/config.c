@@ -7,7 +7,12 @@
  *	  gets one answer per key), with sensitive values readable by admins
  *	  only.
  *	  Writes (config_set, config_delete) are SQL functions checked by the
- *	  table's validation trigger.
+ *	  table's validation trigger, which raises its errors through
+ *	  config_raise() below so that no statement holding a value is logged.
+ *
+ *	  Sensitivity belongs to the key: a key is sensitive in every environment
+ *	  as soon as one of its rows is (the triggers keep the rows alike; reads
+ *	  here take the key's sensitivity too, whatever a single row says).
  */
 #include "postgres.h"
 
@@ -24,6 +29,7 @@
 #include "opsflags.h"
 
 PG_FUNCTION_INFO_V1(opsflags_config_get);
+PG_FUNCTION_INFO_V1(opsflags_config_raise);
 
 /* Longest configuration key (see opsflags.is_valid_config_key). */
 #define CONFIG_KEY_MAXLEN 200
@@ -45,10 +51,15 @@ static OpsCacheSync config_cache_sync;	/* when to empty it (cache.c) */
 static Oid	config_table_oid = InvalidOid;
 static Oid	config_table_owner = InvalidOid;
 
-/* The environment's row, else the 'all' row. */
+/*
+ * The environment's row, else the 'all' row, and whether the key is
+ * sensitive in any environment.
+ */
 static OpsQuery config_query = {
 	.sql =
-	"SELECT c.config_value, c.is_sensitive "
+	"SELECT c.config_value, "
+	"       EXISTS (SELECT FROM opsflags.app_config s "
+	"               WHERE s.config_key OPERATOR(pg_catalog.=) $1 AND s.is_sensitive) "
 	"FROM opsflags.app_config c "
 	"WHERE c.config_key OPERATOR(pg_catalog.=) $1 "
 	"  AND c.environment OPERATOR(pg_catalog.=) ANY (ARRAY[$2, 'all']) "
@@ -270,6 +281,48 @@ opsflags_config_get(PG_FUNCTION_ARGS)
 
 	/* A copy: the cache may be emptied while the caller still holds it. */
 	PG_RETURN_JSONB_P((Jsonb *) datumCopy(PointerGetDatum(entry->value), false, -1));
+}
+
+/*
+ * config_raise(sqlstate text, message text, detail text, hint text)
+ *
+ * Raise an error of the configuration code (the validation triggers of
+ * opsflags.app_config, config_set) with the given SQLSTATE and texts,
+ * which name keys and environments, never values.  The server log gets
+ * neither the statement nor the context: a statement that writes a
+ * configuration row may hold its value, a secret (PL/pgSQL's RAISE cannot
+ * leave the statement out).  The client gets everything as usual.
+ */
+Datum
+opsflags_config_raise(PG_FUNCTION_ARGS)
+{
+	char	   *state;
+	char	   *detail;
+	char	   *hint;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("sqlstate and message must not be null")));
+	state = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	/* Five digits or upper-case letters, of an error class (not 00, 01, 02). */
+	if (strlen(state) != 5 || strspn(state, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ") != 5 ||
+		(state[0] == '0' && (state[1] == '0' || state[1] == '1' || state[1] == '2')))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid SQLSTATE \"%s\"", state),
+				 errhint("An error SQLSTATE is five digits or upper-case letters, not of class 00, 01 or 02.")));
+	detail = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
+	hint = PG_ARGISNULL(3) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(3));
+
+	ereport(ERROR,
+			(errcode(MAKE_SQLSTATE(state[0], state[1], state[2], state[3], state[4])),
+			 errmsg_internal("%s", text_to_cstring(PG_GETARG_TEXT_PP(1))),
+			 detail ? errdetail_internal("%s", detail) : 0,
+			 hint ? errhint("%s", hint) : 0,
+			 errhidestmt(true),
+			 errhidecontext(true)));
+	PG_RETURN_VOID();
 }
 
 void

@@ -687,6 +687,24 @@ static OpsQuery status_query = {
 	.argtypes = {JSONBOID},
 };
 
+/*
+ * A deployment's version and commit are the values of config app_version
+ * and commit_sha: where those keys are sensitive they are left out (null),
+ * as health_status() leaves them out for pg_monitor.
+ */
+static OpsQuery status_redact_query = {
+	.sql =
+	"SELECT CASE WHEN NOT (s.version OR s.sha) THEN $1 "
+	"  ELSE jsonb_set($1, '{deployments}', (SELECT coalesce(jsonb_agg(d.e "
+	"         || CASE WHEN s.version THEN '{\"version\": null}' ELSE '{}' END::jsonb "
+	"         || CASE WHEN s.sha THEN '{\"commit_sha\": null}' ELSE '{}' END::jsonb ORDER BY d.n), '[]') "
+	"       FROM jsonb_array_elements($1 -> 'deployments') WITH ORDINALITY d(e, n))) END::text "
+	"FROM (SELECT EXISTS (SELECT FROM opsflags.app_config c WHERE c.config_key = 'app_version' AND c.is_sensitive) AS version, "
+	"             EXISTS (SELECT FROM opsflags.app_config c WHERE c.config_key = 'commit_sha' AND c.is_sensitive) AS sha) s",
+	.nargs = 1,
+	.argtypes = {JSONBOID},
+};
+
 static void
 serve_status(HttpConn *conn, HttpRequest *req)
 {
@@ -700,6 +718,12 @@ serve_status(HttpConn *conn, HttpRequest *req)
 	}
 	doc = DirectFunctionCall1(jsonb_in, CStringGetDatum(result_value(&r, 0, 0)));
 	if (!http_sql(&status_query, &doc, NULL, InvalidOid, &r) || r.nrows != 1)
+	{
+		respond_sql_failure(conn, req, &r);
+		return;
+	}
+	doc = DirectFunctionCall1(jsonb_in, CStringGetDatum(result_value(&r, 0, 0)));
+	if (!http_sql(&status_redact_query, &doc, NULL, InvalidOid, &r) || r.nrows != 1)
 	{
 		respond_sql_failure(conn, req, &r);
 		return;

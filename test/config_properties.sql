@@ -1,7 +1,9 @@
 -- test/config_properties.sql: generated-case properties of configuration
 -- (DESIGN.md section 3): config_set / config_get round trips of every kind of
 -- JSON value, environment resolution (environment row, else 'all', else
--- NULL), config_all listings with redaction, updated_at / updated_by /
+-- NULL), config_all listings with redaction (sensitivity belongs to the key:
+-- sensitive in one environment, redacted in all; is_sensitive false refused
+-- beside a sensitive environment), updated_at / updated_by /
 -- version bookkeeping, and config_get's per-backend cache seeing its own
 -- uncommitted changes and forgetting them on ROLLBACK.
 --
@@ -26,7 +28,7 @@ DELETE FROM opsflags.environments WHERE name IN ('tapcfg-a', 'tapcfg_b');
 INSERT INTO opsflags.environments (name, description)
 VALUES ('tapcfg-a', 'config_properties test'), ('tapcfg_b', 'config_properties test, never has rows');
 
-SELECT plan(41);
+SELECT plan(44);
 
 -------------------------------------------------------------------------------
 -- Deterministic pseudo-random numbers: rnd(tag, i) in [0, 1), irnd in lo..hi.
@@ -225,7 +227,9 @@ FROM generate_series(1, 150) j,
      (VALUES ('all'), ('development'), ('staging'), ('production'), ('tapcfg-a')) e(env)
 WHERE pg_temp.rnd('res.has ' || e.env, j) < CASE WHEN e.env = 'all' THEN 0.6 ELSE 0.35 END;
 
-SELECT count(*) FROM (SELECT opsflags.config_set(k, v, 'tap', env, descr, sensitive) FROM res_rows ORDER BY j, env) s \gset
+-- (is_sensitive true or NULL: a key sensitive in one environment is in all)
+SELECT count(*) FROM (SELECT opsflags.config_set(k, v, 'tap', env, descr, CASE WHEN sensitive THEN true END)
+                      FROM res_rows ORDER BY j, env) s \gset
 
 -- Every (key, environment): the 150 keys and 20 keys that do not exist.
 CREATE TEMP TABLE res_cases AS
@@ -311,16 +315,18 @@ SELECT is((SELECT count(*)::int FROM res_results WHERE round = 'after changes' A
 -------------------------------------------------------------------------------
 -- c. config_all(env): rows of env plus 'all', sensitive values redacted
 -------------------------------------------------------------------------------
--- Reference over the table.
+-- Reference over the table: a key sensitive in any environment is redacted
+-- in all.
 CREATE FUNCTION pg_temp.ref_all(env text)
 RETURNS TABLE (config_key text, environment text, config_value jsonb, description text,
                is_sensitive boolean, version integer, updated_at timestamptz, updated_by text)
 LANGUAGE sql STABLE
 AS $$
   SELECT c.config_key, c.environment,
-         CASE WHEN c.is_sensitive THEN to_jsonb('[REDACTED]'::text) ELSE c.config_value END,
-         c.description, c.is_sensitive, c.version, c.updated_at, c.updated_by
-  FROM opsflags.app_config c
+         CASE WHEN c.key_sensitive THEN to_jsonb('[REDACTED]'::text) ELSE c.config_value END,
+         c.description, c.key_sensitive, c.version, c.updated_at, c.updated_by
+  FROM (SELECT a.*, bool_or(a.is_sensitive) OVER (PARTITION BY a.config_key) AS key_sensitive
+        FROM opsflags.app_config a) c
   WHERE env IS NULL OR c.environment = env OR c.environment = 'all'
 $$;
 
@@ -331,10 +337,13 @@ LANGUAGE sql IMMUTABLE AS $$
 $$;
 
 -- The model: what the tap_cfg.all.* rows should be, kept by this test from
--- the documented meaning of config_set / config_delete.
+-- the documented meaning of config_set / config_delete: is_sensitive NULL
+-- gives a new row the key's sensitivity and keeps an existing row's; true
+-- makes every row of the key sensitive; false is refused (22023, nothing
+-- changes) while another environment's row of the key is sensitive.
 CREATE TEMP TABLE model (k text, env text, v jsonb, descr text, sensitive boolean, PRIMARY KEY (k, env));
 CREATE TEMP TABLE all_results (round int, env text, listing_ok boolean, table_ok boolean, model_ok boolean,
-                               delete_ok boolean, redacted int, plain int);
+                               delete_ok boolean, redacted int, plain int, refused_ok boolean, uniform boolean, refusal boolean);
 
 DO $$
 DECLARE
@@ -350,6 +359,8 @@ DECLARE
     cs boolean;
     existed boolean;
     deleted boolean;
+    want_refused boolean;
+    refused boolean;
 BEGIN
     FOR r IN 1 .. 120 LOOP
         op := pg_temp.pick('all.op', r, ARRAY['set', 'set', 'set', 'set', 'resensitize', 'delete']);
@@ -357,19 +368,32 @@ BEGIN
         ce := pg_temp.pick('all.env', r, envs);
         existed := EXISTS (SELECT FROM model m WHERE m.k = ck AND m.env = ce);
         deleted := NULL;
-        IF op = 'set' OR (op = 'resensitize' AND NOT existed) THEN
-            cv := pg_temp.gen_json('all.v', r, 1);
-            cd := CASE WHEN pg_temp.rnd('all.d?', r) < 0.5 THEN 'round ' || r END;
-            cs := CASE pg_temp.irnd('all.s', r, 0, 2) WHEN 0 THEN NULL WHEN 1 THEN true ELSE false END;
-            PERFORM opsflags.config_set(ck, cv, 'tap', ce, cd, cs);
-            INSERT INTO model AS m VALUES (ck, ce, cv, cd, coalesce(cs, false))
-            ON CONFLICT (k, env) DO UPDATE SET v = EXCLUDED.v, descr = coalesce(cd, m.descr),
-                                               sensitive = coalesce(cs, m.sensitive);
-        ELSIF op = 'resensitize' THEN
-            -- Same value, sensitivity switched.
-            SELECT m.v, NOT m.sensitive INTO cv, cs FROM model m WHERE m.k = ck AND m.env = ce;
-            PERFORM opsflags.config_set(ck, cv, 'tap', ce, NULL, cs);
-            UPDATE model m SET sensitive = cs WHERE m.k = ck AND m.env = ce;
+        want_refused := false;
+        refused := false;
+        IF op = 'set' OR op = 'resensitize' THEN
+            IF op = 'set' OR NOT existed THEN
+                cv := pg_temp.gen_json('all.v', r, 1);
+                cd := CASE WHEN pg_temp.rnd('all.d?', r) < 0.5 THEN 'round ' || r END;
+                cs := CASE pg_temp.irnd('all.s', r, 0, 2) WHEN 0 THEN NULL WHEN 1 THEN true ELSE false END;
+            ELSE
+                -- Same value, sensitivity switched.
+                SELECT m.v, NULL, NOT m.sensitive INTO cv, cd, cs FROM model m WHERE m.k = ck AND m.env = ce;
+            END IF;
+            want_refused := cs IS FALSE AND EXISTS (SELECT FROM model m WHERE m.k = ck AND m.env <> ce AND m.sensitive);
+            BEGIN
+                PERFORM opsflags.config_set(ck, cv, 'tap', ce, cd, cs);
+            EXCEPTION WHEN invalid_parameter_value THEN
+                refused := true;
+            END;
+            IF NOT want_refused THEN
+                INSERT INTO model AS m
+                VALUES (ck, ce, cv, cd, coalesce(cs, EXISTS (SELECT FROM model o WHERE o.k = ck AND o.sensitive)))
+                ON CONFLICT (k, env) DO UPDATE SET v = EXCLUDED.v, descr = coalesce(cd, m.descr),
+                                                   sensitive = coalesce(cs, m.sensitive);
+                IF cs THEN
+                    UPDATE model m SET sensitive = true WHERE m.k = ck;
+                END IF;
+            END IF;
         ELSE
             deleted := opsflags.config_delete(ck, ce);
             DELETE FROM model m WHERE m.k = ck AND m.env = ce;
@@ -392,14 +416,19 @@ BEGIN
                     FROM model m WHERE q IS NULL OR m.env IN (q, 'all')),
                deleted IS NOT DISTINCT FROM CASE WHEN op = 'delete' THEN existed END,
                (SELECT count(*) FROM opsflags.config_all(q) t WHERE t.config_key LIKE 'tap_cfg.all.%' AND t.is_sensitive),
-               (SELECT count(*) FROM opsflags.config_all(q) t WHERE t.config_key LIKE 'tap_cfg.all.%' AND NOT t.is_sensitive);
+               (SELECT count(*) FROM opsflags.config_all(q) t WHERE t.config_key LIKE 'tap_cfg.all.%' AND NOT t.is_sensitive),
+               refused = want_refused,
+               NOT EXISTS (SELECT FROM opsflags.app_config c WHERE c.config_key LIKE 'tap_cfg.all.%'
+                           GROUP BY c.config_key HAVING bool_or(c.is_sensitive) <> bool_and(c.is_sensitive)),
+               want_refused;
     END LOOP;
 END
 $$;
 
 SELECT diag('c mismatch in round ' || round || ', config_all(' || coalesce(quote_literal(env), 'NULL') || '): listing '
-            || listing_ok || ', every row ' || table_ok || ', model ' || model_ok || ', delete result ' || delete_ok)
-FROM all_results WHERE NOT (listing_ok AND table_ok AND model_ok AND delete_ok) ORDER BY round LIMIT 10;
+            || listing_ok || ', every row ' || table_ok || ', model ' || model_ok || ', delete result ' || delete_ok
+            || ', refusal ' || refused_ok || ', uniform ' || uniform)
+FROM all_results WHERE NOT (listing_ok AND table_ok AND model_ok AND delete_ok AND refused_ok AND uniform) ORDER BY round LIMIT 10;
 
 SELECT cmp_ok((SELECT count(*)::int FROM all_results), '>=', 100, 'c: at least 100 generated rounds of changes and listings');
 SELECT ok((SELECT count(DISTINCT coalesce(env, '(null)')) = 6 AND sum(redacted) > 0 AND sum(plain) > 0 FROM all_results),
@@ -412,6 +441,12 @@ SELECT is((SELECT count(*)::int FROM all_results WHERE model_ok IS NOT TRUE), 0,
           'c: the listed tap_cfg.all.* rows match the model of config_set / config_delete (is_sensitive and description NULL keep the old)');
 SELECT is((SELECT count(*)::int FROM all_results WHERE delete_ok IS NOT TRUE), 0,
           'c: config_delete returns whether a row was deleted');
+SELECT is((SELECT count(*)::int FROM all_results WHERE refused_ok IS NOT TRUE), 0,
+          'c: config_set with is_sensitive false is refused exactly when another environment of the key is sensitive');
+SELECT cmp_ok((SELECT count(*)::int FROM all_results WHERE refusal), '>=', 3,
+              'c: (at least 3 rounds made one environment of a sensitive key public, and were refused)');
+SELECT is((SELECT count(*)::int FROM all_results WHERE uniform IS NOT TRUE), 0,
+          'c: after every round, each key is sensitive in all its environments or in none');
 
 -- The rows of part b (random sensitivity and descriptions), per environment.
 SELECT is((SELECT count(*)::int FROM res_envs e

@@ -6,7 +6,9 @@
 --    dblink_send_query) must wait for B; when B commits, C completes without
 --    error or deadlock, C's value wins, the version went up by two and the
 --    audit trail has both changes.  The same for two sessions creating a new
---    key at once.
+--    key at once.  Two sessions writing two environments of one key, one of
+--    them marking it sensitive: the other waits, and the key ends up
+--    sensitive in both.
 -- b. Maintenance mode: session "mm" (ordinary role tap_mm_app) has a
 --    transaction open when this session A switches maintenance mode on; its
 --    next writes to public.tap_mm_orders (INSERT, UPDATE, DELETE, MERGE,
@@ -37,7 +39,7 @@ DROP TABLE IF EXISTS public.tap_mm_orders;
 DROP ROLE IF EXISTS tap_mm_app;
 DROP ROLE IF EXISTS tap_mm_exempt;
 
-SELECT plan(42);
+SELECT plan(44);
 
 
 -- Run cmd in a dblink session (a query returning one column, or a command);
@@ -185,6 +187,33 @@ SELECT is((SELECT array_agg(config_value::text || ' v' || version || ' by ' || u
 SELECT is((SELECT array_agg(action || ' ' || (new_values->'config_value')::text ORDER BY id)
            FROM opsflags.audit_log WHERE resource_type = 'config' AND resource_id = 'tap_ses.new' AND id > :k_audit0),
           ARRAY['INSERT "from-b"', 'UPDATE "from-c"'], 'a: new key: audit has B''s insert and C''s update');
+
+-- Sensitivity per key across sessions: while B marks a key sensitive in
+-- 'all' (open transaction), C's new production row of the key waits, then
+-- is sensitive; while B writes a public production row, C's marking of the
+-- key in 'all' waits, then covers B's row.
+SELECT dblink_exec('b', 'BEGIN') AS x \gset
+SELECT pg_temp.try('b', $$SELECT opsflags.config_set('tap_ses.sens1', '"secret-all"', 'b', 'all', NULL, true)$$) AS a3_b_set \gset
+SELECT dblink_send_query('c', $$SELECT opsflags.config_set('tap_ses.sens1', '"secret-prod"', 'c', 'production')::text$$) AS x \gset
+SELECT pg_temp.wait_until_blocked(:c_pid) AS a3_blocked \gset
+SELECT dblink_exec('b', 'COMMIT') AS x \gset
+SELECT pg_temp.wait_until_done('c') AS a3_done \gset
+SELECT pg_temp.async_result('c') AS a3_c_result \gset
+SELECT dblink_exec('b', 'BEGIN') AS x \gset
+SELECT pg_temp.try('b', $$SELECT opsflags.config_set('tap_ses.sens2', '"public-prod"', 'b', 'production')$$) AS a4_b_set \gset
+SELECT dblink_send_query('c', $$SELECT opsflags.config_set('tap_ses.sens2', '"secret-all"', 'c', 'all', NULL, true)::text$$) AS x \gset
+SELECT pg_temp.wait_until_blocked(:c_pid) AS a4_blocked \gset
+SELECT dblink_exec('b', 'COMMIT') AS x \gset
+SELECT pg_temp.wait_until_done('c') AS a4_done \gset
+SELECT pg_temp.async_result('c') AS a4_c_result \gset
+
+SELECT is(ARRAY[:'a3_b_set', :'a3_blocked', :'a3_done', :'a3_c_result', :'a4_b_set', :'a4_blocked', :'a4_done', :'a4_c_result'],
+          ARRAY['ok', 't', 't', '', 'ok', 't', 't', ''],
+          'a: sensitivity: a write to another environment of the key waits for the open transaction, then completes');
+SELECT is((SELECT array_agg(config_key || ' ' || environment || ' ' || is_sensitive ORDER BY config_key, environment)
+           FROM opsflags.app_config WHERE config_key IN ('tap_ses.sens1', 'tap_ses.sens2')),
+          ARRAY['tap_ses.sens1 all true', 'tap_ses.sens1 production true', 'tap_ses.sens2 all true', 'tap_ses.sens2 production true'],
+          'a: sensitivity: both keys are sensitive in every environment, whichever session marked them');
 
 -------------------------------------------------------------------------------
 -- b. Maintenance mode

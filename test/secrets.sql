@@ -16,11 +16,26 @@
 -- ($OPSFLAGS_TEST_LOG), every row of opsflags.audit_log, config_all() (as
 -- admin and as the ordinary role), every NOTIFY payload and every error text.
 --
--- The secrets are 'S3cr3t-' || md5('tap_sec/<n>'); statements (here and in
--- dblink sessions) compute them on the server, so no statement text, and so
--- no logged STATEMENT line, contains one.  Keys tap_sec.*, role tap_sec_app;
--- both are removed at the start (leftovers of an interrupted run) and at the
--- end.
+-- Then writes that opsflags refuses are sent to session B with the secret
+-- written in the statement itself (config_set with an unknown environment or
+-- an invalid key, plain INSERT and UPDATE naming a missing environment or an
+-- existing key, making one environment of a sensitive key public): after
+-- each, the server log holds the error but not the secret.  Sensitivity per
+-- key (tap_seckey.*): overrides without is_sensitive, a public row of a key
+-- marked sensitive elsewhere, refusal of a public row beside sensitive ones,
+-- making a key public at once.  A sensitive health.queue_query: health_status()
+-- by the ordinary role with debug_print_* on and client_min_messages = debug5
+-- (dblink prints what the session receives to the server log), the sampler's
+-- take_sample() with a query whose error quotes it, and /api/status of the
+-- HTTP worker (started on a free port) with sensitive app_version and
+-- commit_sha.
+--
+-- The secrets are 'S3cr3t-' || md5('tap_sec/<n>'); except in the refused
+-- writes, statements (here and in dblink sessions) compute them on the
+-- server, so no statement text, and so no logged STATEMENT line, contains
+-- one.  Keys tap_sec*, role tap_sec_app; both are removed at the start
+-- (leftovers of an interrupted run) and at the end; health.queue_query,
+-- app_version and commit_sha are saved and restored.
 \ir setup.inc
 SET opsflags.environment = 'production';
 
@@ -30,11 +45,11 @@ SET opsflags.environment = 'production';
 \set logpath ''
 \endif
 
-DELETE FROM opsflags.app_config WHERE config_key LIKE 'tap_sec.%';
+DELETE FROM opsflags.app_config WHERE config_key LIKE 'tap_sec%';
 DROP ROLE IF EXISTS tap_sec_app;
 CREATE ROLE tap_sec_app LOGIN;
 
-SELECT plan(26);
+SELECT plan(43);
 
 -- The secrets, and a SQL expression that computes each one.
 CREATE FUNCTION pg_temp.secret(n int) RETURNS text
@@ -44,7 +59,7 @@ LANGUAGE sql IMMUTABLE AS $$ SELECT format('(%L || md5(%L))', 'S3cr3t-', 'tap_se
 -- The same as a jsonb string.
 CREATE FUNCTION pg_temp.jx(n int) RETURNS text
 LANGUAGE sql IMMUTABLE AS $$ SELECT format('to_jsonb%s', pg_temp.sx(n)) $$;
-\set nsecrets 24
+\set nsecrets 40
 -- A regular expression matching any of them.
 SELECT '(' || string_agg(pg_temp.secret(n), '|') || ')' AS secret_re FROM generate_series(1, :nsecrets) n \gset
 
@@ -262,6 +277,211 @@ SELECT is(ARRAY[opsflags.config_get('tap_sec.db_password', 'staging'), opsflags.
           'the admin reads staging, all, the switched-back key and the deleted key as last written');
 
 -------------------------------------------------------------------------------
+-- Refused writes whose statement holds the secret itself, in session B: the
+-- server log gets the error but never the statement (nor its context).
+-- After each, the log written by it is read.
+-------------------------------------------------------------------------------
+SELECT set_config('tap_secrets.logpath', :'logpath', false) AS x \gset
+CREATE FUNCTION pg_temp.log_size() RETURNS bigint LANGUAGE sql AS $$
+  SELECT CASE WHEN current_setting('tap_secrets.logpath') <> ''
+              THEN (pg_stat_file(current_setting('tap_secrets.logpath'))).size ELSE 0 END
+$$;
+-- What the log got since start (its size then).
+CREATE FUNCTION pg_temp.log_since(start bigint) RETURNS bytea LANGUAGE sql AS $$
+  SELECT CASE WHEN current_setting('tap_secrets.logpath') = '' THEN ''::bytea
+              ELSE pg_read_binary_file(current_setting('tap_secrets.logpath'), least(start, s.size), s.size - least(start, s.size)) END
+  FROM (SELECT pg_temp.log_size() AS size) s
+$$;
+CREATE TEMP TABLE refused (label text, n int, cmd text, want text, error_text text, logged bytea);
+-- Run cmd in B (it names secret n literally), record the SQLSTATE and what
+-- the log got meanwhile.
+CREATE FUNCTION pg_temp.refuse(label text, n int, cmd text, want text, error_text text) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    mark bigint := pg_temp.log_size();
+    st text;
+BEGIN
+    st := pg_temp.probe(label, 'b', cmd);
+    INSERT INTO refused VALUES (label, n, cmd, want || CASE WHEN st = want THEN '' ELSE ' (got ' || st || ')' END,
+                                error_text, pg_temp.log_since(mark));
+END
+$$;
+SELECT pg_temp.refuse('config_set, unknown environment', 25,
+    format('SELECT opsflags.config_set(%L, %L, %L, %L, NULL, true)', 'tap_sec.db_password', to_jsonb(pg_temp.secret(25)), 'tap', 'no_such_env'),
+    '42704', 'environment "no_such_env" does not exist') AS x \gset
+SELECT pg_temp.refuse('config_set, invalid key', 26,
+    format('SELECT opsflags.config_set(%L, %L, %L, %L, NULL, true)', 'tap_sec bad', to_jsonb(pg_temp.secret(26)), 'tap', 'all'),
+    '22023', 'invalid configuration key "tap_sec bad"') AS x \gset
+SELECT pg_temp.refuse('plain INSERT, unknown environment', 27,
+    format('INSERT INTO opsflags.app_config (config_key, config_value, environment, is_sensitive) VALUES (%L, %L, %L, true)',
+           'tap_sec.db_password', to_jsonb(pg_temp.secret(27)), 'no_such_env'),
+    '42704', 'environment "no_such_env" does not exist') AS x \gset
+SELECT pg_temp.refuse('plain UPDATE, unknown environment', 28,
+    format('UPDATE opsflags.app_config SET config_value = %L, environment = %L WHERE config_key = %L AND environment = %L',
+           to_jsonb(pg_temp.secret(28)), 'no_such_env', 'tap_sec.db_password', 'staging'),
+    '42704', 'environment "no_such_env" does not exist') AS x \gset
+SELECT pg_temp.refuse('plain UPDATE onto an existing key', 29,
+    format('UPDATE opsflags.app_config SET config_value = %L, config_key = %L WHERE config_key = %L AND environment = %L',
+           to_jsonb(pg_temp.secret(29)), 'tap_sec.api', 'tap_sec.db_password', 'production'),
+    '23505', 'duplicate key value violates unique constraint "app_config_key_environment_key"') AS x \gset
+SELECT pg_temp.refuse('config_set is_sensitive => false in one environment of a sensitive key', 30,
+    format('SELECT opsflags.config_set(%L, %L, %L, %L, NULL, false)', 'tap_sec.db_password', to_jsonb(pg_temp.secret(30)), 'tap', 'development'),
+    '22023', 'configuration key "tap_sec.db_password" is sensitive in another environment') AS x \gset
+SELECT pg_temp.refuse('plain UPDATE making one environment public', 31,
+    format('UPDATE opsflags.app_config SET is_sensitive = false, config_value = %L WHERE config_key = %L AND environment = %L',
+           to_jsonb(pg_temp.secret(31)), 'tap_sec.db_password', 'staging'),
+    '22023', 'configuration key "tap_sec.db_password" cannot be public in one environment and sensitive in another') AS x \gset
+
+SELECT is((SELECT array_agg(label || ': ' || want ORDER BY label) FROM refused),
+          (SELECT array_agg(label || ': ' || split_part(want, ' ', 1) ORDER BY label) FROM refused),
+          'refused writes holding a secret: each failed with its SQLSTATE');
+SELECT is((SELECT array_agg(label ORDER BY label) FROM refused
+           WHERE position(convert_to(error_text, 'UTF8') IN logged) = 0),
+          NULL, 'refused writes holding a secret: the server log got each error (so the search below can fail)');
+SELECT is((SELECT array_agg(label ORDER BY label) FROM refused
+           WHERE position(convert_to(pg_temp.secret(n), 'UTF8') IN logged) > 0),
+          NULL, 'refused writes holding a secret: after each, the server log holds no secret (no STATEMENT, no CONTEXT)');
+
+-------------------------------------------------------------------------------
+-- Sensitivity belongs to the key, in every environment
+-------------------------------------------------------------------------------
+SELECT coalesce(max(id), 0) AS key_audit_start FROM opsflags.audit_log \gset
+-- A sensitive 'all' value, overridden per environment without is_sensitive
+-- (config_set in B, plain INSERT here): the overrides are sensitive.
+SELECT opsflags.config_set('tap_seckey.password', to_jsonb(pg_temp.secret(32)), 'tap', 'all', NULL, true) AS x \gset
+SELECT pg_temp.b(format('opsflags.config_set(%L, %s, %L, %L)', 'tap_seckey.password', pg_temp.jx(33), 'tap-b', 'production')) AS x \gset
+INSERT INTO opsflags.app_config (config_key, config_value, environment)
+VALUES ('tap_seckey.password', to_jsonb(pg_temp.secret(34)), 'development');
+-- A public staging value; the key then marked sensitive in production.
+SELECT opsflags.config_set('tap_seckey.token', '"public-token"', 'tap', 'staging') AS x \gset
+SELECT opsflags.config_set('tap_seckey.token', to_jsonb(pg_temp.secret(35)), 'tap', 'production', NULL, true) AS x \gset
+SELECT pg_temp.probe('sensitive key: config_set false in staging', NULL,
+                     $$SELECT opsflags.config_set('tap_seckey.token', '"x"', 'tap', 'staging', NULL, false)$$) AS x \gset
+CREATE TEMP TABLE key_rows AS
+SELECT config_key, environment, is_sensitive FROM opsflags.app_config WHERE config_key LIKE 'tap_seckey.%';
+CREATE TEMP TABLE key_reads AS
+SELECT e.env, pg_temp.probe('ordinary role: config_get tap_seckey.password ' || e.env, 'app',
+                            format('SELECT opsflags.config_get(%L, %L)::text', 'tap_seckey.password', e.env)) AS password,
+       pg_temp.probe('ordinary role: config_get tap_seckey.token ' || e.env, 'app',
+                     format('SELECT opsflags.config_get(%L, %L)::text', 'tap_seckey.token', e.env)) AS token
+FROM unnest(ARRAY['production', 'staging', 'development']) e(env);
+CREATE TEMP TABLE key_listing AS
+SELECT * FROM dblink('app', $$SELECT config_key, environment, config_value::text, is_sensitive FROM opsflags.config_all() WHERE config_key LIKE 'tap_seckey.%'$$)
+  AS t(config_key text, environment text, config_value text, is_sensitive boolean);
+-- Making the key public again: all its rows in one statement.
+UPDATE opsflags.app_config SET is_sensitive = false, config_value = '"public-again"' WHERE config_key = 'tap_seckey.token';
+SELECT v AS token_public FROM dblink('app', $$SELECT opsflags.config_get('tap_seckey.token', 'staging')::text$$) AS t(v text) \gset
+
+SELECT is((SELECT array_agg(config_key || ' ' || environment || ' ' || is_sensitive ORDER BY config_key, environment) FROM key_rows),
+          ARRAY['tap_seckey.password all true', 'tap_seckey.password development true', 'tap_seckey.password production true',
+                'tap_seckey.token production true', 'tap_seckey.token staging true'],
+          'sensitivity per key: overrides without is_sensitive (config_set, plain INSERT) and the older public row are sensitive');
+SELECT is((SELECT array_agg(env || ' ' || password || ' ' || token ORDER BY env) FROM key_reads),
+          ARRAY['development 42501 ok', 'production 42501 42501', 'staging 42501 42501'],
+          'sensitivity per key: the ordinary role reads no environment of a sensitive key (42501; tap_seckey.token has no development value)');
+SELECT is((SELECT array_agg(config_value || ' ' || is_sensitive ORDER BY config_key, environment) FROM key_listing),
+          ARRAY['"[REDACTED]" true', '"[REDACTED]" true', '"[REDACTED]" true', '"[REDACTED]" true', '"[REDACTED]" true'],
+          'sensitivity per key: config_all() as the ordinary role redacts every row of a sensitive key');
+SELECT is((SELECT sqlstate || ' ' || message FROM errs WHERE label = 'sensitive key: config_set false in staging'),
+          '22023 configuration key "tap_seckey.token" is sensitive in another environment',
+          'sensitivity per key: is_sensitive => false in one environment of a key sensitive in another is refused');
+SELECT is(:'token_public'::text, '"public-again"'::text, 'sensitivity per key: made public in every environment at once, the key is readable');
+SELECT is((SELECT count(*)::int FROM opsflags.audit_log
+           WHERE id > :key_audit_start AND resource_type = 'config' AND resource_id LIKE 'tap_seckey.%'
+             AND (coalesce(old_values->'config_value', '"[REDACTED]"') NOT IN ('"[REDACTED]"', '"public-token"', '"public-again"')
+                  OR coalesce(new_values->'config_value', '"[REDACTED]"') NOT IN ('"[REDACTED]"', '"public-token"', '"public-again"'))), 0,
+          'sensitivity per key: every audit row of the overrides and of the marked rows is redacted');
+
+-------------------------------------------------------------------------------
+-- A sensitive health.queue_query: hidden from debug_print_* and notices of
+-- the ordinary role, and from the sampler's log and metrics
+-------------------------------------------------------------------------------
+CREATE TEMP TABLE saved_config AS
+SELECT * FROM opsflags.app_config WHERE config_key IN ('health.queue_query', 'app_version', 'commit_sha');
+DELETE FROM opsflags.app_config WHERE config_key IN ('health.queue_query', 'app_version', 'commit_sha');
+-- Column names the secret, and an over-long one (the parser's truncation
+-- NOTICE quotes it, with the query as context).
+SELECT opsflags.config_set('health.queue_query',
+                           to_jsonb(format('SELECT 1 AS %I, 0 AS %I', pg_temp.secret(36), pg_temp.secret(37) || pg_temp.secret(37))),
+                           'tap', 'all', NULL, true) AS x \gset
+SELECT pg_temp.log_size() AS mark_debug \gset
+SELECT dblink_exec('app', 'SET debug_print_parse = on; SET debug_print_rewritten = on; SET debug_print_plan = on; SET client_min_messages = debug5') AS x \gset
+SELECT v AS app_queue FROM dblink('app', $$SELECT opsflags.health_status() -> 'components' -> 'queue' ->> 'message'$$) AS t(v text) \gset
+SELECT dblink_exec('app', 'RESET debug_print_parse; RESET debug_print_rewritten; RESET debug_print_plan; RESET client_min_messages') AS x \gset
+SELECT is(:'app_queue'::text, '1 pending, 0 failed'::text, 'sensitive queue query: health_status() runs it for the ordinary role');
+SELECT ok(position(convert_to(':targetList', 'UTF8') IN pg_temp.log_since(:mark_debug)) > 0,
+          'sensitive queue query: the ordinary role''s debug_print_parse printed its own statement (so the search below can fail)');
+SELECT is((SELECT array_agg(n) FROM unnest(ARRAY[36, 37]) n
+           WHERE position(convert_to(pg_temp.secret(n), 'UTF8') IN pg_temp.log_since(:mark_debug)) > 0),
+          NULL, 'sensitive queue query: no parse tree, plan or notice of it reached the ordinary role or the log');
+
+-- The sampler's path (take_sample) with a failing sensitive query whose
+-- error quotes it: twice, logged once, never its text.
+SELECT opsflags.config_set('health.queue_query', to_jsonb(format('SELECT %L::bigint, 0', pg_temp.secret(38))),
+                           'tap', 'all', NULL, true) AS x \gset
+SELECT pg_temp.log_size() AS mark_sample \gset
+SET client_min_messages = error;
+SELECT opsflags.take_sample('tap_secrets') AS sample_1 \gset
+SELECT opsflags.take_sample('tap_secrets') AS sample_2 \gset
+SET client_min_messages = warning;
+SELECT is((SELECT array_agg(metrics ->> 'queue' ORDER BY id) FROM opsflags.system_health WHERE id IN (:sample_1, :sample_2)),
+          ARRAY['failed: the query failed (health.queue_query is sensitive: administrators see the error)',
+                'failed: the query failed (health.queue_query is sensitive: administrators see the error)'],
+          'sampler: a failing sensitive queue query is recorded in metrics without its error');
+SELECT is((SELECT count(*)::int FROM regexp_split_to_table(encode(pg_temp.log_since(:mark_sample), 'escape'), E'\n') l
+           WHERE l LIKE '%queue query failed%'), 1,
+          'sampler: the failure is logged once, not at every sample');
+SELECT is(position(convert_to(pg_temp.secret(38), 'UTF8') IN pg_temp.log_since(:mark_sample)), 0,
+          'sampler: the log holds no text of the sensitive query or its error');
+
+-------------------------------------------------------------------------------
+-- /api/status: deployments' version and commit left out where app_version
+-- and commit_sha are sensitive (as health_status() leaves them out)
+-------------------------------------------------------------------------------
+SELECT opsflags.config_set('app_version', to_jsonb(pg_temp.secret(39)), 'tap', 'all', NULL, true) AS x \gset
+SELECT opsflags.config_set('commit_sha', to_jsonb(pg_temp.secret(40)), 'tap', 'all', NULL, true) AS x \gset
+-- (the deployment's own version and commit are no configuration secrets:
+-- deployment_history and its audit rows, for admins, hold them)
+SELECT 'tap-deployed-' || md5('tap_sec/version') AS deployed_version, 'tap-deployed-' || md5('tap_sec/commit') AS deployed_commit \gset
+SELECT opsflags.record_deployment(:'deployed_version', 'production', commit_sha => :'deployed_commit') AS deployment_id \gset
+CREATE TEMP TABLE program_out (line text);
+COPY program_out FROM PROGRAM $$bash -c 'for p in $(shuf -i 20000-60000 -n 100); do (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null || { echo $p; exit; }; done'$$;
+SELECT line AS http_port, set_config('tap_secrets.http_port', line, false) AS x FROM program_out \gset
+ALTER SYSTEM SET opsflags.http_port = :'http_port';
+SELECT pg_reload_conf() AS x \gset
+CREATE FUNCTION pg_temp.http_get(path text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    TRUNCATE program_out;
+    EXECUTE format('COPY program_out FROM PROGRAM %L',
+                   format('curl -s --max-time 5 http://127.0.0.1:%s%s | base64 -w0; echo', current_setting('tap_secrets.http_port'), path));
+    RETURN convert_from(decode((SELECT string_agg(line, '') FROM program_out), 'base64'), 'UTF8');
+END
+$$;
+-- Until the server answers from the database (bounded).
+DO $$
+DECLARE
+    tries int := 0;
+BEGIN
+    WHILE NOT coalesce(pg_temp.http_get('/api/status') LIKE '{%"deployments"%', false) AND tries < 300 LOOP
+        tries := tries + 1;
+        PERFORM pg_sleep(0.1);
+    END LOOP;
+END
+$$;
+SELECT pg_temp.http_get('/api/status') AS api_status \gset
+ALTER SYSTEM RESET opsflags.http_port;
+SELECT pg_reload_conf() AS x \gset
+SELECT is((SELECT d ->> 'status' FROM jsonb_array_elements(:'api_status'::jsonb -> 'deployments') d
+           WHERE d ->> 'id' = :'deployment_id'), 'deployed',
+          '/api/status: the deployment is listed');
+SELECT is((SELECT array_agg(v) FROM unnest(ARRAY[pg_temp.secret(39), pg_temp.secret(40), :'deployed_version', :'deployed_commit']) v
+           WHERE position(v IN :'api_status') > 0),
+          NULL, '/api/status: no sensitive app_version or commit_sha, nor the deployment''s version and commit (the same values)');
+DELETE FROM opsflags.deployment_history WHERE id = :'deployment_id';
+DELETE FROM opsflags.app_config WHERE config_key IN ('health.queue_query', 'app_version', 'commit_sha');
+INSERT INTO opsflags.app_config SELECT * FROM saved_config;
+
+-------------------------------------------------------------------------------
 -- No secret anywhere
 -------------------------------------------------------------------------------
 -- Error texts.
@@ -347,7 +567,7 @@ SELECT is((SELECT count(*)::int FROM notes WHERE payload ~ :'secret_re'), 0, 'NO
 SELECT dblink_disconnect('listen') AS x \gset
 SELECT dblink_disconnect('app') AS x \gset
 SELECT dblink_disconnect('b') AS x \gset
-DELETE FROM opsflags.app_config WHERE config_key LIKE 'tap_sec.%';
+DELETE FROM opsflags.app_config WHERE config_key LIKE 'tap_sec%';
 DROP TABLE errs, probes;
 DROP ROLE tap_sec_app;
 RESET opsflags.environment;
