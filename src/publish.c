@@ -359,8 +359,14 @@ opsflags_publisher_main(Datum main_arg)
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(DatumGetObjectId(main_arg), InvalidOid, 0);
 
-	/* Each statement of flags_for_environment sees the latest commits. */
+	/*
+	 * Each statement of flags_for_environment sees the latest commits; no
+	 * server-wide timeout may end the wait for the turn (the change would
+	 * stay unpublished).
+	 */
 	SetConfigOption("default_transaction_isolation", "read committed", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("lock_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("statement_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
 
 	set_publish_locktag(&queue, PUBLISH_LOCK_QUEUE);
 	set_publish_locktag(&turn, PUBLISH_LOCK_TURN);
