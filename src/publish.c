@@ -134,21 +134,37 @@ publishing_on(void)
 	return on;
 }
 
+static void
+set_publish_locktag(LOCKTAG *tag, uint16 which)
+{
+	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, PUBLISH_LOCK_KEY, which, PUBLISH_LOCK_CLASS);
+}
+
 /*
  * Should this commit start a publisher?  Not when one is pending in this
  * database: its snapshot, still to come, includes this commit.  Without
- * shared memory, always (a publisher that finds another waiting leaves).
+ * shared memory, pending means waiting for the turn (holding the queue
+ * lock); one that is still starting up is not seen, so a burst of commits
+ * can start a few more (they leave at once).
  */
 static bool
 claim_publisher(void)
 {
-	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz now;
 	PublishSlot *mine = NULL;
 	bool		start = true;
 	int			i;
 
 	if (publish_shared == NULL)
-		return true;
+	{
+		LOCKTAG		queue;
+		int			waiting = 0;
+
+		set_publish_locktag(&queue, PUBLISH_LOCK_QUEUE);
+		(void) GetLockConflicts(&queue, ExclusiveLock, &waiting);
+		return waiting == 0;
+	}
+	now = GetCurrentTimestamp();
 	SpinLockAcquire(&publish_shared->mutex);
 	for (i = 0; i < PUBLISH_MAX_DATABASES; i++)
 	{
@@ -339,12 +355,6 @@ send_documents(List *docs)
 			return;
 		}
 	}
-}
-
-static void
-set_publish_locktag(LOCKTAG *tag, uint16 which)
-{
-	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, PUBLISH_LOCK_KEY, which, PUBLISH_LOCK_CLASS);
 }
 
 void
