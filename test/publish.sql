@@ -49,7 +49,7 @@ BEGIN
     END IF;
 END $$;
 
-SELECT plan(14);
+SELECT plan(16);
 DELETE FROM opsflags.feature_flags WHERE flag_key LIKE 'tap.pub.%';
 SELECT opsflags.config_delete('flags.publish_to_memcached') AS x \gset
 
@@ -121,6 +121,17 @@ SELECT count(*) FROM dblink_get_result('b') AS t(r text) \gset
 SELECT count(*) FROM dblink_get_result('b') AS t(r text) \gset
 SELECT ok(pg_temp.published_current('staging'),
           'after concurrent committers, memcached holds the latest state');
+
+-- A writer in REPEATABLE READ whose snapshot predates another session's
+-- commit, and commits last: memcached still ends with both changes.
+SELECT pg_temp.run_in('a', 'BEGIN ISOLATION LEVEL REPEATABLE READ');
+SELECT pg_temp.run_in('a', $$SELECT count(*) FROM opsflags.feature_flags$$);
+SELECT pg_temp.run_in('b', $$SELECT opsflags.toggle_flag('tap.pub.c1', true, 'staging')$$);
+SELECT ok(pg_temp.published_current('staging'), 'the other session''s commit is published');
+SELECT pg_temp.run_in('a', $$SELECT opsflags.toggle_flag('tap.pub.c2', true, 'staging')$$);
+SELECT pg_temp.run_in('a', 'COMMIT');
+SELECT ok(pg_temp.published_current('staging'),
+          'a repeatable-read writer committing last leaves the newest state, with both changes');
 
 -- 6. The session setting alone (the database switch off) still publishes.
 SELECT opsflags.config_delete('flags.publish_to_memcached') AS x \gset
