@@ -90,6 +90,9 @@ typedef struct PublishShared
 
 static PublishShared *publish_shared = NULL;
 
+/* Without shared memory: the publisher this backend started last. */
+static BackgroundWorkerHandle *last_started = NULL;
+
 bool		opsflags_publish_to_memcached = false;
 
 static bool flags_changed = false;	/* this transaction changed the flags */
@@ -144,8 +147,9 @@ set_publish_locktag(LOCKTAG *tag, uint16 which)
  * Should this commit start a publisher?  Not when one is pending in this
  * database: its snapshot, still to come, includes this commit.  Without
  * shared memory, pending means waiting for the turn (holding the queue
- * lock); one that is still starting up is not seen, so a burst of commits
- * can start a few more (they leave at once).
+ * lock), or started by this backend and not forked yet; one starting up
+ * for another backend is not seen, so a burst of commits from several
+ * sessions can start a few more (they leave at once).
  */
 static bool
 claim_publisher(void)
@@ -159,7 +163,12 @@ claim_publisher(void)
 	{
 		LOCKTAG		queue;
 		int			waiting = 0;
+		pid_t		pid;
 
+		/* The last one this backend started has not even been forked yet. */
+		if (last_started != NULL &&
+			GetBackgroundWorkerPid(last_started, &pid) == BGWH_NOT_YET_STARTED)
+			return false;
 		set_publish_locktag(&queue, PUBLISH_LOCK_QUEUE);
 		(void) GetLockConflicts(&queue, ExclusiveLock, &waiting);
 		return waiting == 0;
@@ -215,6 +224,8 @@ static void
 start_publisher(void)
 {
 	BackgroundWorker worker;
+	MemoryContext oldcontext;
+	bool		started;
 
 	if (!claim_publisher())
 		return;
@@ -230,8 +241,17 @@ start_publisher(void)
 	worker.bgw_main_arg = ObjectIdGetDatum(MyDatabaseId);
 	worker.bgw_notify_pid = 0;
 
-	if (!RegisterDynamicBackgroundWorker(&worker, NULL))
+	if (last_started != NULL)
 	{
+		pfree(last_started);
+		last_started = NULL;
+	}
+	oldcontext = MemoryContextSwitchTo(TopMemoryContext);
+	started = RegisterDynamicBackgroundWorker(&worker, publish_shared == NULL ? &last_started : NULL);
+	MemoryContextSwitchTo(oldcontext);
+	if (!started)
+	{
+		last_started = NULL;
 		release_publisher();
 		ereport(WARNING,
 				(errmsg("could not start a background worker to publish flags to memcached"),
