@@ -8,10 +8,12 @@
 -- evaluates the flag (filling its cache); a change is committed on the
 -- publisher; once the replicated row is visible on the subscriber (polled
 -- through a second session, "plain", that reads the table), the cached session
--- must answer with the new state on its next statement.
+-- must answer with the new state on its next statement.  With publishing to
+-- memcached switched on in the subscriber (and off in the publisher), the
+-- apply worker's commits publish the subscriber's documents.
 \ir setup.inc
 
-SELECT plan(8);
+SELECT plan(11);
 
 -- Fresh databases (leftovers of an interrupted run are dropped first).
 SELECT dblink_connect('admin', pg_temp.tap_conninfo(db => 'postgres')) \gset
@@ -38,6 +40,30 @@ SELECT dblink_exec('plain', format('CREATE SUBSCRIPTION opsflags_sub CONNECTION 
                                    pg_temp.tap_conninfo(db => 'opsflags_lr_pub'))) \gset
 
 SELECT dblink_connect('cached', pg_temp.tap_conninfo(db => 'opsflags_lr_sub')) \gset
+
+-- Publishing to memcached: on in the subscriber only (app_config is not
+-- replicated here), so whatever memcached holds came from the subscriber.
+SELECT count(*) FROM dblink('plain', $$SELECT opsflags.config_set('flags.publish_to_memcached', 'true')$$)
+    AS t(x text) \gset
+
+-- Wait (bounded, 10 s) until memcached holds the subscriber's current
+-- document for production, and it has flag lr.flag with the given value.
+CREATE FUNCTION pg_temp.wait_for_published(want jsonb) RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+    deadline timestamptz := clock_timestamp() + interval '10 seconds';
+    ok boolean;
+BEGIN
+    LOOP
+        SELECT v INTO ok FROM dblink('plain', format(
+            $q$SELECT d IS NOT DISTINCT FROM opsflags.flags_for_environment('production')
+                      AND d -> 'lr.flag' -> 'value' = %L::jsonb
+               FROM opsflags.published_flags('production') AS d$q$, want)) AS t(v boolean);
+        IF ok THEN RETURN true; END IF;
+        IF clock_timestamp() > deadline THEN RETURN false; END IF;
+        PERFORM pg_sleep(0.02);
+    END LOOP;
+END $$;
 
 -- Evaluate in the cached session (one statement there per call).
 CREATE FUNCTION pg_temp.cached_enabled(flag_key text, user_id text DEFAULT NULL) RETURNS boolean
@@ -80,6 +106,8 @@ SELECT ok(pg_temp.wait_for_subscriber($$SELECT EXISTS (SELECT 1 FROM opsflags.fe
     'the toggle is replicated');
 SELECT is(pg_temp.cached_enabled('lr.flag', 'u1'), true,
           'subscriber: the cached session sees the replicated toggle on its next statement');
+SELECT ok(pg_temp.wait_for_published('true'),
+          'subscriber: the applied toggle is published to memcached');
 
 -- 3. Targeting changed at the publisher.
 SELECT pg_temp.pub($$opsflags.update_feature_flag('lr.flag', '{"enabled_for_users": ["u1"], "enabled_percentage": 1}')$$) \gset
@@ -89,6 +117,8 @@ SELECT ok(pg_temp.wait_for_subscriber($$SELECT EXISTS (SELECT 1 FROM opsflags.fe
     'the targeting change is replicated');
 SELECT is(pg_temp.cached_enabled('lr.flag', 'u1') AND NOT pg_temp.cached_enabled('lr.flag', 'nobody-in-bucket-1'),
           true, 'subscriber: targeted user on, others off, per the replicated config');
+SELECT ok(pg_temp.wait_for_published('false'),
+          'subscriber: the applied targeting change is published to memcached');
 
 -- 4. Switched off at the publisher.
 SELECT pg_temp.pub($$opsflags.toggle_flag('lr.flag', false)$$) \gset
@@ -98,6 +128,8 @@ SELECT ok(pg_temp.wait_for_subscriber($$SELECT EXISTS (SELECT 1 FROM opsflags.fe
     'the switch-off is replicated');
 SELECT is(pg_temp.cached_enabled('lr.flag', 'u1'), false,
           'subscriber: the cached session sees the replicated switch-off on its next statement');
+SELECT ok(pg_temp.wait_for_published('false'),
+          'subscriber: the applied switch-off is published to memcached');
 
 -- The replicated rows keep the publisher's version (the subscriber's own
 -- version trigger does not fire for applied changes).
