@@ -35,3 +35,14 @@ SELECT count(opsflags.create_flag('chain.' || i, 'Chain')) FROM generate_series(
 SELECT opsflags.add_prerequisite('chain.' || i, 'chain.' || (i + 1)) FROM generate_series(0, 7) i;
 SELECT opsflags.add_prerequisite('chain.8', 'chain.9');
 SELECT count(*) AS prerequisites FROM opsflags.flag_prerequisites;
+
+-- A flag depends on at most max_prerequisite_count() prerequisites, directly
+-- or through others (each is evaluated once per evaluation).
+SELECT opsflags.max_prerequisite_count();
+SELECT count(opsflags.create_flag('wide.' || i, 'Wide')) FROM generate_series(0, 101) i;
+SELECT count(opsflags.add_prerequisite('wide.1', 'wide.' || i)) FROM generate_series(2, 100) i;
+SELECT opsflags.add_prerequisite('wide.0', 'wide.1');
+SELECT opsflags.add_prerequisite('wide.1', 'wide.101');
+SELECT opsflags.add_prerequisite('wide.0', 'wide.101');
+SELECT count(*) AS wide_prerequisites FROM opsflags.flag_prerequisites p
+JOIN opsflags.feature_flags f ON f.id = p.flag_id WHERE f.flag_key LIKE 'wide.%';
