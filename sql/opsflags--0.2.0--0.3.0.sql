@@ -26,6 +26,7 @@ CREATE OR REPLACE FUNCTION opsflags.validate_prerequisite()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET jit = off  -- recursive estimates are far above the rows these queries see
 AS $$
 DECLARE
     cycle text;
@@ -34,16 +35,31 @@ DECLARE
     worst_key text;
     worst bigint;
 BEGIN
-    WITH RECURSIVE chain(id, path, depth) AS (
-        SELECT NEW.prerequisite_id, ARRAY[NEW.flag_id, NEW.prerequisite_id], 1
+    -- Every query below keeps sets (UNION), not paths: its work grows with
+    -- the flags and prerequisites involved, not with the number of paths
+    -- through a graph of shared prerequisites.
+
+    -- A cycle: the flag is reachable from its new prerequisite.  Then name
+    -- one: walk back from the flag to the prerequisite along one edge each.
+    WITH RECURSIVE reach(id, parent) AS (
+        SELECT NEW.prerequisite_id, NULL::uuid
+        UNION
+        SELECT p.prerequisite_id, p.flag_id
+        FROM reach r JOIN opsflags.flag_prerequisites p ON p.flag_id = r.id
+        WHERE r.id <> NEW.flag_id
+    ), back(id, path, n) AS (
+        SELECT NEW.flag_id, ARRAY[NEW.flag_id], 1
+        WHERE EXISTS (SELECT FROM reach WHERE id = NEW.flag_id)
         UNION ALL
-        SELECT p.prerequisite_id, c.path || p.prerequisite_id, c.depth + 1
-        FROM chain c JOIN opsflags.flag_prerequisites p ON p.flag_id = c.id
-        WHERE NOT p.prerequisite_id = ANY (c.path[2:]) AND c.depth <= opsflags.max_prerequisite_depth()
+        SELECT (SELECT min(r.parent::text)::uuid FROM reach r WHERE r.id = b.id AND r.parent IS NOT NULL),
+               (SELECT min(r.parent::text)::uuid FROM reach r WHERE r.id = b.id AND r.parent IS NOT NULL) || b.path,
+               b.n + 1
+        FROM back b
+        WHERE b.id <> NEW.prerequisite_id AND b.n <= (SELECT count(*) FROM reach)
     )
     SELECT (SELECT string_agg(f.flag_key, ' -> ' ORDER BY o)
-            FROM unnest(c.path) WITH ORDINALITY u(id, o) JOIN opsflags.feature_flags f ON f.id = u.id)
-    INTO cycle FROM chain c WHERE c.id = NEW.flag_id LIMIT 1;
+            FROM unnest(NEW.flag_id || b.path) WITH ORDINALITY u(id, o) JOIN opsflags.feature_flags f ON f.id = u.id)
+    INTO cycle FROM back b WHERE b.id = NEW.prerequisite_id LIMIT 1;
     IF cycle IS NOT NULL THEN
         RAISE EXCEPTION 'prerequisite would create a cycle: %', cycle
             USING ERRCODE = 'invalid_parameter_value';
@@ -52,12 +68,12 @@ BEGIN
     -- Depth of the chains through the new edge: below the flag plus above it.
     WITH RECURSIVE down(id, d) AS (
         SELECT NEW.prerequisite_id, 1
-        UNION ALL
+        UNION
         SELECT p.prerequisite_id, down.d + 1 FROM down JOIN opsflags.flag_prerequisites p ON p.flag_id = down.id
         WHERE down.d <= opsflags.max_prerequisite_depth()
     ), up(id, d) AS (
         SELECT NEW.flag_id, 0
-        UNION ALL
+        UNION
         SELECT p.flag_id, up.d + 1 FROM up JOIN opsflags.flag_prerequisites p ON p.prerequisite_id = up.id
         WHERE up.d <= opsflags.max_prerequisite_depth()
     )
@@ -69,19 +85,17 @@ BEGIN
     END IF;
 
     -- Prerequisites reachable, with the new edge, from the flag and from
-    -- every flag that requires it (UNION: each counted once, and done).
-    WITH RECURSIVE edges(flag_id, prerequisite_id) AS (
-        SELECT p.flag_id, p.prerequisite_id FROM opsflags.flag_prerequisites p
-        UNION
-        SELECT NEW.flag_id, NEW.prerequisite_id
-    ), up(id) AS (
+    -- every flag that requires it: each counted once.
+    WITH RECURSIVE up(id) AS (
         SELECT NEW.flag_id
         UNION
-        SELECT e.flag_id FROM edges e JOIN up ON e.prerequisite_id = up.id
+        SELECT p.flag_id FROM up JOIN opsflags.flag_prerequisites p ON p.prerequisite_id = up.id
     ), reach(root, id) AS (
-        SELECT up.id, e.prerequisite_id FROM up JOIN edges e ON e.flag_id = up.id
+        SELECT up.id, p.prerequisite_id FROM up JOIN opsflags.flag_prerequisites p ON p.flag_id = up.id
         UNION
-        SELECT r.root, e.prerequisite_id FROM reach r JOIN edges e ON e.flag_id = r.id
+        SELECT up.id, NEW.prerequisite_id FROM up
+        UNION
+        SELECT r.root, p.prerequisite_id FROM reach r JOIN opsflags.flag_prerequisites p ON p.flag_id = r.id
     )
     SELECT f.flag_key, n INTO worst_key, worst
     FROM (SELECT r.root, count(*) AS n FROM reach r GROUP BY r.root) c
