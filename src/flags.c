@@ -579,6 +579,10 @@ flag_load(FlagEntry *entry)
 		opsflags_spi_end(&spi);
 		return;
 	}
+	/* Created since the warning: warn again should it go away. */
+	if ((int) strlen(warned_environment) == entry->envlen &&
+		memcmp(warned_environment, entry->key, entry->envlen) == 0)
+		warned_environment[0] = '\0';
 	d = SPI_getbinval(tup, desc, 2, &isnull);
 	if (isnull)
 	{
@@ -808,7 +812,7 @@ prerequisites_met(FlagEntry *e, const char *user, uint32 userlen,
 }
 
 /*
- * DESIGN's evaluation order, first match wins: the reason, and the rollout
+ * The evaluation order (README.md), first match wins: the reason, and the rollout
  * bucket when one was computed (else 0).  user/role may be NULL.
  */
 static FlagReason

@@ -95,9 +95,14 @@ check_environment(char **newval, void **extra, GucSource source)
 {
 	bool		checked;
 
+	if (*newval == NULL || **newval == '\0' || strlen(*newval) > 63)
+	{
+		GUC_check_errdetail("An environment name has 1 to 63 characters.");
+		return false;
+	}
 	if (!opsflags_valid_environment_name(*newval))
 	{
-		GUC_check_errdetail("An environment name has 1 to 63 lower-case letters, digits, \"_\" and \"-\", and starts with a letter or digit.");
+		GUC_check_errdetail("An environment name has lower-case letters, digits, \"_\" and \"-\", and starts with a letter or digit.");
 		return false;
 	}
 	if (!gucs_defined || (source != PGC_S_SESSION && source != PGC_S_TEST) ||
