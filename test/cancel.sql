@@ -16,7 +16,7 @@ SET opsflags.environment = 'production';
 DELETE FROM opsflags.feature_flags WHERE flag_key LIKE 'tap.cancel.%';
 DELETE FROM opsflags.user_segments WHERE segment_key = 'tap.cancel.seg';
 
-SELECT plan(12);
+SELECT plan(13);
 
 SELECT dblink_connect('b', pg_temp.tap_conninfo(app => 'tap_cancel_b')) AS x \gset
 SELECT dblink_connect('l', pg_temp.tap_conninfo(app => 'tap_cancel_lock')) AS x \gset
@@ -60,6 +60,13 @@ SELECT is(pg_temp.b_enabled('tap.cancel.dep', 'u1'), false,
           '1: A switches the prerequisite off: B sees tap.cancel.dep off');
 SELECT opsflags.toggle_flag('tap.cancel.pre', true) AS x \gset
 SELECT is(pg_temp.b_enabled('tap.cancel.dep', 'u2'), true, '1: and on again');
+-- The cache's 65,536-entry cap still applies: after 70,000 keys B's cache
+-- was emptied once and holds the rest (about 2 MB; without the cap, 28 MB).
+SELECT v AS x FROM dblink('b', $$SELECT count(*) FROM generate_series(1, 70000) g
+                                 WHERE opsflags.feature_enabled('tap.cancel.none.' || g)$$) AS t(v bigint) \gset
+SELECT cmp_ok((SELECT v FROM dblink('b', $$SELECT sum(total_bytes)::bigint FROM pg_backend_memory_contexts
+                                         WHERE 'opsflags flags' IN (name, ident)$$) AS t(v bigint)),
+              '<', 8000000::bigint, '1: B''s flag cache still stops at 65,536 entries');
 
 -------------------------------------------------------------------------------
 -- 2. pg_cancel_backend caught by an exception block; the transaction goes on
