@@ -34,8 +34,9 @@ SELECT opsflags.toggle_flag('orders.writes', false);
 TRUNCATE orders;
 SELECT count(*) FROM orders;
 
--- The guard evaluates in opsflags.guard_environment (default production),
--- not in the writer's opsflags.environment: SET cannot switch it off.
+-- The guard evaluates in opsflags.guard_environment (empty by default: the
+-- server's opsflags.environment, here production), not in the writer's
+-- opsflags.environment: SET cannot switch it off.
 DROP TRIGGER orders_truncate_guard ON orders;
 SHOW opsflags.guard_environment;
 SELECT opsflags.toggle_flag('orders.writes', true, 'development');

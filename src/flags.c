@@ -1071,8 +1071,9 @@ opsflags_feature_explain(PG_FUNCTION_ARGS)
  * feature_guard('flag.key' [, 'environment']): trigger refusing writes to
  * the table while the flag is off for the writer (user = session_user, role
  * = current_user) in the guard's environment: the trigger's second argument,
- * else opsflags.guard_environment, which only a superuser sets.  The
- * writer's opsflags.environment plays no part, so SET cannot bypass a guard.
+ * else opsflags.guard_environment, which only a superuser sets, else
+ * opsflags.environment as the server configuration sets it.  What a role,
+ * database or session sets plays no part, so SET cannot bypass a guard.
  */
 Datum
 opsflags_feature_guard(PG_FUNCTION_ARGS)
@@ -1098,7 +1099,7 @@ opsflags_feature_guard(PG_FUNCTION_ARGS)
 						trigger->tgname, RelationGetRelationName(trigdata->tg_relation))));
 
 	key = trigger->tgargs[0];
-	env = trigger->tgnargs == 2 ? trigger->tgargs[1] : opsflags_guard_environment;
+	env = trigger->tgnargs == 2 ? trigger->tgargs[1] : opsflags_guard_environment_name();
 	if (!opsflags_valid_environment_name(env))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

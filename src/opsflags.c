@@ -25,6 +25,13 @@ PG_MODULE_MAGIC;
 
 char	   *opsflags_environment = NULL;
 char	   *opsflags_guard_environment = NULL;
+
+/*
+ * opsflags.environment as the server sets it (its default, postgresql.conf,
+ * ALTER SYSTEM, the command line), whatever roles, databases and sessions
+ * set: where guards evaluate unless opsflags.guard_environment says.
+ */
+static char server_environment[64] = "production";
 char	   *opsflags_memcached_servers = NULL;
 char	   *opsflags_updated_by = NULL;
 
@@ -81,26 +88,27 @@ environment_exists(const char *name, bool *checked)
 }
 
 /*
- * opsflags.environment and opsflags.guard_environment: the name's shape
- * always; its existence where a session sets it (SET, set_config(), a
- * function's SET clause) in a database with the extension, inside a
- * transaction.  postgresql.conf, ALTER ROLE/DATABASE settings and connection
- * options are applied where the table cannot be read, or where refusing the
- * value would silently evaluate in the default environment instead:
- * evaluation warns about those (once per session).  ALTER ROLE/DATABASE SET
- * itself gets a NOTICE, since the setting may be meant for another database.
+ * An environment name set for opsflags.environment or guard_environment:
+ * its shape always; its existence where a session sets it (SET,
+ * set_config(), a function's SET clause) in a database with the extension,
+ * inside a transaction.  postgresql.conf, ALTER ROLE/DATABASE settings and
+ * connection options are applied where the table cannot be read, or where
+ * refusing the value would silently evaluate in the default environment
+ * instead: evaluation warns about those (once per session).  ALTER
+ * ROLE/DATABASE SET itself gets a NOTICE, since the setting may be meant for
+ * another database.
  */
 static bool
-check_environment(char **newval, void **extra, GucSource source)
+check_environment_name(const char *name, GucSource source)
 {
 	bool		checked;
 
-	if (*newval == NULL || **newval == '\0' || strlen(*newval) > 63)
+	if (name == NULL || *name == '\0' || strlen(name) > 63)
 	{
 		GUC_check_errdetail("An environment name has 1 to 63 characters.");
 		return false;
 	}
-	if (!opsflags_valid_environment_name(*newval))
+	if (!opsflags_valid_environment_name(name))
 	{
 		GUC_check_errdetail("An environment name has lower-case letters, digits, \"_\" and \"-\", and starts with a letter or digit.");
 		return false;
@@ -109,19 +117,44 @@ check_environment(char **newval, void **extra, GucSource source)
 		!IsTransactionState() || !OidIsValid(MyDatabaseId) ||
 		InitializingParallelWorker || IsParallelWorker())
 		return true;
-	if (environment_exists(*newval, &checked) || !checked)
+	if (environment_exists(name, &checked) || !checked)
 		return true;
 	if (source == PGC_S_TEST)
 	{
 		ereport(NOTICE,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("environment \"%s\" does not exist in this database", *newval)));
+				 errmsg("environment \"%s\" does not exist in this database", name)));
 		return true;
 	}
 	GUC_check_errcode(ERRCODE_UNDEFINED_OBJECT);
-	GUC_check_errdetail("Environment \"%s\" does not exist.", *newval);
+	GUC_check_errdetail("Environment \"%s\" does not exist.", name);
 	GUC_check_errhint("Environments are rows of opsflags.environments.");
 	return false;
+}
+
+/* opsflags.environment; also notes the server's own value. */
+static bool
+check_environment(char **newval, void **extra, GucSource source)
+{
+	if (!check_environment_name(*newval, source))
+		return false;
+	if (source <= PGC_S_ARGV)
+		strlcpy(server_environment, *newval, sizeof(server_environment));
+	return true;
+}
+
+/* opsflags.guard_environment: empty (the server's environment) or a name. */
+static bool
+check_guard_environment(char **newval, void **extra, GucSource source)
+{
+	return **newval == '\0' || check_environment_name(*newval, source);
+}
+
+/* Where feature_guard() triggers without an environment argument evaluate. */
+const char *
+opsflags_guard_environment_name(void)
+{
+	return opsflags_guard_environment[0] != '\0' ? opsflags_guard_environment : server_environment;
 }
 
 void
@@ -141,12 +174,12 @@ _PG_init(void)
 	/* Superuser-only, so that a writer's SET cannot switch a guard off. */
 	DefineCustomStringVariable("opsflags.guard_environment",
 							   "Environment in which feature_guard() triggers without an environment argument evaluate their flag.",
-							   NULL,
+							   "Empty: opsflags.environment as the server configuration sets it, not as roles, databases or sessions do.",
 							   &opsflags_guard_environment,
-							   "production",
+							   "",
 							   PGC_SUSET,
 							   0,
-							   check_environment,
+							   check_guard_environment,
 							   NULL,
 							   NULL);
 

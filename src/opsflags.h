@@ -20,6 +20,7 @@ extern char *opsflags_environment;
 extern char *opsflags_guard_environment;
 extern char *opsflags_memcached_servers;
 extern bool opsflags_valid_environment_name(const char *name);
+extern const char *opsflags_guard_environment_name(void);
 
 /* hashing.c: MurmurHash3 x86_32, incremental, and Unleash buckets */
 typedef struct OpsMurmur3

@@ -10,10 +10,13 @@ SET opsflags.environment = 'production';
 
 DELETE FROM opsflags.feature_flags WHERE flag_key LIKE 'tap.env.%';
 DELETE FROM opsflags.environments WHERE name LIKE 'tapenv%';
+DROP TABLE IF EXISTS public.tap_env_guarded;
 DROP ROLE IF EXISTS tap_env_app;
 DROP ROLE IF EXISTS tap_env_conf;
+ALTER SYSTEM RESET opsflags.environment;
+SELECT pg_reload_conf() AS x \gset
 
-SELECT plan(10);
+SELECT plan(15);
 
 CREATE ROLE tap_env_app LOGIN;
 CREATE ROLE tap_env_conf LOGIN;
@@ -66,7 +69,56 @@ DELETE FROM opsflags.feature_flag_configs WHERE environment = 'tapenv-none';
 DELETE FROM opsflags.environments WHERE name = 'tapenv-none';
 SELECT is(pg_temp.explain_in('conf') ->> 'reason', 'UNKNOWN_ENVIRONMENT',
           'the environment deleted: UNKNOWN_ENVIRONMENT again');
+
+-- Guards evaluate in opsflags.environment as the server sets it
+-- (postgresql.conf, ALTER SYSTEM), not as roles or sessions do.
+-- tap.env.f: off in production, on in staging.
+SELECT opsflags.toggle_flag('tap.env.f', false) AS x \gset
+CREATE TABLE public.tap_env_guarded (id int);
+CREATE TRIGGER tap_env_guard BEFORE INSERT ON public.tap_env_guarded
+    FOR EACH ROW EXECUTE FUNCTION opsflags.feature_guard('tap.env.f');
+GRANT INSERT ON public.tap_env_guarded TO tap_env_conf;
+-- A new connection once the server has reloaded its configuration (polled).
+CREATE FUNCTION pg_temp.connect_when(conn text, env text) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    FOR i IN 1..500 LOOP
+        PERFORM dblink_connect(conn, pg_temp.tap_conninfo(app => 'tap_env_srv'));
+        IF (SELECT v FROM dblink(conn, $q$SELECT current_setting('opsflags.environment')$q$) AS t(v text)) = env THEN
+            RETURN true;
+        END IF;
+        PERFORM dblink_disconnect(conn);
+        PERFORM pg_sleep(0.01);
+    END LOOP;
+    RETURN false;
+END
+$$;
+CREATE FUNCTION pg_temp.insert_in(conn text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM dblink_exec(conn, 'INSERT INTO public.tap_env_guarded VALUES (1)');
+    RETURN 'inserted';
+EXCEPTION WHEN OTHERS THEN
+    RETURN 'refused';
+END
+$$;
+SELECT is(ARRAY[pg_temp.insert_in('conf')], ARRAY['refused'],
+          'guard: a role whose ALTER ROLE setting names another environment is refused in production');
+ALTER SYSTEM SET opsflags.environment = 'staging';
+SELECT pg_reload_conf() AS x \gset
+SELECT ok(pg_temp.connect_when('srv', 'staging'), 'ALTER SYSTEM SET opsflags.environment = staging, reloaded');
+SELECT dblink_exec('srv', $$SET opsflags.environment = 'production'$$) AS x \gset
 SELECT dblink_disconnect('conf') AS x \gset
+SELECT dblink_connect('conf', pg_temp.tap_conninfo(usr => 'tap_env_conf', app => 'tap_env_conf')) AS x \gset
+SELECT is(ARRAY[pg_temp.insert_in('srv'), pg_temp.insert_in('conf')], ARRAY['inserted', 'inserted'],
+          'guard: the server''s environment is staging: a session in production and a role set elsewhere write');
+SELECT dblink_disconnect('srv') AS x \gset
+ALTER SYSTEM RESET opsflags.environment;
+SELECT pg_reload_conf() AS x \gset
+SELECT ok(pg_temp.connect_when('srv', 'production'), 'ALTER SYSTEM RESET, reloaded');
+SELECT dblink_exec('srv', $$SET opsflags.environment = 'staging'$$) AS x \gset
+SELECT is(pg_temp.insert_in('srv'), 'refused', 'guard: back in production: a session in staging is refused');
+SELECT dblink_disconnect('srv') AS x \gset
+SELECT dblink_disconnect('conf') AS x \gset
+DROP TABLE public.tap_env_guarded;
 
 DELETE FROM opsflags.feature_flags WHERE flag_key LIKE 'tap.env.%';
 DROP ROLE tap_env_app;
