@@ -12,7 +12,7 @@
 -- ==== begin: evaluation (evaluation: environments, guard environment, evaluation-path limits) ====
 
 COMMENT ON FUNCTION opsflags.feature_guard() IS
-  'Trigger: EXECUTE FUNCTION opsflags.feature_guard(''flag.key'' [, ''environment'']) refuses writes while the flag is off for session_user/current_user in that environment, else in opsflags.guard_environment';
+  'Trigger: EXECUTE FUNCTION opsflags.feature_guard(''flag.key'' [, ''environment'']) refuses writes while the flag is off for session_user/current_user in that environment, else in opsflags.guard_environment, else in the server''s opsflags.environment';
 
 -- The most prerequisites one flag may reach, directly or through others:
 -- bounds the work of one evaluation (each is evaluated once).
