@@ -75,4 +75,53 @@ SELECT opsflags.feature_enabled('eval.flag', 'user-2') AS after_rollback;
 
 DROP VIEW posts_with_ai;
 DROP TABLE posts;
+
+-- An unknown environment: SET refuses it (42704), for every role, and the
+-- session keeps its environment.
+SET opsflags.environment = 'nosuch';
+SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate, current_setting('opsflags.environment') AS environment;
+CREATE ROLE regress_opsflags_env_user;
+SET ROLE regress_opsflags_env_user;
+SELECT set_config('opsflags.environment', 'nosuch', false);
+RESET ROLE;
+DROP ROLE regress_opsflags_env_user;
+-- ALTER ROLE/DATABASE SET may target another database: a NOTICE only.
+ALTER ROLE CURRENT_USER SET opsflags.environment = 'nosuch';
+ALTER ROLE CURRENT_USER RESET opsflags.environment;
+-- An environment deleted after SET (or set where it cannot be checked, as in
+-- postgresql.conf): every flag is off, with one WARNING per session, and
+-- feature_explain says why.
+INSERT INTO opsflags.environments (name) VALUES ('eval-gone');
+SET opsflags.environment = 'eval-gone';
+DELETE FROM opsflags.environments WHERE name = 'eval-gone';
+SELECT opsflags.feature_enabled('eval.flag', 'user-' || i) AS enabled FROM generate_series(1, 3) i;
+SELECT opsflags.feature_explain('eval.flag', 'user-1');
+SELECT opsflags.feature_explain('no.such.flag') ->> 'reason' AS reason;
+RESET opsflags.environment;
+SELECT opsflags.feature_explain('eval.flag', 'user-1') ->> 'reason' AS reason_in_production;
+
+-- Variation weights are summed in 64 bits: whatever is stored, evaluation
+-- never fails and warns once per flag and cache load, not once per row.
+-- (Stored here past the write-time checks, as replication could.)
+SELECT opsflags.create_flag('eval.split', 'Split', NULL, 'string', '["a", "b", "c"]') IS NOT NULL AS created;
+SELECT opsflags.update_feature_flag('eval.split', '{"is_enabled": true, "on_variation": 0}');
+CREATE FUNCTION set_weights(w jsonb) RETURNS void LANGUAGE sql AS $$
+    SET session_replication_role = replica;
+    UPDATE opsflags.feature_flag_configs SET variation_weights = w
+    WHERE flag_id = opsflags.flag_id('eval.split') AND environment = 'production';
+    RESET session_replication_role;
+$$;
+SELECT set_weights('[10000000000, 1, 1]');
+SELECT opsflags.feature_value('eval.split', 'user-' || i) AS value FROM generate_series(1, 4) i;
+SELECT set_weights('[1, 2147483647, 2147483647]');
+SELECT opsflags.feature_value('eval.split', 'user-' || i) AS value FROM generate_series(1, 4) i;
+SELECT set_weights('[1, -1, 5]');
+SELECT opsflags.feature_explain('eval.split', 'user-1') ->> 'value' AS value;
+-- A total up to 2147483647 splits by the variant hash.
+SELECT set_weights('[1073741824, 1073741823, 0]');
+SELECT count(*) FILTER (WHERE opsflags.feature_value('eval.split', 'user-' || i)
+                              IS DISTINCT FROM (CASE WHEN opsflags.variant_bucket('eval.split', 'user-' || i, 2147483647) <= 1073741824
+                                                     THEN '"a"' ELSE '"b"' END)::jsonb) AS mismatches
+FROM generate_series(1, 1000) i;
+DROP FUNCTION set_weights(jsonb);
 DROP FUNCTION set_flag(jsonb);

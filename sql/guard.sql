@@ -34,9 +34,58 @@ SELECT opsflags.toggle_flag('orders.writes', false);
 TRUNCATE orders;
 SELECT count(*) FROM orders;
 
+-- The guard evaluates in opsflags.guard_environment (empty by default: the
+-- server's opsflags.environment, here production), not in the writer's
+-- opsflags.environment: SET cannot switch it off.
+DROP TRIGGER orders_truncate_guard ON orders;
+SHOW opsflags.guard_environment;
+SELECT opsflags.toggle_flag('orders.writes', true, 'development');
+SET opsflags.environment = 'development';
+SELECT opsflags.feature_enabled('orders.writes') AS on_in_development;
+INSERT INTO orders VALUES (3, 'third');
+RESET opsflags.environment;
+
+-- Only a superuser sets opsflags.guard_environment (say, for a database or
+-- role whose applications run in another environment).
+CREATE ROLE regress_opsflags_guard_writer;
+GRANT INSERT, SELECT ON orders TO regress_opsflags_guard_writer;
+SET ROLE regress_opsflags_guard_writer;
+SET opsflags.guard_environment = 'development';
+SET opsflags.environment = 'development';
+INSERT INTO orders VALUES (3, 'third');
+RESET opsflags.environment;
+RESET ROLE;
+SET opsflags.guard_environment = 'development';
+INSERT INTO orders VALUES (3, 'third') RETURNING id;
+SET opsflags.guard_environment = 'nosuch';
+RESET opsflags.guard_environment;
+
+-- A second trigger argument names the guard's environment.
+CREATE TABLE drafts (id int);
+CREATE TRIGGER drafts_guard BEFORE INSERT ON drafts
+    FOR EACH ROW EXECUTE FUNCTION opsflags.feature_guard('orders.writes', 'development');
+INSERT INTO drafts VALUES (1) RETURNING id;
+SELECT opsflags.toggle_flag('orders.writes', false, 'development');
+SELECT opsflags.toggle_flag('orders.writes', true, 'production');
+INSERT INTO drafts VALUES (2);
+-- One that does not exist, or is not an environment name, refuses writes.
+CREATE OR REPLACE TRIGGER drafts_guard BEFORE INSERT ON drafts
+    FOR EACH ROW EXECUTE FUNCTION opsflags.feature_guard('orders.writes', 'nosuch');
+INSERT INTO drafts VALUES (3);
+CREATE OR REPLACE TRIGGER drafts_guard BEFORE INSERT ON drafts
+    FOR EACH ROW EXECUTE FUNCTION opsflags.feature_guard('orders.writes', 'No Such');
+INSERT INTO drafts VALUES (4);
+DROP TABLE drafts;
+REVOKE ALL ON orders FROM regress_opsflags_guard_writer;
+DROP ROLE regress_opsflags_guard_writer;
+
 -- Misuse.
 CREATE TRIGGER orders_bad_guard BEFORE INSERT ON orders
     FOR EACH ROW EXECUTE FUNCTION opsflags.feature_guard();
+INSERT INTO orders VALUES (3, 'third');
+DROP TRIGGER orders_bad_guard ON orders;
+CREATE TRIGGER orders_bad_guard BEFORE INSERT ON orders
+    FOR EACH ROW EXECUTE FUNCTION opsflags.feature_guard('orders.writes', 'production', 'x');
 INSERT INTO orders VALUES (3, 'third');
 SELECT opsflags.feature_guard();
 

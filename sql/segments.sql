@@ -35,3 +35,25 @@ SELECT count(opsflags.create_flag('chain.' || i, 'Chain')) FROM generate_series(
 SELECT opsflags.add_prerequisite('chain.' || i, 'chain.' || (i + 1)) FROM generate_series(0, 7) i;
 SELECT opsflags.add_prerequisite('chain.8', 'chain.9');
 SELECT count(*) AS prerequisites FROM opsflags.flag_prerequisites;
+
+-- A flag depends on at most max_prerequisite_count() prerequisites, directly
+-- or through others (each is evaluated once per evaluation).
+SELECT opsflags.max_prerequisite_count();
+SELECT count(opsflags.create_flag('wide.' || i, 'Wide')) FROM generate_series(0, 101) i;
+SELECT count(opsflags.add_prerequisite('wide.1', 'wide.' || i)) FROM generate_series(2, 100) i;
+SELECT opsflags.add_prerequisite('wide.0', 'wide.1');
+SELECT opsflags.add_prerequisite('wide.1', 'wide.101');
+SELECT opsflags.add_prerequisite('wide.0', 'wide.101');
+SELECT count(*) AS wide_prerequisites FROM opsflags.flag_prerequisites p
+JOIN opsflags.feature_flags f ON f.id = p.flag_id WHERE f.flag_key LIKE 'wide.%';
+
+-- A flag that cannot be loaded (here: a column its query reads is renamed)
+-- evaluates as false with one WARNING per statement, not one per row; the
+-- next statement tries again.
+BEGIN;
+ALTER TABLE opsflags.user_segments RENAME COLUMN user_ids TO user_ids_renamed;
+SELECT i, opsflags.feature_enabled('seg.a', 'u3'), opsflags.feature_explain('seg.a', 'u3') ->> 'reason' AS reason
+FROM generate_series(1, 3) i;
+SELECT opsflags.feature_enabled('seg.a', 'u3') AS next_statement;
+ROLLBACK;
+SELECT opsflags.feature_enabled('seg.a', 'u3') AS after_rollback;

@@ -17,7 +17,10 @@
 
 /* opsflags.c: settings */
 extern char *opsflags_environment;
+extern char *opsflags_guard_environment;
 extern char *opsflags_memcached_servers;
+extern bool opsflags_valid_environment_name(const char *name);
+extern const char *opsflags_guard_environment_name(void);
 
 /* hashing.c: MurmurHash3 x86_32, incremental, and Unleash buckets */
 typedef struct OpsMurmur3
@@ -158,6 +161,5 @@ extern void opsflags_health_init(void);
 
 /* flags.c */
 extern void opsflags_flags_init(void);
-extern void opsflags_environment_changed(void);
 
 #endif							/* OPSFLAGS_H */

@@ -91,7 +91,10 @@ SELECT throws_ok($$SELECT opsflags.update_feature_flag('tap.bad.f', '{"enabled_p
                  'update_feature_flag in environment "all" (not an environment) raises 42704');
 SELECT throws_ok($$SELECT opsflags.get_feature_flag('tap.bad.f', 'nosuchenv')$$, '42704', NULL,
                  'get_feature_flag in an unknown environment raises 42704');
+-- SET refuses an unknown environment: reach one by deleting it after SET.
+INSERT INTO opsflags.environments (name) VALUES ('nosuchenv');
 SET LOCAL opsflags.environment = 'nosuchenv';
+DELETE FROM opsflags.environments WHERE name = 'nosuchenv';
 SELECT throws_ok($$SELECT opsflags.toggle_flag('tap.bad.f', false)$$, '42704', NULL,
                  'toggle_flag with opsflags.environment naming an unknown environment raises 42704');
 SELECT throws_ok($$SELECT opsflags.update_feature_flag('tap.bad.f', '{"is_enabled": false}')$$, '42704', NULL,

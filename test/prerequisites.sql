@@ -4,7 +4,7 @@
 \ir setup.inc
 
 BEGIN;
-SELECT plan(3);
+SELECT plan(7);
 SET LOCAL opsflags.environment = 'production';
 
 -- 40 flags; flag i may require flags with a larger number (no cycles), and
@@ -49,6 +49,32 @@ SELECT is((SELECT count(*)::int FROM cases WHERE got IS DISTINCT FROM want), 0,
 SELECT ok((SELECT count(*) FROM cases WHERE reason = 'PREREQUISITE_FAILED') > 0
           AND (SELECT count(*) FROM opsflags.flag_prerequisites) >= 10,
           'the cases include chains and prerequisite failures');
+
+-- A graph of shared prerequisites: tap.dag.top requires the 8 flags of
+-- layer 1, each flag of a layer requires all 8 of the next, 8 layers deep
+-- (8^8 paths, 64 flags).  Each flag is evaluated once per evaluation, so
+-- this is quick; and a statement_timeout is honoured.
+CREATE TEMP TABLE dag AS
+SELECT l, w, CASE WHEN l = 0 THEN 'tap.dag.top' ELSE format('tap.dag.%s.%s', l, w) END AS key
+FROM generate_series(0, 8) l, generate_series(1, 8) w WHERE l > 0 OR w = 1;
+SELECT count(opsflags.create_flag(key, key)) AS x FROM dag \gset
+SELECT count(opsflags.update_feature_flag(key, '{"is_enabled": true, "enabled_percentage": 100}')) AS x FROM dag \gset
+SELECT count(opsflags.add_prerequisite(a.key, b.key)) AS x
+FROM (SELECT * FROM dag ORDER BY l DESC, w) a JOIN dag b ON b.l = a.l + 1 \gset
+SELECT is((SELECT count(*)::int FROM opsflags.flag_prerequisites p JOIN opsflags.feature_flags f ON f.id = p.flag_id
+           WHERE f.flag_key LIKE 'tap.dag.%'), 8 + 7 * 64, 'the shared-prerequisite graph has 456 edges');
+SET LOCAL statement_timeout = '2s';
+SELECT is((SELECT count(*)::int FROM generate_series(1, 20) g WHERE opsflags.feature_enabled('tap.dag.top', 'user-' || g)),
+          20, 'a flag with 8^8 prerequisite paths evaluates (20 users) within the statement timeout');
+SELECT opsflags.toggle_flag('tap.dag.8.5', false) AS x \gset
+SELECT is(opsflags.feature_explain('tap.dag.top', 'user-1') ->> 'reason', 'PREREQUISITE_FAILED',
+          'one flag off at the bottom switches the top flag off');
+SET LOCAL statement_timeout = 0;
+
+-- A flag reaching more than max_prerequisite_count() prerequisites is refused.
+SELECT count(opsflags.create_flag('tap.wide.' || i, 'w')) AS x FROM generate_series(1, 40) i \gset
+SELECT throws_ok($$SELECT opsflags.add_prerequisite('tap.dag.top', 'tap.wide.' || i) FROM generate_series(1, 40) i$$,
+                 '22023', NULL, 'a 64-prerequisite flag cannot take 40 more (limit 100)');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -9,7 +9,7 @@
 \ir setup.inc
 
 BEGIN;
-SELECT plan(22);
+SELECT plan(24);
 
 SET LOCAL opsflags.environment = 'production';
 
@@ -448,6 +448,64 @@ SELECT is(ARRAY[pg_temp.murmur3_ref('', 0), pg_temp.murmur3_ref('', 1),
 SELECT is((SELECT count(*)::int FROM bucket_cases c JOIN bucket_first f USING (n)
            WHERE f.b IS DISTINCT FROM pg_temp.bucket_ref(c.g, c.s)), 0,
           'd: rollout_bucket = murmur3_x86_32(UTF-8 of group:stickiness, seed 0) % 100 + 1 (SQL reference)');
+
+-------------------------------------------------------------------------------
+-- (e) any stored variation weights: 120 flags whose weights are drawn from a
+-- pool with values past int4 and totals past the variant hash's range
+-- (stored past the write-time checks, as replication could), 5 users each.
+-- Reference: weights that are whole numbers 0..2147483647 (rounded, as
+-- numeric to int does) with a total of 1..2147483647 split by variant_bucket;
+-- any other weights serve the on variation.  Never an error.
+-------------------------------------------------------------------------------
+CREATE TEMP TABLE wflags AS
+SELECT n, 'tap.prop.w.' || n AS key,
+       jsonb_build_array(w[1], w[2], w[3]) AS weights
+FROM generate_series(1, 120) n,
+     LATERAL (SELECT array_agg(pg_temp.pick('weight', n * 3 + k,
+                 ARRAY['0', '1', '7', '50', '100', '1073741824', '2147483647', '2147483648',
+                       '10000000000', '-1', '2.5', '1e12'])::numeric ORDER BY k) AS w
+              FROM generate_series(0, 2) k) ws;
+SELECT count(opsflags.create_flag(key, key, NULL, 'string', '["x", "y", "z"]')) AS x FROM wflags \gset
+SELECT count(opsflags.update_feature_flag(key, '{"is_enabled": true, "on_variation": 1}')) AS x FROM wflags \gset
+SET LOCAL session_replication_role = replica;
+UPDATE opsflags.feature_flag_configs c SET variation_weights = w.weights
+FROM wflags w WHERE c.flag_id = opsflags.flag_id(w.key) AND c.environment = 'production';
+SET LOCAL session_replication_role = origin;
+
+CREATE FUNCTION pg_temp.weights_ref(k text, weights jsonb, u text) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    w numeric[] := ARRAY(SELECT round(e::text::numeric) FROM jsonb_array_elements(weights) e);
+    total numeric := 0;
+    b int;
+    i int;
+BEGIN
+    IF u IS NULL OR EXISTS (SELECT FROM unnest(w) x WHERE x < 0 OR x > 2147483647)
+       OR (SELECT sum(x) FROM unnest(w) x) NOT BETWEEN 1 AND 2147483647 THEN
+        RETURN '"y"';
+    END IF;
+    b := opsflags.variant_bucket(k, u, (SELECT sum(x) FROM unnest(w) x)::int);
+    FOR i IN 1..3 LOOP
+        total := total + w[i];
+        IF b <= total THEN
+            RETURN to_jsonb((ARRAY['x', 'y', 'z'])[i]);
+        END IF;
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+
+SET LOCAL client_min_messages = error;   -- one WARNING per unusable flag
+CREATE TEMP TABLE wcases AS
+SELECT w.key, w.weights, u, opsflags.feature_value(w.key, u) AS got, pg_temp.weights_ref(w.key, w.weights, u) AS want
+FROM wflags w, (SELECT 'user-' || g AS u FROM generate_series(1, 4) g UNION ALL SELECT NULL) us;
+SET LOCAL client_min_messages = warning;
+SELECT ok((SELECT count(*) >= 500 AND count(DISTINCT want) = 3
+                  AND count(*) FILTER (WHERE (SELECT sum(e::text::numeric) FROM jsonb_array_elements(weights) e) > 2147483647) >= 100
+           FROM wcases),
+          'e: 600 cases, all three variations served, and 100+ with weight totals past 2147483647');
+SELECT is((SELECT count(*)::int FROM wcases WHERE got IS DISTINCT FROM want), 0,
+          'e: feature_value with any stored weights equals the reference (split by variant_bucket, else the on variation)');
 
 SELECT * FROM finish();
 ROLLBACK;

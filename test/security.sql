@@ -457,7 +457,7 @@ SELECT is((SELECT array_agg(p.proname::text ORDER BY p.proname::text)
              AND has_function_privilege('tap_hostile', p.oid, 'EXECUTE')),
           ARRAY['config_all', 'config_get', 'errors_last_hour', 'feature_enabled', 'feature_explain', 'feature_guard',
                 'feature_value', 'health_aggregate', 'health_status', 'is_maintenance_mode', 'is_string_array',
-                'is_valid_config_key', 'is_valid_flag_key', 'maintenance_enforced', 'max_prerequisite_depth',
+                'is_valid_config_key', 'is_valid_flag_key', 'maintenance_enforced', 'max_prerequisite_count', 'max_prerequisite_depth',
                 'rollout_bucket', 'run_startup_checks', 'variant_bucket', 'worker_status'],
           'R1: the opsflags functions an ordinary role may execute are exactly the evaluation, health and read-only ones (a new function granted to PUBLIC must be added here on purpose)');
 
@@ -804,7 +804,9 @@ FROM cusers ORDER BY n;
 -- Crafted opsflags.environment values.
 INSERT INTO calls (grp, label, sql, want)
 SELECT 'environment setting', left(e, 40), format('SELECT set_config(%L, %L, true)', 'opsflags.environment', e),
-       CASE WHEN e ~ '^[a-z0-9][a-z0-9_-]{0,62}$' THEN e ELSE 'ERROR 22023' END
+       CASE WHEN e !~ '^[a-z0-9][a-z0-9_-]{0,62}$' THEN 'ERROR 22023'
+            WHEN NOT EXISTS (SELECT FROM opsflags.environments v WHERE v.name = e) THEN 'ERROR 42704'
+            ELSE e END
 FROM cenvs ORDER BY n;
 -- feature_guard with crafted keys on its own table.
 CREATE FUNCTION pg_temp.guard_probe(k text) RETURNS text
@@ -844,11 +846,12 @@ SELECT is(pg_temp.mismatches('admin functions'), NULL,
 SELECT is(pg_temp.mismatches('users'), NULL,
           'crafted user ids and roles: feature_enabled matches the reference (listed user, listed role, else bucket <= 30) for 160 pairs');
 SELECT is(pg_temp.mismatches('environment setting'), NULL,
-          'crafted environments: SET opsflags.environment refuses every malformed name with 22023');
+          'crafted environments: SET opsflags.environment refuses every malformed name with 22023 and every unknown one with 42704');
 SELECT is(pg_temp.mismatches('feature_guard'), NULL,
           'crafted keys: feature_guard on its own table refuses the write with 0A000 and names the key verbatim (the real key lets it through; no key runs as SQL)');
 SELECT is((SELECT array_agg(DISTINCT got ORDER BY got) FROM calls
-           WHERE got LIKE 'ERROR %' AND got NOT IN ('ERROR 42501', 'ERROR 22023')),
+           WHERE got LIKE 'ERROR %' AND got NOT IN ('ERROR 42501', 'ERROR 22023')
+                 AND (grp, got) IS DISTINCT FROM ('environment setting', 'ERROR 42704')),
           NULL, 'crafted input: no other error (no internal error, no syntax error from a key that reached SQL)');
 SELECT is(ARRAY[pg_temp.fingerprint(), to_regclass('tap_hostile_app.probe_guarded')::text,
                 (SELECT count(*)::text FROM tap_hostile_app.stolen), (SELECT count(*)::text FROM tap_hostile_app.probe_guarded)],
