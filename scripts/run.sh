@@ -9,6 +9,9 @@
 #   OPSFLAGS_HTTP_PORT       port of the HTTP server: /health, /metrics, the
 #                            status page (default 8499; 0 turns it off)
 #   OPSFLAGS_RESET=1         throw away .pgdata and start from an empty cluster
+#   OPSFLAGS_DATADIR         the cluster's directory (default .pgdata)
+#   OPSFLAGS_RUNDIR          socket directory, logs, memcached's pid file (default .run)
+# If a step fails, it stops what it started: nothing is left half-started.
 set -euo pipefail
 # shellcheck source=scripts/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -16,10 +19,25 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 PORT=${OPSFLAGS_PORT:-5499}
 MC_PORT=${OPSFLAGS_MEMCACHED_PORT:-11299}
 HTTP_PORT=${OPSFLAGS_HTTP_PORT:-8499}
-DATADIR=$REPO/.pgdata
-RUNDIR=$REPO/.run
+DATADIR=$(realpath -m -- "${OPSFLAGS_DATADIR:-$REPO/.pgdata}")
+RUNDIR=$(realpath -m -- "${OPSFLAGS_RUNDIR:-$REPO/.run}")
 LOGFILE=$RUNDIR/postgres.log
 MC_PIDFILE=$RUNDIR/memcached.pid
+
+STARTED=0
+stop_on_failure() {
+    local rc=$?
+    if ((rc != 0 && STARTED)); then
+        set +e
+        log "make run failed: stopping what it started"
+        stop_cluster "$DATADIR"
+        stop_memcached "$MC_PIDFILE"
+    fi
+    exit "$rc"
+}
+trap stop_on_failure EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 ensure_packages curl
 build_install
@@ -41,6 +59,7 @@ if port_in_use "$MC_PORT"; then
     die "port $MC_PORT on 127.0.0.1 is used by something else; pick another with OPSFLAGS_MEMCACHED_PORT=..."
 fi
 
+STARTED=1
 start_memcached "$MC_PORT" "$MC_PIDFILE"
 start_cluster "$DATADIR" "$PORT" "$RUNDIR" "$LOGFILE" \
     "opsflags.memcached_servers = '127.0.0.1:$MC_PORT'" "opsflags.http_port = $HTTP_PORT"
