@@ -6,7 +6,7 @@
 # same feature_enabled and feature_value answers for 10,000 (flag, user)
 # pairs in two environments (run by scripts/test.sh; prints TAP):
 #   - pg_restore in three steps, data with --disable-triggers;
-#   - pg_restore -d newdb in one step;
+#   - pg_restore -d newdb in one step (and no NOTIFY while it loads);
 #   - pg_dump | psql newdb;
 #   - pg_restore -j 2 in three steps (the tables' order needs it);
 #   - pg_dumpall | psql into a fresh cluster (roles, role and database
@@ -35,7 +35,7 @@ cleanup() {
     "${PSQL[@]}" -d postgres "${drop[@]}" -c "DROP ROLE IF EXISTS $APP_ROLE" >/dev/null 2>&1
 }
 trap cleanup EXIT
-echo "1..22"
+echo "1..23"
 
 cleanup
 "${PSQL[@]}" -d postgres -c "CREATE DATABASE $SRC" >/dev/null
@@ -137,13 +137,34 @@ ok $rc "pg_restore into a fresh database in three steps: pre-data, data with --d
 report $rc "$WORKDIR/restore.err"
 same_state "three steps" "${P[@]}" -d "${DSTS[0]}"
 
-# 2. One step: pg_restore -d newdb backup.dump (exit status 0: no error at all).
+# 2. One step: pg_restore -d newdb backup.dump (exit status 0: no error at
+# all), with a session listening on channel opsflags in that database: the
+# restore sends no event (a NOTIFY sent afterwards shows the listener works).
 "${PSQL[@]}" -d postgres -c "CREATE DATABASE ${DSTS[1]}" >/dev/null
+rm -f "$WORKDIR/listen.fifo" && mkfifo "$WORKDIR/listen.fifo"
+"$PG_BIN/psql" -X -q "${P[@]}" -d "${DSTS[1]}" <"$WORKDIR/listen.fifo" >"$WORKDIR/listen.out" 2>&1 &
+listener=$!
+exec 4>"$WORKDIR/listen.fifo"
+echo "LISTEN opsflags;" >&4
+listening() {
+    [[ $("${PSQL[@]}" -d postgres -c "SELECT count(*) FROM pg_stat_activity
+        WHERE datname = '${DSTS[1]}' AND state = 'idle' AND query = 'LISTEN opsflags;'") == 1 ]]
+}
+wait_for 30 listening
 "$PG_BIN/pg_restore" "${P[@]}" -d "${DSTS[1]}" "$WORKDIR/opsflags.dump" 2>"$WORKDIR/restore.err"
 rc=$?
 ok $rc "pg_restore -d newdb backup.dump in one step, without an error"
 report $rc "$WORKDIR/restore.err"
 same_state "pg_restore in one step" "${P[@]}" -d "${DSTS[1]}"
+"${PSQL[@]}" -d "${DSTS[1]}" -c "NOTIFY opsflags, 'after the restore'"
+printf 'SELECT 1;\n\\q\n' >&4
+exec 4>&-
+wait "$listener"
+[[ $(grep -c 'Asynchronous notification "opsflags"' "$WORKDIR/listen.out") -eq 1 ]] &&
+    grep -q 'payload "after the restore"' "$WORKDIR/listen.out"
+rc=$?
+ok $rc "pg_restore in one step: no NOTIFY opsflags while the rows load"
+((rc == 0)) || grep -m 3 'Asynchronous' "$WORKDIR/listen.out" | sed 's/^/# /'
 
 # 3. pg_dump db | psql newdb, stopping at the first error.
 "${PSQL[@]}" -d postgres -c "CREATE DATABASE ${DSTS[2]}" >/dev/null
