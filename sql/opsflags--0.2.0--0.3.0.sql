@@ -54,7 +54,7 @@
 -- ==== begin: dump and restore (one-step pg_restore, pg_dump | psql, pg_dumpall) ====
 
 -- pg_restore, and the scripts of pg_dump and pg_dumpall, create the extension
--- (and with it every trigger below) and then load each table with COPY FROM.
+-- (and so every trigger of its tables) and then load each table with COPY FROM.
 -- A restored row is not a change: it must come back as it was (version,
 -- timestamps, updated_by), without a second audit row, a NOTIFY, or a check
 -- against tables that are not loaded yet (pg_dump orders tables by foreign
