@@ -134,6 +134,24 @@ port_in_use() {
         bind($s, pack_sockaddr_in($ARGV[0], inet_aton("127.0.0.1"))) or exit 1;' "$port" 2>/dev/null
 }
 
+# port_used_by_others PORT PID...: true if something other than the processes
+# PID and their children holds 127.0.0.1:PORT.  Without ss it cannot tell,
+# and says no.
+port_used_by_others() {
+    local port=$1 pid ppid pids
+    shift
+    port_in_use "$port" || return 1
+    command -v ss >/dev/null 2>&1 || return 1
+    pids=$(ss -Hltnp "sport = :$port" 2>/dev/null | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u)
+    # In use, and no listener whose process we may see: not ours.
+    [[ -n $pids ]] || return 0
+    for pid in $pids; do
+        ppid=$(awk '{ sub(/^.*\) /, ""); print $2 }' "/proc/$pid/stat" 2>/dev/null)
+        [[ " $* " == *" $pid "* || " $* " == *" $ppid "* ]] || return 0
+    done
+    return 1
+}
+
 # free_port [BASE]: print a free TCP port on 127.0.0.1, trying upward from BASE
 # (default: a random port in 20000-39999).
 free_port() {

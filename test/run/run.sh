@@ -7,6 +7,8 @@
 #    there at once;
 #  - `make run` twice in a row, with such a TIME_WAIT on the memcached port in
 #    between, both succeed and serve (PostgreSQL, memcached, /health);
+#  - `make run` refuses a port that another program holds before it stops
+#    the running servers, which go on serving;
 #  - `make stop` leaves nothing listening and no process behind;
 #  - a `make run` that fails after starting memcached stops it again.
 # Its own directories and free ports: the checkout's .pgdata is not touched.
@@ -32,7 +34,7 @@ cleanup() {
     env "${MR_ENV[@]}" OPSFLAGS_DATADIR="$WORKDIR/mr_not_a_dir" make -s -C "$REPO" stop >/dev/null 2>&1
 }
 trap cleanup EXIT
-echo "1..9"
+echo "1..10"
 
 listening() { [[ -n $(ss -Hltn "sport = :$1") ]]; }
 time_wait() { [[ -n $(ss -Htn state time-wait "sport = :$1") ]]; }
@@ -93,14 +95,33 @@ ok $((rc || tw)) "make run again at once, with a connection in TIME_WAIT on memc
 [[ -n $first_pid && $(head -n 1 "$WORKDIR/mr_data/postmaster.pid" 2>/dev/null) != "$first_pid" ]] && serving
 ok $? "a new PostgreSQL, memcached and /health answer again"
 
-# 8. make stop: nothing of it is left.
+# 8. make run with a port that another program holds refuses before it
+# stops anything: the running servers keep serving.
+perl -MSocket -e '
+    socket(my $s, PF_INET, SOCK_STREAM, 0) or die "socket: $!";
+    setsockopt($s, SOL_SOCKET, SO_REUSEADDR, 1) or die "setsockopt: $!";
+    bind($s, pack_sockaddr_in($ARGV[0], inet_aton("127.0.0.1"))) or die "bind: $!";
+    listen($s, 5) or die "listen: $!";
+    sleep 60;' "$T_PORT" &
+SERVER_PID=$!
+wait_for 10 listening "$T_PORT"
+env "${MR_ENV[@]}" OPSFLAGS_MEMCACHED_PORT="$T_PORT" make -s -C "$REPO" run >"$WORKDIR/make_run_busy.log" 2>&1
+rc=$?
+kill "$SERVER_PID" 2>/dev/null
+wait "$SERVER_PID" 2>/dev/null
+SERVER_PID=''
+((rc != 0)) && grep -q "port $T_PORT on 127.0.0.1 is used by something else" "$WORKDIR/make_run_busy.log" &&
+    ! grep -q "stopping" "$WORKDIR/make_run_busy.log" && serving
+ok $? "make run with a port another program listens on refuses, and the running servers go on serving"
+
+# 9. make stop: nothing of it is left.
 mc=$(memcached_pid "$WORKDIR/mr_run/memcached.pid")
 env "${MR_ENV[@]}" make -s -C "$REPO" stop >/dev/null 2>&1 &&
     ! listening "$MR_PORT" && ! listening "$MR_MC" && ! listening "$MR_HTTP" &&
     [[ -n $mc && ! -e /proc/$mc && ! -e $WORKDIR/mr_data/postmaster.pid ]]
 ok $? "make stop: no PostgreSQL, memcached or HTTP server left"
 
-# 9. A make run that fails after memcached has started (its data directory
+# 10. A make run that fails after memcached has started (its data directory
 # cannot be created) stops memcached again.
 touch "$WORKDIR/mr_not_a_dir"
 env "${MR_ENV[@]}" OPSFLAGS_DATADIR="$WORKDIR/mr_not_a_dir" make -s -C "$REPO" run >"$WORKDIR/make_run_3.log" 2>&1
