@@ -87,8 +87,9 @@ BEGIN
           ON d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = tg.tgrelid
          AND d.refclassid = 'pg_catalog.pg_extension'::regclass AND d.deptype = 'e'
         JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid AND e.extname = 'opsflags'
+        JOIN pg_catalog.pg_class c ON c.oid = tg.tgrelid AND c.relkind IN ('r', 'p')
         WHERE NOT tg.tgisinternal AND tg.tgconstraint = 0
-          AND tg.tgtype & 5 = 5           -- FOR EACH ROW (1), on INSERT (4)
+          AND (tg.tgtype & 69) = 5   -- FOR EACH ROW (1), on INSERT (4), not INSTEAD OF (64)
           AND tg.tgfoid NOT IN ('opsflags.invalidate_flag_cache()'::regprocedure,
                                 'opsflags.invalidate_cache()'::regprocedure,
                                 'opsflags.maintenance_config_changed()'::regprocedure)
