@@ -31,15 +31,14 @@ cleanup() {
     [[ -n $SERVER_PID ]] && kill "$SERVER_PID" 2>/dev/null
     stop_memcached "$T_PIDFILE" >/dev/null 2>&1
     env "${MR_ENV[@]}" make -s -C "$REPO" stop >/dev/null 2>&1
-    env "${MR_ENV[@]}" OPSFLAGS_DATADIR="$WORKDIR/mr_not_a_dir" make -s -C "$REPO" stop >/dev/null 2>&1
 }
 trap cleanup EXIT
 echo "1..10"
 
 listening() { [[ -n $(ss -Hltn "sport = :$1") ]]; }
 time_wait() { [[ -n $(ss -Htn state time-wait "sport = :$1") ]]; }
-# server_closes_first PORT: connect, read until the server closes, then
-# close: the server's side of the connection stays in TIME_WAIT on PORT.
+# server_closes_first PORT [TEXT]: connect, send TEXT, read until the server
+# closes, then close: the server's side stays in TIME_WAIT on PORT.
 server_closes_first() {
     exec 3<>"/dev/tcp/127.0.0.1/$1" || return 1
     [[ -n ${2:-} ]] && printf '%s' "$2" >&3
