@@ -4,7 +4,7 @@ EXTENSION    = opsflags
 MODULE_big   = opsflags
 OBJS         = src/opsflags.o src/shmem.o src/spi.o src/cache.o src/hashing.o src/flags.o src/config.o \
                src/audit.o src/maintenance.o src/errors.o src/memcached.o src/health.o \
-               src/worker.o src/usage.o src/publish.o src/http.o
+               src/worker.o src/usage.o src/publish.o src/http.o src/restore.o
 DATA         = $(wildcard sql/opsflags--*.sql)
 PG_CPPFLAGS  = -I$(srcdir)/src
 # PostgreSQL's own headers trip -Wunused-parameter under -Wextra; everything else is on.
@@ -14,7 +14,7 @@ EXTRA_CLEAN  = src/status_page.h
 
 # pg_regress: sql/<name>.sql against expected/<name>.out (the install scripts
 # opsflags--*.sql also live in sql/, but only these are run as tests).
-REGRESS      = flags evaluation guard privileges errors config audit maintenance deployments health alerts variations segments
+REGRESS      = flags evaluation guard privileges errors config audit maintenance deployments health alerts variations segments restore
 REGRESS_OPTS = --inputdir=. --load-extension=opsflags
 
 PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config

@@ -119,16 +119,36 @@ check_server_can_reach() {
     done
 }
 
-# port_in_use PORT: true if something accepts TCP connections on 127.0.0.1:PORT
-# or a socket is bound to it.
+# port_in_use PORT: true if a server could not listen on 127.0.0.1:PORT the way
+# PostgreSQL, memcached and the HTTP worker do (SO_REUSEADDR): something
+# listens on PORT, or holds it bound without SO_REUSEADDR.  Connections left in
+# TIME_WAIT by a server that just stopped do not count: they keep nobody out.
 port_in_use() {
     local port=$1
-    if timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port" 2>/dev/null; then
+    if command -v ss >/dev/null 2>&1 && [[ -n $(ss -Hltn "sport = :$port" 2>/dev/null) ]]; then
         return 0
     fi
-    if command -v ss >/dev/null 2>&1 && [[ -n $(ss -Htan "sport = :$port" 2>/dev/null) ]]; then
-        return 0
-    fi
+    ! perl -MSocket -e '
+        socket(my $s, PF_INET, SOCK_STREAM, 0) or exit 1;
+        setsockopt($s, SOL_SOCKET, SO_REUSEADDR, 1) or exit 1;
+        bind($s, pack_sockaddr_in($ARGV[0], inet_aton("127.0.0.1"))) or exit 1;' "$port" 2>/dev/null
+}
+
+# port_used_by_others PORT PID...: true if something other than the processes
+# PID and their children holds 127.0.0.1:PORT.  Without ss it cannot tell,
+# and says no.
+port_used_by_others() {
+    local port=$1 pid ppid pids
+    shift
+    port_in_use "$port" || return 1
+    command -v ss >/dev/null 2>&1 || return 1
+    pids=$(ss -Hltnp "sport = :$port" 2>/dev/null | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u)
+    # In use, and no listener whose process we may see: not ours.
+    [[ -n $pids ]] || return 0
+    for pid in $pids; do
+        ppid=$(awk '{ sub(/^.*\) /, ""); print $2 }' "/proc/$pid/stat" 2>/dev/null)
+        [[ " $* " == *" $pid "* || " $* " == *" $ppid "* ]] || return 0
+    done
     return 1
 }
 

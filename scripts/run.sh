@@ -9,6 +9,11 @@
 #   OPSFLAGS_HTTP_PORT       port of the HTTP server: /health, /metrics, the
 #                            status page (default 8499; 0 turns it off)
 #   OPSFLAGS_RESET=1         throw away .pgdata and start from an empty cluster
+#   OPSFLAGS_DATADIR         the cluster's directory (default .pgdata)
+#   OPSFLAGS_RUNDIR          socket directory, logs, memcached's pid file (default .run)
+# A port that another program holds is refused before the running servers are
+# stopped; if a later step fails, it stops what it started: nothing is left
+# half-started.
 set -euo pipefail
 # shellcheck source=scripts/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -16,13 +21,54 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 PORT=${OPSFLAGS_PORT:-5499}
 MC_PORT=${OPSFLAGS_MEMCACHED_PORT:-11299}
 HTTP_PORT=${OPSFLAGS_HTTP_PORT:-8499}
-DATADIR=$REPO/.pgdata
-RUNDIR=$REPO/.run
+DATADIR=$(realpath -m -- "${OPSFLAGS_DATADIR:-$REPO/.pgdata}")
+RUNDIR=$(realpath -m -- "${OPSFLAGS_RUNDIR:-$REPO/.run}")
 LOGFILE=$RUNDIR/postgres.log
 MC_PIDFILE=$RUNDIR/memcached.pid
 
+STARTED=0
+stop_on_failure() {
+    local rc=$?
+    if ((rc != 0 && STARTED)); then
+        set +e
+        log "make run failed: stopping what it started"
+        stop_cluster "$DATADIR"
+        stop_memcached "$MC_PIDFILE"
+    fi
+    exit "$rc"
+}
+trap stop_on_failure EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
 ensure_packages curl
 build_install
+
+# check_ports TEST: die naming the first port for which TEST PORT [PID...] is true.
+check_ports() {
+    local test=$1
+    shift
+    if "$test" "$PORT" "$@"; then
+        die "port $PORT on 127.0.0.1 is used by something else; pick another with OPSFLAGS_PORT=..."
+    fi
+    if [[ $HTTP_PORT != 0 ]] && "$test" "$HTTP_PORT" "$@"; then
+        die "port $HTTP_PORT on 127.0.0.1 is used by something else; pick another with OPSFLAGS_HTTP_PORT=... (0: no HTTP server)"
+    fi
+    if "$test" "$MC_PORT" "$@"; then
+        die "port $MC_PORT on 127.0.0.1 is used by something else; pick another with OPSFLAGS_MEMCACHED_PORT=..."
+    fi
+}
+
+# A port held by another program: refuse before stopping the previous run's
+# servers (which may hold the ports themselves), so that they keep running.
+ours=()
+if [[ -f $DATADIR/postmaster.pid ]]; then
+    ours+=("$(head -n 1 "$DATADIR/postmaster.pid")")
+fi
+if pid=$(memcached_pid "$MC_PIDFILE"); then
+    ours+=("$pid")
+fi
+check_ports port_used_by_others "${ours[@]}"
 
 # Restart everything so that the freshly installed library is the one loaded.
 stop_cluster "$DATADIR"
@@ -31,16 +77,9 @@ if [[ ${OPSFLAGS_RESET:-} == 1 && -d $DATADIR ]]; then
     log "OPSFLAGS_RESET=1: removing $DATADIR"
     rm -rf -- "$DATADIR"
 fi
-if port_in_use "$PORT"; then
-    die "port $PORT on 127.0.0.1 is used by something else; pick another with OPSFLAGS_PORT=..."
-fi
-if [[ $HTTP_PORT != 0 ]] && port_in_use "$HTTP_PORT"; then
-    die "port $HTTP_PORT on 127.0.0.1 is used by something else; pick another with OPSFLAGS_HTTP_PORT=... (0: no HTTP server)"
-fi
-if port_in_use "$MC_PORT"; then
-    die "port $MC_PORT on 127.0.0.1 is used by something else; pick another with OPSFLAGS_MEMCACHED_PORT=..."
-fi
+check_ports port_in_use
 
+STARTED=1
 start_memcached "$MC_PORT" "$MC_PIDFILE"
 start_cluster "$DATADIR" "$PORT" "$RUNDIR" "$LOGFILE" \
     "opsflags.memcached_servers = '127.0.0.1:$MC_PORT'" "opsflags.http_port = $HTTP_PORT"

@@ -16,7 +16,7 @@
 #   OPSFLAGS_TEST_PSQL               the psql binary (PostgreSQL 15)
 # TESTS="name ..." runs only the named tests: pg_regress names (flags),
 # pgTAP files (test/audit.sql or audit), no-preload files (no_preload/x) and
-# shell suites by script name (dump, http, robustness, soak, upgrade, ...).
+# shell suites by script name (dump, http, robustness, soak, upgrade, run, ...).
 set -euo pipefail
 # shellcheck source=scripts/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -239,6 +239,8 @@ shell_suite http test/http/http.sh SOCKDIR="$SOCKDIR" PORT="$PORT" WORKDIR="$TMP
 shell_suite "http robustness" test/http/robustness.sh SOCKDIR="$SOCKDIR" PORT="$PORT" WORKDIR="$TMP"
 # a streaming standby: replay, read-only admin, sampler, promotion, crashes
 shell_suite standby test/standby/standby.sh PRIMARY_SOCKDIR="$SOCKDIR" PRIMARY_PORT="$PORT" WORKDIR="$TMP"
+# make run twice in a row, make stop, a failed make run (own directories and ports)
+shell_suite "make run" test/run/run.sh PORT="$PORT" WORKDIR="$TMP"
 # SIGKILL of the postmaster in the middle of a pgbench run, on a cluster of its own
 shell_suite crash test/crash/crash.sh PORT="$PORT" WORKDIR="$TMP"
 

@@ -11,9 +11,19 @@
 -- must answer with the new state on its next statement.  With publishing to
 -- memcached switched on in the subscriber (and off in the publisher), the
 -- apply worker's commits publish the subscriber's documents.
+--
+-- The publication and the subscription's options are README.md's recipe, read
+-- from it (pg_prove runs in the repository): the recipe works as written.
 \ir setup.inc
+\set recipe `sed -n -e '/^CREATE PUBLICATION opsflags_flags/,/;$/p' -e '/^CREATE SUBSCRIPTION opsflags_flags/,/;$/p' README.md`
+\set readme_wal_level `grep -c 'wal_level = logical' README.md`
 
-SELECT plan(11);
+SELECT plan(18);
+
+SELECT ok(:'readme_wal_level'::int > 0 AND current_setting('wal_level') = 'logical',
+          'README: the recipe says wal_level = logical (which this cluster has)');
+SELECT is(substring(:'recipe' FROM 'CREATE SUBSCRIPTION[^;]* WITH \(([^)]*)\);'), 'copy_data = false',
+          'README: the recipe subscribes WITH (copy_data = false)');
 
 -- Fresh databases (leftovers of an interrupted run are dropped first).
 SELECT dblink_connect('admin', pg_temp.tap_conninfo(db => 'postgres')) \gset
@@ -28,16 +38,16 @@ SELECT dblink_connect('pub', pg_temp.tap_conninfo(db => 'opsflags_lr_pub')) \gse
 SELECT dblink_connect('plain', pg_temp.tap_conninfo(db => 'opsflags_lr_sub')) \gset
 SELECT dblink_exec('pub', 'CREATE EXTENSION opsflags') \gset
 SELECT dblink_exec('plain', 'CREATE EXTENSION opsflags') \gset
-SELECT dblink_exec('pub', 'CREATE PUBLICATION opsflags_pub FOR TABLE opsflags.environments, '
-                          'opsflags.feature_flags, opsflags.feature_flag_configs') \gset
+-- The README's publication, as written.
+SELECT dblink_exec('pub', substring(:'recipe' FROM '(CREATE PUBLICATION[^;]*);')) \gset
 -- Same cluster: the slot must exist before CREATE SUBSCRIPTION (which would
--- otherwise wait for itself).  Both sides start from the same install, so no
--- initial copy.
+-- otherwise wait for itself); otherwise the README's subscription options.
 SELECT count(*) FROM dblink('pub', $$SELECT pg_create_logical_replication_slot('opsflags_lr', 'pgoutput')$$)
     AS t(x text) \gset
-SELECT dblink_exec('plain', format('CREATE SUBSCRIPTION opsflags_sub CONNECTION %L PUBLICATION opsflags_pub '
-                                   'WITH (create_slot = false, slot_name = opsflags_lr, copy_data = false)',
-                                   pg_temp.tap_conninfo(db => 'opsflags_lr_pub'))) \gset
+SELECT dblink_exec('plain', format('CREATE SUBSCRIPTION opsflags_sub CONNECTION %L PUBLICATION opsflags_flags '
+                                   'WITH (create_slot = false, slot_name = opsflags_lr, %s)',
+                                   pg_temp.tap_conninfo(db => 'opsflags_lr_pub'),
+                                   substring(:'recipe' FROM 'CREATE SUBSCRIPTION[^;]* WITH \(([^)]*)\);'))) \gset
 
 SELECT dblink_connect('cached', pg_temp.tap_conninfo(db => 'opsflags_lr_sub')) \gset
 
@@ -94,8 +104,15 @@ BEGIN
     PERFORM dblink_exec('pub', 'DO $do$BEGIN PERFORM ' || expr || '; END$do$');
 END $$;
 
--- 1. The flag does not exist yet: the cached session caches that.
+-- Read a configuration key in the cached session.
+CREATE FUNCTION pg_temp.cached_config(config_key text) RETURNS text
+LANGUAGE sql AS $$
+  SELECT v FROM dblink('cached', format('SELECT opsflags.config_get(%L, ''all'')::text', config_key)) AS t(v text)
+$$;
+
+-- 1. The flag and the key do not exist yet: the cached session caches that.
 SELECT is(pg_temp.cached_enabled('lr.flag', 'u1'), false, 'subscriber: unknown flag is off');
+SELECT is(pg_temp.cached_config('lr.key'), NULL, 'subscriber: unknown configuration key is null');
 
 -- 2. Created and switched on at the publisher.
 SELECT pg_temp.pub($$opsflags.create_flag('lr.flag', 'Replicated')$$) \gset
@@ -119,6 +136,23 @@ SELECT is(pg_temp.cached_enabled('lr.flag', 'u1') AND NOT pg_temp.cached_enabled
           true, 'subscriber: targeted user on, others off, per the replicated config');
 SELECT ok(pg_temp.wait_for_published('false'),
           'subscriber: the applied targeting change is published to memcached');
+
+-- 3b. A segment created at the publisher and targeted by the config.
+SELECT pg_temp.pub($$opsflags.create_segment('lr.beta', 'Beta', '["nobody-in-bucket-1"]')$$) \gset
+SELECT pg_temp.pub($$opsflags.update_feature_flag('lr.flag', '{"segments": ["lr.beta"]}')$$) \gset
+SELECT ok(pg_temp.wait_for_subscriber($$SELECT EXISTS (SELECT 1 FROM opsflags.feature_flag_configs c
+    JOIN opsflags.feature_flags f ON f.id = c.flag_id
+    WHERE f.flag_key = 'lr.flag' AND c.environment = 'production' AND c.segments = '["lr.beta"]')$$),
+    'the segment and the config targeting it are replicated');
+SELECT is(pg_temp.cached_enabled('lr.flag', 'nobody-in-bucket-1'), true,
+          'subscriber: the segment''s member is on');
+
+-- 3c. Configuration set at the publisher.
+SELECT pg_temp.pub($$opsflags.config_set('lr.key', '"v1"')$$) \gset
+SELECT ok(pg_temp.wait_for_subscriber($$SELECT EXISTS (SELECT 1 FROM opsflags.app_config
+    WHERE config_key = 'lr.key' AND environment = 'all')$$),
+    'the configuration value is replicated');
+SELECT is(pg_temp.cached_config('lr.key'), '"v1"', 'subscriber: config_get in the cached session sees it');
 
 -- 4. Switched off at the publisher.
 SELECT pg_temp.pub($$opsflags.toggle_flag('lr.flag', false)$$) \gset
