@@ -39,6 +39,8 @@ SELECT opsflags.config_get('app_version', 'staging') AS staging_version,
 -- No live deployment: no row (not a row of NULLs).
 SELECT count(*) AS development_latest FROM opsflags.get_latest_deployment('development');
 SELECT count(*) AS moon_latest FROM opsflags.get_latest_deployment('moon');
+SELECT opsflags.record_rollback(opsflags.record_deployment('0.1.0', 'development'), '0.0.9', 'only one');
+SELECT count(*) AS development_latest_after_rollback FROM opsflags.get_latest_deployment('development');
 
 -- A failed deployment is recorded; app_version, commit_sha and the latest
 -- deployment stay what went live.

@@ -643,8 +643,8 @@ serve_flags(HttpConn *conn, HttpRequest *req, const char *environment)
 
 /*
  * /api/status: what the status page shows, for opsflags.environment:
- * health, 24 h of samples (each one while there are few, else 5-minute
- * buckets: health_samples()), flags with what a request without a user is
+ * health, 24 h of samples (each one while there are few, else at most 288
+ * time buckets: health_samples()), flags with what a request without a user is
  * served and why (feature_explain()), the last 10 deployments and the open
  * alerts.  See src/status_page.html.
  */
