@@ -39,6 +39,43 @@ SELECT count(*) AS rows, bool_and(recorded_at > now() - interval '1 second') AS 
        bool_and(status IN ('healthy', 'warning', 'degraded')) AS status_ok
 FROM opsflags.system_health WHERE source = 'check_system_health';
 
+-- system_health has the columns of its specification, filled by every
+-- writer (check_system_health() above, take_sample() here).
+SELECT c.name AS missing_column
+FROM unnest(ARRAY['timestamp', 'db_connections_active', 'db_connections_idle', 'db_size_mb', 'largest_tables',
+                  'avg_query_time_ms', 'slow_queries_count', 'cache_hit_rate', 'pending_jobs', 'failed_jobs',
+                  'errors_last_hour', 'metrics']) c(name)
+WHERE NOT EXISTS (SELECT 1 FROM pg_attribute a
+                  WHERE a.attrelid = 'opsflags.system_health'::regclass AND a.attname = c.name AND NOT a.attisdropped);
+SELECT opsflags.take_sample('test') AS sample_id \gset
+SELECT h.source, h."timestamp" = h.recorded_at AS "timestamp",
+       h.db_connections_active = h.active_connections AND h.db_connections_active >= 0 AS db_connections_active,
+       h.db_connections_idle = h.idle_connections AS db_connections_idle,
+       h.db_size_mb = round(h.database_size_bytes / 1048576.0, 2) AND h.db_size_mb > 0 AS db_size_mb,
+       jsonb_typeof(h.largest_tables) AS largest_tables, h.slow_queries_count IS NOT DISTINCT FROM h.slow_query_count AS slow_queries_count,
+       h.cache_hit_rate BETWEEN 0 AND 1 AS cache_hit_rate, jsonb_typeof(h.metrics) AS metrics
+FROM opsflags.system_health h WHERE h.id = :sample_id OR h.source = 'check_system_health' ORDER BY h.id;
+
+-- health_samples(): what the status page charts.  A few samples come back
+-- one by one (the first minutes already draw a line); many come back in
+-- time buckets, at most max_points.
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+DELETE FROM opsflags.system_health;
+INSERT INTO opsflags.system_health (recorded_at, status, source, total_connections, cache_hit_rate)
+SELECT now() - i * interval '20 seconds', 'healthy', 'test', 10 + i, 0.9 FROM generate_series(0, 2) i;
+SELECT s ->> 'connections' AS connections, s ->> 'cache_hit_rate' AS cache_hit_rate,
+       extract(epoch FROM now() - (s ->> 't')::timestamptz) AS seconds_ago
+FROM jsonb_array_elements(opsflags.health_samples()) s;
+INSERT INTO opsflags.system_health (recorded_at, status, source, total_connections, cache_hit_rate)
+SELECT now() - i * interval '1 minute', 'healthy', 'test', i, 0.95 FROM generate_series(3, 1439) i;
+SELECT jsonb_array_length(opsflags.health_samples()) <= 288 AS bucketed,
+       jsonb_array_length(opsflags.health_samples()) >= 280 AS spread,
+       jsonb_array_length(opsflags.health_samples(interval '10 minutes')) AS last_10_minutes,
+       jsonb_array_length(opsflags.health_samples(interval '24 hours', 2000)) AS all_of_them;
+ROLLBACK;
+SELECT opsflags.health_samples(interval '0');
+SELECT opsflags.health_samples(interval '1 hour', 1);
+
 -- errors_last_hour() counts ERROR and worse, server-wide.
 SELECT opsflags.errors_last_hour() AS before \gset
 SELECT 1 / 0;

@@ -643,35 +643,29 @@ serve_flags(HttpConn *conn, HttpRequest *req, const char *environment)
 
 /*
  * /api/status: what the status page shows, for opsflags.environment:
- * health, 24 h of samples in 5-minute buckets, flags, the last 10
- * deployments and the open alerts.  See src/status_page.html.
+ * health, 24 h of samples (each one while there are few, else at most 288
+ * time buckets: health_samples()), flags with what a request without a user is
+ * served and why (feature_explain()), the last 10 deployments and the open
+ * alerts.  See src/status_page.html.
  */
 static OpsQuery status_query = {
 	.sql =
-	"WITH env AS (SELECT opsflags.resolve_environment(NULL) AS name), "
-	"     ld AS (SELECT opsflags.flags_for_environment(env.name) AS doc FROM env) "
+	"WITH env AS (SELECT opsflags.resolve_environment(NULL) AS name) "
 	"SELECT jsonb_build_object("
 	"  'generated_at', clock_timestamp(), "
 	"  'environment', env.name, "
 	"  'in_recovery', pg_is_in_recovery(), "
 	"  'maintenance', opsflags.is_maintenance_mode(), "
 	"  'health', $1, "
-	"  'samples', (SELECT coalesce(jsonb_agg(jsonb_build_object('t', b.t, 'connections', b.connections, "
-	"                     'active', b.active, 'cache_hit_rate', b.cache_hit_rate, 'errors', b.errors, "
-	"                     'database_size', b.database_size) ORDER BY b.t), '[]') "
-	"              FROM (SELECT date_bin('5 minutes', h.recorded_at, timestamptz '2000-01-01') AS t, "
-	"                           max(h.total_connections) AS connections, max(h.active_connections) AS active, "
-	"                           avg(h.cache_hit_rate) AS cache_hit_rate, max(h.errors_last_hour) AS errors, "
-	"                           max(h.database_size_bytes) AS database_size "
-	"                      FROM opsflags.system_health h "
-	"                     WHERE h.recorded_at > now() - interval '24 hours' "
-	"                     GROUP BY 1 ORDER BY 1 DESC LIMIT 288) b), "
+	"  'samples', opsflags.health_samples(interval '24 hours', 288), "
 	"  'flags', (SELECT coalesce(jsonb_agg(jsonb_build_object('key', f.flag_key, 'name', f.flag_name, "
 	"                   'enabled', c.is_enabled, 'percentage', c.enabled_percentage, "
-	"                   'value', ld.doc -> f.flag_key -> 'value', 'version', c.version, "
-	"                   'updated_at', c.updated_at) ORDER BY f.flag_key), '[]') "
+	"                   'value', e.x -> 'value', 'served', e.x -> 'enabled', 'reason', e.x -> 'reason', "
+	"                   'enable_at', c.enable_at, 'disable_at', c.disable_at, "
+	"                   'version', c.version, 'updated_at', c.updated_at) ORDER BY f.flag_key), '[]') "
 	"              FROM opsflags.feature_flags f "
 	"              JOIN opsflags.feature_flag_configs c ON c.flag_id = f.id AND c.environment = env.name "
+	"              CROSS JOIN LATERAL (SELECT opsflags.feature_explain(f.flag_key) AS x) e "
 	"             WHERE NOT f.archived), "
 	"  'deployments', (SELECT coalesce(jsonb_agg(jsonb_build_object('id', d.id, 'version', d.version, "
 	"                   'status', d.status, 'deployed_at', d.deployed_at, 'deployed_by', d.deployed_by, "
@@ -682,7 +676,7 @@ static OpsQuery status_query = {
 	"                   'severity', a.severity, 'title', a.title, 'message', a.message, "
 	"                   'component', a.component, 'created_at', a.created_at) ORDER BY a.created_at DESC), '[]') "
 	"              FROM opsflags.alerts a WHERE NOT a.resolved) "
-	")::text FROM env, ld",
+	")::text FROM env",
 	.nargs = 1,
 	.argtypes = {JSONBOID},
 };

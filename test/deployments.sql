@@ -20,7 +20,7 @@ INSERT INTO opsflags.environments (name, description) VALUES
     ('tapdep-a', 'test/deployments.sql'), ('tapdep-b', 'test/deployments.sql'),
     ('tapdep-c', 'test/deployments.sql'), ('tapdep-empty', 'test/deployments.sql: no deployment');
 
-SELECT plan(68);
+SELECT plan(76);
 
 -------------------------------------------------------------------------------
 -- Helpers
@@ -106,6 +106,13 @@ SELECT i,
        pg_temp.rversion('target', i),
        CASE WHEN pg_temp.rnd('reason', i) < 0.25 THEN NULL ELSE 'reason ' || i || ': error rate up' END
 FROM generate_series(0, 120) i;
+-- Most rollbacks go back to a version deployed before in the same
+-- environment (whose commit must come back); the others to one never
+-- deployed there (no commit).
+UPDATE cases c SET target = (SELECT p.version FROM cases p WHERE p.env = c.env AND p.i < c.i
+                             ORDER BY md5('target.pick' || c.i || '/' || p.i) LIMIT 1)
+WHERE c.rollback AND pg_temp.rnd('target.earlier', c.i) < 0.7
+  AND EXISTS (SELECT 1 FROM cases p WHERE p.env = c.env AND p.i < c.i);
 
 -- Record cases lo..hi in order, checking each right after the call; what
 -- went wrong, or ''.
@@ -137,7 +144,7 @@ BEGIN
             CONTINUE;
         END IF;
         IF (d.version, d.environment, d.changelog, d.deployed_by, d.migration_notes, d.commit_sha, d.status)
-           IS DISTINCT FROM (c.version, c.env, c.changelog, coalesce(c.deployed_by, session_user), c.notes, c.sha, 'deployed') THEN
+           IS DISTINCT FROM (c.version, c.env, c.changelog, coalesce(c.deployed_by, session_user), c.notes, c.sha, 'success') THEN
             bad := bad || format('case %s: row %s', c.i, row_to_json(d));
         END IF;
         IF (d.rollback_to, d.rollback_at, d.rollback_reason) IS DISTINCT FROM (NULL::text, NULL::timestamptz, NULL::text) THEN
@@ -153,7 +160,7 @@ BEGIN
         IF c.sha IS NOT NULL AND pg_temp.cfg('commit_sha', c.env) IS DISTINCT FROM to_jsonb(c.sha) THEN
             bad := bad || format('case %s: commit_sha of %s is %s', c.i, c.env, pg_temp.cfg('commit_sha', c.env));
         END IF;
-        IF (opsflags.get_latest_deployment(c.env)).id IS DISTINCT FROM new THEN
+        IF (SELECT l.id FROM opsflags.get_latest_deployment(c.env) l) IS DISTINCT FROM new THEN
             bad := bad || format('case %s: get_latest_deployment is not the one just recorded', c.i);
         END IF;
     END LOOP;
@@ -194,6 +201,14 @@ BEGIN
             bad := bad || format('case %s: app_version of %s is %s, not the target', c.i, c.env,
                                  pg_temp.cfg('app_version', c.env));
         END IF;
+        -- reference: the commit of the newest other case that deployed the
+        -- target version to this environment, else JSON null
+        IF pg_temp.cfg('commit_sha', c.env) IS DISTINCT FROM
+           coalesce((SELECT to_jsonb(p.sha) FROM cases p WHERE p.env = c.env AND p.version = c.target AND p.i <> c.i
+                     ORDER BY p.i DESC LIMIT 1), 'null'::jsonb) THEN
+            bad := bad || format('case %s: commit_sha of %s is %s after the rollback to %s', c.i, c.env,
+                                 pg_temp.cfg('commit_sha', c.env), c.target);
+        END IF;
     END LOOP;
     RETURN array_to_string(bad, '; ');
 END
@@ -215,7 +230,7 @@ SELECT EXISTS (SELECT 1 FROM opsflags.deployment_history WHERE id = :'tx_id' AND
        (SELECT count(*) FROM opsflags.audit_log) - :audit_a AS tx_audit \gset
 ROLLBACK;
 
-SELECT function_returns('opsflags', 'record_deployment', ARRAY['text', 'text', 'text', 'text', 'text', 'text'], 'uuid',
+SELECT function_returns('opsflags', 'record_deployment', ARRAY['text', 'text', 'text', 'text', 'text', 'text', 'text'], 'uuid',
                         'record_deployment returns a uuid');
 SELECT ok(:'tx_row'::boolean, 'in the open transaction: the deployment row exists');
 SELECT is(:'tx_version'::jsonb, '"1.1.0-tx"'::jsonb, 'in the open transaction: app_version of tapdep-a is the new version');
@@ -251,11 +266,11 @@ SELECT is((SELECT count(*)::int FROM (SELECT h.deployed_at, lag(h.deployed_at) O
            WHERE deployed_at > prev), 0,
           'P9: get_deployment_history() (default NULL) is ordered newest first across all environments');
 SELECT is((SELECT count(*)::int FROM (VALUES ('tapdep-a'), ('tapdep-b'), ('tapdep-c')) e(env)
-           WHERE (opsflags.get_latest_deployment(env)).id
+           WHERE (SELECT l.id FROM opsflags.get_latest_deployment(env) l)
                  IS DISTINCT FROM (SELECT id FROM cases c WHERE c.env = e.env ORDER BY i DESC LIMIT 1)), 0,
           'P9: get_latest_deployment(env) is the newest of the environment');
-SELECT ok((opsflags.get_latest_deployment('tapdep-empty')).id IS NULL,
-          'get_latest_deployment of an environment without deployments: NULL');
+SELECT is((SELECT count(*)::int FROM opsflags.get_latest_deployment('tapdep-empty')), 0,
+          'get_latest_deployment of an environment without deployments: no row (not a row of NULLs)');
 SELECT is((SELECT count(*)::int FROM opsflags.get_deployment_history('tapdep-empty')), 0,
           'get_deployment_history of an environment without deployments: no row');
 
@@ -300,12 +315,17 @@ SELECT is(ARRAY[:'rb_tx_status', :'rb_tx_to'], ARRAY['rolled_back', '0.0.1-tx'],
           'record_rollback in an open transaction: status rolled_back, rollback_to the target');
 SELECT is(:'rb_tx_version'::jsonb, '"0.0.1-tx"'::jsonb, 'record_rollback in an open transaction: app_version is the target');
 SELECT is(pg_temp.state(), :'state_c', 'after ROLLBACK: the rollback left nothing');
-SELECT is((SELECT status FROM opsflags.deployment_history WHERE id = :'rb_tx_id'), 'deployed', 'after ROLLBACK: still deployed');
+SELECT is((SELECT status FROM opsflags.deployment_history WHERE id = :'rb_tx_id'), 'success', 'after ROLLBACK: still success');
 
+SELECT ok((SELECT count(*) FILTER (WHERE EXISTS (SELECT 1 FROM cases p WHERE p.env = c.env AND p.version = c.target AND p.i < c.i AND p.sha IS NOT NULL)) > 10
+                  AND count(*) FILTER (WHERE EXISTS (SELECT 1 FROM cases p WHERE p.env = c.env AND p.version = c.target AND p.i < c.i AND p.sha IS NULL)) > 3
+                  AND count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM cases p WHERE p.env = c.env AND p.version = c.target AND p.i <> c.i)) > 3
+           FROM cases c WHERE c.rollback),
+          'rollbacks: the cases go back to versions deployed with a commit, without one, and never deployed');
 SELECT is(pg_temp.roll_back(), '',
-          'rollbacks: each marks rolled_back with rollback_to/at/reason, keeps the deployment, sets app_version to the target');
+          'rollbacks: each marks rolled_back with rollback_to/at/reason, keeps the deployment, sets app_version to the target and commit_sha to the target''s commit (or null)');
 SELECT is((SELECT count(*)::int FROM cases c JOIN opsflags.deployment_history h USING (id)
-           WHERE h.status IS DISTINCT FROM CASE WHEN c.rollback THEN 'rolled_back' ELSE 'deployed' END), 0,
+           WHERE h.status IS DISTINCT FROM CASE WHEN c.rollback THEN 'rolled_back' ELSE 'success' END), 0,
           'rollbacks: exactly the rolled-back deployments have status rolled_back');
 SELECT is((SELECT count(*)::int FROM (VALUES ('tapdep-a'), ('tapdep-b'), ('tapdep-c')) e(env)
            WHERE ARRAY(SELECT id FROM opsflags.get_deployment_history(env))
@@ -313,16 +333,16 @@ SELECT is((SELECT count(*)::int FROM (VALUES ('tapdep-a'), ('tapdep-b'), ('tapde
           'rollbacks: get_deployment_history still lists every deployment, newest first');
 -- README: get_latest_deployment is the newest not rolled back.
 SELECT is((SELECT count(*)::int FROM (VALUES ('tapdep-a'), ('tapdep-b'), ('tapdep-c')) e(env)
-           WHERE (opsflags.get_latest_deployment(env)).id
+           WHERE (SELECT l.id FROM opsflags.get_latest_deployment(env) l)
                  IS DISTINCT FROM (SELECT id FROM cases c WHERE c.env = e.env AND NOT c.rollback ORDER BY i DESC LIMIT 1)), 0,
           'rollbacks: get_latest_deployment(env) is the newest deployment not rolled back');
 SELECT is((SELECT count(*)::int FROM cases c
            WHERE c.rollback
              AND (SELECT count(*) FROM opsflags.audit_log a
                   WHERE a.resource_type = 'deployment' AND a.action = 'UPDATE' AND a.resource_id = c.id::text
-                        AND a.old_values ->> 'status' = 'deployed' AND a.new_values ->> 'status' = 'rolled_back'
+                        AND a.old_values ->> 'status' = 'success' AND a.new_values ->> 'status' = 'rolled_back'
                         AND a.new_values ->> 'rollback_to' = c.target AND a.txid = c.rollback_txid) <> 1), 0,
-          'rollbacks: each has exactly one audit_log UPDATE row (deployed -> rolled_back, its target)');
+          'rollbacks: each has exactly one audit_log UPDATE row (success -> rolled_back, its target)');
 SELECT is((SELECT count(*)::int FROM cases c
            WHERE c.rollback
              AND NOT EXISTS (SELECT 1 FROM opsflags.audit_log a
@@ -341,7 +361,57 @@ SELECT is((SELECT count(*)::int FROM cases c
 SELECT is((SELECT count(*)::int FROM notes WHERE payload ->> 'id' = :'rb_tx_id' AND payload ->> 'event' = 'deployment.rolled_back'), 0,
           'NOTIFY: nothing for the rollback undone by ROLLBACK');
 SELECT is((SELECT count(*)::int FROM notes WHERE payload ->> 'event' NOT IN ('deployment.recorded', 'deployment.rolled_back')), 0,
-          'NOTIFY: deployment events are deployment.recorded or deployment.rolled_back');
+          'NOTIFY: deployment events so far are deployment.recorded or deployment.rolled_back');
+
+-------------------------------------------------------------------------------
+-- c2. Failed deployments: 100 generated, each recorded with status failed
+--     while app_version, commit_sha and the latest deployment stay as they were
+-------------------------------------------------------------------------------
+CREATE FUNCTION pg_temp.fail(n int) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    env    text;
+    ver    text;
+    sha    text;
+    before text;
+    new    uuid;
+    d      opsflags.deployment_history;
+    bad    text[] := '{}';
+BEGIN
+    FOR i IN 1 .. n LOOP
+        env := pg_temp.pick('fail.env', i, ARRAY['tapdep-a', 'tapdep-b', 'tapdep-c', 'tapdep-empty']);
+        ver := pg_temp.rversion('fail.version', i);
+        sha := CASE WHEN pg_temp.rnd('fail.sha', i) < 0.3 THEN NULL ELSE substr(md5('fail' || i), 1, 12) END;
+        -- reference: what went live, read straight from the tables
+        before := concat_ws('|', pg_temp.cfg('app_version', env), pg_temp.cfg('commit_sha', env),
+                            (SELECT h.id FROM opsflags.deployment_history h
+                             WHERE h.environment = env AND h.status = 'success' ORDER BY h.deployed_at DESC, h.id LIMIT 1));
+        IF pg_temp.rnd('fail.named', i) < 0.5 THEN
+            new := opsflags.record_deployment(ver, env, commit_sha => sha, status => 'failed');
+        ELSE
+            new := opsflags.record_deployment(ver, env, 'failed build ' || i, 'ci', NULL, sha, 'failed');
+        END IF;
+        SELECT * INTO d FROM opsflags.deployment_history h WHERE h.id = new;
+        IF (d.version, d.environment, d.commit_sha, d.status, d.rollback_at)
+           IS DISTINCT FROM (ver, env, sha, 'failed', NULL::timestamptz) THEN
+            bad := bad || format('failed %s: row %s', i, row_to_json(d));
+        END IF;
+        IF concat_ws('|', pg_temp.cfg('app_version', env), pg_temp.cfg('commit_sha', env),
+                     (SELECT l.id FROM opsflags.get_latest_deployment(env) l)) IS DISTINCT FROM before THEN
+            bad := bad || format('failed %s: app_version, commit_sha or the latest deployment of %s changed', i, env);
+        END IF;
+    END LOOP;
+    RETURN array_to_string(bad, '; ');
+END
+$$;
+SELECT is(pg_temp.fail(100), '',
+          'failed deployments: 100 recorded with status failed, app_version, commit_sha and get_latest_deployment unchanged');
+SELECT is((SELECT count(*)::int FROM opsflags.get_latest_deployment('tapdep-empty')), 0,
+          'failed deployments: an environment with only failed ones has no latest deployment');
+SELECT is(pg_temp.collect('deployment.failed', 100), 100, 'NOTIFY: one deployment.failed per failed deployment');
+SELECT id AS failed_id FROM opsflags.deployment_history WHERE status = 'failed' AND environment = 'tapdep-a' LIMIT 1 \gset
+SELECT throws_ok(format('SELECT opsflags.record_rollback(%L, %L)', :'failed_id', '1.0.0'), '55000', NULL,
+                 'record_rollback of a failed deployment raises 55000');
 
 -------------------------------------------------------------------------------
 -- d. Bad input: the SQLSTATE, and nothing written
@@ -368,7 +438,10 @@ INSERT INTO bad (sql, state, what) VALUES
     ($$SELECT opsflags.record_deployment('9.9.9', 'all')$$, '42704', 'record_deployment to environment all (not an environment)'),
     ($$SELECT opsflags.record_deployment('9.9.9', 'TAPDEP-A')$$, '42704', 'record_deployment to TAPDEP-A (names are case-sensitive)'),
     ($$SELECT opsflags.record_deployment('9.9.9', 'tapdep-nope', commit_sha => 'abc1234')$$, '42704', 'record_deployment to an unknown environment with a commit'),
-    ($$SELECT opsflags.record_deployment('9.9.9', NULL)$$, '22004', 'record_deployment to a NULL environment');
+    ($$SELECT opsflags.record_deployment('9.9.9', NULL)$$, '22004', 'record_deployment to a NULL environment'),
+    ($$SELECT opsflags.record_deployment('9.9.9', 'tapdep-a', status => 'deployed')$$, '22023', 'record_deployment with status deployed'),
+    ($$SELECT opsflags.record_deployment('9.9.9', 'tapdep-a', status => 'rolled_back')$$, '22023', 'record_deployment with status rolled_back'),
+    ($$SELECT opsflags.record_deployment('9.9.9', 'tapdep-a', status => NULL)$$, '22023', 'record_deployment with a NULL status');
 
 SELECT throws_ok(sql, state, NULL, format('%s raises %s', what, state)) FROM bad ORDER BY n;
 SELECT is(pg_temp.state(), :'state_d', 'refused calls in this session: deployment_history, audit_log and app_config unchanged');

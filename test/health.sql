@@ -15,7 +15,7 @@
 \ir setup.inc
 
 BEGIN;
-SELECT plan(196);
+SELECT plan(198);
 
 SET LOCAL opsflags.environment = 'production';
 SET LOCAL opsflags.health_timeout_ms = 5000;
@@ -455,13 +455,96 @@ BEGIN
         IF abs(extract(epoch FROM (d ->> 'timestamp')::timestamptz - r.recorded_at)) > 1 THEN
             bad := bad || format('call %s: document timestamp %s, row %s', i, d ->> 'timestamp', r.recorded_at);
         END IF;
+        -- the row under the specification's column names
+        IF (r."timestamp", r.db_connections_active, r.db_connections_idle, r.errors_last_hour)
+           IS DISTINCT FROM (r.recorded_at, (d -> 'database' -> 'connections' ->> 'active')::bigint,
+                             (d -> 'database' -> 'connections' ->> 'idle')::bigint, (d ->> 'errors_last_hour')::bigint)
+           OR abs(r.db_size_mb - (d -> 'database' ->> 'size_mb')::numeric) > 0.01 THEN
+            bad := bad || format('call %s: specified columns %s, document %s', i, row_to_json(r), d);
+        END IF;
     END LOOP;
     RETURN array_to_string(bad, '; ');
 END
 $$;
 
 SELECT is(pg_temp.p2(120), '',
-          'P2: 120 calls of check_system_health(): each inserts exactly one row, recorded_at within 1 s, row = document');
+          'P2: 120 calls of check_system_health(): each inserts exactly one row, recorded_at within 1 s, row = document (also under timestamp, db_connections_active/idle, db_size_mb)');
+
+-- take_sample() fills the specified columns too.
+CREATE FUNCTION pg_temp.samples_spec(calls int) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    bad    text[] := '{}';
+    r      opsflags.system_health;
+    new_id bigint;
+BEGIN
+    FOR i IN 1..calls LOOP
+        new_id := opsflags.take_sample('tap');
+        SELECT * INTO r FROM opsflags.system_health WHERE id = new_id;
+        IF r."timestamp" IS DISTINCT FROM r.recorded_at OR r.db_connections_active IS DISTINCT FROM r.active_connections
+           OR r.db_connections_idle IS DISTINCT FROM r.idle_connections OR r.db_connections_active IS NULL
+           OR r.db_size_mb IS DISTINCT FROM round(r.database_size_bytes / 1048576.0, 2) OR r.db_size_mb IS NULL
+           OR r.slow_queries_count IS DISTINCT FROM r.slow_query_count
+           OR jsonb_typeof(r.largest_tables) <> 'array' OR jsonb_typeof(r.metrics) <> 'object'
+           OR NOT r.cache_hit_rate BETWEEN 0 AND 1 THEN
+            bad := bad || format('sample %s: %s', i, row_to_json(r));
+        END IF;
+    END LOOP;
+    RETURN array_to_string(bad, '; ');
+END
+$$;
+SELECT is(pg_temp.samples_spec(100), '',
+          '100 take_sample() rows: timestamp, db_connections_active/idle, db_size_mb, slow_queries_count, largest_tables, cache_hit_rate, metrics filled');
+
+-- health_samples() against a plain SQL reference, on 120 generated sets of
+-- samples: every sample of the last 24 hours while there are at most
+-- max_points, else one point per bucket of ceil(86400 / (max_points - 1)) s
+-- from 2000-01-01 (the maximum of the counts), never more than max_points.
+CREATE FUNCTION pg_temp.samples_prop(cases int) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    bad  text[] := '{}';
+    k    int;
+    m    int;
+    w    bigint;
+    doc  jsonb;
+    want jsonb;
+BEGIN
+    FOR i IN 1..cases LOOP
+        k := ('x' || substr(md5('hs.k' || i), 1, 6))::bit(24)::int % 700;
+        m := 2 + ('x' || substr(md5('hs.m' || i), 1, 6))::bit(24)::int % 400;
+        DELETE FROM opsflags.system_health;
+        INSERT INTO opsflags.system_health (recorded_at, status, source, total_connections, cache_hit_rate)
+        SELECT now() - make_interval(secs => ('x' || substr(md5('hs.t' || i || '/' || j), 1, 7))::bit(28)::int % 108000),
+               'healthy', 'tap', ('x' || substr(md5('hs.c' || i || '/' || j), 1, 4))::bit(16)::int % 500, 0.9
+        FROM generate_series(1, k) j;
+        doc := opsflags.health_samples(interval '24 hours', m);
+        IF (SELECT count(*) FROM opsflags.system_health WHERE recorded_at > now() - interval '24 hours') <= m THEN
+            SELECT coalesce(jsonb_agg(jsonb_build_array(recorded_at, total_connections) ORDER BY recorded_at, id), '[]')
+            INTO want FROM opsflags.system_health WHERE recorded_at > now() - interval '24 hours';
+        ELSE
+            w := ceil(86400.0 / (m - 1));
+            SELECT jsonb_agg(jsonb_build_array(to_timestamp(946684800 + b * w), c) ORDER BY b)
+            INTO want
+            FROM (SELECT floor((extract(epoch FROM recorded_at) - 946684800) / w)::bigint AS b, max(total_connections) AS c
+                  FROM opsflags.system_health WHERE recorded_at > now() - interval '24 hours' GROUP BY 1) x;
+            IF jsonb_array_length(want) > m THEN
+                bad := bad || format('case %s: the reference has %s buckets for max_points %s', i, jsonb_array_length(want), m);
+            END IF;
+        END IF;
+        IF (SELECT coalesce(jsonb_agg(jsonb_build_array((e ->> 't')::timestamptz, (e ->> 'connections')::int) ORDER BY o), '[]')
+            FROM jsonb_array_elements(doc) WITH ORDINALITY AS x(e, o)) IS DISTINCT FROM want THEN
+            bad := bad || format('case %s (%s samples, max_points %s): %s points, reference %s', i, k, m,
+                                 jsonb_array_length(doc), jsonb_array_length(want));
+        END IF;
+    END LOOP;
+    RETURN array_to_string(bad, '; ');
+END
+$$;
+SAVEPOINT samples;
+SELECT is(pg_temp.samples_prop(120), '',
+          'health_samples: 120 generated sample sets, each sample while few, else max_points buckets (max of the counts), as the reference');
+ROLLBACK TO SAVEPOINT samples;
 
 SELECT opsflags.check_system_health() AS csh \gset
 SELECT ok(:'csh'::jsonb ->> 'status' IN ('healthy', 'warning', 'degraded'), 'check_system_health: status in healthy/warning/degraded');

@@ -3,7 +3,10 @@
 # Chromium (Debian's chromium, installed if missing): the rendered DOM has the
 # overall status, the four component cards, the four charts (a drawn series
 # when there are samples), the flags, deployments and alerts tables and no
-# error banner; a 1280x1600 screenshot is taken (prints TAP).
+# error banner; each sample api/status serves is drawn (a marker on each
+# while there are few); each flag row says what a request without a user is
+# served and why, and a flag switched on that is not served says so; a
+# 1280x1600 screenshot is taken (prints TAP).
 #   BASE_URL  where the server answers, e.g. http://127.0.0.1:8080 (a path
 #             prefix works too: the page fetches api/status relative to itself)
 #   OUTDIR    written: status.dom.html (the rendered DOM), status.png (the
@@ -28,7 +31,7 @@ OUT=$2
 EXPECT_SAMPLES=${PAGE_EXPECT_SAMPLES:-1}
 mkdir -p "$OUT" || exit 2
 OUT=$(cd "$OUT" && pwd)
-echo "1..16"
+echo "1..19"
 
 ensure_chromium
 ok $? "headless chromium is installed ($("$CHROMIUM" --version 2>/dev/null | head -n 1))"
@@ -101,6 +104,59 @@ na=$(grep -o 'data-id="' <<<"$alerts" | wc -l)
 { ((nd > 0)) || [[ $deps == *">no deployments recorded<"* ]]; } &&
     { ((na > 0)) || [[ $alerts == *">no open alerts<"* ]]; }
 ok $? "#deployments ($nd rows) and #alerts ($na rows) rendered, or their empty-state line"
+
+# what the page was given: api/status, fetched again (nothing changes it
+# between the two fetches in the test cluster)
+curl -s --max-time 10 "${URL}api/status" >"$OUT/status.json"
+facts=$(python3 - "$OUT/status.json" "$OUT/status.dom.html" <<'PY'
+import html.parser, json, re, sys
+d = json.load(open(sys.argv[1]))
+dom = open(sys.argv[2], encoding='utf-8').read()
+# charts: samples with a number vs. drawn points and markers
+for m in ('connections', 'cache_hit_rate', 'errors', 'database_size'):
+    n = sum(1 for s in d.get('samples', []) if isinstance(s.get(m), (int, float)) and not isinstance(s.get(m), bool))
+    tag = re.search(r'<figure[^>]*id="chart-%s"[^>]*>' % m, dom)
+    pts = re.search(r'data-points="(\d+)"', tag.group(0)) if tag else None
+    fig = re.search(r'id="chart-%s"(.*?)</figure>' % m, dom, re.S)
+    marks = len(re.findall(r'class="point"', fig.group(1))) if fig else 0
+    print('chart', m, n, pts.group(1) if pts else 0, marks)
+# flags: api/status's served/reason vs. the row
+class P(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.rows, self.cur = {}, None
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == 'tr':
+            self.cur = a.get('data-key')
+            if self.cur is not None:
+                self.rows[self.cur] = [a.get('data-state'), a.get('data-served'), '']
+    def handle_endtag(self, tag):
+        if tag in ('tr', 'tbody'):
+            self.cur = None
+    def handle_data(self, t):
+        if self.cur is not None:
+            self.rows[self.cur][2] += t + ' '
+p = P()
+p.feed(dom)
+for f in d.get('flags', []):
+    row = p.rows.get(f['key'], [None, None, ''])
+    want = 'partial' if f.get('enabled') is True and (f.get('served') is False or f.get('value') is False) \
+        else 'on' if f.get('enabled') is True else 'off'
+    ok = ('served' in f and 'reason' in f and row[0] == want and row[1] == json.dumps(f.get('served'))
+          and (f.get('reason') or '') in row[2] and (want != 'partial' or 'on, serves off' in row[2]))
+    print('flag', f['key'], want, f.get('reason'), 'ok' if ok else 'bad:%s' % row)
+PY
+)
+sed 's/^/# /' <<<"$facts"
+grep '^chart' <<<"$facts" | awk '$3 != $4 || ($3 <= 60 && $5 != $3) { bad = 1 } END { exit bad }' &&
+    [[ $(grep -c '^chart' <<<"$facts") == 4 ]]
+ok $? "each chart draws every sample api/status serves, a marker on each while there are 60 or fewer"
+nf=$(grep -c '^flag' <<<"$facts")
+((nf >= 1)) && ! grep -q '^flag .* bad' <<<"$facts"
+ok $? "each of the $nf flag rows shows what a request without a user is served and the reason api/status gives"
+grep -q '^flag [^ ]* partial ' <<<"$facts"
+ok $? "a flag switched on that a request without a user does not get is shown as \"on, serves off\" with its reason"
 
 tag=$(tag_with 'id="error"')
 [[ -n $tag && $tag == *" hidden"* ]]

@@ -11,6 +11,12 @@
 #            samples yet", each table its empty-state line
 #   /stale/  api/status answers once with test/http/status_fixture.json, then
 #            500: after the 10 s refresh the banner shows and the data stays
+#   /few/    the first samples (four, a minute apart, one without a cache hit
+#            rate): each chart draws one line through all of them with a
+#            marker on each
+#   /fixture/ test/http/status_fixture.json: a flag switched on that a
+#            request without a user does not get says so and why (rollout,
+#            schedule), a switched-off one says off; a failed deployment
 # Each case is served under its own path prefix, so the page's relative
 # fetch of api/status is exercised too. Also checks that the page file is
 # self-contained (no external URL, src, href, url() or @import) and < 25 kB.
@@ -30,7 +36,7 @@ if (($# != 1)); then
 fi
 mkdir -p "$1" || exit 2
 OUT=$(cd "$1" && pwd)
-echo "1..13"
+echo "1..15"
 
 size=$(stat -c %s "$PAGE")
 # the only URL in the page is the SVG namespace
@@ -72,8 +78,11 @@ cat >"$OUT/xss.json" <<'JSON'
   "flags": [
     {"key": "\"><img src=x onerror=document.documentElement.setAttribute('data-pwned','key')>", "name": "<script>document.documentElement.setAttribute('data-pwned','name')</script>",
      "enabled": "<b>true</b>", "percentage": "<img src=x onerror=document.documentElement.setAttribute('data-pwned','pct')>",
+     "served": "<b>no</b>", "reason": "<img src=x onerror=document.documentElement.setAttribute('data-pwned','reason')>",
+     "enable_at": "<img src=x onerror=document.documentElement.setAttribute('data-pwned','at')>",
      "value": {"html": "<img src=x onerror=document.documentElement.setAttribute('data-pwned','value')>"}, "version": "<b>3</b>", "updated_at": "<u>x</u>"},
-    {"key": "long.value", "name": "long", "enabled": true, "percentage": 5, "value": "<img src=x onerror=document.documentElement.setAttribute('data-pwned','long')> padding padding padding padding padding padding padding padding padding padding padding", "version": 1, "updated_at": null}
+    {"key": "long.value", "name": "long", "enabled": true, "percentage": 5, "served": false, "reason": "SCHEDULE",
+     "enable_at": "<script>document.documentElement.setAttribute('data-pwned','enable_at')</script>", "disable_at": "<b>x</b>", "value": "<img src=x onerror=document.documentElement.setAttribute('data-pwned','long')> padding padding padding padding padding padding padding padding padding padding padding", "version": 1, "updated_at": null}
   ],
   "deployments": [
     {"id": "\"><img src=x onerror=document.documentElement.setAttribute('data-pwned','depid')>", "version": "<script>document.documentElement.setAttribute('data-pwned','depver')</script>",
@@ -99,9 +108,21 @@ cat >"$OUT/empty.json" <<'JSON'
  "samples": [], "flags": [], "deployments": [], "alerts": []}
 JSON
 
+cat >"$OUT/few.json" <<'JSON'
+{"generated_at": "2026-11-22T06:03:10+00:00", "environment": "production", "in_recovery": false, "maintenance": false,
+ "health": {"status": "healthy", "components": {}, "checks": {}},
+ "samples": [
+   {"t": "2026-11-22T06:00:00.5+00:00", "connections": 3, "active": 1, "cache_hit_rate": 0.91, "errors": 0, "database_size": 8000000},
+   {"t": "2026-11-22T06:01:00.5+00:00", "connections": 5, "active": 2, "cache_hit_rate": 0.95, "errors": 1, "database_size": 8100000},
+   {"t": "2026-11-22T06:01:30+00:00", "connections": 4, "active": 1, "cache_hit_rate": null, "errors": 1, "database_size": 8150000},
+   {"t": "2026-11-22T06:02:00.5+00:00", "connections": 4, "active": 1, "cache_hit_rate": 0.97, "errors": 2, "database_size": 8200000}],
+ "flags": [], "deployments": [], "alerts": []}
+JSON
+
 rm -f "$OUT/mock.port"
 python3 - "$PAGE" "$OUT/mock.port" \
-    xss:200:"$OUT/xss.json" empty:200:"$OUT/empty.json" down:503: stale:200:"$FIXTURE" stale:500: >"$OUT/mock.log" 2>&1 <<'PY' &
+    xss:200:"$OUT/xss.json" empty:200:"$OUT/empty.json" down:503: stale:200:"$FIXTURE" stale:500: \
+    few:200:"$OUT/few.json" fixture:200:"$FIXTURE" >"$OUT/mock.log" 2>&1 <<'PY' &
 import http.server, os, sys
 page = open(sys.argv[1], 'rb').read()
 cases, hits = {}, {}
@@ -225,6 +246,61 @@ FACTS=$(inspect "$OUT/stale.dom.html")
 ok $? "refresh answered 500: #error banner visible ($(fact bannertext))"
 [[ $(fact components) == 4 && $(fact series) == 4 ]] && grep -q 'data-key="posts.ai_generation"' "$OUT/stale.dom.html"
 ok $? "refresh answered 500: the last data stays on the page (4 cards, $(fact series) series, the flags)"
+
+# --- /few/: per chart points/lines/markers: one line (one M) through every
+# sample that has the value, a marker on each
+chromium_run "$OUT/chromium-few" --virtual-time-budget=5000 --dump-dom "$BASE/few/" >"$OUT/few.dom.html"
+few=$(python3 - "$OUT/few.dom.html" <<'PY'
+import re, sys
+dom = open(sys.argv[1], encoding='utf-8').read()
+for m in ('connections', 'cache_hit_rate', 'errors', 'database_size'):
+    tag = re.search(r'<figure[^>]*id="chart-%s"[^>]*>' % m, dom)
+    pts = re.search(r'data-points="(\d+)"', tag.group(0)) if tag else None
+    fig = re.search(r'id="chart-%s"(.*?)</figure>' % m, dom, re.S)
+    fig = fig.group(1) if fig else ''
+    series = ' '.join(re.findall(r'<path [^>]*class="series"[^>]*d="([^"]*)"', fig))
+    print('%s=%s/%s/%s' % (m, pts.group(1) if pts else 0, series.count('M'), len(re.findall(r'class="point"', fig))), end=' ')
+PY
+)
+[[ $few == "connections=4/1/4 cache_hit_rate=3/1/3 errors=4/1/4 database_size=4/1/4 " ]]
+ok $? "the first samples: each chart draws one line through every sample, a marker on each (chart=points/lines/markers: $few)"
+
+# --- /fixture/: the flags table says what a request without a user gets
+chromium_run "$OUT/chromium-fixture" --virtual-time-budget=5000 --dump-dom "$BASE/fixture/" >"$OUT/fixture.dom.html"
+flags=$(python3 - "$OUT/fixture.dom.html" <<'PY'
+import html.parser, sys
+class P(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.rows, self.cur, self.pills = {}, None, {}
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == 'tr':
+            self.cur = a.get('data-key')
+            if self.cur is not None:
+                self.rows[self.cur] = [a.get('data-state', '-'), '']
+        elif tag == 'span' and self.cur is not None and 'pill' in (a.get('class') or '') and self.cur not in self.pills:
+            self.pills[self.cur] = a.get('data-status', '-')
+    def handle_endtag(self, tag):
+        if tag in ('tr', 'tbody'):
+            self.cur = None
+    def handle_data(self, d):
+        if self.cur is not None:
+            self.rows[self.cur][1] += d + ' '
+p = P()
+p.feed(open(sys.argv[1], encoding='utf-8').read())
+for k, (st, text) in sorted(p.rows.items()):
+    print('%s|%s|%s|%s' % (k, st, p.pills.get(k, '-'), ' '.join(text.split())))
+PY
+)
+sed 's/^/# /' <<<"$flags"
+grep -q '^posts.ai_generation|partial|partial|.*on, serves off.*50% rollout by user id: a request without a user is out.*ROLLOUT_OUT' <<<"$flags" &&
+    grep -q '^orders.writes|partial|partial|.*on, serves off.*scheduled: on from 2099-01-01 00:00:00 UTC.*SCHEDULE' <<<"$flags" &&
+    grep -q '^ui.banner|off|off|.*switched off in this environment' <<<"$flags" &&
+    grep -q '^checkout.new_flow|on|on|.*in the 100% rollout' <<<"$flags" &&
+    grep -q '^search.engine|on|on|.*"opensearch"' <<<"$flags" &&
+    grep -q 'class="pill s-failed" data-status="failed"' "$OUT/fixture.dom.html"
+ok $? "a flag switched on that a request without a user does not get shows \"on, serves off\" and why (rollout, schedule); off and on flags as such; a failed deployment"
 
 kill "$MOCK_PID" 2>/dev/null
 wait "$MOCK_PID" 2>/dev/null
