@@ -472,7 +472,7 @@ SELECT pg_temp.http_get('/api/status') AS api_status \gset
 ALTER SYSTEM RESET opsflags.http_port;
 SELECT pg_reload_conf() AS x \gset
 SELECT is((SELECT d ->> 'status' FROM jsonb_array_elements(:'api_status'::jsonb -> 'deployments') d
-           WHERE d ->> 'id' = :'deployment_id'), 'deployed',
+           WHERE d ->> 'id' = :'deployment_id'), 'success',
           '/api/status: the deployment is listed');
 SELECT is((SELECT array_agg(v) FROM unnest(ARRAY[pg_temp.secret(39), pg_temp.secret(40), :'deployed_version', :'deployed_commit']) v
            WHERE position(v IN :'api_status') > 0),
