@@ -241,6 +241,8 @@ shell_suite "http robustness" test/http/robustness.sh SOCKDIR="$SOCKDIR" PORT="$
 shell_suite standby test/standby/standby.sh PRIMARY_SOCKDIR="$SOCKDIR" PRIMARY_PORT="$PORT" WORKDIR="$TMP"
 # make run twice in a row, make stop, a failed make run (own directories and ports)
 shell_suite "make run" test/run/run.sh PORT="$PORT" WORKDIR="$TMP"
+# the README's SQL examples, in order, with the output it shows
+shell_suite "README tour" test/readme/tour.sh SOCKDIR="$SOCKDIR" PORT="$PORT"
 # SIGKILL of the postmaster in the middle of a pgbench run, on a cluster of its own
 shell_suite crash test/crash/crash.sh PORT="$PORT" WORKDIR="$TMP"
 
