@@ -4,7 +4,7 @@ EXTENSION    = opsflags
 MODULE_big   = opsflags
 OBJS         = src/opsflags.o src/shmem.o src/spi.o src/cache.o src/hashing.o src/flags.o src/config.o \
                src/audit.o src/maintenance.o src/errors.o src/memcached.o src/health.o \
-               src/worker.o src/usage.o src/publish.o src/http.o src/restore.o
+               src/worker.o src/usage.o src/publish.o src/http.o src/http_sql.o src/restore.o
 DATA         = $(wildcard sql/opsflags--*.sql)
 PG_CPPFLAGS  = -I$(srcdir)/src
 # PostgreSQL's own headers trip -Wunused-parameter under -Wextra; everything else is on.
@@ -29,6 +29,7 @@ endif
 
 # Every C file includes the shared header (PGXS tracks no header dependencies).
 $(OBJS): src/opsflags.h
+src/http.o src/http_sql.o src/http.bc src/http_sql.bc: src/http.h
 
 # The status page, served by src/http.c, as a C string literal.
 src/http.o src/http.bc: src/status_page.h

@@ -92,7 +92,7 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # curl and chromium (+ a font, python3 for a mock server) for test/http
-ensure_packages curl chromium fonts-dejavu-core python3
+ensure_packages curl chromium fonts-dejavu-core python3 iproute2
 build_install
 ensure_server_user
 
@@ -172,7 +172,11 @@ for f in "$REPO"/test/*.sql; do
 done
 shopt -u nullglob
 if ((${#tap_files[@]} == 0)); then
-    echo "pgTAP: no test/*.sql files yet; nothing to run"
+    echo "pgTAP: no test/*.sql file selected; nothing to run"
+    # The shell suites below run in the pgTAP database.
+    pg_psql "$SOCKDIR" "$PORT" postgres -q -c "CREATE DATABASE opsflags_tap" &&
+        pg_psql "$SOCKDIR" "$PORT" opsflags_tap -q -c "CREATE EXTENSION pgtap" \
+            -c "CREATE EXTENSION dblink" -c "CREATE EXTENSION $EXT_NAME"
 else
     tap_files=("${tap_files[@]#"$REPO"/}")
     log "pgTAP: pg_prove ${tap_files[*]}"

@@ -1354,7 +1354,8 @@ REVOKE ALL ON FUNCTION opsflags.queue_depth(boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION opsflags.queue_depth(boolean) TO opsflags_admin;
 
 -- take_sample(): the queue query through queue_depth() (the block after
--- "The admin's queue query"; the rest as in 0.2.0).
+-- "The admin's queue query"), and largest_tables without the tables locked
+-- exclusively (the rest as in 0.2.0).
 CREATE OR REPLACE FUNCTION opsflags.take_sample(source text DEFAULT 'sampler')
 RETURNS bigint
 LANGUAGE plpgsql
@@ -1399,6 +1400,12 @@ BEGIN
           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
           WHERE c.relkind IN ('r', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
             AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
+            -- Measuring takes a lock: a table locked exclusively (or about
+            -- to be) is left out rather than wait for its owner.
+            AND NOT EXISTS (SELECT FROM pg_locks l
+                            WHERE l.locktype = 'relation' AND l.relation = c.oid
+                              AND l.mode = 'AccessExclusiveLock'
+                              AND l.database = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database()))
           ORDER BY 2 DESC LIMIT 10) x;
 
     SELECT d.blks_hit::double precision / nullif(d.blks_hit + d.blks_read, 0) AS hit_rate,

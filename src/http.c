@@ -17,14 +17,17 @@
  * against fd.c's budget of descriptors: a slow client costs a slot for
  * that long, never the loop.  A pipelining client gets at most
  * HTTP_REQUESTS_PER_TURN answers per turn of the loop, and nothing after a
- * response that closes its connection.  Out of descriptors, the loop stops
- * accepting until a connection closes.  Endpoints that need SQL run one
- * read-only transaction each, with search_path pinned to pg_catalog,
- * cancelled after opsflags.http_timeout; a database that cannot answer
- * gives 503 and the loop carries on.  The worker is the bootstrap superuser, but it calls
- * health_status() as pg_monitor, like any ordinary role, so that sensitive
- * values (app_version, commit_sha, the queue query's errors) stay hidden;
- * no other configuration value is read, so no secret can be served.
+ * response that closes its connection.  At the limit of clients, a
+ * newcomer takes the slot of the client idle the longest; only when every
+ * client is busy is it answered 503.  Out of descriptors, the loop stops
+ * accepting until a connection closes.
+ *
+ * The loop never runs SQL: /livez and the status page are answered at once,
+ * always, and the endpoints that need the database are asked of the worker
+ * "opsflags http sql" (http_sql.c) through a shared memory queue, the
+ * connection waiting (unread) for its answer while the loop serves the
+ * others.  At most HTTP_SQL_MAX_PENDING requests wait for it; beyond that,
+ * and when it cannot be started, they are answered 503 at once.
  *
  * Like the sampler, it connects to opsflags.database; while that database
  * does not exist it serves connected to none (SQL endpoints answer 503) and
@@ -42,31 +45,27 @@
 #include <linux/sockios.h>
 #endif
 
-#include "access/xact.h"
-#include "catalog/pg_authid.h"
-#include "catalog/pg_type.h"
-#include "executor/spi.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
+#include "storage/dsm.h"
 #include "storage/fd.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/proc.h"
+#include "storage/shm_mq.h"
 #include "storage/spin.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
-#include "utils/json.h"
 #include "utils/memutils.h"
-#include "utils/snapmgr.h"
-#include "utils/timeout.h"
 #include "utils/timestamp.h"
 
 #include "opsflags.h"
+#include "http.h"
 
 PGDLLEXPORT void opsflags_http_main(Datum arg);
 
@@ -111,6 +110,11 @@ typedef struct HttpConn
 	bool		close_after;	/* close once out is sent */
 	bool		lingering;		/* sent all, write side shut: reading to EOF */
 	bool		more;			/* a request may be buffered whose turn is next */
+	TimestampTz idle_since;		/* when its last response was taken (0: none yet) */
+	uint32		awaiting;		/* the request the database worker has (0: none) */
+	int			awaiting_endpoint;	/* ... and how that request was asked */
+	bool		awaiting_head;
+	bool		awaiting_keep_alive;
 } HttpConn;
 
 static pgsocket listen_socks[HTTP_MAX_LISTEN];
@@ -127,7 +131,6 @@ static TimestampTz accept_failure_logged = 0;
 
 static bool connected = false;	/* to opsflags.database */
 static MemoryContext request_context = NULL;
-static TimestampTz last_failure_logged = 0;
 
 /* requests answered, by status code, for /metrics */
 #define N_COUNTED_CODES 10
@@ -157,110 +160,6 @@ http_shmem_attach(void)
 		memset(http_shared, 0, sizeof(HttpShared));
 		SpinLockInit(&http_shared->mutex);
 	}
-}
-
-/* ---------- SQL ---------- */
-
-/* A query's rows as C strings (NULL for SQL NULL), in the request context */
-typedef struct HttpResult
-{
-	int			nrows;
-	int			ncols;
-	char	  **values;			/* nrows * ncols */
-	int			sqlerrcode;		/* when the query failed */
-	char	   *error;
-} HttpResult;
-
-static inline const char *
-result_value(HttpResult *r, int row, int col)
-{
-	return r->values[row * r->ncols + col];
-}
-
-/*
- * Run a query in its own read-only transaction, as as_role (InvalidOid: the
- * worker's own superuser), cancelled after opsflags.http_timeout.  On
- * failure, false, with the error's code and message in *result: the loop
- * answers 503 (or 404) and goes on.
- */
-static bool
-http_sql(OpsQuery *query, Datum *args, const char *nulls, Oid as_role, HttpResult *result)
-{
-	MemoryContext oldcontext = CurrentMemoryContext;
-	volatile bool ok = true;
-
-	memset(result, 0, sizeof(*result));
-	if (!connected)
-	{
-		result->sqlerrcode = ERRCODE_UNDEFINED_DATABASE;
-		result->error = psprintf("database \"%s\" does not exist", opsflags_database);
-		return false;
-	}
-
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	XactReadOnly = true;
-	PG_TRY();
-	{
-		OpsSpiState spi;
-		int			nrows;
-		int			i,
-					j;
-
-		PushActiveSnapshot(GetTransactionSnapshot());
-		pgstat_report_activity(STATE_RUNNING, query->sql);
-		enable_timeout_after(STATEMENT_TIMEOUT, opsflags_http_timeout_ms);
-		opsflags_spi_begin(&spi, as_role);
-		nrows = opsflags_spi_run(query, args, nulls, InvalidSnapshot, 0);
-
-		MemoryContextSwitchTo(oldcontext);
-		result->nrows = nrows;
-		result->ncols = SPI_tuptable->tupdesc->natts;
-		result->values = palloc0(sizeof(char *) * Max(nrows * result->ncols, 1));
-		for (i = 0; i < nrows; i++)
-			for (j = 0; j < result->ncols; j++)
-			{
-				char	   *v = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, j + 1);
-
-				result->values[i * result->ncols + j] = v;
-			}
-
-		opsflags_spi_end(&spi);
-		disable_timeout(STATEMENT_TIMEOUT, false);
-		PopActiveSnapshot();
-		CommitTransactionCommand();
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		disable_timeout(STATEMENT_TIMEOUT, false);
-		MemoryContextSwitchTo(oldcontext);
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortCurrentTransaction();
-		/* A shutdown request is not the database failing to answer. */
-		CHECK_FOR_INTERRUPTS();
-
-		result->sqlerrcode = edata->sqlerrcode;
-		result->error = pstrdup(edata->message);
-		FreeErrorData(edata);
-		ok = false;
-	}
-	PG_END_TRY();
-
-	MemoryContextSwitchTo(oldcontext);
-	pgstat_report_activity(STATE_IDLE, NULL);
-
-	/* Say why requests fail, but at most once a minute. */
-	if (!ok && TimestampDifferenceExceeds(last_failure_logged, GetCurrentTimestamp(), 60000))
-	{
-		last_failure_logged = GetCurrentTimestamp();
-		ereport(WARNING,
-				(errmsg("opsflags http could not answer from the database: %s", result->error),
-				 errdetail("Requests that need SQL get status 503 until it answers; this is logged at most once a minute.")));
-	}
-	return ok;
 }
 
 /* ---------- responses ---------- */
@@ -341,388 +240,265 @@ respond_text(HttpConn *conn, HttpRequest *req, int code, const char *text)
 	respond(conn, req, code, "text/plain; charset=utf-8", text, strlen(text));
 }
 
-static void
-respond_json(HttpConn *conn, HttpRequest *req, int code, const char *json)
-{
-	respond(conn, req, code, "application/json", json, strlen(json));
-}
-
-/* {"status": "unhealthy", "error": "..."} for a database that did not answer */
-static void
-respond_sql_failure(HttpConn *conn, HttpRequest *req, HttpResult *r)
-{
-	StringInfoData buf;
-
-	initStringInfo(&buf);
-	appendStringInfoString(&buf, "{\"status\": \"unhealthy\", \"error\": ");
-	escape_json(&buf, r->error);
-	appendStringInfoString(&buf, "}");
-	respond_json(conn, req, 503, buf.data);
-}
-
-/* ---------- endpoints ---------- */
-
-static OpsQuery health_query = {
-	.sql = "SELECT h::text, h ->> 'status' FROM opsflags.health_status() h",
-};
+/* ---------- the database worker ---------- */
 
 /*
- * The health_status() document and its status, as an ordinary role sees
- * them: called as pg_monitor (not an opsflags admin), so sensitive values
- * are left out as they are for any role without the right to read them.
+ * Requests that need SQL go to "opsflags http sql" (http_sql.c) over a
+ * shared memory queue, so that the loop never waits for the database.  A
+ * connection with a request there is "awaiting": not read (its pipelined
+ * requests wait) until the answer comes.
  */
+typedef struct HttpPending
+{
+	uint32		id;
+	HttpConn   *conn;			/* NULL: the client has gone or been answered */
+} HttpPending;
+
+static MemoryContext sql_context = NULL;	/* the handles below; NULL: stopped */
+static dsm_segment *sql_segment = NULL;
+static shm_mq_handle *sql_requests = NULL;
+static shm_mq_handle *sql_answers = NULL;
+static BackgroundWorkerHandle *sql_worker = NULL;
+static TimestampTz sql_retry_at = 0;	/* after a failed start */
+static HttpPending pending[HTTP_SQL_MAX_PENDING];	/* in the order asked */
+static int	npending = 0;
+static uint32 last_request_id = 0;
+
+#define HTTP_SQL_RETRY_MS	1000
+
+static void sql_stop(void);
+
+/* Start the worker, with a new segment for the queues. */
 static bool
-health_document(HttpResult *r)
+sql_start(void)
 {
-	return http_sql(&health_query, NULL, NULL, ROLE_PG_MONITOR, r) && r->nrows == 1;
-}
+	BackgroundWorker worker;
+	shm_mq	   *request_queue;
+	shm_mq	   *answer_queue;
+	MemoryContext old;
 
-/* /health: the health_status() document; 503 when unhealthy */
-static void
-serve_health(HttpConn *conn, HttpRequest *req)
-{
-	HttpResult	r;
-	const char *status;
+	if (GetCurrentTimestamp() < sql_retry_at)
+		return false;
+	sql_retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), HTTP_SQL_RETRY_MS);
 
-	if (!health_document(&r))
+	sql_segment = dsm_create(HTTP_SQL_REQUEST_QUEUE + HTTP_SQL_ANSWER_QUEUE, DSM_CREATE_NULL_IF_MAXSEGMENTS);
+	if (sql_segment == NULL)
+		return false;
+	/* The handles (and the queues' buffers) live until the worker stops. */
+	sql_context = AllocSetContextCreate(TopMemoryContext, "opsflags http sql queues",
+										ALLOCSET_SMALL_SIZES);
+	old = MemoryContextSwitchTo(sql_context);
+	dsm_pin_mapping(sql_segment);
+	request_queue = shm_mq_create(dsm_segment_address(sql_segment), HTTP_SQL_REQUEST_QUEUE);
+	answer_queue = shm_mq_create((char *) dsm_segment_address(sql_segment) + HTTP_SQL_REQUEST_QUEUE,
+								 HTTP_SQL_ANSWER_QUEUE);
+	shm_mq_set_sender(request_queue, MyProc);
+	shm_mq_set_receiver(answer_queue, MyProc);
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_ConsistentState;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;	/* the loop starts it again */
+	strlcpy(worker.bgw_library_name, "opsflags", BGW_MAXLEN);
+	strlcpy(worker.bgw_function_name, "opsflags_http_sql_main", BGW_MAXLEN);
+	strlcpy(worker.bgw_name, "opsflags http sql", BGW_MAXLEN);
+	strlcpy(worker.bgw_type, "opsflags http sql", BGW_MAXLEN);
+	worker.bgw_main_arg = UInt32GetDatum(dsm_segment_handle(sql_segment));
+	worker.bgw_notify_pid = MyProcPid;
+	if (!RegisterDynamicBackgroundWorker(&worker, &sql_worker))
 	{
-		respond_sql_failure(conn, req, &r);
-		return;
+		MemoryContextSwitchTo(old);
+		sql_worker = NULL;
+		sql_stop();
+		return false;
 	}
-	status = result_value(&r, 0, 1);
-	respond_json(conn, req,
-				 status && (strcmp(status, "healthy") == 0 || strcmp(status, "degraded") == 0) ? 200 : 503,
-				 result_value(&r, 0, 0));
+	sql_requests = shm_mq_attach(request_queue, sql_segment, sql_worker);
+	sql_answers = shm_mq_attach(answer_queue, sql_segment, sql_worker);
+	MemoryContextSwitchTo(old);
+	return true;
 }
+
+static void answer_unavailable(HttpConn *conn, HttpSqlEndpoint endpoint, const char *error);
+static void frame_answer(HttpConn *conn, int code, HttpBodyKind kind, const char *body, size_t len);
 
 /*
- * /readyz: the server takes queries, is not in maintenance mode, and a
- * standby's replay is within health.thresholds' replication_lag_s (300 s)
- * of what it has received.
+ * The worker is gone (or never came): answer what was waiting for it, and
+ * let the next request start another.
  */
-static OpsQuery ready_query = {
-	.sql =
-	"SELECT CASE WHEN m THEN 'maintenance mode is on' "
-	"            WHEN lag > threshold THEN format('standby replay lags %s s (threshold %s s)', "
-	"                                             round(lag::numeric, 1), threshold) END "
-	"FROM (SELECT opsflags.is_maintenance_mode() AS m, "
-	"             CASE WHEN NOT pg_is_in_recovery() THEN NULL "
-	"                  WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 "
-	"                  ELSE date_part('epoch', now() - pg_last_xact_replay_timestamp()) END AS lag, "
-	"             coalesce((opsflags.config_get('health.thresholds', 'all') ->> 'replication_lag_s')::float8, "
-	"                      300) AS threshold) s",
-};
-
 static void
-serve_ready(HttpConn *conn, HttpRequest *req)
+sql_stop(void)
 {
-	HttpResult	r;
-	StringInfoData buf;
-	const char *reason;
-
-	if (!http_sql(&ready_query, NULL, NULL, InvalidOid, &r) || r.nrows != 1)
-	{
-		initStringInfo(&buf);
-		appendStringInfoString(&buf, "{\"ready\": false, \"reason\": ");
-		escape_json(&buf, r.error ? r.error : "no answer");
-		appendStringInfoString(&buf, "}");
-		respond_json(conn, req, 503, buf.data);
-		return;
-	}
-	reason = result_value(&r, 0, 0);
-	initStringInfo(&buf);
-	if (reason == NULL)
-		appendStringInfoString(&buf, "{\"ready\": true}");
-	else
-	{
-		appendStringInfoString(&buf, "{\"ready\": false, \"reason\": ");
-		escape_json(&buf, reason);
-		appendStringInfoString(&buf, "}");
-	}
-	respond_json(conn, req, reason == NULL ? 200 : 503, buf.data);
-}
-
-/*
- * /metrics: Prometheus text format.  The families, in order; the query
- * returns (family number, value, label, value, label, value) rows ordered
- * by family.  opsflags_up and opsflags_http_requests_total come from here.
- */
-typedef struct MetricFamily
-{
-	const char *name;
-	const char *type;
-	const char *help;
-} MetricFamily;
-
-static const MetricFamily metric_families[] = {
-	{"opsflags_up", "gauge", "1 if the database answered this scrape, else 0"},
-	{"opsflags_health_status", "gauge", "Aggregate health_status(): 1 for the current status"},
-	{"opsflags_component_status", "gauge", "Status of each health_status() component: 1 for the current status"},
-	{"opsflags_component_latency_seconds", "gauge", "Time each health_status() probe took"},
-	{"opsflags_connections", "gauge", "Client backends by state"},
-	{"opsflags_max_connections", "gauge", "The server's max_connections"},
-	{"opsflags_database_size_bytes", "gauge", "Size of the database opsflags.database"},
-	{"opsflags_errors_last_hour", "gauge", "ERROR, FATAL and PANIC reports of the server in the last 60 minutes"},
-	{"opsflags_sampler_running", "gauge", "1 while the opsflags sampler runs"},
-	{"opsflags_sampler_last_sample_timestamp_seconds", "gauge", "When the sampler last took a sample (absent before the first)"},
-	{"opsflags_flag_evaluations_total", "counter", "Flag evaluations since the server started, by result"},
-	{"opsflags_alerts_open", "gauge", "Open alerts by severity"},
-	{"opsflags_maintenance_mode", "gauge", "1 while maintenance mode is on"},
-	{"opsflags_in_recovery", "gauge", "1 on a standby"},
-	{"opsflags_replication_lag_seconds", "gauge", "On a standby: how far replay is behind what was received"},
-	{"opsflags_http_requests_total", "counter", "Requests this HTTP server answered since it started, by status code"},
-};
-
-static OpsQuery metrics_query = {
-	.sql =
-	"WITH h AS (SELECT $1 AS doc), "
-	"     st(s) AS (VALUES ('healthy'), ('degraded'), ('unhealthy')), "
-	"     comp AS (SELECT c.key, c.value FROM h, jsonb_each(h.doc -> 'components') c), "
-	"     w AS (SELECT opsflags.worker_status() AS doc) "
-	"SELECT 1, (h.doc ->> 'status' = st.s)::int::text, 'status', st.s, NULL, NULL FROM h, st "
-	"UNION ALL "
-	"SELECT 2, (comp.value ->> 'status' = st.s)::int::text, 'component', comp.key, 'status', st.s FROM comp, st "
-	"UNION ALL "
-	"SELECT 3, ((comp.value ->> 'latencyMs')::float8 / 1000)::text, 'component', comp.key, NULL, NULL FROM comp "
-	"UNION ALL "
-	"SELECT 4, count(a.pid)::text, 'state', s.state, NULL, NULL "
-	"  FROM (VALUES ('active'), ('idle'), ('idle in transaction'), ('idle in transaction (aborted)'), "
-	"               ('fastpath function call')) s(state) "
-	"  LEFT JOIN pg_stat_activity a ON a.state = s.state AND a.backend_type = 'client backend' "
-	"  GROUP BY s.state "
-	"UNION ALL "
-	"SELECT 5, current_setting('max_connections'), NULL, NULL, NULL, NULL "
-	"UNION ALL "
-	"SELECT 6, pg_database_size(current_database())::text, 'database', current_database(), NULL, NULL "
-	"UNION ALL "
-	"SELECT 7, opsflags.errors_last_hour()::text, NULL, NULL, NULL, NULL "
-	"UNION ALL "
-	"SELECT 8, (w.doc ->> 'running')::boolean::int::text, NULL, NULL, NULL, NULL FROM w "
-	"UNION ALL "
-	"SELECT 9, date_part('epoch', (w.doc ->> 'last_sample_at')::timestamptz)::text, NULL, NULL, NULL, NULL "
-	"  FROM w WHERE w.doc ->> 'last_sample_at' IS NOT NULL "
-	"UNION ALL "
-	"SELECT 10, r.n::text, 'flag', u.flag_key, 'result', r.result "
-	"  FROM opsflags.flag_usage_counts() u, "
-	"       LATERAL (VALUES ('true', u.true_count), ('false', u.false_count)) r(result, n) "
-	"UNION ALL "
-	"SELECT 11, count(a.id)::text, 'severity', s.severity, NULL, NULL "
-	"  FROM (VALUES ('info'), ('warning'), ('critical')) s(severity) "
-	"  LEFT JOIN opsflags.alerts a ON a.severity = s.severity AND NOT a.resolved "
-	"  GROUP BY s.severity "
-	"UNION ALL "
-	"SELECT 12, opsflags.is_maintenance_mode()::int::text, NULL, NULL, NULL, NULL "
-	"UNION ALL "
-	"SELECT 13, pg_is_in_recovery()::int::text, NULL, NULL, NULL, NULL "
-	"UNION ALL "
-	"SELECT 14, CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 "
-	"                ELSE date_part('epoch', now() - pg_last_xact_replay_timestamp()) END::text, "
-	"       NULL, NULL, NULL, NULL WHERE pg_is_in_recovery() "
-	"ORDER BY 1, 4, 6",
-	.nargs = 1,
-	.argtypes = {JSONBOID},
-};
-
-/* A label value with \, " and newline escaped */
-static void
-append_label_value(StringInfo buf, const char *v)
-{
-	for (; *v; v++)
-	{
-		if (*v == '\\' || *v == '"')
-		{
-			appendStringInfoChar(buf, '\\');
-			appendStringInfoChar(buf, *v);
-		}
-		else if (*v == '\n')
-			appendStringInfoString(buf, "\\n");
-		else
-			appendStringInfoChar(buf, *v);
-	}
-}
-
-/* A float8's text as Prometheus writes it */
-static const char *
-prometheus_value(const char *v)
-{
-	if (strcmp(v, "Infinity") == 0)
-		return "+Inf";
-	if (strcmp(v, "-Infinity") == 0)
-		return "-Inf";
-	return v;
-}
-
-static void
-append_family(StringInfo buf, int family)
-{
-	const MetricFamily *f = &metric_families[family];
-
-	appendStringInfo(buf, "# HELP %s %s\n# TYPE %s %s\n", f->name, f->help, f->name, f->type);
-}
-
-static void
-serve_metrics(HttpConn *conn, HttpRequest *req)
-{
-	HttpResult	r;
-	StringInfoData buf;
-	bool		up;
-	int			family;
-	int			row = 0;
 	int			i;
 
-	up = health_document(&r);
-	if (up)
-	{
-		Datum		doc = DirectFunctionCall1(jsonb_in, CStringGetDatum(result_value(&r, 0, 0)));
-
-		up = http_sql(&metrics_query, &doc, NULL, InvalidOid, &r);
-	}
-	initStringInfo(&buf);
-	append_family(&buf, 0);
-	appendStringInfo(&buf, "opsflags_up %d\n", up ? 1 : 0);
-	for (family = 1; family < (int) lengthof(metric_families) - 1; family++)
-	{
-		append_family(&buf, family);
-		for (; up && row < r.nrows && atoi(result_value(&r, row, 0)) == family; row++)
+	if (sql_worker != NULL)
+		TerminateBackgroundWorker(sql_worker);
+	if (sql_segment != NULL)
+		dsm_detach(sql_segment);
+	if (sql_context != NULL)
+		MemoryContextDelete(sql_context);
+	sql_context = NULL;
+	sql_segment = NULL;
+	sql_requests = sql_answers = NULL;
+	sql_worker = NULL;
+	for (i = 0; i < npending; i++)
+		if (pending[i].conn != NULL)
 		{
-			const char *value = result_value(&r, row, 1);
-			int			l;
+			HttpConn   *conn = pending[i].conn;
 
-			if (value == NULL)
-				continue;
-			appendStringInfoString(&buf, metric_families[family].name);
-			for (l = 0; l < 2 && result_value(&r, row, 2 + 2 * l) != NULL; l++)
-			{
-				appendStringInfo(&buf, "%c%s=\"", l == 0 ? '{' : ',', result_value(&r, row, 2 + 2 * l));
-				append_label_value(&buf, result_value(&r, row, 3 + 2 * l) ? result_value(&r, row, 3 + 2 * l) : "");
-				appendStringInfoChar(&buf, '"');
-			}
-			if (l > 0)
-				appendStringInfoChar(&buf, '}');
-			appendStringInfo(&buf, " %s\n", prometheus_value(value));
+			conn->awaiting = 0;
+			answer_unavailable(conn, conn->awaiting_endpoint, "the database worker of opsflags http exited");
 		}
-	}
-	append_family(&buf, family);
-	for (i = 0; i < N_COUNTED_CODES; i++)
-		appendStringInfo(&buf, "%s{code=\"%d\"} " UINT64_FORMAT "\n",
-						 metric_families[family].name, counted_codes[i], requests_by_code[i]);
-	respond(conn, req, 200, "text/plain; version=0.0.4; charset=utf-8", buf.data, buf.len);
+	npending = 0;
 }
 
-/* /flags/<environment>: flags_for_environment(), 404 for no such environment */
-static OpsQuery flags_query = {
-	.sql = "SELECT opsflags.flags_for_environment($1)::text",
-	.nargs = 1,
-	.argtypes = {TEXTOID},
-};
-
+/* Hand a request to the worker; the connection waits for its answer. */
 static void
-serve_flags(HttpConn *conn, HttpRequest *req, const char *environment)
+ask_sql(HttpConn *conn, HttpRequest *req, HttpSqlEndpoint endpoint, const char *arg)
 {
-	HttpResult	r;
-	Datum		arg = CStringGetTextDatum(environment);
+	HttpSqlRequest msg;
 
-	if (!http_sql(&flags_query, &arg, NULL, InvalidOid, &r) || r.nrows != 1)
+	conn->awaiting_head = req->head;
+	conn->awaiting_keep_alive = req->keep_alive;
+	if (!connected)
 	{
-		if (r.sqlerrcode == ERRCODE_UNDEFINED_OBJECT)
-		{
-			StringInfoData buf;
+		char	   *error = psprintf("database \"%s\" does not exist", opsflags_database);
 
-			initStringInfo(&buf);
-			appendStringInfoString(&buf, "{\"error\": ");
-			escape_json(&buf, r.error);
-			appendStringInfoString(&buf, "}");
-			respond_json(conn, req, 404, buf.data);
-		}
-		else
-			respond_sql_failure(conn, req, &r);
+		answer_unavailable(conn, endpoint, error);
 		return;
 	}
-	respond_json(conn, req, 200, result_value(&r, 0, 0));
+	if (npending == HTTP_SQL_MAX_PENDING)
+	{
+		answer_unavailable(conn, endpoint, "too many requests are waiting for the database");
+		return;
+	}
+	if (sql_segment == NULL && !sql_start())
+	{
+		answer_unavailable(conn, endpoint, "the database worker of opsflags http could not be started");
+		return;
+	}
+
+	memset(&msg, 0, sizeof(msg));
+	msg.id = ++last_request_id;
+	msg.endpoint = endpoint;
+	msg.queued_at = GetCurrentTimestamp();
+	if (arg)
+		strlcpy(msg.arg, arg, sizeof(msg.arg));
+	/* Never blocks: the queue has room for HTTP_SQL_MAX_PENDING requests. */
+	if (shm_mq_send(sql_requests, sizeof(msg), &msg, true, true) != SHM_MQ_SUCCESS)
+	{
+		sql_stop();
+		answer_unavailable(conn, endpoint, "the database worker of opsflags http exited");
+		return;
+	}
+	pending[npending].id = msg.id;
+	pending[npending].conn = conn;
+	npending++;
+	conn->awaiting = msg.id;
+	conn->awaiting_endpoint = endpoint;
+	/* The worker answers within about twice the timeout; this is the backstop. */
+	conn->deadline = TimestampTzPlusMilliseconds(msg.queued_at, 3 * opsflags_http_timeout_ms);
+	events_changed = true;
+}
+
+/* Forget the connection's request: its answer, when it comes, goes nowhere. */
+static void
+sql_forget(HttpConn *conn)
+{
+	int			i;
+
+	for (i = 0; i < npending; i++)
+		if (pending[i].conn == conn)
+			pending[i].conn = NULL;
+	conn->awaiting = 0;
+}
+
+/* Take the worker's answers, and notice that it has gone. */
+static void
+sql_receive(void)
+{
+	while (sql_answers != NULL)
+	{
+		Size		nbytes;
+		void	   *data;
+		HttpSqlAnswer head;
+		shm_mq_result res = shm_mq_receive(sql_answers, &nbytes, &data, true);
+		HttpConn   *conn;
+		int			i;
+
+		if (res == SHM_MQ_WOULD_BLOCK)
+			return;
+		if (res == SHM_MQ_DETACHED)
+		{
+			ereport(LOG,
+					(errmsg("the database worker of opsflags http exited"),
+					 errdetail("It is started again for the next request that needs SQL.")));
+			sql_stop();
+			return;
+		}
+		if (nbytes < sizeof(head))
+			elog(ERROR, "opsflags http received an answer of %zu bytes", nbytes);
+		memcpy(&head, data, sizeof(head));
+
+		/* Answers come in the order asked; earlier ones are lost causes. */
+		for (i = 0; i < npending && pending[i].id != head.id; i++)
+			;
+		if (i == npending)
+			continue;
+		conn = pending[i].conn;
+		npending -= i + 1;
+		memmove(pending, pending + i + 1, sizeof(HttpPending) * npending);
+		if (conn == NULL)
+			continue;
+
+		conn->awaiting = 0;
+		frame_answer(conn, head.code, head.kind, (char *) data + sizeof(head), nbytes - sizeof(head));
+	}
 }
 
 /*
- * /api/status: what the status page shows, for opsflags.environment:
- * health, 24 h of samples (each one while there are few, else at most 288
- * time buckets: health_samples()), flags with what a request without a user is
- * served and why (feature_explain()), the last 10 deployments and the open
- * alerts.  See src/status_page.html.
+ * Queue the answer of a request that needed SQL, framed for its
+ * connection, then go on with the connection's next request.
  */
-static OpsQuery status_query = {
-	.sql =
-	"WITH env AS (SELECT opsflags.resolve_environment(NULL) AS name) "
-	"SELECT jsonb_build_object("
-	"  'generated_at', clock_timestamp(), "
-	"  'environment', env.name, "
-	"  'in_recovery', pg_is_in_recovery(), "
-	"  'maintenance', opsflags.is_maintenance_mode(), "
-	"  'health', $1, "
-	"  'samples', opsflags.health_samples(interval '24 hours', 288), "
-	"  'flags', (SELECT coalesce(jsonb_agg(jsonb_build_object('key', f.flag_key, 'name', f.flag_name, "
-	"                   'enabled', c.is_enabled, 'percentage', c.enabled_percentage, "
-	"                   'value', e.x -> 'value', 'served', e.x -> 'enabled', 'reason', e.x -> 'reason', "
-	"                   'enable_at', c.enable_at, 'disable_at', c.disable_at, "
-	"                   'version', c.version, 'updated_at', c.updated_at) ORDER BY f.flag_key), '[]') "
-	"              FROM opsflags.feature_flags f "
-	"              JOIN opsflags.feature_flag_configs c ON c.flag_id = f.id AND c.environment = env.name "
-	"              CROSS JOIN LATERAL (SELECT opsflags.feature_explain(f.flag_key) AS x) e "
-	"             WHERE NOT f.archived), "
-	"  'deployments', (SELECT coalesce(jsonb_agg(jsonb_build_object('id', d.id, 'version', d.version, "
-	"                   'status', d.status, 'deployed_at', d.deployed_at, 'deployed_by', d.deployed_by, "
-	"                   'commit_sha', d.commit_sha) ORDER BY d.deployed_at DESC), '[]') "
-	"              FROM (SELECT * FROM opsflags.deployment_history d "
-	"                     WHERE d.environment = env.name ORDER BY d.deployed_at DESC LIMIT 10) d), "
-	"  'alerts', (SELECT coalesce(jsonb_agg(jsonb_build_object('id', a.id, 'type', a.type, "
-	"                   'severity', a.severity, 'title', a.title, 'message', a.message, "
-	"                   'component', a.component, 'created_at', a.created_at) ORDER BY a.created_at DESC), '[]') "
-	"              FROM opsflags.alerts a WHERE NOT a.resolved) "
-	")::text FROM env",
-	.nargs = 1,
-	.argtypes = {JSONBOID},
-};
+static void
+frame_answer(HttpConn *conn, int code, HttpBodyKind kind, const char *body, size_t len)
+{
+	HttpRequest req;
 
-/*
- * A deployment's version and commit are the values of config app_version
- * and commit_sha: where those keys are sensitive they are left out (null),
- * as health_status() leaves them out for pg_monitor.
- */
-static OpsQuery status_redact_query = {
-	.sql =
-	"SELECT CASE WHEN NOT (s.version OR s.sha) THEN $1 "
-	"  ELSE jsonb_set($1, '{deployments}', (SELECT coalesce(jsonb_agg(d.e "
-	"         || CASE WHEN s.version THEN '{\"version\": null}' ELSE '{}' END::jsonb "
-	"         || CASE WHEN s.sha THEN '{\"commit_sha\": null}' ELSE '{}' END::jsonb ORDER BY d.n), '[]') "
-	"       FROM jsonb_array_elements($1 -> 'deployments') WITH ORDINALITY d(e, n))) END::text "
-	"FROM (SELECT EXISTS (SELECT FROM opsflags.app_config c WHERE c.config_key = 'app_version' AND c.is_sensitive) AS version, "
-	"             EXISTS (SELECT FROM opsflags.app_config c WHERE c.config_key = 'commit_sha' AND c.is_sensitive) AS sha) s",
-	.nargs = 1,
-	.argtypes = {JSONBOID},
-};
+	memset(&req, 0, sizeof(req));
+	req.head = conn->awaiting_head;
+	req.keep_alive = conn->awaiting_keep_alive;
+	if (kind == HTTP_BODY_METRICS)
+	{
+		StringInfoData buf;
+		int			i;
+
+		/* The loop's own family, last */
+		initStringInfo(&buf);
+		appendBinaryStringInfo(&buf, body, len);
+		http_metrics_requests_header(&buf);
+		for (i = 0; i < N_COUNTED_CODES; i++)
+			appendStringInfo(&buf, "opsflags_http_requests_total{code=\"%d\"} " UINT64_FORMAT "\n",
+							 counted_codes[i], requests_by_code[i] + (counted_codes[i] == code ? 1 : 0));
+		respond(conn, &req, code, "text/plain; version=0.0.4; charset=utf-8", buf.data, buf.len);
+		pfree(buf.data);
+	}
+	else
+		respond(conn, &req, code, "application/json", body, len);
+	conn->more = true;			/* its pipelined requests are next */
+	events_changed = true;
+}
 
 static void
-serve_status(HttpConn *conn, HttpRequest *req)
+answer_unavailable(HttpConn *conn, HttpSqlEndpoint endpoint, const char *error)
 {
-	HttpResult	r;
-	Datum		doc;
+	StringInfoData body;
+	int			code;
+	HttpBodyKind kind;
 
-	if (!health_document(&r))
-	{
-		respond_sql_failure(conn, req, &r);
-		return;
-	}
-	doc = DirectFunctionCall1(jsonb_in, CStringGetDatum(result_value(&r, 0, 0)));
-	if (!http_sql(&status_query, &doc, NULL, InvalidOid, &r) || r.nrows != 1)
-	{
-		respond_sql_failure(conn, req, &r);
-		return;
-	}
-	doc = DirectFunctionCall1(jsonb_in, CStringGetDatum(result_value(&r, 0, 0)));
-	if (!http_sql(&status_redact_query, &doc, NULL, InvalidOid, &r) || r.nrows != 1)
-	{
-		respond_sql_failure(conn, req, &r);
-		return;
-	}
-	respond_json(conn, req, 200, result_value(&r, 0, 0));
+	initStringInfo(&body);
+	http_sql_unavailable(endpoint, error, &code, &kind, &body);
+	frame_answer(conn, code, kind, body.data, body.len);
+	pfree(body.data);
 }
 
 /* An environment name as opsflags.environments allows it */
@@ -750,15 +526,15 @@ route(HttpConn *conn, HttpRequest *req)
 	else if (strcmp(p, "/livez") == 0)
 		respond_text(conn, req, 200, "ok\n");
 	else if (strcmp(p, "/readyz") == 0)
-		serve_ready(conn, req);
+		ask_sql(conn, req, HTTP_SQL_READY, NULL);
 	else if (strcmp(p, "/health") == 0 || strcmp(p, "/api/health") == 0)
-		serve_health(conn, req);
+		ask_sql(conn, req, HTTP_SQL_HEALTH, NULL);
 	else if (strcmp(p, "/metrics") == 0)
-		serve_metrics(conn, req);
+		ask_sql(conn, req, HTTP_SQL_METRICS, NULL);
 	else if (strcmp(p, "/api/status") == 0)
-		serve_status(conn, req);
+		ask_sql(conn, req, HTTP_SQL_STATUS, NULL);
 	else if (strncmp(p, "/flags/", 7) == 0 && valid_environment(p + 7))
-		serve_flags(conn, req, p + 7);
+		ask_sql(conn, req, HTTP_SQL_FLAGS, p + 7);
 	else
 		respond_text(conn, req, 404, "not found\n");
 }
@@ -901,6 +677,8 @@ close_conn(int i, bool abort)
 {
 	HttpConn   *conn = conns[i];
 
+	if (conn->awaiting)
+		sql_forget(conn);
 	if (abort)
 	{
 		struct linger lg;
@@ -944,6 +722,35 @@ reap_gone_clients(void)
 		}
 		i++;
 	}
+}
+
+/*
+ * At the limit still: close the keep-alive connection idle the longest (it
+ * has been answered, has begun no other request, has nothing to send and
+ * nothing asked of the database), so that idle keep-alive clients never lock
+ * a probe out.  A client whose idle connection is closed just connects
+ * again, as HTTP/1.1 allows.  A connection not yet answered is not idle: its
+ * request may be on its way.
+ */
+static void
+close_idlest_client(void)
+{
+	int			idlest = -1;
+	int			i;
+
+	for (i = 0; i < nconns; i++)
+	{
+		HttpConn   *conn = conns[i];
+		char		c;
+
+		if (conn->idle_since != 0 && conn->inlen == 0 && conn->out.len == 0 &&
+			conn->awaiting == 0 && !conn->lingering && !conn->more &&
+			(idlest < 0 || conn->idle_since < conns[idlest]->idle_since) &&
+			recv(conn->sock, &c, 1, MSG_PEEK) < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			idlest = i;
+	}
+	if (idlest >= 0)
+		close_conn(idlest, false);
 }
 
 static void
@@ -1000,6 +807,8 @@ accept_clients(pgsocket lsock)
 			reap_gone_clients();
 			reaped = true;
 		}
+		if (nconns >= opsflags_http_max_connections)
+			close_idlest_client();
 		if (nconns >= opsflags_http_max_connections || !AcquireExternalFD())
 		{
 			static const char busy[] =
@@ -1071,7 +880,8 @@ flush_conn(HttpConn *conn)
 		return true;
 	}
 	/* Now idle: the next request has the timeout from here. */
-	conn->deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), opsflags_http_timeout_ms);
+	conn->idle_since = GetCurrentTimestamp();
+	conn->deadline = TimestampTzPlusMilliseconds(conn->idle_since, opsflags_http_timeout_ms);
 	return true;
 }
 
@@ -1103,7 +913,7 @@ read_conn(HttpConn *conn)
 	int			served = 0;
 
 	conn->more = false;
-	while (conn->out.len == 0 && !conn->lingering)
+	while (conn->out.len == 0 && !conn->lingering && conn->awaiting == 0)
 	{
 		int			headlen = head_length(conn);
 
@@ -1118,6 +928,8 @@ read_conn(HttpConn *conn)
 			MemoryContextReset(request_context);
 			memmove(conn->in, conn->in + headlen, conn->inlen - headlen);
 			conn->inlen -= headlen;
+			if (conn->awaiting)
+				break;			/* its answer comes from the database worker */
 			if (!flush_conn(conn))
 				return false;
 			continue;
@@ -1189,7 +1001,15 @@ expire_conns(void)
 	{
 		HttpConn   *conn = conns[i];
 
-		if (conn->deadline <= now)
+		if (conn->awaiting && conn->deadline <= now)
+		{
+			/* The backstop: the database worker should have answered. */
+			int			endpoint = conn->awaiting_endpoint;
+
+			sql_forget(conn);
+			answer_unavailable(conn, endpoint, "the database did not answer in time");
+		}
+		else if (conn->deadline <= now)
 		{
 			int			untaken = untaken_bytes(conn);
 
@@ -1354,8 +1174,9 @@ build_event_set(void)
 	for (i = 0; i < nlisten && accept_paused_until == 0; i++)
 		AddWaitEventToSet(set, WL_SOCKET_READABLE, listen_socks[i], NULL, NULL);
 	for (i = 0; i < nconns; i++)
-		AddWaitEventToSet(set, conns[i]->out.len > 0 ? WL_SOCKET_WRITEABLE : WL_SOCKET_READABLE,
-						  conns[i]->sock, NULL, conns[i]);
+		if (conns[i]->awaiting == 0)	/* not read while the database answers */
+			AddWaitEventToSet(set, conns[i]->out.len > 0 ? WL_SOCKET_WRITEABLE : WL_SOCKET_READABLE,
+							  conns[i]->sock, NULL, conns[i]);
 	events_changed = false;
 	return set;
 }
@@ -1425,7 +1246,7 @@ opsflags_http_main(Datum arg)
 		{
 			HttpConn   *conn = conns[i];
 
-			if (conn->more && conn->out.len == 0 && !read_conn(conn))
+			if (conn->more && conn->out.len == 0 && conn->awaiting == 0 && !read_conn(conn))
 			{
 				close_conn(i, false);
 				continue;
@@ -1436,7 +1257,7 @@ opsflags_http_main(Datum arg)
 
 		timeout = expire_conns();
 		for (i = 0; i < nconns; i++)
-			if (conns[i]->more && conns[i]->out.len == 0)
+			if (conns[i]->more && conns[i]->out.len == 0 && conns[i]->awaiting == 0)
 				timeout = 0;
 		if (accept_paused_until != 0)
 		{
@@ -1507,6 +1328,8 @@ opsflags_http_main(Datum arg)
 		}
 		for (i = 0; i < nready; i++)
 			accept_clients(ready_listen[i]);
+		/* The database worker's answers (it sets our latch) */
+		sql_receive();
 		MemoryContextReset(request_context);
 	}
 }

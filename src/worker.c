@@ -10,7 +10,8 @@
  * SIGHUP reloads the settings and a new interval applies at once (0
  * pauses); SIGTERM ends it promptly; after a crash the postmaster starts
  * it again; on a standby it writes nothing and resumes after promotion; a
- * failing cycle is logged once and retried next time.  It waits quietly for
+ * failing cycle is logged once and retried next time; no step waits long
+ * for a lock or runs past its bound (begin_step).  It waits quietly for
  * its database (opsflags.database) and for the extension in it: while the
  * database does not exist it runs connected to no database and checks
  * pg_database, then exits to be started again, connected to it.
@@ -45,6 +46,7 @@
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/timeout.h"
 #include "utils/timestamp.h"
 
 #include "opsflags.h"
@@ -100,20 +102,45 @@ set_state(const char *state)
 
 /* ---------- one cycle ---------- */
 
+/*
+ * Each step of a cycle is cancelled after the sample interval (at least 1 s,
+ * at most 60 s) and waits at most a quarter of that for a lock: a session
+ * holding a lock on what a sample reads or writes costs a cycle, never the
+ * sampler.
+ */
 static void
-run_in_transaction(const char *sql, const char *activity)
+begin_step(const char *activity)
 {
+	int			bound = Max(1000, Min(opsflags_sample_interval_ms, 60000));
+	char		lock_timeout[32];
+
+	snprintf(lock_timeout, sizeof(lock_timeout), "%d", bound / 4);
+	SetConfigOption("lock_timeout", lock_timeout, PGC_SUSET, PGC_S_OVERRIDE);
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, activity);
+	enable_timeout_after(STATEMENT_TIMEOUT, bound);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute(sql, false, 0) < 0)
-		elog(ERROR, "%s failed", activity);
+}
+
+static void
+end_step(void)
+{
 	SPI_finish();
+	disable_timeout(STATEMENT_TIMEOUT, false);
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+}
+
+static void
+run_in_transaction(const char *sql, const char *activity)
+{
+	begin_step(activity);
+	if (SPI_execute(sql, false, 0) < 0)
+		elog(ERROR, "%s failed", activity);
+	end_step();
 }
 
 /* Is the extension installed in our database? */
@@ -153,12 +180,7 @@ sampler_cycle(void)
 		{
 			uint64		deleted = 0;
 
-			SetCurrentStatementStartTimestamp();
-			StartTransactionCommand();
-			PushActiveSnapshot(GetTransactionSnapshot());
-			pgstat_report_activity(STATE_RUNNING, "opsflags sampler: retention");
-			if (SPI_connect() != SPI_OK_CONNECT)
-				elog(ERROR, "SPI_connect failed");
+			begin_step("opsflags sampler: retention");
 			if (SPI_execute(sql, false, 1) == SPI_OK_SELECT && SPI_processed == 1)
 			{
 				bool		isnull;
@@ -166,9 +188,7 @@ sampler_cycle(void)
 
 				deleted = isnull ? 0 : DatumGetInt64(d);
 			}
-			SPI_finish();
-			PopActiveSnapshot();
-			CommitTransactionCommand();
+			end_step();
 			if (deleted < RETENTION_BATCH)
 				break;
 			CHECK_FOR_INTERRUPTS();
@@ -179,6 +199,7 @@ sampler_cycle(void)
 		ErrorData  *edata;
 
 		/* Log it once, remember it, and carry on next cycle. */
+		disable_timeout(STATEMENT_TIMEOUT, false);
 		MemoryContextSwitchTo(cycle_context);
 		edata = CopyErrorData();
 		EmitErrorReport();

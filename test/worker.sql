@@ -1,7 +1,8 @@
 -- test/worker.sql: the background worker "opsflags sampler" (DESIGN.md
 -- section 6): rows with every field at a 1 s interval, reload of the
 -- interval (and 0 pauses), restart after it is terminated, retention,
--- alerts raised once per episode and resolved, and a failing queue query.
+-- alerts raised once per episode and resolved, a failing queue query, and
+-- tables other sessions hold locked (no sample waits on them for long).
 --
 -- scripts/test.sh starts the cluster with opsflags.database = 'opsflags_tap'
 -- and opsflags.sample_interval = 0; this file switches sampling on with
@@ -9,7 +10,7 @@
 -- poll of a condition.
 \ir setup.inc
 
-SELECT plan(18);
+SELECT plan(23);
 
 -- Wait (at most 30 s) until a query returns true.
 CREATE FUNCTION pg_temp.wait_for(condition text) RETURNS boolean LANGUAGE plpgsql AS $$
@@ -124,6 +125,36 @@ SELECT cmp_ok((SELECT count(*)::int FROM regexp_split_to_table(encode(pg_read_bi
                WHERE l LIKE '%opsflags sampler: queue query failed%'),
               '<=', :samples_6 - :samples_4 + 1,
               'a failing queue query is logged at most once per cycle');
+
+-- Locks.  A table another session holds exclusively is left out of
+-- largest_tables rather than waited for; a lock on what the sampler writes
+-- costs it a cycle (its step waits a quarter of the 1 s bound), not its
+-- life, and it samples again once the lock is gone.
+SELECT opsflags.config_delete('health.queue_query') \gset
+CREATE TABLE public.tap_worker_locked AS SELECT i, repeat('x', 100) AS pad FROM generate_series(1, 200000) i;
+SELECT ok(pg_temp.wait_for($$SELECT EXISTS (SELECT FROM opsflags.system_health h, jsonb_array_elements(h.largest_tables) t
+                                            WHERE h.id = (SELECT max(id) FROM opsflags.system_health WHERE source = 'sampler')
+                                              AND t ->> 'table' = 'public.tap_worker_locked')$$),
+          'a 30 MB table is among the largest tables of a sample');
+SELECT dblink_connect('locker', pg_temp.tap_conninfo(app => 'tap_worker_locker')) \gset
+SELECT dblink_exec('locker', 'BEGIN') \gset
+SELECT dblink_exec('locker', 'LOCK TABLE public.tap_worker_locked IN ACCESS EXCLUSIVE MODE') \gset
+SELECT pg_temp.samples() AS samples_7 \gset
+SELECT max(id) AS before_lock FROM opsflags.system_health \gset
+SELECT ok(pg_temp.wait_for(format('SELECT pg_temp.samples() >= %s + 2', :samples_7)),
+          'while another session holds it locked, samples go on');
+SELECT is((SELECT count(*)::int FROM opsflags.system_health h, jsonb_array_elements(h.largest_tables) t
+           WHERE h.id > :before_lock AND h.source = 'sampler' AND t ->> 'table' = 'public.tap_worker_locked'), 0,
+          '... and leave the locked table out');
+SELECT dblink_exec('locker', 'LOCK TABLE opsflags.system_health IN ACCESS EXCLUSIVE MODE') \gset
+SELECT ok(pg_temp.wait_for($$SELECT opsflags.worker_status() ->> 'last_error' = 'canceling statement due to lock timeout'$$),
+          'a lock on system_health: the sampler gives up the cycle after its lock timeout');
+SELECT dblink_exec('locker', 'ROLLBACK') \gset
+SELECT dblink_disconnect('locker') \gset
+SELECT pg_temp.samples() AS samples_8 \gset
+SELECT ok(pg_temp.wait_for(format('SELECT pg_temp.samples() >= %s + 2', :samples_8)),
+          'once the lock is gone, it samples again');
+DROP TABLE public.tap_worker_locked;
 
 -- Back to the harness's state.
 SELECT opsflags.config_delete('health.queue_query') \gset

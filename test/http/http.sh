@@ -3,7 +3,8 @@
 # the test cluster (run by scripts/test.sh; prints TAP).  Off by default; a
 # reload turns it on, moves it and turns it off; every endpoint and status
 # code (healthy, memcached down -> degraded 200, database not answering ->
-# 503, maintenance -> /readyz 503); /metrics through promtool and a strict
+# 503 after the lock timeout, maintenance -> /readyz 503; /livez answered
+# while the database worker waits); /metrics through promtool and a strict
 # checker; no sensitive value anywhere; slow, idle, oversized, malformed and
 # surplus clients; keep-alive and pipelining; the status page in headless
 # Chromium (test/http/page.sh).
@@ -37,7 +38,7 @@ worker_says() { [[ $(q -c "SELECT query FROM pg_stat_activity WHERE backend_type
 # until it closes (at most 10 s)
 raw() { timeout 10 bash -c 'exec 3<>/dev/tcp/127.0.0.1/$0 && printf "%b" "$1" >&3 && cat <&3' "$1" "$2"; }
 
-echo "1..37"
+echo "1..39"
 
 # 1-2. Off by default; a reload turns it on.
 wait_for 10 worker_says "off (opsflags.http_port = 0)"
@@ -191,16 +192,40 @@ exec {idle}>&-
 [[ -z $r && $took -ge 1 && $took -le 6 ]]
 ok $? "a connection that sends nothing is closed without a word after the timeout (${took} s)"
 
-# 23. At most opsflags.http_max_connections (3) clients
+# 25-26. At most opsflags.http_max_connections (3) clients.  Idle keep-alive
+# clients give way: a newcomer takes the slot of the one idle longest.
+# Clients in the middle of a request keep theirs.
+# answered FD: a keep-alive GET /livez on FD, read to the end of its answer
+answered() {
+    local line
+    printf 'GET /livez HTTP/1.1\r\nHost: t\r\n\r\n' >&"$1"
+    while IFS= read -r -t 2 line <&"$1"; do [[ $line == ok ]] && return 0; done
+    return 1
+}
 exec {c1}<>"/dev/tcp/127.0.0.1/$H1" {c2}<>"/dev/tcp/127.0.0.1/$H1" {c3}<>"/dev/tcp/127.0.0.1/$H1"
+answered "$c1" && answered "$c2" && answered "$c3"
+served=$?
+r=$(curl -s -w ' %{http_code}' --max-time 1 "$U/livez")
+timeout 1 cat <&"$c1" >/dev/null      # EOF at once: closed by the server
+closed=$?
+timeout 0.2 cat <&"$c2" >/dev/null    # still open: cat times out (124)
+open2=$?
+exec {c1}>&- {c2}>&- {c3}>&-
+[[ $served == 0 && $r == "ok"*" 200" && $closed == 0 && $open2 == 124 ]]
+ok $? "three idle keep-alive clients at the limit: a fourth is answered 200, the one idle longest is closed, the others stay (got: $served, ${r//$'\n'/}, $closed, $open2)"
+exec {c1}<>"/dev/tcp/127.0.0.1/$H1" {c2}<>"/dev/tcp/127.0.0.1/$H1" {c3}<>"/dev/tcp/127.0.0.1/$H1"
+printf 'GET /livez HTTP/1.1\r\nHost: a' >&"$c1"
+printf 'GET /livez HTTP/1.1\r\nHost: b' >&"$c2"
+printf 'GET /livez HTTP/1.1\r\nHost: c' >&"$c3"
+wait_for 5 bash -c "[[ \$(ss -Htn state established '( sport = :$H1 )' | awk '\$1 == 0' | wc -l) == 3 ]]"
 r=$(curl -s -w ' %{http_code}' --max-time 1 "$U/livez")
 exec {c1}>&- {c2}>&- {c3}>&-
 wait_for 5 answers "$U/livez" 200
 ok2=$?
 [[ $r == "too many connections"*" 503" && $ok2 == 0 ]]
-ok $? "a fourth client gets 503 too many connections; once the three leave, 200"
+ok $? "three clients each in the middle of a request: a fourth gets 503 too many connections; once they leave, 200 (got: ${r//$'\n'/})"
 
-# 24-25. memcached down: degraded, still 200
+# 27-28. memcached down: degraded, still 200
 q -c "ALTER SYSTEM SET opsflags.memcached_servers = '$OPSFLAGS_TEST_DOWN'" -c "SELECT pg_reload_conf()" >/dev/null
 degraded() { [[ $(curl -s -w ' %{http_code}' "$U/health") == *'"status": "degraded"'*' 200' ]]; }
 wait_for 15 degraded
@@ -210,25 +235,55 @@ ok $? "memcached down: /metrics says the cache component is degraded"
 q -c "ALTER SYSTEM SET opsflags.memcached_servers = '$OPSFLAGS_TEST_MEMCACHED'" -c "SELECT pg_reload_conf()" >/dev/null
 wait_for 15 bash -c "[[ \$(curl -s '$U/health') == *'\"status\": \"healthy\"'* ]]"
 
-# 26-28. The database does not answer (pg_extension locked): 503, opsflags_up 0, /livez fine
-PGAPPNAME=http_lock_holder pg_psql "$SOCKDIR" "$PORT" opsflags_tap -q -c "BEGIN" \
-    -c "LOCK TABLE pg_catalog.pg_extension IN ACCESS EXCLUSIVE MODE" -c "SELECT pg_sleep(120)" >/dev/null 2>&1 &
-LOCK_PID=$!
-wait_for 15 bash -c "[[ \$(PGAPPNAME=probe $PG_BIN/psql -X -Atq -h '$SOCKDIR' -p '$PORT' -U postgres -d opsflags_tap -c \"SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'http_lock_holder' AND l.relation = 'pg_catalog.pg_extension'::regclass AND l.granted\") == 1 ]]"
+# 29-33. A lock held on what the endpoints read: the database worker waits
+# at most a quarter of opsflags.http_timeout for it; the loop, and /livez,
+# never wait for the database.
+# lock TABLE: hold an ACCESS EXCLUSIVE lock on TABLE until unlock
+lock() {
+    PGAPPNAME=http_lock_holder pg_psql "$SOCKDIR" "$PORT" opsflags_tap -q -c "BEGIN" \
+        -c "LOCK TABLE $1 IN ACCESS EXCLUSIVE MODE" -c "SELECT pg_sleep(120)" >/dev/null 2>&1 &
+    LOCK_PID=$!
+    wait_for 15 bash -c "[[ \$(PGAPPNAME=probe $PG_BIN/psql -X -Atq -h '$SOCKDIR' -p '$PORT' -U postgres -d opsflags_tap -c \"SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'http_lock_holder' AND l.relation = '$1'::regclass AND l.granted\") == 1 ]]"
+}
+unlock() {
+    q -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'http_lock_holder'" >/dev/null
+    wait "$LOCK_PID" 2>/dev/null
+    LOCK_PID=''
+}
+sql_worker_waits_on_lock() { [[ $(q -c "SELECT wait_event_type FROM pg_stat_activity WHERE backend_type = 'opsflags http sql'") == Lock ]]; }
+lock pg_catalog.pg_extension
 r=$(curl -s -w ' %{http_code}' "$U/health")
-[[ $r == '{"status": "unhealthy", "error": "canceling statement due to statement timeout"} 503' ]]
-ok $? "the database does not answer within the timeout: /health is 503 unhealthy with the reason"
+[[ $r == *'"status": "unhealthy"'* && $r == *'"database": {"status": "unhealthy", "message": "canceling statement due to lock timeout"'*' 503' ]]
+ok $? "pg_extension locked: /health is 503, the database component unhealthy after the lock timeout"
+unlock
+lock opsflags.alerts
 grep -qx 'opsflags_up 0' <(curl -s "$U/metrics")
-ok $? "... /metrics still answers, with opsflags_up 0"
+ok1=$?
+r=$(curl -s -w ' %{http_code}' "$U/api/status")
+[[ $ok1 == 0 && $r == '{"status": "unhealthy", "error": "canceling statement due to lock timeout"} 503' ]]
+ok $? "opsflags.alerts locked: /metrics still answers, with opsflags_up 0; /api/status is 503 with the reason"
 [[ $(code --max-time 1 "$U/livez") == 200 ]]
 ok $? "... /livez, which needs no SQL, is 200"
-q -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'http_lock_holder'" >/dev/null
-wait "$LOCK_PID" 2>/dev/null
-LOCK_PID=''
-wait_for 15 answers "$U/health" 200
-ok $? "once the lock is gone, /health is 200 again"
+# With an 8 s timeout the worker waits 2 s for the lock: /livez is answered
+# while it does, and before the /health asked first.
+q -c "ALTER SYSTEM SET opsflags.http_timeout = '8s'" -c "SELECT pg_reload_conf()" >/dev/null
+wait_for 10 bash -c "[[ \$(q -c 'SHOW opsflags.http_timeout') == 8s ]]"
+curl -s -o "$WORKDIR/locked_health" -w '%{http_code}' "$U/api/status" >"$WORKDIR/locked_health.code" &
+health_pid=$!
+wait_for 10 sql_worker_waits_on_lock
+waiting=$?
+r=$(curl -s -w ' %{http_code}' --max-time 1 "$U/livez")
+[[ -s $WORKDIR/locked_health.code ]] && first=health || first=livez
+wait "$health_pid"
+[[ $waiting == 0 && $r == "ok"*" 200" && $first == livez && $(cat "$WORKDIR/locked_health.code") == 503 ]]
+ok $? "while the database worker waits for a lock, /livez is answered at once, before the request that waits (${r//$'\n'/}; first: $first)"
+q -c "ALTER SYSTEM SET opsflags.http_timeout = '2s'" -c "SELECT pg_reload_conf()" >/dev/null
+wait_for 10 bash -c "[[ \$(q -c 'SHOW opsflags.http_timeout') == 2s ]]"
+unlock
+wait_for 15 answers "$U/api/status" 200
+ok $? "once the lock is gone, /api/status is 200 again"
 
-# 29. The status page: self-contained, in headless Chromium
+# 34-36. The status page: self-contained, in headless Chromium
 curl -s -D "$WORKDIR/page.head" -o "$WORKDIR/page.html" "$U/"
 grep -qi "^Content-Security-Policy: default-src 'none'" "$WORKDIR/page.head" &&
     ! grep -qiE '(src|href)=["'"'"']?(https?:)?//' "$WORKDIR/page.html"
@@ -246,7 +301,7 @@ mkdir -p "$REPO/.run" && cp "$WORKDIR/page/status.png" "$REPO/.run/status-page.p
 bash "$REPO/test/http/page_xss.sh" "$WORKDIR/page_xss" | sed 's/^/    /'
 ok "${PIPESTATUS[0]}" "the page renders hostile strings as text, empty lists, a 503 and a failed refresh (mock api/status)"
 
-# 30-32. A reload moves it to another port, then turns it off
+# 37-39. A reload moves it to another port, then turns it off
 q -c "ALTER SYSTEM SET opsflags.http_port = $H2" -c "SELECT pg_reload_conf()" >/dev/null
 wait_for 15 answers "http://127.0.0.1:$H2/livez" 200
 ok $? "a reload with opsflags.http_port = $H2 moves it there"
