@@ -38,7 +38,7 @@ worker_says() { [[ $(q -c "SELECT query FROM pg_stat_activity WHERE backend_type
 # until it closes (at most 10 s)
 raw() { timeout 10 bash -c 'exec 3<>/dev/tcp/127.0.0.1/$0 && printf "%b" "$1" >&3 && cat <&3' "$1" "$2"; }
 
-echo "1..39"
+echo "1..40"
 
 # 1-2. Off by default; a reload turns it on.
 wait_for 10 worker_says "off (opsflags.http_port = 0)"
@@ -235,7 +235,7 @@ ok $? "memcached down: /metrics says the cache component is degraded"
 q -c "ALTER SYSTEM SET opsflags.memcached_servers = '$OPSFLAGS_TEST_MEMCACHED'" -c "SELECT pg_reload_conf()" >/dev/null
 wait_for 15 bash -c "[[ \$(curl -s '$U/health') == *'\"status\": \"healthy\"'* ]]"
 
-# 29-33. A lock held on what the endpoints read: the database worker waits
+# 29-34. A lock held on what the endpoints read: the database worker waits
 # at most a quarter of opsflags.http_timeout for it; the loop, and /livez,
 # never wait for the database.
 # lock TABLE: hold an ACCESS EXCLUSIVE lock on TABLE until unlock
@@ -282,8 +282,17 @@ wait_for 10 bash -c "[[ \$(q -c 'SHOW opsflags.http_timeout') == 2s ]]"
 unlock
 wait_for 15 answers "$U/api/status" 200
 ok $? "once the lock is gone, /api/status is 200 again"
+sql_pid() { q -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'opsflags http sql'"; }
+old=$(sql_pid)
+q -c "SELECT pg_terminate_backend($old)" >/dev/null
+wait_for 10 bash -c "[[ -z \$(PGAPPNAME=probe $PG_BIN/psql -X -Atq -h '$SOCKDIR' -p '$PORT' -U postgres -d opsflags_tap -c \"SELECT 1 FROM pg_stat_activity WHERE pid = $old\") ]]"
+wait_for 15 answers "$U/health" 200
+r=$?
+new=$(sql_pid)
+[[ -n $old && $r == 0 && -n $new && $new != "$old" ]]
+ok $? "the database worker terminated ($old): the next requests start another ($new) and are 200"
 
-# 34-36. The status page: self-contained, in headless Chromium
+# 35-37. The status page: self-contained, in headless Chromium
 curl -s -D "$WORKDIR/page.head" -o "$WORKDIR/page.html" "$U/"
 grep -qi "^Content-Security-Policy: default-src 'none'" "$WORKDIR/page.head" &&
     ! grep -qiE '(src|href)=["'"'"']?(https?:)?//' "$WORKDIR/page.html"
@@ -301,7 +310,7 @@ mkdir -p "$REPO/.run" && cp "$WORKDIR/page/status.png" "$REPO/.run/status-page.p
 bash "$REPO/test/http/page_xss.sh" "$WORKDIR/page_xss" | sed 's/^/    /'
 ok "${PIPESTATUS[0]}" "the page renders hostile strings as text, empty lists, a 503 and a failed refresh (mock api/status)"
 
-# 37-39. A reload moves it to another port, then turns it off
+# 38-40. A reload moves it to another port, then turns it off
 q -c "ALTER SYSTEM SET opsflags.http_port = $H2" -c "SELECT pg_reload_conf()" >/dev/null
 wait_for 15 answers "http://127.0.0.1:$H2/livez" 200
 ok $? "a reload with opsflags.http_port = $H2 moves it there"
