@@ -38,14 +38,14 @@ AS 'MODULE_PATHNAME', 'opsflags_audit_trigger';
 COMMENT ON FUNCTION opsflags.audit_trigger() IS
   'Records row changes in opsflags.audit_log (FOR EACH ROW, plus FOR EACH STATEMENT to write them); arguments: resource_type [, id_column [, redact_column, when_column]]';
 
-CREATE FUNCTION opsflags.audit_log_guard()
+CREATE FUNCTION opsflags_internal.audit_log_guard()
 RETURNS trigger
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'opsflags_audit_log_guard';
 CREATE TRIGGER append_only BEFORE UPDATE OR DELETE ON opsflags.audit_log
-    FOR EACH ROW EXECUTE FUNCTION opsflags.audit_log_guard();
+    FOR EACH ROW EXECUTE FUNCTION opsflags_internal.audit_log_guard();
 CREATE TRIGGER append_only_truncate BEFORE TRUNCATE ON opsflags.audit_log
-    FOR EACH STATEMENT EXECUTE FUNCTION opsflags.audit_log_guard();
+    FOR EACH STATEMENT EXECUTE FUNCTION opsflags_internal.audit_log_guard();
 ALTER TABLE opsflags.audit_log ENABLE ALWAYS TRIGGER append_only;
 ALTER TABLE opsflags.audit_log ENABLE ALWAYS TRIGGER append_only_truncate;
 
@@ -116,7 +116,7 @@ ALTER TABLE opsflags.deployment_history ENABLE ALWAYS TRIGGER audit_statement;
 -- TABLE of an audited table is recorded.
 
 -- The triggers on one table (no-op for what is already there).
-CREATE FUNCTION opsflags.audit_attach(target regclass, resource_type text)
+CREATE FUNCTION opsflags_internal.audit_attach(target regclass, resource_type text)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -169,7 +169,7 @@ BEGIN
             SELECT i.inhrelid, t.depth + 1 FROM pg_inherits i JOIN tree t ON i.inhparent = t.relid)
         SELECT relid FROM tree GROUP BY relid ORDER BY min(depth), relid
     LOOP
-        PERFORM opsflags.audit_attach(rel, name);
+        PERFORM opsflags_internal.audit_attach(rel, name);
     END LOOP;
 END
 $$;
@@ -209,7 +209,7 @@ $$;
 COMMENT ON FUNCTION opsflags.unaudit_table(regclass) IS
   'Stop recording changes to the table, its inheritance children and its partitions';
 
-CREATE FUNCTION opsflags.audit_links_tables(pg_ddl_command)
+CREATE FUNCTION opsflags_internal.audit_links_tables(pg_ddl_command)
 RETURNS boolean
 LANGUAGE c STRICT
 AS 'MODULE_PATHNAME', 'opsflags_audit_links_tables';
@@ -217,7 +217,7 @@ AS 'MODULE_PATHNAME', 'opsflags_audit_links_tables';
 -- A table made a child or partition of an audited table (CREATE TABLE ...
 -- INHERITS / PARTITION OF, ALTER TABLE ... INHERIT / ATTACH PARTITION) is
 -- audited like its parent, whoever runs the command.
-CREATE FUNCTION opsflags.audit_new_children()
+CREATE FUNCTION opsflags_internal.audit_new_children()
 RETURNS event_trigger
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -231,7 +231,7 @@ BEGIN
         touched(relid) AS (
             SELECT c.objid FROM pg_event_trigger_ddl_commands() c
             WHERE c.classid = 'pg_class'::regclass AND c.object_type = 'table'
-              AND opsflags.audit_links_tables(c.command)),
+              AND opsflags_internal.audit_links_tables(c.command)),
         down(relid) AS (
             SELECT relid FROM touched
             UNION
@@ -249,7 +249,7 @@ BEGIN
         ORDER BY u.relid, u.depth
     LOOP
         -- tgargs: the resource type, NUL-terminated, in the server encoding.
-        PERFORM opsflags.audit_attach(r.relid,
+        PERFORM opsflags_internal.audit_attach(r.relid,
             convert_from(substring(r.tgargs FROM 1 FOR position('\x00'::bytea IN r.tgargs) - 1),
                          current_setting('server_encoding')));
     END LOOP;
@@ -257,25 +257,25 @@ END
 $$;
 CREATE EVENT TRIGGER opsflags_audit_new_children ON ddl_command_end
     WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
-    EXECUTE FUNCTION opsflags.audit_new_children();
+    EXECUTE FUNCTION opsflags_internal.audit_new_children();
 ALTER EVENT TRIGGER opsflags_audit_new_children ENABLE ALWAYS;
 
-CREATE FUNCTION opsflags.audit_table_rewrite()
+CREATE FUNCTION opsflags_internal.audit_table_rewrite()
 RETURNS event_trigger
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'opsflags_audit_table_rewrite';
-COMMENT ON FUNCTION opsflags.audit_table_rewrite() IS
+COMMENT ON FUNCTION opsflags_internal.audit_table_rewrite() IS
   'Records an ALTER TABLE that rewrites an audited table as one REWRITE row (reason, column types after)';
 CREATE EVENT TRIGGER opsflags_audit_table_rewrite ON table_rewrite
-    EXECUTE FUNCTION opsflags.audit_table_rewrite();
+    EXECUTE FUNCTION opsflags_internal.audit_table_rewrite();
 ALTER EVENT TRIGGER opsflags_audit_table_rewrite ENABLE ALWAYS;
 
 REVOKE ALL ON FUNCTION
-    opsflags.audit_trigger(), opsflags.audit_log_guard(),
+    opsflags.audit_trigger(), opsflags_internal.audit_log_guard(),
     opsflags.purge_audit_log(timestamptz),
     opsflags.audit_table(regclass), opsflags.unaudit_table(regclass),
-    opsflags.audit_attach(regclass, text), opsflags.audit_new_children(),
-    opsflags.audit_links_tables(pg_ddl_command), opsflags.audit_table_rewrite()
+    opsflags_internal.audit_attach(regclass, text), opsflags_internal.audit_new_children(),
+    opsflags_internal.audit_links_tables(pg_ddl_command), opsflags_internal.audit_table_rewrite()
 FROM PUBLIC;
 GRANT SELECT ON opsflags.audit_log TO opsflags_admin;
 -- audit_table runs with its caller's rights (who must be allowed to create
@@ -283,5 +283,5 @@ GRANT SELECT ON opsflags.audit_log TO opsflags_admin;
 GRANT EXECUTE ON FUNCTION
     opsflags.audit_trigger(),
     opsflags.audit_table(regclass), opsflags.unaudit_table(regclass),
-    opsflags.audit_attach(regclass, text)
+    opsflags_internal.audit_attach(regclass, text)
 TO opsflags_admin;

@@ -13,44 +13,44 @@
  * restored rows.
  */
 
-CREATE FUNCTION opsflags.invalidate_flag_cache()
+CREATE FUNCTION opsflags_internal.invalidate_flag_cache()
 RETURNS trigger
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'opsflags_invalidate_flag_cache';
 
 CREATE TRIGGER invalidate_flag_cache
     AFTER INSERT OR UPDATE OR DELETE ON opsflags.environments
-    FOR EACH ROW EXECUTE FUNCTION opsflags.invalidate_flag_cache();
+    FOR EACH ROW EXECUTE FUNCTION opsflags_internal.invalidate_flag_cache();
 CREATE TRIGGER invalidate_flag_cache
     AFTER INSERT OR UPDATE OR DELETE ON opsflags.feature_flags
-    FOR EACH ROW EXECUTE FUNCTION opsflags.invalidate_flag_cache();
+    FOR EACH ROW EXECUTE FUNCTION opsflags_internal.invalidate_flag_cache();
 CREATE TRIGGER invalidate_flag_cache
     AFTER INSERT OR UPDATE OR DELETE ON opsflags.feature_flag_configs
-    FOR EACH ROW EXECUTE FUNCTION opsflags.invalidate_flag_cache();
+    FOR EACH ROW EXECUTE FUNCTION opsflags_internal.invalidate_flag_cache();
 CREATE TRIGGER invalidate_flag_cache_truncate
     AFTER TRUNCATE ON opsflags.environments
-    FOR EACH STATEMENT EXECUTE FUNCTION opsflags.invalidate_flag_cache();
+    FOR EACH STATEMENT EXECUTE FUNCTION opsflags_internal.invalidate_flag_cache();
 CREATE TRIGGER invalidate_flag_cache_truncate
     AFTER TRUNCATE ON opsflags.feature_flags
-    FOR EACH STATEMENT EXECUTE FUNCTION opsflags.invalidate_flag_cache();
+    FOR EACH STATEMENT EXECUTE FUNCTION opsflags_internal.invalidate_flag_cache();
 CREATE TRIGGER invalidate_flag_cache_truncate
     AFTER TRUNCATE ON opsflags.feature_flag_configs
-    FOR EACH STATEMENT EXECUTE FUNCTION opsflags.invalidate_flag_cache();
+    FOR EACH STATEMENT EXECUTE FUNCTION opsflags_internal.invalidate_flag_cache();
 -- Cache invalidation, audit and NOTIFY for the new tables, as for the others.
 CREATE TRIGGER invalidate_flag_cache AFTER INSERT OR UPDATE OR DELETE ON opsflags.user_segments
-    FOR EACH ROW EXECUTE FUNCTION opsflags.invalidate_flag_cache();
+    FOR EACH ROW EXECUTE FUNCTION opsflags_internal.invalidate_flag_cache();
 CREATE TRIGGER invalidate_flag_cache_truncate AFTER TRUNCATE ON opsflags.user_segments
-    FOR EACH STATEMENT EXECUTE FUNCTION opsflags.invalidate_flag_cache();
+    FOR EACH STATEMENT EXECUTE FUNCTION opsflags_internal.invalidate_flag_cache();
 CREATE TRIGGER invalidate_flag_cache AFTER INSERT OR UPDATE OR DELETE ON opsflags.flag_prerequisites
-    FOR EACH ROW EXECUTE FUNCTION opsflags.invalidate_flag_cache();
+    FOR EACH ROW EXECUTE FUNCTION opsflags_internal.invalidate_flag_cache();
 CREATE TRIGGER invalidate_flag_cache_truncate AFTER TRUNCATE ON opsflags.flag_prerequisites
-    FOR EACH STATEMENT EXECUTE FUNCTION opsflags.invalidate_flag_cache();
+    FOR EACH STATEMENT EXECUTE FUNCTION opsflags_internal.invalidate_flag_cache();
 CREATE TRIGGER invalidate_cache
     AFTER INSERT OR UPDATE OR DELETE ON opsflags.app_config
-    FOR EACH ROW EXECUTE FUNCTION opsflags.invalidate_flag_cache();
+    FOR EACH ROW EXECUTE FUNCTION opsflags_internal.invalidate_flag_cache();
 CREATE TRIGGER invalidate_cache_truncate
     AFTER TRUNCATE ON opsflags.app_config
-    FOR EACH STATEMENT EXECUTE FUNCTION opsflags.invalidate_flag_cache();
+    FOR EACH STATEMENT EXECUTE FUNCTION opsflags_internal.invalidate_flag_cache();
 
 ALTER TABLE opsflags.environments ENABLE ALWAYS TRIGGER invalidate_flag_cache;
 ALTER TABLE opsflags.feature_flags ENABLE ALWAYS TRIGGER invalidate_flag_cache;
@@ -65,4 +65,4 @@ ALTER TABLE opsflags.flag_prerequisites ENABLE ALWAYS TRIGGER invalidate_flag_ca
 ALTER TABLE opsflags.app_config ENABLE ALWAYS TRIGGER invalidate_cache;
 ALTER TABLE opsflags.app_config ENABLE ALWAYS TRIGGER invalidate_cache_truncate;
 
-REVOKE ALL ON FUNCTION opsflags.invalidate_flag_cache() FROM PUBLIC;
+REVOKE ALL ON FUNCTION opsflags_internal.invalidate_flag_cache() FROM PUBLIC;

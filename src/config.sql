@@ -42,15 +42,15 @@ SELECT pg_catalog.pg_extension_config_dump('opsflags.app_config', '');
 -- Errors of the configuration code go through config_raise(), which keeps
 -- the statement (and the context) out of the server log: a statement that
 -- writes a configuration row may hold a secret.  PL/pgSQL's RAISE cannot.
-CREATE FUNCTION opsflags.config_raise(sqlstate text, message text, detail text DEFAULT NULL,
+CREATE FUNCTION opsflags_internal.config_raise(sqlstate text, message text, detail text DEFAULT NULL,
                                       hint text DEFAULT NULL)
 RETURNS void
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'opsflags_config_raise';
-COMMENT ON FUNCTION opsflags.config_raise(text, text, text, text) IS
+COMMENT ON FUNCTION opsflags_internal.config_raise(text, text, text, text) IS
   'Raise an error of the configuration code; the server log gets neither the statement nor the context';
 
-CREATE FUNCTION opsflags.validate_config_row()
+CREATE FUNCTION opsflags_internal.validate_config_row()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -59,24 +59,24 @@ BEGIN
     -- Every rule is checked here, before the row is written, so that no
     -- constraint reports the failing row (its value); errors name the key.
     IF NEW.config_key IS NULL THEN
-        PERFORM opsflags.config_raise('22004', 'configuration key must not be null');
+        PERFORM opsflags_internal.config_raise('22004', 'configuration key must not be null');
     END IF;
     IF NOT opsflags.is_valid_config_key(NEW.config_key) THEN
-        PERFORM opsflags.config_raise('22023', format('invalid configuration key "%s"', NEW.config_key),
+        PERFORM opsflags_internal.config_raise('22023', format('invalid configuration key "%s"', NEW.config_key),
             'A configuration key is 1 to 200 characters from A-Z, a-z, 0-9, ".", "_", ":" and "-", starting with a letter or digit.');
     END IF;
     IF NEW.environment IS NULL THEN
-        PERFORM opsflags.config_raise('22004',
+        PERFORM opsflags_internal.config_raise('22004',
             format('environment of configuration key "%s" must not be null', NEW.config_key),
             NULL, 'Use ''all'' for every environment.');
     END IF;
     IF NEW.environment <> 'all'
        AND NOT EXISTS (SELECT 1 FROM opsflags.environments e WHERE e.name = NEW.environment) THEN
-        PERFORM opsflags.config_raise('42704', format('environment "%s" does not exist', NEW.environment),
+        PERFORM opsflags_internal.config_raise('42704', format('environment "%s" does not exist', NEW.environment),
             NULL, 'Environments are rows of opsflags.environments, or ''all''.');
     END IF;
     IF NEW.config_value IS NULL THEN
-        PERFORM opsflags.config_raise('22004',
+        PERFORM opsflags_internal.config_raise('22004',
             format('value of configuration key "%s" must not be null', NEW.config_key),
             NULL, 'Store the JSON value null (''null''::jsonb) instead.');
     END IF;
@@ -90,7 +90,7 @@ BEGIN
     IF TG_OP = 'UPDATE' AND (NEW.config_key, NEW.environment) IS DISTINCT FROM (OLD.config_key, OLD.environment)
        AND EXISTS (SELECT 1 FROM opsflags.app_config c
                    WHERE c.config_key = NEW.config_key AND c.environment = NEW.environment) THEN
-        PERFORM opsflags.config_raise('23505',
+        PERFORM opsflags_internal.config_raise('23505',
             'duplicate key value violates unique constraint "app_config_key_environment_key"',
             format('Key (config_key, environment)=(%s, %s) already exists.', NEW.config_key, NEW.environment));
     END IF;
@@ -128,11 +128,11 @@ END
 $$;
 CREATE TRIGGER validate_config_row BEFORE INSERT OR UPDATE ON opsflags.app_config
     FOR EACH ROW WHEN (NOT opsflags.restoring('opsflags.app_config'))
-    EXECUTE FUNCTION opsflags.validate_config_row();
+    EXECUTE FUNCTION opsflags_internal.validate_config_row();
 
 -- A row that became sensitive (inserted so, marked, or moved to another
 -- key) makes the other rows of its key sensitive.
-CREATE FUNCTION opsflags.spread_config_sensitivity()
+CREATE FUNCTION opsflags_internal.spread_config_sensitivity()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -149,12 +149,12 @@ $$;
 CREATE TRIGGER spread_config_sensitivity
     AFTER INSERT OR UPDATE ON opsflags.app_config
     FOR EACH ROW WHEN (NOT opsflags.restoring('opsflags.app_config'))
-    EXECUTE FUNCTION opsflags.spread_config_sensitivity();
+    EXECUTE FUNCTION opsflags_internal.spread_config_sensitivity();
 
 -- After each statement: no key written by it is sensitive in one
 -- environment and public in another (making one environment's row public
 -- while the key stays sensitive elsewhere is refused).
-CREATE FUNCTION opsflags.check_config_sensitivity()
+CREATE FUNCTION opsflags_internal.check_config_sensitivity()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -169,7 +169,7 @@ BEGIN
     ORDER BY n.config_key
     LIMIT 1;
     IF FOUND THEN
-        PERFORM opsflags.config_raise('22023',
+        PERFORM opsflags_internal.config_raise('22023',
             format('configuration key "%s" cannot be public in one environment and sensitive in another', k),
             'A key that is sensitive in one environment is sensitive in all.',
             'To make the key public, set is_sensitive to false on all its rows in one statement.');
@@ -179,13 +179,13 @@ END
 $$;
 CREATE TRIGGER check_config_sensitivity_insert
     AFTER INSERT ON opsflags.app_config REFERENCING NEW TABLE AS written
-    FOR EACH STATEMENT EXECUTE FUNCTION opsflags.check_config_sensitivity();
+    FOR EACH STATEMENT EXECUTE FUNCTION opsflags_internal.check_config_sensitivity();
 CREATE TRIGGER check_config_sensitivity_update
     AFTER UPDATE ON opsflags.app_config REFERENCING NEW TABLE AS written
-    FOR EACH STATEMENT EXECUTE FUNCTION opsflags.check_config_sensitivity();
+    FOR EACH STATEMENT EXECUTE FUNCTION opsflags_internal.check_config_sensitivity();
 
 -- NOTIFY opsflags on every committed change; never the value.
-CREATE FUNCTION opsflags.notify_config_change()
+CREATE FUNCTION opsflags_internal.notify_config_change()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -204,7 +204,7 @@ $$;
 CREATE TRIGGER notify_config_change
     AFTER INSERT OR UPDATE OR DELETE ON opsflags.app_config
     FOR EACH ROW WHEN (NOT opsflags.restoring('opsflags.app_config'))
-    EXECUTE FUNCTION opsflags.notify_config_change();
+    EXECUTE FUNCTION opsflags_internal.notify_config_change();
 ALTER TABLE opsflags.app_config ENABLE ALWAYS TRIGGER notify_config_change;
 
 -- Reads: C, cached per backend, sensitive values for admins only.
@@ -238,7 +238,7 @@ BEGIN
        AND EXISTS (SELECT 1 FROM opsflags.app_config c
                    WHERE c.config_key = config_set.config_key AND c.is_sensitive
                      AND c.environment IS DISTINCT FROM config_set.environment) THEN
-        PERFORM opsflags.config_raise('22023',
+        PERFORM opsflags_internal.config_raise('22023',
             format('configuration key "%s" is sensitive in another environment', config_set.config_key),
             'A key that is sensitive in one environment is sensitive in all.',
             'Leave is_sensitive NULL, or make the key public by setting is_sensitive to false on all its rows in one statement.');
@@ -293,16 +293,16 @@ COMMENT ON FUNCTION opsflags.config_all(text) IS
   'Configuration rows of an environment plus ''all'' (every row when NULL); sensitive values redacted';
 
 REVOKE ALL ON FUNCTION
-    opsflags.config_raise(text, text, text, text),
-    opsflags.validate_config_row(), opsflags.spread_config_sensitivity(), opsflags.check_config_sensitivity(),
-    opsflags.notify_config_change(),
+    opsflags_internal.config_raise(text, text, text, text),
+    opsflags_internal.validate_config_row(), opsflags_internal.spread_config_sensitivity(), opsflags_internal.check_config_sensitivity(),
+    opsflags_internal.notify_config_change(),
     opsflags.config_set(text, jsonb, text, text, text, boolean),
     opsflags.config_delete(text, text)
 FROM PUBLIC;
 GRANT SELECT, INSERT, UPDATE, DELETE ON opsflags.app_config TO opsflags_admin;
 -- The triggers run as the writer, who must be able to raise their errors.
 GRANT EXECUTE ON FUNCTION
-    opsflags.config_raise(text, text, text, text),
+    opsflags_internal.config_raise(text, text, text, text),
     opsflags.config_set(text, jsonb, text, text, text, boolean),
     opsflags.config_delete(text, text)
 TO opsflags_admin;

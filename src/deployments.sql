@@ -28,7 +28,7 @@ COMMENT ON COLUMN opsflags.deployment_history.status IS
   'success (went live), failed (never went live: app_version unchanged) or rolled_back';
 SELECT pg_catalog.pg_extension_config_dump('opsflags.deployment_history', '');
 
-CREATE FUNCTION opsflags.notify_deployment()
+CREATE FUNCTION opsflags_internal.notify_deployment()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -47,7 +47,7 @@ END
 $$;
 CREATE TRIGGER notify_deployment AFTER INSERT OR UPDATE ON opsflags.deployment_history
     FOR EACH ROW WHEN (NOT opsflags.restoring('opsflags.deployment_history'))
-    EXECUTE FUNCTION opsflags.notify_deployment();
+    EXECUTE FUNCTION opsflags_internal.notify_deployment();
 
 -- A failed deployment is recorded without touching app_version or
 -- commit_sha.
@@ -170,7 +170,7 @@ COMMENT ON FUNCTION opsflags.get_latest_deployment(text) IS
   'The environment''s newest deployment that went live and was not rolled back; no row if there is none';
 
 REVOKE ALL ON FUNCTION
-    opsflags.notify_deployment(),
+    opsflags_internal.notify_deployment(),
     opsflags.record_deployment(text, text, text, text, text, text, text),
     opsflags.record_rollback(uuid, text, text),
     opsflags.get_deployment_history(text),

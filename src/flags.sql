@@ -112,7 +112,7 @@ SELECT pg_catalog.pg_extension_config_dump('opsflags.flag_prerequisites', '');
 -- Bump version and updated_at on every real change, whoever makes it.
 -- Plain DML on a config that does not set updated_by records
 -- opsflags.updated_by, else the session user.
-CREATE FUNCTION opsflags.touch_row()
+CREATE FUNCTION opsflags_internal.touch_row()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -133,12 +133,12 @@ END
 $$;
 
 CREATE TRIGGER touch_row BEFORE UPDATE ON opsflags.feature_flags
-    FOR EACH ROW EXECUTE FUNCTION opsflags.touch_row();
+    FOR EACH ROW EXECUTE FUNCTION opsflags_internal.touch_row();
 CREATE TRIGGER touch_row BEFORE UPDATE ON opsflags.feature_flag_configs
-    FOR EACH ROW EXECUTE FUNCTION opsflags.touch_row();
+    FOR EACH ROW EXECUTE FUNCTION opsflags_internal.touch_row();
 
 -- NOTIFY opsflags with one JSON event per changed row; delivered on commit only.
-CREATE FUNCTION opsflags.notify_flag_change()
+CREATE FUNCTION opsflags_internal.notify_flag_change()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -186,11 +186,11 @@ $$;
 CREATE TRIGGER notify_flag_change
     AFTER INSERT OR UPDATE OR DELETE ON opsflags.feature_flags
     FOR EACH ROW WHEN (NOT opsflags.restoring('opsflags.feature_flags'))
-    EXECUTE FUNCTION opsflags.notify_flag_change();
+    EXECUTE FUNCTION opsflags_internal.notify_flag_change();
 CREATE TRIGGER notify_flag_change
     AFTER INSERT OR UPDATE OR DELETE ON opsflags.feature_flag_configs
     FOR EACH ROW WHEN (NOT opsflags.restoring('opsflags.feature_flag_configs'))
-    EXECUTE FUNCTION opsflags.notify_flag_change();
+    EXECUTE FUNCTION opsflags_internal.notify_flag_change();
 -- Changes applied by logical replication (session_replication_role =
 -- replica) notify too.
 ALTER TABLE opsflags.feature_flags ENABLE ALWAYS TRIGGER notify_flag_change;
@@ -231,7 +231,7 @@ $$;
 -- A whole number within [lo, hi] (jsonb number without a fraction).
 -- PL/pgSQL, so that the cast runs only after the type check (an SQL
 -- function would be inlined and its cast folded for constant arguments).
-CREATE FUNCTION opsflags.is_whole_number(value jsonb, lo numeric, hi numeric)
+CREATE FUNCTION opsflags_internal.is_whole_number(value jsonb, lo numeric, hi numeric)
 RETURNS boolean
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
@@ -250,7 +250,7 @@ $$;
 -- A flag's variations must be a non-empty array of at most max_variations()
 -- values of its type: booleans (exactly true and false), strings, numbers;
 -- a json flag takes any values.
-CREATE FUNCTION opsflags.check_variation_values(flag_key text, flag_type text, variations jsonb)
+CREATE FUNCTION opsflags_internal.check_variation_values(flag_key text, flag_type text, variations jsonb)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -295,7 +295,7 @@ $$;
 -- false while on nor true while off, so that feature_enabled and
 -- feature_value always agree.  Checked on configs and, when variations
 -- change, on every config of the flag.
-CREATE FUNCTION opsflags.check_variations(flag_key text, variations jsonb, on_variation integer,
+CREATE FUNCTION opsflags_internal.check_variations(flag_key text, variations jsonb, on_variation integer,
                                                      off_variation integer, weights jsonb)
 RETURNS void
 LANGUAGE plpgsql
@@ -349,7 +349,7 @@ $$;
 
 -- The on and off variations a new config starts with: on the first
 -- variation that is not false, off the next one that is not true.
-CREATE FUNCTION opsflags.default_on_off(variations jsonb)
+CREATE FUNCTION opsflags_internal.default_on_off(variations jsonb)
 RETURNS integer[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
@@ -363,7 +363,7 @@ AS $$
 $$;
 
 -- Plain DML on feature_flags gets the same checks as the API.
-CREATE FUNCTION opsflags.validate_flag_variations()
+CREATE FUNCTION opsflags_internal.validate_flag_variations()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -371,10 +371,10 @@ AS $$
 BEGIN
     IF TG_OP = 'INSERT' OR NEW.variations IS DISTINCT FROM OLD.variations
        OR NEW.flag_type IS DISTINCT FROM OLD.flag_type THEN
-        PERFORM opsflags.check_variation_values(NEW.flag_key, NEW.flag_type, NEW.variations);
+        PERFORM opsflags_internal.check_variation_values(NEW.flag_key, NEW.flag_type, NEW.variations);
     END IF;
     IF TG_OP = 'UPDATE' AND NEW.variations IS DISTINCT FROM OLD.variations THEN
-        PERFORM opsflags.check_variations(NEW.flag_key, NEW.variations, c.on_variation, c.off_variation,
+        PERFORM opsflags_internal.check_variations(NEW.flag_key, NEW.variations, c.on_variation, c.off_variation,
                                           c.variation_weights)
         FROM opsflags.feature_flag_configs c WHERE c.flag_id = NEW.id;
     END IF;
@@ -383,12 +383,12 @@ END
 $$;
 CREATE TRIGGER validate_flag_variations BEFORE INSERT OR UPDATE OF variations, flag_type ON opsflags.feature_flags
     FOR EACH ROW WHEN (NOT opsflags.restoring('opsflags.feature_flags'))
-    EXECUTE FUNCTION opsflags.validate_flag_variations();
+    EXECUTE FUNCTION opsflags_internal.validate_flag_variations();
 
 -- A config's variations are checked when it is created and when they
 -- change, so that switching a flag on or off is never refused because of
 -- what an older version allowed.  Segments named must exist.
-CREATE FUNCTION opsflags.validate_flag_config()
+CREATE FUNCTION opsflags_internal.validate_flag_config()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -403,7 +403,7 @@ BEGIN
        OR NEW.flag_id IS DISTINCT FROM OLD.flag_id THEN
         SELECT * INTO f FROM opsflags.feature_flags WHERE id = NEW.flag_id;
         IF FOUND THEN
-            PERFORM opsflags.check_variations(f.flag_key, f.variations, NEW.on_variation, NEW.off_variation,
+            PERFORM opsflags_internal.check_variations(f.flag_key, f.variations, NEW.on_variation, NEW.off_variation,
                                               NEW.variation_weights);
         END IF;
     END IF;
@@ -420,7 +420,7 @@ END
 $$;
 CREATE TRIGGER validate_flag_config BEFORE INSERT OR UPDATE ON opsflags.feature_flag_configs
     FOR EACH ROW WHEN (NOT opsflags.restoring('opsflags.feature_flag_configs'))
-    EXECUTE FUNCTION opsflags.validate_flag_config();
+    EXECUTE FUNCTION opsflags_internal.validate_flag_config();
 
 -------------------------------------------------------------------------------
 -- Prerequisites (evaluation step 4)
@@ -438,7 +438,7 @@ RETURNS integer LANGUAGE sql IMMUTABLE PARALLEL SAFE AS 'SELECT 100';
 -- Refuse cycles, chains deeper than max_prerequisite_depth(), flags that
 -- would reach more than max_prerequisite_count() prerequisites, and
 -- variations the prerequisite does not have.
-CREATE FUNCTION opsflags.validate_prerequisite()
+CREATE FUNCTION opsflags_internal.validate_prerequisite()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -537,7 +537,7 @@ END
 $$;
 CREATE TRIGGER validate_prerequisite BEFORE INSERT OR UPDATE ON opsflags.flag_prerequisites
     FOR EACH ROW WHEN (NOT opsflags.restoring('opsflags.flag_prerequisites'))
-    EXECUTE FUNCTION opsflags.validate_prerequisite();
+    EXECUTE FUNCTION opsflags_internal.validate_prerequisite();
 
 CREATE FUNCTION opsflags.add_prerequisite(flag_key text, prerequisite_key text, variation integer DEFAULT NULL)
 RETURNS void
@@ -671,7 +671,7 @@ BEGIN
     IF flag_name = '' THEN
         PERFORM opsflags.flag_field_error(flag_key, 'flag_name', 'a non-empty name (NULL names the flag by its key)');
     END IF;
-    PERFORM opsflags.check_variation_values(flag_key, ftype, vars);
+    PERFORM opsflags_internal.check_variation_values(flag_key, ftype, vars);
     IF array_position(tags, NULL) IS NOT NULL THEN
         PERFORM opsflags.flag_field_error(flag_key, 'tags', 'an array of tags without NULL elements');
     END IF;
@@ -680,8 +680,8 @@ BEGIN
             USING ERRCODE = 'unique_violation',
                   HINT = 'Change it with opsflags.update_feature_flag().';
     END IF;
-    onoff := opsflags.default_on_off(vars);
-    PERFORM opsflags.check_variations(flag_key, vars, onoff[1], onoff[2], NULL);
+    onoff := opsflags_internal.default_on_off(vars);
+    PERFORM opsflags_internal.check_variations(flag_key, vars, onoff[1], onoff[2], NULL);
     INSERT INTO opsflags.feature_flags AS f (flag_key, flag_name, description, flag_type, variations, tags)
     VALUES (flag_key, coalesce(flag_name, flag_key), description, ftype, vars, coalesce(tags, '{}'))
     RETURNING f.id INTO new_id;
@@ -732,7 +732,7 @@ BEGIN
 
     SELECT * INTO f FROM opsflags.feature_flags ff WHERE ff.id = fid;
     vars := f.variations;
-    onoff := opsflags.default_on_off(vars);
+    onoff := opsflags_internal.default_on_off(vars);
     -- The field checks, in the order of the field lists.
     FOREACH field IN ARRAY flag_fields || config_fields LOOP
         CONTINUE WHEN NOT updates ? field;
@@ -755,7 +755,7 @@ BEGIN
                 PERFORM opsflags.flag_field_error(flag_key, field, 'a non-empty string, or null for the flag key', v);
             END IF;
         WHEN 'variations' THEN
-            PERFORM opsflags.check_variation_values(flag_key, f.flag_type, v);
+            PERFORM opsflags_internal.check_variation_values(flag_key, f.flag_type, v);
             vars := v;
         WHEN 'is_enabled' THEN
             IF jsonb_typeof(v) <> 'boolean' THEN
@@ -766,7 +766,7 @@ BEGIN
                 PERFORM opsflags.flag_field_error(flag_key, field, 'a JSON array of strings', v);
             END IF;
         WHEN 'enabled_percentage' THEN
-            IF NOT opsflags.is_whole_number(v, 0, 100) THEN
+            IF NOT opsflags_internal.is_whole_number(v, 0, 100) THEN
                 PERFORM opsflags.flag_field_error(flag_key, field, 'a whole number from 0 to 100', v);
             END IF;
         WHEN 'enable_at', 'disable_at' THEN
@@ -780,7 +780,7 @@ BEGIN
                 PERFORM opsflags.flag_field_error(flag_key, field, 'a timestamp with time zone such as "2030-01-01T00:00:00Z", or null', v);
             END IF;
         WHEN 'on_variation', 'off_variation' THEN
-            IF NOT opsflags.is_whole_number(v, 0, 2147483647) THEN
+            IF NOT opsflags_internal.is_whole_number(v, 0, 2147483647) THEN
                 PERFORM opsflags.flag_field_error(flag_key, field, 'the index of a variation, a whole number from 0', v);
             END IF;
         WHEN 'variation_weights' THEN
@@ -808,7 +808,7 @@ BEGIN
         off_i := CASE WHEN updates ? 'off_variation' THEN (updates ->> 'off_variation')::numeric::integer ELSE c.off_variation END;
         w := CASE WHEN updates ? 'variation_weights' THEN nullif(updates -> 'variation_weights', 'null') ELSE c.variation_weights END;
         IF updates ?| '{variations,on_variation,off_variation,variation_weights}' OR c.flag_id IS NULL THEN
-            PERFORM opsflags.check_variations(flag_key, vars, on_i, off_i, w);
+            PERFORM opsflags_internal.check_variations(flag_key, vars, on_i, off_i, w);
         END IF;
     END IF;
 
@@ -826,7 +826,7 @@ BEGIN
 
     IF updates ?| config_fields THEN
         INSERT INTO opsflags.feature_flag_configs (flag_id, environment, on_variation, off_variation)
-        SELECT fid, env, d[1], d[2] FROM opsflags.default_on_off(vars) d
+        SELECT fid, env, d[1], d[2] FROM opsflags_internal.default_on_off(vars) d
         ON CONFLICT DO NOTHING;
         UPDATE opsflags.feature_flag_configs fc SET
             is_enabled         = CASE WHEN updates ? 'is_enabled' THEN (updates->'is_enabled')::boolean ELSE fc.is_enabled END,
@@ -919,7 +919,7 @@ COMMENT ON FUNCTION opsflags.delete_flag(text) IS
   'Delete an archived flag with its configs and prerequisites; refused while other flags name it as a prerequisite';
 
 -- Everything that decides a flag's answers in one environment.
-CREATE FUNCTION opsflags.flag_document(f opsflags.feature_flags, c opsflags.feature_flag_configs, environment text)
+CREATE FUNCTION opsflags_internal.flag_document(f opsflags.feature_flags, c opsflags.feature_flag_configs, environment text)
 RETURNS jsonb
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -955,7 +955,7 @@ DECLARE
     env text := opsflags.resolve_environment(environment);
     doc jsonb;
 BEGIN
-    SELECT opsflags.flag_document(f, c, env) INTO doc
+    SELECT opsflags_internal.flag_document(f, c, env) INTO doc
     FROM opsflags.feature_flags f
     LEFT JOIN opsflags.feature_flag_configs c ON c.flag_id = f.id AND c.environment = env
     WHERE f.flag_key = get_feature_flag.flag_key;
@@ -972,7 +972,7 @@ DECLARE
     env text := opsflags.resolve_environment(environment);
 BEGIN
     RETURN coalesce((
-        SELECT jsonb_agg(opsflags.flag_document(f, c, env) ORDER BY f.flag_key)
+        SELECT jsonb_agg(opsflags_internal.flag_document(f, c, env) ORDER BY f.flag_key)
         FROM opsflags.feature_flags f
         LEFT JOIN opsflags.feature_flag_configs c ON c.flag_id = f.id AND c.environment = env
         WHERE include_archived OR NOT f.archived), '[]');
@@ -1061,10 +1061,10 @@ BEGIN
                 USING ERRCODE = 'invalid_parameter_value';
         END IF;
         IF jsonb_typeof(item.value) <> 'object' OR NOT item.value ? 'value'
-           OR (item.value ? 'version' AND NOT opsflags.is_whole_number(item.value -> 'version', 0, 2147483647))
-           OR (item.value ? 'flagVersion' AND NOT opsflags.is_whole_number(item.value -> 'flagVersion', 0, 2147483647))
+           OR (item.value ? 'version' AND NOT opsflags_internal.is_whole_number(item.value -> 'version', 0, 2147483647))
+           OR (item.value ? 'flagVersion' AND NOT opsflags_internal.is_whole_number(item.value -> 'flagVersion', 0, 2147483647))
            OR (item.value ? 'variation' AND jsonb_typeof(item.value -> 'variation') <> 'null'
-               AND NOT opsflags.is_whole_number(item.value -> 'variation', 0, 2147483647)) THEN
+               AND NOT opsflags_internal.is_whole_number(item.value -> 'variation', 0, 2147483647)) THEN
             RAISE EXCEPTION 'malformed LaunchDarkly flag "%"', item.key
                 USING ERRCODE = 'invalid_parameter_value',
                       DETAIL = 'Each flag is an object with a "value" and optional whole-number "variation", "version" and "flagVersion".';
@@ -1121,7 +1121,7 @@ BEGIN
                                                                            ELSE 'null'::jsonb END END ORDER BY i)
                          FROM generate_series(0, idx) i);
             END IF;
-            onoff := opsflags.default_on_off(vars);
+            onoff := opsflags_internal.default_on_off(vars);
             INSERT INTO opsflags.feature_flags (flag_key, flag_name, flag_type, variations, version)
             VALUES (item.key, item.key,
                     CASE jsonb_typeof(val) WHEN 'boolean' THEN 'boolean' WHEN 'string' THEN 'string'
@@ -1169,7 +1169,7 @@ BEGIN
             WHERE ff.id = f.id RETURNING * INTO f;
             idx := jsonb_array_length(f.variations) - 1;
         END IF;
-        onoff := opsflags.default_on_off(f.variations);
+        onoff := opsflags_internal.default_on_off(f.variations);
 
         IF c.flag_id IS NULL THEN
             INSERT INTO opsflags.feature_flag_configs (flag_id, environment, is_enabled, on_variation, off_variation, version)
@@ -1215,19 +1215,19 @@ COMMENT ON FUNCTION opsflags.import_launchdarkly(text, jsonb) IS
 -------------------------------------------------------------------------------
 
 REVOKE ALL ON FUNCTION
-    opsflags.touch_row(), opsflags.notify_flag_change(),
-    opsflags.validate_flag_config(), opsflags.validate_flag_variations(), opsflags.validate_prerequisite(),
+    opsflags_internal.touch_row(), opsflags_internal.notify_flag_change(),
+    opsflags_internal.validate_flag_config(), opsflags_internal.validate_flag_variations(), opsflags_internal.validate_prerequisite(),
     opsflags.max_variations(), opsflags.flag_field_error(text, text, text, jsonb),
-    opsflags.is_whole_number(jsonb, numeric, numeric),
-    opsflags.check_variation_values(text, text, jsonb), opsflags.default_on_off(jsonb),
-    opsflags.check_variations(text, jsonb, integer, integer, jsonb),
+    opsflags_internal.is_whole_number(jsonb, numeric, numeric),
+    opsflags_internal.check_variation_values(text, text, jsonb), opsflags_internal.default_on_off(jsonb),
+    opsflags_internal.check_variations(text, jsonb, integer, integer, jsonb),
     opsflags.add_prerequisite(text, text, integer), opsflags.remove_prerequisite(text, text),
     opsflags.resolve_environment(text), opsflags.flag_id(text),
     opsflags.create_flag(text, text, text, text, jsonb, text[]),
     opsflags.update_feature_flag(text, jsonb, text),
     opsflags.toggle_flag(text, boolean, text),
     opsflags.archive_flag(text), opsflags.restore_flag(text), opsflags.delete_flag(text),
-    opsflags.flag_document(opsflags.feature_flags, opsflags.feature_flag_configs, text),
+    opsflags_internal.flag_document(opsflags.feature_flags, opsflags.feature_flag_configs, text),
     opsflags.get_feature_flag(text, text),
     opsflags.get_all_feature_flags(text, boolean),
     opsflags.flags_for_environment(text), opsflags.import_launchdarkly(text, jsonb)
@@ -1237,16 +1237,16 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON
 TO opsflags_admin;
 GRANT EXECUTE ON FUNCTION
     opsflags.max_variations(), opsflags.flag_field_error(text, text, text, jsonb),
-    opsflags.is_whole_number(jsonb, numeric, numeric),
-    opsflags.check_variation_values(text, text, jsonb), opsflags.default_on_off(jsonb),
-    opsflags.check_variations(text, jsonb, integer, integer, jsonb),
+    opsflags_internal.is_whole_number(jsonb, numeric, numeric),
+    opsflags_internal.check_variation_values(text, text, jsonb), opsflags_internal.default_on_off(jsonb),
+    opsflags_internal.check_variations(text, jsonb, integer, integer, jsonb),
     opsflags.add_prerequisite(text, text, integer), opsflags.remove_prerequisite(text, text),
     opsflags.resolve_environment(text), opsflags.flag_id(text),
     opsflags.create_flag(text, text, text, text, jsonb, text[]),
     opsflags.update_feature_flag(text, jsonb, text),
     opsflags.toggle_flag(text, boolean, text),
     opsflags.archive_flag(text), opsflags.restore_flag(text), opsflags.delete_flag(text),
-    opsflags.flag_document(opsflags.feature_flags, opsflags.feature_flag_configs, text),
+    opsflags_internal.flag_document(opsflags.feature_flags, opsflags.feature_flag_configs, text),
     opsflags.get_feature_flag(text, text),
     opsflags.get_all_feature_flags(text, boolean),
     opsflags.flags_for_environment(text), opsflags.import_launchdarkly(text, jsonb)

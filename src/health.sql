@@ -5,7 +5,7 @@
  *	  queue_depth), start-up checks, and the samples the status page charts.
  */
 
--- The 0.2 column names (written by the sampler and read by existing
+-- The first column names (written by the sampler and read by existing
 -- queries) and, generated from them, the names of its specification.
 CREATE TABLE opsflags.system_health (
     id                    bigserial PRIMARY KEY,

@@ -5,16 +5,16 @@
  *	  transaction changes it, and refuses table rewrites too.
  */
 
-CREATE FUNCTION opsflags.maintenance_config_changed()
+CREATE FUNCTION opsflags_internal.maintenance_config_changed()
 RETURNS trigger
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'opsflags_maintenance_config_changed';
 CREATE TRIGGER maintenance_config_changed
     AFTER INSERT OR UPDATE OR DELETE ON opsflags.app_config
-    FOR EACH ROW EXECUTE FUNCTION opsflags.maintenance_config_changed();
+    FOR EACH ROW EXECUTE FUNCTION opsflags_internal.maintenance_config_changed();
 CREATE TRIGGER maintenance_config_changed_truncate
     AFTER TRUNCATE ON opsflags.app_config
-    FOR EACH STATEMENT EXECUTE FUNCTION opsflags.maintenance_config_changed();
+    FOR EACH STATEMENT EXECUTE FUNCTION opsflags_internal.maintenance_config_changed();
 ALTER TABLE opsflags.app_config ENABLE ALWAYS TRIGGER maintenance_config_changed;
 ALTER TABLE opsflags.app_config ENABLE ALWAYS TRIGGER maintenance_config_changed_truncate;
 
@@ -54,18 +54,18 @@ COMMENT ON FUNCTION opsflags.set_maintenance_mode(boolean, text) IS
   'Turn maintenance mode on or off (takes effect for every session at commit)';
 
 -- An ALTER TABLE that rewrites a table is a write.
-CREATE FUNCTION opsflags.maintenance_table_rewrite()
+CREATE FUNCTION opsflags_internal.maintenance_table_rewrite()
 RETURNS event_trigger
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'opsflags_maintenance_table_rewrite';
-COMMENT ON FUNCTION opsflags.maintenance_table_rewrite() IS
+COMMENT ON FUNCTION opsflags_internal.maintenance_table_rewrite() IS
   'Refuses an ALTER TABLE that rewrites a table outside schema opsflags while maintenance mode is on';
 CREATE EVENT TRIGGER opsflags_maintenance_table_rewrite ON table_rewrite
-    EXECUTE FUNCTION opsflags.maintenance_table_rewrite();
+    EXECUTE FUNCTION opsflags_internal.maintenance_table_rewrite();
 ALTER EVENT TRIGGER opsflags_maintenance_table_rewrite ENABLE ALWAYS;
 
 REVOKE ALL ON FUNCTION
-    opsflags.maintenance_config_changed(), opsflags.maintenance_table_rewrite(),
+    opsflags_internal.maintenance_config_changed(), opsflags_internal.maintenance_table_rewrite(),
     opsflags.set_maintenance_mode(boolean, text)
 FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION opsflags.set_maintenance_mode(boolean, text) TO opsflags_admin;

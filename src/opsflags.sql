@@ -1,8 +1,8 @@
 /*
  * opsflags.sql
  *	  First part of the install script: what every capability shares.  The
- *	  role opsflags_admin, USAGE on schema opsflags for everyone, and the
- *	  immutable validators that table constraints use.
+ *	  role opsflags_admin, schema opsflags_internal, USAGE on both schemas
+ *	  for everyone, and the immutable validators that table constraints use.
  *
  * The full install script opsflags--<version>.sql is these files
  * concatenated (the Makefile lists their order, see OPSFLAGS_SQL).  Every
@@ -26,6 +26,15 @@ $$;
 COMMENT ON ROLE opsflags_admin IS 'May change opsflags flags, configuration and deployments, and read secrets and the audit log';
 
 GRANT USAGE ON SCHEMA opsflags TO PUBLIC;
+
+-- Schema opsflags holds the API (\df opsflags.* lists it).  Trigger
+-- functions and the helpers that API functions call are not an API: they
+-- live in opsflags_internal, with the same privileges they would have in
+-- opsflags (USAGE for everyone, EXECUTE as each capability grants it).
+CREATE SCHEMA opsflags_internal;
+COMMENT ON SCHEMA opsflags_internal IS
+  'opsflags: trigger functions and helpers of the API; not for direct use, may change in any version';
+GRANT USAGE ON SCHEMA opsflags_internal TO PUBLIC;
 
 -- Validators, immutable: used by table constraints and the API alike.
 CREATE FUNCTION opsflags.is_valid_flag_key(flag_key text)

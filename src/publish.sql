@@ -10,41 +10,41 @@
  * enabled ALWAYS.
  */
 
-CREATE FUNCTION opsflags.flags_changed()
+CREATE FUNCTION opsflags_internal.flags_changed()
 RETURNS trigger
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'opsflags_flags_changed';
 
 CREATE TRIGGER publish_flags AFTER INSERT OR UPDATE OR DELETE ON opsflags.environments
     FOR EACH ROW WHEN (NOT opsflags.restoring('opsflags.environments'))
-    EXECUTE FUNCTION opsflags.flags_changed();
+    EXECUTE FUNCTION opsflags_internal.flags_changed();
 CREATE TRIGGER publish_flags AFTER INSERT OR UPDATE OR DELETE ON opsflags.feature_flags
     FOR EACH ROW WHEN (NOT opsflags.restoring('opsflags.feature_flags'))
-    EXECUTE FUNCTION opsflags.flags_changed();
+    EXECUTE FUNCTION opsflags_internal.flags_changed();
 CREATE TRIGGER publish_flags AFTER INSERT OR UPDATE OR DELETE ON opsflags.feature_flag_configs
     FOR EACH ROW WHEN (NOT opsflags.restoring('opsflags.feature_flag_configs'))
-    EXECUTE FUNCTION opsflags.flags_changed();
+    EXECUTE FUNCTION opsflags_internal.flags_changed();
 CREATE TRIGGER publish_flags AFTER INSERT OR UPDATE OR DELETE ON opsflags.user_segments
     FOR EACH ROW WHEN (NOT opsflags.restoring('opsflags.user_segments'))
-    EXECUTE FUNCTION opsflags.flags_changed();
+    EXECUTE FUNCTION opsflags_internal.flags_changed();
 CREATE TRIGGER publish_flags AFTER INSERT OR UPDATE OR DELETE ON opsflags.flag_prerequisites
     FOR EACH ROW WHEN (NOT opsflags.restoring('opsflags.flag_prerequisites'))
-    EXECUTE FUNCTION opsflags.flags_changed();
+    EXECUTE FUNCTION opsflags_internal.flags_changed();
 CREATE TRIGGER publish_flags_truncate AFTER TRUNCATE ON opsflags.environments
-    FOR EACH STATEMENT EXECUTE FUNCTION opsflags.flags_changed();
+    FOR EACH STATEMENT EXECUTE FUNCTION opsflags_internal.flags_changed();
 CREATE TRIGGER publish_flags_truncate AFTER TRUNCATE ON opsflags.feature_flags
-    FOR EACH STATEMENT EXECUTE FUNCTION opsflags.flags_changed();
+    FOR EACH STATEMENT EXECUTE FUNCTION opsflags_internal.flags_changed();
 CREATE TRIGGER publish_flags_truncate AFTER TRUNCATE ON opsflags.feature_flag_configs
-    FOR EACH STATEMENT EXECUTE FUNCTION opsflags.flags_changed();
+    FOR EACH STATEMENT EXECUTE FUNCTION opsflags_internal.flags_changed();
 CREATE TRIGGER publish_flags_truncate AFTER TRUNCATE ON opsflags.user_segments
-    FOR EACH STATEMENT EXECUTE FUNCTION opsflags.flags_changed();
+    FOR EACH STATEMENT EXECUTE FUNCTION opsflags_internal.flags_changed();
 CREATE TRIGGER publish_flags_truncate AFTER TRUNCATE ON opsflags.flag_prerequisites
-    FOR EACH STATEMENT EXECUTE FUNCTION opsflags.flags_changed();
+    FOR EACH STATEMENT EXECUTE FUNCTION opsflags_internal.flags_changed();
 -- Switching publishing on publishes the current state at once.
 CREATE TRIGGER publish_flags AFTER INSERT OR UPDATE ON opsflags.app_config
     FOR EACH ROW WHEN ((NOT opsflags.restoring('opsflags.app_config'))
                        AND (NEW.config_key = 'flags.publish_to_memcached' AND NEW.environment = 'all'))
-    EXECUTE FUNCTION opsflags.flags_changed();
+    EXECUTE FUNCTION opsflags_internal.flags_changed();
 
 ALTER TABLE opsflags.environments ENABLE ALWAYS TRIGGER publish_flags;
 ALTER TABLE opsflags.feature_flags ENABLE ALWAYS TRIGGER publish_flags;
@@ -65,5 +65,5 @@ AS 'MODULE_PATHNAME', 'opsflags_published_flags';
 COMMENT ON FUNCTION opsflags.published_flags(text) IS
   'The flag document published to memcached for an environment (key opsflags:flags:<environment>), or NULL; publishing is on with config flags.publish_to_memcached = true';
 
-REVOKE ALL ON FUNCTION opsflags.flags_changed(), opsflags.published_flags(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION opsflags_internal.flags_changed(), opsflags.published_flags(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION opsflags.published_flags(text) TO opsflags_admin;

@@ -27,7 +27,7 @@ COMMENT ON TABLE opsflags.alerts IS
 SELECT pg_catalog.pg_extension_config_dump('opsflags.alerts', '');
 SELECT pg_catalog.pg_extension_config_dump('opsflags.alerts_id_seq', '');
 
-CREATE FUNCTION opsflags.notify_alert()
+CREATE FUNCTION opsflags_internal.notify_alert()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -41,7 +41,7 @@ END
 $$;
 CREATE TRIGGER notify_alert AFTER INSERT OR UPDATE OF resolved ON opsflags.alerts
     FOR EACH ROW WHEN (NOT opsflags.restoring('opsflags.alerts'))
-    EXECUTE FUNCTION opsflags.notify_alert();
+    EXECUTE FUNCTION opsflags_internal.notify_alert();
 
 -- SECURITY DEFINER (as is evaluate_alert): opsflags_admin members may
 -- resolve alerts without write access to opsflags.alerts.
@@ -71,7 +71,7 @@ END
 $$;
 
 -- Raise (once per episode) or resolve the alert of one type.
-CREATE FUNCTION opsflags.evaluate_alert(alert_type text, crossed boolean, severity text, title text,
+CREATE FUNCTION opsflags_internal.evaluate_alert(alert_type text, crossed boolean, severity text, title text,
                                         message text, component text, value double precision,
                                         threshold double precision)
 RETURNS boolean
@@ -206,23 +206,23 @@ BEGIN
     END IF;
 
     -- Alerts: raised once per episode, resolved when the value is back.
-    PERFORM opsflags.evaluate_alert('connections', total > max_conn * coalesce((t ->> 'connections_pct')::double precision, 80) / 100,
+    PERFORM opsflags_internal.evaluate_alert('connections', total > max_conn * coalesce((t ->> 'connections_pct')::double precision, 80) / 100,
         'warning', 'Many connections', format('%s of %s connections in use', total, max_conn), 'database',
         total, max_conn * coalesce((t ->> 'connections_pct')::double precision, 80) / 100);
-    PERFORM opsflags.evaluate_alert('cache_hit_rate', hit_rate < coalesce((t ->> 'cache_hit_rate_min')::double precision, 0.9),
+    PERFORM opsflags_internal.evaluate_alert('cache_hit_rate', hit_rate < coalesce((t ->> 'cache_hit_rate_min')::double precision, 0.9),
         'warning', 'Low cache hit rate', format('cache hit rate %s', round(hit_rate::numeric, 3)), 'database',
         hit_rate, coalesce((t ->> 'cache_hit_rate_min')::double precision, 0.9));
-    PERFORM opsflags.evaluate_alert('errors', errors > coalesce((t ->> 'errors_per_hour')::double precision, 100),
+    PERFORM opsflags_internal.evaluate_alert('errors', errors > coalesce((t ->> 'errors_per_hour')::double precision, 100),
         'critical', 'Errors in the last hour', format('%s errors in the last hour', errors), 'database',
         errors, coalesce((t ->> 'errors_per_hour')::double precision, 100));
-    PERFORM opsflags.evaluate_alert('failed_jobs', failed > coalesce((t ->> 'failed_jobs')::double precision, 0),
+    PERFORM opsflags_internal.evaluate_alert('failed_jobs', failed > coalesce((t ->> 'failed_jobs')::double precision, 0),
         'warning', 'Failed jobs', format('%s failed jobs', failed), 'queue',
         failed, coalesce((t ->> 'failed_jobs')::double precision, 0));
-    PERFORM opsflags.evaluate_alert('replication_lag', (m ->> 'replication_lag_s')::double precision
+    PERFORM opsflags_internal.evaluate_alert('replication_lag', (m ->> 'replication_lag_s')::double precision
             > coalesce((t ->> 'replication_lag_s')::double precision, 300),
         'critical', 'Replication lag', format('replication lag %s s', round((m ->> 'replication_lag_s')::numeric, 1)), 'database',
         (m ->> 'replication_lag_s')::double precision, coalesce((t ->> 'replication_lag_s')::double precision, 300));
-    PERFORM opsflags.evaluate_alert('database_size', size_bytes > (t ->> 'database_size_mb')::double precision * 1048576,
+    PERFORM opsflags_internal.evaluate_alert('database_size', size_bytes > (t ->> 'database_size_mb')::double precision * 1048576,
         'warning', 'Database size', format('database is %s', pg_size_pretty(size_bytes)), 'storage',
         size_bytes / 1048576.0, (t ->> 'database_size_mb')::double precision);
 
@@ -264,14 +264,14 @@ COMMENT ON FUNCTION opsflags.worker_status() IS
   'Whether the opsflags sampler runs, its state, last sample and last error';
 
 REVOKE ALL ON FUNCTION
-    opsflags.notify_alert(), opsflags.resolve_alert(bigint, text),
-    opsflags.evaluate_alert(text, boolean, text, text, text, text, double precision, double precision),
+    opsflags_internal.notify_alert(), opsflags.resolve_alert(bigint, text),
+    opsflags_internal.evaluate_alert(text, boolean, text, text, text, text, double precision, double precision),
     opsflags.take_sample(text), opsflags.apply_retention(interval, integer)
 FROM PUBLIC;
 GRANT SELECT ON opsflags.alerts TO opsflags_admin;
 GRANT EXECUTE ON FUNCTION opsflags.resolve_alert(bigint, text), opsflags.take_sample(text),
     opsflags.apply_retention(interval, integer),
-    opsflags.evaluate_alert(text, boolean, text, text, text, text, double precision, double precision)
+    opsflags_internal.evaluate_alert(text, boolean, text, text, text, text, double precision, double precision)
 TO opsflags_admin;
 -- take_sample writes its sample with the caller's rights.
 GRANT INSERT ON opsflags.system_health TO opsflags_admin;
