@@ -58,6 +58,10 @@ ALTER FUNCTION opsflags.audit_attach(regclass, text) SET SCHEMA opsflags_interna
 ALTER FUNCTION opsflags.audit_links_tables(pg_ddl_command) SET SCHEMA opsflags_internal;
 ALTER FUNCTION opsflags.evaluate_alert(text, boolean, text, text, text, text, double precision, double precision) SET SCHEMA opsflags_internal;
 
+-- flag_field_error() stays: error contexts that users see name it.
+COMMENT ON FUNCTION opsflags.flag_field_error(text, text, text, jsonb) IS
+  'Internal to the flag API (not for direct use): raises its 22023 error for one bad field; in schema opsflags because error contexts name it';
+
 -- The functions that call a moved one by name, with the new name (their
 -- bodies are otherwise as in 0.3.0).
 

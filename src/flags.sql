@@ -227,6 +227,8 @@ BEGIN
                             ELSE format('Expected %s, got %s.', expected, shown) END;
 END
 $$;
+COMMENT ON FUNCTION opsflags.flag_field_error(text, text, text, jsonb) IS
+  'Internal to the flag API (not for direct use): raises its 22023 error for one bad field; in schema opsflags because error contexts name it';
 
 -- A whole number within [lo, hi] (jsonb number without a fraction).
 -- PL/pgSQL, so that the cast runs only after the type check (an SQL
