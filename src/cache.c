@@ -47,7 +47,7 @@ opsflags_invalidate_flag_cache(PG_FUNCTION_ARGS)
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("invalidate_cache() must be called as a trigger")));
+				 errmsg("invalidate_flag_cache() must be called as a trigger")));
 
 	CacheInvalidateRelcache(trigdata->tg_relation);
 	return PointerGetDatum(NULL);

@@ -37,9 +37,9 @@ SELECT opsflags.create_flag('tap.fuzz.flag', 'Fuzz') IS NOT NULL AS x \gset
 -- other arguments a plain value.
 CREATE TEMP TABLE calls AS
 WITH fns AS (
-  SELECT p.oid, p.proname, ARRAY(SELECT t::regtype FROM unnest(p.proargtypes::oid[]) WITH ORDINALITY u(t, o) ORDER BY o) AS types, p.pronargs
+  SELECT p.oid, p.pronamespace::regnamespace::text AS nsp, p.proname, ARRAY(SELECT t::regtype FROM unnest(p.proargtypes::oid[]) WITH ORDINALITY u(t, o) ORDER BY o) AS types, p.pronargs
   FROM pg_proc p
-  WHERE p.pronamespace = 'opsflags'::regnamespace AND p.prokind = 'f'
+  WHERE p.pronamespace IN ('opsflags'::regnamespace, 'opsflags_internal'::regnamespace) AND p.prokind = 'f'
     AND p.prorettype <> 'trigger'::regtype
     AND p.proname NOT IN ('purge_audit_log', 'set_maintenance_mode', 'take_sample', 'apply_retention')
 ), slots AS (
@@ -48,7 +48,7 @@ WITH fns AS (
   SELECT DISTINCT ON (type) type, v FROM hostile WHERE v IS NOT NULL ORDER BY type, length(v)
 )
 SELECT s.proname, s.i, h.v,
-       format('SELECT opsflags.%I(%s)', s.proname,
+       format('SELECT %I.%I(%s)', s.nsp, s.proname,
               coalesce((SELECT string_agg(CASE WHEN j = s.i THEN coalesce(quote_literal(h.v), 'NULL')
                                                ELSE coalesce((SELECT quote_literal(p.v) FROM plain p
                                                               WHERE p.type = s.types[j]), 'NULL') END

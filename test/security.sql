@@ -453,13 +453,13 @@ SELECT pg_temp.fingerprint() AS fp_start \gset
 -- non-sensitive configuration, and execute nothing else
 -------------------------------------------------------------------------------
 SELECT is((SELECT array_agg(p.proname::text ORDER BY p.proname::text)
-           FROM pg_proc p WHERE p.pronamespace = 'opsflags'::regnamespace
+           FROM pg_proc p WHERE p.pronamespace IN ('opsflags'::regnamespace, 'opsflags_internal'::regnamespace)
              AND has_function_privilege('tap_hostile', p.oid, 'EXECUTE')),
           ARRAY['config_all', 'config_get', 'errors_last_hour', 'feature_enabled', 'feature_explain', 'feature_guard',
                 'feature_value', 'health_aggregate', 'health_status', 'is_maintenance_mode', 'is_string_array',
                 'is_valid_config_key', 'is_valid_flag_key', 'maintenance_enforced', 'max_prerequisite_count', 'max_prerequisite_depth',
                 'restoring', 'rollout_bucket', 'run_startup_checks', 'variant_bucket', 'worker_status'],
-          'R1: the opsflags functions an ordinary role may execute are exactly the evaluation, health and read-only ones (a new function granted to PUBLIC must be added here on purpose)');
+          'R1: the opsflags functions (schemas opsflags and opsflags_internal) an ordinary role may execute are exactly the evaluation, health and read-only ones (a new function granted to PUBLIC must be added here on purpose)');
 
 -------------------------------------------------------------------------------
 -- R5: SECURITY DEFINER functions pin search_path; nothing the hostile role
@@ -468,7 +468,7 @@ SELECT is((SELECT array_agg(p.proname::text ORDER BY p.proname::text)
 CREATE TEMP VIEW pinned AS
 SELECT p.oid::regprocedure::text AS fn, p.prosecdef,
        (SELECT substr(c, length('search_path=') + 1) FROM unnest(p.proconfig) c WHERE c LIKE 'search\_path=%') AS path
-FROM pg_proc p WHERE p.pronamespace = 'opsflags'::regnamespace;
+FROM pg_proc p WHERE p.pronamespace IN ('opsflags'::regnamespace, 'opsflags_internal'::regnamespace);
 SELECT cmp_ok((SELECT count(*)::int FROM pinned WHERE prosecdef), '>=', 1,
               'R5: (pg_proc lists the SECURITY DEFINER functions of schema opsflags: config_all at least)');
 SELECT is((SELECT array_agg(fn ORDER BY fn) FROM pinned
@@ -602,9 +602,10 @@ SELECT is(nullif((SELECT array_agg(c.relname || ' ' || p ORDER BY c.relname, p)
                       WHEN p IN ('SELECT', 'INSERT', 'UPDATE', 'REFERENCES')
                       THEN has_any_column_privilege('tap_hostile', c.oid, p)
                       ELSE has_table_privilege('tap_hostile', c.oid, p) END)
-          || CASE WHEN has_schema_privilege('tap_hostile', 'opsflags', 'CREATE') THEN ARRAY['schema opsflags CREATE'] ELSE '{}' END, '{}'),
+          || CASE WHEN has_schema_privilege('tap_hostile', 'opsflags', 'CREATE') THEN ARRAY['schema opsflags CREATE'] ELSE '{}' END
+          || CASE WHEN has_schema_privilege('tap_hostile', 'opsflags_internal', 'CREATE') THEN ARRAY['schema opsflags_internal CREATE'] ELSE '{}' END, '{}'),
           NULL,
-          'R2: tap_hostile holds no privilege on any table, view or sequence of schema opsflags (not even on one column), nor CREATE on the schema');
+          'R2: tap_hostile holds no privilege on any table, view or sequence of schema opsflags (not even on one column), nor CREATE on the schema (nor on opsflags_internal)');
 
 -- DDL and ownership paths, each tried as tap_hostile (rolled back).
 INSERT INTO calls (grp, label, sql, want)
@@ -645,6 +646,12 @@ INSERT INTO calls (grp, label, sql, want) VALUES
   ('ddl', 'table in opsflags', 'CREATE TABLE opsflags.tap_hostile_t (x int)', 'ERROR 42501'),
   ('ddl', 'view in opsflags', 'CREATE VIEW opsflags.app_config_all AS SELECT 1 AS x', 'ERROR 42501'),
   ('ddl', 'rename schema opsflags', 'ALTER SCHEMA opsflags RENAME TO tap_hostile_x', 'ERROR 42501'),
+  ('ddl', 'new function in opsflags_internal', 'CREATE FUNCTION opsflags_internal.tap_hostile_f() RETURNS int LANGUAGE sql AS ''SELECT 1''', 'ERROR 42501'),
+  ('ddl', 'replace validate_config_row',
+   'CREATE OR REPLACE FUNCTION opsflags_internal.validate_config_row() RETURNS trigger LANGUAGE plpgsql AS ''BEGIN RETURN NEW; END''',
+   'ERROR 42501'),
+  ('ddl', 'take check_variations', 'ALTER FUNCTION opsflags_internal.check_variations(text, jsonb, integer, integer, jsonb) OWNER TO tap_hostile', 'ERROR 42501'),
+  ('ddl', 'rename schema opsflags_internal', 'ALTER SCHEMA opsflags_internal RENAME TO tap_hostile_y', 'ERROR 42501'),
   ('ddl', 'update the extension', 'ALTER EXTENSION opsflags UPDATE', 'ERROR 42501'),
   ('ddl', 'drop the extension', 'DROP EXTENSION opsflags CASCADE', 'ERROR 42501'),
   ('ddl', 'GRANT opsflags_admin to itself', 'GRANT opsflags_admin TO tap_hostile', 'ERROR 42501'),
@@ -671,21 +678,22 @@ FROM unnest(ARRAY['SET ROLE opsflags_admin', 'SET ROLE postgres', 'SET SESSION A
 SELECT cmp_ok((SELECT count(*)::int FROM calls WHERE grp = 'ddl'), '>=', 100,
               'R2: (at least 100 DDL and ownership paths tried)');
 SELECT is(pg_temp.mismatches('ddl'), NULL,
-          'R2: tap_hostile gets 42501 attaching its trigger, a rule, a policy, an index or a foreign key to any opsflags table, disabling their triggers, taking, locking or commenting them, using their sequences, creating, replacing, altering or dropping anything in schema opsflags, the extension, or becoming opsflags_admin or a superuser (it may put a trigger on its own table)');
+          'R2: tap_hostile gets 42501 attaching its trigger, a rule, a policy, an index or a foreign key to any opsflags table, disabling their triggers, taking, locking or commenting them, using their sequences, creating, replacing, altering or dropping anything in schema opsflags (or opsflags_internal), the extension, or becoming opsflags_admin or a superuser (it may put a trigger on its own table)');
 
 -- opsflags' trigger functions on its own table: only feature_guard.
 INSERT INTO calls (grp, label, sql, want)
 SELECT 'trigger functions', p.proname,
-       format('CREATE TRIGGER tap_t AFTER INSERT OR UPDATE OR DELETE ON tap_hostile_app.own FOR EACH ROW EXECUTE FUNCTION opsflags.%I(%s)',
-              p.proname, CASE WHEN p.proname = 'feature_guard' THEN '''tap_hostile.on''' ELSE '''config'', ''id''' END),
+       format('CREATE TRIGGER tap_t AFTER INSERT OR UPDATE OR DELETE ON tap_hostile_app.own FOR EACH ROW EXECUTE FUNCTION %I.%I(%s)',
+              p.pronamespace::regnamespace::text, p.proname, CASE WHEN p.proname = 'feature_guard' THEN '''tap_hostile.on''' ELSE '''config'', ''id''' END),
        CASE WHEN p.proname = 'feature_guard' THEN '(null)' ELSE 'ERROR 42501' END
-FROM pg_proc p WHERE p.pronamespace = 'opsflags'::regnamespace AND p.prorettype = 'trigger'::regtype
+FROM pg_proc p WHERE p.pronamespace IN ('opsflags'::regnamespace, 'opsflags_internal'::regnamespace)
+  AND p.prorettype = 'trigger'::regtype
 ORDER BY p.proname;
 SELECT pg_temp.run_calls() AS x \gset
 SELECT cmp_ok((SELECT count(*)::int FROM calls WHERE grp = 'trigger functions'), '>=', 10,
-              'R2: (every trigger function of schema opsflags tried, from pg_proc)');
+              'R2: (every trigger function of schemas opsflags and opsflags_internal tried, from pg_proc)');
 SELECT is(pg_temp.mismatches('trigger functions'), NULL,
-          'R2: on its own table tap_hostile may attach feature_guard and no other opsflags trigger function (audit_trigger would forge audit rows, maintenance_config_changed would reach every session, invalidate_cache, notify_*, validate_*, touch_row, audit_log_guard, flags_changed: 42501)');
+          'R2: on its own table tap_hostile may attach feature_guard and no other opsflags trigger function (audit_trigger would forge audit rows, maintenance_config_changed would reach every session, invalidate_flag_cache, notify_*, validate_*, touch_row, audit_log_guard, flags_changed: 42501)');
 
 -------------------------------------------------------------------------------
 -- Section 8 for crafted input: flag keys, user ids, roles, environments

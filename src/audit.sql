@@ -1,0 +1,287 @@
+/*
+ * audit.sql
+ *	  The audit trail: opsflags.audit_log (append-only), audit_trigger() (C,
+ *	  audit.c) on the extension's own tables and on any application table
+ *	  given to audit_table(), the event triggers that keep partitions,
+ *	  inheritance children and table rewrites of audited tables covered, and
+ *	  purge_audit_log().
+ */
+
+CREATE TABLE opsflags.audit_log (
+    id               bigserial PRIMARY KEY,
+    occurred_at      timestamptz NOT NULL DEFAULT clock_timestamp(),
+    actor            text NOT NULL,
+    role             text NOT NULL,
+    action           text NOT NULL,
+    resource_type    text NOT NULL,
+    resource_id      text,
+    table_name       text,
+    old_values       jsonb,
+    new_values       jsonb,
+    client_addr      inet,
+    application_name text,
+    txid             bigint NOT NULL
+);
+-- BRIN: rows arrive in time order, and a B-tree here would cost every
+-- audited write an index insertion.  Add your own index for lookups by
+-- resource if you need them.
+CREATE INDEX audit_log_occurred_at_idx ON opsflags.audit_log USING brin (occurred_at);
+COMMENT ON TABLE opsflags.audit_log IS
+  'Append-only record of every change to flags, configuration, deployments and audited application tables';
+SELECT pg_catalog.pg_extension_config_dump('opsflags.audit_log', '');
+SELECT pg_catalog.pg_extension_config_dump('opsflags.audit_log_id_seq', '');
+
+CREATE FUNCTION opsflags.audit_trigger()
+RETURNS trigger
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'opsflags_audit_trigger';
+COMMENT ON FUNCTION opsflags.audit_trigger() IS
+  'Records row changes in opsflags.audit_log (FOR EACH ROW, plus FOR EACH STATEMENT to write them); arguments: resource_type [, id_column [, redact_column, when_column]]';
+
+CREATE FUNCTION opsflags_internal.audit_log_guard()
+RETURNS trigger
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'opsflags_audit_log_guard';
+CREATE TRIGGER append_only BEFORE UPDATE OR DELETE ON opsflags.audit_log
+    FOR EACH ROW EXECUTE FUNCTION opsflags_internal.audit_log_guard();
+CREATE TRIGGER append_only_truncate BEFORE TRUNCATE ON opsflags.audit_log
+    FOR EACH STATEMENT EXECUTE FUNCTION opsflags_internal.audit_log_guard();
+ALTER TABLE opsflags.audit_log ENABLE ALWAYS TRIGGER append_only;
+ALTER TABLE opsflags.audit_log ENABLE ALWAYS TRIGGER append_only_truncate;
+
+CREATE FUNCTION opsflags.purge_audit_log(before timestamptz)
+RETURNS bigint
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'opsflags_purge_audit_log';
+COMMENT ON FUNCTION opsflags.purge_audit_log(timestamptz) IS
+  'Superusers: delete audit rows older than before; the purge itself is audited';
+
+-- The extension's own tables are audited from install on.  Row triggers
+-- buffer the changes; the statement trigger (after them) writes the buffer
+-- and records TRUNCATE.  ALWAYS: also under session_replication_role =
+-- replica.
+CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON opsflags.environments
+    FOR EACH ROW WHEN (NOT opsflags.restoring('opsflags.environments'))
+    EXECUTE FUNCTION opsflags.audit_trigger('environment', 'name');
+CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON opsflags.feature_flags
+    FOR EACH ROW WHEN (NOT opsflags.restoring('opsflags.feature_flags'))
+    EXECUTE FUNCTION opsflags.audit_trigger('feature_flag', 'flag_key');
+CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON opsflags.feature_flag_configs
+    FOR EACH ROW WHEN (NOT opsflags.restoring('opsflags.feature_flag_configs'))
+    EXECUTE FUNCTION opsflags.audit_trigger('flag_config');
+CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON opsflags.flag_prerequisites
+    FOR EACH ROW WHEN (NOT opsflags.restoring('opsflags.flag_prerequisites'))
+    EXECUTE FUNCTION opsflags.audit_trigger('prerequisite');
+CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON opsflags.user_segments
+    FOR EACH ROW WHEN (NOT opsflags.restoring('opsflags.user_segments'))
+    EXECUTE FUNCTION opsflags.audit_trigger('segment', 'segment_key');
+CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON opsflags.app_config
+    FOR EACH ROW WHEN (NOT opsflags.restoring('opsflags.app_config'))
+    EXECUTE FUNCTION opsflags.audit_trigger('config', 'config_key', 'config_value', 'is_sensitive');
+CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON opsflags.deployment_history
+    FOR EACH ROW WHEN (NOT opsflags.restoring('opsflags.deployment_history'))
+    EXECUTE FUNCTION opsflags.audit_trigger('deployment');
+CREATE TRIGGER audit_statement AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON opsflags.environments
+    FOR EACH STATEMENT EXECUTE FUNCTION opsflags.audit_trigger('environment');
+CREATE TRIGGER audit_statement AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON opsflags.feature_flags
+    FOR EACH STATEMENT EXECUTE FUNCTION opsflags.audit_trigger('feature_flag');
+CREATE TRIGGER audit_statement AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON opsflags.feature_flag_configs
+    FOR EACH STATEMENT EXECUTE FUNCTION opsflags.audit_trigger('flag_config');
+CREATE TRIGGER audit_statement AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON opsflags.flag_prerequisites
+    FOR EACH STATEMENT EXECUTE FUNCTION opsflags.audit_trigger('prerequisite');
+CREATE TRIGGER audit_statement AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON opsflags.user_segments
+    FOR EACH STATEMENT EXECUTE FUNCTION opsflags.audit_trigger('segment');
+CREATE TRIGGER audit_statement AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON opsflags.app_config
+    FOR EACH STATEMENT EXECUTE FUNCTION opsflags.audit_trigger('config');
+CREATE TRIGGER audit_statement AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON opsflags.deployment_history
+    FOR EACH STATEMENT EXECUTE FUNCTION opsflags.audit_trigger('deployment');
+ALTER TABLE opsflags.environments ENABLE ALWAYS TRIGGER audit;
+ALTER TABLE opsflags.feature_flags ENABLE ALWAYS TRIGGER audit;
+ALTER TABLE opsflags.feature_flag_configs ENABLE ALWAYS TRIGGER audit;
+ALTER TABLE opsflags.flag_prerequisites ENABLE ALWAYS TRIGGER audit;
+ALTER TABLE opsflags.user_segments ENABLE ALWAYS TRIGGER audit;
+ALTER TABLE opsflags.app_config ENABLE ALWAYS TRIGGER audit;
+ALTER TABLE opsflags.deployment_history ENABLE ALWAYS TRIGGER audit;
+ALTER TABLE opsflags.environments ENABLE ALWAYS TRIGGER audit_statement;
+ALTER TABLE opsflags.feature_flags ENABLE ALWAYS TRIGGER audit_statement;
+ALTER TABLE opsflags.feature_flag_configs ENABLE ALWAYS TRIGGER audit_statement;
+ALTER TABLE opsflags.flag_prerequisites ENABLE ALWAYS TRIGGER audit_statement;
+ALTER TABLE opsflags.user_segments ENABLE ALWAYS TRIGGER audit_statement;
+ALTER TABLE opsflags.app_config ENABLE ALWAYS TRIGGER audit_statement;
+ALTER TABLE opsflags.deployment_history ENABLE ALWAYS TRIGGER audit_statement;
+
+-- Application tables: their triggers reach inheritance children and
+-- partitions (also those made later), are ENABLE ALWAYS (so writes under
+-- session_replication_role = replica are recorded), and a rewriting ALTER
+-- TABLE of an audited table is recorded.
+
+-- The triggers on one table (no-op for what is already there).
+CREATE FUNCTION opsflags_internal.audit_attach(target regclass, resource_type text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    -- A partitioned table gets no row trigger: PostgreSQL would clone it
+    -- onto each new partition with the privileges of whoever creates the
+    -- partition (who need not be allowed to use audit_trigger).  Each
+    -- partition gets its own instead (audit_table, audit_new_children).
+    IF (SELECT c.relkind FROM pg_class c WHERE c.oid = target) = 'p' THEN
+        IF EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = target AND t.tgname = 'opsflags_audit') THEN
+            EXECUTE format('DROP TRIGGER opsflags_audit ON %s', target);
+        END IF;
+    ELSIF NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = target AND t.tgname = 'opsflags_audit') THEN
+        EXECUTE format('CREATE TRIGGER opsflags_audit AFTER INSERT OR UPDATE OR DELETE ON %s '
+                       'FOR EACH ROW EXECUTE FUNCTION opsflags.audit_trigger(%L)', target, resource_type);
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = target AND t.tgname = 'opsflags_audit_statement') THEN
+        EXECUTE format('CREATE TRIGGER opsflags_audit_statement AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON %s '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION opsflags.audit_trigger(%L)', target, resource_type);
+    END IF;
+    -- ALWAYS: also under session_replication_role = replica.
+    IF EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = target
+               AND t.tgname IN ('opsflags_audit', 'opsflags_audit_statement') AND t.tgenabled <> 'A') THEN
+        EXECUTE format('ALTER TABLE ONLY %s ENABLE ALWAYS TRIGGER opsflags_audit_statement', target);
+        IF EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = target AND t.tgname = 'opsflags_audit') THEN
+            EXECUTE format('ALTER TABLE ONLY %s ENABLE ALWAYS TRIGGER opsflags_audit', target);
+        END IF;
+    END IF;
+END
+$$;
+
+-- The table and every inheritance child and partition, at any depth.
+CREATE FUNCTION opsflags.audit_table(target regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    name text := (SELECT c.relname FROM pg_class c WHERE c.oid = target);
+    rel regclass;
+BEGIN
+    IF target IS NULL THEN
+        RAISE EXCEPTION 'table must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    FOR rel IN
+        WITH RECURSIVE tree(relid, depth) AS (
+            SELECT target::oid, 0
+            UNION ALL
+            SELECT i.inhrelid, t.depth + 1 FROM pg_inherits i JOIN tree t ON i.inhparent = t.relid)
+        SELECT relid FROM tree GROUP BY relid ORDER BY min(depth), relid
+    LOOP
+        PERFORM opsflags_internal.audit_attach(rel, name);
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION opsflags.audit_table(regclass) IS
+  'Record every change to the table, its inheritance children and its partitions (also later ones) in opsflags.audit_log';
+
+CREATE FUNCTION opsflags.unaudit_table(target regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rel regclass;
+    trig text;
+BEGIN
+    IF target IS NULL THEN
+        RAISE EXCEPTION 'table must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    -- Parents first: dropping a partitioned table's row trigger (made by
+    -- an earlier version) drops its partitions' clones, which cannot be
+    -- dropped on their own.
+    FOR rel IN
+        WITH RECURSIVE tree(relid, depth) AS (
+            SELECT target::oid, 0
+            UNION ALL
+            SELECT i.inhrelid, t.depth + 1 FROM pg_inherits i JOIN tree t ON i.inhparent = t.relid)
+        SELECT relid FROM tree GROUP BY relid ORDER BY min(depth), relid
+    LOOP
+        FOREACH trig IN ARRAY ARRAY['opsflags_audit', 'opsflags_audit_statement'] LOOP
+            IF EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = rel AND t.tgname = trig) THEN
+                EXECUTE format('DROP TRIGGER %I ON %s', trig, rel);
+            END IF;
+        END LOOP;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION opsflags.unaudit_table(regclass) IS
+  'Stop recording changes to the table, its inheritance children and its partitions';
+
+CREATE FUNCTION opsflags_internal.audit_links_tables(pg_ddl_command)
+RETURNS boolean
+LANGUAGE c STRICT
+AS 'MODULE_PATHNAME', 'opsflags_audit_links_tables';
+
+-- A table made a child or partition of an audited table (CREATE TABLE ...
+-- INHERITS / PARTITION OF, ALTER TABLE ... INHERIT / ATTACH PARTITION) is
+-- audited like its parent, whoever runs the command.
+CREATE FUNCTION opsflags_internal.audit_new_children()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN
+        WITH RECURSIVE
+        touched(relid) AS (
+            SELECT c.objid FROM pg_event_trigger_ddl_commands() c
+            WHERE c.classid = 'pg_class'::regclass AND c.object_type = 'table'
+              AND opsflags_internal.audit_links_tables(c.command)),
+        down(relid) AS (
+            SELECT relid FROM touched
+            UNION
+            SELECT i.inhrelid FROM pg_inherits i JOIN down d ON i.inhparent = d.relid),
+        up(relid, ancestor, depth) AS (
+            SELECT d.relid, i.inhparent, 1 FROM down d JOIN pg_inherits i ON i.inhrelid = d.relid
+            UNION ALL
+            SELECT u.relid, i.inhparent, u.depth + 1 FROM up u JOIN pg_inherits i ON i.inhrelid = u.ancestor)
+        SELECT DISTINCT ON (u.relid) u.relid::regclass AS relid, t.tgargs
+        FROM up u
+        JOIN pg_trigger t ON t.tgrelid = u.ancestor AND t.tgname = 'opsflags_audit_statement'
+                         AND t.tgfoid = 'opsflags.audit_trigger()'::regprocedure
+        WHERE NOT EXISTS (SELECT 1 FROM pg_trigger m WHERE m.tgrelid = u.relid AND m.tgname = 'opsflags_audit_statement'
+                          AND m.tgenabled = 'A')
+        ORDER BY u.relid, u.depth
+    LOOP
+        -- tgargs: the resource type, NUL-terminated, in the server encoding.
+        PERFORM opsflags_internal.audit_attach(r.relid,
+            convert_from(substring(r.tgargs FROM 1 FOR position('\x00'::bytea IN r.tgargs) - 1),
+                         current_setting('server_encoding')));
+    END LOOP;
+END
+$$;
+CREATE EVENT TRIGGER opsflags_audit_new_children ON ddl_command_end
+    WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
+    EXECUTE FUNCTION opsflags_internal.audit_new_children();
+ALTER EVENT TRIGGER opsflags_audit_new_children ENABLE ALWAYS;
+
+CREATE FUNCTION opsflags_internal.audit_table_rewrite()
+RETURNS event_trigger
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'opsflags_audit_table_rewrite';
+COMMENT ON FUNCTION opsflags_internal.audit_table_rewrite() IS
+  'Records an ALTER TABLE that rewrites an audited table as one REWRITE row (reason, column types after)';
+CREATE EVENT TRIGGER opsflags_audit_table_rewrite ON table_rewrite
+    EXECUTE FUNCTION opsflags_internal.audit_table_rewrite();
+ALTER EVENT TRIGGER opsflags_audit_table_rewrite ENABLE ALWAYS;
+
+REVOKE ALL ON FUNCTION
+    opsflags.audit_trigger(), opsflags_internal.audit_log_guard(),
+    opsflags.purge_audit_log(timestamptz),
+    opsflags.audit_table(regclass), opsflags.unaudit_table(regclass),
+    opsflags_internal.audit_attach(regclass, text), opsflags_internal.audit_new_children(),
+    opsflags_internal.audit_links_tables(pg_ddl_command), opsflags_internal.audit_table_rewrite()
+FROM PUBLIC;
+GRANT SELECT ON opsflags.audit_log TO opsflags_admin;
+-- audit_table runs with its caller's rights (who must be allowed to create
+-- triggers on the table).
+GRANT EXECUTE ON FUNCTION
+    opsflags.audit_trigger(),
+    opsflags.audit_table(regclass), opsflags.unaudit_table(regclass),
+    opsflags_internal.audit_attach(regclass, text)
+TO opsflags_admin;
