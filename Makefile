@@ -6,7 +6,7 @@ OBJS         = src/opsflags.o src/shmem.o src/spi.o src/cache.o src/hashing.o sr
                src/audit.o src/maintenance.o src/errors.o src/memcached.o src/health.o \
                src/bgworker.o src/worker.o src/usage.o src/publish.o src/restore.o \
                src/http_server.o src/http_conn.o src/http_dbqueue.o src/http_sql.o src/http_routes.o \
-               src/http_probes.o src/http_metrics.o src/http_status.o src/http_flags.o
+               src/http_endpoints.o src/http_probes.o src/http_metrics.o src/http_status.o src/http_flags.o
 DATA         = $(wildcard sql/opsflags--*.sql)
 PG_CPPFLAGS  = -I$(srcdir)/src
 # PostgreSQL's own headers trip -Wunused-parameter under -Wextra; everything else is on.

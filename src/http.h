@@ -10,7 +10,7 @@
  * the route's handler.  A family of endpoints is one file (http_probes.c,
  * http_metrics.c, http_status.c, http_flags.c) with a function that
  * registers its routes; a new family is a new file and one line in
- * http_routes.c.
+ * http_endpoints.c.
  */
 #ifndef OPSFLAGS_HTTP_H
 #define OPSFLAGS_HTTP_H
@@ -45,20 +45,20 @@ typedef struct HttpAnswer
  * the handler's argument) and what answers it.  Every route serves GET and
  * HEAD; the core answers other methods 405 and request bodies 413.
  *
- * A route answered in the loop has a handler that calls http_respond()
- * before it returns; it must never wait, let alone run SQL.  A route that
- * needs the database has an answer function, run in the database worker
- * "opsflags http sql" (http_sql.c), which is handed the request over a
- * shared memory queue while the loop serves everyone else; its handler, if
- * any, may answer at once (a 404 for an argument that names nothing) or call
- * http_ask_database().
+ * The handler, in the loop, answers the request: http_respond() before it
+ * returns, never waiting, let alone running SQL, or http_ask_database().
+ * A route that needs the database has an answer function, run in the
+ * database worker "opsflags http sql" (http_sql.c), which is handed the
+ * request over a shared memory queue while the loop serves everyone else:
+ * its handler is http_ask_database itself, or one that calls it (or
+ * answers at once, say 404 for an argument that names nothing).
  */
 typedef struct HttpRoute
 {
 	const char *path;
 	bool		prefix;			/* path is a prefix; the rest is the argument */
 
-	/* In the loop.  NULL: http_ask_database(conn, req, NULL). */
+	/* In the loop */
 	void		(*handler) (HttpConn *conn, HttpRequest *req, const char *arg);
 
 	/* Routes that need the database: */
@@ -72,13 +72,13 @@ typedef struct HttpRoute
 } HttpRoute;
 
 /* http_routes.c: the routing table, filled at start-up (preload) */
-extern void http_register_routes(void);
 extern void http_route(const HttpRoute *route);
 extern const HttpRoute *http_find_route(const char *path, const char **arg);
 extern int	http_route_id(const HttpRoute *route);
 extern const HttpRoute *http_route_by_id(int id);
 
-/* The families' registration functions, called by http_register_routes() */
+/* http_endpoints.c: the families, each registering its routes */
+extern void http_register_endpoints(void);
 extern void http_probes_routes(void);
 extern void http_metrics_routes(void);
 extern void http_status_routes(void);
@@ -93,7 +93,7 @@ extern void http_respond(HttpConn *conn, HttpRequest *req, int code,
 						 const char *content_type, const char *body, size_t bodylen);
 extern void http_respond_text(HttpConn *conn, HttpRequest *req, int code, const char *text);
 
-/* Hand the request to the database worker (arg: at most HTTP_SQL_MAX_ARG bytes). */
+/* A handler: the database worker answers (arg: at most HTTP_SQL_MAX_ARG bytes). */
 extern void http_ask_database(HttpConn *conn, HttpRequest *req, const char *arg);
 
 /* Responses answered since the server started, by status code; returns how many codes. */
@@ -101,30 +101,34 @@ extern void http_ask_database(HttpConn *conn, HttpRequest *req, const char *arg)
 extern int	http_response_counts(int codes[HTTP_COUNTED_CODES], uint64 counts[HTTP_COUNTED_CODES]);
 
 /*
- * Streams (the shape for server-sent events; not built yet).  The core is
- * laid out for connections that outlive a request: each connection has a
- * state (HttpConnState, http_core.h), its own memory context and output
- * buffer, and its deadlines are kept by one pass over the connections
- * (http_expire_conns).  What a family of streaming endpoints will use:
+ * Streams: the shape for server-sent events, to be built with the first
+ * endpoint that streams (no code yet: nothing could exercise it).  A
+ * connection has a state (HttpConnState, http_core.h), its own memory
+ * context and output buffer, and one pass over the connections keeps
+ * every deadline (http_expire_conns); a stream is one more state.  A
+ * family of streaming endpoints will use:
  *
  *	HttpStream *http_stream_begin(HttpConn *conn, HttpRequest *req,
  *								  const char *content_type,
  *								  void (*closed) (HttpStream *, void *), void *arg);
- *		In a route's handler: send the response head (no Content-Length;
- *		the connection is closed to end the stream), and move the connection
- *		to the state HTTP_CONN_STREAM: out of opsflags.http_max_connections
- *		(streams have their own limit), never evicted as idle, no longer
- *		read but for EOF, and no deadline but its heartbeat.
+ *		In a route's handler: queue the response head (no Content-Length:
+ *		closing the connection ends the stream) and make the connection a
+ *		stream: out of the request slots (opsflags.http_max_connections;
+ *		streams get a limit of their own and a table that grows), never
+ *		evicted as idle, read only to see EOF (its request buffer freed),
+ *		and with a heartbeat (an SSE comment line) instead of a deadline.
  *	bool http_stream_push(HttpStream *stream, const char *data, size_t len);
- *		From the loop (an endpoint's latch or timer callback): append to the
- *		stream's buffer and send what the socket takes now; never waits.  A
- *		buffer that would grow past its bound closes the stream (a slow
- *		reader is dropped, not waited for) and returns false.
+ *		In the loop, from the family's own wakeup: append to the stream's
+ *		buffer and send what the socket takes now, never waiting.  A buffer
+ *		that would pass its bound closes the stream and returns false: a
+ *		slow reader is dropped, not waited for.
  *	void http_stream_close(HttpStream *stream);
  *
- * The core sends a heartbeat (an SSE comment line) after a quiet interval,
- * and calls closed() whenever it drops the stream (client gone, buffer
- * full, server reload), so that the family forgets its handle.
+ * The core calls closed() whenever it drops a stream (client gone, buffer
+ * full, reload), so that the family forgets its handle.  With thousands of
+ * streams the WaitEventSet, rebuilt at most once per turn of the loop
+ * today, should instead be changed in place (ModifyWaitEvent) for a stream
+ * that has bytes to send.
  */
 
 /* ---------- the database worker (http_sql.c) ---------- */

@@ -106,7 +106,7 @@ status_text(int code)
 /* Queue a whole response on the connection. */
 void
 http_respond(HttpConn *conn, HttpRequest *req, int code, const char *content_type,
-		const char *body, size_t bodylen)
+			 const char *body, size_t bodylen)
 {
 	MemoryContext old = MemoryContextSwitchTo(conn->context);
 
@@ -143,9 +143,27 @@ http_respond_text(HttpConn *conn, HttpRequest *req, int code, const char *text)
 	http_respond(conn, req, code, "text/plain; charset=utf-8", text, strlen(text));
 }
 
+void
+http_conn_await(HttpConn *conn, TimestampTz deadline, void (*cancel) (HttpConn *conn, bool expired))
+{
+	conn->state = HTTP_CONN_AWAITING;
+	conn->await_cancel = cancel;
+	conn->deadline = deadline;
+	http_events_changed = true;
+}
+
+void
+http_conn_resume(HttpConn *conn)
+{
+	conn->state = HTTP_CONN_OPEN;
+	conn->await_cancel = NULL;
+	conn->more = true;			/* its pipelined requests are next */
+	http_events_changed = true;
+}
+
 /* ---------- routing ---------- */
 
-/* Answer a parsed request: its route's handler, or the database worker. */
+/* Answer a parsed request: its route's handler does. */
 static void
 route_request(HttpConn *conn, HttpRequest *req)
 {
@@ -158,10 +176,7 @@ route_request(HttpConn *conn, HttpRequest *req)
 		return;
 	}
 	req->route = route;
-	if (route->handler != NULL)
-		route->handler(conn, req, arg);
-	else
-		http_ask_database(conn, req, NULL);
+	route->handler(conn, req, arg);
 }
 
 /* ---------- requests ---------- */
@@ -303,7 +318,7 @@ http_close_conn(int i, bool abort)
 	HttpConn   *conn = http_conns[i];
 
 	if (conn->state == HTTP_CONN_AWAITING)
-		http_db_forget(conn);
+		conn->await_cancel(conn, false);
 	if (abort)
 	{
 		struct linger lg;
@@ -626,8 +641,8 @@ http_expire_conns(void)
 
 		if (conn->state == HTTP_CONN_AWAITING && conn->deadline <= now)
 		{
-			/* The backstop: the database worker should have answered. */
-			http_db_timed_out(conn);
+			/* The backstop: whoever has the request should have answered. */
+			conn->await_cancel(conn, true);
 		}
 		else if (conn->deadline <= now)
 		{

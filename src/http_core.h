@@ -16,8 +16,9 @@
 /*
  * Where a connection is.  OPEN: reading requests and sending their
  * responses, one at a time (out is non-empty while a response is being
- * sent).  AWAITING: a request is with the database worker; the connection
- * is not read (its pipelined requests wait) until the answer comes.
+ * sent).  AWAITING: another part of the server (the queue to the database
+ * worker) answers its request; the connection is not read (its pipelined
+ * requests wait) until http_conn_resume().
  * LINGERING: the last response is sent and our side shut; what the client
  * still sends is read and dropped until it closes.  Streams will be a
  * fourth state (see http.h): sent to as their endpoint pushes, read only
@@ -44,9 +45,8 @@ struct HttpConn
 	bool		close_after;	/* close once out is sent */
 	bool		more;			/* a request may be buffered whose turn is next */
 	TimestampTz idle_since;		/* when its last response was taken (0: none yet) */
-	/* AWAITING: the request the database worker has, and how it was asked */
-	uint32		awaiting;
-	HttpRequest awaiting_req;	/* its path is not kept */
+	/* AWAITING: told when the connection closes or its deadline passes */
+	void		(*await_cancel) (HttpConn *conn, bool expired);
 };
 
 /* http_conn.c: the connections */
@@ -63,10 +63,18 @@ extern bool http_flush_conn(HttpConn *conn);
 extern void http_close_conn(int i, bool abort);
 extern long http_expire_conns(void);
 
+/*
+ * Leave a connection's answer to another part of the server until deadline.
+ * cancel(conn, false) is called if the connection closes first;
+ * cancel(conn, true) when the deadline passes, and must answer it.
+ */
+extern void http_conn_await(HttpConn *conn, TimestampTz deadline,
+							void (*cancel) (HttpConn *conn, bool expired));
+/* Before answering an AWAITING connection: it is OPEN again, its next request next */
+extern void http_conn_resume(HttpConn *conn);
+
 /* http_dbqueue.c: the queue to the database worker */
 extern bool http_db_connected;	/* to opsflags.database */
 extern void http_db_receive(void);
-extern void http_db_forget(HttpConn *conn);
-extern void http_db_timed_out(HttpConn *conn);
 
 #endif							/* OPSFLAGS_HTTP_CORE_H */

@@ -6,9 +6,8 @@
  *
  * The worker is started with the first such request, with a dynamic shared
  * memory segment holding the two queues, and again after it exits.  A
- * connection with a request there is AWAITING: not read (its pipelined
- * requests wait) until the answer comes, which is framed for it with its
- * route's content type.  At most HTTP_SQL_MAX_PENDING requests wait for the
+ * connection with a request there is AWAITING (http_conn_await) until the
+ * answer comes, which is framed for it with its route's content type.  At most HTTP_SQL_MAX_PENDING requests wait for the
  * worker; beyond that, while not connected to opsflags.database, and when
  * the worker cannot be started, a request gets its route's answer for an
  * unavailable database at once.
@@ -32,6 +31,7 @@ typedef struct HttpPending
 {
 	uint32		id;
 	HttpConn   *conn;			/* NULL: the client has gone or been answered */
+	HttpRequest req;			/* how it asked (its path is not kept) */
 } HttpPending;
 
 static MemoryContext sql_context = NULL;	/* the handles below; NULL: stopped */
@@ -47,8 +47,8 @@ static uint32 last_request_id = 0;
 #define HTTP_SQL_RETRY_MS	1000
 
 static void sql_stop(void);
-static void answer_unavailable(HttpConn *conn, const char *error);
-static void frame_answer(HttpConn *conn, int code, const char *body, size_t len);
+static void answer_unavailable(HttpConn *conn, HttpRequest *req, const char *error);
+static void frame_answer(HttpConn *conn, HttpRequest *req, int code, const char *body, size_t len);
 
 /* Start the worker, with a new segment for the queues. */
 static bool
@@ -115,34 +115,58 @@ sql_stop(void)
 	sql_worker = NULL;
 	for (i = 0; i < npending; i++)
 		if (pending[i].conn != NULL)
-			answer_unavailable(pending[i].conn, "the database worker of opsflags http exited");
+			answer_unavailable(pending[i].conn, &pending[i].req,
+							   "the database worker of opsflags http exited");
 	npending = 0;
 }
 
-/* Hand a request to the worker; the connection waits for its answer. */
+/*
+ * The connection closes before the answer comes (that answer then goes
+ * nowhere), or the answer is late (the backstop: the worker answers within
+ * about twice the timeout): answered as if the database had not answered.
+ */
+static void
+forget(HttpConn *conn, bool expired)
+{
+	HttpRequest req = {0};
+	int			i;
+
+	for (i = 0; i < npending; i++)
+		if (pending[i].conn == conn)
+		{
+			pending[i].conn = NULL;
+			req = pending[i].req;
+		}
+	Assert(req.route != NULL);
+	if (expired)
+		answer_unavailable(conn, &req, "the database did not answer in time");
+}
+
+/*
+ * A route's handler: hand the request, and arg (at most HTTP_SQL_MAX_ARG
+ * bytes), to the worker; the connection waits for its answer.
+ */
 void
 http_ask_database(HttpConn *conn, HttpRequest *req, const char *arg)
 {
 	HttpSqlRequest msg;
 
 	Assert(req->route != NULL && req->route->answer != NULL);
-	conn->awaiting_req = *req;
-	conn->awaiting_req.path = NULL;
 	if (!http_db_connected)
 	{
 		char	   *error = psprintf("database \"%s\" does not exist", opsflags_database);
 
-		answer_unavailable(conn, error);
+		answer_unavailable(conn, req, error);
 		return;
 	}
 	if (npending == HTTP_SQL_MAX_PENDING)
 	{
-		answer_unavailable(conn, "too many requests are waiting for the database");
+		answer_unavailable(conn, req, "too many requests are waiting for the database");
 		return;
 	}
 	if (sql_segment == NULL && !sql_start())
 	{
-		answer_unavailable(conn, "the database worker of opsflags http could not be started");
+		answer_unavailable(conn, req, "the database worker of opsflags http could not be started");
 		return;
 	}
 
@@ -156,38 +180,17 @@ http_ask_database(HttpConn *conn, HttpRequest *req, const char *arg)
 	if (shm_mq_send(sql_requests, sizeof(msg), &msg, true, true) != SHM_MQ_SUCCESS)
 	{
 		sql_stop();
-		answer_unavailable(conn, "the database worker of opsflags http exited");
+		answer_unavailable(conn, req, "the database worker of opsflags http exited");
 		return;
 	}
 	pending[npending].id = msg.id;
 	pending[npending].conn = conn;
+	pending[npending].req = *req;
+	pending[npending].req.path = NULL;
 	npending++;
-	conn->state = HTTP_CONN_AWAITING;
-	conn->awaiting = msg.id;
 	/* The worker answers within about twice the timeout; this is the backstop. */
-	conn->deadline = TimestampTzPlusMilliseconds(msg.queued_at, 3 * opsflags_http_timeout_ms);
-	http_events_changed = true;
-}
-
-/* Forget the connection's request: its answer, when it comes, goes nowhere. */
-void
-http_db_forget(HttpConn *conn)
-{
-	int			i;
-
-	for (i = 0; i < npending; i++)
-		if (pending[i].conn == conn)
-			pending[i].conn = NULL;
-	conn->state = HTTP_CONN_OPEN;
-	conn->awaiting = 0;
-}
-
-/* The backstop: the worker has not answered the connection's request in time. */
-void
-http_db_timed_out(HttpConn *conn)
-{
-	http_db_forget(conn);
-	answer_unavailable(conn, "the database did not answer in time");
+	http_conn_await(conn, TimestampTzPlusMilliseconds(msg.queued_at, 3 * opsflags_http_timeout_ms),
+					forget);
 }
 
 /* Take the worker's answers, and notice that it has gone. */
@@ -201,6 +204,7 @@ http_db_receive(void)
 		HttpSqlAnswer head;
 		shm_mq_result res = shm_mq_receive(sql_answers, &nbytes, &data, true);
 		HttpConn   *conn;
+		HttpRequest req;
 		int			i;
 
 		if (res == SHM_MQ_WOULD_BLOCK)
@@ -223,12 +227,13 @@ http_db_receive(void)
 		if (i == npending)
 			continue;
 		conn = pending[i].conn;
+		req = pending[i].req;
 		npending -= i + 1;
 		memmove(pending, pending + i + 1, sizeof(HttpPending) * npending);
 		if (conn == NULL)
 			continue;
 
-		frame_answer(conn, head.code, (char *) data + sizeof(head), nbytes - sizeof(head));
+		frame_answer(conn, &req, head.code, (char *) data + sizeof(head), nbytes - sizeof(head));
 	}
 }
 
@@ -237,13 +242,11 @@ http_db_receive(void)
  * connection, then go on with the connection's next request.
  */
 static void
-frame_answer(HttpConn *conn, int code, const char *body, size_t len)
+frame_answer(HttpConn *conn, HttpRequest *req, int code, const char *body, size_t len)
 {
-	HttpRequest req = conn->awaiting_req;
-	const HttpRoute *route = req.route;
+	const HttpRoute *route = req->route;
 
-	conn->state = HTTP_CONN_OPEN;
-	conn->awaiting = 0;
+	http_conn_resume(conn);
 	if (route->finish != NULL)
 	{
 		StringInfoData buf;
@@ -251,22 +254,20 @@ frame_answer(HttpConn *conn, int code, const char *body, size_t len)
 		initStringInfo(&buf);
 		appendBinaryStringInfo(&buf, body, len);
 		route->finish(&buf, code);
-		http_respond(conn, &req, code, route->content_type, buf.data, buf.len);
+		http_respond(conn, req, code, route->content_type, buf.data, buf.len);
 		pfree(buf.data);
 	}
 	else
-		http_respond(conn, &req, code, route->content_type, body, len);
-	conn->more = true;			/* its pipelined requests are next */
-	http_events_changed = true;
+		http_respond(conn, req, code, route->content_type, body, len);
 }
 
 static void
-answer_unavailable(HttpConn *conn, const char *error)
+answer_unavailable(HttpConn *conn, HttpRequest *req, const char *error)
 {
 	HttpAnswer	a;
 
 	initStringInfo(&a.body);
-	http_answer_unavailable(conn->awaiting_req.route, error, &a);
-	frame_answer(conn, a.code, a.body.data, a.body.len);
+	http_answer_unavailable(req->route, error, &a);
+	frame_answer(conn, req, a.code, a.body.data, a.body.len);
 	pfree(a.body.data);
 }

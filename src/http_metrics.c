@@ -222,6 +222,7 @@ metrics_unavailable(HttpAnswer *a, const char *error)
 
 static const HttpRoute metrics_route = {
 	.path = "/metrics",
+	.handler = http_ask_database,
 	.answer = answer_metrics,
 	.unavailable = metrics_unavailable,
 	.content_type = "text/plain; version=0.0.4; charset=utf-8",

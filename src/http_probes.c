@@ -121,6 +121,7 @@ static const HttpRoute livez_route = {
 
 static const HttpRoute ready_route = {
 	.path = "/readyz",
+	.handler = http_ask_database,
 	.answer = answer_ready,
 	.unavailable = not_ready,
 	.content_type = "application/json",
@@ -128,12 +129,14 @@ static const HttpRoute ready_route = {
 
 static const HttpRoute health_route = {
 	.path = "/health",
+	.handler = http_ask_database,
 	.answer = answer_health,
 	.content_type = "application/json",
 };
 
 static const HttpRoute api_health_route = {
 	.path = "/api/health",
+	.handler = http_ask_database,
 	.answer = answer_health,
 	.content_type = "application/json",
 };

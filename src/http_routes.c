@@ -1,8 +1,7 @@
 /*
  * http_routes.c
- *	  The HTTP server's routing table: the families of endpoints, and the
- *	  routes they register.  A new family of endpoints is a file of its own
- *	  and one line in http_register_routes(); the core is not touched.
+ *	  The HTTP server's routing table: the routes that the families of
+ *	  endpoints register (http_endpoints.c), and the route of a path.
  *
  * The table is filled by _PG_init (preload), in the postmaster, so the
  * loop and its database worker, both started from there, hold the same
@@ -20,21 +19,11 @@
 static const HttpRoute *routes[HTTP_MAX_ROUTES];
 static int	nroutes = 0;
 
-/* Every family's routes, in the order paths are matched */
-void
-http_register_routes(void)
-{
-	http_probes_routes();		/* /livez, /readyz, /health */
-	http_metrics_routes();		/* /metrics */
-	http_status_routes();		/* /, /api/status */
-	http_flags_routes();		/* /flags/<environment> */
-}
-
 /* Add a route (the family keeps it: a static const). */
 void
 http_route(const HttpRoute *route)
 {
-	Assert(route->handler != NULL || route->answer != NULL);
+	Assert(route->handler != NULL);
 	Assert(route->answer == NULL || route->content_type != NULL);
 	if (nroutes == HTTP_MAX_ROUTES)
 		elog(ERROR, "too many opsflags http routes");

@@ -384,7 +384,7 @@ opsflags_http_init(void)
 							NULL, NULL, NULL);
 
 	opsflags_shmem_register(sizeof(OpsWorkerStart), NULL, http_shmem_attach);
-	http_register_routes();
+	http_register_endpoints();
 
 	/* Also on a standby, where /readyz reports the replay lag. */
 	opsflags_register_worker("opsflags http", "opsflags_http_main");

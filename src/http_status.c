@@ -131,6 +131,7 @@ static const HttpRoute index_route = {
 
 static const HttpRoute api_status_route = {
 	.path = "/api/status",
+	.handler = http_ask_database,
 	.answer = answer_status,
 	.content_type = "application/json",
 };

@@ -180,7 +180,7 @@ extern ErrorData *opsflags_step_failed(MemoryContext context, bool report);
 /* worker.c */
 extern void opsflags_worker_init(void);
 
-/* http.c */
+/* http_server.c: the HTTP server */
 extern void opsflags_http_init(void);
 
 /* health.c */
