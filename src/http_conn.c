@@ -144,9 +144,12 @@ http_respond_text(HttpConn *conn, HttpRequest *req, int code, const char *text)
 }
 
 void
-http_conn_await(HttpConn *conn, TimestampTz deadline, void (*cancel) (HttpConn *conn, bool expired))
+http_conn_await(HttpConn *conn, HttpRequest *req, TimestampTz deadline,
+				void (*cancel) (HttpConn *conn, bool expired))
 {
 	conn->state = HTTP_CONN_AWAITING;
+	conn->awaiting = *req;
+	conn->awaiting.path = NULL;
 	conn->await_cancel = cancel;
 	conn->deadline = deadline;
 	http_events_changed = true;

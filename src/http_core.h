@@ -45,7 +45,9 @@ struct HttpConn
 	bool		close_after;	/* close once out is sent */
 	bool		more;			/* a request may be buffered whose turn is next */
 	TimestampTz idle_since;		/* when its last response was taken (0: none yet) */
-	/* AWAITING: told when the connection closes or its deadline passes */
+	/* AWAITING: the request answered elsewhere (its path is not kept) */
+	HttpRequest awaiting;
+	/* ... and who is told when the connection closes or its deadline passes */
 	void		(*await_cancel) (HttpConn *conn, bool expired);
 };
 
@@ -64,11 +66,11 @@ extern void http_close_conn(int i, bool abort);
 extern long http_expire_conns(void);
 
 /*
- * Leave a connection's answer to another part of the server until deadline.
+ * Leave the answer to req to another part of the server until deadline.
  * cancel(conn, false) is called if the connection closes first;
  * cancel(conn, true) when the deadline passes, and must answer it.
  */
-extern void http_conn_await(HttpConn *conn, TimestampTz deadline,
+extern void http_conn_await(HttpConn *conn, HttpRequest *req, TimestampTz deadline,
 							void (*cancel) (HttpConn *conn, bool expired));
 /* Before answering an AWAITING connection: it is OPEN again, its next request next */
 extern void http_conn_resume(HttpConn *conn);

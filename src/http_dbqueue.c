@@ -7,10 +7,11 @@
  * The worker is started with the first such request, with a dynamic shared
  * memory segment holding the two queues, and again after it exits.  A
  * connection with a request there is AWAITING (http_conn_await) until the
- * answer comes, which is framed for it with its route's content type.  At most HTTP_SQL_MAX_PENDING requests wait for the
- * worker; beyond that, while not connected to opsflags.database, and when
- * the worker cannot be started, a request gets its route's answer for an
- * unavailable database at once.
+ * answer comes, which is framed for it with its route's content type.  At
+ * most HTTP_SQL_MAX_PENDING requests wait for the worker; beyond that,
+ * while not connected to opsflags.database, and when the worker cannot be
+ * started, a request gets its route's answer for an unavailable database
+ * at once.
  */
 #include "postgres.h"
 
@@ -31,7 +32,6 @@ typedef struct HttpPending
 {
 	uint32		id;
 	HttpConn   *conn;			/* NULL: the client has gone or been answered */
-	HttpRequest req;			/* how it asked (its path is not kept) */
 } HttpPending;
 
 static MemoryContext sql_context = NULL;	/* the handles below; NULL: stopped */
@@ -115,8 +115,12 @@ sql_stop(void)
 	sql_worker = NULL;
 	for (i = 0; i < npending; i++)
 		if (pending[i].conn != NULL)
-			answer_unavailable(pending[i].conn, &pending[i].req,
-							   "the database worker of opsflags http exited");
+		{
+			HttpConn   *conn = pending[i].conn;
+			HttpRequest req = conn->awaiting;
+
+			answer_unavailable(conn, &req, "the database worker of opsflags http exited");
+		}
 	npending = 0;
 }
 
@@ -128,16 +132,12 @@ sql_stop(void)
 static void
 forget(HttpConn *conn, bool expired)
 {
-	HttpRequest req = {0};
+	HttpRequest req = conn->awaiting;
 	int			i;
 
 	for (i = 0; i < npending; i++)
 		if (pending[i].conn == conn)
-		{
 			pending[i].conn = NULL;
-			req = pending[i].req;
-		}
-	Assert(req.route != NULL);
 	if (expired)
 		answer_unavailable(conn, &req, "the database did not answer in time");
 }
@@ -185,11 +185,9 @@ http_ask_database(HttpConn *conn, HttpRequest *req, const char *arg)
 	}
 	pending[npending].id = msg.id;
 	pending[npending].conn = conn;
-	pending[npending].req = *req;
-	pending[npending].req.path = NULL;
 	npending++;
 	/* The worker answers within about twice the timeout; this is the backstop. */
-	http_conn_await(conn, TimestampTzPlusMilliseconds(msg.queued_at, 3 * opsflags_http_timeout_ms),
+	http_conn_await(conn, req, TimestampTzPlusMilliseconds(msg.queued_at, 3 * opsflags_http_timeout_ms),
 					forget);
 }
 
@@ -227,12 +225,12 @@ http_db_receive(void)
 		if (i == npending)
 			continue;
 		conn = pending[i].conn;
-		req = pending[i].req;
 		npending -= i + 1;
 		memmove(pending, pending + i + 1, sizeof(HttpPending) * npending);
 		if (conn == NULL)
 			continue;
 
+		req = conn->awaiting;
 		frame_answer(conn, &req, head.code, (char *) data + sizeof(head), nbytes - sizeof(head));
 	}
 }
