@@ -4,7 +4,9 @@ EXTENSION    = opsflags
 MODULE_big   = opsflags
 OBJS         = src/opsflags.o src/shmem.o src/spi.o src/cache.o src/hashing.o src/flags.o src/config.o \
                src/audit.o src/maintenance.o src/errors.o src/memcached.o src/health.o \
-               src/worker.o src/usage.o src/publish.o src/http.o src/http_sql.o src/restore.o
+               src/bgworker.o src/worker.o src/usage.o src/publish.o src/restore.o \
+               src/http_server.o src/http_conn.o src/http_dbqueue.o src/http_sql.o src/http_routes.o \
+               src/http_endpoints.o src/http_probes.o src/http_metrics.o src/http_status.o src/http_flags.o
 # The install script of the current version is built from one SQL source per
 # capability (src/<capability>.sql, beside its C file), concatenated in this
 # order: each part needs only what comes before it.  The released scripts
@@ -38,10 +40,10 @@ endif
 
 # Every C file includes the shared header (PGXS tracks no header dependencies).
 $(OBJS): src/opsflags.h
-src/http.o src/http_sql.o src/http.bc src/http_sql.bc: src/http.h
+$(filter src/http%,$(OBJS)) $(patsubst %.o,%.bc,$(filter src/http%,$(OBJS))): src/http.h src/http_core.h
 
-# The status page, served by src/http.c, as a C string literal.
-src/http.o src/http.bc: src/status_page.h
+# The status page, served by src/http_status.c, as a C string literal.
+src/http_status.o src/http_status.bc: src/status_page.h
 src/status_page.h: src/status_page.html
 	sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/?/\\?/g' -e 's/^/"/' -e 's/$$/\\n"/' $< >$@
 

@@ -34,7 +34,7 @@ PG_FUNCTION_INFO_V1(opsflags_config_raise);
 /* Longest configuration key (see opsflags.is_valid_config_key). */
 #define CONFIG_KEY_MAXLEN 200
 /* Cache key: "<environment>|<config key>" */
-#define CONFIG_CACHE_KEYLEN (NAMEDATALEN + 1 + CONFIG_KEY_MAXLEN + 1)
+#define CONFIG_CACHE_KEYLEN (OPSFLAGS_ENVIRONMENT_MAXLEN + 1 + CONFIG_KEY_MAXLEN + 1)
 #define CONFIG_CACHE_MAX_ENTRIES 65536
 
 typedef struct ConfigEntry
@@ -177,7 +177,7 @@ config_lookup(const char *key, int keylen, const char *environment)
 	if (!config_key_valid(key, keylen))
 		return NULL;
 	/* No environment has so long a name: only the 'all' row can answer. */
-	if (envlen >= NAMEDATALEN)
+	if (envlen > OPSFLAGS_ENVIRONMENT_MAXLEN)
 	{
 		environment = "";
 		envlen = 0;

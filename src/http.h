@@ -1,8 +1,16 @@
 /*
  * http.h
- *	  What the HTTP server's event loop (http.c) and its database worker
- *	  (http_sql.c) share: the settings, the shared memory queues' layout and
- *	  the messages on them, and the bodies both may answer with.
+ *	  The HTTP server as its families of endpoints see it: the routing table
+ *	  they register into, what a handler may do with a request in the loop
+ *	  (answer it, or hand it to the database worker), and what a database
+ *	  handler has in that worker (fixed queries, an answer to fill).
+ *
+ * The server core (http_server.c, http_conn.c, http_dbqueue.c) knows no
+ * endpoint: it parses a request, finds its route (http_routes.c) and calls
+ * the route's handler.  A family of endpoints is one file (http_probes.c,
+ * http_metrics.c, http_status.c, http_flags.c) with a function that
+ * registers its routes; a new family is a new file and one line in
+ * http_endpoints.c.
  */
 #ifndef OPSFLAGS_HTTP_H
 #define OPSFLAGS_HTTP_H
@@ -10,32 +18,166 @@
 #include "lib/stringinfo.h"
 #include "utils/timestamp.h"
 
+#include "opsflags.h"
+
+/* A client connection; only the core looks inside. */
+typedef struct HttpConn HttpConn;
+struct HttpRoute;
+
+/* A request, as the core parsed it (GET or HEAD, no body) */
+typedef struct HttpRequest
+{
+	bool		head;			/* HEAD: headers only */
+	bool		keep_alive;
+	char	   *path;			/* without the query string */
+	const struct HttpRoute *route;	/* the route that matched */
+} HttpRequest;
+
+/* An answer from the database worker: a status code and a body */
+typedef struct HttpAnswer
+{
+	int			code;
+	StringInfoData body;
+} HttpAnswer;
+
+/*
+ * A route: a path (or, with prefix, what a path starts with, the rest being
+ * the handler's argument) and what answers it.  Every route serves GET and
+ * HEAD; the core answers other methods 405 and request bodies 413.
+ *
+ * The handler, in the loop, answers the request: http_respond() before it
+ * returns, never waiting, let alone running SQL, or http_ask_database().
+ * A route that needs the database has an answer function, run in the
+ * database worker "opsflags http sql" (http_sql.c), which is handed the
+ * request over a shared memory queue while the loop serves everyone else:
+ * its handler is http_ask_database itself, or one that calls it (or
+ * answers at once, say 404 for an argument that names nothing).
+ */
+typedef struct HttpRoute
+{
+	const char *path;
+	bool		prefix;			/* path is a prefix; the rest is the argument */
+
+	/* In the loop */
+	void		(*handler) (HttpConn *conn, HttpRequest *req, const char *arg);
+
+	/* Routes that need the database: */
+	/* in the worker, the answer (arg: what the handler passed on) */
+	void		(*answer) (HttpAnswer *answer, const char *arg);
+	/* the answer when the database did not give one (NULL: http_answer_unhealthy) */
+	void		(*unavailable) (HttpAnswer *answer, const char *error);
+	const char *content_type;	/* of both */
+	/* in the loop, what it adds to the body before sending it (NULL: nothing) */
+	void		(*finish) (StringInfo body, int code);
+} HttpRoute;
+
+/* http_routes.c: the routing table, filled at start-up (preload) */
+extern void http_route(const HttpRoute *route);
+extern const HttpRoute *http_find_route(const char *path, const char **arg);
+extern int	http_route_id(const HttpRoute *route);
+extern const HttpRoute *http_route_by_id(int id);
+
+/* http_endpoints.c: the families, each registering its routes */
+extern void http_register_endpoints(void);
+extern void http_probes_routes(void);
+extern void http_metrics_routes(void);
+extern void http_status_routes(void);
+extern void http_flags_routes(void);
+
+/* ---------- in the loop (http_conn.c, http_dbqueue.c) ---------- */
+
 extern int	opsflags_http_timeout_ms;
 
-/* Endpoints answered from the database */
-typedef enum HttpSqlEndpoint
-{
-	HTTP_SQL_HEALTH,			/* /health, /api/health */
-	HTTP_SQL_READY,				/* /readyz */
-	HTTP_SQL_METRICS,			/* /metrics, but for the loop's own counters */
-	HTTP_SQL_FLAGS,				/* /flags/<environment> */
-	HTTP_SQL_STATUS				/* /api/status */
-} HttpSqlEndpoint;
+/* Queue a whole response; the connection closes after it unless keep-alive. */
+extern void http_respond(HttpConn *conn, HttpRequest *req, int code,
+						 const char *content_type, const char *body, size_t bodylen);
+extern void http_respond_text(HttpConn *conn, HttpRequest *req, int code, const char *text);
 
-/* What a body is; the loop frames it */
-typedef enum HttpBodyKind
+/* A handler: the database worker answers (arg: at most HTTP_SQL_MAX_ARG bytes). */
+extern void http_ask_database(HttpConn *conn, HttpRequest *req, const char *arg);
+
+/* Responses answered since the server started, by status code; returns how many codes. */
+#define HTTP_COUNTED_CODES 10
+extern int	http_response_counts(int codes[HTTP_COUNTED_CODES], uint64 counts[HTTP_COUNTED_CODES]);
+
+/*
+ * Streams: the shape for server-sent events, to be built with the first
+ * endpoint that streams (no code yet: nothing could exercise it).  A
+ * connection has a state (HttpConnState, http_core.h), its own memory
+ * context and output buffer, and one pass over the connections keeps
+ * every deadline (http_expire_conns); a stream is one more state.  A
+ * family of streaming endpoints will use:
+ *
+ *	HttpStream *http_stream_begin(HttpConn *conn, HttpRequest *req,
+ *								  const char *content_type,
+ *								  void (*closed) (HttpStream *, void *), void *arg);
+ *		In a route's handler: queue the response head (no Content-Length:
+ *		closing the connection ends the stream) and make the connection a
+ *		stream: out of the request slots (opsflags.http_max_connections;
+ *		streams get a limit of their own and a table that grows), never
+ *		evicted as idle, read only to see EOF (its request buffer freed),
+ *		and with a heartbeat (an SSE comment line) instead of a deadline.
+ *	bool http_stream_push(HttpStream *stream, const char *data, size_t len);
+ *		In the loop, from the family's own wakeup: append to the stream's
+ *		buffer and send what the socket takes now, never waiting.  A buffer
+ *		that would pass its bound closes the stream and returns false: a
+ *		slow reader is dropped, not waited for.
+ *	void http_stream_close(HttpStream *stream);
+ *
+ * The core calls closed() whenever it drops a stream (client gone, buffer
+ * full, reload), so that the family forgets its handle.  With thousands of
+ * streams the WaitEventSet, rebuilt at most once per turn of the loop
+ * today, should instead be changed in place (ModifyWaitEvent) for a stream
+ * that has bytes to send.
+ */
+
+/* ---------- the database worker (http_sql.c) ---------- */
+
+/* A query's rows as C strings (NULL for SQL NULL) */
+typedef struct HttpResult
 {
-	HTTP_BODY_JSON,
-	HTTP_BODY_METRICS			/* the loop appends opsflags_http_requests_total */
-} HttpBodyKind;
+	int			nrows;
+	int			ncols;
+	char	  **values;			/* nrows * ncols */
+	int			sqlerrcode;		/* when the query failed */
+	char	   *error;
+} HttpResult;
+
+static inline const char *
+http_result_value(HttpResult *r, int row, int col)
+{
+	return r->values[row * r->ncols + col];
+}
+
+/*
+ * Run a fixed query in its own read-only transaction as as_role (InvalidOid:
+ * the worker's own superuser), bounded by opsflags.http_timeout; false, with
+ * the error in *result, if it failed.
+ */
+extern bool http_sql(OpsQuery *query, Datum *args, const char *nulls, Oid as_role,
+					 HttpResult *result);
+
+/* The health_status() document and status as pg_monitor sees them (http_probes.c) */
+extern bool http_health_document(HttpResult *result);
+
+/* 503 {"status": "unhealthy", "error": error} */
+extern void http_answer_unhealthy(HttpAnswer *answer, const char *error);
+/* The route's answer when the database did not answer */
+extern void http_answer_unavailable(const HttpRoute *route, const char *error, HttpAnswer *answer);
+
+/* Both workers: fixed queries only, resolved in pg_catalog; evaluations are not usage. */
+extern void http_pin_session(void);
+
+/* ---------- the queue between them ---------- */
 
 /* Loop -> worker: one request */
+#define HTTP_SQL_MAX_ARG	64
 typedef struct HttpSqlRequest
 {
 	uint32		id;
-	int32		endpoint;		/* HttpSqlEndpoint */
+	int32		route;			/* http_route_id() */
 	TimestampTz queued_at;
-	char		arg[64];		/* the environment of /flags/<environment> */
+	char		arg[HTTP_SQL_MAX_ARG];
 } HttpSqlRequest;
 
 /* Worker -> loop: this header, then the body */
@@ -43,7 +185,6 @@ typedef struct HttpSqlAnswer
 {
 	uint32		id;
 	int32		code;
-	int32		kind;			/* HttpBodyKind */
 } HttpSqlAnswer;
 
 /*
@@ -53,12 +194,6 @@ typedef struct HttpSqlAnswer
 #define HTTP_SQL_MAX_PENDING	64
 #define HTTP_SQL_REQUEST_QUEUE	16384
 #define HTTP_SQL_ANSWER_QUEUE	65536
-
-/* The answer of an endpoint whose database did not answer */
-extern void http_sql_unavailable(HttpSqlEndpoint endpoint, const char *error,
-								 int *code, HttpBodyKind *kind, StringInfo body);
-/* The header of the loop's own family of /metrics */
-extern void http_metrics_requests_header(StringInfo buf);
 
 PGDLLEXPORT void opsflags_http_sql_main(Datum arg);
 

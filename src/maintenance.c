@@ -85,7 +85,7 @@ static bool enforcement_loaded = false;
 static bool maintenance_touched = false;
 static bool loading = false;
 
-char	   *opsflags_maintenance_exempt_roles = NULL;
+static char *opsflags_maintenance_exempt_roles = NULL;
 
 static ExecutorStart_hook_type prev_ExecutorStart = NULL;
 static ProcessUtility_hook_type prev_ProcessUtility = NULL;

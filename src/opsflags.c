@@ -24,16 +24,16 @@
 PG_MODULE_MAGIC;
 
 char	   *opsflags_environment = NULL;
-char	   *opsflags_guard_environment = NULL;
+static char *opsflags_guard_environment = NULL;
 
 /*
  * opsflags.environment as the server sets it (its default, postgresql.conf,
  * ALTER SYSTEM, the command line), whatever roles, databases and sessions
  * set: where guards evaluate unless opsflags.guard_environment says.
  */
-static char server_environment[64] = "production";
+static char server_environment[OPSFLAGS_ENVIRONMENT_MAXLEN + 1] = "production";
 char	   *opsflags_memcached_servers = NULL;
-char	   *opsflags_updated_by = NULL;
+static char *opsflags_updated_by = NULL;
 
 void		_PG_init(void);
 
@@ -41,13 +41,17 @@ void		_PG_init(void);
  * taken as they are (refusing one would silently fall back to the default). */
 static bool gucs_defined = false;
 
-/* Same shape as opsflags.environments.name. */
+/*
+ * The one test of an environment name's shape, for settings, guard
+ * triggers and the HTTP server's /flags/<environment>: that of
+ * opsflags.environments.name (see OPSFLAGS_ENVIRONMENT_MAXLEN).
+ */
 bool
 opsflags_valid_environment_name(const char *name)
 {
 	const char *p = name;
 
-	if (p == NULL || *p == '\0' || strlen(p) > 63)
+	if (p == NULL || *p == '\0' || strlen(p) > OPSFLAGS_ENVIRONMENT_MAXLEN)
 		return false;
 	for (; *p; p++)
 	{
@@ -103,7 +107,7 @@ check_environment_name(const char *name, GucSource source)
 {
 	bool		checked;
 
-	if (name == NULL || *name == '\0' || strlen(name) > 63)
+	if (name == NULL || *name == '\0' || strlen(name) > OPSFLAGS_ENVIRONMENT_MAXLEN)
 	{
 		GUC_check_errdetail("An environment name has 1 to 63 characters.");
 		return false;
@@ -211,6 +215,7 @@ _PG_init(void)
 	opsflags_maintenance_init();
 	opsflags_errors_init();
 	opsflags_health_init();
+	opsflags_bgworker_init();
 	opsflags_worker_init();
 	opsflags_http_init();
 	opsflags_usage_init();

@@ -8,6 +8,8 @@
 #include "postgres.h"
 
 #include "executor/spi.h"
+#include "postmaster/bgworker.h"
+#include "storage/spin.h"
 #include "utils/jsonb.h"
 #include "utils/snapshot.h"
 #include "utils/timestamp.h"
@@ -15,9 +17,16 @@
 /* Longest flag key: ^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$ */
 #define OPSFLAGS_FLAG_KEY_MAXLEN 100
 
+/*
+ * Longest environment name.  The rule for a name is
+ * opsflags_valid_environment_name(), the same as opsflags.environments'
+ * CHECK (^[a-z0-9][a-z0-9_-]{0,62}$), which also keeps 'all' (configuration
+ * for every environment) from naming one.
+ */
+#define OPSFLAGS_ENVIRONMENT_MAXLEN 63
+
 /* opsflags.c: settings */
 extern char *opsflags_environment;
-extern char *opsflags_guard_environment;
 extern char *opsflags_memcached_servers;
 extern bool opsflags_valid_environment_name(const char *name);
 extern const char *opsflags_guard_environment_name(void);
@@ -103,7 +112,6 @@ extern Oid	opsflags_rel_owner(Oid relid);
 extern bool opsflags_is_admin(Oid owner_hint);
 
 /* maintenance.c */
-extern char *opsflags_maintenance_exempt_roles;
 extern void opsflags_maintenance_init(void);
 
 /* config.c */
@@ -144,13 +152,35 @@ extern OpsUsage *opsflags_usage_for(const char *flag_key);
 extern void opsflags_usage_mark_dirty(OpsUsage *u);
 extern void opsflags_usage_init(void);
 
-/* worker.c */
+/* bgworker.c: what the background workers share */
 extern char *opsflags_database;
-extern void opsflags_worker_init(void);
-extern bool opsflags_database_exists(const char *name);
-extern void opsflags_register_worker(const char *name, const char *function);
 
-/* http.c */
+/* In a worker's shared memory: whether its next start connects */
+typedef struct OpsWorkerStart
+{
+	slock_t		mutex;
+	bool		database_ready;
+} OpsWorkerStart;
+
+/* How often a worker waiting for opsflags.database looks for it */
+#define OPSFLAGS_CHECK_DATABASE_MS 5000
+
+extern void opsflags_bgworker_init(void);
+extern void opsflags_worker_prepare(BackgroundWorker *worker, const char *name,
+									const char *function);
+extern void opsflags_register_worker(const char *name, const char *function);
+extern bool opsflags_database_exists(const char *name);
+extern void opsflags_worker_start_init(OpsWorkerStart *start);
+extern bool opsflags_worker_connect(OpsWorkerStart *start);
+extern void opsflags_worker_restart_if_database(OpsWorkerStart *start);
+extern void opsflags_step_begin(const char *activity, int timeout_ms, bool read_only);
+extern void opsflags_step_end(void);
+extern ErrorData *opsflags_step_failed(MemoryContext context, bool report);
+
+/* worker.c */
+extern void opsflags_worker_init(void);
+
+/* http_server.c: the HTTP server */
 extern void opsflags_http_init(void);
 
 /* health.c */

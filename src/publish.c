@@ -93,7 +93,7 @@ static PublishShared *publish_shared = NULL;
 /* Without shared memory: the publisher this backend started last. */
 static BackgroundWorkerHandle *last_started = NULL;
 
-bool		opsflags_publish_to_memcached = false;
+static bool opsflags_publish_to_memcached = false;
 
 static bool flags_changed = false;	/* this transaction changed the flags */
 static bool publish_at_commit = false;	/* ... and publishing is on */
@@ -230,14 +230,9 @@ start_publisher(void)
 	if (!claim_publisher())
 		return;
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	opsflags_worker_prepare(&worker, "opsflags publisher", "opsflags_publisher_main");
 	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
 	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	strlcpy(worker.bgw_library_name, "opsflags", BGW_MAXLEN);
-	strlcpy(worker.bgw_function_name, "opsflags_publisher_main", BGW_MAXLEN);
-	strlcpy(worker.bgw_name, "opsflags publisher", BGW_MAXLEN);
-	strlcpy(worker.bgw_type, "opsflags publisher", BGW_MAXLEN);
 	worker.bgw_main_arg = ObjectIdGetDatum(MyDatabaseId);
 	worker.bgw_notify_pid = 0;
 

@@ -12,29 +12,20 @@
  * it again; on a standby it writes nothing and resumes after promotion; a
  * failing cycle is logged once and retried next time; no step waits long
  * for a lock or runs past its bound (begin_step).  It waits quietly for
- * its database (opsflags.database) and for the extension in it: while the
- * database does not exist it runs connected to no database and checks
- * pg_database, then exits to be started again, connected to it.
+ * its database (opsflags.database, bgworker.c) and for the extension in it.
  */
 #include "postgres.h"
 
-#include "access/heapam.h"
-#include "access/htup_details.h"
-#include "access/table.h"
-#include "access/tableam.h"
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "catalog/namespace.h"
-#include "catalog/pg_database.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
-#include "storage/ipc.h"
 #include "storage/latch.h"
-#include "storage/lwlock.h"
 #include "storage/proc.h"
 #include "storage/procarray.h"
 #include "storage/shmem.h"
@@ -45,8 +36,6 @@
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
-#include "utils/snapmgr.h"
-#include "utils/timeout.h"
 #include "utils/timestamp.h"
 
 #include "opsflags.h"
@@ -61,7 +50,7 @@ typedef struct WorkerShared
 {
 	slock_t		mutex;
 	pid_t		pid;
-	bool		database_ready; /* next start: connect to the database */
+	OpsWorkerStart start;		/* whether the next start connects */
 	TimestampTz started_at;
 	TimestampTz last_sample_at;
 	TimestampTz last_error_at;
@@ -72,9 +61,8 @@ typedef struct WorkerShared
 
 static WorkerShared *worker_shared = NULL;
 
-char	   *opsflags_database = NULL;
-int			opsflags_sample_interval_ms = 60000;
-int			opsflags_health_retention_s = 7 * 24 * 3600;
+static int	opsflags_sample_interval_ms = 60000;
+static int	opsflags_health_retention_s = 7 * 24 * 3600;
 
 /* ---------- shared state ---------- */
 
@@ -88,6 +76,7 @@ worker_shmem_attach(void)
 	{
 		memset(worker_shared, 0, sizeof(WorkerShared));
 		SpinLockInit(&worker_shared->mutex);
+		opsflags_worker_start_init(&worker_shared->start);
 	}
 }
 
@@ -111,16 +100,7 @@ set_state(const char *state)
 static void
 begin_step(const char *activity)
 {
-	int			bound = Max(1000, Min(opsflags_sample_interval_ms, 60000));
-	char		lock_timeout[32];
-
-	snprintf(lock_timeout, sizeof(lock_timeout), "%d", bound / 4);
-	SetConfigOption("lock_timeout", lock_timeout, PGC_SUSET, PGC_S_OVERRIDE);
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, activity);
-	enable_timeout_after(STATEMENT_TIMEOUT, bound);
+	opsflags_step_begin(activity, Max(1000, Min(opsflags_sample_interval_ms, 60000)), false);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 }
@@ -129,9 +109,7 @@ static void
 end_step(void)
 {
 	SPI_finish();
-	disable_timeout(STATEMENT_TIMEOUT, false);
-	PopActiveSnapshot();
-	CommitTransactionCommand();
+	opsflags_step_end();
 }
 
 static void
@@ -199,12 +177,7 @@ sampler_cycle(void)
 		ErrorData  *edata;
 
 		/* Log it once, remember it, and carry on next cycle. */
-		disable_timeout(STATEMENT_TIMEOUT, false);
-		MemoryContextSwitchTo(cycle_context);
-		edata = CopyErrorData();
-		EmitErrorReport();
-		FlushErrorState();
-		AbortCurrentTransaction();
+		edata = opsflags_step_failed(cycle_context, true);
 
 		SpinLockAcquire(&worker_shared->mutex);
 		worker_shared->last_error_at = GetCurrentTimestamp();
@@ -240,60 +213,23 @@ sampler_sleep(long ms)
 }
 
 /*
- * Does a database of that name exist?  A plain scan of pg_database (a shared
- * catalog), which works before connecting to any database, as the
- * autovacuum launcher does.  Also used by the HTTP worker.
- */
-bool
-opsflags_database_exists(const char *name)
-{
-	Relation	rel;
-	TableScanDesc scan;
-	HeapTuple	tup;
-	bool		found = false;
-
-	StartTransactionCommand();
-	(void) GetTransactionSnapshot();
-	rel = table_open(DatabaseRelationId, AccessShareLock);
-	scan = table_beginscan_catalog(rel, 0, NULL);
-	while (!found && HeapTupleIsValid(tup = heap_getnext(scan, ForwardScanDirection)))
-		found = strcmp(NameStr(((Form_pg_database) GETSTRUCT(tup))->datname), name) == 0;
-	table_endscan(scan);
-	table_close(rel, AccessShareLock);
-	CommitTransactionCommand();
-	return found;
-}
-
-/*
  * Before the database exists: connected to none, check pg_database every
- * few seconds; once it is there, exit so that the postmaster starts us
- * again, connected to it.
+ * few seconds; once it is there, exit to be started again, connected to it.
  */
 static void
 wait_for_database(void)
 {
-	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
 	set_state("waiting for database");
 	for (;;)
 	{
-		bool		exists;
-
-		exists = opsflags_database_exists(opsflags_database);
-		if (exists)
-		{
-			SpinLockAcquire(&worker_shared->mutex);
-			worker_shared->database_ready = true;
-			SpinLockRelease(&worker_shared->mutex);
-			proc_exit(1);		/* restart, this time connected to it */
-		}
-		sampler_sleep(5000);
+		opsflags_worker_restart_if_database(&worker_shared->start);
+		sampler_sleep(OPSFLAGS_CHECK_DATABASE_MS);
 	}
 }
 
 void
 opsflags_sampler_main(Datum arg)
 {
-	bool		ready;
 	TimestampTz next_sample = 0;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -303,18 +239,10 @@ opsflags_sampler_main(Datum arg)
 	SpinLockAcquire(&worker_shared->mutex);
 	worker_shared->pid = MyProcPid;
 	worker_shared->started_at = GetCurrentTimestamp();
-	ready = worker_shared->database_ready;
-	/* If connecting fails now (database dropped), the next start waits. */
-	worker_shared->database_ready = false;
 	SpinLockRelease(&worker_shared->mutex);
 
-	if (!ready)
+	if (!opsflags_worker_connect(&worker_shared->start))
 		wait_for_database();
-
-	BackgroundWorkerInitializeConnection(opsflags_database, NULL, 0);
-	SpinLockAcquire(&worker_shared->mutex);
-	worker_shared->database_ready = true;
-	SpinLockRelease(&worker_shared->mutex);
 	pgstat_report_appname("opsflags sampler");
 
 	for (;;)
@@ -406,27 +334,6 @@ opsflags_worker_status(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
 }
 
-/*
- * Register one of opsflags' background workers (preload only): connected
- * to a database, started once the server is consistent (so on a standby
- * too), and restarted a second after it exits with an error or crashes.
- */
-void
-opsflags_register_worker(const char *name, const char *function)
-{
-	BackgroundWorker worker;
-
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_ConsistentState;
-	worker.bgw_restart_time = 1;
-	strlcpy(worker.bgw_library_name, "opsflags", BGW_MAXLEN);
-	strlcpy(worker.bgw_function_name, function, BGW_MAXLEN);
-	strlcpy(worker.bgw_name, name, BGW_MAXLEN);
-	strlcpy(worker.bgw_type, name, BGW_MAXLEN);
-	RegisterBackgroundWorker(&worker);
-}
-
 void
 opsflags_worker_init(void)
 {
@@ -448,18 +355,9 @@ opsflags_worker_init(void)
 							GUC_UNIT_S,
 							NULL, NULL, NULL);
 
-	/* The worker, and the one setting only it uses, need preloading. */
+	/* The worker needs preloading. */
 	if (!process_shared_preload_libraries_in_progress)
 		return;
-
-	DefineCustomStringVariable("opsflags.database",
-							   "Database the opsflags sampler connects to.",
-							   NULL,
-							   &opsflags_database,
-							   "postgres",
-							   PGC_POSTMASTER,
-							   0,
-							   NULL, NULL, NULL);
 
 	opsflags_shmem_register(sizeof(WorkerShared), NULL, worker_shmem_attach);
 

@@ -1,0 +1,685 @@
+/*
+ * http_conn.c
+ *	  The HTTP server's connections: accepting them within the limits,
+ *	  reading and parsing requests, queueing and sending responses, and
+ *	  closing them (deadlines, eviction, lingering).  Part of the core: it
+ *	  knows endpoints only through the routing table.
+ *
+ * Sockets are non-blocking; a request head is at most HTTP_MAX_REQUEST
+ * bytes and must arrive within opsflags.http_timeout of the connection's
+ * last response (or its accept), a response must be taken within the same
+ * time (a client that has not taken it by then is reset, so that the kernel
+ * does not go on holding it either), and there are at most
+ * opsflags.http_max_connections clients, each also counted against fd.c's
+ * budget of descriptors: a slow client costs a slot for that long, never
+ * the loop.  A pipelining client gets at most HTTP_REQUESTS_PER_TURN answers
+ * per turn of the loop, and nothing after a response that closes its
+ * connection.  At the limit of clients, a newcomer takes the slot of the
+ * client idle the longest; only when every client is busy is it answered
+ * 503.  Out of descriptors, the loop stops accepting until a connection
+ * closes.
+ */
+#include "postgres.h"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#ifdef __linux__
+#include <linux/sockios.h>
+#endif
+
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "storage/fd.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "opsflags.h"
+#include "http_core.h"
+
+#define HTTP_ACCEPT_PAUSE_MS	1000	/* out of file descriptors: wait that long */
+#define HTTP_REQUESTS_PER_TURN	8	/* pipelined requests of one client per wakeup */
+#define HTTP_DRAIN_PER_TURN		65536	/* bytes a lingering client may make us read per wakeup */
+
+HttpConn   *http_conns[HTTP_MAX_CONNECTIONS];
+int			http_nconns = 0;
+bool		http_events_changed = true;
+TimestampTz http_accept_paused_until = 0;
+MemoryContext http_request_context = NULL;	/* reset after each request */
+static TimestampTz accept_failure_logged = 0;
+
+/* requests answered, by status code, for /metrics */
+static const int counted_codes[HTTP_COUNTED_CODES] = {200, 400, 404, 405, 408, 413, 414, 431, 503, 505};
+static uint64 requests_by_code[HTTP_COUNTED_CODES];
+
+static void
+count_response(int code)
+{
+	int			i;
+
+	for (i = 0; i < HTTP_COUNTED_CODES; i++)
+		if (counted_codes[i] == code)
+			requests_by_code[i]++;
+}
+
+int
+http_response_counts(int codes[HTTP_COUNTED_CODES], uint64 counts[HTTP_COUNTED_CODES])
+{
+	memcpy(codes, counted_codes, sizeof(counted_codes));
+	memcpy(counts, requests_by_code, sizeof(requests_by_code));
+	return HTTP_COUNTED_CODES;
+}
+
+/* ---------- responses ---------- */
+
+static const char *
+status_text(int code)
+{
+	switch (code)
+	{
+		case 200:
+			return "OK";
+		case 400:
+			return "Bad Request";
+		case 404:
+			return "Not Found";
+		case 405:
+			return "Method Not Allowed";
+		case 408:
+			return "Request Timeout";
+		case 413:
+			return "Content Too Large";
+		case 414:
+			return "URI Too Long";
+		case 431:
+			return "Request Header Fields Too Large";
+		case 503:
+			return "Service Unavailable";
+		case 505:
+			return "HTTP Version Not Supported";
+	}
+	return "Error";
+}
+
+/* Queue a whole response on the connection. */
+void
+http_respond(HttpConn *conn, HttpRequest *req, int code, const char *content_type,
+			 const char *body, size_t bodylen)
+{
+	MemoryContext old = MemoryContextSwitchTo(conn->context);
+
+	if (req == NULL || !req->keep_alive)
+		conn->close_after = true;
+
+	appendStringInfo(&conn->out,
+					 "HTTP/1.1 %d %s\r\n"
+					 "Content-Type: %s\r\n"
+					 "Content-Length: %zu\r\n"
+					 "Cache-Control: no-store\r\n"
+					 "X-Content-Type-Options: nosniff\r\n",
+					 code, status_text(code), content_type, bodylen);
+	if (strncmp(content_type, "text/html", 9) == 0)
+		appendStringInfoString(&conn->out,
+							   "Content-Security-Policy: default-src 'none'; script-src 'unsafe-inline'; "
+							   "style-src 'unsafe-inline'; img-src data:; connect-src 'self'\r\n");
+	if (code == 405)
+		appendStringInfoString(&conn->out, "Allow: GET, HEAD\r\n");
+	appendStringInfo(&conn->out, "Connection: %s\r\n\r\n",
+					 conn->close_after ? "close" : "keep-alive");
+	if (req == NULL || !req->head)
+		appendBinaryStringInfo(&conn->out, body, bodylen);
+	MemoryContextSwitchTo(old);
+
+	count_response(code);
+	conn->deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), opsflags_http_timeout_ms);
+	conn->take_by = conn->deadline;
+}
+
+void
+http_respond_text(HttpConn *conn, HttpRequest *req, int code, const char *text)
+{
+	http_respond(conn, req, code, "text/plain; charset=utf-8", text, strlen(text));
+}
+
+void
+http_conn_await(HttpConn *conn, HttpRequest *req, TimestampTz deadline,
+				void (*cancel) (HttpConn *conn, bool expired))
+{
+	conn->state = HTTP_CONN_AWAITING;
+	conn->awaiting = *req;
+	conn->awaiting.path = NULL;
+	conn->await_cancel = cancel;
+	conn->deadline = deadline;
+	http_events_changed = true;
+}
+
+void
+http_conn_resume(HttpConn *conn)
+{
+	conn->state = HTTP_CONN_OPEN;
+	conn->await_cancel = NULL;
+	conn->more = true;			/* its pipelined requests are next */
+	http_events_changed = true;
+}
+
+/* ---------- routing ---------- */
+
+/* Answer a parsed request: its route's handler does. */
+static void
+route_request(HttpConn *conn, HttpRequest *req)
+{
+	const char *arg;
+	const HttpRoute *route = http_find_route(req->path, &arg);
+
+	if (route == NULL)
+	{
+		http_respond_text(conn, req, 404, "not found\n");
+		return;
+	}
+	req->route = route;
+	route->handler(conn, req, arg);
+}
+
+/* ---------- requests ---------- */
+
+/* Does header line [line, end) have this name?  Returns its value or NULL. */
+static char *
+header_value(char *line, char *end, const char *name)
+{
+	size_t		n = strlen(name);
+
+	if ((size_t) (end - line) <= n || pg_strncasecmp(line, name, n) != 0 || line[n] != ':')
+		return NULL;
+	line += n + 1;
+	while (line < end && (*line == ' ' || *line == '\t'))
+		line++;
+	return line;
+}
+
+/*
+ * Answer the complete request head in conn->in[0, headlen).  A malformed
+ * request gets a 4xx and the connection closes after it.
+ */
+static void
+handle_request(HttpConn *conn, int headlen)
+{
+	HttpRequest req;
+	char	   *head = conn->in;
+	char	   *end = head + headlen;
+	char	   *line_end;
+	char	   *method,
+			   *target,
+			   *version,
+			   *p;
+	bool		http10;
+
+	memset(&req, 0, sizeof(req));
+	if (memchr(head, '\0', headlen) != NULL)
+	{
+		http_respond_text(conn, NULL, 400, "malformed request\n");
+		return;
+	}
+	head[headlen - 1] = '\0';	/* the last '\n' of the blank line */
+
+	/* request line: METHOD SP target SP HTTP/1.x */
+	line_end = strstr(head, "\r\n");
+	*line_end = '\0';			/* there is one: the head ends with two */
+	method = head;
+	target = strchr(method, ' ');
+	version = target ? strchr(target + 1, ' ') : NULL;
+	if (target == NULL || version == NULL || strchr(version + 1, ' ') != NULL)
+	{
+		http_respond_text(conn, NULL, 400, "malformed request line\n");
+		return;
+	}
+	*target++ = '\0';
+	*version++ = '\0';
+	if (strcmp(version, "HTTP/1.1") == 0)
+		http10 = false;
+	else if (strcmp(version, "HTTP/1.0") == 0)
+		http10 = true;
+	else
+	{
+		http_respond_text(conn, NULL, strncmp(version, "HTTP/", 5) == 0 ? 505 : 400,
+					 "only HTTP/1.0 and HTTP/1.1 are served\n");
+		return;
+	}
+	if (target[0] != '/')
+	{
+		http_respond_text(conn, NULL, 400, "the request target must be a path\n");
+		return;
+	}
+	req.keep_alive = !http10;
+
+	/* headers: only Connection and a body matter */
+	for (p = line_end + 2; p < end && *p != '\r'; p = line_end + 2)
+	{
+		char	   *v;
+
+		line_end = strstr(p, "\r\n");
+		if (line_end == NULL)
+			break;
+		if ((v = header_value(p, line_end, "Connection")) != NULL)
+		{
+			if (pg_strncasecmp(v, "close", 5) == 0)
+				req.keep_alive = false;
+			else if (pg_strncasecmp(v, "keep-alive", 10) == 0)
+				req.keep_alive = true;
+		}
+		else if (header_value(p, line_end, "Transfer-Encoding") != NULL ||
+				 ((v = header_value(p, line_end, "Content-Length")) != NULL && atol(v) != 0))
+		{
+			http_respond_text(conn, NULL, 413, "request bodies are not accepted\n");
+			return;
+		}
+	}
+
+	req.head = strcmp(method, "HEAD") == 0;
+	if (!req.head && strcmp(method, "GET") != 0)
+	{
+		http_respond_text(conn, &req, 405, "only GET and HEAD are served\n");
+		return;
+	}
+	req.path = target;
+	if ((p = strchr(target, '?')) != NULL)
+		*p = '\0';
+	route_request(conn, &req);
+}
+
+/* ---------- connections ---------- */
+
+/*
+ * Bytes of responses the client has not taken: still queued here or, where
+ * the kernel tells, in the socket's send queue.
+ */
+static int
+untaken_bytes(HttpConn *conn)
+{
+	int			n = conn->out.len - conn->outpos;
+
+#ifdef SIOCOUTQ
+	{
+		int			queued = 0;
+
+		if (ioctl(conn->sock, SIOCOUTQ, &queued) == 0 && queued > 0)
+			n += queued;
+	}
+#endif
+	return n;
+}
+
+/*
+ * Close connection i.  abort: reset it, discarding what the client has not
+ * taken, rather than leave the kernel holding that for a client that does
+ * not read.
+ */
+void
+http_close_conn(int i, bool abort)
+{
+	HttpConn   *conn = http_conns[i];
+
+	if (conn->state == HTTP_CONN_AWAITING)
+		conn->await_cancel(conn, false);
+	if (abort)
+	{
+		struct linger lg;
+
+		lg.l_onoff = 1;
+		lg.l_linger = 0;
+		(void) setsockopt(conn->sock, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	}
+	closesocket(conn->sock);
+	ReleaseExternalFD();
+	MemoryContextDelete(conn->context);
+	http_conns[i] = http_conns[--http_nconns];
+	http_events_changed = true;
+	/* a descriptor is free again */
+	http_accept_paused_until = 0;
+}
+
+/*
+ * At the limit: close the connections whose clients are gone but not yet
+ * seen to be (a lingering one at its end, an idle one closed), so that a
+ * newcomer gets their slot rather than a 503.
+ */
+static void
+reap_gone_clients(void)
+{
+	int			i = 0;
+
+	while (i < http_nconns)
+	{
+		HttpConn   *conn = http_conns[i];
+		char		c;
+
+		if (conn->out.len == 0 &&
+			(conn->state == HTTP_CONN_LINGERING ? !http_read_conn(conn) :
+			 conn->inlen == 0 && recv(conn->sock, &c, 1, MSG_PEEK) == 0))
+		{
+			http_close_conn(i, false);
+			continue;
+		}
+		i++;
+	}
+}
+
+/*
+ * At the limit still: close the keep-alive connection idle the longest (it
+ * has been answered, has begun no other request, has nothing to send and
+ * nothing asked of the database), so that idle keep-alive clients never lock
+ * a probe out.  A client whose idle connection is closed just connects
+ * again, as HTTP/1.1 allows.  A connection not yet answered is not idle: its
+ * request may be on its way.
+ */
+static void
+close_idlest_client(void)
+{
+	int			idlest = -1;
+	int			i;
+
+	for (i = 0; i < http_nconns; i++)
+	{
+		HttpConn   *conn = http_conns[i];
+		char		c;
+
+		if (conn->idle_since != 0 && conn->inlen == 0 && conn->out.len == 0 &&
+			conn->state == HTTP_CONN_OPEN && !conn->more &&
+			(idlest < 0 || conn->idle_since < http_conns[idlest]->idle_since) &&
+			recv(conn->sock, &c, 1, MSG_PEEK) < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			idlest = i;
+	}
+	if (idlest >= 0)
+		http_close_conn(idlest, false);
+}
+
+void
+http_accept_clients(pgsocket lsock)
+{
+	bool		reaped = false;
+
+	for (;;)
+	{
+		pgsocket	sock = accept(lsock, NULL, NULL);
+		HttpConn   *conn;
+		MemoryContext cxt;
+		int			on = 1;
+
+		if (sock == PGINVALID_SOCKET)
+		{
+			int			save_errno = errno;
+			bool		exhausted;
+
+			if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ECONNABORTED)
+				return;
+
+			/*
+			 * Out of descriptors or memory, the listening socket stays
+			 * readable: stop waiting on it until a connection closes or a
+			 * moment has passed.  Say so at most once a minute.
+			 */
+			exhausted = errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM;
+			if (exhausted)
+			{
+				http_accept_paused_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), HTTP_ACCEPT_PAUSE_MS);
+				http_events_changed = true;
+			}
+			if (TimestampDifferenceExceeds(accept_failure_logged, GetCurrentTimestamp(), 60000))
+			{
+				accept_failure_logged = GetCurrentTimestamp();
+				errno = save_errno;
+				ereport(WARNING,
+						(errcode_for_socket_access(),
+						 errmsg("opsflags http could not accept a connection: %m"),
+						 exhausted ? errdetail("New clients wait until a connection closes.") : 0,
+						 errhint("This is logged at most once a minute.")));
+			}
+			return;
+		}
+
+		/*
+		 * A client holds a descriptor for up to opsflags.http_timeout: count
+		 * it as PostgreSQL's fd.c asks, so that the server's own files are
+		 * not starved of descriptors.
+		 */
+		if (http_nconns >= http_max_connections && !reaped)
+		{
+			reap_gone_clients();
+			reaped = true;
+		}
+		if (http_nconns >= http_max_connections)
+			close_idlest_client();
+		if (http_nconns >= http_max_connections || !AcquireExternalFD())
+		{
+			static const char busy[] =
+				"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+				"Content-Length: 21\r\nConnection: close\r\n\r\ntoo many connections\n";
+
+			/* Best effort: the client is told, the slot is not taken. */
+			(void) pg_set_noblock(sock);
+			(void) send(sock, busy, sizeof(busy) - 1, 0);
+			closesocket(sock);
+			count_response(503);
+			continue;
+		}
+		if (!pg_set_noblock(sock))
+		{
+			closesocket(sock);
+			ReleaseExternalFD();
+			continue;
+		}
+		(void) setsockopt(sock, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+
+		cxt = AllocSetContextCreate(TopMemoryContext, "opsflags http connection",
+									ALLOCSET_SMALL_SIZES);
+		conn = MemoryContextAllocZero(cxt, sizeof(HttpConn));
+		conn->sock = sock;
+		conn->context = cxt;
+		conn->deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), opsflags_http_timeout_ms);
+		MemoryContextSwitchTo(cxt);
+		initStringInfo(&conn->out);
+		MemoryContextSwitchTo(http_request_context);
+		http_conns[http_nconns++] = conn;
+		http_events_changed = true;
+	}
+}
+
+/* Send what is queued.  False when the connection is done with. */
+bool
+http_flush_conn(HttpConn *conn)
+{
+	while (conn->outpos < conn->out.len)
+	{
+		ssize_t		n = send(conn->sock, conn->out.data + conn->outpos,
+							 conn->out.len - conn->outpos, 0);
+
+		if (n < 0)
+		{
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return true;	/* wait until writeable */
+			return false;
+		}
+		conn->outpos += n;
+	}
+	resetStringInfo(&conn->out);
+	conn->outpos = 0;
+	if (conn->close_after)
+	{
+		/*
+		 * Closing with unread input would reset the connection, and the
+		 * client could lose the response: shut our side and read what it
+		 * still sends until it closes (or a second passes).
+		 */
+		shutdown(conn->sock, SHUT_WR);
+		conn->state = HTTP_CONN_LINGERING;
+		conn->deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													 Min(opsflags_http_timeout_ms, 1000));
+		http_events_changed = true;
+		return true;
+	}
+	/* Now idle: the next request has the timeout from here. */
+	conn->idle_since = GetCurrentTimestamp();
+	conn->deadline = TimestampTzPlusMilliseconds(conn->idle_since, opsflags_http_timeout_ms);
+	return true;
+}
+
+/* Find the end of a request head; returns its length or 0. */
+static int
+head_length(HttpConn *conn)
+{
+	int			i;
+
+	for (i = 3; i < conn->inlen; i++)
+		if (conn->in[i] == '\n' && conn->in[i - 1] == '\r' &&
+			conn->in[i - 2] == '\n' && conn->in[i - 3] == '\r')
+			return i + 1;
+	return 0;
+}
+
+/*
+ * Read what the client sent and answer the complete requests in it, one at
+ * a time (a pipelined one waits until the previous response is sent), at
+ * most HTTP_REQUESTS_PER_TURN per call: conn->more says the rest wait for
+ * the loop's next turn, so that one busy client cannot starve the others.
+ * Nothing after a response that closes the connection is answered.  False
+ * when the connection is done with.
+ */
+bool
+http_read_conn(HttpConn *conn)
+{
+	bool		was_writing = conn->out.len > 0;
+	int			served = 0;
+
+	conn->more = false;
+	while (conn->out.len == 0 && conn->state == HTTP_CONN_OPEN)
+	{
+		int			headlen = head_length(conn);
+
+		if (headlen > 0)
+		{
+			if (served++ == HTTP_REQUESTS_PER_TURN)
+			{
+				conn->more = true;
+				break;
+			}
+			handle_request(conn, headlen);
+			MemoryContextReset(http_request_context);
+			memmove(conn->in, conn->in + headlen, conn->inlen - headlen);
+			conn->inlen -= headlen;
+			if (conn->state == HTTP_CONN_AWAITING)
+				break;			/* its answer comes from the database worker */
+			if (!http_flush_conn(conn))
+				return false;
+			continue;
+		}
+		if (conn->inlen == HTTP_MAX_REQUEST)
+		{
+			http_respond_text(conn, NULL, 431, "request head too large\n");
+			if (!http_flush_conn(conn))
+				return false;
+			continue;
+		}
+		else
+		{
+			ssize_t		n = recv(conn->sock, conn->in + conn->inlen,
+								 HTTP_MAX_REQUEST - conn->inlen, 0);
+
+			if (n == 0)
+				return false;	/* the client closed */
+			if (n < 0)
+			{
+				if (errno == EINTR)
+					continue;
+				if (errno == EAGAIN || errno == EWOULDBLOCK)
+					break;
+				return false;
+			}
+			conn->inlen += n;
+		}
+	}
+
+	/*
+	 * Lingering: discard what the client still sends until it closes, a
+	 * bounded amount per turn (what is left keeps the socket readable).
+	 */
+	if (conn->state == HTTP_CONN_LINGERING)
+	{
+		int			drained = 0;
+
+		while (drained < HTTP_DRAIN_PER_TURN)
+		{
+			char		discard[4096];
+			ssize_t		n = recv(conn->sock, discard, sizeof(discard), 0);
+
+			if (n == 0)
+				return false;
+			if (n < 0)
+			{
+				if (errno == EINTR)
+					continue;
+				return errno == EAGAIN || errno == EWOULDBLOCK;
+			}
+			drained += n;
+		}
+	}
+	if (was_writing != (conn->out.len > 0))
+		http_events_changed = true;
+	return true;
+}
+
+/* Close connections past their deadline; returns ms to the next one (-1: none). */
+long
+http_expire_conns(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz next = 0;
+	int			i = 0;
+
+	while (i < http_nconns)
+	{
+		HttpConn   *conn = http_conns[i];
+
+		if (conn->state == HTTP_CONN_AWAITING && conn->deadline <= now)
+		{
+			/* The backstop: whoever has the request should have answered. */
+			conn->await_cancel(conn, true);
+		}
+		else if (conn->deadline <= now)
+		{
+			int			untaken = untaken_bytes(conn);
+
+			/*
+			 * A client that is still taking its last response may do so
+			 * until opsflags.http_timeout after it was queued, lingering or
+			 * not.
+			 */
+			if (conn->state == HTTP_CONN_LINGERING && untaken > 0 && conn->take_by > now)
+				conn->deadline = conn->take_by;
+			else
+			{
+				/*
+				 * A request begun but not finished is told so; an idle one
+				 * is just closed; one whose response was not taken in time
+				 * is reset.
+				 */
+				if (untaken == 0 && conn->inlen > 0 && conn->state != HTTP_CONN_LINGERING)
+				{
+					http_respond_text(conn, NULL, 408, "request not received in time\n");
+					(void) send(conn->sock, conn->out.data, conn->out.len, 0);
+				}
+				http_close_conn(i, untaken > 0);
+				continue;
+			}
+		}
+		if (next == 0 || conn->deadline < next)
+			next = conn->deadline;
+		i++;
+	}
+	if (next == 0)
+		return -1;
+	return TimestampDifferenceMilliseconds(now, next) + 1;
+}
+

@@ -1,0 +1,82 @@
+/*
+ * http_core.h
+ *	  What the files of the HTTP server's core share, and no endpoint sees:
+ *	  a connection's insides, the table of connections, and the calls
+ *	  between the loop (http_server.c), the connections (http_conn.c) and
+ *	  the queue to the database worker (http_dbqueue.c).
+ */
+#ifndef OPSFLAGS_HTTP_CORE_H
+#define OPSFLAGS_HTTP_CORE_H
+
+#include "http.h"
+
+#define HTTP_MAX_REQUEST		8192	/* request line and headers */
+#define HTTP_MAX_CONNECTIONS	1024
+
+/*
+ * Where a connection is.  OPEN: reading requests and sending their
+ * responses, one at a time (out is non-empty while a response is being
+ * sent).  AWAITING: another part of the server (the queue to the database
+ * worker) answers its request; the connection is not read (its pipelined
+ * requests wait) until http_conn_resume().
+ * LINGERING: the last response is sent and our side shut; what the client
+ * still sends is read and dropped until it closes.  Streams will be a
+ * fourth state (see http.h): sent to as their endpoint pushes, read only
+ * for EOF, outside the request slots.
+ */
+typedef enum HttpConnState
+{
+	HTTP_CONN_OPEN,
+	HTTP_CONN_AWAITING,
+	HTTP_CONN_LINGERING
+} HttpConnState;
+
+struct HttpConn
+{
+	pgsocket	sock;
+	HttpConnState state;
+	MemoryContext context;		/* everything of this connection */
+	TimestampTz deadline;		/* closed if the current step is not done */
+	TimestampTz take_by;		/* the last response must be taken by then */
+	char		in[HTTP_MAX_REQUEST];
+	int			inlen;
+	StringInfoData out;			/* response bytes not yet sent */
+	int			outpos;
+	bool		close_after;	/* close once out is sent */
+	bool		more;			/* a request may be buffered whose turn is next */
+	TimestampTz idle_since;		/* when its last response was taken (0: none yet) */
+	/* AWAITING: the request answered elsewhere (its path is not kept) */
+	HttpRequest awaiting;
+	/* ... and who is told when the connection closes or its deadline passes */
+	void		(*await_cancel) (HttpConn *conn, bool expired);
+};
+
+/* http_conn.c: the connections */
+extern HttpConn *http_conns[HTTP_MAX_CONNECTIONS];
+extern int	http_nconns;
+extern bool http_events_changed;	/* rebuild the WaitEventSet */
+extern TimestampTz http_accept_paused_until;	/* out of file descriptors */
+extern MemoryContext http_request_context;
+extern int	http_max_connections;
+
+extern void http_accept_clients(pgsocket lsock);
+extern bool http_read_conn(HttpConn *conn);
+extern bool http_flush_conn(HttpConn *conn);
+extern void http_close_conn(int i, bool abort);
+extern long http_expire_conns(void);
+
+/*
+ * Leave the answer to req to another part of the server until deadline.
+ * cancel(conn, false) is called if the connection closes first;
+ * cancel(conn, true) when the deadline passes, and must answer it.
+ */
+extern void http_conn_await(HttpConn *conn, HttpRequest *req, TimestampTz deadline,
+							void (*cancel) (HttpConn *conn, bool expired));
+/* Before answering an AWAITING connection: it is OPEN again, its next request next */
+extern void http_conn_resume(HttpConn *conn);
+
+/* http_dbqueue.c: the queue to the database worker */
+extern bool http_db_connected;	/* to opsflags.database */
+extern void http_db_receive(void);
+
+#endif							/* OPSFLAGS_HTTP_CORE_H */

@@ -1,0 +1,271 @@
+/*
+ * http_dbqueue.c
+ *	  The HTTP server's side of its database worker: requests that need SQL
+ *	  go to "opsflags http sql" (http_sql.c) over a shared memory queue, so
+ *	  that the loop never waits for the database.  Part of the core.
+ *
+ * The worker is started with the first such request, with a dynamic shared
+ * memory segment holding the two queues, and again after it exits.  A
+ * connection with a request there is AWAITING (http_conn_await) until the
+ * answer comes, which is framed for it with its route's content type.  At
+ * most HTTP_SQL_MAX_PENDING requests wait for the worker; beyond that,
+ * while not connected to opsflags.database, and when the worker cannot be
+ * started, a request gets its route's answer for an unavailable database
+ * at once.
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+#include "postmaster/bgworker.h"
+#include "storage/dsm.h"
+#include "storage/proc.h"
+#include "storage/shm_mq.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "opsflags.h"
+#include "http_core.h"
+
+bool		http_db_connected = false;
+
+typedef struct HttpPending
+{
+	uint32		id;
+	HttpConn   *conn;			/* NULL: the client has gone or been answered */
+} HttpPending;
+
+static MemoryContext sql_context = NULL;	/* the handles below; NULL: stopped */
+static dsm_segment *sql_segment = NULL;
+static shm_mq_handle *sql_requests = NULL;
+static shm_mq_handle *sql_answers = NULL;
+static BackgroundWorkerHandle *sql_worker = NULL;
+static TimestampTz sql_retry_at = 0;	/* after a failed start */
+static HttpPending pending[HTTP_SQL_MAX_PENDING];	/* in the order asked */
+static int	npending = 0;
+static uint32 last_request_id = 0;
+
+#define HTTP_SQL_RETRY_MS	1000
+
+static void sql_stop(void);
+static void answer_unavailable(HttpConn *conn, HttpRequest *req, const char *error);
+static void frame_answer(HttpConn *conn, HttpRequest *req, int code, const char *body, size_t len);
+
+/* Start the worker, with a new segment for the queues. */
+static bool
+sql_start(void)
+{
+	BackgroundWorker worker;
+	shm_mq	   *request_queue;
+	shm_mq	   *answer_queue;
+	MemoryContext old;
+
+	if (GetCurrentTimestamp() < sql_retry_at)
+		return false;
+	sql_retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), HTTP_SQL_RETRY_MS);
+
+	sql_segment = dsm_create(HTTP_SQL_REQUEST_QUEUE + HTTP_SQL_ANSWER_QUEUE, DSM_CREATE_NULL_IF_MAXSEGMENTS);
+	if (sql_segment == NULL)
+		return false;
+	/* The handles (and the queues' buffers) live until the worker stops. */
+	sql_context = AllocSetContextCreate(TopMemoryContext, "opsflags http sql queues",
+										ALLOCSET_SMALL_SIZES);
+	old = MemoryContextSwitchTo(sql_context);
+	dsm_pin_mapping(sql_segment);
+	request_queue = shm_mq_create(dsm_segment_address(sql_segment), HTTP_SQL_REQUEST_QUEUE);
+	answer_queue = shm_mq_create((char *) dsm_segment_address(sql_segment) + HTTP_SQL_REQUEST_QUEUE,
+								 HTTP_SQL_ANSWER_QUEUE);
+	shm_mq_set_sender(request_queue, MyProc);
+	shm_mq_set_receiver(answer_queue, MyProc);
+
+	opsflags_worker_prepare(&worker, "opsflags http sql", "opsflags_http_sql_main");
+	worker.bgw_restart_time = BGW_NEVER_RESTART;	/* the loop starts it again */
+	worker.bgw_main_arg = UInt32GetDatum(dsm_segment_handle(sql_segment));
+	worker.bgw_notify_pid = MyProcPid;
+	if (!RegisterDynamicBackgroundWorker(&worker, &sql_worker))
+	{
+		MemoryContextSwitchTo(old);
+		sql_worker = NULL;
+		sql_stop();
+		return false;
+	}
+	sql_requests = shm_mq_attach(request_queue, sql_segment, sql_worker);
+	sql_answers = shm_mq_attach(answer_queue, sql_segment, sql_worker);
+	MemoryContextSwitchTo(old);
+	return true;
+}
+
+/*
+ * The worker is gone (or never came): answer what was waiting for it, and
+ * let the next request start another.
+ */
+static void
+sql_stop(void)
+{
+	int			i;
+
+	if (sql_worker != NULL)
+		TerminateBackgroundWorker(sql_worker);
+	if (sql_segment != NULL)
+		dsm_detach(sql_segment);
+	if (sql_context != NULL)
+		MemoryContextDelete(sql_context);
+	sql_context = NULL;
+	sql_segment = NULL;
+	sql_requests = sql_answers = NULL;
+	sql_worker = NULL;
+	for (i = 0; i < npending; i++)
+		if (pending[i].conn != NULL)
+		{
+			HttpConn   *conn = pending[i].conn;
+			HttpRequest req = conn->awaiting;
+
+			answer_unavailable(conn, &req, "the database worker of opsflags http exited");
+		}
+	npending = 0;
+}
+
+/*
+ * The connection closes before the answer comes (that answer then goes
+ * nowhere), or the answer is late (the backstop: the worker answers within
+ * about twice the timeout): answered as if the database had not answered.
+ */
+static void
+forget(HttpConn *conn, bool expired)
+{
+	HttpRequest req = conn->awaiting;
+	int			i;
+
+	for (i = 0; i < npending; i++)
+		if (pending[i].conn == conn)
+			pending[i].conn = NULL;
+	if (expired)
+		answer_unavailable(conn, &req, "the database did not answer in time");
+}
+
+/*
+ * A route's handler: hand the request, and arg (at most HTTP_SQL_MAX_ARG
+ * bytes), to the worker; the connection waits for its answer.
+ */
+void
+http_ask_database(HttpConn *conn, HttpRequest *req, const char *arg)
+{
+	HttpSqlRequest msg;
+
+	Assert(req->route != NULL && req->route->answer != NULL);
+	if (!http_db_connected)
+	{
+		char	   *error = psprintf("database \"%s\" does not exist", opsflags_database);
+
+		answer_unavailable(conn, req, error);
+		return;
+	}
+	if (npending == HTTP_SQL_MAX_PENDING)
+	{
+		answer_unavailable(conn, req, "too many requests are waiting for the database");
+		return;
+	}
+	if (sql_segment == NULL && !sql_start())
+	{
+		answer_unavailable(conn, req, "the database worker of opsflags http could not be started");
+		return;
+	}
+
+	memset(&msg, 0, sizeof(msg));
+	msg.id = ++last_request_id;
+	msg.route = http_route_id(req->route);
+	msg.queued_at = GetCurrentTimestamp();
+	if (arg)
+		strlcpy(msg.arg, arg, sizeof(msg.arg));
+	/* Never blocks: the queue has room for HTTP_SQL_MAX_PENDING requests. */
+	if (shm_mq_send(sql_requests, sizeof(msg), &msg, true, true) != SHM_MQ_SUCCESS)
+	{
+		sql_stop();
+		answer_unavailable(conn, req, "the database worker of opsflags http exited");
+		return;
+	}
+	pending[npending].id = msg.id;
+	pending[npending].conn = conn;
+	npending++;
+	/* The worker answers within about twice the timeout; this is the backstop. */
+	http_conn_await(conn, req, TimestampTzPlusMilliseconds(msg.queued_at, 3 * opsflags_http_timeout_ms),
+					forget);
+}
+
+/* Take the worker's answers, and notice that it has gone. */
+void
+http_db_receive(void)
+{
+	while (sql_answers != NULL)
+	{
+		Size		nbytes;
+		void	   *data;
+		HttpSqlAnswer head;
+		shm_mq_result res = shm_mq_receive(sql_answers, &nbytes, &data, true);
+		HttpConn   *conn;
+		HttpRequest req;
+		int			i;
+
+		if (res == SHM_MQ_WOULD_BLOCK)
+			return;
+		if (res == SHM_MQ_DETACHED)
+		{
+			ereport(LOG,
+					(errmsg("the database worker of opsflags http exited"),
+					 errdetail("It is started again for the next request that needs SQL.")));
+			sql_stop();
+			return;
+		}
+		if (nbytes < sizeof(head))
+			elog(ERROR, "opsflags http received an answer of %zu bytes", nbytes);
+		memcpy(&head, data, sizeof(head));
+
+		/* Answers come in the order asked; earlier ones are lost causes. */
+		for (i = 0; i < npending && pending[i].id != head.id; i++)
+			;
+		if (i == npending)
+			continue;
+		conn = pending[i].conn;
+		npending -= i + 1;
+		memmove(pending, pending + i + 1, sizeof(HttpPending) * npending);
+		if (conn == NULL)
+			continue;
+
+		req = conn->awaiting;
+		frame_answer(conn, &req, head.code, (char *) data + sizeof(head), nbytes - sizeof(head));
+	}
+}
+
+/*
+ * Queue the answer of a request that needed SQL, framed for its
+ * connection, then go on with the connection's next request.
+ */
+static void
+frame_answer(HttpConn *conn, HttpRequest *req, int code, const char *body, size_t len)
+{
+	const HttpRoute *route = req->route;
+
+	http_conn_resume(conn);
+	if (route->finish != NULL)
+	{
+		StringInfoData buf;
+
+		initStringInfo(&buf);
+		appendBinaryStringInfo(&buf, body, len);
+		route->finish(&buf, code);
+		http_respond(conn, req, code, route->content_type, buf.data, buf.len);
+		pfree(buf.data);
+	}
+	else
+		http_respond(conn, req, code, route->content_type, body, len);
+}
+
+static void
+answer_unavailable(HttpConn *conn, HttpRequest *req, const char *error)
+{
+	HttpAnswer	a;
+
+	initStringInfo(&a.body);
+	http_answer_unavailable(req->route, error, &a);
+	frame_answer(conn, req, a.code, a.body.data, a.body.len);
+	pfree(a.body.data);
+}

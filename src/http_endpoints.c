@@ -1,0 +1,20 @@
+/*
+ * http_endpoints.c
+ *	  The families of endpoints the HTTP server serves, each a file that
+ *	  registers its routes.  A new family is a new file and one line here;
+ *	  the server's core is not touched.
+ */
+#include "postgres.h"
+
+#include "opsflags.h"
+#include "http.h"
+
+/* Every family's routes, in the order paths are matched (preload only) */
+void
+http_register_endpoints(void)
+{
+	http_probes_routes();		/* /livez, /readyz, /health */
+	http_metrics_routes();		/* /metrics */
+	http_status_routes();		/* /, /index.html, /api/status */
+	http_flags_routes();		/* /flags/<environment> */
+}

@@ -1,0 +1,391 @@
+/*
+ * http_server.c
+ *	  The background worker "opsflags http": a small HTTP/1.1 server for load
+ *	  balancers, Kubernetes probes, Prometheus and people.  This file is the
+ *	  core's loop: the settings, the listening sockets and the event loop.
+ *	  The connections are http_conn.c's, the queue to the database worker
+ *	  http_dbqueue.c's, the endpoints the routing table's (http_routes.c).
+ *
+ * Off by default (opsflags.http_port = 0); opsflags.http_listen and
+ * opsflags.http_port change on reload.  One process, one event loop on
+ * PostgreSQL's WaitEventSet: the listening sockets, the clients, the latch
+ * and postmaster death.  A slow client costs a slot, never the loop.
+ *
+ * The loop never runs SQL: /livez and the status page are answered at once,
+ * always, and the endpoints that need the database are asked of the worker
+ * "opsflags http sql" (http_sql.c) through a shared memory queue, the
+ * connection waiting (unread) for its answer while the loop serves the
+ * others.
+ *
+ * Like the sampler, it connects to opsflags.database; while that database
+ * does not exist it serves connected to none (SQL endpoints answer 503) and
+ * restarts once it is there (bgworker.c).
+ */
+#include "postgres.h"
+
+#include <netdb.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/fd.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/shmem.h"
+#include "tcop/tcopprot.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "opsflags.h"
+#include "http_core.h"
+
+PGDLLEXPORT void opsflags_http_main(Datum arg);
+
+#define HTTP_MAX_LISTEN			4	/* addresses of one opsflags.http_listen */
+#define HTTP_RETRY_LISTEN_MS	10000
+
+static char *http_listen = NULL;
+static int	http_port = 0;
+int			http_max_connections = 32;
+int			opsflags_http_timeout_ms = 5000;
+
+/* Shared: whether the next start may connect to opsflags.database */
+static OpsWorkerStart *http_shared = NULL;
+
+static pgsocket listen_socks[HTTP_MAX_LISTEN];
+static int	nlisten = 0;
+static char *bound_listen = NULL;	/* what the sockets are bound to */
+static int	bound_port = 0;
+static TimestampTz retry_listen_at = 0;
+
+static void
+http_shmem_attach(void)
+{
+	bool		found;
+
+	http_shared = ShmemInitStruct("opsflags http", sizeof(OpsWorkerStart), &found);
+	if (!found)
+		opsflags_worker_start_init(http_shared);
+}
+
+/* ---------- listening ---------- */
+
+static void
+close_listeners(void)
+{
+	int			i;
+
+	for (i = 0; i < nlisten; i++)
+	{
+		closesocket(listen_socks[i]);
+		ReleaseExternalFD();
+	}
+	nlisten = 0;
+	bound_port = 0;
+	if (bound_listen)
+		pfree(bound_listen);
+	bound_listen = NULL;
+	http_events_changed = true;
+}
+
+/* Listen on opsflags.http_listen (one name: every address it has; "*": all). */
+static void
+open_listeners(void)
+{
+	struct addrinfo hints;
+	struct addrinfo *addrs,
+			   *ai;
+	char		port[16];
+	const char *node;
+	int			rc;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE;
+	node = strcmp(http_listen, "*") == 0 || http_listen[0] == '\0' ? NULL : http_listen;
+	snprintf(port, sizeof(port), "%d", http_port);
+
+	retry_listen_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), HTTP_RETRY_LISTEN_MS);
+	rc = getaddrinfo(node, port, &hints, &addrs);
+	if (rc != 0)
+	{
+		ereport(WARNING,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("opsflags http could not resolve \"%s\": %s", http_listen, gai_strerror(rc)),
+				 errhint("Set opsflags.http_listen to an address of this host, or \"*\".")));
+		return;
+	}
+	for (ai = addrs; ai != NULL && nlisten < HTTP_MAX_LISTEN; ai = ai->ai_next)
+	{
+		pgsocket	sock = socket(ai->ai_family, SOCK_STREAM, 0);
+		int			on = 1;
+
+		if (sock == PGINVALID_SOCKET)
+			continue;
+		(void) setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+#ifdef IPV6_V6ONLY
+		if (ai->ai_family == AF_INET6)
+			(void) setsockopt(sock, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on));
+#endif
+		if (bind(sock, ai->ai_addr, ai->ai_addrlen) < 0 || listen(sock, 128) < 0 ||
+			!pg_set_noblock(sock))
+		{
+			ereport(WARNING,
+					(errcode_for_socket_access(),
+					 errmsg("opsflags http could not listen on \"%s\" port %d: %m",
+							http_listen, http_port),
+					 errhint("Another attempt is made every %d s and on reload.", HTTP_RETRY_LISTEN_MS / 1000)));
+			closesocket(sock);
+			continue;
+		}
+		ReserveExternalFD();
+		listen_socks[nlisten++] = sock;
+	}
+	freeaddrinfo(addrs);
+
+	if (nlisten > 0)
+	{
+		bound_listen = MemoryContextStrdup(TopMemoryContext, http_listen);
+		bound_port = http_port;
+		ereport(LOG,
+				(errmsg("opsflags http listening on \"%s\" port %d", bound_listen, bound_port)));
+	}
+	http_events_changed = true;
+}
+
+/* Make the sockets match the settings (after start and reload). */
+static void
+apply_settings(void)
+{
+	bool		wanted = http_port > 0;
+	bool		same = nlisten > 0 && bound_port == http_port &&
+		strcmp(bound_listen, http_listen) == 0;
+
+	if (nlisten > 0 && !same)
+	{
+		int			i;
+
+		ereport(LOG,
+				(errmsg("opsflags http stops listening on \"%s\" port %d", bound_listen, bound_port)));
+		close_listeners();
+		for (i = http_nconns - 1; i >= 0; i--)
+			http_close_conn(i, false);
+	}
+	if (wanted && nlisten == 0)
+		open_listeners();
+
+	if (nlisten > 0)
+		pgstat_report_activity(STATE_IDLE, psprintf("listening on %s port %d", bound_listen, bound_port));
+	else if (wanted)
+		pgstat_report_activity(STATE_IDLE, psprintf("cannot listen on %s port %d", http_listen,
+													 http_port));
+	else
+		pgstat_report_activity(STATE_IDLE, "off (opsflags.http_port = 0)");
+}
+
+/* ---------- main ---------- */
+
+static WaitEventSet *
+build_event_set(void)
+{
+	WaitEventSet *set = CreateWaitEventSet(TopMemoryContext, 2 + nlisten + http_nconns);
+	int			i;
+
+	AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+	AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	for (i = 0; i < nlisten && http_accept_paused_until == 0; i++)
+		AddWaitEventToSet(set, WL_SOCKET_READABLE, listen_socks[i], NULL, NULL);
+	for (i = 0; i < http_nconns; i++)
+		if (http_conns[i]->state != HTTP_CONN_AWAITING)	/* not read while the database answers */
+			AddWaitEventToSet(set, http_conns[i]->out.len > 0 ? WL_SOCKET_WRITEABLE : WL_SOCKET_READABLE,
+							  http_conns[i]->sock, NULL, http_conns[i]);
+	http_events_changed = false;
+	return set;
+}
+
+void
+opsflags_http_main(Datum arg)
+{
+	WaitEventSet *set = NULL;
+	WaitEvent	events[64];
+	pgsocket	ready_listen[HTTP_MAX_LISTEN];
+	int			nready;
+	TimestampTz next_database_check = 0;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	http_db_connected = opsflags_worker_connect(http_shared);
+	pgstat_report_appname("opsflags http");
+	http_pin_session();
+
+	http_request_context = AllocSetContextCreate(TopMemoryContext, "opsflags http request",
+												 ALLOCSET_DEFAULT_SIZES);
+	MemoryContextSwitchTo(http_request_context);
+	apply_settings();
+
+	for (;;)
+	{
+		long		timeout;
+		int			nevents;
+		int			i;
+
+		/* Not connected: look for the database, restart connected once it is there. */
+		if (!http_db_connected && GetCurrentTimestamp() >= next_database_check)
+		{
+			opsflags_worker_restart_if_database(http_shared);
+			next_database_check = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+															  OPSFLAGS_CHECK_DATABASE_MS);
+		}
+		if (http_port > 0 && nlisten == 0 && GetCurrentTimestamp() >= retry_listen_at)
+			apply_settings();
+
+		/* Clients with buffered requests whose turn has come (http_read_conn) */
+		for (i = 0; i < http_nconns;)
+		{
+			HttpConn   *conn = http_conns[i];
+
+			if (conn->more && conn->out.len == 0 && conn->state != HTTP_CONN_AWAITING &&
+				!http_read_conn(conn))
+			{
+				http_close_conn(i, false);
+				continue;
+			}
+			i++;
+		}
+		MemoryContextReset(http_request_context);
+
+		timeout = http_expire_conns();
+		for (i = 0; i < http_nconns; i++)
+			if (http_conns[i]->more && http_conns[i]->out.len == 0 &&
+				http_conns[i]->state != HTTP_CONN_AWAITING)
+				timeout = 0;
+		if (http_accept_paused_until != 0)
+		{
+			long		paused_ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
+																	http_accept_paused_until);
+
+			if (paused_ms <= 0)
+			{
+				http_accept_paused_until = 0;
+				http_events_changed = true;
+			}
+			else
+				timeout = timeout < 0 ? paused_ms : Min(timeout, paused_ms);
+		}
+		if (!http_db_connected)
+			timeout = timeout < 0 ? OPSFLAGS_CHECK_DATABASE_MS : Min(timeout, OPSFLAGS_CHECK_DATABASE_MS);
+		if (http_port > 0 && nlisten == 0)
+			timeout = timeout < 0 ? HTTP_RETRY_LISTEN_MS : Min(timeout, HTTP_RETRY_LISTEN_MS);
+
+		if (http_events_changed)
+		{
+			if (set)
+				FreeWaitEventSet(set);
+			set = build_event_set();
+		}
+		nevents = WaitEventSetWait(set, timeout, events, lengthof(events), PG_WAIT_EXTENSION);
+
+		/*
+		 * Clients first, then new connections: a slot that a client has just
+		 * given up is free before a newcomer is counted against
+		 * opsflags.http_max_connections.
+		 */
+		nready = 0;
+		for (i = 0; i < nevents; i++)
+		{
+			WaitEvent  *ev = &events[i];
+			HttpConn   *conn = (HttpConn *) ev->user_data;
+			int			j;
+
+			if (ev->events & WL_LATCH_SET)
+			{
+				ResetLatch(MyLatch);
+				CHECK_FOR_INTERRUPTS();
+				if (ConfigReloadPending)
+				{
+					ConfigReloadPending = false;
+					ProcessConfigFile(PGC_SIGHUP);
+					apply_settings();
+					nready = 0;
+					break;		/* the sockets may have changed */
+				}
+				continue;
+			}
+			if (conn == NULL)
+			{
+				if (ev->events & WL_SOCKET_READABLE)
+					ready_listen[nready++] = ev->fd;
+				continue;
+			}
+			/* Still open?  An earlier event of this round may have closed it. */
+			for (j = 0; j < http_nconns && http_conns[j] != conn; j++)
+				;
+			if (j == http_nconns)
+				continue;
+			if (!((ev->events & WL_SOCKET_WRITEABLE) ?
+				  http_flush_conn(conn) && http_read_conn(conn) : http_read_conn(conn)))
+				http_close_conn(j, false);
+			else if ((ev->events & WL_SOCKET_WRITEABLE) && conn->out.len == 0)
+				http_events_changed = true; /* back to reading */
+		}
+		for (i = 0; i < nready; i++)
+			http_accept_clients(ready_listen[i]);
+		/* The database worker's answers (it sets our latch) */
+		http_db_receive();
+		MemoryContextReset(http_request_context);
+	}
+}
+
+void
+opsflags_http_init(void)
+{
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+
+	DefineCustomStringVariable("opsflags.http_listen",
+							   "Address the opsflags HTTP server listens on (\"*\": all).",
+							   NULL,
+							   &http_listen,
+							   "127.0.0.1",
+							   PGC_SIGHUP,
+							   0,
+							   NULL, NULL, NULL);
+	DefineCustomIntVariable("opsflags.http_port",
+							"TCP port of the opsflags HTTP server (0 turns it off).",
+							NULL,
+							&http_port,
+							0, 0, 65535,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("opsflags.http_max_connections",
+							"Clients the opsflags HTTP server serves at once; more are answered 503 and closed.",
+							NULL,
+							&http_max_connections,
+							32, 1, HTTP_MAX_CONNECTIONS,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("opsflags.http_timeout",
+							"Time a client has to send a request and take a response, and a query to answer.",
+							NULL,
+							&opsflags_http_timeout_ms,
+							5000, 100, 600000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	opsflags_shmem_register(sizeof(OpsWorkerStart), NULL, http_shmem_attach);
+	http_register_endpoints();
+
+	/* Also on a standby, where /readyz reports the replay lag. */
+	opsflags_register_worker("opsflags http", "opsflags_http_main");
+}
