@@ -25,7 +25,6 @@ flags_handler(HttpConn *conn, HttpRequest *req, const char *environment)
 		http_ask_database(conn, req, environment);
 }
 
-/* SQL: to become opsflags.flags_for_environment() */
 static OpsQuery flags_query = {
 	.sql = "SELECT opsflags.flags_for_environment($1)::text",
 	.nargs = 1,

@@ -26,7 +26,6 @@ livez(HttpConn *conn, HttpRequest *req, const char *arg)
 
 /* ---------- /health ---------- */
 
-/* SQL: to become opsflags.http_health() */
 static OpsQuery health_query = {
 	.sql = "SELECT h::text, h ->> 'status' FROM opsflags.health_status() h",
 };
@@ -67,18 +66,8 @@ answer_health(HttpAnswer *a, const char *arg)
  * standby's replay is within health.thresholds' replication_lag_s (300 s)
  * of what it has received.  The query says why not, or NULL.
  */
-/* SQL: to become opsflags.http_readiness() */
 static OpsQuery ready_query = {
-	.sql =
-	"SELECT CASE WHEN m THEN 'maintenance mode is on' "
-	"            WHEN lag > threshold THEN format('standby replay lags %s s (threshold %s s)', "
-	"                                             round(lag::numeric, 1), threshold) END "
-	"FROM (SELECT opsflags.is_maintenance_mode() AS m, "
-	"             CASE WHEN NOT pg_is_in_recovery() THEN NULL "
-	"                  WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 "
-	"                  ELSE date_part('epoch', now() - pg_last_xact_replay_timestamp()) END AS lag, "
-	"             coalesce((opsflags.config_get('health.thresholds', 'all') ->> 'replication_lag_s')::float8, "
-	"                      300) AS threshold) s",
+	.sql = "SELECT opsflags_internal.http_readiness()",
 };
 
 /* {"ready": false, "reason": ...}, 503 */
