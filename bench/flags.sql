@@ -31,7 +31,7 @@ END $$;
 -- typical call goes through every rule down to the bucket.
 DELETE FROM opsflags.feature_flags WHERE flag_key LIKE 'bench.%';
 SELECT opsflags.create_flag('bench.flag', 'Benchmark flag') IS NOT NULL AS created;
-SELECT opsflags.update_feature_flag('bench.flag', jsonb_build_object(
+SELECT opsflags.update_flag('bench.flag', jsonb_build_object(
     'is_enabled', true, 'enabled_percentage', 50, 'enabled_for_roles', '["admin", "beta"]'::jsonb,
     'enabled_for_users', (SELECT jsonb_agg('vip-' || i) FROM generate_series(1, 10) i)));
 
@@ -81,9 +81,9 @@ DELETE FROM opsflags.feature_flags WHERE flag_key LIKE 'bench.many.%';
 \echo '== 3. targeting list: 1,000,000 evaluations of users outside a list of 10 vs of 100,000 entries'
 SELECT opsflags.create_flag('bench.small', 'Small list') IS NOT NULL AS created;
 SELECT opsflags.create_flag('bench.large', 'Large list') IS NOT NULL AS created;
-SELECT opsflags.update_feature_flag('bench.small', jsonb_build_object('is_enabled', true, 'enabled_percentage', 50,
+SELECT opsflags.update_flag('bench.small', jsonb_build_object('is_enabled', true, 'enabled_percentage', 50,
     'enabled_for_users', (SELECT jsonb_agg('vip-' || i) FROM generate_series(1, 10) i)));
-SELECT opsflags.update_feature_flag('bench.large', jsonb_build_object('is_enabled', true, 'enabled_percentage', 50,
+SELECT opsflags.update_flag('bench.large', jsonb_build_object('is_enabled', true, 'enabled_percentage', 50,
     'enabled_for_users', (SELECT jsonb_agg('vip-' || i) FROM generate_series(1, 100000) i)));
 SELECT bench.measure(
     ARRAY['10 users', '100,000 users'],
@@ -117,10 +117,10 @@ DELETE FROM opsflags.user_segments WHERE segment_key = 'bench.segment';
 SELECT opsflags.create_segment('bench.segment', 'Bench', (SELECT jsonb_agg('member-' || i) FROM generate_series(1, 100000) i)) IS NOT NULL AS created;
 SELECT count(opsflags.create_flag(k, k, NULL, 'string', '["a", "b", "c"]'))
 FROM unnest(ARRAY['bench.rich.plain', 'bench.rich.full', 'bench.rich.pre1', 'bench.rich.pre2']) k;
-SELECT count(opsflags.update_feature_flag(k, '{"is_enabled": true, "enabled_percentage": 50, "variation_weights": [50, 30, 20]}'))
+SELECT count(opsflags.update_flag(k, '{"is_enabled": true, "enabled_percentage": 50, "variation_weights": [50, 30, 20]}'))
 FROM unnest(ARRAY['bench.rich.plain', 'bench.rich.full']) k;
 SELECT count(opsflags.toggle_flag(k, true)) FROM unnest(ARRAY['bench.rich.pre1', 'bench.rich.pre2']) k;
-SELECT opsflags.update_feature_flag('bench.rich.full', '{"segments": ["bench.segment"]}');
+SELECT opsflags.update_flag('bench.rich.full', '{"segments": ["bench.segment"]}');
 SELECT opsflags.add_prerequisite('bench.rich.full', 'bench.rich.pre1'), opsflags.add_prerequisite('bench.rich.full', 'bench.rich.pre2');
 SELECT bench.measure(
     ARRAY['plain feature_enabled', 'rich feature_enabled', 'plain feature_value', 'rich feature_value'],

@@ -49,13 +49,13 @@ pg_psql "$TMP" "$PORT" postgres -q -c "CREATE EXTENSION opsflags"
 echo
 echo "== machine: $(nproc) cores, $(uname -r), PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}')"
 pg_psql "$TMP" "$PORT" postgres -q -f "$REPO/bench/flags.sql" 2>&1 \
-    | grep -vE '^ *$|^ (created|measure|update_feature_flag) *$|^-+$|^ t *$|^ *$'
+    | grep -vE '^ *$|^ (created|measure|update_flag) *$|^-+$|^ t *$|^ *$'
 
 echo
 echo "== 4. pgbench, 2 clients, -M prepared, ${SECONDS_PER_RUN}s runs, median of $ROUNDS interleaved rounds"
 pg_psql "$TMP" "$PORT" postgres -q -c "DELETE FROM opsflags.feature_flags WHERE flag_key = 'bench.flag'" \
     -c "SELECT opsflags.create_flag('bench.flag', 'Benchmark flag') IS NOT NULL" \
-    -c "SELECT opsflags.update_feature_flag('bench.flag', '{\"is_enabled\": true, \"enabled_percentage\": 50, \"enabled_for_roles\": [\"admin\"]}')" >/dev/null
+    -c "SELECT opsflags.update_flag('bench.flag', '{\"is_enabled\": true, \"enabled_percentage\": 50, \"enabled_for_roles\": [\"admin\"]}')" >/dev/null
 printf '%s\n' '\set uid random(1, 1000000)' \
     "SELECT opsflags.feature_enabled('bench.flag', 'user-' || :uid, 'member');" >"$TMP/flag.sql"
 printf '%s\n' '\set uid random(1, 1000000)' "SELECT 1, 'user-' || :uid;" >"$TMP/select1.sql"

@@ -6,7 +6,7 @@
 # (or SIGINT/SIGHUP), removing PIDFILE if it wrote one.
 #
 # scripts/test.sh runs it to test that memcached health probes of a server
-# that hangs are bounded by opsflags.health_timeout_ms.
+# that hangs are bounded by opsflags.health_timeout.
 use strict;
 use warnings;
 use IO::Socket::INET;

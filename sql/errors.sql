@@ -22,15 +22,15 @@ SELECT opsflags.toggle_flag('err.flag', true, 'moon');
 :last_state;
 SELECT opsflags.toggle_flag('err.flag', NULL);
 SELECT opsflags.archive_flag('no.such.flag');
-SELECT opsflags.get_feature_flag('err.flag', 'moon');
-SELECT opsflags.get_feature_flag('no.such.flag') IS NULL AS unknown_is_null;
+SELECT opsflags.get_flag('err.flag', 'moon');
+SELECT opsflags.get_flag('no.such.flag') IS NULL AS unknown_is_null;
 SET opsflags.environment = 'Not Valid';
 :last_state;
 
-SELECT opsflags.update_feature_flag('err.flag', '{"enabled": true}');
+SELECT opsflags.update_flag('err.flag', '{"enabled": true}');
 :last_state;
-SELECT opsflags.update_feature_flag('err.flag', '[1]');
-SELECT opsflags.update_feature_flag('err.flag', '{"is_enabled": "yes"}');
+SELECT opsflags.update_flag('err.flag', '[1]');
+SELECT opsflags.update_flag('err.flag', '{"is_enabled": "yes"}');
 :last_state;
 
 -- Bad fields: each API function checks its arguments first and names the
@@ -40,34 +40,34 @@ SELECT opsflags.create_flag('err.other', 'x', NULL, 'colour');
 SELECT opsflags.create_flag('err.other', 'x', NULL, 'bool');
 SELECT opsflags.create_flag('err.other', '', NULL);
 SELECT opsflags.create_flag('err.other', 'x', NULL, 'boolean', NULL, ARRAY['ok', NULL]);
-SELECT opsflags.update_feature_flag('err.flag', '{"enabled_percentage": 101}');
+SELECT opsflags.update_flag('err.flag', '{"enabled_percentage": 101}');
 :last_state;
-SELECT opsflags.update_feature_flag('err.flag', '{"enabled_percentage": 150}');
-SELECT opsflags.update_feature_flag('err.flag', '{"enabled_percentage": -1}');
-SELECT opsflags.update_feature_flag('err.flag', '{"enabled_percentage": 1.5}');
-SELECT opsflags.update_feature_flag('err.flag', '{"enabled_percentage": "50"}');
-SELECT opsflags.update_feature_flag('err.flag',
+SELECT opsflags.update_flag('err.flag', '{"enabled_percentage": 150}');
+SELECT opsflags.update_flag('err.flag', '{"enabled_percentage": -1}');
+SELECT opsflags.update_flag('err.flag', '{"enabled_percentage": 1.5}');
+SELECT opsflags.update_flag('err.flag', '{"enabled_percentage": "50"}');
+SELECT opsflags.update_flag('err.flag',
     '{"enable_at": "2030-01-01T00:00:00Z", "disable_at": "2030-01-01T00:00:00Z"}');
 :last_state;
-SELECT opsflags.update_feature_flag('err.flag', '{"enable_at": "next tuesday"}');
-SELECT opsflags.update_feature_flag('err.flag', '{"disable_at": 1700000000}');
-SELECT opsflags.update_feature_flag('err.flag', '{"enabled_for_users": "u1"}');
+SELECT opsflags.update_flag('err.flag', '{"enable_at": "next tuesday"}');
+SELECT opsflags.update_flag('err.flag', '{"disable_at": 1700000000}');
+SELECT opsflags.update_flag('err.flag', '{"enabled_for_users": "u1"}');
 :last_state;
-SELECT opsflags.update_feature_flag('err.flag', '{"enabled_for_users": ["u1", 2]}');
-SELECT opsflags.update_feature_flag('err.flag', '{"enabled_for_roles": {"admin": true}}');
-SELECT opsflags.update_feature_flag('err.flag', '{"enabled_for_roles": [null]}');
-SELECT opsflags.update_feature_flag('err.flag', '{"enabled_for_users": [["nested"]]}');
-SELECT opsflags.update_feature_flag('err.flag', '{"segments": "beta"}');
-SELECT opsflags.update_feature_flag('err.flag', '{"rollout_group": ""}');
-SELECT opsflags.update_feature_flag('err.flag', '{"flag_name": null}');
-SELECT opsflags.update_feature_flag('err.flag', '{"description": 7}');
-SELECT opsflags.update_feature_flag('err.flag', '{"tags": ["ops", 1]}');
-SELECT opsflags.update_feature_flag('err.flag', '{"tags": "ops"}');
-SELECT opsflags.update_feature_flag('err.flag', '{"on_variation": 1e300}');
-SELECT opsflags.update_feature_flag('err.flag', '{"variation_weights": "50/50"}');
+SELECT opsflags.update_flag('err.flag', '{"enabled_for_users": ["u1", 2]}');
+SELECT opsflags.update_flag('err.flag', '{"enabled_for_roles": {"admin": true}}');
+SELECT opsflags.update_flag('err.flag', '{"enabled_for_roles": [null]}');
+SELECT opsflags.update_flag('err.flag', '{"enabled_for_users": [["nested"]]}');
+SELECT opsflags.update_flag('err.flag', '{"segments": "beta"}');
+SELECT opsflags.update_flag('err.flag', '{"rollout_group": ""}');
+SELECT opsflags.update_flag('err.flag', '{"flag_name": null}');
+SELECT opsflags.update_flag('err.flag', '{"description": 7}');
+SELECT opsflags.update_flag('err.flag', '{"tags": ["ops", 1]}');
+SELECT opsflags.update_flag('err.flag', '{"tags": "ops"}');
+SELECT opsflags.update_flag('err.flag', '{"on_variation": 1e300}');
+SELECT opsflags.update_flag('err.flag', '{"variation_weights": "50/50"}');
 -- The message names the field and nothing else: no row, a short context.
 \set SHOW_CONTEXT errors
-SELECT opsflags.update_feature_flag('err.flag', '{"enabled_percentage": 150}');
+SELECT opsflags.update_flag('err.flag', '{"enabled_percentage": 150}');
 \set SHOW_CONTEXT never
 
 -- Plain DML by an admin: the table's constraints (23514) and triggers.

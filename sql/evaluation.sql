@@ -7,7 +7,7 @@ SELECT opsflags.rollout_bucket('', ''), opsflags.rollout_bucket('ünïcødé', '
 SELECT opsflags.rollout_bucket(NULL, 'x') IS NULL AS strict;
 
 CREATE FUNCTION set_flag(updates jsonb) RETURNS void LANGUAGE sql
-AS $$ SELECT opsflags.update_feature_flag('eval.flag', updates) $$;
+AS $$ SELECT opsflags.update_flag('eval.flag', updates) $$;
 SELECT opsflags.create_flag('eval.flag', 'Evaluation order') IS NOT NULL AS created;
 
 -- 1. unknown key, NULL key, no config in the environment, archived: false.
@@ -104,7 +104,7 @@ SELECT opsflags.feature_explain('eval.flag', 'user-1') ->> 'reason' AS reason_in
 -- never fails and warns once per flag and cache load, not once per row.
 -- (Stored here past the write-time checks, as replication could.)
 SELECT opsflags.create_flag('eval.split', 'Split', NULL, 'string', '["a", "b", "c"]') IS NOT NULL AS created;
-SELECT opsflags.update_feature_flag('eval.split', '{"is_enabled": true, "on_variation": 0}');
+SELECT opsflags.update_flag('eval.split', '{"is_enabled": true, "on_variation": 0}');
 CREATE FUNCTION set_weights(w jsonb) RETURNS void LANGUAGE sql AS $$
     SET session_replication_role = replica;
     UPDATE opsflags.feature_flag_configs SET variation_weights = w

@@ -24,33 +24,33 @@ SELECT opsflags.feature_enabled('posts.ai_generation', 'u1', 'admin');
 RESET opsflags.environment;
 
 -- Targeting and a percentage rollout, in one update.
-SELECT opsflags.update_feature_flag('posts.ai_generation',
+SELECT opsflags.update_flag('posts.ai_generation',
     '{"enabled_for_users": ["u1", "u2"], "enabled_for_roles": ["admin"], "enabled_percentage": 25}');
 SELECT u AS user_id, r AS user_role, opsflags.feature_enabled('posts.ai_generation', u, r)
 FROM (VALUES ('u1', NULL), ('u9', 'admin'), ('u9', 'member'), (NULL, 'member')) v(u, r);
 
 -- The document an admin reads back (volatile fields removed).
-SELECT jsonb_pretty(opsflags.get_feature_flag('posts.ai_generation')
+SELECT jsonb_pretty(opsflags.get_flag('posts.ai_generation')
        #- '{id}' #- '{created_at}' #- '{updated_at}' #- '{config,updated_at}');
 
 -- Per-environment reads.
-SELECT opsflags.get_feature_flag('posts.ai_generation', 'staging') -> 'config' ->> 'is_enabled' AS staging_enabled;
+SELECT opsflags.get_flag('posts.ai_generation', 'staging') -> 'config' ->> 'is_enabled' AS staging_enabled;
 
 -- Flag-level fields.
-SELECT opsflags.update_feature_flag('posts.ai_generation',
+SELECT opsflags.update_flag('posts.ai_generation',
     '{"flag_name": "AI generation", "description": null, "tags": ["ai"], "rollout_group": "ai"}');
 SELECT flag_name, description, tags, rollout_group, version FROM opsflags.feature_flags;
 
 -- A listing of all flags.
 SELECT opsflags.create_flag('schedules.bulk_operations', 'Bulk schedule operations') IS NOT NULL AS created;
 SELECT f ->> 'key' AS key, f -> 'config' ->> 'is_enabled' AS enabled
-FROM jsonb_array_elements(opsflags.get_all_feature_flags()) f;
+FROM jsonb_array_elements(opsflags.get_flags()) f;
 
 -- Archived flags evaluate false and leave the listing (unless asked for).
 SELECT opsflags.archive_flag('schedules.bulk_operations');
 SELECT opsflags.feature_enabled('schedules.bulk_operations');
-SELECT jsonb_array_length(opsflags.get_all_feature_flags()) AS listed,
-       jsonb_array_length(opsflags.get_all_feature_flags(include_archived => true)) AS with_archived;
+SELECT jsonb_array_length(opsflags.get_flags()) AS listed,
+       jsonb_array_length(opsflags.get_flags(include_archived => true)) AS with_archived;
 
 -- Plain DML by an admin follows the same rules and bumps the version.
 UPDATE opsflags.feature_flag_configs SET enabled_percentage = 100
@@ -76,10 +76,10 @@ SELECT flag_name FROM opsflags.feature_flags WHERE flag_key = 'orders.writes';
 -- flag that is off, a weighted split and targeting all stay as they are
 -- (no write, no audit row).
 SELECT opsflags.create_flag('ops.rollout', 'Rollout') IS NOT NULL AS created;
-SELECT opsflags.update_feature_flag('ops.rollout',
+SELECT opsflags.update_flag('ops.rollout',
     '{"is_enabled": true, "enabled_for_users": ["u1", "u42"], "enabled_percentage": 1}');
 SELECT opsflags.create_flag('ops.theme', 'Theme', NULL, 'string', '["light", "dark", "contrast"]') IS NOT NULL AS created;
-SELECT opsflags.update_feature_flag('ops.theme', '{"is_enabled": true, "variation_weights": [50, 30, 20]}');
+SELECT opsflags.update_flag('ops.theme', '{"is_enabled": true, "variation_weights": [50, 30, 20]}');
 SELECT max(id) AS audit_before FROM opsflags.audit_log \gset
 SELECT opsflags.flags_for_environment('production') AS export \gset
 SELECT jsonb_pretty(opsflags.import_launchdarkly('production', opsflags.flags_for_environment('production')));
@@ -89,9 +89,9 @@ SELECT opsflags.flags_for_environment('production') = :'export' AS same_export;
 -- Everything that decides an answer: variations, on/off variation, weights,
 -- segments and prerequisites.
 SELECT opsflags.create_segment('flags.beta', 'Beta', '["u7"]') IS NOT NULL AS created;
-SELECT opsflags.update_feature_flag('ops.theme', '{"segments": ["flags.beta"]}');
+SELECT opsflags.update_flag('ops.theme', '{"segments": ["flags.beta"]}');
 SELECT opsflags.add_prerequisite('ops.theme', 'orders.writes');
-SELECT jsonb_pretty(opsflags.get_feature_flag('ops.theme') - '{id,created_at,updated_at,created_by,description,tags}'::text[]
+SELECT jsonb_pretty(opsflags.get_flag('ops.theme') - '{id,created_at,updated_at,created_by,description,tags}'::text[]
                     #- '{config,updated_at}' #- '{config,updated_by}');
 
 -- flag_usage lists every flag, archived ones too; archived flags can be
@@ -122,3 +122,14 @@ SELECT c.relname, x.cond
 FROM pg_extension e, unnest(e.extconfig, e.extcondition) x(oid, cond)
 JOIN pg_class c ON c.oid = x.oid
 WHERE e.extname = 'opsflags' ORDER BY 1;
+
+-- The flag API's former names (update_feature_flag, get_feature_flag,
+-- get_all_feature_flags) still work: each is the function it became.
+SELECT opsflags.create_flag('flags.former_names') IS NOT NULL AS created;
+SELECT opsflags.update_feature_flag('flags.former_names', '{"enabled_percentage": 40}', 'production');
+SELECT c.enabled_percentage FROM opsflags.feature_flag_configs c
+WHERE c.flag_id = opsflags.flag_id('flags.former_names') AND c.environment = 'production';
+SELECT opsflags.get_feature_flag('flags.former_names', 'production') = opsflags.get_flag('flags.former_names', 'production') AS same_flag,
+       opsflags.get_all_feature_flags('production', true) = opsflags.get_flags('production', true) AS same_flags;
+SELECT opsflags.update_feature_flag('no.such.flag', '{}');
+SELECT opsflags.archive_flag('flags.former_names'), opsflags.delete_flag('flags.former_names');

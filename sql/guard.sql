@@ -16,7 +16,7 @@ INSERT INTO orders VALUES (1, 'first') RETURNING *;
 UPDATE orders SET note = 'changed' RETURNING *;
 
 -- The flag is evaluated for session_user and current_user: target a role.
-SELECT opsflags.update_feature_flag('orders.writes',
+SELECT opsflags.update_flag('orders.writes',
     jsonb_build_object('enabled_for_roles', jsonb_build_array(current_user), 'enabled_percentage', 100));
 DELETE FROM orders RETURNING id;
 

@@ -22,11 +22,20 @@ SELECT opsflags.config_set('health.queue_query', '"SELECT 3, 2"');
 SELECT opsflags.health_status() -> 'components' -> 'queue' ->> 'status' AS queue_with_failures;
 -- A broken or slow one is reported, never raised.
 SELECT opsflags.config_set('health.queue_query', '"SELECT * FROM no_such_jobs"');
-SELECT (opsflags.health_status() -> 'components' -> 'queue') - 'latencyMs'::text AS broken_queue;
-SET opsflags.health_timeout_ms = 200;
+SELECT (opsflags.health_status() -> 'components' -> 'queue') - '{latency_ms,latencyMs}'::text[] AS broken_queue;
+SET opsflags.health_timeout = '200ms';
 SELECT opsflags.config_set('health.queue_query', '"SELECT (SELECT 1 FROM pg_sleep(30)), 0"');
-SELECT (opsflags.health_status() -> 'components' -> 'queue') - 'latencyMs'::text AS slow_queue;
+SELECT (opsflags.health_status() -> 'components' -> 'queue') - '{latency_ms,latencyMs}'::text[] AS slow_queue;
+RESET opsflags.health_timeout;
+-- The setting's former name, in milliseconds, still works and wins where set.
+SET opsflags.health_timeout = '10s';
+SET opsflags.health_timeout_ms = 300;
+SELECT (opsflags.health_status() -> 'components' -> 'queue') ->> 'message' AS slow_queue_former_setting;
 RESET opsflags.health_timeout_ms;
+RESET opsflags.health_timeout;
+-- Each component's latency under one name in both spellings.
+SELECT bool_and(c.value -> 'latency_ms' = c.value -> 'latencyMs') AS latency_both_names
+FROM jsonb_each(opsflags.health_status() -> 'components') c;
 SELECT opsflags.config_delete('health.queue_query');
 
 -- Deployed version and commit appear in the document.

@@ -13,7 +13,7 @@ SELECT opsflags_internal.http_readiness() IS NULL AS ready;
 -- and recovery; the others (connections, size, usage...) are there.
 SELECT family, value, label1, value1, label2, value2
 FROM opsflags_internal.http_metrics('{"status": "degraded", "components":
-      {"cache": {"status": "degraded", "latencyMs": 12.5}, "database": {"status": "healthy", "latencyMs": 1}}}')
+      {"cache": {"status": "degraded", "latency_ms": 12.5}, "database": {"status": "healthy", "latency_ms": 1}}}')
 WHERE family IN (1, 2, 3, 5, 12, 13)
 ORDER BY 1, 4, 6;
 SELECT family, count(*) AS samples

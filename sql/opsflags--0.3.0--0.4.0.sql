@@ -1,5 +1,7 @@
 -- opsflags 0.3.0 -> 0.4.0: the API apart from the internals; one SQL name per
--- C function; the HTTP server's queries as functions.  Nothing else changes: a fresh install of 0.4.0 (built from
+-- C function; the HTTP server's queries as functions; one noun for a flag
+-- (update_flag, get_flag, get_flags; the former names stay as aliases).
+-- Nothing else changes: a fresh install of 0.4.0 (built from
 -- src/*.sql) and an updated one are the same (test/upgrade/upgrade.sh).
 \echo Use "ALTER EXTENSION opsflags UPDATE TO '0.4.0'" to load this file. \quit
 
@@ -934,7 +936,7 @@ SELECT 1, (h.doc ->> 'status' = st.s)::int::text, 'status', st.s, NULL, NULL FRO
 UNION ALL
 SELECT 2, (comp.value ->> 'status' = st.s)::int::text, 'component', comp.key, 'status', st.s FROM comp, st
 UNION ALL
-SELECT 3, ((comp.value ->> 'latencyMs')::float8 / 1000)::text, 'component', comp.key, NULL, NULL FROM comp
+SELECT 3, ((comp.value ->> 'latency_ms')::float8 / 1000)::text, 'component', comp.key, NULL, NULL FROM comp
 UNION ALL
 SELECT 4, count(a.pid)::text, 'state', s.state, NULL, NULL
   FROM (VALUES ('active'), ('idle'), ('idle in transaction'), ('idle in transaction (aborted)'),
@@ -1020,3 +1022,225 @@ $$;
 COMMENT ON FUNCTION opsflags_internal.http_status(jsonb) IS
   'The status page''s data (/api/status) for a health_status() document';
 REVOKE ALL ON FUNCTION opsflags_internal.http_status(jsonb) FROM PUBLIC;
+
+-- One noun for a flag throughout the API: update_flag, get_flag and get_flags
+-- are the functions; their former names stay as thin aliases.
+CREATE FUNCTION opsflags.update_flag(flag_key text, updates jsonb, environment text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    flag_fields   constant text[] := '{flag_name,description,tags,rollout_group,variations}';
+    config_fields constant text[] := '{is_enabled,enabled_for_users,enabled_for_roles,enabled_percentage,enable_at,disable_at,on_variation,off_variation,variation_weights,segments}';
+    env    text;
+    fid    uuid;
+    f      opsflags.feature_flags;
+    c      opsflags.feature_flag_configs;
+    field  text;
+    v      jsonb;
+    vars   jsonb;
+    onoff  integer[];
+    t_on   timestamptz;
+    t_off  timestamptz;
+    on_i   integer;
+    off_i  integer;
+    w      jsonb;
+BEGIN
+    fid := opsflags.flag_id(flag_key);
+    env := opsflags.resolve_environment(environment);
+    IF updates IS NULL OR jsonb_typeof(updates) <> 'object' THEN
+        RAISE EXCEPTION 'updates must be a JSON object'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOR field IN SELECT jsonb_object_keys(updates) ORDER BY 1 LOOP
+        IF NOT (field = ANY (flag_fields) OR field = ANY (config_fields)) THEN
+            RAISE EXCEPTION 'unknown field "%" in feature flag update', field
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Known fields: ' || array_to_string(flag_fields || config_fields, ', ') || '.';
+        END IF;
+    END LOOP;
+
+    SELECT * INTO f FROM opsflags.feature_flags ff WHERE ff.id = fid;
+    vars := f.variations;
+    onoff := opsflags_internal.default_on_off(vars);
+    -- The field checks, in the order of the field lists.
+    FOREACH field IN ARRAY flag_fields || config_fields LOOP
+        CONTINUE WHEN NOT updates ? field;
+        v := updates -> field;
+        CASE field
+        WHEN 'flag_name' THEN
+            IF jsonb_typeof(v) <> 'string' OR v = '""' THEN
+                PERFORM opsflags.flag_field_error(flag_key, field, 'a non-empty string', v);
+            END IF;
+        WHEN 'description' THEN
+            IF jsonb_typeof(v) NOT IN ('string', 'null') THEN
+                PERFORM opsflags.flag_field_error(flag_key, field, 'a string or null', v);
+            END IF;
+        WHEN 'tags' THEN
+            IF NOT opsflags.is_string_array(v) THEN
+                PERFORM opsflags.flag_field_error(flag_key, field, 'a JSON array of strings', v);
+            END IF;
+        WHEN 'rollout_group' THEN
+            IF NOT (jsonb_typeof(v) = 'null' OR (jsonb_typeof(v) = 'string' AND v <> '""')) THEN
+                PERFORM opsflags.flag_field_error(flag_key, field, 'a non-empty string, or null for the flag key', v);
+            END IF;
+        WHEN 'variations' THEN
+            PERFORM opsflags_internal.check_variation_values(flag_key, f.flag_type, v);
+            vars := v;
+        WHEN 'is_enabled' THEN
+            IF jsonb_typeof(v) <> 'boolean' THEN
+                PERFORM opsflags.flag_field_error(flag_key, field, 'true or false', v);
+            END IF;
+        WHEN 'enabled_for_users', 'enabled_for_roles', 'segments' THEN
+            IF NOT opsflags.is_string_array(v) THEN
+                PERFORM opsflags.flag_field_error(flag_key, field, 'a JSON array of strings', v);
+            END IF;
+        WHEN 'enabled_percentage' THEN
+            IF NOT opsflags_internal.is_whole_number(v, 0, 100) THEN
+                PERFORM opsflags.flag_field_error(flag_key, field, 'a whole number from 0 to 100', v);
+            END IF;
+        WHEN 'enable_at', 'disable_at' THEN
+            IF jsonb_typeof(v) = 'string' THEN
+                BEGIN
+                    PERFORM (v #>> '{}')::timestamptz;
+                EXCEPTION WHEN data_exception THEN
+                    PERFORM opsflags.flag_field_error(flag_key, field, 'a timestamp with time zone such as "2030-01-01T00:00:00Z", or null', v);
+                END;
+            ELSIF jsonb_typeof(v) <> 'null' THEN
+                PERFORM opsflags.flag_field_error(flag_key, field, 'a timestamp with time zone such as "2030-01-01T00:00:00Z", or null', v);
+            END IF;
+        WHEN 'on_variation', 'off_variation' THEN
+            IF NOT opsflags_internal.is_whole_number(v, 0, 2147483647) THEN
+                PERFORM opsflags.flag_field_error(flag_key, field, 'the index of a variation, a whole number from 0', v);
+            END IF;
+        WHEN 'variation_weights' THEN
+            IF jsonb_typeof(v) NOT IN ('array', 'null') THEN
+                PERFORM opsflags.flag_field_error(flag_key, field,
+                    'an array of non-negative whole numbers, one per variation, or null for no split', v);
+            END IF;
+        END CASE;
+    END LOOP;
+
+    -- The config as it will be: the schedule and the variations together.
+    IF updates ?| config_fields THEN
+        SELECT * INTO c FROM opsflags.feature_flag_configs fc WHERE fc.flag_id = fid AND fc.environment = env;
+        IF NOT FOUND THEN
+            c.on_variation := onoff[1];
+            c.off_variation := onoff[2];
+        END IF;
+        t_on := CASE WHEN updates ? 'enable_at' THEN (updates ->> 'enable_at')::timestamptz ELSE c.enable_at END;
+        t_off := CASE WHEN updates ? 'disable_at' THEN (updates ->> 'disable_at')::timestamptz ELSE c.disable_at END;
+        IF t_on >= t_off THEN
+            PERFORM opsflags.flag_field_error(flag_key, CASE WHEN updates ? 'enable_at' THEN 'enable_at' ELSE 'disable_at' END,
+                format('enable_at (%s) before disable_at (%s)', t_on, t_off));
+        END IF;
+        on_i := CASE WHEN updates ? 'on_variation' THEN (updates ->> 'on_variation')::numeric::integer ELSE c.on_variation END;
+        off_i := CASE WHEN updates ? 'off_variation' THEN (updates ->> 'off_variation')::numeric::integer ELSE c.off_variation END;
+        w := CASE WHEN updates ? 'variation_weights' THEN nullif(updates -> 'variation_weights', 'null') ELSE c.variation_weights END;
+        IF updates ?| '{variations,on_variation,off_variation,variation_weights}' OR c.flag_id IS NULL THEN
+            PERFORM opsflags_internal.check_variations(flag_key, vars, on_i, off_i, w);
+        END IF;
+    END IF;
+
+    IF updates ?| flag_fields THEN
+        UPDATE opsflags.feature_flags ff SET
+            flag_name     = CASE WHEN updates ? 'flag_name' THEN updates->>'flag_name' ELSE ff.flag_name END,
+            description   = CASE WHEN updates ? 'description' THEN updates->>'description' ELSE ff.description END,
+            tags          = CASE WHEN updates ? 'tags'
+                                 THEN ARRAY(SELECT jsonb_array_elements_text(updates->'tags'))
+                                 ELSE ff.tags END,
+            rollout_group = CASE WHEN updates ? 'rollout_group' THEN updates->>'rollout_group' ELSE ff.rollout_group END,
+            variations    = CASE WHEN updates ? 'variations' THEN updates->'variations' ELSE ff.variations END
+        WHERE ff.id = fid;
+    END IF;
+
+    IF updates ?| config_fields THEN
+        INSERT INTO opsflags.feature_flag_configs (flag_id, environment, on_variation, off_variation)
+        SELECT fid, env, d[1], d[2] FROM opsflags_internal.default_on_off(vars) d
+        ON CONFLICT DO NOTHING;
+        UPDATE opsflags.feature_flag_configs fc SET
+            is_enabled         = CASE WHEN updates ? 'is_enabled' THEN (updates->'is_enabled')::boolean ELSE fc.is_enabled END,
+            enabled_for_users  = CASE WHEN updates ? 'enabled_for_users' THEN updates->'enabled_for_users' ELSE fc.enabled_for_users END,
+            enabled_for_roles  = CASE WHEN updates ? 'enabled_for_roles' THEN updates->'enabled_for_roles' ELSE fc.enabled_for_roles END,
+            enabled_percentage = CASE WHEN updates ? 'enabled_percentage' THEN (updates->>'enabled_percentage')::numeric::integer ELSE fc.enabled_percentage END,
+            enable_at          = t_on,
+            disable_at         = t_off,
+            on_variation       = on_i,
+            off_variation      = off_i,
+            variation_weights  = w,
+            segments           = CASE WHEN updates ? 'segments' THEN updates->'segments' ELSE fc.segments END,
+            updated_by         = session_user
+        WHERE fc.flag_id = fid AND fc.environment = env;
+    END IF;
+END
+$$;
+
+CREATE FUNCTION opsflags.get_flag(flag_key text, environment text DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    env text := opsflags.resolve_environment(environment);
+    doc jsonb;
+BEGIN
+    SELECT opsflags_internal.flag_document(f, c, env) INTO doc
+    FROM opsflags.feature_flags f
+    LEFT JOIN opsflags.feature_flag_configs c ON c.flag_id = f.id AND c.environment = env
+    WHERE f.flag_key = get_flag.flag_key;
+    RETURN doc;
+END
+$$;
+
+CREATE FUNCTION opsflags.get_flags(environment text DEFAULT NULL, include_archived boolean DEFAULT false)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    env text := opsflags.resolve_environment(environment);
+BEGIN
+    RETURN coalesce((
+        SELECT jsonb_agg(opsflags_internal.flag_document(f, c, env) ORDER BY f.flag_key)
+        FROM opsflags.feature_flags f
+        LEFT JOIN opsflags.feature_flag_configs c ON c.flag_id = f.id AND c.environment = env
+        WHERE include_archived OR NOT f.archived), '[]');
+END
+$$;
+
+CREATE OR REPLACE FUNCTION opsflags.toggle_flag(flag_key text, enabled boolean, environment text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF enabled IS NULL THEN
+        RAISE EXCEPTION 'enabled must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    PERFORM opsflags.update_flag(flag_key, jsonb_build_object('is_enabled', enabled), environment);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION opsflags.update_feature_flag(flag_key text, updates jsonb, environment text DEFAULT NULL)
+RETURNS void
+LANGUAGE sql
+AS $$ SELECT opsflags.update_flag(flag_key, updates, environment) $$;
+COMMENT ON FUNCTION opsflags.update_feature_flag(text, jsonb, text) IS 'Former name of update_flag()';
+
+CREATE OR REPLACE FUNCTION opsflags.get_feature_flag(flag_key text, environment text DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE sql STABLE
+AS $$ SELECT opsflags.get_flag(flag_key, environment) $$;
+COMMENT ON FUNCTION opsflags.get_feature_flag(text, text) IS 'Former name of get_flag()';
+
+CREATE OR REPLACE FUNCTION opsflags.get_all_feature_flags(environment text DEFAULT NULL, include_archived boolean DEFAULT false)
+RETURNS jsonb
+LANGUAGE sql STABLE
+AS $$ SELECT opsflags.get_flags(environment, include_archived) $$;
+COMMENT ON FUNCTION opsflags.get_all_feature_flags(text, boolean) IS 'Former name of get_flags()';
+
+REVOKE ALL ON FUNCTION opsflags.update_flag(text, jsonb, text), opsflags.get_flag(text, text),
+    opsflags.get_flags(text, boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION opsflags.update_flag(text, jsonb, text), opsflags.get_flag(text, text),
+    opsflags.get_flags(text, boolean) TO opsflags_admin;

@@ -26,7 +26,7 @@ SET ROLE regress_opsflags_app;
 -- Everything else is refused.
 SELECT count(*) FROM opsflags.feature_flags;
 SELECT opsflags.toggle_flag('priv.flag', false);
-SELECT opsflags.get_feature_flag('priv.flag');
+SELECT opsflags.get_flag('priv.flag');
 UPDATE opsflags.feature_flag_configs SET is_enabled = false;
 RESET ROLE;
 

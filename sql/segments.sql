@@ -5,7 +5,7 @@ SELECT opsflags.create_flag('seg.a', 'A') IS NOT NULL AS a, opsflags.create_flag
        opsflags.create_flag('seg.c', 'C') IS NOT NULL AS c;
 
 -- A config targets segments: members and member roles are on.
-SELECT opsflags.update_feature_flag('seg.a', '{"is_enabled": true, "enabled_percentage": 1, "segments": ["beta"]}');
+SELECT opsflags.update_flag('seg.a', '{"is_enabled": true, "enabled_percentage": 1, "segments": ["beta"]}');
 SELECT u AS user_id, r AS user_role, opsflags.feature_explain('seg.a', u, r) ->> 'reason' AS reason
 FROM (VALUES ('u1', NULL), ('zz', 'qa'), ('zz', NULL)) v(u, r);
 -- Membership changes are seen at the next statement.
@@ -28,7 +28,7 @@ SELECT opsflags.feature_explain('seg.b', 'zz') ->> 'reason' AS b_without_prerequ
 SELECT opsflags.add_prerequisite('seg.a', 'seg.c');
 SELECT opsflags.add_prerequisite('seg.a', 'seg.a');
 SELECT opsflags.add_prerequisite('seg.c', 'seg.a', 7);
-SELECT opsflags.update_feature_flag('seg.a', '{"segments": ["no.such.segment"]}');
+SELECT opsflags.update_flag('seg.a', '{"segments": ["no.such.segment"]}');
 SELECT opsflags.create_segment('beta', 'Again');
 SELECT opsflags.update_segment('no.such.segment', '[]');
 SELECT count(opsflags.create_flag('chain.' || i, 'Chain')) FROM generate_series(0, 9) i;

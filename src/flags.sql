@@ -680,7 +680,7 @@ BEGIN
     IF EXISTS (SELECT 1 FROM opsflags.feature_flags f WHERE f.flag_key = create_flag.flag_key) THEN
         RAISE EXCEPTION 'feature flag "%" already exists', flag_key
             USING ERRCODE = 'unique_violation',
-                  HINT = 'Change it with opsflags.update_feature_flag().';
+                  HINT = 'Change it with opsflags.update_flag().';
     END IF;
     onoff := opsflags_internal.default_on_off(vars);
     PERFORM opsflags_internal.check_variations(flag_key, vars, onoff[1], onoff[2], NULL);
@@ -696,7 +696,7 @@ $$;
 
 -- Every field is checked for its type and range first (22023, naming the
 -- field); then the resulting config as a whole.
-CREATE FUNCTION opsflags.update_feature_flag(flag_key text, updates jsonb, environment text DEFAULT NULL)
+CREATE FUNCTION opsflags.update_flag(flag_key text, updates jsonb, environment text DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -856,7 +856,7 @@ BEGIN
     IF enabled IS NULL THEN
         RAISE EXCEPTION 'enabled must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    PERFORM opsflags.update_feature_flag(flag_key, jsonb_build_object('is_enabled', enabled), environment);
+    PERFORM opsflags.update_flag(flag_key, jsonb_build_object('is_enabled', enabled), environment);
 END
 $$;
 
@@ -948,7 +948,7 @@ AS $$
             'updated_at', c.updated_at, 'updated_by', c.updated_by) END)
 $$;
 
-CREATE FUNCTION opsflags.get_feature_flag(flag_key text, environment text DEFAULT NULL)
+CREATE FUNCTION opsflags.get_flag(flag_key text, environment text DEFAULT NULL)
 RETURNS jsonb
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -960,12 +960,12 @@ BEGIN
     SELECT opsflags_internal.flag_document(f, c, env) INTO doc
     FROM opsflags.feature_flags f
     LEFT JOIN opsflags.feature_flag_configs c ON c.flag_id = f.id AND c.environment = env
-    WHERE f.flag_key = get_feature_flag.flag_key;
+    WHERE f.flag_key = get_flag.flag_key;
     RETURN doc;
 END
 $$;
 
-CREATE FUNCTION opsflags.get_all_feature_flags(environment text DEFAULT NULL, include_archived boolean DEFAULT false)
+CREATE FUNCTION opsflags.get_flags(environment text DEFAULT NULL, include_archived boolean DEFAULT false)
 RETURNS jsonb
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -980,6 +980,27 @@ BEGIN
         WHERE include_archived OR NOT f.archived), '[]');
 END
 $$;
+
+-- The flag API's earlier names (update_feature_flag, get_feature_flag,
+-- get_all_feature_flags), kept for code that calls them: the API names a flag
+-- "flag" throughout.
+CREATE FUNCTION opsflags.update_feature_flag(flag_key text, updates jsonb, environment text DEFAULT NULL)
+RETURNS void
+LANGUAGE sql
+AS $$ SELECT opsflags.update_flag(flag_key, updates, environment) $$;
+COMMENT ON FUNCTION opsflags.update_feature_flag(text, jsonb, text) IS 'Former name of update_flag()';
+
+CREATE FUNCTION opsflags.get_feature_flag(flag_key text, environment text DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE sql STABLE
+AS $$ SELECT opsflags.get_flag(flag_key, environment) $$;
+COMMENT ON FUNCTION opsflags.get_feature_flag(text, text) IS 'Former name of get_flag()';
+
+CREATE FUNCTION opsflags.get_all_feature_flags(environment text DEFAULT NULL, include_archived boolean DEFAULT false)
+RETURNS jsonb
+LANGUAGE sql STABLE
+AS $$ SELECT opsflags.get_flags(environment, include_archived) $$;
+COMMENT ON FUNCTION opsflags.get_all_feature_flags(text, boolean) IS 'Former name of get_flags()';
 
 -------------------------------------------------------------------------------
 -- LaunchDarkly client format: the evaluated flags of an environment as
@@ -1226,12 +1247,12 @@ REVOKE ALL ON FUNCTION
     opsflags.add_prerequisite(text, text, integer), opsflags.remove_prerequisite(text, text),
     opsflags.resolve_environment(text), opsflags.flag_id(text),
     opsflags.create_flag(text, text, text, text, jsonb, text[]),
-    opsflags.update_feature_flag(text, jsonb, text),
+    opsflags.update_flag(text, jsonb, text), opsflags.update_feature_flag(text, jsonb, text),
     opsflags.toggle_flag(text, boolean, text),
     opsflags.archive_flag(text), opsflags.restore_flag(text), opsflags.delete_flag(text),
     opsflags_internal.flag_document(opsflags.feature_flags, opsflags.feature_flag_configs, text),
-    opsflags.get_feature_flag(text, text),
-    opsflags.get_all_feature_flags(text, boolean),
+    opsflags.get_flag(text, text), opsflags.get_feature_flag(text, text),
+    opsflags.get_flags(text, boolean), opsflags.get_all_feature_flags(text, boolean),
     opsflags.flags_for_environment(text), opsflags.import_launchdarkly(text, jsonb)
 FROM PUBLIC;
 GRANT SELECT, INSERT, UPDATE, DELETE ON
@@ -1245,11 +1266,11 @@ GRANT EXECUTE ON FUNCTION
     opsflags.add_prerequisite(text, text, integer), opsflags.remove_prerequisite(text, text),
     opsflags.resolve_environment(text), opsflags.flag_id(text),
     opsflags.create_flag(text, text, text, text, jsonb, text[]),
-    opsflags.update_feature_flag(text, jsonb, text),
+    opsflags.update_flag(text, jsonb, text), opsflags.update_feature_flag(text, jsonb, text),
     opsflags.toggle_flag(text, boolean, text),
     opsflags.archive_flag(text), opsflags.restore_flag(text), opsflags.delete_flag(text),
     opsflags_internal.flag_document(opsflags.feature_flags, opsflags.feature_flag_configs, text),
-    opsflags.get_feature_flag(text, text),
-    opsflags.get_all_feature_flags(text, boolean),
+    opsflags.get_flag(text, text), opsflags.get_feature_flag(text, text),
+    opsflags.get_flags(text, boolean), opsflags.get_all_feature_flags(text, boolean),
     opsflags.flags_for_environment(text), opsflags.import_launchdarkly(text, jsonb)
 TO opsflags_admin;

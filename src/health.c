@@ -7,7 +7,7 @@
  * health_status() never raises: each probe runs guarded (spi.c) and a
  * probe that fails is reported with its message, unhealthy for the
  * database and degraded for the others.  A probe slower than
- * opsflags.health_timeout_ms is degraded; the queue query is cancelled at
+ * opsflags.health_timeout is degraded; the queue query is cancelled at
  * that bound, memcached is bounded by it (memcached.c).
  */
 #include "postgres.h"
@@ -45,7 +45,18 @@ PG_FUNCTION_INFO_V1(opsflags_health_aggregate);
 PG_FUNCTION_INFO_V1(opsflags_check_system_health);
 PG_FUNCTION_INFO_V1(opsflags_queue_depth);
 
-int			opsflags_health_timeout_ms = 5000;
+static int	health_timeout_setting = 5000;	/* opsflags.health_timeout */
+static int	health_timeout_ms_former = -1;	/* opsflags.health_timeout_ms: -1 unset */
+
+/*
+ * The bound on each probe: opsflags.health_timeout, unless its former name
+ * opsflags.health_timeout_ms is set, which code written for it expects to win.
+ */
+int
+opsflags_health_timeout(void)
+{
+	return health_timeout_ms_former >= 0 ? health_timeout_ms_former : health_timeout_setting;
+}
 char	   *opsflags_required_tables = NULL;
 char	   *opsflags_required_settings = NULL;
 
@@ -179,7 +190,7 @@ probe_timeout_handler(void)
 }
 
 /*
- * Run fn guarded, cancelled after opsflags.health_timeout_ms.  On failure
+ * Run fn guarded, cancelled after opsflags.health_timeout.  On failure
  * the probe gets the error's message (or "timed out") and state on_error.
  */
 static void
@@ -194,7 +205,7 @@ run_probe(Probe *p, void (*fn) (void *), void *arg, HealthState on_error)
 
 	INSTR_TIME_SET_CURRENT(start);
 	probe_timed_out = false;
-	enable_timeout_after(probe_timeout, opsflags_health_timeout_ms);
+	enable_timeout_after(probe_timeout, opsflags_health_timeout());
 	ok = opsflags_try(fn, arg, true, &edata);
 	disable_timeout(probe_timeout, false);
 	p->latency_ms = elapsed_ms(start);
@@ -207,16 +218,16 @@ run_probe(Probe *p, void (*fn) (void *), void *arg, HealthState on_error)
 		p->state = on_error;
 		if (probe_timed_out)
 			snprintf(p->message, sizeof(p->message), "timed out after %d ms",
-					 opsflags_health_timeout_ms);
+					 opsflags_health_timeout());
 		else
 			snprintf(p->message, sizeof(p->message), "%s", edata->message);
 		FreeErrorData(edata);
 	}
-	else if (p->latency_ms > opsflags_health_timeout_ms && p->state == HEALTHY)
+	else if (p->latency_ms > opsflags_health_timeout() && p->state == HEALTHY)
 	{
 		p->state = DEGRADED;
 		snprintf(p->message, sizeof(p->message), "slow: %.0f ms (timeout %d ms)",
-				 p->latency_ms, opsflags_health_timeout_ms);
+				 p->latency_ms, opsflags_health_timeout());
 	}
 }
 
@@ -316,10 +327,10 @@ cache_probe(Probe *p)
 				 "not configured (set opsflags.memcached_servers)");
 		return;
 	}
-	if (opsflags_memcached_probe(servers, opsflags_health_timeout_ms, &p->latency_ms,
+	if (opsflags_memcached_probe(servers, opsflags_health_timeout(), &p->latency_ms,
 								 err, sizeof(err)))
 	{
-		if (p->latency_ms > opsflags_health_timeout_ms)
+		if (p->latency_ms > opsflags_health_timeout())
 		{
 			p->state = DEGRADED;
 			snprintf(p->message, sizeof(p->message), "slow: %.0f ms", p->latency_ms);
@@ -518,7 +529,7 @@ static bool queue_failing = false;
  * queue_depth(log_failure boolean) -> (pending bigint, failed bigint, error text)
  *
  * health.queue_query run as health_status() runs it (read-only, bounded by
- * opsflags.health_timeout_ms, silenced when sensitive), for take_sample().
+ * opsflags.health_timeout, silenced when sensitive), for take_sample().
  * A failure gives NULL counts and the error; a sensitive query's error is
  * never given (it can quote the query).  With log_failure, a failure is
  * logged as a WARNING once per change of its error in this backend (the
@@ -591,8 +602,9 @@ append_component(StringInfo buf, const char *name, Probe *p, bool comma)
 {
 	appendStringInfo(buf, "%s", comma ? ", " : "");
 	escape_json(buf, name);
-	appendStringInfo(buf, ": {\"status\": \"%s\", \"latencyMs\": %.3f, \"message\": ",
-					 state_names[p->state], p->latency_ms);
+	/* latencyMs: the name load balancers' health checks read; latency_ms: ours */
+	appendStringInfo(buf, ": {\"status\": \"%s\", \"latency_ms\": %.3f, \"latencyMs\": %.3f, \"message\": ",
+					 state_names[p->state], p->latency_ms, p->latency_ms);
 	escape_json(buf, p->message);
 	appendStringInfoChar(buf, '}');
 }
@@ -834,13 +846,21 @@ check_name_list(char **newval, void **extra, GucSource source)
 void
 opsflags_health_init(void)
 {
-	DefineCustomIntVariable("opsflags.health_timeout_ms",
-							"Bound on each health probe, in milliseconds.",
+	DefineCustomIntVariable("opsflags.health_timeout",
+							"Bound on each health probe.",
 							"A probe slower than this is degraded; the queue query is cancelled at it.",
-							&opsflags_health_timeout_ms,
+							&health_timeout_setting,
 							5000, 1, 600000,
 							PGC_USERSET,
 							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("opsflags.health_timeout_ms",
+							"Former name of opsflags.health_timeout, in milliseconds (-1: not set).",
+							"Where set, it overrides opsflags.health_timeout.",
+							&health_timeout_ms_former,
+							-1, -1, 600000,
+							PGC_USERSET,
+							0,
 							NULL, NULL, NULL);
 	DefineCustomStringVariable("opsflags.required_tables",
 							   "Tables run_startup_checks() requires, besides opsflags' own.",

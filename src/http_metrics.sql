@@ -18,7 +18,7 @@ SELECT 1, (h.doc ->> 'status' = st.s)::int::text, 'status', st.s, NULL, NULL FRO
 UNION ALL
 SELECT 2, (comp.value ->> 'status' = st.s)::int::text, 'component', comp.key, 'status', st.s FROM comp, st
 UNION ALL
-SELECT 3, ((comp.value ->> 'latencyMs')::float8 / 1000)::text, 'component', comp.key, NULL, NULL FROM comp
+SELECT 3, ((comp.value ->> 'latency_ms')::float8 / 1000)::text, 'component', comp.key, NULL, NULL FROM comp
 UNION ALL
 SELECT 4, count(a.pid)::text, 'state', s.state, NULL, NULL
   FROM (VALUES ('active'), ('idle'), ('idle in transaction'), ('idle in transaction (aborted)'),

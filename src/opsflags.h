@@ -184,7 +184,7 @@ extern void opsflags_worker_init(void);
 extern void opsflags_http_init(void);
 
 /* health.c */
-extern int	opsflags_health_timeout_ms;
+extern int	opsflags_health_timeout(void);
 extern char *opsflags_required_tables;
 extern char *opsflags_required_settings;
 extern void opsflags_health_init(void);

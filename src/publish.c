@@ -360,7 +360,7 @@ send_documents(List *docs)
 		FlagDocument *p = lfirst(lc);
 
 		err[0] = '\0';
-		if (!opsflags_memcached_set(servers, opsflags_health_timeout_ms, p->key,
+		if (!opsflags_memcached_set(servers, opsflags_health_timeout(), p->key,
 									p->document, strlen(p->document), err, sizeof(err)))
 		{
 			ereport(WARNING,
@@ -448,7 +448,7 @@ opsflags_published_flags(PG_FUNCTION_ARGS)
 				 errhint("Set opsflags.memcached_servers.")));
 	key = psprintf("opsflags:flags:%s", text_to_cstring(PG_GETARG_TEXT_PP(0)));
 	err[0] = '\0';
-	doc = opsflags_memcached_get(servers, opsflags_health_timeout_ms, key, err, sizeof(err));
+	doc = opsflags_memcached_get(servers, opsflags_health_timeout(), key, err, sizeof(err));
 	if (doc == NULL)
 	{
 		if (err[0] != '\0')

@@ -15,7 +15,7 @@
 --    transaction) and returns a wrong answer.  With search_path = tap_evil,
 --    pg_temp, public, pg_catalog, in a fresh session (so the C code prepares
 --    its queries under that path), the admin calls create_flag,
---    update_feature_flag, toggle_flag, get_feature_flag, get_all_feature_flags,
+--    update_flag, toggle_flag, get_flag, get_flags,
 --    feature_enabled, config_set, config_get, config_all,
 --    set_maintenance_mode / is_maintenance_mode and archive_flag; the results
 --    must be exactly those of the same calls in another fresh session with
@@ -57,7 +57,7 @@ GRANT opsflags_admin TO tap_priv_admin;
 
 -- Fixtures, made by the superuser.
 SELECT opsflags.create_flag('tap_priv.f', 'privileges fixture') AS x \gset
-SELECT opsflags.update_feature_flag('tap_priv.f', '{"is_enabled": true, "enabled_percentage": 30, "enabled_for_users": ["u1"]}') AS x \gset
+SELECT opsflags.update_flag('tap_priv.f', '{"is_enabled": true, "enabled_percentage": 30, "enabled_for_users": ["u1"]}') AS x \gset
 SELECT opsflags.config_set('tap_priv.plain', '{"limit": 10}') AS x \gset
 SELECT opsflags.config_set('tap_priv.secret', '"tap-priv-hush"', 'tap', 'all', NULL, true) AS x \gset
 CREATE TABLE public.tap_priv_t (id int PRIMARY KEY, v text);
@@ -116,11 +116,11 @@ $$;
 CREATE TEMP TABLE refused (n serial, what text, cmd text, got text);
 INSERT INTO refused (what, cmd) VALUES
   ('create_flag', $$SELECT opsflags.create_flag('tap_priv.new', 'new')$$),
-  ('update_feature_flag', $$SELECT opsflags.update_feature_flag('tap_priv.f', '{"is_enabled": false}')$$),
+  ('update_flag', $$SELECT opsflags.update_flag('tap_priv.f', '{"is_enabled": false}')$$),
   ('toggle_flag', $$SELECT opsflags.toggle_flag('tap_priv.f', false)$$),
   ('archive_flag', $$SELECT opsflags.archive_flag('tap_priv.f')$$),
-  ('get_feature_flag', $$SELECT opsflags.get_feature_flag('tap_priv.f')$$),
-  ('get_all_feature_flags', $$SELECT opsflags.get_all_feature_flags()$$),
+  ('get_flag', $$SELECT opsflags.get_flag('tap_priv.f')$$),
+  ('get_flags', $$SELECT opsflags.get_flags()$$),
   ('flag_id', $$SELECT opsflags.flag_id('tap_priv.f')$$),
   ('resolve_environment', $$SELECT opsflags.resolve_environment('staging')$$),
   ('config_set', $$SELECT opsflags.config_set('tap_priv.plain', '1')$$),
@@ -205,10 +205,10 @@ SELECT ok(pg_has_role('tap_priv_admin', 'opsflags_admin', 'MEMBER') AND NOT (SEL
 CREATE TEMP TABLE allowed (n serial, what text, cmd text, got text);
 INSERT INTO allowed (what, cmd) VALUES
   ('create_flag', $$SELECT opsflags.create_flag('tap_priv.admin', 'admin-made')$$),
-  ('update_feature_flag', $$SELECT opsflags.update_feature_flag('tap_priv.admin', '{"enabled_for_users": ["a1"], "description": "by admin"}', 'staging')$$),
+  ('update_flag', $$SELECT opsflags.update_flag('tap_priv.admin', '{"enabled_for_users": ["a1"], "description": "by admin"}', 'staging')$$),
   ('toggle_flag', $$SELECT opsflags.toggle_flag('tap_priv.admin', true, 'staging')$$),
-  ('get_feature_flag', $$SELECT opsflags.get_feature_flag('tap_priv.admin', 'staging')$$),
-  ('get_all_feature_flags', $$SELECT opsflags.get_all_feature_flags('staging', true)$$),
+  ('get_flag', $$SELECT opsflags.get_flag('tap_priv.admin', 'staging')$$),
+  ('get_flags', $$SELECT opsflags.get_flags('staging', true)$$),
   ('config_set', $$SELECT opsflags.config_set('tap_priv.admin.c', '[1, 2]', 'tap_priv_admin', 'staging')$$),
   ('config_set of a sensitive value', $$SELECT opsflags.config_set('tap_priv.admin.s', '"admin-hush"', NULL, 'all', NULL, true)$$),
   ('config_delete', $$SELECT opsflags.config_delete('tap_priv.admin.c', 'staging')$$),
@@ -250,8 +250,8 @@ SELECT is(pg_temp.as_role_value('tap_priv_admin',
             format('SELECT count(*) FROM opsflags.audit_log WHERE resource_type = %L AND resource_id = %L AND id > %s',
                    'config', 'tap_priv.admin.s', :audit_start)), '1',
           '2: tap_priv_admin reads the audit log');
-SELECT is(pg_temp.as_role_value('tap_priv_admin', $$SELECT opsflags.get_feature_flag('tap_priv.f')->'config'->>'enabled_percentage'$$),
-          '30', '2: tap_priv_admin reads flag state with get_feature_flag');
+SELECT is(pg_temp.as_role_value('tap_priv_admin', $$SELECT opsflags.get_flag('tap_priv.f')->'config'->>'enabled_percentage'$$),
+          '30', '2: tap_priv_admin reads flag state with get_flag');
 -- The sampler's work as an admin (rolled back): take_sample raises an alert
 -- (a cache hit rate below 2 always crosses), take_sample resolves it, and
 -- resolve_alert resolves one.
@@ -418,13 +418,13 @@ CREATE TEMP TABLE hostile_results (run text, step int, n int, v text);
 CREATE TEMP TABLE hostile_steps (step int, sql text);
 INSERT INTO hostile_steps VALUES
   (1, $$SELECT opsflags.create_flag('tap_priv.%1$s.f', 'Hostile path flag', 'described', 'boolean', NULL, ARRAY['a', 'b'])::text$$),
-  (2, $$SELECT opsflags.update_feature_flag('tap_priv.%1$s.f', '{"enabled_percentage": 40, "enabled_for_users": ["u1"], "enabled_for_roles": ["ops"], "tags": ["x", "y"], "description": "d2", "rollout_group": "grp"}', 'staging')::text$$),
+  (2, $$SELECT opsflags.update_flag('tap_priv.%1$s.f', '{"enabled_percentage": 40, "enabled_for_users": ["u1"], "enabled_for_roles": ["ops"], "tags": ["x", "y"], "description": "d2", "rollout_group": "grp"}', 'staging')::text$$),
   (3, $$SELECT opsflags.toggle_flag('tap_priv.%1$s.f', true, 'staging')::text$$),
   (4, $$SELECT opsflags.toggle_flag('tap_priv.%1$s.f', true)::text$$),
-  (5, $$SELECT opsflags.update_feature_flag('tap_priv.%1$s.f', '{"is_enabled": false}', 'development')::text$$),
-  (6, $$SELECT opsflags.get_feature_flag('tap_priv.%1$s.f', 'staging')::text$$),
-  (7, $$SELECT opsflags.get_feature_flag('tap_priv.%1$s.f')::text$$),
-  (8, $$SELECT e::text FROM jsonb_array_elements(opsflags.get_all_feature_flags('staging')) e$$),
+  (5, $$SELECT opsflags.update_flag('tap_priv.%1$s.f', '{"is_enabled": false}', 'development')::text$$),
+  (6, $$SELECT opsflags.get_flag('tap_priv.%1$s.f', 'staging')::text$$),
+  (7, $$SELECT opsflags.get_flag('tap_priv.%1$s.f')::text$$),
+  (8, $$SELECT e::text FROM jsonb_array_elements(opsflags.get_flags('staging')) e$$),
   (9, $$SELECT opsflags.feature_enabled('tap_priv.%1$s.f', u)::text FROM unnest(ARRAY['u1', 'u2', 'user-3', NULL]) u$$),
   (10, $$SELECT set_config('opsflags.environment', 'staging', false)$$),
   (11, $$SELECT opsflags.feature_enabled('tap_priv.%1$s.f', u, r)::text
@@ -452,7 +452,7 @@ INSERT INTO hostile_steps VALUES
   (31, $$SELECT opsflags.config_get('tap_priv.%1$s.c', 'staging')::text$$),
   (32, $$SELECT opsflags.archive_flag('tap_priv.%1$s.f')::text$$),
   (33, $$SELECT opsflags.feature_enabled('tap_priv.%1$s.f', 'u1')::text$$),
-  (34, $$SELECT opsflags.get_feature_flag('tap_priv.%1$s.f', 'staging')::text$$);
+  (34, $$SELECT opsflags.get_flag('tap_priv.%1$s.f', 'staging')::text$$);
 
 -- Run every step in a session; an error is kept as its SQLSTATE and message.
 CREATE FUNCTION pg_temp.run_steps(conn text, run text) RETURNS void

@@ -29,18 +29,18 @@ $$;
 
 -- The fixture: on, 40% rollout, one listed user, a schedule around now.
 SELECT opsflags.create_flag('tap.bad.f', 'bad input fixture') AS x \gset
-SELECT opsflags.update_feature_flag('tap.bad.f', jsonb_build_object(
+SELECT opsflags.update_flag('tap.bad.f', jsonb_build_object(
     'is_enabled', true, 'enabled_percentage', 40, 'enabled_for_users', '["u1"]'::jsonb,
     'enabled_for_roles', '["ops"]'::jsonb,
     'enable_at', now() - interval '1 day', 'disable_at', now() + interval '1 day')) AS x \gset
 
 SELECT opsflags.create_flag('tap.bad.e', 'never touched by bad input') AS x \gset
-SELECT opsflags.update_feature_flag('tap.bad.e', '{"is_enabled": true, "enabled_percentage": 40, "enabled_for_users": ["u1"]}') AS x \gset
+SELECT opsflags.update_flag('tap.bad.e', '{"is_enabled": true, "enabled_percentage": 40, "enabled_for_users": ["u1"]}') AS x \gset
 
 SELECT pg_temp.flag_state() AS state0 \gset
 SELECT pg_temp.flag_state() AS state_g \gset
 SELECT pg_temp.row_counts() AS counts0 \gset
-SELECT opsflags.get_feature_flag('tap.bad.f') AS doc0 \gset
+SELECT opsflags.get_flag('tap.bad.f') AS doc0 \gset
 
 -------------------------------------------------------------------------------
 -- create_flag: NULL key 22004, malformed keys 22023, duplicate 23505
@@ -85,30 +85,30 @@ SELECT is(pg_temp.flag_state(), :'state_g', 'create_flag refusals: nothing writt
 SELECT pg_temp.flag_state() AS state_g \gset
 SELECT throws_ok($$SELECT opsflags.toggle_flag('tap.bad.f', false, 'nosuchenv')$$, '42704', NULL,
                  'toggle_flag in an unknown environment raises 42704');
-SELECT throws_ok($$SELECT opsflags.update_feature_flag('tap.bad.f', '{"is_enabled": false}', 'nosuchenv')$$, '42704', NULL,
-                 'update_feature_flag in an unknown environment raises 42704');
-SELECT throws_ok($$SELECT opsflags.update_feature_flag('tap.bad.f', '{"enabled_percentage": 5}', 'all')$$, '42704', NULL,
-                 'update_feature_flag in environment "all" (not an environment) raises 42704');
-SELECT throws_ok($$SELECT opsflags.get_feature_flag('tap.bad.f', 'nosuchenv')$$, '42704', NULL,
-                 'get_feature_flag in an unknown environment raises 42704');
+SELECT throws_ok($$SELECT opsflags.update_flag('tap.bad.f', '{"is_enabled": false}', 'nosuchenv')$$, '42704', NULL,
+                 'update_flag in an unknown environment raises 42704');
+SELECT throws_ok($$SELECT opsflags.update_flag('tap.bad.f', '{"enabled_percentage": 5}', 'all')$$, '42704', NULL,
+                 'update_flag in environment "all" (not an environment) raises 42704');
+SELECT throws_ok($$SELECT opsflags.get_flag('tap.bad.f', 'nosuchenv')$$, '42704', NULL,
+                 'get_flag in an unknown environment raises 42704');
 -- SET refuses an unknown environment: reach one by deleting it after SET.
 INSERT INTO opsflags.environments (name) VALUES ('nosuchenv');
 SET LOCAL opsflags.environment = 'nosuchenv';
 DELETE FROM opsflags.environments WHERE name = 'nosuchenv';
 SELECT throws_ok($$SELECT opsflags.toggle_flag('tap.bad.f', false)$$, '42704', NULL,
                  'toggle_flag with opsflags.environment naming an unknown environment raises 42704');
-SELECT throws_ok($$SELECT opsflags.update_feature_flag('tap.bad.f', '{"is_enabled": false}')$$, '42704', NULL,
-                 'update_feature_flag with opsflags.environment naming an unknown environment raises 42704');
+SELECT throws_ok($$SELECT opsflags.update_flag('tap.bad.f', '{"is_enabled": false}')$$, '42704', NULL,
+                 'update_flag with opsflags.environment naming an unknown environment raises 42704');
 SELECT is(opsflags.feature_enabled('tap.bad.f', 'u1'), false,
           'feature_enabled in an unknown environment: false, no error');
 SET LOCAL opsflags.environment = 'production';
 
 SELECT throws_ok($$SELECT opsflags.toggle_flag('tap.bad.nope', true)$$, '42704', NULL,
                  'toggle_flag of an unknown flag raises 42704');
-SELECT throws_ok($$SELECT opsflags.update_feature_flag('tap.bad.nope', '{"is_enabled": true}')$$, '42704', NULL,
-                 'update_feature_flag of an unknown flag raises 42704');
-SELECT throws_ok($$SELECT opsflags.update_feature_flag('tap.bad.nope', '{"is_enabled": true}', 'nosuchenv')$$, '42704', NULL,
-                 'update_feature_flag of an unknown flag in an unknown environment raises 42704');
+SELECT throws_ok($$SELECT opsflags.update_flag('tap.bad.nope', '{"is_enabled": true}')$$, '42704', NULL,
+                 'update_flag of an unknown flag raises 42704');
+SELECT throws_ok($$SELECT opsflags.update_flag('tap.bad.nope', '{"is_enabled": true}', 'nosuchenv')$$, '42704', NULL,
+                 'update_flag of an unknown flag in an unknown environment raises 42704');
 SELECT throws_ok($$SELECT opsflags.archive_flag('tap.bad.nope')$$, '42704', NULL,
                  'archive_flag of an unknown flag raises 42704');
 SELECT throws_ok($$SELECT opsflags.toggle_flag('TAP.BAD.F', true)$$, '42704', NULL,
@@ -119,12 +119,12 @@ SELECT is(pg_temp.flag_state(), :'state_g', 'unknown environment / flag: nothing
 -- enabled_percentage outside 0..100: 22023 through the API, 23514 for plain DML
 -------------------------------------------------------------------------------
 SELECT pg_temp.flag_state() AS state_g \gset
-SELECT throws_ok(format('SELECT opsflags.update_feature_flag(%L, %L)', 'tap.bad.f',
+SELECT throws_ok(format('SELECT opsflags.update_flag(%L, %L)', 'tap.bad.f',
                         jsonb_build_object('enabled_percentage', p)), '22023', NULL,
-                 format('update_feature_flag enabled_percentage %s raises 22023', p))
+                 format('update_flag enabled_percentage %s raises 22023', p))
 FROM unnest(ARRAY[101, -1, 1000, -100, 1.5]) p;
-SELECT throws_ok($$SELECT opsflags.update_feature_flag('tap.bad.f', '{"enabled_percentage": 101, "is_enabled": false}')$$,
-                 '22023', NULL, 'update_feature_flag with a good field and percentage 101 raises 22023');
+SELECT throws_ok($$SELECT opsflags.update_flag('tap.bad.f', '{"enabled_percentage": 101, "is_enabled": false}')$$,
+                 '22023', NULL, 'update_flag with a good field and percentage 101 raises 22023');
 SELECT throws_ok(format($q$UPDATE opsflags.feature_flag_configs c SET enabled_percentage = %s
                            FROM opsflags.feature_flags f
                            WHERE c.flag_id = f.id AND f.flag_key = 'tap.bad.f'$q$, p), '23514', NULL,
@@ -140,18 +140,18 @@ SELECT is(pg_temp.flag_state(), :'state_g', 'percentage refusals: nothing writte
 -- enable_at >= disable_at: 22023 through the API, 23514 for plain DML
 -------------------------------------------------------------------------------
 SELECT pg_temp.flag_state() AS state_g \gset
-SELECT throws_ok(format('SELECT opsflags.update_feature_flag(%L, %L)', 'tap.bad.f',
+SELECT throws_ok(format('SELECT opsflags.update_flag(%L, %L)', 'tap.bad.f',
                         jsonb_build_object('enable_at', '2030-01-01 00:00:00+00', 'disable_at', '2030-01-01 00:00:00+00')),
-                 '22023', NULL, 'update_feature_flag enable_at = disable_at raises 22023');
-SELECT throws_ok(format('SELECT opsflags.update_feature_flag(%L, %L)', 'tap.bad.f',
+                 '22023', NULL, 'update_flag enable_at = disable_at raises 22023');
+SELECT throws_ok(format('SELECT opsflags.update_flag(%L, %L)', 'tap.bad.f',
                         jsonb_build_object('enable_at', '2030-01-02 00:00:00+00', 'disable_at', '2030-01-01 00:00:00+00')),
-                 '22023', NULL, 'update_feature_flag enable_at > disable_at raises 22023');
-SELECT throws_ok(format('SELECT opsflags.update_feature_flag(%L, %L)', 'tap.bad.f',
+                 '22023', NULL, 'update_flag enable_at > disable_at raises 22023');
+SELECT throws_ok(format('SELECT opsflags.update_flag(%L, %L)', 'tap.bad.f',
                         jsonb_build_object('enable_at', now() + interval '2 days')),
-                 '22023', NULL, 'update_feature_flag enable_at alone, after the existing disable_at, raises 22023');
-SELECT throws_ok(format('SELECT opsflags.update_feature_flag(%L, %L)', 'tap.bad.f',
+                 '22023', NULL, 'update_flag enable_at alone, after the existing disable_at, raises 22023');
+SELECT throws_ok(format('SELECT opsflags.update_flag(%L, %L)', 'tap.bad.f',
                         jsonb_build_object('disable_at', now() - interval '2 days')),
-                 '22023', NULL, 'update_feature_flag disable_at alone, before the existing enable_at, raises 22023');
+                 '22023', NULL, 'update_flag disable_at alone, before the existing enable_at, raises 22023');
 SELECT throws_ok($$UPDATE opsflags.feature_flag_configs c SET enable_at = c.disable_at
                    FROM opsflags.feature_flags f
                    WHERE c.flag_id = f.id AND f.flag_key = 'tap.bad.f'
@@ -164,9 +164,9 @@ SELECT is(pg_temp.flag_state(), :'state_g', 'schedule refusals: nothing written'
 -- through the API, 23514 for plain DML
 -------------------------------------------------------------------------------
 SELECT pg_temp.flag_state() AS state_g \gset
-SELECT throws_ok(format('SELECT opsflags.update_feature_flag(%L, %L)', 'tap.bad.f',
+SELECT throws_ok(format('SELECT opsflags.update_flag(%L, %L)', 'tap.bad.f',
                         jsonb_build_object(field, v::jsonb)), '22023', NULL,
-                 format('update_feature_flag %s = %s (%s) raises 22023', field, v, d))
+                 format('update_flag %s = %s (%s) raises 22023', field, v, d))
 FROM unnest(ARRAY['enabled_for_users', 'enabled_for_roles']) field,
      (VALUES ('{"u1": true}', 'an object'),
              ('42', 'a number'),
@@ -188,11 +188,11 @@ SELECT throws_ok($$UPDATE opsflags.feature_flag_configs c SET enabled_for_users 
 SELECT is(pg_temp.flag_state(), :'state_g', 'targeting refusals: nothing written');
 
 -------------------------------------------------------------------------------
--- update_feature_flag: unknown field or not an object: 22023
+-- update_flag: unknown field or not an object: 22023
 -------------------------------------------------------------------------------
 SELECT pg_temp.flag_state() AS state_g \gset
-SELECT throws_ok(format('SELECT opsflags.update_feature_flag(%L, %L)', 'tap.bad.f', u), '22023', NULL,
-                 format('update_feature_flag(%s) raises 22023 (%s)', u, d))
+SELECT throws_ok(format('SELECT opsflags.update_flag(%L, %L)', 'tap.bad.f', u), '22023', NULL,
+                 format('update_flag(%s) raises 22023 (%s)', u, d))
 FROM (VALUES ('{"is_enabeld": false}', 'misspelt field'),
              ('{"is_enabled": false, "bogus": 1}', 'a good field and an unknown one'),
              ('{"enabled_percentage": 0, "rollout_group": "g", "colour": "red"}', 'good fields and an unknown one'),
@@ -220,7 +220,7 @@ SELECT throws_ok($$UPDATE opsflags.feature_flags SET flag_key = 'tap.bad f' WHER
 SELECT is(pg_temp.flag_state(), :'state_g', 'plain DML refusals: nothing written');
 SELECT is(pg_temp.flag_state(), :'state0', 'after all refusals: nothing written at all');
 SELECT is(pg_temp.row_counts(), :'counts0'::int[], 'after all refusals: row counts unchanged');
-SELECT is(opsflags.get_feature_flag('tap.bad.f'), :'doc0'::jsonb, 'after all refusals: get_feature_flag unchanged');
+SELECT is(opsflags.get_flag('tap.bad.f'), :'doc0'::jsonb, 'after all refusals: get_flag unchanged');
 
 -------------------------------------------------------------------------------
 -- feature_enabled never raises

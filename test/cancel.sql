@@ -32,8 +32,8 @@ $$;
 SELECT opsflags.create_segment('tap.cancel.seg', 'cancel test', '["u1", "u2"]') IS NOT NULL AS x \gset
 SELECT opsflags.create_flag('tap.cancel.pre', 'pre') IS NOT NULL AS x \gset
 SELECT opsflags.create_flag('tap.cancel.dep', 'dep') IS NOT NULL AS x \gset
-SELECT opsflags.update_feature_flag('tap.cancel.pre', '{"is_enabled": true, "segments": ["tap.cancel.seg"]}') AS x \gset
-SELECT opsflags.update_feature_flag('tap.cancel.dep', '{"is_enabled": true}') AS x \gset
+SELECT opsflags.update_flag('tap.cancel.pre', '{"is_enabled": true, "segments": ["tap.cancel.seg"]}') AS x \gset
+SELECT opsflags.update_flag('tap.cancel.dep', '{"is_enabled": true}') AS x \gset
 SELECT opsflags.add_prerequisite('tap.cancel.dep', 'tap.cancel.pre') AS x \gset
 SELECT dblink_exec('b', $$SET opsflags.environment = 'production'$$) AS x \gset
 

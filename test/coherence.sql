@@ -82,13 +82,13 @@ SELECT is((SELECT count(*)::int FROM generate_series(1, 300) g
                  IS DISTINCT FROM (opsflags.rollout_bucket('tap.coh.a', 'coh-user-' || g) <= 30)), 0,
           'i: B inserts a config at 30%: A evaluates 300 users by that rollout');
 
-SELECT pg_temp.b_perform($$opsflags.update_feature_flag('tap.coh.a', '{"rollout_group": "tap.coh.group"}')$$) AS x \gset
+SELECT pg_temp.b_perform($$opsflags.update_flag('tap.coh.a', '{"rollout_group": "tap.coh.group"}')$$) AS x \gset
 SELECT is((SELECT count(*)::int FROM generate_series(1, 300) g
            WHERE opsflags.feature_enabled('tap.coh.a', 'coh-user-' || g)
                  IS DISTINCT FROM (opsflags.rollout_bucket('tap.coh.group', 'coh-user-' || g) <= 30)), 0,
           'i: B sets a rollout_group: A buckets 300 users by the new group');
 
-SELECT pg_temp.b_perform($$opsflags.update_feature_flag('tap.coh.a', '{"enabled_percentage": 0, "enabled_for_users": ["u2"], "is_enabled": true}')$$) AS x \gset
+SELECT pg_temp.b_perform($$opsflags.update_flag('tap.coh.a', '{"enabled_percentage": 0, "enabled_for_users": ["u2"], "is_enabled": true}')$$) AS x \gset
 SELECT pg_temp.b($$UPDATE opsflags.feature_flag_configs c SET enabled_percentage = 100
                    FROM opsflags.feature_flags f
                    WHERE c.flag_id = f.id AND f.flag_key = 'tap.coh.a' AND c.environment = 'production'$$) AS x \gset
@@ -240,7 +240,7 @@ SELECT is(opsflags.feature_enabled('tap.coh.b'), true, 'iv: after A''s ROLLBACK 
 -- (v) opsflags.environment selects the config that is evaluated
 -------------------------------------------------------------------------------
 SELECT opsflags.toggle_flag('tap.coh.e', true, 'staging') AS x \gset
-SELECT opsflags.update_feature_flag('tap.coh.e', '{"is_enabled": true, "enabled_for_users": ["dev-only"], "enabled_percentage": 1}', 'development') AS x \gset
+SELECT opsflags.update_flag('tap.coh.e', '{"is_enabled": true, "enabled_for_users": ["dev-only"], "enabled_percentage": 1}', 'development') AS x \gset
 SELECT is(opsflags.feature_enabled('tap.coh.e'), false, 'v: production: off');
 SET opsflags.environment = 'staging';
 SELECT is(opsflags.feature_enabled('tap.coh.e'), true, 'v: SET opsflags.environment = staging: on');
@@ -301,9 +301,9 @@ $$;
 SELECT pg_temp.b('LISTEN opsflags') AS x \gset
 SELECT pg_temp.collect_notes(0) AS x \gset
 
-SELECT (opsflags.get_feature_flag('tap.coh.n')->'config'->>'version')::int AS n_version_before \gset
+SELECT (opsflags.get_flag('tap.coh.n')->'config'->>'version')::int AS n_version_before \gset
 SELECT opsflags.toggle_flag('tap.coh.n', true) AS x \gset
-SELECT (opsflags.get_feature_flag('tap.coh.n')->'config'->>'version')::int AS n_version \gset
+SELECT (opsflags.get_flag('tap.coh.n')->'config'->>'version')::int AS n_version \gset
 SELECT pg_temp.collect_notes(1) AS x \gset
 -- whatever else might still arrive for it
 SELECT pg_sleep(0.2) AS x \gset
@@ -325,7 +325,7 @@ SELECT opsflags.toggle_flag('tap.coh.n', false) AS x \gset
 UPDATE opsflags.feature_flags SET description = 'rolled back' WHERE flag_key = 'tap.coh.n';
 ROLLBACK;
 SELECT opsflags.toggle_flag('tap.coh.n2', true, 'staging') AS x \gset
-SELECT (opsflags.get_feature_flag('tap.coh.n2', 'staging')->'config'->>'version')::int AS n2_version \gset
+SELECT (opsflags.get_flag('tap.coh.n2', 'staging')->'config'->>'version')::int AS n2_version \gset
 SELECT pg_temp.collect_notes(1) AS x \gset
 SELECT pg_sleep(0.2) AS x \gset
 INSERT INTO notes (notify_name, be_pid, payload) SELECT notify_name, be_pid, extra FROM dblink_get_notify('b');

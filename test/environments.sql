@@ -21,8 +21,8 @@ SELECT plan(15);
 CREATE ROLE tap_env_app LOGIN;
 CREATE ROLE tap_env_conf LOGIN;
 SELECT opsflags.create_flag('tap.env.f', 'f') IS NOT NULL AS x \gset
-SELECT opsflags.update_feature_flag('tap.env.f', '{"is_enabled": true}') AS x \gset
-SELECT opsflags.update_feature_flag('tap.env.f', '{"is_enabled": true}', 'staging') AS x \gset
+SELECT opsflags.update_flag('tap.env.f', '{"is_enabled": true}') AS x \gset
+SELECT opsflags.update_flag('tap.env.f', '{"is_enabled": true}', 'staging') AS x \gset
 
 CREATE FUNCTION pg_temp.explain_in(conn text) RETURNS jsonb LANGUAGE sql AS $$
   SELECT v FROM dblink(conn, $q$SELECT opsflags.feature_explain('tap.env.f', 'u1')$q$) AS t(v jsonb)
@@ -61,7 +61,7 @@ SELECT is(pg_temp.explain_in('conf') ->> 'reason', 'UNKNOWN_ENVIRONMENT',
           'ALTER ROLE SET: the role''s session connects; feature_explain says UNKNOWN_ENVIRONMENT');
 -- Once the environment exists, the next statement evaluates in it.
 INSERT INTO opsflags.environments (name) VALUES ('tapenv-none');
-SELECT opsflags.update_feature_flag('tap.env.f', '{"is_enabled": true}', 'tapenv-none') AS x \gset
+SELECT opsflags.update_flag('tap.env.f', '{"is_enabled": true}', 'tapenv-none') AS x \gset
 SELECT is(pg_temp.explain_in('conf') ->> 'reason', 'FALLTHROUGH',
           'the environment created: the same session evaluates in it');
 -- Deleted while a session uses it: off again, for the next statement.

@@ -46,9 +46,9 @@ SELECT format(t, b.lit) FROM bad b, (VALUES
   ('SELECT opsflags.config_get(%s)::text'),
   ('SELECT opsflags.config_set(''fuzz.key'', to_jsonb(%s::text))::text'),
   ('SELECT opsflags.create_flag(%s, ''x'')::text'),
-  ('SELECT opsflags.get_feature_flag(''fuzz.enc'', %s)::text'),
+  ('SELECT opsflags.get_flag(''fuzz.enc'', %s)::text'),
   ('SELECT opsflags.record_deployment(%s, ''staging'')::text'),
-  ('SELECT opsflags.update_feature_flag(''fuzz.enc'', jsonb_build_object(''enabled_for_users'', jsonb_build_array(%s::text)))::text')
+  ('SELECT opsflags.update_flag(''fuzz.enc'', jsonb_build_object(''enabled_for_users'', jsonb_build_array(%s::text)))::text')
 ) f(t);
 
 CREATE TEMP TABLE outcomes (sql text, state text);
@@ -76,7 +76,7 @@ SELECT is((SELECT r FROM dblink('ascii', 'SELECT 1::text') AS t(r text)), '1',
           'the session is alive after all of them');
 
 -- Targeting compares bytes: the flag on, for one invalid-UTF-8 user only.
-SELECT count(*) FROM dblink('ascii', $$SELECT opsflags.update_feature_flag('fuzz.enc',
+SELECT count(*) FROM dblink('ascii', $$SELECT opsflags.update_flag('fuzz.enc',
     jsonb_build_object('is_enabled', true, 'enabled_percentage', 0,
                        'enabled_for_users', jsonb_build_array(E'\xff\xfe'::text)))::text$$) AS t(x text) \gset
 SELECT is((SELECT array_agg(r ORDER BY n) FROM dblink('ascii', $$

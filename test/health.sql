@@ -18,7 +18,7 @@ BEGIN;
 SELECT plan(198);
 
 SET LOCAL opsflags.environment = 'production';
-SET LOCAL opsflags.health_timeout_ms = 5000;
+SET LOCAL opsflags.health_timeout = 5000;
 SET LOCAL opsflags.required_tables = '';
 SET LOCAL opsflags.required_settings = '';
 
@@ -271,8 +271,8 @@ SELECT is(pg_temp.run_problems('queue division by zero'), '',
 SELECT is(pg_temp.comp('queue division by zero', 'queue') ->> 'status', 'degraded',
           'queue query failing at run time: queue degraded');
 
--- Slow: cancelled at opsflags.health_timeout_ms.
-SET LOCAL opsflags.health_timeout_ms = 300;
+-- Slow: cancelled at opsflags.health_timeout.
+SET LOCAL opsflags.health_timeout = 300;
 SELECT pg_temp.set_queue('"SELECT count(*), 0 FROM pg_sleep(30)"') AS x \gset
 SELECT pg_temp.run('queue slow', 2) AS x \gset
 SELECT is(pg_temp.run_problems('queue slow'), '', 'slow queue query: health_status does not raise, full shape');
@@ -280,10 +280,10 @@ SELECT is(pg_temp.comp('queue slow', 'queue') ->> 'status', 'degraded', 'slow qu
 SELECT matches(pg_temp.comp('queue slow', 'queue') ->> 'message', 'timed out',
                'slow queue query: the message says it timed out');
 SELECT cmp_ok((SELECT max(ms) FROM runs WHERE label = 'queue slow'), '<', 3000::double precision,
-              'slow queue query, health_timeout_ms 300: each call returns in < 3 s');
+              'slow queue query, health_timeout 300 ms: each call returns in < 3 s');
 SELECT lives_ok('SELECT pg_sleep(0.6)',
                 'after a timed-out probe no cancel is left pending (a 0.6 s statement completes)');
-SET LOCAL opsflags.health_timeout_ms = 5000;
+SET LOCAL opsflags.health_timeout = 5000;
 
 -- Wrong shapes.
 SELECT pg_temp.set_queue('"SELECT 1"') AS x \gset

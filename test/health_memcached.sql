@@ -116,12 +116,12 @@ SELECT isnt((SELECT doc ->> 'status' FROM runs WHERE label = 'down'), 'healthy',
 SELECT cmp_ok((SELECT ms FROM runs WHERE label = 'down'), '<', 6000::double precision,
               'nothing listening, default timeout: returns within the timeout plus a margin');
 
-SET opsflags.health_timeout_ms = 500;
+SET opsflags.health_timeout = 500;
 SELECT pg_temp.run('down 500') AS x \gset
 SELECT is(pg_temp.cache('down 500') ->> 'status', 'degraded', 'nothing listening, timeout 500 ms: cache degraded');
 SELECT cmp_ok((SELECT ms FROM runs WHERE label = 'down 500'), '<', 3000::double precision,
               'nothing listening, timeout 500 ms: returns in < 3 s');
-RESET opsflags.health_timeout_ms;
+RESET opsflags.health_timeout;
 
 -------------------------------------------------------------------------------
 -- A server that accepts and never answers: degraded within the timeout
@@ -131,7 +131,7 @@ ALTER SYSTEM SET opsflags.memcached_servers = :'target';
 SELECT pg_reload_conf() AS x \gset
 SELECT pg_temp.wait_for(:'target') \gexec
 SELECT is(current_setting('opsflags.memcached_servers'), :'target', 'hang: setting applied after reload');
-SET opsflags.health_timeout_ms = 500;
+SET opsflags.health_timeout = 500;
 SELECT pg_temp.run('hang') AS x \gset
 SELECT is(pg_temp.problems('hang'), '', 'hanging server: no raise, cache component well formed');
 SELECT is(pg_temp.cache('hang') ->> 'status', 'degraded', 'hanging server: cache degraded');
@@ -140,12 +140,12 @@ SELECT cmp_ok((SELECT ms FROM runs WHERE label = 'hang'), '<', 3000::double prec
               'hanging server, timeout 500 ms: health_status returns in < 3 s');
 SELECT cmp_ok((pg_temp.cache('hang') ->> 'latencyMs')::double precision, '<', 3000::double precision,
               'hanging server, timeout 500 ms: the cache latency reported is < 3 s');
-SET opsflags.health_timeout_ms = 1500;
+SET opsflags.health_timeout = 1500;
 SELECT pg_temp.run('hang 1500') AS x \gset
 SELECT is(pg_temp.cache('hang 1500') ->> 'status', 'degraded', 'hanging server, timeout 1500 ms: cache degraded');
 SELECT cmp_ok((SELECT ms FROM runs WHERE label = 'hang 1500'), '<', 4500::double precision,
               'hanging server, timeout 1500 ms: returns in < 4.5 s');
-RESET opsflags.health_timeout_ms;
+RESET opsflags.health_timeout;
 
 -------------------------------------------------------------------------------
 -- Unparsable server lists: degraded with a message

@@ -34,7 +34,7 @@ SELECT count(opsflags.create_flag(key, key, NULL,
                    WHEN 1 THEN '["red", "green", "blue"]'
                    WHEN 2 THEN '[1, 2.5, 1e20]'
                    ELSE '[{"a": 1}, [1, 2], null]' END)) FROM gen \gset
-SELECT count(opsflags.update_feature_flag(key,
+SELECT count(opsflags.update_flag(key,
          jsonb_build_object('is_enabled', abs(r / 3) % 3 <> 0)
          || CASE WHEN kind = 0 THEN '{}'::jsonb
                  ELSE jsonb_build_object('on_variation', abs(r / 5) % 3,

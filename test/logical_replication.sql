@@ -127,7 +127,7 @@ SELECT ok(pg_temp.wait_for_published('true'),
           'subscriber: the applied toggle is published to memcached');
 
 -- 3. Targeting changed at the publisher.
-SELECT pg_temp.pub($$opsflags.update_feature_flag('lr.flag', '{"enabled_for_users": ["u1"], "enabled_percentage": 1}')$$) \gset
+SELECT pg_temp.pub($$opsflags.update_flag('lr.flag', '{"enabled_for_users": ["u1"], "enabled_percentage": 1}')$$) \gset
 SELECT ok(pg_temp.wait_for_subscriber($$SELECT EXISTS (SELECT 1 FROM opsflags.feature_flag_configs c
     JOIN opsflags.feature_flags f ON f.id = c.flag_id
     WHERE f.flag_key = 'lr.flag' AND c.environment = 'production' AND c.enabled_percentage = 1)$$),
@@ -139,7 +139,7 @@ SELECT ok(pg_temp.wait_for_published('false'),
 
 -- 3b. A segment created at the publisher and targeted by the config.
 SELECT pg_temp.pub($$opsflags.create_segment('lr.beta', 'Beta', '["nobody-in-bucket-1"]')$$) \gset
-SELECT pg_temp.pub($$opsflags.update_feature_flag('lr.flag', '{"segments": ["lr.beta"]}')$$) \gset
+SELECT pg_temp.pub($$opsflags.update_flag('lr.flag', '{"segments": ["lr.beta"]}')$$) \gset
 SELECT ok(pg_temp.wait_for_subscriber($$SELECT EXISTS (SELECT 1 FROM opsflags.feature_flag_configs c
     JOIN opsflags.feature_flags f ON f.id = c.flag_id
     WHERE f.flag_key = 'lr.flag' AND c.environment = 'production' AND c.segments = '["lr.beta"]')$$),

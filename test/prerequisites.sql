@@ -13,7 +13,7 @@ CREATE TEMP TABLE g AS
 SELECT i, 'tap.pre.' || i AS key, ('x' || substr(md5('pre' || i), 1, 8))::bit(32)::int AS r
 FROM generate_series(1, 40) i;
 SELECT count(opsflags.create_flag(key, key)) AS x FROM g \gset
-SELECT count(opsflags.update_feature_flag(key, jsonb_build_object(
+SELECT count(opsflags.update_flag(key, jsonb_build_object(
          'is_enabled', abs(r) % 6 <> 0,
          'enabled_percentage', (ARRAY[0, 0, 100, 30, 70])[1 + abs(r / 7) % 5]))) AS x FROM g \gset
 SELECT count(opsflags.add_prerequisite(a.key, b.key)) AS x
@@ -58,7 +58,7 @@ CREATE TEMP TABLE dag AS
 SELECT l, w, CASE WHEN l = 0 THEN 'tap.dag.top' ELSE format('tap.dag.%s.%s', l, w) END AS key
 FROM generate_series(0, 8) l, generate_series(1, 8) w WHERE l > 0 OR w = 1;
 SELECT count(opsflags.create_flag(key, key)) AS x FROM dag \gset
-SELECT count(opsflags.update_feature_flag(key, '{"is_enabled": true, "enabled_percentage": 100}')) AS x FROM dag \gset
+SELECT count(opsflags.update_flag(key, '{"is_enabled": true, "enabled_percentage": 100}')) AS x FROM dag \gset
 SELECT count(opsflags.add_prerequisite(a.key, b.key)) AS x
 FROM (SELECT * FROM dag ORDER BY l DESC, w) a JOIN dag b ON b.l = a.l + 1 \gset
 SELECT is((SELECT count(*)::int FROM opsflags.flag_prerequisites p JOIN opsflags.feature_flags f ON f.id = p.flag_id

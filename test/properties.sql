@@ -280,7 +280,7 @@ UPDATE mono_cases SET p2 = p + pg_temp.irnd('mono p2', n, 1, 100 - p);
 
 SELECT count(*) FROM (SELECT opsflags.create_flag(format('tap.prop.mono.%s', k), 'monotonic ' || k)
                       FROM generate_series(0, 9) k) s \gset
-SELECT count(*) FROM (SELECT opsflags.update_feature_flag(format('tap.prop.mono.%s', k),
+SELECT count(*) FROM (SELECT opsflags.update_flag(format('tap.prop.mono.%s', k),
                                CASE WHEN k < 3 THEN jsonb_build_object('is_enabled', true, 'rollout_group', 'tap.prop.mono.grp' || k)
                                     ELSE jsonb_build_object('is_enabled', true) END)
                       FROM generate_series(0, 9) k) s \gset
@@ -292,9 +292,9 @@ DECLARE
     v2 boolean;
 BEGIN
     FOR c IN SELECT * FROM mono_cases ORDER BY n LOOP
-        PERFORM opsflags.update_feature_flag(c.flag_key, jsonb_build_object('enabled_percentage', c.p));
+        PERFORM opsflags.update_flag(c.flag_key, jsonb_build_object('enabled_percentage', c.p));
         v1 := opsflags.feature_enabled(c.flag_key, c.user_id);
-        PERFORM opsflags.update_feature_flag(c.flag_key, jsonb_build_object('enabled_percentage', c.p2));
+        PERFORM opsflags.update_flag(c.flag_key, jsonb_build_object('enabled_percentage', c.p2));
         v2 := opsflags.feature_enabled(c.flag_key, c.user_id);
         UPDATE mono_cases SET e1 = v1, e2 = v2 WHERE n = c.n;
     END LOOP;
@@ -311,7 +311,7 @@ SELECT cmp_ok((SELECT count(*)::int FROM mono_cases WHERE p2 > p AND p >= 1 AND 
 SELECT is((SELECT count(*)::int FROM mono_cases WHERE e1 IS NULL OR e2 IS NULL OR (e1 AND NOT e2)), 0,
           'b: a user enabled at p% is enabled at every p'' > p');
 SELECT is((SELECT count(*)::int FROM mono_cases WHERE e1 IS DISTINCT FROM (b <= p) OR e2 IS DISTINCT FROM (b <= p2)), 0,
-          'b: after each update_feature_flag, feature_enabled = (bucket <= percentage)');
+          'b: after each update_flag, feature_enabled = (bucket <= percentage)');
 SELECT ok((SELECT count(*) FILTER (WHERE e1) > 0 AND count(*) FILTER (WHERE NOT e1 AND e2) > 0
                   AND count(*) FILTER (WHERE NOT e2) > 0 FROM mono_cases),
           'b: cases include users on at p, users switched on between p and p'', and users off at p''');
@@ -466,7 +466,7 @@ FROM generate_series(1, 120) n,
                        '10000000000', '-1', '2.5', '1e12'])::numeric ORDER BY k) AS w
               FROM generate_series(0, 2) k) ws;
 SELECT count(opsflags.create_flag(key, key, NULL, 'string', '["x", "y", "z"]')) AS x FROM wflags \gset
-SELECT count(opsflags.update_feature_flag(key, '{"is_enabled": true, "on_variation": 1}')) AS x FROM wflags \gset
+SELECT count(opsflags.update_flag(key, '{"is_enabled": true, "on_variation": 1}')) AS x FROM wflags \gset
 SET LOCAL session_replication_role = replica;
 UPDATE opsflags.feature_flag_configs c SET variation_weights = w.weights
 FROM wflags w WHERE c.flag_id = opsflags.flag_id(w.key) AND c.environment = 'production';

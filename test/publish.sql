@@ -74,7 +74,7 @@ SELECT ok(pg_temp.published_current('production') AND pg_temp.published_current(
 
 -- 2. A session that turned the session setting off is published all the same.
 SELECT pg_temp.run_in('a', 'SET opsflags.publish_to_memcached = off');
-SELECT pg_temp.run_in('a', $$SELECT opsflags.update_feature_flag('tap.pub.flag', '{"enabled_percentage": 100}', 'staging')$$);
+SELECT pg_temp.run_in('a', $$SELECT opsflags.update_flag('tap.pub.flag', '{"enabled_percentage": 100}', 'staging')$$);
 SELECT ok(pg_temp.published_current('staging'),
           'a change from a session with opsflags.publish_to_memcached off is published');
 SELECT pg_temp.run_in('a', 'RESET opsflags.publish_to_memcached');
@@ -109,7 +109,7 @@ SELECT count(*) FROM (SELECT opsflags.create_flag('tap.pub.c' || i, 'Concurrent'
 SELECT count(*) FROM (
   SELECT dblink_send_query(s, format($q$DO $do$BEGIN
             FOR i IN 1..25 LOOP
-                PERFORM opsflags.update_feature_flag('tap.pub.c' || (i %% 10 + 1),
+                PERFORM opsflags.update_flag('tap.pub.c' || (i %% 10 + 1),
                                                      jsonb_build_object('enabled_percentage', %s + i), 'staging');
                 COMMIT;
             END LOOP;
@@ -155,7 +155,7 @@ SELECT is((SELECT c.is_enabled FROM opsflags.feature_flag_configs c JOIN opsflag
 ALTER SYSTEM RESET opsflags.memcached_servers;
 SELECT pg_reload_conf() AS x \gset
 SELECT pg_temp.wait_for(:'mc') \gexec
-SELECT pg_temp.run_in('a', $$SELECT opsflags.update_feature_flag('tap.pub.other', '{"description": "touched"}')$$);
+SELECT pg_temp.run_in('a', $$SELECT opsflags.update_flag('tap.pub.other', '{"description": "touched"}')$$);
 SELECT ok(pg_temp.published_current('staging', $$d -> 'tap.pub.flag' -> 'value' = 'false'$$),
           'the next change publishes the current state again');
 

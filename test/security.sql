@@ -114,9 +114,9 @@ SELECT opsflags.create_flag('tap_hostile.on', 'on for everyone') AS x \gset
 SELECT opsflags.toggle_flag('tap_hostile.on', true) AS x \gset
 SELECT opsflags.create_flag('tap_hostile.off', 'off') AS x \gset
 SELECT opsflags.create_flag('tap_hostile.roll', '30% rollout') AS x \gset
-SELECT opsflags.update_feature_flag('tap_hostile.roll', '{"is_enabled": true, "enabled_percentage": 30, "enabled_for_users": ["u1"], "enabled_for_roles": ["ops"]}') AS x \gset
+SELECT opsflags.update_flag('tap_hostile.roll', '{"is_enabled": true, "enabled_percentage": 30, "enabled_for_users": ["u1"], "enabled_for_roles": ["ops"]}') AS x \gset
 SELECT opsflags.create_flag('tap_hostile.v', 'variations', NULL, 'string', '["red", "blue", "green"]') AS x \gset
-SELECT opsflags.update_feature_flag('tap_hostile.v', '{"is_enabled": true, "variation_weights": [1, 1, 1]}') AS x \gset
+SELECT opsflags.update_flag('tap_hostile.v', '{"is_enabled": true, "variation_weights": [1, 1, 1]}') AS x \gset
 
 SELECT opsflags.config_set('tap_hostile.plain', '{"limit": 10}') AS x \gset
 SELECT opsflags.config_set('tap_hostile.plain', '"staging value"', 'tap', 'staging') AS x \gset
@@ -538,7 +538,7 @@ INSERT INTO steps VALUES
                                      opsflags.is_string_array('[1]'), opsflags.max_prerequisite_depth())$$),
   (16, $$INSERT INTO tap_hostile_app.guarded VALUES (1) RETURNING 'inserted'::pg_catalog.text$$),
   (17, $$INSERT INTO tap_hostile_app.guarded_off VALUES (1) RETURNING 'inserted'::pg_catalog.text$$),
-  (18, $$SELECT opsflags.get_feature_flag('tap_hostile.on')::pg_catalog.text$$),
+  (18, $$SELECT opsflags.get_flag('tap_hostile.on')::pg_catalog.text$$),
   (19, $$SELECT pg_catalog.set_config('opsflags.environment', 'staging', false)$$),
   (20, $$SELECT pg_catalog.concat_ws(' ', opsflags.feature_enabled('tap_hostile.on'), opsflags.feature_enabled('tap_hostile.roll', 'u1'),
                                      opsflags.config_get('tap_hostile.plain'),
@@ -573,11 +573,11 @@ FULL JOIN (SELECT * FROM hostile_results WHERE run = 'evil') e USING (step, n)
 WHERE c.v IS DISTINCT FROM e.v ORDER BY 1 LIMIT 20;
 SELECT is((SELECT array_agg(step ORDER BY step) FROM hostile_results WHERE run = 'clean' AND v LIKE 'ERROR %'),
           ARRAY[9, 17, 18],
-          'R5: in a clean session the hostile role''s calls all work, except reading the secret (9), the guarded write while the flag is off (17) and get_feature_flag (18)');
+          'R5: in a clean session the hostile role''s calls all work, except reading the secret (9), the guarded write while the flag is off (17) and get_flag (18)');
 SELECT is((SELECT array_agg(v ORDER BY step) FROM hostile_results WHERE run = 'clean' AND step IN (9, 17, 18)),
           ARRAY['ERROR 42501 permission denied to read sensitive configuration value "tap_hostile.secret"',
                 'ERROR 0A000 feature flag "tap_hostile.off" is off: writes to table "guarded_off" are disabled',
-                'ERROR 42501 permission denied for function get_feature_flag'],
+                'ERROR 42501 permission denied for function get_flag'],
           'R5: ... and those fail with 42501, 0A000 and 42501');
 SELECT is((SELECT count(*)::int FROM (SELECT * FROM hostile_results WHERE run = 'clean') c
            FULL JOIN (SELECT * FROM hostile_results WHERE run = 'evil') e USING (step, n)
@@ -779,11 +779,11 @@ FROM cenvs ORDER BY n;
 INSERT INTO calls (grp, label, sql, want)
 SELECT 'admin functions', f.label || ' ' || c.label, format(f.tmpl, c.k), 'ERROR 42501'
 FROM (SELECT * FROM ckeys WHERE n <= 80) c,
-     (VALUES ('get_feature_flag', 'SELECT opsflags.get_feature_flag(%L)'),
-             ('get_feature_flag env', 'SELECT opsflags.get_feature_flag(''tap_hostile.on'', %L)'),
-             ('get_all_feature_flags', 'SELECT opsflags.get_all_feature_flags(%L)'),
+     (VALUES ('get_flag', 'SELECT opsflags.get_flag(%L)'),
+             ('get_flag env', 'SELECT opsflags.get_flag(''tap_hostile.on'', %L)'),
+             ('get_flags', 'SELECT opsflags.get_flags(%L)'),
              ('toggle_flag', 'SELECT opsflags.toggle_flag(%L, true)'),
-             ('update_feature_flag', 'SELECT opsflags.update_feature_flag(%L, ''{"is_enabled": true}'')'),
+             ('update_flag', 'SELECT opsflags.update_flag(%L, ''{"is_enabled": true}'')'),
              ('archive_flag', 'SELECT opsflags.archive_flag(%L)'),
              ('create_flag', 'SELECT opsflags.create_flag(%L, ''x'')'),
              ('config_set', 'SELECT opsflags.config_set(%L, ''1'')'),

@@ -10,7 +10,7 @@ SELECT opsflags.create_flag('tap.use.on', 'On') IS NOT NULL AS x \gset
 SELECT opsflags.create_flag('tap.use.half', 'Half') IS NOT NULL AS x \gset
 SELECT opsflags.create_flag('tap.use.never', 'Never') IS NOT NULL AS x \gset
 SELECT opsflags.toggle_flag('tap.use.on', true) IS NULL AS x \gset
-SELECT opsflags.update_feature_flag('tap.use.half', '{"is_enabled": true, "enabled_percentage": 50}') IS NULL AS x \gset
+SELECT opsflags.update_flag('tap.use.half', '{"is_enabled": true, "enabled_percentage": 50}') IS NULL AS x \gset
 
 SELECT coalesce((SELECT true_count FROM opsflags.flag_usage WHERE flag_key = 'tap.use.on'), 0) AS on_before \gset
 SELECT clock_timestamp() AS t0 \gset

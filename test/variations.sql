@@ -16,7 +16,7 @@ FROM generate_series(1, 120) i;
 SELECT count(opsflags.create_flag(key, key, NULL, 'number',
                                   (SELECT jsonb_agg(v) FROM generate_series(1, 2 + abs(r) % 3) v)))
 FROM cases \gset
-SELECT count(opsflags.update_feature_flag(key, jsonb_build_object(
+SELECT count(opsflags.update_flag(key, jsonb_build_object(
          'is_enabled', abs(r) % 5 <> 0,
          'enabled_for_users', CASE WHEN abs(r) % 3 = 0 THEN '["u3", "u7"]'::jsonb ELSE '[]' END,
          'enabled_for_roles', CASE WHEN abs(r) % 4 = 0 THEN '["admin"]'::jsonb ELSE '[]' END,
@@ -47,7 +47,7 @@ SELECT is((SELECT count(*)::int FROM calls
 
 -- A 50/30/20 split over 10,000 users, and independence from the rollout.
 SELECT opsflags.create_flag('tap.var.split', 'Split', NULL, 'string', '["a", "b", "c"]') IS NOT NULL AS x \gset
-SELECT opsflags.update_feature_flag('tap.var.split',
+SELECT opsflags.update_flag('tap.var.split',
     '{"is_enabled": true, "variation_weights": [50, 30, 20]}') IS NULL AS x \gset
 CREATE TEMP TABLE split AS
 SELECT i, opsflags.feature_value('tap.var.split', 'user-' || i) #>> '{}' AS v,

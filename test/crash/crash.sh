@@ -63,7 +63,7 @@ c >/dev/null <<'SQL'
 CREATE EXTENSION opsflags;
 CREATE EXTENSION amcheck;
 SELECT count(opsflags.create_flag('crash.' || i, 'Crash ' || i)) FROM generate_series(1, 10) i;
-SELECT count(opsflags.update_feature_flag('crash.' || i, '{"is_enabled": true, "enabled_percentage": 50}')) FROM generate_series(1, 10) i;
+SELECT count(opsflags.update_flag('crash.' || i, '{"is_enabled": true, "enabled_percentage": 50}')) FROM generate_series(1, 10) i;
 SELECT opsflags.create_flag('crash.victim', 'Changed by the session in flight at the crash');
 SELECT opsflags.toggle_flag('crash.victim', true);
 CREATE TABLE crash_orders (id bigserial PRIMARY KEY, flag boolean, note text);

@@ -49,14 +49,14 @@ SQL
 INSERT INTO opsflags.environments (name, description) VALUES ('eu-west', 'EU');
 SELECT opsflags.create_segment('beta', 'Beta', (SELECT jsonb_agg('user-' || i) FROM generate_series(1, 500) i), '["qa"]');
 SELECT count(opsflags.create_flag('dump.' || i, 'Flag ' || i, NULL, 'string', '["a", "b", "c"]')) FROM generate_series(1, 200) i;
-SELECT count(opsflags.update_feature_flag('dump.' || i, jsonb_build_object(
+SELECT count(opsflags.update_flag('dump.' || i, jsonb_build_object(
          'is_enabled', i % 7 <> 0, 'enabled_percentage', (i * 37) % 101,
          'enabled_for_users', CASE WHEN i % 5 = 0 THEN '["user-3"]'::jsonb ELSE '[]' END,
          'segments', CASE WHEN i % 4 = 0 THEN '["beta"]'::jsonb ELSE '[]' END,
          'on_variation', i % 3, 'variation_weights', CASE WHEN i % 6 = 0 THEN '[1, 2, 3]'::jsonb END), e))
 FROM generate_series(1, 200) i, unnest(ARRAY['production', 'eu-west']) e;
 -- Versions above 1 and updated_at later than created_at, which a restore must keep.
-SELECT count(opsflags.update_feature_flag('dump.' || i, '{"description": "changed", "enabled_percentage": 50}', 'eu-west'))
+SELECT count(opsflags.update_flag('dump.' || i, '{"description": "changed", "enabled_percentage": 50}', 'eu-west'))
 FROM generate_series(1, 200, 3) i;
 SELECT count(opsflags.add_prerequisite('dump.' || i, 'dump.' || (i + 50))) FROM generate_series(1, 100, 9) i;
 SELECT opsflags.archive_flag('dump.199');

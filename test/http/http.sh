@@ -303,7 +303,7 @@ q -c "SELECT count(opsflags.take_sample('test')) FROM generate_series(1, 3)" \
       FROM generate_series(1, 47) i" \
   -c "SELECT opsflags.record_deployment('9.9.9-http', 'production')" \
   -c "SELECT opsflags.create_flag('page.half_rollout', 'Half rollout') IS NOT NULL" \
-  -c "SELECT opsflags.update_feature_flag('page.half_rollout', '{\"is_enabled\": true, \"enabled_percentage\": 50}')" >/dev/null
+  -c "SELECT opsflags.update_flag('page.half_rollout', '{\"is_enabled\": true, \"enabled_percentage\": 50}')" >/dev/null
 bash "$REPO/test/http/page.sh" "$U" "$WORKDIR/page" | sed 's/^/    /'
 ok "${PIPESTATUS[0]}" "headless Chromium renders the components, charts, flags, deployments and alerts (screenshot: .run/status-page.png)"
 mkdir -p "$REPO/.run" && cp "$WORKDIR/page/status.png" "$REPO/.run/status-page.png" 2>/dev/null

@@ -49,7 +49,7 @@ SELECT ok(pg_temp.published_current('staging'), 'a committed change is published
 DO $$
 BEGIN
     FOR i IN 1..40 LOOP
-        PERFORM opsflags.update_feature_flag('tap.np.pub.flag', jsonb_build_object('enabled_percentage', i), 'staging');
+        PERFORM opsflags.update_flag('tap.np.pub.flag', jsonb_build_object('enabled_percentage', i), 'staging');
         COMMIT;
     END LOOP;
 END $$;

@@ -29,7 +29,7 @@ echo "1..9"
 "${PSQL[@]}" >/dev/null <<'SQL'
 CREATE EXTENSION opsflags;
 SELECT count(opsflags.create_flag('soak.' || i, 'Soak ' || i)) FROM generate_series(1, 20) i;
-SELECT count(opsflags.update_feature_flag('soak.' || i, '{"is_enabled": true, "enabled_percentage": 50}')) FROM generate_series(1, 20) i;
+SELECT count(opsflags.update_flag('soak.' || i, '{"is_enabled": true, "enabled_percentage": 50}')) FROM generate_series(1, 20) i;
 CREATE TABLE soak_orders (id bigserial PRIMARY KEY, flag boolean, note text);
 SELECT opsflags.audit_table('soak_orders');
 -- What the soak records (not audited):
