@@ -1209,6 +1209,56 @@ BEGIN
 END
 $$;
 
+CREATE OR REPLACE FUNCTION opsflags.create_flag(
+    flag_key    text,
+    flag_name   text DEFAULT NULL,
+    description text DEFAULT NULL,
+    flag_type   text DEFAULT 'boolean',
+    variations  jsonb DEFAULT NULL,
+    tags        text[] DEFAULT '{}')
+RETURNS uuid
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    new_id uuid;
+    ftype  text := coalesce(flag_type, 'boolean');
+    vars   jsonb := coalesce(variations, CASE WHEN coalesce(flag_type, 'boolean') IN ('boolean', 'json')
+                                              THEN '[true, false]'::jsonb END);
+    onoff  integer[];
+BEGIN
+    IF flag_key IS NULL THEN
+        RAISE EXCEPTION 'flag key must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF NOT opsflags.is_valid_flag_key(flag_key) THEN
+        RAISE EXCEPTION 'invalid flag key "%"', flag_key
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A flag key is 1 to 100 characters from A-Z, a-z, 0-9, ".", "_", ":" and "-", starting with a letter or digit.';
+    END IF;
+    IF flag_name = '' THEN
+        PERFORM opsflags.flag_field_error(flag_key, 'flag_name', 'a non-empty name (NULL names the flag by its key)');
+    END IF;
+    PERFORM opsflags_internal.check_variation_values(flag_key, ftype, vars);
+    IF array_position(tags, NULL) IS NOT NULL THEN
+        PERFORM opsflags.flag_field_error(flag_key, 'tags', 'an array of tags without NULL elements');
+    END IF;
+    IF EXISTS (SELECT 1 FROM opsflags.feature_flags f WHERE f.flag_key = create_flag.flag_key) THEN
+        RAISE EXCEPTION 'feature flag "%" already exists', flag_key
+            USING ERRCODE = 'unique_violation',
+                  HINT = 'Change it with opsflags.update_flag().';
+    END IF;
+    onoff := opsflags_internal.default_on_off(vars);
+    PERFORM opsflags_internal.check_variations(flag_key, vars, onoff[1], onoff[2], NULL);
+    INSERT INTO opsflags.feature_flags AS f (flag_key, flag_name, description, flag_type, variations, tags)
+    VALUES (flag_key, coalesce(flag_name, flag_key), description, ftype, vars, coalesce(tags, '{}'))
+    RETURNING f.id INTO new_id;
+    -- A new flag starts off in every environment.
+    INSERT INTO opsflags.feature_flag_configs (flag_id, environment, on_variation, off_variation)
+    SELECT new_id, e.name, onoff[1], onoff[2] FROM opsflags.environments e;
+    RETURN new_id;
+END
+$$;
+
 CREATE OR REPLACE FUNCTION opsflags.toggle_flag(flag_key text, enabled boolean, environment text DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
