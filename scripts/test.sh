@@ -2,8 +2,8 @@
 # test.sh (`make test`): install what is missing, build (warnings are errors)
 # and install opsflags, start a throwaway PostgreSQL 15 cluster and memcached
 # on free ports, run the pg_regress suite (make installcheck) and the pgTAP
-# tests (test/*.sql via pg_prove), then start a second cluster without
-# shared_preload_libraries and run test/no_preload/*.sql against it, stop
+# tests (test/pgtap/*.sql via pg_prove), then start a second cluster without
+# shared_preload_libraries and run test/pgtap/no_preload/*.sql against it, stop
 # everything again, and end with the line
 #   opsflags: N passed, N failed
 # Exits non-zero if anything failed. The tests see these environment variables:
@@ -15,7 +15,7 @@
 #   OPSFLAGS_TEST_LOG                path of the throwaway server's log file
 #   OPSFLAGS_TEST_PSQL               the psql binary (PostgreSQL 15)
 # TESTS="name ..." runs only the named tests: pg_regress names (flags),
-# pgTAP files (test/audit.sql or audit), no-preload files (no_preload/x) and
+# pgTAP files (test/pgtap/audit.sql or audit), no-preload files (no_preload/x) and
 # shell suites by script name (dump, http, robustness, soak, upgrade, run, ...).
 set -euo pipefail
 # shellcheck source=scripts/common.sh
@@ -163,16 +163,16 @@ echo "pg_regress: $regress_ok passed, $regress_bad failed"
 PASSED=$((PASSED + regress_ok))
 FAILED=$((FAILED + regress_bad))
 
-# b. pgTAP (pg_prove test/*.sql) ------------------------------------------
+# b. pgTAP (pg_prove test/pgtap/*.sql) ------------------------------------
 shopt -s nullglob
 tap_files=()
-for f in "$REPO"/test/*.sql; do
+for f in "$REPO"/test/pgtap/*.sql; do
     b=${f##*/}
     selected "${b%.sql}" && tap_files+=("$f")
 done
 shopt -u nullglob
 if ((${#tap_files[@]} == 0)); then
-    echo "pgTAP: no test/*.sql file selected; nothing to run"
+    echo "pgTAP: no test/pgtap/*.sql file selected; nothing to run"
     # The shell suites below run in the pgTAP database.
     pg_psql "$SOCKDIR" "$PORT" postgres -q -c "CREATE DATABASE opsflags_tap" &&
         pg_psql "$SOCKDIR" "$PORT" opsflags_tap -q -c "CREATE EXTENSION pgtap" \
@@ -183,18 +183,18 @@ else
     run_pgtap pgTAP "$SOCKDIR" "$PORT" opsflags_tap "$TMP/pg_prove.out" "pgtap dblink $EXT_NAME" "${tap_files[@]}"
 fi
 
-# c. pgTAP without shared_preload_libraries (test/no_preload/*.sql) --------
+# c. pgTAP without shared_preload_libraries (test/pgtap/no_preload/*.sql) --
 # A second cluster in the same temp dir, on its own port, that loads opsflags
 # on demand only.
 shopt -s nullglob
 np_files=()
-for f in "$REPO"/test/no_preload/*.sql; do
+for f in "$REPO"/test/pgtap/no_preload/*.sql; do
     b=${f##*/}
     selected "no_preload/${b%.sql}" && np_files+=("$f")
 done
 shopt -u nullglob
 if ((${#np_files[@]} == 0)); then
-    echo "pgTAP without preload: no test/no_preload/*.sql files; nothing to run"
+    echo "pgTAP without preload: no test/pgtap/no_preload/*.sql files; nothing to run"
 else
     np_files=("${np_files[@]#"$REPO"/}")
     NP_DATADIR=$TMP/data_no_preload

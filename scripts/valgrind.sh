@@ -10,13 +10,13 @@
 #            --suppressions=scripts/valgrind.supp --log-file=<dir>/%p.log
 # so that every backend, background worker and program the server runs gets
 # its own log. Then it runs the pg_regress suite (make installcheck) and the
-# pgTAP files (test/*.sql via pg_prove), stops everything it started, counts
+# pgTAP files (test/pgtap/*.sql via pg_prove), stops everything it started, counts
 # the errors in every process's log and ends with the line
 #   valgrind: N processes checked, N errors; tests: N passed, N failed
 # It exits non-zero if any process reported a memory error or any test failed.
 # The logs are kept in .run/valgrind/ (the server log in .run/valgrind-postgres.log).
 #
-# Not run here: test/no_preload/*.sql and the shell suites of `make test`
+# Not run here: test/pgtap/no_preload/*.sql and the shell suites of `make test`
 # (upgrade, dump, soak, http, standby, crash): they need clusters of their
 # own, wall-clock behaviour or a browser, and would double the (long) run.
 # The HTTP worker runs, but only idle (opsflags.http_port = 0).
@@ -232,29 +232,29 @@ echo "pg_regress: $regress_ok passed, $regress_bad failed"
 PASSED=$((PASSED + regress_ok))
 FAILED=$((FAILED + regress_bad))
 
-# b. pgTAP (pg_prove test/*.sql) ------------------------------------------
+# b. pgTAP (pg_prove test/pgtap/*.sql) ------------------------------------
 if [[ ${OPSFLAGS_VALGRIND_TAP:-1} == 0 ]]; then
     echo "pgTAP: skipped (OPSFLAGS_VALGRIND_TAP=0)"
     exit 0
 fi
 shopt -s nullglob
 tap_files=()
-for f in "$REPO"/test/*.sql; do
+for f in "$REPO"/test/pgtap/*.sql; do
     name=$(basename "$f" .sql)
     if [[ " $SKIP " == *" $name "* ]]; then
-        echo "pgTAP: skipping test/$name.sql (OPSFLAGS_VALGRIND_SKIP)"
+        echo "pgTAP: skipping test/pgtap/$name.sql (OPSFLAGS_VALGRIND_SKIP)"
         continue
     fi
     if grep -qE "statement_timeout *= *'[0-9]+s'" "$f"; then
         mkdir -p "$TMP/tap"
-        cp "$REPO/test/setup.inc" "$TMP/tap/"
+        cp "$REPO/test/pgtap/setup.inc" "$TMP/tap/"
         perl -pe "s/(statement_timeout *= *')(\d+)s'/\$1 . (\$2 * $TIMEOUT_SCALE) . \"s'\"/ge" \
             "$f" >"$TMP/tap/$name.sql"
-        echo "pgTAP: test/$name.sql runs with its statement_timeout times $TIMEOUT_SCALE"
+        echo "pgTAP: test/pgtap/$name.sql runs with its statement_timeout times $TIMEOUT_SCALE"
         tap_files+=("$TMP/tap/$name.sql")
         continue
     fi
-    tap_files+=("test/$name.sql")
+    tap_files+=("test/pgtap/$name.sql")
 done
 shopt -u nullglob
 if ((${#tap_files[@]} > 0)); then

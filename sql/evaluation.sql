@@ -1,4 +1,4 @@
--- Evaluation order and bucketing (DESIGN §2).
+-- Evaluation order and bucketing.
 \set SHOW_CONTEXT never
 
 -- The Unleash normalized hash: same buckets as the Unleash SDKs.

@@ -1,5 +1,5 @@
--- test/bad_input.sql: bad input is refused with its SQLSTATE and writes
--- nothing; feature_enabled never raises (DESIGN.md sections 2 and 8).
+-- test/pgtap/api_bad_input.sql: bad input is refused with its SQLSTATE and writes
+-- nothing; feature_enabled never raises.
 --
 -- After each group of refused calls the whole state of the flag tables
 -- (every row of environments, feature_flags and feature_flag_configs) must be

@@ -1,4 +1,4 @@
--- test/audit.sql: the audit trail (DESIGN.md section 3).
+-- test/pgtap/audit.sql: the audit trail.
 --
 -- Application tables public.tap_audit_items (one-column primary key) and
 -- public.tap_audit_pairs (composite key) are given to opsflags.audit_table.

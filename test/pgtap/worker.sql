@@ -1,5 +1,5 @@
--- test/worker.sql: the background worker "opsflags sampler" (DESIGN.md
--- section 6): rows with every field at a 1 s interval, reload of the
+-- test/pgtap/worker.sql: the background worker "opsflags sampler":
+-- rows with every field at a 1 s interval, reload of the
 -- interval (and 0 pauses), restart after it is terminated, retention,
 -- alerts raised once per episode and resolved, a failing queue query, and
 -- tables other sessions hold locked (no sample waits on them for long).

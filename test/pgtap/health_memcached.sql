@@ -1,6 +1,5 @@
--- test/health_memcached.sql: the cache component of health_status(), a
--- set/get round trip through libmemcached to opsflags.memcached_servers
--- (DESIGN.md sections 5 and 9).
+-- test/pgtap/health_memcached.sql: the cache component of health_status(), a
+-- set/get round trip through libmemcached to opsflags.memcached_servers.
 --
 -- The harness (scripts/test.sh) provides three addresses in the environment:
 --   OPSFLAGS_TEST_MEMCACHED  a real memcached (also the cluster's setting)

@@ -1,5 +1,5 @@
--- test/config_sessions.sql: configuration changed from several sessions at
--- once, and maintenance mode seen by other sessions (DESIGN.md section 3).
+-- test/pgtap/config_sessions.sql: configuration changed from several sessions at
+-- once, and maintenance mode seen by other sessions.
 --
 -- a. Concurrent config_set of one key: session B changes it in an open
 --    transaction; session C's config_set of the same key (sent with

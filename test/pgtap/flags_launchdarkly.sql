@@ -1,4 +1,4 @@
--- test/launchdarkly.sql: flags_for_environment() exports LaunchDarkly's
+-- test/pgtap/flags_launchdarkly.sql: flags_for_environment() exports LaunchDarkly's
 -- client format and import_launchdarkly() loads it.  160 generated flags of
 -- every type and shape (on/off variations, targeting, rollouts, weighted
 -- splits, segments, prerequisites, schedules in and out of their window):

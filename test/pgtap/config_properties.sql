@@ -1,5 +1,5 @@
--- test/config_properties.sql: generated-case properties of configuration
--- (DESIGN.md section 3): config_set / config_get round trips of every kind of
+-- test/pgtap/config_properties.sql: generated-case properties of configuration
+-- config_set / config_get round trips of every kind of
 -- JSON value, environment resolution (environment row, else 'all', else
 -- NULL), config_all listings with redaction (sensitivity belongs to the key:
 -- sensitive in one environment, redacted in all; is_sensitive false refused

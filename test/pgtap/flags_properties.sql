@@ -1,5 +1,5 @@
--- test/properties.sql: generated-case properties of flag evaluation and
--- rollout bucketing (DESIGN.md section 2).
+-- test/pgtap/flags_properties.sql: generated-case properties of flag evaluation and
+-- rollout bucketing.
 --
 -- Every generated value comes from md5 of a tag, the case number and the seed
 -- below, so a failure reproduces exactly: change nothing and rerun.  Each
@@ -50,10 +50,10 @@ AS $$
 $$;
 
 -------------------------------------------------------------------------------
--- a. feature_enabled equals a plain-SQL reference of DESIGN's evaluation order
+-- a. feature_enabled equals a plain-SQL reference of the evaluation order
 -------------------------------------------------------------------------------
 
--- Reference: DESIGN section 2, "Evaluation order", first match wins.  Returns
+-- Reference: the evaluation order (README, "Evaluation order"), first match wins.  Returns
 -- the answer and the rule that decided it (to check the cases cover them all).
 CREATE FUNCTION pg_temp.ref_eval(k text, u text, r text, OUT want boolean, OUT reason text)
 LANGUAGE sql STABLE

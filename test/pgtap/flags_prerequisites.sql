@@ -1,6 +1,5 @@
--- test/prerequisites.sql: prerequisite chains on generated flags agree with a
--- recursive plain-SQL reference of evaluation steps 2, 4 and 8 (DESIGN.md
--- section 2), for >= 100 (flag, user) cases.  One transaction, rolled back.
+-- test/pgtap/flags_prerequisites.sql: prerequisite chains on generated flags agree with a
+-- recursive plain-SQL reference of evaluation steps 2, 4 and 8, for >= 100 (flag, user) cases.  One transaction, rolled back.
 \ir setup.inc
 
 BEGIN;

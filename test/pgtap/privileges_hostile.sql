@@ -1,4 +1,4 @@
--- test/security.sql: DESIGN.md section 7 ("Privileges") against a hostile
+-- test/pgtap/privileges_hostile.sql: the privilege rules against a hostile
 -- ordinary role, one group of tests per rule.  The hostile role tap_hostile
 -- has LOGIN, no opsflags grant and only CREATE on the database (so that it
 -- can own schemas, as application roles do).
@@ -52,12 +52,12 @@
 -- Already covered elsewhere, not repeated here: the ordinary role refused
 -- every admin function, plain DML and TRUNCATE of every opsflags table,
 -- audit_table / unaudit_table / purge_audit_log, and reading audit_log,
--- app_config or a sensitive value by config_get (test/admin_privileges.sql
+-- app_config or a sensitive value by config_get (test/pgtap/privileges_admin.sql
 -- section 1, sql/privileges.sql); an admin under a hostile search_path
--- (test/admin_privileges.sql section 3); secrets in the server log, audit
+-- (test/pgtap/privileges_admin.sql section 3); secrets in the server log, audit
 -- rows, listings and NOTIFY payloads as seen by admins
--- (test/secrets.sql); hostile arguments to every function by a superuser
--- (test/fuzz.sql).
+-- (test/pgtap/config_secrets.sql); hostile arguments to every function by a superuser
+-- (test/pgtap/api_fuzz.sql).
 --
 -- Roles tap_hostile and tap_hostile_admin (a member of opsflags_admin),
 -- schemas tap_hostile_app and tap_hostile_evil (owned by tap_hostile),

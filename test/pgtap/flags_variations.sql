@@ -1,6 +1,6 @@
--- test/variations.sql: feature_explain agrees with feature_enabled and
+-- test/pgtap/flags_variations.sql: feature_explain agrees with feature_enabled and
 -- feature_value; weighted splits follow their weights and are independent of
--- the rollout buckets (DESIGN.md section 2; issue: rich flags).
+-- the rollout buckets.
 -- One transaction, rolled back; cases derive from md5 of a seed string.
 \ir setup.inc
 

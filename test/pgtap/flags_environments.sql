@@ -1,4 +1,4 @@
--- test/environments.sql: opsflags.environment naming an environment that
+-- test/pgtap/flags_environments.sql: opsflags.environment naming an environment that
 -- does not exist.  SET refuses it for every role (42704); where a value
 -- cannot be refused without silently evaluating in the default environment
 -- instead (connection options, ALTER ROLE settings, an environment deleted

@@ -1,6 +1,5 @@
--- test/health.sql: health_status(), health_aggregate(), check_system_health(),
--- errors_last_hour() and run_startup_checks() (DESIGN.md sections 5 and 9;
--- seed 001 Properties 1, 2, 3 and 11).
+-- test/pgtap/health.sql: health_status(), health_aggregate(), check_system_health(),
+-- errors_last_hour() and run_startup_checks().
 --
 -- Everything runs in one transaction that is rolled back at the end: the
 -- configuration the probes read (health.thresholds, health.queue_query,
@@ -31,7 +30,7 @@ WHERE config_key IN ('health.thresholds', 'health.queue_query', 'app_version', '
 -- Helpers
 -------------------------------------------------------------------------------
 
--- The aggregation rule, in plain SQL (DESIGN section 5).
+-- The aggregation rule, in plain SQL (README, "Health and alerts").
 CREATE FUNCTION pg_temp.ref_aggregate(s text[]) RETURNS text
 LANGUAGE sql IMMUTABLE AS $$
   SELECT CASE WHEN 'unhealthy' = ANY (s) THEN 'unhealthy'
@@ -39,8 +38,8 @@ LANGUAGE sql IMMUTABLE AS $$
               ELSE 'healthy' END
 $$;
 
--- Everything wrong with the shape of a health_status() document (seed 001
--- Property 3), as a list of problems; empty when it is right.
+-- Everything wrong with the shape of a health_status() document, as a list
+-- of problems; empty when it is right.
 CREATE FUNCTION pg_temp.shape_problems(doc jsonb) RETURNS text[]
 LANGUAGE plpgsql AS $$
 DECLARE

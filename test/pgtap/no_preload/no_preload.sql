@@ -1,5 +1,5 @@
--- test/no_preload/no_preload.sql: opsflags on a server WITHOUT
--- shared_preload_libraries (DESIGN.md section 1): every SQL function still
+-- test/pgtap/no_preload/no_preload.sql: opsflags on a server WITHOUT
+-- shared_preload_libraries: every SQL function still
 -- answers, and what needs preloading says so instead of failing.
 --
 -- scripts/test.sh runs this directory's files against a second throwaway

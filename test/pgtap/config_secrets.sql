@@ -1,5 +1,5 @@
--- test/secrets.sql: a sensitive configuration value appears in no listing,
--- log line, audit row, NOTIFY payload or error message (DESIGN.md section 3).
+-- test/pgtap/config_secrets.sql: a sensitive configuration value appears in no listing,
+-- log line, audit row, NOTIFY payload or error message.
 --
 -- Sensitive values are set, changed (in 'all' and in single environments, by
 -- config_set and by plain DML, from this session A and from a second session

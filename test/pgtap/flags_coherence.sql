@@ -1,7 +1,6 @@
--- test/coherence.sql: the per-backend flag cache (and the configuration
+-- test/pgtap/flags_coherence.sql: the per-backend flag cache (and the configuration
 -- cache of config_get) is coherent across sessions and transactions, and
--- committed changes are announced with NOTIFY (DESIGN.md section 2,
--- "Consistency").
+-- committed changes are announced with NOTIFY.
 --
 -- Session A is this psql session; session B is a dblink connection to the
 -- same database.  The flags and configuration keys live under tap.coh.* and

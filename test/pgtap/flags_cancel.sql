@@ -1,4 +1,4 @@
--- test/cancel.sql: a statement cancelled in the middle of evaluating a flag
+-- test/pgtap/flags_cancel.sql: a statement cancelled in the middle of evaluating a flag
 -- (statement_timeout, or pg_cancel_backend caught by a PL/pgSQL exception
 -- block) leaves the session's flag cache working: the next statements see
 -- changes committed elsewhere, as a pooled connection that hit a timeout

@@ -1,6 +1,5 @@
--- test/logical_replication.sql: changes applied by a logical replication
--- subscription invalidate the subscriber's flag cache (DESIGN.md section 2,
--- "Consistency").
+-- test/pgtap/flags_logical_replication.sql: changes applied by a logical replication
+-- subscription invalidate the subscriber's flag cache.
 --
 -- Within this one cluster (wal_level = logical, set by scripts/test.sh): a
 -- publisher database and a subscriber database, both with opsflags, the flag

@@ -1,4 +1,4 @@
--- test/publish.sql: publishing is a property of the database.  With config
+-- test/pgtap/publish.sql: publishing is a property of the database.  With config
 -- flags.publish_to_memcached on, every committed change to the flag tables,
 -- whichever session made it and whatever that session has set, leads to
 -- every environment's flags_for_environment() document in memcached

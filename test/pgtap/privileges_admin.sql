@@ -1,4 +1,4 @@
--- test/admin_privileges.sql: who may do what (DESIGN.md section 7), and the
+-- test/pgtap/privileges_admin.sql: who may do what, and the
 -- admin API under a hostile search_path.
 --
 -- 1. An ordinary LOGIN role (tap_priv_app) is refused (42501) every write

@@ -1,4 +1,4 @@
--- test/no_preload/publish.sql: publishing to memcached on a server WITHOUT
+-- test/pgtap/no_preload/publish.sql: publishing to memcached on a server WITHOUT
 -- shared_preload_libraries.  With config flags.publish_to_memcached on, each
 -- commit starts a publisher (no shared memory to say one is already pending);
 -- after a burst of commits memcached still holds the latest state.

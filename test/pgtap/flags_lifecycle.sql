@@ -1,4 +1,4 @@
--- test/flag_lifecycle.sql: archive_flag, restore_flag and delete_flag as
+-- test/pgtap/flags_lifecycle.sql: archive_flag, restore_flag and delete_flag as
 -- another session sees them: each committed change is audited, announced
 -- with NOTIFY opsflags, and evaluated differently by a session that had the
 -- flag cached (its cache is invalidated); delete_flag is refused while

@@ -1,4 +1,4 @@
--- test/fuzz_encoding.sql: invalid UTF-8 where the encoding allows it.  A
+-- test/pgtap/api_fuzz_encoding.sql: invalid UTF-8 where the encoding allows it.  A
 -- SQL_ASCII database takes any byte in text, so there every public
 -- function that takes text is called (through dblink) with byte strings
 -- that are not UTF-8: lone continuation bytes, overlong forms, surrogates,

@@ -1,4 +1,4 @@
--- test/usage.sql: opsflags.flag_usage counts every evaluation (true and
+-- test/pgtap/usage.sql: opsflags.flag_usage counts every evaluation (true and
 -- false) once its transaction ends, records the last one, and lists flags
 -- not evaluated for flags.stale_after_days as stale.
 \ir setup.inc

@@ -1,6 +1,5 @@
--- test/deployments.sql: record_deployment(), record_rollback(),
--- get_deployment_history(), get_latest_deployment() (DESIGN.md sections 2,
--- 3, 4 and 8; seed 001 Property 9).
+-- test/pgtap/deployments.sql: record_deployment(), record_rollback(),
+-- get_deployment_history(), get_latest_deployment().
 --
 -- Generated cases come from md5 of a tag, the case number and a seed, so a
 -- failure reproduces exactly.  Deployments go to environments tapdep-* made
@@ -17,8 +16,8 @@ DELETE FROM opsflags.deployment_history WHERE environment LIKE 'tapdep%';
 DELETE FROM opsflags.app_config WHERE environment LIKE 'tapdep%';
 DELETE FROM opsflags.environments WHERE name LIKE 'tapdep%';
 INSERT INTO opsflags.environments (name, description) VALUES
-    ('tapdep-a', 'test/deployments.sql'), ('tapdep-b', 'test/deployments.sql'),
-    ('tapdep-c', 'test/deployments.sql'), ('tapdep-empty', 'test/deployments.sql: no deployment');
+    ('tapdep-a', 'test/pgtap/deployments.sql'), ('tapdep-b', 'test/pgtap/deployments.sql'),
+    ('tapdep-c', 'test/pgtap/deployments.sql'), ('tapdep-empty', 'test/pgtap/deployments.sql: no deployment');
 
 SELECT plan(76);
 

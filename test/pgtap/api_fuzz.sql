@@ -1,4 +1,4 @@
--- test/fuzz.sql: every function of schema opsflags called with hostile
+-- test/pgtap/api_fuzz.sql: every function of schema opsflags called with hostile
 -- arguments (NULLs, empty and 1 MB strings, invalid keys, SQL-looking text,
 -- deeply nested and huge JSON, huge arrays, extreme numbers and times):
 -- only clean errors, never an internal error (XX000) or a crash (a crash
