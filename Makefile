@@ -36,13 +36,16 @@ src/http.o src/http.bc: src/status_page.h
 src/status_page.h: src/status_page.html
 	sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/?/\\?/g' -e 's/^/"/' -e 's/$$/\\n"/' $< >$@
 
-.PHONY: run stop test bench valgrind
+.PHONY: run stop test test-matrix bench valgrind
 run:
 	@scripts/run.sh
 stop:
 	@scripts/stop.sh
 test:
 	@scripts/test.sh
+# pg_regress and pgTAP on PostgreSQL 17 and 18, in Debian chroots (root, network)
+test-matrix:
+	@scripts/matrix.sh
 bench:
 	@bench/run.sh
 valgrind:

@@ -78,9 +78,9 @@ PGDLLEXPORT void opsflags_http_main(Datum arg);
 #define HTTP_REQUESTS_PER_TURN	8	/* pipelined requests of one client per wakeup */
 #define HTTP_DRAIN_PER_TURN		65536	/* bytes a lingering client may make us read per wakeup */
 
-char	   *opsflags_http_listen = NULL;
-int			opsflags_http_port = 0;
-int			opsflags_http_max_connections = 32;
+static char *opsflags_http_listen = NULL;
+static int	opsflags_http_port = 0;
+static int	opsflags_http_max_connections = 32;
 int			opsflags_http_timeout_ms = 5000;
 
 /* The status page (src/status_page.html, made a C string by the Makefile) */
@@ -1166,8 +1166,13 @@ apply_settings(void)
 static WaitEventSet *
 build_event_set(void)
 {
-	WaitEventSet *set = CreateWaitEventSet(TopMemoryContext, 2 + nlisten + nconns);
 	int			i;
+#if PG_VERSION_NUM >= 170000
+	/* No resource owner: freed by the loop, like the TopMemoryContext set before 17 */
+	WaitEventSet *set = CreateWaitEventSet(NULL, 2 + nlisten + nconns);
+#else
+	WaitEventSet *set = CreateWaitEventSet(TopMemoryContext, 2 + nlisten + nconns);
+#endif
 
 	AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 	AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);

@@ -33,7 +33,7 @@ char	   *opsflags_guard_environment = NULL;
  */
 static char server_environment[64] = "production";
 char	   *opsflags_memcached_servers = NULL;
-char	   *opsflags_updated_by = NULL;
+static char *opsflags_updated_by = NULL;
 
 void		_PG_init(void);
 

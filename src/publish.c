@@ -93,7 +93,7 @@ static PublishShared *publish_shared = NULL;
 /* Without shared memory: the publisher this backend started last. */
 static BackgroundWorkerHandle *last_started = NULL;
 
-bool		opsflags_publish_to_memcached = false;
+static bool opsflags_publish_to_memcached = false;
 
 static bool flags_changed = false;	/* this transaction changed the flags */
 static bool publish_at_commit = false;	/* ... and publishing is on */

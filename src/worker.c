@@ -73,8 +73,8 @@ typedef struct WorkerShared
 static WorkerShared *worker_shared = NULL;
 
 char	   *opsflags_database = NULL;
-int			opsflags_sample_interval_ms = 60000;
-int			opsflags_health_retention_s = 7 * 24 * 3600;
+static int	opsflags_sample_interval_ms = 60000;
+static int	opsflags_health_retention_s = 7 * 24 * 3600;
 
 /* ---------- shared state ---------- */
 
