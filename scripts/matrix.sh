@@ -95,19 +95,28 @@ copy_repo() {
 
 # in_chroot DIR CMD...: run CMD in the chroot DIR with /proc, /dev and a fresh
 # /dev/shm mounted, in a mount namespace of its own: the mounts are private to
-# it and gone when it ends, whatever happens (they are also unmounted on exit).
+# it and gone when its last process ends, whatever happens. They are unmounted
+# once CMD has exited; a SIGTERM is passed on to CMD (in a session of its own,
+# so that it gets one SIGTERM and can clean up with /proc still there).
 in_chroot() {
     local dir=$1
     shift
     unshare --mount --propagation private bash -c '
-        set -e
         dir=$1
         shift
-        trap "umount -R \"\$dir/dev\" \"\$dir/proc\" 2>/dev/null || true" EXIT
-        mount -t proc proc "$dir/proc"
-        mount --bind /dev "$dir/dev"
-        mount -t tmpfs -o mode=1777,size=1g shm "$dir/dev/shm"
-        chroot "$dir" "$@"' _ "$dir" "$@"
+        trap "umount -R \"\$dir/dev\" 2>/dev/null; umount \"\$dir/proc\" 2>/dev/null" EXIT
+        mount -t proc proc "$dir/proc" &&
+            mount --bind /dev "$dir/dev" &&
+            mount -t tmpfs -o mode=1777,size=1g shm "$dir/dev/shm" || exit 1
+        setsid -w chroot "$dir" "$@" &
+        child=$!
+        trap "kill -TERM $child 2>/dev/null" TERM
+        while :; do
+            wait "$child"
+            rc=$?
+            kill -0 "$child" 2>/dev/null || break
+        done
+        exit "$rc"' _ "$dir" "$@"
 }
 
 # run_version MAJOR SUITE LOG: set up the chroot and run the suites; the
@@ -120,10 +129,29 @@ run_version() {
     log "PostgreSQL $major ($suite): scripts/test.sh (pg_regress and pgTAP) in $dir"
     # test.sh installs what is missing (postgresql-$major and the rest) itself;
     # the servers it starts run as an unprivileged user of the chroot.
+    # timeout runs it in a process group of its own, which interrupt() stops.
     timeout --kill-after=60 "$TIMEOUT" bash -c 'in_chroot "$@"' _ \
         "$dir" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
         HOME=/root LANG=C.UTF-8 TERM=dumb OPSFLAGS_PG_MAJOR="$major" OPSFLAGS_TEST_SQL_ONLY=1 \
-        TESTS="${TESTS:-}" bash "$BUILD_DIR/scripts/test.sh"
+        TESTS="${TESTS:-}" bash "$BUILD_DIR/scripts/test.sh" &
+    echo $! >"$RUNNING"
+    wait $!
+}
+
+# interrupt STATUS: on SIGINT or SIGTERM, stop the version under test (its
+# test.sh stops its servers) and wait for it, then exit with STATUS.
+interrupt() {
+    local pid deadline=$((SECONDS + 90))
+    trap '' INT TERM
+    pid=$(cat "$RUNNING" 2>/dev/null || true)
+    if [[ $pid =~ ^[0-9]+$ ]] && kill -TERM -- "-$pid" 2>/dev/null; then
+        log "interrupted: stopping the tests (process group $pid)"
+        while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do
+            sleep 0.2
+        done
+    fi
+    rm -f -- "$RUNNING"
+    exit "$1"
 }
 
 if ! command -v debootstrap >/dev/null 2>&1; then
@@ -136,6 +164,10 @@ fi
 export -f in_chroot
 
 mkdir -p "$REPO/.run"
+RUNNING=$(mktemp "${TMPDIR:-/tmp}/opsflags-matrix.XXXXXX")   # pid of the running timeout
+trap 'interrupt 130' INT
+trap 'interrupt 143' TERM
+trap 'rm -f -- "$RUNNING"' EXIT
 summary=()
 failed=0
 for entry in $MATRIX; do
