@@ -97,7 +97,7 @@ trap 'exit 143' TERM
 
 SQL_ONLY=${OPSFLAGS_TEST_SQL_ONLY:-0}
 if [[ $SQL_ONLY == 1 ]]; then
-    ensure_packages iproute2
+    ensure_packages curl iproute2   # curl: test/secrets.sql asks the HTTP worker
 else
     # curl and chromium (+ a font, python3 for a mock server) for test/http
     ensure_packages curl chromium fonts-dejavu-core python3 iproute2
