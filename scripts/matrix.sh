@@ -6,7 +6,7 @@
 # (`make test` covers PostgreSQL 15 on the host). Prints one summary line per
 # version and exits non-zero if any version failed.
 #
-# Needs root (or sudo), network access to the Debian mirror, about 1.5 GB of
+# Needs root (or sudo), network access to the Debian mirror, about 2 GB of
 # disk per version under the chroot directory. The chroots are kept and reused
 # by the next run (delete the directory, or set OPSFLAGS_MATRIX_REFRESH=1, to
 # start again). Settings:
@@ -71,6 +71,7 @@ make_chroot() {
     # Valid-Until date (sid's expires within a week); signatures are still checked.
     echo 'Acquire::Check-Valid-Until "false";' >"$partial/etc/apt/apt.conf.d/99opsflags-matrix"
     echo 'APT::Install-Recommends "false";' >>"$partial/etc/apt/apt.conf.d/99opsflags-matrix"
+    echo 'APT::Keep-Downloaded-Packages "false";' >>"$partial/etc/apt/apt.conf.d/99opsflags-matrix"
     touch "$partial/$READY"
     mv "$partial" "$dir"
 }
