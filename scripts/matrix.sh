@@ -58,7 +58,10 @@ make_chroot() {
     done
     log "creating a Debian $suite chroot in $dir (debootstrap from $MIRROR)"
     mkdir -p "$CHROOTS"
-    debootstrap --variant=minbase "$suite" "$partial" "$MIRROR" >"$partial.log" 2>&1 \
+    # (in a mount namespace of its own: the /proc and /sys it mounts in the
+    # chroot cannot outlive it, even if it is interrupted)
+    unshare --mount --propagation private \
+        debootstrap --variant=minbase "$suite" "$partial" "$MIRROR" >"$partial.log" 2>&1 \
         || { tail -n 30 "$partial.log" >&2; die "debootstrap $suite failed (log: $partial.log)"; }
     rm -f "$partial.log"
     # Packages must not start services in the chroot (the tests start their
@@ -111,7 +114,7 @@ in_chroot() {
             mount -t tmpfs -o mode=1777,size=1g shm "$dir/dev/shm" || exit 1
         setsid -w chroot "$dir" "$@" &
         child=$!
-        trap "kill -TERM $child 2>/dev/null" TERM
+        trap "trap \"\" TERM; kill -TERM $child 2>/dev/null" TERM   # once
         while :; do
             wait "$child"
             rc=$?
@@ -120,8 +123,7 @@ in_chroot() {
         exit "$rc"' _ "$dir" "$@"
 }
 
-# run_version MAJOR SUITE LOG: set up the chroot and run the suites; the
-# output goes to the terminal and to LOG.
+# run_version MAJOR SUITE: set up the chroot and run the suites in it.
 run_version() {
     local major=$1 suite=$2 dir=$CHROOTS/$suite
     make_chroot "$suite" "$dir"
@@ -151,7 +153,6 @@ interrupt() {
             sleep 0.2
         done
     fi
-    rm -f -- "$RUNNING"
     exit "$1"
 }
 
@@ -166,9 +167,10 @@ export -f in_chroot
 
 mkdir -p "$REPO/.run"
 RUNNING=$(mktemp "${TMPDIR:-/tmp}/opsflags-matrix.XXXXXX")   # pid of the running timeout
+RC_FILE=$(mktemp "${TMPDIR:-/tmp}/opsflags-matrix.XXXXXX")   # run_version's exit status
 trap 'interrupt 130' INT
 trap 'interrupt 143' TERM
-trap 'rm -f -- "$RUNNING"' EXIT
+trap 'rm -f -- "$RUNNING" "$RC_FILE"' EXIT
 summary=()
 failed=0
 for entry in $MATRIX; do
@@ -178,15 +180,20 @@ for entry in $MATRIX; do
         || die "OPSFLAGS_MATRIX: '$entry' is not MAJOR:SUITE"
     out=$REPO/.run/matrix-$major.log
     start=$SECONDS
-    set +e
-    (run_version "$major" "$suite") 2>&1 | tee "$out"
-    rc=${PIPESTATUS[0]}
-    set -e
+    # In the background, so that a signal reaches interrupt() at once (bash
+    # runs traps between commands, and wait is one).
+    : >"$RC_FILE"
+    (trap 'echo $? >"$RC_FILE"' EXIT; run_version "$major" "$suite") 2>&1 | tee "$out" &
+    wait $! || true
+    rc=$(cat "$RC_FILE")
+    rc=${rc:-1}
     # Keep the server logs and the diffs of a failed pg_regress run.
     rm -rf -- "$REPO/.run/matrix-$major"
     mkdir -p "$REPO/.run/matrix-$major"
     for f in "$CHROOTS/$suite$BUILD_DIR"/.run/test-postgres*.log "$CHROOTS/$suite$BUILD_DIR"/regression.{diffs,out}; do
-        [[ -f $f ]] && cp "$f" "$REPO/.run/matrix-$major/"
+        if [[ -f $f ]]; then
+            cp "$f" "$REPO/.run/matrix-$major/"
+        fi
     done
     result=$(grep -E '^opsflags: [0-9]+ passed, [0-9]+ failed$' "$out" | tail -n 1 || true)
     if ((rc == 124 || rc == 137)); then

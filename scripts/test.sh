@@ -40,7 +40,8 @@ NP_LOGFILE=''
 cleanup() {
     local rc=$?
     set +e
-    trap - EXIT INT TERM
+    trap - EXIT
+    trap '' INT TERM   # a second signal must not cut the clean-up short
     if [[ -n $NP_DATADIR ]]; then
         stop_cluster "$NP_DATADIR"
     fi
