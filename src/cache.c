@@ -53,6 +53,13 @@ opsflags_invalidate_flag_cache(PG_FUNCTION_ARGS)
 	return PointerGetDatum(NULL);
 }
 
+/* The backend's local transaction id: part of MyProc->vxid from PostgreSQL 17 on. */
+#if PG_VERSION_NUM >= 170000
+#define MY_LXID (MyProc->vxid.lxid)
+#else
+#define MY_LXID (MyProc->lxid)
+#endif
+
 /*
  * Called at the start of each lookup in a cache: should the cache be
  * emptied before it?
@@ -74,13 +81,6 @@ opsflags_invalidate_flag_cache(PG_FUNCTION_ARGS)
  *
  * This runs on every cache hit: a few comparisons, no allocation.
  */
-/* The backend's local transaction id: part of MyProc->vxid from PostgreSQL 17 on. */
-#if PG_VERSION_NUM >= 170000
-#define MY_LXID (MyProc->vxid.lxid)
-#else
-#define MY_LXID (MyProc->lxid)
-#endif
-
 bool
 opsflags_cache_check(OpsCacheSync *sync)
 {
