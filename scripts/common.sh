@@ -1,19 +1,23 @@
 # common.sh: helpers shared by run.sh, stop.sh and test.sh (sourced, not run):
-# package installation, build + install, and starting/stopping a PostgreSQL 15
+# package installation, build + install, and starting/stopping a PostgreSQL
 # cluster and a memcached that run as an unprivileged user.
 # shellcheck shell=bash
 
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-# OPSFLAGS_PG_BIN: another PostgreSQL 15 installation (a relocated copy works:
+# OPSFLAGS_PG_MAJOR: the PostgreSQL major version to use (15, the default; 17
+# and 18 are tested by `make test-matrix`): its Debian packages and directory.
+PG_MAJOR=${OPSFLAGS_PG_MAJOR:-15}
+[[ $PG_MAJOR =~ ^[0-9]+$ ]] || { echo "opsflags: error: OPSFLAGS_PG_MAJOR must be a major version number, like 15" >&2; exit 1; }
+# OPSFLAGS_PG_BIN: another installation of that version (a relocated copy works:
 # its pg_config and server find their files relative to this directory).
-PG_BIN=${OPSFLAGS_PG_BIN:-/usr/lib/postgresql/15/bin}   # not /usr/local/bin/pg_ctl, which is something else
+PG_BIN=${OPSFLAGS_PG_BIN:-/usr/lib/postgresql/$PG_MAJOR/bin}   # not /usr/local/bin/pg_ctl, which is something else
 PG_CONFIG_BIN=$PG_BIN/pg_config
 EXT_NAME=opsflags
 SERVER_USER=opsflags                   # the servers run as this user when we are root
 SERVER_HOME=/var/lib/opsflags
-PACKAGES=(postgresql-15 postgresql-server-dev-15 postgresql-15-pgtap
+PACKAGES=("postgresql-$PG_MAJOR" "postgresql-server-dev-$PG_MAJOR" "postgresql-$PG_MAJOR-pgtap"
           libtap-parser-sourcehandler-pgtap-perl libmemcached-dev memcached make gcc)
 
 log() { printf '==> %s\n' "$*"; }
@@ -52,7 +56,7 @@ ensure_packages() {
 }
 
 # build_install: build the extension (warnings are errors) as the invoking
-# user, then install it into PostgreSQL 15 (as root).
+# user, then install it into PostgreSQL (as root).
 build_install() {
     log "building $EXT_NAME"
     make -C "$REPO" -j"$(nproc)" PG_CONFIG="$PG_CONFIG_BIN" WERROR=1 \
@@ -247,7 +251,7 @@ start_cluster() {
         echo "include_if_exists = 'opsflags_harness.conf'" >>"$datadir/postgresql.conf"
     fi
 
-    log "starting PostgreSQL 15 on port $port (socket dir $sockdir, log $logfile)"
+    log "starting PostgreSQL $PG_MAJOR on port $port (socket dir $sockdir, log $logfile)"
     as_pg "$PG_BIN/pg_ctl" -D "$datadir" -l "$logfile" -w -t 60 start \
         || { tail -n 30 "$logfile" >&2; die "PostgreSQL did not start (log: $logfile)"; }
 }

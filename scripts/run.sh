@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # run.sh (`make run`): install what is missing, build and install opsflags,
-# then (re)start a persistent local PostgreSQL 15 cluster (data in .pgdata/)
+# then (re)start a persistent local PostgreSQL cluster (data in .pgdata/)
 # and a memcached, create the extension, load scripts/seed.sql, run
 # scripts/demo.sql, and print how to connect. Safe to run again: it rebuilds,
 # reinstalls and restarts so the new shared library is loaded.
@@ -118,7 +118,7 @@ fi
 
 cat <<EOF
 
-opsflags is running: PostgreSQL 15 on port $PORT (log: $LOGFILE),
+opsflags is running: PostgreSQL $PG_MAJOR on port $PORT (log: $LOGFILE),
 memcached on 127.0.0.1:$MC_PORT.
 $http_line
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # test.sh (`make test`): install what is missing, build (warnings are errors)
-# and install opsflags, start a throwaway PostgreSQL 15 cluster and memcached
+# and install opsflags, start a throwaway PostgreSQL cluster and memcached
 # on free ports, run the pg_regress suite (make installcheck) and the pgTAP
 # tests (test/pgtap/*.sql via pg_prove), then start a second cluster without
 # shared_preload_libraries and run test/pgtap/no_preload/*.sql against it, stop
@@ -13,10 +13,14 @@
 #                                    never answers (scripts/hang_listener.pl)
 #   OPSFLAGS_TEST_DOWN               host:port where nothing listens
 #   OPSFLAGS_TEST_LOG                path of the throwaway server's log file
-#   OPSFLAGS_TEST_PSQL               the psql binary (PostgreSQL 15)
+#   OPSFLAGS_TEST_PSQL               the psql binary
 # TESTS="name ..." runs only the named tests: pg_regress names (flags),
 # pgTAP files (test/pgtap/audit.sql or audit), no-preload files (no_preload/x) and
 # shell suites by script name (dump, http, robustness, soak, upgrade, run, ...).
+# OPSFLAGS_PG_MAJOR=N tests against PostgreSQL N (default 15; see common.sh).
+# OPSFLAGS_TEST_SQL_ONLY=1 runs only pg_regress and the pgTAP files (with and
+# without preload), not the shell suites (that is what `make test-matrix` runs
+# on the other supported versions).
 set -euo pipefail
 # shellcheck source=scripts/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -36,7 +40,8 @@ NP_LOGFILE=''
 cleanup() {
     local rc=$?
     set +e
-    trap - EXIT INT TERM
+    trap - EXIT
+    trap '' INT TERM   # a second signal must not cut the clean-up short
     if [[ -n $NP_DATADIR ]]; then
         stop_cluster "$NP_DATADIR"
     fi
@@ -91,8 +96,13 @@ selected() {
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# curl and chromium (+ a font, python3 for a mock server) for test/http
-ensure_packages curl chromium fonts-dejavu-core python3 iproute2
+SQL_ONLY=${OPSFLAGS_TEST_SQL_ONLY:-0}
+if [[ $SQL_ONLY == 1 ]]; then
+    ensure_packages curl iproute2   # curl: test/secrets.sql asks the HTTP worker
+else
+    # curl and chromium (+ a font, python3 for a mock server) for test/http
+    ensure_packages curl chromium fonts-dejavu-core python3 iproute2
+fi
 build_install
 ensure_server_user
 
@@ -123,6 +133,7 @@ export OPSFLAGS_TEST_HANG=127.0.0.1:$HANG_PORT
 export OPSFLAGS_TEST_DOWN=127.0.0.1:$DOWN_PORT
 export OPSFLAGS_TEST_LOG=$LOGFILE
 export OPSFLAGS_TEST_PSQL=$PG_BIN/psql
+export OPSFLAGS_PG_BIN=$PG_BIN   # the shell suites' PostgreSQL
 export PGHOST=$SOCKDIR PGPORT=$PORT PGUSER=postgres
 unset PGDATABASE PGSERVICE PGPASSWORD
 
@@ -147,9 +158,11 @@ make -C "$REPO" installcheck PG_CONFIG="$PG_CONFIG_BIN" REGRESS="${regress_sel[*
 regress_rc=${PIPESTATUS[0]}
 set -e
 # pg_regress 15 prints "test NAME ... ok   12 ms" (or "     NAME ... ok" in a
-# parallel group), "... FAILED", "... failed (ignored)".
-regress_ok=$(grep -cE '^(test +| +)[^ ]+ +\.\.\. +(ok|failed \(ignored\))( |$)' "$REGRESS_OUT" || true)
-regress_bad=$(grep -cE '^(test +| +)[^ ]+ +\.\.\. +FAILED' "$REGRESS_OUT" || true)
+# parallel group), "... FAILED", "... failed (ignored)"; from 16 on it prints
+# TAP lines: "ok 1 - NAME   12 ms", "not ok 2 - NAME   12 ms" (a "+" instead
+# of the "-" in a parallel group).
+regress_ok=$(grep -cE '^(test +| +)[^ ]+ +\.\.\. +(ok|failed \(ignored\))( |$)|^ok [0-9]+ +[-+] ' "$REGRESS_OUT" || true)
+regress_bad=$(grep -cE '^(test +| +)[^ ]+ +\.\.\. +FAILED|^not ok [0-9]+ +[-+] ' "$REGRESS_OUT" || true)
 if ((regress_rc != 0 && regress_bad == 0)); then
     echo "pg_regress failed without a per-test result (see above); counting it as one failure"
     regress_bad=1
@@ -222,6 +235,7 @@ shell_suite() {
     local name=$1 script=$2 base
     shift 2
     base=${script##*/}
+    [[ $SQL_ONLY != 1 ]] || return 0
     selected "${base%.sh}" || return 0
     log "$name: $script"
     if env "$@" bash "$REPO/$script"; then

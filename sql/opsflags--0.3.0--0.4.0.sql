@@ -1,6 +1,7 @@
 -- opsflags 0.3.0 -> 0.4.0: the API apart from the internals; one SQL name per
 -- C function; the HTTP server's queries as functions; one noun for a flag
--- (update_flag, get_flag, get_flags; the former names stay as aliases).
+-- (update_flag, get_flag, get_flags; the former names stay as aliases);
+-- take_sample() on PostgreSQL 17 and later (pg_stat_checkpointer).
 -- Nothing else changes: a fresh install of 0.4.0 (built from
 -- src/*.sql) and an updated one are the same (test/upgrade/upgrade.sh).
 \echo Use "ALTER EXTENSION opsflags UPDATE TO '0.4.0'" to load this file. \quit
@@ -764,11 +765,21 @@ BEGIN
     m := m || jsonb_build_object('replication_lag_s', CASE
         WHEN pg_is_in_recovery() THEN extract(epoch FROM now() - pg_last_xact_replay_timestamp())
         ELSE (SELECT max(extract(epoch FROM r.replay_lag)) FROM pg_stat_replication r) END);
-    m := m || (SELECT jsonb_build_object('checkpoints_timed', b.checkpoints_timed,
-                                         'checkpoints_req', b.checkpoints_req,
-                                         'checkpoint_pressure',
-                                         round(b.checkpoints_req::numeric / nullif(b.checkpoints_timed + b.checkpoints_req, 0), 3))
-               FROM pg_stat_bgwriter b);
+    -- Checkpoints: counted in pg_stat_checkpointer from PostgreSQL 17 on, in
+    -- pg_stat_bgwriter before (a branch not taken is never planned).
+    IF current_setting('server_version_num')::int >= 170000 THEN
+        m := m || (SELECT jsonb_build_object('checkpoints_timed', c.num_timed,
+                                             'checkpoints_req', c.num_requested,
+                                             'checkpoint_pressure',
+                                             round(c.num_requested::numeric / nullif(c.num_timed + c.num_requested, 0), 3))
+                   FROM pg_stat_checkpointer c);
+    ELSE
+        m := m || (SELECT jsonb_build_object('checkpoints_timed', b.checkpoints_timed,
+                                             'checkpoints_req', b.checkpoints_req,
+                                             'checkpoint_pressure',
+                                             round(b.checkpoints_req::numeric / nullif(b.checkpoints_timed + b.checkpoints_req, 0), 3))
+                   FROM pg_stat_bgwriter b);
+    END IF;
     m := m || jsonb_build_object('transaction_id_age',
         (SELECT max(age(d.datfrozenxid)) FROM pg_database d));
 

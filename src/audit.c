@@ -187,7 +187,12 @@ column_text(Relation rel, HeapTuple tuple, const char *colname)
 static char *
 primary_key_text(Relation rel, HeapTuple tuple)
 {
+#if PG_VERSION_NUM >= 180000
+	/* false: not a deferrable one, which had no rd_pkindex before 18 */
+	Oid			pkoid = RelationGetPrimaryKeyIndex(rel, false);
+#else
 	Oid			pkoid = RelationGetPrimaryKeyIndex(rel);
+#endif
 	Relation	idx;
 	StringInfoData buf;
 	int			i;

@@ -53,6 +53,13 @@ opsflags_invalidate_flag_cache(PG_FUNCTION_ARGS)
 	return PointerGetDatum(NULL);
 }
 
+/* The backend's local transaction id: part of MyProc->vxid from PostgreSQL 17 on. */
+#if PG_VERSION_NUM >= 170000
+#define MY_LXID (MyProc->vxid.lxid)
+#else
+#define MY_LXID (MyProc->lxid)
+#endif
+
 /*
  * Called at the start of each lookup in a cache: should the cache be
  * emptied before it?
@@ -88,11 +95,11 @@ opsflags_cache_check(OpsCacheSync *sync)
 
 	cid = GetCurrentCommandId(false);
 	if (likely(stmt_start == sync->stmt_start && cid == sync->cid &&
-			   MyProc->lxid == sync->lxid && subxact_aborts == sync->subxact_aborts))
+			   MY_LXID == sync->lxid && subxact_aborts == sync->subxact_aborts))
 		return sync->reset_now;
 	sync->stmt_start = stmt_start;
 	sync->cid = cid;
-	sync->lxid = MyProc->lxid;
+	sync->lxid = MY_LXID;
 	sync->subxact_aborts = subxact_aborts;
 	return sync->stale || sync->reset_now;
 }

@@ -194,7 +194,12 @@ apply_settings(void)
 static WaitEventSet *
 build_event_set(void)
 {
+#if PG_VERSION_NUM >= 170000
+	/* No resource owner: freed by the loop, like the TopMemoryContext set before 17 */
+	WaitEventSet *set = CreateWaitEventSet(NULL, 2 + nlisten + http_nconns);
+#else
 	WaitEventSet *set = CreateWaitEventSet(TopMemoryContext, 2 + nlisten + http_nconns);
+#endif
 	int			i;
 
 	AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);

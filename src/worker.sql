@@ -170,11 +170,21 @@ BEGIN
     m := m || jsonb_build_object('replication_lag_s', CASE
         WHEN pg_is_in_recovery() THEN extract(epoch FROM now() - pg_last_xact_replay_timestamp())
         ELSE (SELECT max(extract(epoch FROM r.replay_lag)) FROM pg_stat_replication r) END);
-    m := m || (SELECT jsonb_build_object('checkpoints_timed', b.checkpoints_timed,
-                                         'checkpoints_req', b.checkpoints_req,
-                                         'checkpoint_pressure',
-                                         round(b.checkpoints_req::numeric / nullif(b.checkpoints_timed + b.checkpoints_req, 0), 3))
-               FROM pg_stat_bgwriter b);
+    -- Checkpoints: counted in pg_stat_checkpointer from PostgreSQL 17 on, in
+    -- pg_stat_bgwriter before (a branch not taken is never planned).
+    IF current_setting('server_version_num')::int >= 170000 THEN
+        m := m || (SELECT jsonb_build_object('checkpoints_timed', c.num_timed,
+                                             'checkpoints_req', c.num_requested,
+                                             'checkpoint_pressure',
+                                             round(c.num_requested::numeric / nullif(c.num_timed + c.num_requested, 0), 3))
+                   FROM pg_stat_checkpointer c);
+    ELSE
+        m := m || (SELECT jsonb_build_object('checkpoints_timed', b.checkpoints_timed,
+                                             'checkpoints_req', b.checkpoints_req,
+                                             'checkpoint_pressure',
+                                             round(b.checkpoints_req::numeric / nullif(b.checkpoints_timed + b.checkpoints_req, 0), 3))
+                   FROM pg_stat_bgwriter b);
+    END IF;
     m := m || jsonb_build_object('transaction_id_age',
         (SELECT max(age(d.datfrozenxid)) FROM pg_database d));
 
