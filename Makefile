@@ -2,7 +2,7 @@
 
 EXTENSION    = opsflags
 MODULE_big   = opsflags
-OBJS         = src/opsflags.o src/shmem.o src/spi.o src/cache.o src/hashing.o src/flags.o src/config.o \
+OBJS         = src/opsflags.o src/shmem.o src/spi.o src/cache.o src/hashing.o src/flags.o src/evaluation.o src/config.o \
                src/audit.o src/maintenance.o src/errors.o src/memcached.o src/health.o \
                src/bgworker.o src/worker.o src/usage.o src/publish.o src/restore.o \
                src/http_server.o src/http_conn.o src/http_dbqueue.o src/http_sql.o src/http_routes.o \
@@ -41,6 +41,7 @@ endif
 
 # Every C file includes the shared header (PGXS tracks no header dependencies).
 $(OBJS): src/opsflags.h
+src/flags.o src/flags.bc src/evaluation.o src/evaluation.bc: src/flags.h
 $(filter src/http%,$(OBJS)) $(patsubst %.o,%.bc,$(filter src/http%,$(OBJS))): src/http.h src/http_core.h
 
 # The status page, served by src/http_status.c, as a C string literal.
