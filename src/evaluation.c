@@ -27,6 +27,7 @@ PG_FUNCTION_INFO_V1(opsflags_feature_value);
 PG_FUNCTION_INFO_V1(opsflags_feature_explain);
 PG_FUNCTION_INFO_V1(opsflags_feature_guard);
 
+/* The names of FlagReason (flags.h), in its order: feature_explain's reason. */
 static const char *const reason_names[] = {
 	"UNKNOWN_ENVIRONMENT", "FLAG_NOT_FOUND", "ARCHIVED", "OFF", "SCHEDULE", "PREREQUISITE_FAILED",
 	"TARGET_USER", "TARGET_ROLE", "SEGMENT_MATCH", "ROLLOUT_IN", "ROLLOUT_OUT",
