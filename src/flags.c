@@ -1,8 +1,8 @@
 /*
  * flags.c
- *	  Feature flag evaluation: the per-backend flag cache and its
- *	  transactional invalidation, feature_enabled(), and the feature_guard()
- *	  trigger.
+ *	  The per-backend flag cache: loading a flag (its weights, segments and
+ *	  prerequisites) and the cache's transactional invalidation.  Evaluation
+ *	  (feature_enabled() and the others) is in evaluation.c.
  *
  * The cache maps an environment and a flag key to what evaluation needs
  * there: the on/off state, schedule, targeted users and roles as hash sets,
@@ -19,10 +19,9 @@
  * with a fresh snapshot taken after the stale mark was cleared, so a load
  * never brings back data older than an invalidation already received.
  *
- * Nothing about an evaluation in progress outlives it: the prerequisite
- * depth and memo travel in an EvalState on the stack, and a load cut short
- * by an error or a cancel marks the cache stale (xact callbacks), so an
- * aborted statement never leaves the session serving old flags.
+ * A load cut short by an error or a cancel marks the cache stale (xact
+ * callbacks), so an aborted statement never leaves the session serving old
+ * flags.
  */
 #include "postgres.h"
 
@@ -30,7 +29,6 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
-#include "commands/trigger.h"
 #include "common/hashfn.h"
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -43,70 +41,14 @@
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
-#include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
-#include "opsflags.h"
-
-PG_FUNCTION_INFO_V1(opsflags_feature_enabled);
-PG_FUNCTION_INFO_V1(opsflags_feature_value);
-PG_FUNCTION_INFO_V1(opsflags_feature_explain);
-PG_FUNCTION_INFO_V1(opsflags_feature_guard);
+#include "flags.h"
 
 /* A cache holding more keys than this (say, from random keys) is dropped. */
 #define FLAG_CACHE_MAX_ENTRIES 65536
-
-/*
- * A set of strings: open addressing over a power-of-two table, so lookups
- * cost the same with 10 members as with 100,000.  Probes touch only the
- * compact hash array (0 marks an empty slot); the strings are compared only
- * when a hash matches.
- */
-#define STRSET_SCAN_MAX 4		/* sets this small are scanned, not hashed */
-
-typedef struct StrSet
-{
-	uint32		count;
-	uint32		mask;
-	uint32	   *hashes;
-	uint32	   *lens;
-	const char **strs;
-} StrSet;
-
-/* Why a flag evaluates as it does (feature_explain's reason). */
-typedef enum FlagReason
-{
-	REASON_UNKNOWN_ENVIRONMENT,
-	REASON_FLAG_NOT_FOUND,
-	REASON_ARCHIVED,
-	REASON_OFF,
-	REASON_SCHEDULE,
-	REASON_PREREQUISITE_FAILED,
-	REASON_TARGET_USER,
-	REASON_TARGET_ROLE,
-	REASON_SEGMENT_MATCH,
-	REASON_ROLLOUT_IN,
-	REASON_ROLLOUT_OUT,
-	REASON_FALLTHROUGH,
-	REASON_ERROR
-} FlagReason;
-
-static const char *const reason_names[] = {
-	"UNKNOWN_ENVIRONMENT", "FLAG_NOT_FOUND", "ARCHIVED", "OFF", "SCHEDULE", "PREREQUISITE_FAILED",
-	"TARGET_USER", "TARGET_ROLE", "SEGMENT_MATCH", "ROLLOUT_IN", "ROLLOUT_OUT",
-	"FALLTHROUGH", "ERROR"
-};
-
-/* Deepest prerequisite chain evaluated (the schema refuses deeper ones). */
-#define MAX_PREREQUISITE_DEPTH 8
-
-/* Longest environment name (opsflags.environments.name). */
-#define ENVIRONMENT_MAXLEN 63
-
-/* A cache key: "<environment>/<flag key>" (neither can contain "/"). */
-#define CACHE_KEY_MAXLEN (ENVIRONMENT_MAXLEN + 1 + OPSFLAGS_FLAG_KEY_MAXLEN)
 
 /* Largest total of variation weights: the variant hash's range (int). */
 #define MAX_TOTAL_WEIGHT PG_INT32_MAX
@@ -114,67 +56,14 @@ static const char *const reason_names[] = {
 /* The variant hash's seed (Unleash), distinct from the rollout's (0). */
 #define VARIANT_SEED 86028157
 
-typedef struct FlagEntry FlagEntry;
-
-struct FlagEntry
-{
-	char		key[CACHE_KEY_MAXLEN + 1];	/* hash key: environment/flag key */
-	int			keylen;
-	int			envlen;			/* the environment is key[0 .. envlen - 1] */
-	FlagReason	absent;			/* UNKNOWN_ENVIRONMENT, FLAG_NOT_FOUND,
-								 * ARCHIVED, OFF (no config) or ERROR (load
-								 * failed) when !evaluable */
-	bool		evaluable;		/* false: see absent */
-	TimestampTz failed_at;		/* ERROR: statement whose load failed */
-	bool		is_enabled;
-	int32		version;		/* the config's version */
-	Jsonb	   *on_value;		/* variations[on_variation] */
-	Jsonb	   *off_value;		/* variations[off_variation] */
-	int			nweights;		/* > 0: a weighted split of the variations */
-	int64	   *cumulative;		/* running totals of the weights */
-	Jsonb	  **split_values;	/* the variation of each weight */
-	OpsMurmur3	variant_prefix; /* variant hash of "group:" */
-	StrSet	   *segment_users;	/* members of the targeted segments */
-	StrSet	   *segment_roles;
-	int			nprereqs;
-	char	  **prereq_keys;	/* flags that must be on for the user ... */
-	Jsonb	  **prereq_values;	/* ... serving this value (NULL: any) */
-	FlagEntry **prereq_entries; /* their entries, once looked up (the cache
-								 * is only ever emptied whole) */
-	uint64		memo_evaluation;	/* the evaluation memo_reason belongs to */
-	FlagReason	memo_reason;	/* this flag's reason, as a prerequisite */
-	bool		has_enable_at;
-	bool		has_disable_at;
-	TimestampTz enable_at;
-	TimestampTz disable_at;
-	int32		percentage;
-	StrSet	   *users;			/* NULL when empty */
-	StrSet	   *roles;
-	OpsMurmur3	bucket_prefix;	/* rollout hash of "group:", group being
-								 * rollout_group, else the key */
-	OpsUsage   *usage;			/* this backend's counters for the flag */
-};
-
 static MemoryContext FlagCacheContext = NULL;
 static HTAB *FlagCache = NULL;
 static OpsCacheSync flag_cache_sync;	/* when to empty it (cache.c) */
 static FlagEntry *last_entry = NULL;	/* most recent lookup: per-row calls repeat it */
 static bool load_in_progress = false;	/* flag_load() has not returned yet */
-static uint64 evaluation_counter = 0;	/* numbers evaluations with prerequisites */
-static char warned_environment[ENVIRONMENT_MAXLEN + 1];	/* the unknown
+static char warned_environment[OPSFLAGS_ENVIRONMENT_MAXLEN + 1];	/* the unknown
 														 * environment last
 														 * warned about */
-
-/*
- * One evaluation with prerequisites: how deep it is, whether a chain went
- * deeper than the schema allows, and its number (memo_evaluation).
- */
-typedef struct EvalState
-{
-	uint64		number;
-	int			depth;
-	bool		too_deep;
-} EvalState;
 
 /* OIDs of the tables whose invalidation empties the cache. */
 static Oid	flag_table_oids[5];
@@ -230,42 +119,6 @@ static OpsQuery load_query = {
 };
 
 /* ---------- string sets ---------- */
-
-static inline uint32
-strset_hash(const char *s, uint32 len)
-{
-	uint32		h = hash_bytes((const unsigned char *) s, (int) len);
-
-	return h == 0 ? 1 : h;
-}
-
-static bool
-strset_contains(const StrSet *set, const char *s, uint32 len)
-{
-	uint32		h;
-	uint32		i;
-
-	if (set == NULL)
-		return false;
-	if (set->count <= STRSET_SCAN_MAX)
-	{
-		for (i = 0; i <= set->mask; i++)
-		{
-			if (set->hashes[i] != 0 && set->lens[i] == len &&
-				memcmp(set->strs[i], s, len) == 0)
-				return true;
-		}
-		return false;
-	}
-	h = strset_hash(s, len);
-	for (i = h & set->mask; set->hashes[i] != 0; i = (i + 1) & set->mask)
-	{
-		if (set->hashes[i] == h && set->lens[i] == len &&
-			memcmp(set->strs[i], s, len) == 0)
-			return true;
-	}
-	return false;
-}
 
 /*
  * Build a set from a jsonb array of strings (the table constraints guarantee
@@ -683,11 +536,11 @@ flag_load_fail_closed(FlagEntry *entry)
 /*
  * The cached entry for a flag key in an environment, loading it on a miss.
  * The key must be at most OPSFLAGS_FLAG_KEY_MAXLEN bytes and the environment
- * at most ENVIRONMENT_MAXLEN.  nested: inside an evaluation, whose entries
- * must stay valid, so the cache is emptied only between evaluations.
+ * at most OPSFLAGS_ENVIRONMENT_MAXLEN.  nested: inside an evaluation, whose
+ * entries must stay valid, so the cache is emptied only between evaluations.
  */
-static FlagEntry *
-flag_lookup(const char *env, int envlen, const char *keydata, int keylen, bool nested)
+FlagEntry *
+opsflags_flag_lookup(const char *env, int envlen, const char *keydata, int keylen, bool nested)
 {
 	char		key[CACHE_KEY_MAXLEN + 1];
 	int			len = envlen + 1 + keylen;
@@ -695,7 +548,7 @@ flag_lookup(const char *env, int envlen, const char *keydata, int keylen, bool n
 	FlagEntry	loaded;
 	bool		found;
 
-	Assert(envlen <= ENVIRONMENT_MAXLEN && keylen <= OPSFLAGS_FLAG_KEY_MAXLEN);
+	Assert(envlen <= OPSFLAGS_ENVIRONMENT_MAXLEN && keylen <= OPSFLAGS_FLAG_KEY_MAXLEN);
 	if (!nested &&
 		(opsflags_cache_check(&flag_cache_sync) || FlagCache == NULL))
 		flag_cache_reset();
@@ -737,396 +590,6 @@ flag_lookup(const char *env, int envlen, const char *keydata, int keylen, bool n
 	entry = hash_search(FlagCache, key, HASH_ENTER, &found);
 	memcpy(entry, &loaded, sizeof(FlagEntry));
 	return last_entry = entry;
-}
-
-/* ---------- evaluation ---------- */
-
-static inline bool
-reason_enabled(FlagReason r)
-{
-	return r == REASON_TARGET_USER || r == REASON_TARGET_ROLE || r == REASON_SEGMENT_MATCH ||
-		r == REASON_ROLLOUT_IN || r == REASON_FALLTHROUGH;
-}
-
-static FlagReason flag_evaluate_in(FlagEntry *e, const char *user, uint32 userlen,
-								   const char *role, uint32 rolelen, int *bucket,
-								   EvalState *state);
-static Jsonb *flag_value(const FlagEntry *e, bool enabled, const char *user, uint32 userlen);
-
-/*
- * Step 4: every prerequisite on for the same user and role (and serving
- * the required variation).  A prerequisite that cannot be loaded fails; a
- * chain deeper than the schema allows fails the whole evaluation.  Each
- * flag is evaluated once per evaluation however many paths lead to it, so
- * the work is bounded by the flags and edges reachable, and a cancel is
- * honoured between prerequisites.
- */
-static bool
-prerequisites_met(FlagEntry *e, const char *user, uint32 userlen,
-				  const char *role, uint32 rolelen, EvalState *state)
-{
-	int			i;
-	bool		met = true;
-
-	if (state->depth >= MAX_PREREQUISITE_DEPTH)
-	{
-		state->too_deep = true;
-		return false;
-	}
-	state->depth++;
-	for (i = 0; met && i < e->nprereqs; i++)
-	{
-		FlagEntry  *p = e->prereq_entries[i];
-		FlagReason	reason;
-		int			bucket;
-		bool		on;
-
-		CHECK_FOR_INTERRUPTS();
-		if (p == NULL)
-		{
-			p = flag_lookup(e->key, e->envlen, e->prereq_keys[i],
-							strlen(e->prereq_keys[i]), true);
-			e->prereq_entries[i] = p;
-		}
-		if (p->memo_evaluation == state->number)
-			reason = p->memo_reason;
-		else
-		{
-			reason = flag_evaluate_in(p, user, userlen, role, rolelen, &bucket, state);
-			p->memo_evaluation = state->number;
-			p->memo_reason = reason;
-		}
-		on = reason_enabled(reason);
-		if (e->prereq_values[i] == NULL)
-			met = on;
-		else
-		{
-			Jsonb	   *served = flag_value(p, on, user, userlen);
-
-			met = served != NULL &&
-				compareJsonbContainers(&served->root, &e->prereq_values[i]->root) == 0;
-		}
-	}
-	state->depth--;
-	return met;
-}
-
-/*
- * The evaluation order (README.md), first match wins: the reason, and the rollout
- * bucket when one was computed (else 0).  user/role may be NULL.
- */
-static FlagReason
-flag_evaluate_in(FlagEntry *e, const char *user, uint32 userlen,
-				 const char *role, uint32 rolelen, int *bucket, EvalState *state)
-{
-	*bucket = 0;
-	if (!e->evaluable)
-		return e->absent;
-	if (!e->is_enabled)
-		return REASON_OFF;
-
-	if (e->has_enable_at || e->has_disable_at)
-	{
-		TimestampTz now = GetCurrentStatementStartTimestamp();
-
-		if ((e->has_enable_at && now < e->enable_at) ||
-			(e->has_disable_at && now >= e->disable_at))
-			return REASON_SCHEDULE;
-	}
-
-	if (e->nprereqs > 0)
-	{
-		EvalState	top;
-
-		if (state == NULL)
-		{
-			top.number = ++evaluation_counter;
-			top.depth = 0;
-			top.too_deep = false;
-			state = &top;
-		}
-		if (!prerequisites_met(e, user, userlen, role, rolelen, state) || state->too_deep)
-			return REASON_PREREQUISITE_FAILED;
-	}
-
-	if (user != NULL && strset_contains(e->users, user, userlen))
-		return REASON_TARGET_USER;
-	if (role != NULL && strset_contains(e->roles, role, rolelen))
-		return REASON_TARGET_ROLE;
-	if ((user != NULL && strset_contains(e->segment_users, user, userlen)) ||
-		(role != NULL && strset_contains(e->segment_roles, role, rolelen)))
-		return REASON_SEGMENT_MATCH;
-
-	if (e->percentage > 0)
-	{
-		if (e->percentage >= 100)
-			return REASON_ROLLOUT_IN;
-		if (user == NULL)
-			return REASON_ROLLOUT_OUT;
-		*bucket = opsflags_bucket_finish(&e->bucket_prefix, user, userlen, 100);
-		return *bucket <= e->percentage ? REASON_ROLLOUT_IN : REASON_ROLLOUT_OUT;
-	}
-	return REASON_FALLTHROUGH;
-}
-
-/* A whole evaluation (not a prerequisite's). */
-static inline FlagReason
-flag_evaluate(FlagEntry *e, const char *user, uint32 userlen,
-			  const char *role, uint32 rolelen, int *bucket)
-{
-	return flag_evaluate_in(e, user, userlen, role, rolelen, bucket, NULL);
-}
-
-/* The variation served: on (or the weighted split's) when enabled, else off. */
-static Jsonb *
-flag_value(const FlagEntry *e, bool enabled, const char *user, uint32 userlen)
-{
-	if (e == NULL || !e->evaluable)
-		return NULL;
-	if (!enabled)
-		return e->off_value;
-	if (e->nweights > 0 && user != NULL)
-	{
-		int64		b = opsflags_bucket_finish(&e->variant_prefix, user, userlen,
-											   (uint32) e->cumulative[e->nweights - 1]);
-		int			i;
-
-		for (i = 0; i < e->nweights; i++)
-			if (b <= e->cumulative[i])
-				return e->split_values[i];
-	}
-	return e->on_value;
-}
-
-/* The arguments of the evaluating functions, unpacked. */
-typedef struct FlagCall
-{
-	const char *key;
-	int			keylen;
-	const char *user;
-	uint32		userlen;
-	const char *role;
-	uint32		rolelen;
-} FlagCall;
-
-static bool
-flag_call_args(FunctionCallInfo fcinfo, FlagCall *c)
-{
-	text	   *key;
-	text	   *user = NULL;
-	text	   *role = NULL;
-
-	if (PG_ARGISNULL(0))
-		return false;
-	key = PG_GETARG_TEXT_PP(0);
-	if (PG_NARGS() > 1 && !PG_ARGISNULL(1))
-		user = PG_GETARG_TEXT_PP(1);
-	if (PG_NARGS() > 2 && !PG_ARGISNULL(2))
-		role = PG_GETARG_TEXT_PP(2);
-	c->key = VARDATA_ANY(key);
-	c->keylen = VARSIZE_ANY_EXHDR(key);
-	c->user = user ? VARDATA_ANY(user) : NULL;
-	c->userlen = user ? VARSIZE_ANY_EXHDR(user) : 0;
-	c->role = role ? VARDATA_ANY(role) : NULL;
-	c->rolelen = role ? VARSIZE_ANY_EXHDR(role) : 0;
-	return true;
-}
-
-/*
- * The entry for a key in an environment; NULL when the key cannot name a
- * flag (or the environment is too long to exist).
- */
-static FlagEntry *
-flag_entry(const char *env, const char *key, int keylen)
-{
-	int			envlen = strlen(env);
-
-	if (keylen <= 0 || keylen > OPSFLAGS_FLAG_KEY_MAXLEN ||
-		envlen <= 0 || envlen > ENVIRONMENT_MAXLEN)
-		return NULL;
-	return flag_lookup(env, envlen, key, keylen, false);
-}
-
-/* Count an evaluation (in backend memory; shared at transaction end). */
-static inline void
-count_usage(const FlagEntry *e, bool on)
-{
-	OpsUsage   *u = e->usage;
-
-	if (u == NULL || !opsflags_track_usage)
-		return;
-	if (on)
-		u->n_true++;
-	else
-		u->n_false++;
-	u->last_evaluated = GetCurrentStatementStartTimestamp();
-	if (!u->dirty)
-		opsflags_usage_mark_dirty(u);
-}
-
-/*
- * Evaluate by key in an environment: the reason (FLAG_NOT_FOUND for keys
- * that cannot name a flag).
- */
-static FlagReason
-flag_reason(const char *env, const char *key, int keylen, const char *user, uint32 userlen,
-			const char *role, uint32 rolelen)
-{
-	FlagEntry  *e = flag_entry(env, key, keylen);
-	FlagReason	reason;
-	int			bucket;
-
-	if (e == NULL)
-		return REASON_FLAG_NOT_FOUND;
-	reason = flag_evaluate(e, user, userlen, role, rolelen, &bucket);
-	count_usage(e, reason_enabled(reason));
-	return reason;
-}
-
-/*
- * feature_enabled(flag_key text, user_id text, user_role text) -> boolean
- */
-Datum
-opsflags_feature_enabled(PG_FUNCTION_ARGS)
-{
-	FlagCall	c;
-
-	if (!flag_call_args(fcinfo, &c))
-		PG_RETURN_BOOL(false);
-	PG_RETURN_BOOL(reason_enabled(flag_reason(opsflags_environment, c.key, c.keylen,
-											  c.user, c.userlen, c.role, c.rolelen)));
-}
-
-/*
- * feature_value(flag_key text, user_id text, user_role text) -> jsonb
- */
-Datum
-opsflags_feature_value(PG_FUNCTION_ARGS)
-{
-	FlagCall	c;
-	FlagEntry  *e;
-	int			bucket;
-	bool		on;
-	Jsonb	   *v;
-
-	if (!flag_call_args(fcinfo, &c) ||
-		(e = flag_entry(opsflags_environment, c.key, c.keylen)) == NULL)
-		PG_RETURN_NULL();
-	on = reason_enabled(flag_evaluate(e, c.user, c.userlen, c.role, c.rolelen, &bucket));
-	count_usage(e, on);
-	v = flag_value(e, on, c.user, c.userlen);
-	if (v == NULL)
-		PG_RETURN_NULL();
-	PG_RETURN_JSONB_P((Jsonb *) datumCopy(PointerGetDatum(v), false, -1));
-}
-
-/*
- * feature_explain(flag_key text, user_id text, user_role text) -> jsonb:
- * enabled, value, reason, bucket, environment, flag_version; always the
- * same answer as feature_enabled and feature_value.
- */
-Datum
-opsflags_feature_explain(PG_FUNCTION_ARGS)
-{
-	FlagCall	c;
-	FlagEntry  *e = NULL;
-	FlagReason	reason = REASON_FLAG_NOT_FOUND;
-	int			bucket = 0;
-	bool		enabled = false;
-	Jsonb	   *value = NULL;
-	StringInfoData buf;
-
-	if (flag_call_args(fcinfo, &c))
-	{
-		e = flag_entry(opsflags_environment, c.key, c.keylen);
-		if (e != NULL)
-		{
-			reason = flag_evaluate(e, c.user, c.userlen, c.role, c.rolelen, &bucket);
-			enabled = reason_enabled(reason);
-			value = flag_value(e, enabled, c.user, c.userlen);
-		}
-	}
-
-	initStringInfo(&buf);
-	appendStringInfo(&buf, "{\"enabled\": %s, \"value\": %s, \"reason\": \"%s\", \"bucket\": ",
-					 enabled ? "true" : "false",
-					 value ? JsonbToCString(NULL, &value->root, VARSIZE(value)) : "null",
-					 reason_names[reason]);
-	if (bucket > 0)
-		appendStringInfo(&buf, "%d", bucket);
-	else
-		appendStringInfoString(&buf, "null");
-	appendStringInfoString(&buf, ", \"environment\": ");
-	escape_json(&buf, opsflags_environment);
-	appendStringInfoString(&buf, ", \"flag_version\": ");
-	if (e != NULL && e->evaluable)
-		appendStringInfo(&buf, "%d", e->version);
-	else
-		appendStringInfoString(&buf, "null");
-	appendStringInfoChar(&buf, '}');
-	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
-}
-
-/*
- * feature_guard('flag.key' [, 'environment']): trigger refusing writes to
- * the table while the flag is off for the writer (user = session_user, role
- * = current_user) in the guard's environment: the trigger's second argument,
- * else opsflags.guard_environment, which only a superuser sets, else
- * opsflags.environment as the server configuration sets it.  What a role,
- * database or session sets plays no part, so SET cannot bypass a guard.
- */
-Datum
-opsflags_feature_guard(PG_FUNCTION_ARGS)
-{
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-	Trigger    *trigger;
-	const char *key;
-	const char *env;
-	const char *user;
-	const char *role;
-	FlagReason	reason;
-
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("feature_guard() must be called as a trigger")));
-
-	trigger = trigdata->tg_trigger;
-	if (trigger->tgnargs != 1 && trigger->tgnargs != 2)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("trigger \"%s\" on table \"%s\" must pass feature_guard() the flag key and, optionally, the environment",
-						trigger->tgname, RelationGetRelationName(trigdata->tg_relation))));
-
-	key = trigger->tgargs[0];
-	env = trigger->tgnargs == 2 ? trigger->tgargs[1] : opsflags_guard_environment_name();
-	if (!opsflags_valid_environment_name(env))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("trigger \"%s\" on table \"%s\" passes feature_guard() an invalid environment name",
-						trigger->tgname, RelationGetRelationName(trigdata->tg_relation)),
-				 errdetail("An environment name has 1 to 63 lower-case letters, digits, \"_\" and \"-\", and starts with a letter or digit.")));
-	user = GetUserNameFromId(GetSessionUserId(), false);
-	role = GetUserNameFromId(GetUserId(), false);
-
-	reason = flag_reason(env, key, strlen(key), user, strlen(user), role, strlen(role));
-	if (!reason_enabled(reason))
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("feature flag \"%s\" is off: writes to table \"%s\" are disabled",
-						key, RelationGetRelationName(trigdata->tg_relation)),
-				 reason == REASON_UNKNOWN_ENVIRONMENT ?
-				 errdetail("Environment \"%s\" of the guard does not exist.", env) :
-				 errdetail("Flag evaluated in environment \"%s\" for user \"%s\" and role \"%s\".",
-						   env, user, role)));
-
-	if (TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) && TRIGGER_FIRED_BEFORE(trigdata->tg_event))
-	{
-		if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
-			return PointerGetDatum(trigdata->tg_newtuple);
-		return PointerGetDatum(trigdata->tg_trigtuple);
-	}
-	return PointerGetDatum(NULL);
 }
 
 void

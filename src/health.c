@@ -3,6 +3,7 @@
  *	  Health checks: health_status() (database, cache, storage and queue
  *	  probes, aggregated), check_system_health() (a summary, recorded in
  *	  opsflags.system_health), health_aggregate() and the settings they use.
+ *	  The queue probe and queue_depth() are in health_queue.c.
  *
  * health_status() never raises: each probe runs guarded (spi.c) and a
  * probe that fails is reported with its message, unhealthy for the
@@ -38,12 +39,11 @@
 #include "utils/timeout.h"
 #include "utils/timestamp.h"
 
-#include "opsflags.h"
+#include "health.h"
 
 PG_FUNCTION_INFO_V1(opsflags_health_status);
 PG_FUNCTION_INFO_V1(opsflags_health_aggregate);
 PG_FUNCTION_INFO_V1(opsflags_check_system_health);
-PG_FUNCTION_INFO_V1(opsflags_queue_depth);
 
 static int	health_timeout_setting = 5000;	/* opsflags.health_timeout */
 static int	health_timeout_ms_former = -1;	/* opsflags.health_timeout_ms: -1 unset */
@@ -60,35 +60,8 @@ opsflags_health_timeout(void)
 char	   *opsflags_required_tables = NULL;
 char	   *opsflags_required_settings = NULL;
 
-typedef enum HealthState
-{
-	HEALTHY = 0,
-	DEGRADED = 1,
-	UNHEALTHY = 2
-} HealthState;
-
 static const char *const state_names[] = {"healthy", "degraded", "unhealthy"};
 static const char *const check_names[] = {"ok", "degraded", "down"};
-
-typedef struct Probe
-{
-	HealthState state;
-	double		latency_ms;
-	char		message[512];
-} Probe;
-
-/* Defaults of config health.thresholds; each may be overridden there. */
-typedef struct Thresholds
-{
-	double		connections_pct;	/* degraded above this share of max_connections */
-	double		xid_age;		/* degraded above this age(datfrozenxid) */
-	double		replication_lag_s;	/* degraded when a standby lags more */
-	double		storage_degraded_pct;	/* free space below: degraded */
-	double		storage_unhealthy_pct;	/* free space below: unhealthy */
-	double		queue_pending_max;	/* degraded above this many pending jobs */
-	double		queue_failed_max;	/* degraded above this many failed jobs */
-	double		errors_per_hour_warning;	/* check_system_health: warning above */
-} Thresholds;
 
 static TimeoutId probe_timeout = MAX_TIMEOUTS;
 static volatile sig_atomic_t probe_timed_out = false;
@@ -114,8 +87,8 @@ jsonb_number(Jsonb *jb, const char *key, double dflt)
 }
 
 /* A string from a jsonb scalar string, else NULL. */
-static char *
-jsonb_string(Jsonb *jb)
+char *
+health_jsonb_string(Jsonb *jb)
 {
 	JsonbValue	v;
 
@@ -157,8 +130,8 @@ load_thresholds(void *arg)
 }
 
 /* Thresholds in force; the defaults when the configuration cannot be read. */
-static void
-get_thresholds(Thresholds *t)
+void
+health_get_thresholds(Thresholds *t)
 {
 	ErrorData  *edata;
 
@@ -193,8 +166,8 @@ probe_timeout_handler(void)
  * Run fn guarded, cancelled after opsflags.health_timeout.  On failure
  * the probe gets the error's message (or "timed out") and state on_error.
  */
-static void
-run_probe(Probe *p, void (*fn) (void *), void *arg, HealthState on_error)
+void
+health_run_probe(Probe *p, void (*fn) (void *), void *arg, HealthState on_error)
 {
 	ErrorData  *edata;
 	instr_time	start;
@@ -229,6 +202,13 @@ run_probe(Probe *p, void (*fn) (void *), void *arg, HealthState on_error)
 		snprintf(p->message, sizeof(p->message), "slow: %.0f ms (timeout %d ms)",
 				 p->latency_ms, opsflags_health_timeout());
 	}
+}
+
+/* Whether the last probe run was cancelled by its timeout. */
+bool
+health_probe_timed_out(void)
+{
+	return probe_timed_out;
 }
 
 /* ---------- probes ---------- */
@@ -371,218 +351,6 @@ storage_probe(Probe *p, Thresholds *t)
 			 (double) fs.f_blocks * fs.f_frsize / 1e9);
 }
 
-typedef struct QueueProbeArgs
-{
-	Probe	   *probe;
-	Thresholds *t;
-	const char *query;
-	bool		sensitive;		/* health.queue_query is sensitive */
-	int64		pending;		/* out */
-	int64		failed;			/* out */
-} QueueProbeArgs;
-
-/* Set a setting until the GUC nest level ends, as a superuser may. */
-static void
-set_quietly(const char *name, const char *value)
-{
-	(void) set_config_option(name, value, PGC_SUSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-}
-
-/*
- * The admin's query, read-only, as the owner of the configuration, for
- * whichever role calls health_status().  So that nothing that role set up
- * runs with the owner's rights, the query is parsed and run with
- * search_path = pg_catalog, pg_temp (as take_sample() runs it; tables and
- * functions of other schemas must be schema-qualified), and it may not read
- * temporary relations, which belong to the calling session: an unqualified
- * name the query leaves to pg_temp must not find the caller's temporary
- * view.
- *
- * The query text is the admin's: the caller's debug_print_* settings, which
- * would print its parse tree and plan to the caller (and the log), are off
- * while it runs.  A sensitive query also runs silenced (no notice, warning
- * or log line reaches the client or the server log: SPI attaches the query
- * text to each as its context); its errors are caught by the caller.
- */
-static void
-queue_probe(void *arg)
-{
-	QueueProbeArgs *a = (QueueProbeArgs *) arg;
-	OpsSpiState spi;
-	char	   *sql;
-	SPIPlanPtr	plan;
-	ListCell   *lc;
-	int			save_nestlevel;
-	bool		isnull;
-	Datum		d;
-
-	sql = psprintf("SELECT q.pending::pg_catalog.int8, q.failed::pg_catalog.int8 "
-				   "FROM (%s) AS q(pending, failed)", a->query);
-	opsflags_spi_begin(&spi, opsflags_rel_owner(opsflags_relid("app_config")));
-	save_nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp",
-							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
-	set_quietly("debug_print_parse", "off");
-	set_quietly("debug_print_rewritten", "off");
-	set_quietly("debug_print_plan", "off");
-	if (a->sensitive)
-	{
-		set_quietly("client_min_messages", "error");
-		set_quietly("log_min_messages", "panic");
-	}
-
-	plan = SPI_prepare(sql, 0, NULL);
-	if (plan == NULL)
-		elog(ERROR, "SPI_prepare failed for health.queue_query: %s",
-			 SPI_result_code_string(SPI_result));
-	foreach(lc, SPI_plan_get_plan_sources(plan))
-	{
-		CachedPlanSource *source = (CachedPlanSource *) lfirst(lc);
-		ListCell   *rc;
-
-		foreach(rc, source->relationOids)
-		{
-			Oid			nsp = get_rel_namespace(lfirst_oid(rc));
-
-			if (OidIsValid(nsp) && isAnyTempNamespace(nsp))
-				ereport(ERROR,
-						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-						 errmsg("health.queue_query must not read temporary relations"),
-						 errdetail("Relation \"%s\" is temporary.",
-								   get_rel_name(lfirst_oid(rc))),
-						 errhint("Schema-qualify the tables the query reads.")));
-		}
-	}
-
-	if (SPI_execute_plan(plan, NULL, NULL, true, 2) != SPI_OK_SELECT || SPI_processed != 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("health.queue_query must return one row (pending, failed)")));
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	a->pending = isnull ? 0 : DatumGetInt64(d);
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
-	a->failed = isnull ? 0 : DatumGetInt64(d);
-	AtEOXact_GUC(true, save_nestlevel);
-	opsflags_spi_end(&spi);
-}
-
-/* The message of a failed sensitive queue query, for roles that may not read it. */
-#define QUEUE_SENSITIVE_FAILURE \
-	"the query failed (health.queue_query is sensitive: administrators see the error)"
-
-/*
- * Run health.queue_query ('all') into p.  A failure's message is the
- * error's, except for a sensitive query when reveal is false (the error
- * can quote the query).  *configured says whether the query is set.
- */
-static void
-queue_run(Probe *p, Thresholds *t, int64 *pending, int64 *failed, bool reveal,
-		  bool *configured, bool *sensitive)
-{
-	QueueProbeArgs a = {p, t, NULL, false, 0, 0};
-
-	*pending = -1;
-	*failed = -1;
-	a.query = jsonb_string(opsflags_config_value_ext("health.queue_query", "all", &a.sensitive));
-	*configured = a.query != NULL;
-	*sensitive = a.sensitive;
-	if (a.query == NULL)
-	{
-		p->state = HEALTHY;
-		snprintf(p->message, sizeof(p->message),
-				 "not configured (set config health.queue_query to a query returning pending, failed)");
-		return;
-	}
-	run_probe(p, queue_probe, &a, DEGRADED);
-	if (p->message[0] != '\0')
-	{
-		if (a.sensitive && !probe_timed_out && !reveal)
-			snprintf(p->message, sizeof(p->message), "%s", QUEUE_SENSITIVE_FAILURE);
-		return;
-	}
-	*pending = a.pending;
-	*failed = a.failed;
-	if (a.failed > t->queue_failed_max || a.pending > t->queue_pending_max)
-		p->state = DEGRADED;
-	snprintf(p->message, sizeof(p->message), INT64_FORMAT " pending, " INT64_FORMAT " failed",
-			 a.pending, a.failed);
-}
-
-/* The queue component of health_status(): errors of a sensitive query for admins only. */
-static void
-queue_status(Probe *p, Thresholds *t, int64 *pending, int64 *failed)
-{
-	bool		configured;
-	bool		sensitive;
-
-	queue_run(p, t, pending, failed,
-			  opsflags_is_admin(opsflags_rel_owner(opsflags_relid("app_config"))),
-			  &configured, &sensitive);
-}
-
-/* The last failure queue_depth(true) logged in this backend, if failing. */
-static char queue_logged_failure[512];
-static bool queue_failing = false;
-
-/*
- * queue_depth(log_failure boolean) -> (pending bigint, failed bigint, error text)
- *
- * health.queue_query run as health_status() runs it (read-only, bounded by
- * opsflags.health_timeout, silenced when sensitive), for take_sample().
- * A failure gives NULL counts and the error; a sensitive query's error is
- * never given (it can quote the query).  With log_failure, a failure is
- * logged as a WARNING once per change of its error in this backend (the
- * sampler's is long-lived: not every cycle), a sensitive one without its
- * text.  Not configured: NULLs and error NULL.
- */
-Datum
-opsflags_queue_depth(PG_FUNCTION_ARGS)
-{
-	bool		log_failure = !PG_ARGISNULL(0) && PG_GETARG_BOOL(0);
-	Probe		p = {0};
-	Thresholds	t;
-	int64		pending,
-				failed;
-	bool		configured;
-	bool		sensitive;
-	TupleDesc	desc;
-	Datum		values[3];
-	bool		nulls[3] = {true, true, true};
-
-	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "queue_depth must return a record");
-	desc = BlessTupleDesc(desc);
-
-	get_thresholds(&t);
-	queue_run(&p, &t, &pending, &failed, false, &configured, &sensitive);
-	if (configured && pending >= 0)
-	{
-		values[0] = Int64GetDatum(pending);
-		values[1] = Int64GetDatum(failed);
-		nulls[0] = nulls[1] = false;
-		queue_failing = false;
-	}
-	else if (configured)
-	{
-		values[2] = CStringGetTextDatum(p.message);
-		nulls[2] = false;
-		if (log_failure && (!queue_failing || strcmp(queue_logged_failure, p.message) != 0))
-		{
-			strlcpy(queue_logged_failure, p.message, sizeof(queue_logged_failure));
-			queue_failing = true;
-			if (sensitive)
-				ereport(WARNING,
-						(errmsg("opsflags sampler: queue query failed"),
-						 errdetail("health.queue_query is sensitive: health_status() shows its error to administrators.")));
-			else
-				ereport(WARNING,
-						(errmsg("opsflags sampler: queue query failed: %s", p.message)));
-		}
-	}
-	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
-}
-
 /* ---------- health_status() ---------- */
 
 static HealthState
@@ -628,11 +396,11 @@ opsflags_health_status(PG_FUNCTION_ARGS)
 	int64		pending,
 				failed;
 
-	get_thresholds(&t);
-	run_probe(&database, database_probe, &dba, UNHEALTHY);
+	health_get_thresholds(&t);
+	health_run_probe(&database, database_probe, &dba, UNHEALTHY);
 	cache_probe(&cache);
 	storage_probe(&storage, &t);
-	queue_status(&queue, &t, &pending, &failed);
+	health_queue_status(&queue, &t, &pending, &failed);
 
 	states[0] = database.state;
 	states[1] = cache.state;
@@ -640,10 +408,10 @@ opsflags_health_status(PG_FUNCTION_ARGS)
 	states[3] = queue.state;
 
 	/* Handed to any role: a sensitive value only to admins. */
-	version = jsonb_string(opsflags_config_value_readable("app_version", NULL));
+	version = health_jsonb_string(opsflags_config_value_readable("app_version", NULL));
 	if (version == NULL)
 		version = dba.version;
-	commit_sha = jsonb_string(opsflags_config_value_readable("commit_sha", NULL));
+	commit_sha = health_jsonb_string(opsflags_config_value_readable("commit_sha", NULL));
 
 	initStringInfo(&buf);
 	appendStringInfo(&buf, "{\"status\": \"%s\", \"timestamp\": \"%s\", \"version\": ",
@@ -772,7 +540,7 @@ opsflags_check_system_health(PG_FUNCTION_ARGS)
 	StringInfoData buf;
 	Oid			owner = opsflags_rel_owner(opsflags_relid("system_health"));
 
-	get_thresholds(&t);
+	health_get_thresholds(&t);
 
 	opsflags_spi_begin(&spi, owner);
 	opsflags_spi_run(&summary_query, NULL, NULL, InvalidSnapshot, 1);
@@ -805,7 +573,7 @@ opsflags_check_system_health(PG_FUNCTION_ARGS)
 	opsflags_spi_run(&record_query, values, nulls, InvalidSnapshot, 0);
 	opsflags_spi_end(&spi);
 
-	version = jsonb_string(opsflags_config_value_readable("app_version", NULL));
+	version = health_jsonb_string(opsflags_config_value_readable("app_version", NULL));
 	if (version == NULL)
 		version = extension_version;
 

@@ -1,8 +1,9 @@
 /*
  * health.sql
  *	  Health: opsflags.system_health (the samples), the checks in C
- *	  (health.c: health_status, check_system_health, health_aggregate,
- *	  queue_depth), start-up checks, and the samples the status page charts.
+ *	  (health.c: health_status, check_system_health, health_aggregate),
+ *	  start-up checks (run_startup_checks), and the samples the status page
+ *	  charts.  queue_depth is in health_queue.sql.
  */
 
 -- The first column names (written by the sampler and read by existing
@@ -171,19 +172,9 @@ $$;
 COMMENT ON FUNCTION opsflags.health_samples(interval, integer) IS
   'Samples of the window for charts: each one while there are at most max_points, else max_points time buckets';
 
--- health.queue_query, as health_status() and the sampler run it.
-CREATE FUNCTION opsflags.queue_depth(log_failure boolean DEFAULT false,
-                                     OUT pending bigint, OUT failed bigint, OUT error text)
-RETURNS record
-LANGUAGE c VOLATILE
-AS 'MODULE_PATHNAME', 'opsflags_queue_depth';
-COMMENT ON FUNCTION opsflags.queue_depth(boolean) IS
-  'health.queue_query''s pending and failed counts, or its error (never a sensitive query''s); log_failure: a WARNING once per change of the error';
-
 REVOKE ALL ON FUNCTION
-    opsflags.check_system_health(), opsflags.health_samples(interval, integer), opsflags.queue_depth(boolean)
+    opsflags.check_system_health(), opsflags.health_samples(interval, integer)
 FROM PUBLIC;
 GRANT SELECT ON opsflags.system_health TO opsflags_admin;
 GRANT EXECUTE ON FUNCTION opsflags.check_system_health() TO opsflags_admin;
 GRANT EXECUTE ON FUNCTION opsflags.health_samples(interval, integer) TO opsflags_admin, pg_monitor;
-GRANT EXECUTE ON FUNCTION opsflags.queue_depth(boolean) TO opsflags_admin;
