@@ -68,7 +68,7 @@ COMMENT ON FUNCTION opsflags.flag_field_error(text, text, text, jsonb) IS
 -- The functions that call a moved one by name, with the new name (their
 -- bodies are otherwise as in 0.3.0).
 
--- opsflags_internal.validate_flag_variations (src/flags.sql)
+-- opsflags_internal.validate_flag_variations (src/variations.sql)
 CREATE OR REPLACE FUNCTION opsflags_internal.validate_flag_variations()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -88,7 +88,7 @@ BEGIN
 END
 $$;
 
--- opsflags_internal.validate_flag_config (src/flags.sql)
+-- opsflags_internal.validate_flag_config (src/variations.sql)
 CREATE OR REPLACE FUNCTION opsflags_internal.validate_flag_config()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -358,7 +358,7 @@ BEGIN
 END
 $$;
 
--- opsflags.import_launchdarkly (src/flags.sql)
+-- opsflags.import_launchdarkly (src/launchdarkly.sql)
 CREATE OR REPLACE FUNCTION opsflags.import_launchdarkly(environment text, document jsonb)
 RETURNS jsonb
 LANGUAGE plpgsql
