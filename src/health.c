@@ -57,8 +57,8 @@ opsflags_health_timeout(void)
 {
 	return health_timeout_ms_former >= 0 ? health_timeout_ms_former : health_timeout_setting;
 }
-char	   *opsflags_required_tables = NULL;
-char	   *opsflags_required_settings = NULL;
+static char *opsflags_required_tables = NULL;
+static char *opsflags_required_settings = NULL;
 
 static const char *const state_names[] = {"healthy", "degraded", "unhealthy"};
 static const char *const check_names[] = {"ok", "degraded", "down"};

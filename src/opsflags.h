@@ -185,8 +185,6 @@ extern void opsflags_http_init(void);
 
 /* health.c (health.h: what health.c and health_queue.c share) */
 extern int	opsflags_health_timeout(void);
-extern char *opsflags_required_tables;
-extern char *opsflags_required_settings;
 extern void opsflags_health_init(void);
 
 /* flags.c (flags.h: what flags.c and evaluation.c share) */
