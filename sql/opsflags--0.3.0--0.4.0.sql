@@ -916,18 +916,21 @@ $$;
 -- received by more than health.thresholds' replication_lag_s (300 s).
 CREATE FUNCTION opsflags_internal.http_readiness()
 RETURNS text
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-SELECT CASE WHEN m THEN 'maintenance mode is on'
-            WHEN lag > threshold THEN format('standby replay lags %s s (threshold %s s)',
-                                             round(lag::numeric, 1), threshold) END
-FROM (SELECT opsflags.is_maintenance_mode() AS m,
-             CASE WHEN NOT pg_is_in_recovery() THEN NULL
-                  WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
-                  ELSE date_part('epoch', now() - pg_last_xact_replay_timestamp()) END AS lag,
-             coalesce((opsflags.config_get('health.thresholds', 'all') ->> 'replication_lag_s')::float8,
-                      300) AS threshold) s
+BEGIN
+    RETURN (
+    SELECT CASE WHEN m THEN 'maintenance mode is on'
+                WHEN lag > threshold THEN format('standby replay lags %s s (threshold %s s)',
+                                                 round(lag::numeric, 1), threshold) END
+    FROM (SELECT opsflags.is_maintenance_mode() AS m,
+                 CASE WHEN NOT pg_is_in_recovery() THEN NULL
+                      WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
+                      ELSE date_part('epoch', now() - pg_last_xact_replay_timestamp()) END AS lag,
+                 coalesce((opsflags.config_get('health.thresholds', 'all') ->> 'replication_lag_s')::float8,
+                          300) AS threshold) s);
+END
 $$;
 COMMENT ON FUNCTION opsflags_internal.http_readiness() IS
   'Why the server is not ready (/readyz), or NULL';
@@ -936,52 +939,55 @@ REVOKE ALL ON FUNCTION opsflags_internal.http_readiness() FROM PUBLIC;
 -- health: the health_status() document the same request read.
 CREATE FUNCTION opsflags_internal.http_metrics(health jsonb)
 RETURNS TABLE (family integer, value text, label1 text, value1 text, label2 text, value2 text)
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-WITH h AS (SELECT http_metrics.health AS doc),
-     st(s) AS (VALUES ('healthy'), ('degraded'), ('unhealthy')),
-     comp AS (SELECT c.key, c.value FROM h, jsonb_each(h.doc -> 'components') c),
-     w AS (SELECT opsflags.worker_status() AS doc)
-SELECT 1, (h.doc ->> 'status' = st.s)::int::text, 'status', st.s, NULL, NULL FROM h, st
-UNION ALL
-SELECT 2, (comp.value ->> 'status' = st.s)::int::text, 'component', comp.key, 'status', st.s FROM comp, st
-UNION ALL
-SELECT 3, ((comp.value ->> 'latency_ms')::float8 / 1000)::text, 'component', comp.key, NULL, NULL FROM comp
-UNION ALL
-SELECT 4, count(a.pid)::text, 'state', s.state, NULL, NULL
-  FROM (VALUES ('active'), ('idle'), ('idle in transaction'), ('idle in transaction (aborted)'),
-               ('fastpath function call')) s(state)
-  LEFT JOIN pg_stat_activity a ON a.state = s.state AND a.backend_type = 'client backend'
-  GROUP BY s.state
-UNION ALL
-SELECT 5, current_setting('max_connections'), NULL, NULL, NULL, NULL
-UNION ALL
-SELECT 6, pg_database_size(current_database())::text, 'database', current_database(), NULL, NULL
-UNION ALL
-SELECT 7, opsflags.errors_last_hour()::text, NULL, NULL, NULL, NULL
-UNION ALL
-SELECT 8, (w.doc ->> 'running')::boolean::int::text, NULL, NULL, NULL, NULL FROM w
-UNION ALL
-SELECT 9, date_part('epoch', (w.doc ->> 'last_sample_at')::timestamptz)::text, NULL, NULL, NULL, NULL
-  FROM w WHERE w.doc ->> 'last_sample_at' IS NOT NULL
-UNION ALL
-SELECT 10, r.n::text, 'flag', u.flag_key, 'result', r.result
-  FROM opsflags.flag_usage_counts() u,
-       LATERAL (VALUES ('true', u.true_count), ('false', u.false_count)) r(result, n)
-UNION ALL
-SELECT 11, count(a.id)::text, 'severity', s.severity, NULL, NULL
-  FROM (VALUES ('info'), ('warning'), ('critical')) s(severity)
-  LEFT JOIN opsflags.alerts a ON a.severity = s.severity AND NOT a.resolved
-  GROUP BY s.severity
-UNION ALL
-SELECT 12, opsflags.is_maintenance_mode()::int::text, NULL, NULL, NULL, NULL
-UNION ALL
-SELECT 13, pg_is_in_recovery()::int::text, NULL, NULL, NULL, NULL
-UNION ALL
-SELECT 14, CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
-                ELSE date_part('epoch', now() - pg_last_xact_replay_timestamp()) END::text,
-       NULL, NULL, NULL, NULL WHERE pg_is_in_recovery()
+BEGIN
+    RETURN QUERY
+    WITH h AS (SELECT http_metrics.health AS doc),
+         st(s) AS (VALUES ('healthy'), ('degraded'), ('unhealthy')),
+         comp AS (SELECT c.key, c.value FROM h, jsonb_each(h.doc -> 'components') c),
+         w AS (SELECT opsflags.worker_status() AS doc)
+    SELECT 1, (h.doc ->> 'status' = st.s)::int::text, 'status', st.s, NULL, NULL FROM h, st
+    UNION ALL
+    SELECT 2, (comp.value ->> 'status' = st.s)::int::text, 'component', comp.key, 'status', st.s FROM comp, st
+    UNION ALL
+    SELECT 3, ((comp.value ->> 'latency_ms')::float8 / 1000)::text, 'component', comp.key, NULL, NULL FROM comp
+    UNION ALL
+    SELECT 4, count(a.pid)::text, 'state', s.state, NULL, NULL
+      FROM (VALUES ('active'), ('idle'), ('idle in transaction'), ('idle in transaction (aborted)'),
+                   ('fastpath function call')) s(state)
+      LEFT JOIN pg_stat_activity a ON a.state = s.state AND a.backend_type = 'client backend'
+      GROUP BY s.state
+    UNION ALL
+    SELECT 5, current_setting('max_connections'), NULL, NULL, NULL, NULL
+    UNION ALL
+    SELECT 6, pg_database_size(current_database())::text, 'database', current_database(), NULL, NULL
+    UNION ALL
+    SELECT 7, opsflags.errors_last_hour()::text, NULL, NULL, NULL, NULL
+    UNION ALL
+    SELECT 8, (w.doc ->> 'running')::boolean::int::text, NULL, NULL, NULL, NULL FROM w
+    UNION ALL
+    SELECT 9, date_part('epoch', (w.doc ->> 'last_sample_at')::timestamptz)::text, NULL, NULL, NULL, NULL
+      FROM w WHERE w.doc ->> 'last_sample_at' IS NOT NULL
+    UNION ALL
+    SELECT 10, r.n::text, 'flag', u.flag_key, 'result', r.result
+      FROM opsflags.flag_usage_counts() u,
+           LATERAL (VALUES ('true', u.true_count), ('false', u.false_count)) r(result, n)
+    UNION ALL
+    SELECT 11, count(a.id)::text, 'severity', s.severity, NULL, NULL
+      FROM (VALUES ('info'), ('warning'), ('critical')) s(severity)
+      LEFT JOIN opsflags.alerts a ON a.severity = s.severity AND NOT a.resolved
+      GROUP BY s.severity
+    UNION ALL
+    SELECT 12, opsflags.is_maintenance_mode()::int::text, NULL, NULL, NULL, NULL
+    UNION ALL
+    SELECT 13, pg_is_in_recovery()::int::text, NULL, NULL, NULL, NULL
+    UNION ALL
+    SELECT 14, CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
+                    ELSE date_part('epoch', now() - pg_last_xact_replay_timestamp()) END::text,
+           NULL, NULL, NULL, NULL WHERE pg_is_in_recovery();
+END
 $$;
 COMMENT ON FUNCTION opsflags_internal.http_metrics(jsonb) IS
   '/metrics: (family, value, label, value, label, value) rows for a health_status() document';
@@ -995,40 +1001,43 @@ REVOKE ALL ON FUNCTION opsflags_internal.http_metrics(jsonb) FROM PUBLIC;
 -- left out (null), as health_status() leaves them out for pg_monitor.
 CREATE FUNCTION opsflags_internal.http_status(health jsonb)
 RETURNS jsonb
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-WITH env AS (SELECT opsflags.resolve_environment(NULL) AS name),
-     sensitive AS (
-       SELECT EXISTS (SELECT FROM opsflags.app_config c WHERE c.config_key = 'app_version' AND c.is_sensitive) AS version,
-              EXISTS (SELECT FROM opsflags.app_config c WHERE c.config_key = 'commit_sha' AND c.is_sensitive) AS sha)
-SELECT jsonb_build_object(
-  'generated_at', clock_timestamp(),
-  'environment', env.name,
-  'in_recovery', pg_is_in_recovery(),
-  'maintenance', opsflags.is_maintenance_mode(),
-  'health', http_status.health,
-  'samples', opsflags.health_samples(interval '24 hours', 288),
-  'flags', (SELECT coalesce(jsonb_agg(jsonb_build_object('key', f.flag_key, 'name', f.flag_name,
-                   'enabled', c.is_enabled, 'percentage', c.enabled_percentage,
-                   'value', e.x -> 'value', 'served', e.x -> 'enabled', 'reason', e.x -> 'reason',
-                   'enable_at', c.enable_at, 'disable_at', c.disable_at,
-                   'version', c.version, 'updated_at', c.updated_at) ORDER BY f.flag_key), '[]')
-              FROM opsflags.feature_flags f
-              JOIN opsflags.feature_flag_configs c ON c.flag_id = f.id AND c.environment = env.name
-              CROSS JOIN LATERAL (SELECT opsflags.feature_explain(f.flag_key) AS x) e
-             WHERE NOT f.archived),
-  'deployments', (SELECT coalesce(jsonb_agg(jsonb_build_object('id', d.id,
-                   'version', CASE WHEN s.version THEN NULL ELSE d.version END,
-                   'status', d.status, 'deployed_at', d.deployed_at, 'deployed_by', d.deployed_by,
-                   'commit_sha', CASE WHEN s.sha THEN NULL ELSE d.commit_sha END) ORDER BY d.deployed_at DESC), '[]')
-              FROM (SELECT * FROM opsflags.deployment_history d
-                     WHERE d.environment = env.name ORDER BY d.deployed_at DESC LIMIT 10) d),
-  'alerts', (SELECT coalesce(jsonb_agg(jsonb_build_object('id', a.id, 'type', a.type,
-                   'severity', a.severity, 'title', a.title, 'message', a.message,
-                   'component', a.component, 'created_at', a.created_at) ORDER BY a.created_at DESC), '[]')
-              FROM opsflags.alerts a WHERE NOT a.resolved))
-FROM env, sensitive s
+BEGIN
+    RETURN (
+    WITH env AS (SELECT opsflags.resolve_environment(NULL) AS name),
+         sensitive AS (
+           SELECT EXISTS (SELECT FROM opsflags.app_config c WHERE c.config_key = 'app_version' AND c.is_sensitive) AS version,
+                  EXISTS (SELECT FROM opsflags.app_config c WHERE c.config_key = 'commit_sha' AND c.is_sensitive) AS sha)
+    SELECT jsonb_build_object(
+      'generated_at', clock_timestamp(),
+      'environment', env.name,
+      'in_recovery', pg_is_in_recovery(),
+      'maintenance', opsflags.is_maintenance_mode(),
+      'health', http_status.health,
+      'samples', opsflags.health_samples(interval '24 hours', 288),
+      'flags', (SELECT coalesce(jsonb_agg(jsonb_build_object('key', f.flag_key, 'name', f.flag_name,
+                       'enabled', c.is_enabled, 'percentage', c.enabled_percentage,
+                       'value', e.x -> 'value', 'served', e.x -> 'enabled', 'reason', e.x -> 'reason',
+                       'enable_at', c.enable_at, 'disable_at', c.disable_at,
+                       'version', c.version, 'updated_at', c.updated_at) ORDER BY f.flag_key), '[]')
+                  FROM opsflags.feature_flags f
+                  JOIN opsflags.feature_flag_configs c ON c.flag_id = f.id AND c.environment = env.name
+                  CROSS JOIN LATERAL (SELECT opsflags.feature_explain(f.flag_key) AS x) e
+                 WHERE NOT f.archived),
+      'deployments', (SELECT coalesce(jsonb_agg(jsonb_build_object('id', d.id,
+                       'version', CASE WHEN s.version THEN NULL ELSE d.version END,
+                       'status', d.status, 'deployed_at', d.deployed_at, 'deployed_by', d.deployed_by,
+                       'commit_sha', CASE WHEN s.sha THEN NULL ELSE d.commit_sha END) ORDER BY d.deployed_at DESC), '[]')
+                  FROM (SELECT * FROM opsflags.deployment_history d
+                         WHERE d.environment = env.name ORDER BY d.deployed_at DESC LIMIT 10) d),
+      'alerts', (SELECT coalesce(jsonb_agg(jsonb_build_object('id', a.id, 'type', a.type,
+                       'severity', a.severity, 'title', a.title, 'message', a.message,
+                       'component', a.component, 'created_at', a.created_at) ORDER BY a.created_at DESC), '[]')
+                  FROM opsflags.alerts a WHERE NOT a.resolved))
+    FROM env, sensitive s);
+END
 $$;
 COMMENT ON FUNCTION opsflags_internal.http_status(jsonb) IS
   'The status page''s data (/api/status) for a health_status() document';
