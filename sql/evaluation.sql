@@ -125,3 +125,33 @@ SELECT count(*) FILTER (WHERE opsflags.feature_value('eval.split', 'user-' || i)
 FROM generate_series(1, 1000) i;
 DROP FUNCTION set_weights(jsonb);
 DROP FUNCTION set_flag(jsonb);
+
+-- A context: a jsonb object.  The user is its "key" (or "targetingKey", or
+-- "userId"), the role its "role"; (key, user, role) is the same call.
+SELECT opsflags.create_flag('eval.ctx') IS NOT NULL AS created;
+SELECT opsflags.update_flag('eval.ctx', '{"is_enabled": true, "enabled_percentage": 1, "enabled_for_users": ["u7"], "enabled_for_roles": ["admin"]}');
+SELECT c AS context, opsflags.feature_explain('eval.ctx', c) ->> 'reason' AS reason, opsflags.feature_enabled('eval.ctx', c) AS enabled
+FROM (VALUES ('{"key": "u7"}'::jsonb), ('{"targetingKey": "u7"}'), ('{"userId": "u7"}'),
+             ('{"key": "u8", "role": "admin"}'), ('{"key": "u8", "role": "member"}'),
+             ('{"kind": "multi", "user": {"key": "u7"}, "org": {"key": "acme"}}'),
+             ('{"kind": "multi", "org": {"key": "u7"}}'), ('{"kind": "user", "key": "u7"}'),
+             ('{"key": 7}'), ('{"key": ["u7"]}'), ('[]'), ('"u7"'), ('{}'), (NULL)) v(c);
+SELECT opsflags.feature_enabled(NULL, '{"key": "u7"}'::jsonb) AS null_key,
+       opsflags.feature_value('eval.ctx', '{"key": "u7"}'::jsonb) AS value,
+       opsflags.feature_value('no.such.flag', '{"key": "u7"}'::jsonb) AS unknown_value;
+SELECT opsflags.feature_explain('eval.ctx', '{"userId": "u7", "country": "DE"}'::jsonb) - 'environment' AS explain;
+-- The same answers as the (key, user, role) form, for every way of asking.
+SELECT count(*) AS calls,
+       count(*) FILTER (WHERE opsflags.feature_enabled('eval.ctx', jsonb_build_object('key', u, 'role', r))
+                              = opsflags.feature_enabled('eval.ctx', u, r)
+                          AND opsflags.feature_explain('eval.ctx', jsonb_build_object('key', u, 'role', r))
+                              = opsflags.feature_explain('eval.ctx', u, r)) AS same
+FROM unnest(ARRAY['u1', 'u7', NULL]) u, unnest(ARRAY['admin', 'member', NULL]) r;
+-- evaluate_all: every flag of an environment for one context (admins).
+SELECT e.key, e.value ->> 'enabled' AS enabled, e.value ->> 'reason' AS reason
+FROM jsonb_each(opsflags.evaluate_all('{"key": "u7"}', 'production')) e
+WHERE e.key LIKE 'eval.ctx%';
+SELECT opsflags.evaluate_all('{"key": "u7"}', 'staging') -> 'eval.ctx' ->> 'reason' AS staging_reason,
+       current_setting('opsflags.environment') AS environment_after;
+SELECT opsflags.evaluate_all('{}', 'nosuch');
+SELECT opsflags.archive_flag('eval.ctx'), opsflags.delete_flag('eval.ctx');

@@ -25,6 +25,9 @@
 PG_FUNCTION_INFO_V1(opsflags_feature_enabled);
 PG_FUNCTION_INFO_V1(opsflags_feature_value);
 PG_FUNCTION_INFO_V1(opsflags_feature_explain);
+PG_FUNCTION_INFO_V1(opsflags_feature_enabled_context);
+PG_FUNCTION_INFO_V1(opsflags_feature_value_context);
+PG_FUNCTION_INFO_V1(opsflags_feature_explain_context);
 PG_FUNCTION_INFO_V1(opsflags_feature_guard);
 
 /* The names of FlagReason (flags.h), in its order: feature_explain's reason. */
@@ -241,6 +244,62 @@ flag_call_args(FunctionCallInfo fcinfo, FlagCall *c)
 	return true;
 }
 
+/* A string member of a jsonb object, pointing into it (no copy), or NULL */
+static const char *
+context_string(JsonbContainer *obj, const char *name, uint32 *len)
+{
+	JsonbValue	v;
+
+	if (!JsonContainerIsObject(obj) ||
+		getKeyJsonValueFromContainer(obj, name, strlen(name), &v) == NULL ||
+		v.type != jbvString)
+		return NULL;
+	*len = v.val.string.len;
+	return v.val.string.val;
+}
+
+/*
+ * The arguments (flag_key text, context jsonb): the user is the context's
+ * "key", else "targetingKey" (OpenFeature), else "userId" (Unleash); the
+ * role its "role".  A LaunchDarkly multi-kind context ({"kind": "multi",
+ * "user": {...}, ...}) is read from its "user" context.  Members that are
+ * not strings count as absent: a context never makes evaluation fail.
+ */
+static bool
+flag_call_context(FunctionCallInfo fcinfo, FlagCall *c)
+{
+	text	   *key;
+	JsonbContainer *ctx;
+	const char *kind;
+	uint32		kindlen = 0;
+
+	if (PG_ARGISNULL(0))
+		return false;
+	key = PG_GETARG_TEXT_PP(0);
+	c->key = VARDATA_ANY(key);
+	c->keylen = VARSIZE_ANY_EXHDR(key);
+	c->user = c->role = NULL;
+	c->userlen = c->rolelen = 0;
+	if (PG_ARGISNULL(1))
+		return true;
+	ctx = &PG_GETARG_JSONB_P(1)->root;
+
+	kind = context_string(ctx, "kind", &kindlen);
+	if (kind != NULL && kindlen == 5 && memcmp(kind, "multi", 5) == 0)
+	{
+		JsonbValue	v;
+
+		if (getKeyJsonValueFromContainer(ctx, "user", 4, &v) == NULL || v.type != jbvBinary)
+			return true;		/* no user in it: evaluated for no user */
+		ctx = v.val.binary.data;
+	}
+	if ((c->user = context_string(ctx, "key", &c->userlen)) == NULL &&
+		(c->user = context_string(ctx, "targetingKey", &c->userlen)) == NULL)
+		c->user = context_string(ctx, "userId", &c->userlen);
+	c->role = context_string(ctx, "role", &c->rolelen);
+	return true;
+}
+
 /*
  * The entry for a key in an environment; NULL when the key cannot name a
  * flag (or the environment is too long to exist).
@@ -292,52 +351,36 @@ flag_reason(const char *env, const char *key, int keylen, const char *user, uint
 	return reason;
 }
 
-/*
- * feature_enabled(flag_key text, user_id text, user_role text) -> boolean
- */
-Datum
-opsflags_feature_enabled(PG_FUNCTION_ARGS)
-{
-	FlagCall	c;
+/* ---------- one call, whichever form it came in ---------- */
 
-	if (!flag_call_args(fcinfo, &c))
-		PG_RETURN_BOOL(false);
-	PG_RETURN_BOOL(reason_enabled(flag_reason(opsflags_environment, c.key, c.keylen,
-											  c.user, c.userlen, c.role, c.rolelen)));
+static bool
+call_enabled(FlagCall *c)
+{
+	return reason_enabled(flag_reason(opsflags_environment, c->key, c->keylen,
+									  c->user, c->userlen, c->role, c->rolelen));
 }
 
-/*
- * feature_value(flag_key text, user_id text, user_role text) -> jsonb
- */
-Datum
-opsflags_feature_value(PG_FUNCTION_ARGS)
+/* The variation served, copied out of the cache; NULL for an unknown flag */
+static Jsonb *
+call_value(FlagCall *c)
 {
-	FlagCall	c;
 	FlagEntry  *e;
 	int			bucket;
 	bool		on;
 	Jsonb	   *v;
 
-	if (!flag_call_args(fcinfo, &c) ||
-		(e = flag_entry(opsflags_environment, c.key, c.keylen)) == NULL)
-		PG_RETURN_NULL();
-	on = reason_enabled(flag_evaluate(e, c.user, c.userlen, c.role, c.rolelen, &bucket));
+	if ((e = flag_entry(opsflags_environment, c->key, c->keylen)) == NULL)
+		return NULL;
+	on = reason_enabled(flag_evaluate(e, c->user, c->userlen, c->role, c->rolelen, &bucket));
 	count_usage(e, on);
-	v = flag_value(e, on, c.user, c.userlen);
-	if (v == NULL)
-		PG_RETURN_NULL();
-	PG_RETURN_JSONB_P((Jsonb *) datumCopy(PointerGetDatum(v), false, -1));
+	v = flag_value(e, on, c->user, c->userlen);
+	return v ? (Jsonb *) DatumGetPointer(datumCopy(PointerGetDatum(v), false, -1)) : NULL;
 }
 
-/*
- * feature_explain(flag_key text, user_id text, user_role text) -> jsonb:
- * enabled, value, reason, bucket, environment, flag_version; always the
- * same answer as feature_enabled and feature_value.
- */
-Datum
-opsflags_feature_explain(PG_FUNCTION_ARGS)
+/* feature_explain's document; call NULL: no flag key */
+static Datum
+call_explain(FlagCall *call)
 {
-	FlagCall	c;
 	FlagEntry  *e = NULL;
 	FlagReason	reason = REASON_FLAG_NOT_FOUND;
 	int			bucket = 0;
@@ -345,14 +388,14 @@ opsflags_feature_explain(PG_FUNCTION_ARGS)
 	Jsonb	   *value = NULL;
 	StringInfoData buf;
 
-	if (flag_call_args(fcinfo, &c))
+	if (call != NULL)
 	{
-		e = flag_entry(opsflags_environment, c.key, c.keylen);
+		e = flag_entry(opsflags_environment, call->key, call->keylen);
 		if (e != NULL)
 		{
-			reason = flag_evaluate(e, c.user, c.userlen, c.role, c.rolelen, &bucket);
+			reason = flag_evaluate(e, call->user, call->userlen, call->role, call->rolelen, &bucket);
 			enabled = reason_enabled(reason);
-			value = flag_value(e, enabled, c.user, c.userlen);
+			value = flag_value(e, enabled, call->user, call->userlen);
 		}
 	}
 
@@ -373,7 +416,75 @@ opsflags_feature_explain(PG_FUNCTION_ARGS)
 	else
 		appendStringInfoString(&buf, "null");
 	appendStringInfoChar(&buf, '}');
-	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
+	return DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data));
+}
+
+/*
+ * feature_enabled(flag_key text, user_id text, user_role text) -> boolean
+ */
+Datum
+opsflags_feature_enabled(PG_FUNCTION_ARGS)
+{
+	FlagCall	c;
+
+	PG_RETURN_BOOL(flag_call_args(fcinfo, &c) && call_enabled(&c));
+}
+
+/* feature_enabled(flag_key, context) */
+Datum
+opsflags_feature_enabled_context(PG_FUNCTION_ARGS)
+{
+	FlagCall	c;
+
+	PG_RETURN_BOOL(flag_call_context(fcinfo, &c) && call_enabled(&c));
+}
+
+/*
+ * feature_value(flag_key text, user_id text, user_role text) -> jsonb
+ */
+Datum
+opsflags_feature_value(PG_FUNCTION_ARGS)
+{
+	FlagCall	c;
+	Jsonb	   *v;
+
+	if (!flag_call_args(fcinfo, &c) || (v = call_value(&c)) == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_JSONB_P(v);
+}
+
+/* feature_value(flag_key, context) */
+Datum
+opsflags_feature_value_context(PG_FUNCTION_ARGS)
+{
+	FlagCall	c;
+	Jsonb	   *v;
+
+	if (!flag_call_context(fcinfo, &c) || (v = call_value(&c)) == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_JSONB_P(v);
+}
+
+/*
+ * feature_explain(flag_key text, user_id text, user_role text) -> jsonb:
+ * enabled, value, reason, bucket, environment, flag_version; always the
+ * same answer as feature_enabled and feature_value.
+ */
+Datum
+opsflags_feature_explain(PG_FUNCTION_ARGS)
+{
+	FlagCall	c;
+
+	PG_RETURN_DATUM(call_explain(flag_call_args(fcinfo, &c) ? &c : NULL));
+}
+
+/* feature_explain(flag_key, context) */
+Datum
+opsflags_feature_explain_context(PG_FUNCTION_ARGS)
+{
+	FlagCall	c;
+
+	PG_RETURN_DATUM(call_explain(flag_call_context(fcinfo, &c) ? &c : NULL));
 }
 
 /*

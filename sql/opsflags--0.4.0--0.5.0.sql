@@ -1,0 +1,58 @@
+-- opsflags 0.4.0 -> 0.5.0: evaluation for a context (a jsonb object:
+-- key, role, ...), and evaluate_all.  A fresh install of 0.5.0 (built from
+-- src/*.sql) and an updated one are the same (test/upgrade/upgrade.sh).
+\echo Use "ALTER EXTENSION opsflags UPDATE TO '0.5.0'" to load this file. \quit
+
+-- The same, for a context: a jsonb object describing who is evaluated.  The
+-- user is its "key" (or "targetingKey", OpenFeature's, or "userId",
+-- Unleash's), the role its "role"; a LaunchDarkly multi-kind context is read
+-- from its "user" context.  feature_enabled(flag_key, user, role) is
+-- feature_enabled(flag_key, jsonb_build_object('key', user, 'role', role)).
+CREATE FUNCTION opsflags.feature_enabled(flag_key text, context jsonb)
+RETURNS boolean
+LANGUAGE c STABLE PARALLEL RESTRICTED
+AS 'MODULE_PATHNAME', 'opsflags_feature_enabled_context';
+COMMENT ON FUNCTION opsflags.feature_enabled(text, jsonb) IS
+  'Evaluate a feature flag for a context (key, role, ...) in the environment opsflags.environment; never raises, false when in doubt';
+
+CREATE FUNCTION opsflags.feature_value(flag_key text, context jsonb)
+RETURNS jsonb
+LANGUAGE c STABLE PARALLEL RESTRICTED
+AS 'MODULE_PATHNAME', 'opsflags_feature_value_context';
+COMMENT ON FUNCTION opsflags.feature_value(text, jsonb) IS
+  'The variation served to a context: on (or a weighted split) when the flag is on for it, off when not; NULL for an unknown flag';
+
+CREATE FUNCTION opsflags.feature_explain(flag_key text, context jsonb)
+RETURNS jsonb
+LANGUAGE c STABLE PARALLEL RESTRICTED
+AS 'MODULE_PATHNAME', 'opsflags_feature_explain_context';
+COMMENT ON FUNCTION opsflags.feature_explain(text, jsonb) IS
+  'Why feature_enabled answers as it does for a context: enabled, value, reason, bucket, environment, flag_version';
+
+-- Every flag of an environment (archived ones aside) for one context, as
+-- {flag_key: feature_explain(flag_key, context)}: what a client asks for
+-- at once.  Evaluations count as usage.
+CREATE FUNCTION opsflags.evaluate_all(context jsonb, environment text DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    env  text := opsflags.resolve_environment(environment);
+    prev text := coalesce(current_setting('opsflags.environment', true), 'production');
+    doc  jsonb;
+BEGIN
+    PERFORM set_config('opsflags.environment', env, true);
+    SELECT coalesce(jsonb_object_agg(f.flag_key, opsflags.feature_explain(f.flag_key, evaluate_all.context)
+                                     ORDER BY f.flag_key), '{}')
+    INTO doc
+    FROM opsflags.feature_flags f
+    WHERE NOT f.archived;
+    PERFORM set_config('opsflags.environment', prev, true);
+    RETURN doc;
+END
+$$;
+COMMENT ON FUNCTION opsflags.evaluate_all(jsonb, text) IS
+  'Every flag of an environment for one context: {flag_key: feature_explain(flag_key, context)}';
+REVOKE ALL ON FUNCTION opsflags.evaluate_all(jsonb, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION opsflags.evaluate_all(jsonb, text) TO opsflags_admin;
