@@ -1393,7 +1393,7 @@ GRANT EXECUTE ON FUNCTION
 TO opsflags_admin;
 
 -------------------------------------------------------------------------------
--- LaunchDarkly format (seed 004): the evaluated flags of an environment as
+-- LaunchDarkly client format: the evaluated flags of an environment as
 -- {"key": {"flagVersion", "trackEvents", "value", "variation", "version"}},
 -- and the import of such a document.
 -------------------------------------------------------------------------------
