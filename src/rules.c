@@ -73,7 +73,11 @@ bad(Compile *c, const char *fmt,...)
 	else if (c->part != NULL && c->rule_no > 0)
 		snprintf(where, sizeof(where), "Member \"%s\": ", c->part);
 	else
+	{
 		where[0] = '\0';
+		/* the detail is a sentence of its own */
+		detail[0] = pg_toupper((unsigned char) detail[0]);
+	}
 
 	if (c->rule_no == 0)
 		snprintf(what, sizeof(what), "%s", c->part ? c->part : "rules");
@@ -821,9 +825,12 @@ opsflags_serve_default(int on_variation, Jsonb *weights, RuleTarget *t, MemoryCo
 	for (int i = 0; i < n && ok; i++)
 	{
 		JsonbValue *e = getIthJsonbValueFromContainer(&weights->root, i);
-		int64		w;
+		double		w;
 
-		ok = whole_number(e, 0, MAX_TOTAL_WEIGHT, &w) && (total += w) <= MAX_TOTAL_WEIGHT;
+		/* rounded, as numeric to int has always done here */
+		ok = e->type == jbvNumeric && opsflags_numeric_double(e->val.numeric, &w) &&
+			(w = round(w)) >= 0 && w <= MAX_TOTAL_WEIGHT &&
+			(total += (int64) w) <= MAX_TOTAL_WEIGHT;
 		s->cumulative[i] = total;
 		s->variations[i] = i;
 	}
