@@ -104,7 +104,12 @@ INSERT INTO cases (clause, context) VALUES
 ('{"attribute": "ip", "op": "in_cidr", "values": ["10.0.0.0/8"]}', '{"ip": "not an address"}'),
 -- unsupported: never, negate or not
 ('{"op": "unsupported", "operator": "FANCY_OP", "values": ["x"]}', '{}'),
-('{"op": "unsupported", "operator": "FANCY_OP", "values": ["x"], "negate": true}', '{}');
+('{"op": "unsupported", "operator": "FANCY_OP", "values": ["x"], "negate": true}', '{}'),
+-- values are trimmed and empty ones left out, as Unleash cleans them
+('{"attribute": "country", "op": "in", "values": [" DE "]}', '{"country": "DE"}'),
+('{"attribute": "country", "op": "in", "values": [""]}', '{"country": ""}'),
+('{"attribute": "email", "op": "starts_with", "values": [""]}', '{"email": "a@b"}'),
+('{"attribute": "ip", "op": "in_cidr", "values": [" 10.0.0.0/8 "]}', '{"ip": "10.9.9.9"}');
 
 SELECT n, clause ->> 'op' AS op, clause -> 'values' AS values,
        coalesce(clause -> 'negate', 'false') AS neg, coalesce(clause -> 'case_insensitive', 'false') AS ci,
@@ -115,6 +120,9 @@ FROM cases ORDER BY n;
 SELECT opsflags.create_segment('rules.beta', 'Beta', '["u-listed"]', '["tester"]') IS NOT NULL AS created;
 UPDATE opsflags.user_segments SET rules = '[{"id": "de", "clauses": [{"attribute": "country", "op": "in", "values": ["DE"]}]}]'
 WHERE segment_key = 'rules.beta';
+-- Audited like every change of a segment (the row image has its rules).
+SELECT new_values -> 'rules' AS audited_rules FROM opsflags.audit_log
+WHERE resource_type = 'segment' AND resource_id = 'rules.beta' ORDER BY id DESC LIMIT 1;
 SELECT c AS context, holds('{"op": "segment_match", "values": ["rules.beta"]}', c) AS segment_match,
        holds('{"op": "segment_match", "values": ["rules.beta"], "negate": true}', c) AS negated
 FROM (VALUES ('{"key": "u-listed"}'::jsonb), ('{"key": "x", "role": "tester"}'), ('{"key": "x", "country": "DE"}'),
