@@ -289,3 +289,10 @@ SET rules = '[{"id": "bad", "clauses": [{"attribute": "a", "op": "nope", "values
 WHERE flag_id = opsflags.flag_id('rules.op') AND environment = 'production';
 ALTER TABLE opsflags.feature_flag_configs ENABLE TRIGGER validate_config_rules;
 SELECT opsflags.feature_explain('rules.op', '{"a": 1}'::jsonb) ->> 'rule' AS served_by, opsflags.feature_enabled('rules.op', '{}'::jsonb) AS enabled;
+
+-- Leave nothing behind for the tests that follow.
+DELETE FROM opsflags.feature_flags WHERE flag_key IN ('rules.op', 'rules.theme', 'rules.child');
+DELETE FROM opsflags.user_segments WHERE segment_key = 'rules.beta';
+DROP FUNCTION holds(jsonb, jsonb);
+DROP FUNCTION set_rules(jsonb);
+DROP TABLE cases;

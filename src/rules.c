@@ -787,13 +787,19 @@ compile_serve(Compile *c, JsonbValue *sv)
 	int			kinds = 0;
 
 	if (!is_object(sv))
-		return bad(c, "serve must be an object, not %s", type_name(sv)) ? NULL : NULL;
+	{
+		(void) bad(c, "serve must be an object, not %s", type_name(sv));
+		return NULL;
+	}
 	obj = sv->val.binary.data;
 	if (member(obj, "off", &v))
 	{
 		kinds++;
 		if (v.type != jbvBool || !v.val.boolean)
-			return bad(c, "off must be true") ? NULL : NULL;
+		{
+			(void) bad(c, "off must be true");
+			return NULL;
+		}
 		s->kind = SERVE_OFF;
 	}
 	if (member(obj, "variation", &v))
@@ -810,7 +816,10 @@ compile_serve(Compile *c, JsonbValue *sv)
 			return NULL;
 	}
 	if (kinds != 1)
-		return bad(c, "serve must have exactly one of \"variation\", \"split\" and \"off\"") ? NULL : NULL;
+	{
+		(void) bad(c, "serve must have exactly one of \"variation\", \"split\" and \"off\"");
+		return NULL;
+	}
 	return s;
 }
 
@@ -833,7 +842,8 @@ opsflags_serve_compile(Jsonb *serve, const char *what, RuleTarget *t, MemoryCont
 	{
 		JsonbValue *s = getIthJsonbValueFromContainer(&serve->root, 0);
 
-		return bad(&c, "must be an object, not %s", type_name(s)) ? NULL : NULL;
+		(void) bad(&c, "must be an object, not %s", type_name(s));
+		return NULL;
 	}
 	return compile_serve(&c, &v);
 }
