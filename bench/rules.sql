@@ -1,20 +1,22 @@
 -- Targeting-rule benchmark.  Run by bench/run.sh; every figure is a ratio of
 -- runs in this one session (interleaved, median of REPS), so it holds on a
--- noisy machine.  The contexts are built once into a table, so every variant
--- pays the same for reading them and only the evaluation differs.
+-- noisy machine.  The contexts are built once into a table (bench.ctx), so
+-- every variant pays the same for reading them and only the evaluation
+-- differs; the last two variants build each context from a row's columns, as
+-- a query over an application's users table would.
 \ir common.sql
 
 DELETE FROM opsflags.feature_flags WHERE flag_key LIKE 'bench.%';
-CREATE TABLE bench.ctx AS
-SELECT i, jsonb_build_object(
-           'key', 'user-' || i,
-           'country', (ARRAY['DE', 'FR', 'US', 'JP', 'BR'])[1 + i % 5],
-           'email', 'user' || i || '@example.com',
-           'plan', 'pro',
-           'age', 20 + i % 50,
-           'appVersion', '2.' || (i % 10) || '.0',
-           'ip', '10.1.' || (i % 250) || '.' || (i % 200)) AS c
+CREATE TABLE bench.users AS
+SELECT i, 'user-' || i AS key, (ARRAY['DE', 'FR', 'US', 'JP', 'BR'])[1 + i % 5] AS country,
+       'user' || i || '@example.com' AS email, 'pro' AS plan, 20 + i % 50 AS age,
+       '2.' || (i % 10) || '.0' AS app_version, '10.1.' || (i % 250) || '.' || (i % 200) AS ip
 FROM generate_series(1, 200000) i;
+CREATE TABLE bench.ctx AS
+SELECT i, jsonb_build_object('key', key, 'country', country, 'email', email, 'plan', plan, 'age', age,
+                             'appVersion', app_version, 'ip', ip) AS c
+FROM bench.users;
+ANALYZE bench.users;
 ANALYZE bench.ctx;
 
 -- A plain flag: on, a 50% rollout on the key.
@@ -27,7 +29,13 @@ WHERE flag_id = (SELECT id FROM opsflags.feature_flags WHERE flag_key = 'bench.p
 -- matches and gates 50% on the key.
 SELECT opsflags.create_flag('bench.rules', 'Ten rules') IS NOT NULL AS created;
 UPDATE opsflags.feature_flag_configs SET is_enabled = true, rules = (
-    SELECT jsonb_agg(jsonb_build_object(
+    SELECT jsonb_agg(CASE WHEN n = 10 THEN jsonb_build_object(
+               'id', 'r10',
+               'clauses', '[{"attribute": "country", "op": "in", "values": ["DE", "FR", "US", "JP", "BR"]},
+                            {"attribute": "email", "op": "ends_with", "values": ["@example.com"]},
+                            {"attribute": "plan", "op": "in", "values": ["pro"]}]'::jsonb,
+               'rollout', '{"percentage": 50}'::jsonb)
+           ELSE jsonb_build_object(
                'id', 'r' || n,
                'clauses', jsonb_build_array(
                    jsonb_build_object('attribute', 'country', 'op', 'in', 'values', '["DE", "FR", "US", "JP", "BR"]'::jsonb),
@@ -38,14 +46,8 @@ UPDATE opsflags.feature_flag_configs SET is_enabled = true, rules = (
                        WHEN 2 THEN jsonb_build_object('attribute', 'ip', 'op', 'in_cidr', 'values', '["192.168.0.0/16"]'::jsonb)
                        WHEN 3 THEN jsonb_build_object('attribute', 'plan', 'op', 'in', 'values', '["enterprise"]'::jsonb)
                        ELSE jsonb_build_object('attribute', 'email', 'op', 'starts_with', 'values', '["admin"]'::jsonb, 'case_insensitive', true)
-                   END) ||
-               CASE WHEN n = 10
-                    THEN jsonb_build_object('clauses', '[{"attribute": "country", "op": "in", "values": ["DE", "FR", "US", "JP", "BR"]},
-                                                         {"attribute": "email", "op": "ends_with", "values": ["@example.com"]},
-                                                         {"attribute": "plan", "op": "in", "values": ["pro"]}]'::jsonb,
-                                            'rollout', '{"percentage": 50}'::jsonb)
-                    ELSE '{}'::jsonb END
-               ORDER BY n)
+                   END))
+           END ORDER BY n)
     FROM generate_series(1, 10) n),
     fallthrough = '{"off": true}'
 WHERE flag_id = (SELECT id FROM opsflags.feature_flags WHERE flag_key = 'bench.rules');
@@ -78,25 +80,32 @@ SET opsflags.environment = 'production';
 
 \echo '== rules: per-evaluation cost over 200,000 contexts (median of 5 runs, ms)'
 SELECT bench.measure(
-    ARRAY['read contexts', 'plain flag', '10 rules x 3 clauses', 'in, 10 values', 'in, 10,000 values', 'matches'],
+    ARRAY['read contexts', 'plain flag', '10 rules x 3 clauses', 'in, 10 values', 'in, 10,000 values', 'matches',
+          'plain flag, context per row', '10 rules, context per row'],
     ARRAY[
       $q$SELECT count(*) FILTER (WHERE c IS NOT NULL) FROM bench.ctx$q$,
       $q$SELECT count(*) FILTER (WHERE opsflags.feature_enabled('bench.plain', c)) FROM bench.ctx$q$,
       $q$SELECT count(*) FILTER (WHERE opsflags.feature_enabled('bench.rules', c)) FROM bench.ctx$q$,
       $q$SELECT count(*) FILTER (WHERE opsflags.feature_enabled('bench.in10', c)) FROM bench.ctx$q$,
       $q$SELECT count(*) FILTER (WHERE opsflags.feature_enabled('bench.in10000', c)) FROM bench.ctx$q$,
-      $q$SELECT count(*) FILTER (WHERE opsflags.feature_enabled('bench.matches', c)) FROM bench.ctx$q$],
+      $q$SELECT count(*) FILTER (WHERE opsflags.feature_enabled('bench.matches', c)) FROM bench.ctx$q$,
+      $q$SELECT count(*) FILTER (WHERE opsflags.feature_enabled('bench.plain', jsonb_build_object('key', key, 'country', country,
+             'email', email, 'plan', plan, 'age', age, 'appVersion', app_version, 'ip', ip))) FROM bench.users$q$,
+      $q$SELECT count(*) FILTER (WHERE opsflags.feature_enabled('bench.rules', jsonb_build_object('key', key, 'country', country,
+             'email', email, 'plan', plan, 'age', age, 'appVersion', app_version, 'ip', ip))) FROM bench.users$q$],
     5);
 WITH m AS (SELECT * FROM bench.median), base AS (SELECT ms FROM m WHERE variant = 'read contexts')
 SELECT m.variant, round(m.ms::numeric, 1) AS total_ms,
        round(((m.ms - base.ms) * 1000 / 200000)::numeric, 3) AS us_per_evaluation
 FROM m, base ORDER BY m.ms;
 
-\echo '== rules: ratios of the net cost per evaluation (targets: 10 rules <= 2x plain; in 10,000 <= 1.2x in 10)'
+\echo '== rules: ratios of the net cost per evaluation, and of whole queries that build each context from a row (targets: 10 rules <= 2x plain; in 10,000 <= 1.2x in 10)'
 WITH m AS (SELECT variant, ms - (SELECT ms FROM bench.median WHERE variant = 'read contexts') AS net FROM bench.median)
-SELECT round((SELECT net FROM m WHERE variant = '10 rules x 3 clauses') / (SELECT net FROM m WHERE variant = 'plain flag'), 2) AS rules_vs_plain,
-       round((SELECT net FROM m WHERE variant = 'in, 10,000 values') / (SELECT net FROM m WHERE variant = 'in, 10 values'), 2) AS in10000_vs_in10,
-       round((SELECT net FROM m WHERE variant = 'matches') / (SELECT net FROM m WHERE variant = 'in, 10 values'), 2) AS matches_vs_in;
+SELECT round(((SELECT net FROM m WHERE variant = '10 rules x 3 clauses') / (SELECT net FROM m WHERE variant = 'plain flag'))::numeric, 2) AS rules_vs_plain,
+       round(((SELECT net FROM m WHERE variant = 'in, 10,000 values') / (SELECT net FROM m WHERE variant = 'in, 10 values'))::numeric, 2) AS in10000_vs_in10,
+       round(((SELECT net FROM m WHERE variant = 'matches') / (SELECT net FROM m WHERE variant = 'in, 10 values'))::numeric, 2) AS matches_vs_in,
+       round(((SELECT ms FROM bench.median WHERE variant = '10 rules, context per row') /
+              (SELECT ms FROM bench.median WHERE variant = 'plain flag, context per row'))::numeric, 2) AS rules_vs_plain_context_per_row;
 
 TRUNCATE bench.results;
 \echo '== rules: evaluate_all over 100 flags (2 rules each) for one context, 200 calls (median of 5 runs)'
