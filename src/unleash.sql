@@ -336,7 +336,8 @@ AS $$
                0))))::integer
 $$;
 
--- bucket_by of a variant split for an Unleash stickiness.
+-- bucket_by of a variant split for an Unleash stickiness (a field the
+-- context lacks, or "", makes the SDK draw a random value).
 CREATE FUNCTION opsflags_internal.unleash_variant_bucket_by(stickiness text)
 RETURNS jsonb
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
@@ -344,6 +345,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT CASE WHEN stickiness IS NULL OR stickiness = 'default'
                 THEN '["key", "sessionId", "remoteAddress", "$random"]'::jsonb
+                WHEN stickiness = '' THEN '["$random"]'::jsonb
                 ELSE jsonb_build_array(opsflags_internal.unleash_attr(stickiness), '$random') END
 $$;
 
