@@ -43,7 +43,7 @@ RETURNS jsonb
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT coalesce(jsonb_agg(to_jsonb(btrim(v #>> '{}', E' \t\n\r\f\v')) ORDER BY o), '[]')
+    SELECT coalesce(jsonb_agg(to_jsonb(btrim(v #>> '{}', E' \t\n\r\f\u000b')) ORDER BY o), '[]')
     FROM jsonb_array_elements(CASE WHEN jsonb_typeof(vals) = 'array' THEN vals ELSE '[]' END) WITH ORDINALITY a(v, o)
     WHERE jsonb_typeof(v) = 'string' AND v <> '""'
 $$;
@@ -58,7 +58,7 @@ AS $$
     SELECT CASE WHEN s = '' THEN 0
                 WHEN s ~ '^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]{1,3})?$' THEN s::numeric
            END
-    FROM (SELECT btrim(t, E' \t\n\r\f\v') AS s) x
+    FROM (SELECT btrim(t, E' \t\n\r\f\u000b') AS s) x
 $$;
 
 -- A date as an RFC 3339 timestamp in UTC with milliseconds (what the SDK's
@@ -93,7 +93,7 @@ AS $$
                           '(-(0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*)(\.(0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*))*)?'
                           '(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$')
                 THEN s END
-    FROM (SELECT regexp_replace(btrim(t, E' \t\n\r\f\v'), '^v', '') AS s) x
+    FROM (SELECT regexp_replace(btrim(t, E' \t\n\r\f\u000b'), '^v', '') AS s) x
 $$;
 
 -- An IPv4 or IPv6 address or range that both the SDK and PostgreSQL read.
@@ -351,18 +351,20 @@ $$;
 
 -- A variant list as a split serve over the flag's variations (names maps a
 -- variant name to its variation); NULL when its weights add up to nothing
--- (the SDK then picks no variant).
-CREATE FUNCTION opsflags_internal.unleash_split(variants jsonb, names jsonb, stickiness text, grp text)
+-- (the SDK then picks no variant).  A group that is empty (never one of a
+-- rule) or the default (dflt: the flag's rollout_group, else its key) is
+-- left out.
+CREATE FUNCTION opsflags_internal.unleash_split(variants jsonb, names jsonb, stickiness text, grp text, dflt text)
 RETURNS jsonb
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT CASE WHEN coalesce(sum((v ->> 'weight')::numeric), 0) > 0 THEN
-        jsonb_build_object(
+        jsonb_strip_nulls(jsonb_build_object(
             'split', jsonb_agg(jsonb_build_object('variation', (names ->> (v ->> 'name'))::integer,
                                                   'weight', (v ->> 'weight')::numeric) ORDER BY o),
             'bucket_by', opsflags_internal.unleash_variant_bucket_by(stickiness),
-            'group', grp)
+            'group', CASE WHEN grp NOT IN ('', dflt) THEN grp END))
         || CASE WHEN EXISTS (SELECT 1 FROM jsonb_array_elements(variants) v2
                              WHERE jsonb_array_length(coalesce(v2 -> 'overrides', '[]')) > 0)
            THEN jsonb_build_object('overrides',
@@ -380,8 +382,9 @@ $$;
 -- The rules of one strategy (n: its position, from 1): its constraints and
 -- segments as clauses and segment keys, its kind as a clause or a rollout
 -- gate, its variants as the rule's serve.  known: the segment ids that
--- exist; a strategy naming another never matches (as in the SDK).
-CREATE FUNCTION opsflags_internal.unleash_strategy_rules(s jsonb, n integer, names jsonb, known jsonb)
+-- exist; a strategy naming another never matches (as in the SDK).  dflt:
+-- the default group (the flag's rollout_group, else its key).
+CREATE FUNCTION opsflags_internal.unleash_strategy_rules(s jsonb, n integer, names jsonb, known jsonb, dflt text)
 RETURNS jsonb
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
@@ -422,13 +425,16 @@ BEGIN
         stick := CASE kind WHEN 'gradualRolloutUserId' THEN 'userId' WHEN 'gradualRolloutSessionId' THEN 'sessionId'
                            WHEN 'gradualRolloutRandom' THEN 'random'
                            ELSE coalesce(nullif(params ->> 'stickiness', ''), 'default') END;
-        rule := rule || jsonb_build_object('rollout', jsonb_build_object(
+        -- The SDK's group is the groupId, else "" (a random bucket has
+        -- none); a rule's group is never empty, so an empty one is left to
+        -- the default, as one that is the default.
+        rule := rule || jsonb_build_object('rollout', jsonb_strip_nulls(jsonb_build_object(
             'percentage', opsflags_internal.unleash_percentage(
                               CASE WHEN kind = 'flexibleRollout' THEN params -> 'rollout' ELSE params -> 'percentage' END),
             'bucket_by', CASE stick WHEN 'default' THEN '["key", "sessionId", "$random"]'::jsonb
                                     WHEN 'random' THEN '["$random"]'::jsonb
                                     ELSE jsonb_build_array(opsflags_internal.unleash_attr(stick)) END,
-            'group', coalesce(params ->> 'groupId', '')));
+            'group', CASE WHEN stick <> 'random' AND params ->> 'groupId' NOT IN ('', dflt) THEN params ->> 'groupId' END)));
     ELSIF kind = 'remoteAddress' THEN
         -- An IPv4 address or range is matched as a range, anything else as
         -- the exact text (a second rule: either matches).
@@ -456,7 +462,7 @@ BEGIN
                     WHEN jsonb_typeof(params -> 'groupId') = 'null' THEN 'null'
                     ELSE params ->> 'groupId' END;
         serve := opsflags_internal.unleash_split(variants, names,
-                     coalesce(nullif(variants -> 0 ->> 'stickiness', ''), nullif(params ->> 'stickiness', '')), grp);
+                     coalesce(nullif(variants -> 0 ->> 'stickiness', ''), nullif(params ->> 'stickiness', '')), grp, dflt);
         IF serve IS NOT NULL THEN
             rule := rule || jsonb_build_object('serve', serve);
         END IF;
@@ -467,6 +473,24 @@ BEGIN
     RETURN jsonb_build_array(rule, rule || jsonb_build_object('id', id || '.exact', 'clauses',
         jsonb_set(clauses, '{0}', jsonb_build_object('attribute', 'remoteAddress', 'op', 'in', 'values', extra))));
 END
+$$;
+
+-- The variants a dependency asks of its parent, as a prerequisite's
+-- variants (parent_names: the parent's variation names): NULL when it asks
+-- for none, or for "disabled" (what the SDK names "no variant") of a parent
+-- that has no variants; else the names the parent has, [] when it has none
+-- of them (then the SDK never satisfies the dependency).
+CREATE FUNCTION opsflags_internal.unleash_dependency_variants(dep jsonb, parent_names jsonb)
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN dep ->> 'enabled' = 'false'
+                     OR jsonb_array_length(coalesce(nullif(dep -> 'variants', 'null'), '[]')) = 0 THEN NULL
+                WHEN dep -> 'variants' ? 'disabled'
+                     AND NOT jsonb_path_exists(coalesce(parent_names, '[]'), 'strict $[*] ? (@.type() == "string")') THEN NULL
+                ELSE (SELECT coalesce(jsonb_agg(DISTINCT v), '[]') FROM jsonb_array_elements(dep -> 'variants') v
+                      WHERE jsonb_typeof(v) = 'string' AND coalesce(parent_names, '[]') @> jsonb_build_array(v)) END
 $$;
 
 -- Refuse a constraint the SDK could not even read; what it reads but
@@ -605,8 +629,8 @@ REVOKE ALL ON FUNCTION
     opsflags_internal.unleash_clause(jsonb),
     opsflags_internal.unleash_percentage(jsonb),
     opsflags_internal.unleash_variant_bucket_by(text),
-    opsflags_internal.unleash_split(jsonb, jsonb, text, text),
-    opsflags_internal.unleash_strategy_rules(jsonb, integer, jsonb, jsonb),
+    opsflags_internal.unleash_split(jsonb, jsonb, text, text, text),
+    opsflags_internal.unleash_strategy_rules(jsonb, integer, jsonb, jsonb, text),
     opsflags_internal.unleash_check_constraint(jsonb, text),
     opsflags_internal.unleash_check_feature(jsonb, text)
 FROM PUBLIC;
@@ -623,8 +647,8 @@ GRANT EXECUTE ON FUNCTION
     opsflags_internal.unleash_clause(jsonb),
     opsflags_internal.unleash_percentage(jsonb),
     opsflags_internal.unleash_variant_bucket_by(text),
-    opsflags_internal.unleash_split(jsonb, jsonb, text, text),
-    opsflags_internal.unleash_strategy_rules(jsonb, integer, jsonb, jsonb),
+    opsflags_internal.unleash_split(jsonb, jsonb, text, text, text),
+    opsflags_internal.unleash_strategy_rules(jsonb, integer, jsonb, jsonb, text),
     opsflags_internal.unleash_check_constraint(jsonb, text),
     opsflags_internal.unleash_check_feature(jsonb, text)
 TO opsflags_admin;

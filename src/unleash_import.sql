@@ -241,14 +241,22 @@ BEGIN
                       AND EXISTS (SELECT 1 FROM opsflags.feature_flags p WHERE p.flag_key = dep ->> 'feature' AND NOT p.archived
                                   AND NOT EXISTS (SELECT 1 FROM opsflags.flag_prerequisites pp WHERE pp.flag_id = p.id));
             END IF;
+            -- Variants the parent will not have.
+            ok := ok AND opsflags_internal.unleash_dependency_variants(dep,
+                      coalesce((SELECT p.variation_names FROM opsflags.feature_flags p WHERE p.flag_key = dep ->> 'feature'), '[]')
+                      || coalesce(jsonb_path_query_array(parent, 'lax $.variants[*].name'), '[]')
+                      || coalesce(jsonb_path_query_array(parent, 'lax $.strategies[*].variants[*].name'), '[]'))
+                     IS DISTINCT FROM '[]';
         END LOOP;
         enabled := coalesce((feat ->> 'enabled')::boolean, false) AND ok;
 
         SELECT coalesce(jsonb_agg(r ORDER BY o, ro), '[]') INTO rules
         FROM jsonb_array_elements(coalesce(nullif(strategies, 'null'), '[]')) WITH ORDINALITY a(s, o),
-             jsonb_array_elements(opsflags_internal.unleash_strategy_rules(s, o::integer, names, known)) WITH ORDINALITY b(r, ro);
+             jsonb_array_elements(opsflags_internal.unleash_strategy_rules(s, o::integer, names, known,
+                                                                           coalesce(f.rollout_group, key))) WITH ORDINALITY b(r, ro);
         serve := CASE WHEN jsonb_array_length(coalesce(nullif(feat -> 'variants', 'null'), '[]')) > 0
-                      THEN opsflags_internal.unleash_split(feat -> 'variants', names, feat -> 'variants' -> 0 ->> 'stickiness', key) END;
+                      THEN opsflags_internal.unleash_split(feat -> 'variants', names, feat -> 'variants' -> 0 ->> 'stickiness',
+                                                           key, coalesce(f.rollout_group, key)) END;
         -- No strategy: on for everyone; strategies (or none readable): on
         -- only where one is.
         fall := CASE WHEN jsonb_typeof(strategies) = 'array' AND jsonb_array_length(strategies) = 0 THEN NULL
@@ -293,16 +301,11 @@ BEGIN
                 SELECT p.id INTO pid FROM opsflags.feature_flags p WHERE p.flag_key = dep ->> 'feature';
                 CONTINUE WHEN pid IS NULL OR dep ->> 'feature' = ANY (removed)
                               OR jsonb_array_length(coalesce(nullif(feats -> (dep ->> 'feature') -> 'dependencies', 'null'), '[]')) > 0;
-                -- The SDK names a served variation without a variant
-                -- "disabled": a parent without variants serves only that.
+                x := opsflags_internal.unleash_dependency_variants(dep,
+                         (SELECT p.variation_names FROM opsflags.feature_flags p WHERE p.id = pid));
+                CONTINUE WHEN x = '[]';
                 want := want || jsonb_build_array(jsonb_build_object(
-                    'id', pid,
-                    'enabled', coalesce((dep ->> 'enabled')::boolean, true),
-                    'variants', CASE WHEN coalesce((dep ->> 'enabled')::boolean, true)
-                                          AND jsonb_array_length(coalesce(nullif(dep -> 'variants', 'null'), '[]')) > 0
-                                          AND NOT (dep -> 'variants' ? 'disabled'
-                                                   AND (SELECT p.variation_names IS NULL FROM opsflags.feature_flags p WHERE p.id = pid))
-                                     THEN dep -> 'variants' END));
+                    'id', pid, 'enabled', coalesce((dep ->> 'enabled')::boolean, true), 'variants', x));
             END LOOP;
         END IF;
         IF EXISTS (SELECT 1 FROM opsflags.flag_prerequisites p WHERE p.flag_id = f.id
