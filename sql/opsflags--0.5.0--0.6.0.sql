@@ -1381,7 +1381,10 @@ BEGIN
              FROM jsonb_array_elements(coalesce(r -> 'segments', '[]')) WITH ORDINALITY b(s, o)
              WHERE s #>> '{}' ~ '^unleash-segment-[0-9]+$');
     IF vr IS NOT NULL THEN
-        params := params || jsonb_build_object('groupId', coalesce(params ->> 'groupId', vr ->> 'groupId'));
+        -- One groupId buckets both the gate and the variants: a random gate
+        -- has no group of its own.
+        params := params || jsonb_build_object('groupId', CASE WHEN bb = '["$random"]' THEN vr ->> 'groupId'
+                                                               ELSE coalesce(params ->> 'groupId', vr ->> 'groupId') END);
         IF NOT params ? 'stickiness' OR kind <> 'flexibleRollout' THEN
             params := params || jsonb_build_object('stickiness', vr ->> 'stickiness');
         END IF;

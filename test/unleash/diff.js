@@ -99,19 +99,20 @@ function strategy(fname, segmentIds, names, payloadOf) {
                        'gradualRolloutSessionId', 'gradualRolloutRandom', 'remoteAddress', 'applicationHostname', 'myCustom']);
     const s = { name: kind, parameters: {}, constraints: constraints() };
     const pct = () => String(pick([0, 1, 10, 25, 50, 75, 99, 100, int(101)]));
-    const grp = () => (chance(0.8) ? pick([fname, 'g1', 'shared', '']) : undefined);
+    // A rollout's group is never empty in opsflags (the SDK's is "" without
+    // a groupId): rollouts always get one, variants sometimes not ("undefined").
+    const grp = () => pick([fname, 'g1', 'shared']);
     if (kind === 'userWithId') s.parameters.userIds = some(USERS, 4).join(pick([',', ', ', ' ,']));
     if (kind === 'flexibleRollout') {
         s.parameters.rollout = pct();
         s.parameters.stickiness = pick(['default', 'userId', 'sessionId', 'tenant', 'plan']);
-        const g = grp();
-        if (g !== undefined) s.parameters.groupId = g;
+        s.parameters.groupId = grp();
     }
     if (kind === 'gradualRolloutUserId' || kind === 'gradualRolloutSessionId') {
         s.parameters.percentage = pct();
-        const g = grp();
-        if (g !== undefined) s.parameters.groupId = g;
+        s.parameters.groupId = grp();
     }
+    if (['default', 'userWithId', 'remoteAddress'].includes(kind) && chance(0.5)) s.parameters.groupId = grp();
     if (kind === 'gradualRolloutRandom') s.parameters.percentage = pick(['0', '100']);
     if (kind === 'remoteAddress') s.parameters.IPs = some([...CIDRS.filter((x) => x), ...IPS], 3).join(', ');
     if (kind === 'applicationHostname') s.parameters.hostNames = 'nohost.example';
@@ -234,6 +235,16 @@ async function main() {
         await db.query("SELECT set_config('opsflags.environment', $1, true)", [env]);
         await db.query('SELECT opsflags.import_unleash($1, $2)', [env, JSON.stringify(doc)]);
         exported = (await db.query('SELECT opsflags.unleash_features($1) AS e', [env])).rows[0].e;
+        if (process.env.OPSFLAGS_DIFF_SHOW) {
+            // OPSFLAGS_DIFF_SHOW=<feature>: what it is in each form.
+            const name = process.env.OPSFLAGS_DIFF_SHOW;
+            console.log(`# generated: ${JSON.stringify(doc.features.find((f) => f.name === name))}`);
+            console.log(`# opsflags: ${JSON.stringify((await db.query(
+                `SELECT f.variations, f.variation_names, c.is_enabled, c.rules, c.serve, c.fallthrough
+                 FROM opsflags.feature_flags f JOIN opsflags.feature_flag_configs c ON c.flag_id = f.id
+                 WHERE f.flag_key = $1 AND c.environment = $2`, [name, env])).rows[0])}`);
+            console.log(`# exported: ${JSON.stringify(exported.features.find((f) => f.name === name))}`);
+        }
         const pairs = [];
         for (const f of doc.features) ctxs.forEach((c, ci) => pairs.push({ f: f.name, ci, ctx: { ...APP, ...c } }));
         const t0 = Date.now();
