@@ -689,7 +689,7 @@ BEGIN
        OR coalesce(jsonb_typeof(c -> 'inverted'), 'null') NOT IN ('boolean', 'null')
        OR coalesce(jsonb_typeof(c -> 'caseInsensitive'), 'null') NOT IN ('boolean', 'null')
        OR jsonb_path_exists(coalesce(c -> 'values', '[]'), 'strict $[*] ? (@.type() != "string" && @.type() != "null")') THEN
-        RAISE EXCEPTION 'malformed constraint in %', what
+        RAISE EXCEPTION 'malformed % in Unleash document', what
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = 'A constraint is {"contextName": string, "operator": string, "values": [strings] or "value": string, "inverted": boolean, "caseInsensitive": boolean}.';
     END IF;

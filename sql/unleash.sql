@@ -4,6 +4,7 @@
 -- document (nothing written), 55000 for an archived flag, 42501 for a role
 -- that is not opsflags_admin.
 \set VERBOSITY default
+\set SHOW_CONTEXT never
 SET opsflags.environment = 'staging';
 
 \set doc '{"version": 2, "segments": [{"id": 7, "name": "eu", "constraints": [{"contextName": "region", "operator": "IN", "values": ["eu", " de ", ""]}]}], "features": [{"name": "u.checkout", "enabled": true, "strategies": [{"name": "userWithId", "parameters": {"userIds": "u1, u2"}}, {"name": "flexibleRollout", "parameters": {"rollout": "50", "stickiness": "default", "groupId": "g"}, "constraints": [{"contextName": "email", "operator": "STR_ENDS_WITH", "values": ["@example.com"], "caseInsensitive": true}, {"contextName": "appVersion", "operator": "SEMVER_LT", "value": "v2.0.0", "inverted": true}], "segments": [7]}, {"name": "applicationHostname", "parameters": {"hostNames": "db1"}}], "variants": [{"name": "blue", "weight": 500, "payload": {"type": "string", "value": "b"}}, {"name": "green", "weight": 500, "stickiness": "default", "overrides": [{"contextName": "userId", "values": ["u2"]}]}]}, {"name": "u.banner", "enabled": true, "strategies": [], "dependencies": [{"feature": "u.checkout"}]}, {"name": "u.legacy", "enabled": false, "strategies": [{"name": "default", "constraints": [{"contextName": "level", "operator": "NUM_GT", "value": "x"}, {"contextName": "x", "operator": "NOT_AN_OPERATOR", "values": ["1"]}]}]}]}'
@@ -12,7 +13,8 @@ SET opsflags.environment = 'staging';
 SELECT jsonb_pretty(opsflags.import_unleash('staging', :'doc'));
 SELECT f.flag_key, f.flag_type, f.variations, f.variation_names FROM opsflags.feature_flags f
 WHERE f.flag_key LIKE 'u.%' ORDER BY 1;
-SELECT f.flag_key, c.is_enabled, jsonb_pretty(c.rules) AS rules, c.serve, c.fallthrough
+SELECT f.flag_key || ': ' || jsonb_pretty(jsonb_build_object('is_enabled', c.is_enabled, 'rules', c.rules,
+                                                             'serve', c.serve, 'fallthrough', c.fallthrough)) AS config
 FROM opsflags.feature_flags f JOIN opsflags.feature_flag_configs c ON c.flag_id = f.id AND c.environment = 'staging'
 WHERE f.flag_key LIKE 'u.%' ORDER BY 1;
 SELECT segment_key, name, rules FROM opsflags.user_segments WHERE segment_key LIKE 'unleash-%';
