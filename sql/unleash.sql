@@ -38,25 +38,37 @@ WHERE f ->> 'name' = 'u.checkout';
 SELECT opsflags.import_unleash('staging', '{"events": [{"eventId": 1, "type": "feature-removed", "featureName": "u.banner", "project": "default"}]}') - 'environment';
 SELECT opsflags.feature_enabled('u.banner', '{}'::jsonb);
 
--- Errors: nothing is written.
+-- Errors (SQLSTATE after each): nothing is written.
 SELECT opsflags.import_unleash('staging', '[]');
+\echo :LAST_ERROR_SQLSTATE
 SELECT opsflags.import_unleash('staging', '{"features": [{"name": "bad key!", "enabled": true}]}');
+\echo :LAST_ERROR_SQLSTATE
 SELECT opsflags.import_unleash('staging', '{"features": [{"name": "u.x", "strategies": [{"name": "default", "constraints": [{"operator": "IN"}]}]}]}');
+\echo :LAST_ERROR_SQLSTATE
 SELECT opsflags.import_unleash('staging', '{"features": [{"name": "u.x", "strategies": [{"parameters": {}}]}]}');
+\echo :LAST_ERROR_SQLSTATE
 SELECT opsflags.import_unleash('staging', '{"features": [{"name": "u.x", "variants": [{"name": "a", "weight": 1.5}]}]}');
+\echo :LAST_ERROR_SQLSTATE
 SELECT opsflags.import_unleash('staging', '{"features": [{"name": "u.x", "variants": [{"name": "a", "weight": 1, "payload": {"type": "string", "value": "1"}}], "strategies": [{"name": "default", "variants": [{"name": "a", "weight": 1, "payload": {"type": "string", "value": "2"}}]}]}]}');
+\echo :LAST_ERROR_SQLSTATE
 SELECT opsflags.import_unleash('staging', '{"features": [{"name": "u.x"}, {"name": "u.x"}]}');
+\echo :LAST_ERROR_SQLSTATE
 SELECT opsflags.import_unleash('staging', '{"events": [{"eventId": 1, "type": "feature-renamed"}]}');
+\echo :LAST_ERROR_SQLSTATE
 SELECT opsflags.import_unleash('nowhere', '{"features": []}');
+\echo :LAST_ERROR_SQLSTATE
 SELECT count(*) FROM opsflags.feature_flags WHERE flag_key = 'u.x';
 SELECT opsflags.archive_flag('u.legacy');
 SELECT opsflags.import_unleash('staging', :'doc');
+\echo :LAST_ERROR_SQLSTATE
 SELECT opsflags.restore_flag('u.legacy');
 
 -- Admins only.
 CREATE ROLE unleash_nobody;
 SET ROLE unleash_nobody;
 SELECT opsflags.import_unleash('staging', '{"features": []}');
+\echo :LAST_ERROR_SQLSTATE
 SELECT opsflags.unleash_features('staging');
+\echo :LAST_ERROR_SQLSTATE
 RESET ROLE;
 DROP ROLE unleash_nobody;
