@@ -19,7 +19,8 @@ FROM opsflags.feature_flags f JOIN opsflags.feature_flag_configs c ON c.flag_id 
 WHERE f.flag_key LIKE 'u.%' ORDER BY 1;
 SELECT segment_key, name, rules FROM opsflags.user_segments WHERE segment_key LIKE 'unleash-%';
 SELECT f.flag_key, p.flag_key AS prerequisite, fp.enabled, fp.variants FROM opsflags.flag_prerequisites fp
-JOIN opsflags.feature_flags f ON f.id = fp.flag_id JOIN opsflags.feature_flags p ON p.id = fp.prerequisite_id;
+JOIN opsflags.feature_flags f ON f.id = fp.flag_id JOIN opsflags.feature_flags p ON p.id = fp.prerequisite_id
+WHERE f.flag_key LIKE 'u.%';
 
 -- Evaluation is native.
 SELECT ctx, opsflags.feature_enabled('u.checkout', ctx) AS checkout,

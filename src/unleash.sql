@@ -123,6 +123,7 @@ $$;
 -- at the start, \b and \B (PostgreSQL's \y and \Y), named groups.  RE2
 -- without (?s) does not match newlines with ".", without (?m) anchors at
 -- the text's ends only: PostgreSQL's embedded options p, n, s and w.
+-- Patterns over 10000 characters are not translated either.
 CREATE FUNCTION opsflags_internal.unleash_regex(pattern text, case_insensitive boolean)
 RETURNS text
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
@@ -139,7 +140,8 @@ DECLARE
     m       text[];
     opts    text;
 BEGIN
-    IF pattern IS NULL THEN
+    -- Longer patterns are not translated (the scan below is quadratic).
+    IF pattern IS NULL OR length(pattern) > 10000 THEN
         RETURN NULL;
     END IF;
     WHILE i <= n LOOP
@@ -631,6 +633,7 @@ REVOKE ALL ON FUNCTION
     opsflags_internal.unleash_variant_bucket_by(text),
     opsflags_internal.unleash_split(jsonb, jsonb, text, text, text),
     opsflags_internal.unleash_strategy_rules(jsonb, integer, jsonb, jsonb, text),
+    opsflags_internal.unleash_dependency_variants(jsonb, jsonb),
     opsflags_internal.unleash_check_constraint(jsonb, text),
     opsflags_internal.unleash_check_feature(jsonb, text)
 FROM PUBLIC;
@@ -649,6 +652,7 @@ GRANT EXECUTE ON FUNCTION
     opsflags_internal.unleash_variant_bucket_by(text),
     opsflags_internal.unleash_split(jsonb, jsonb, text, text, text),
     opsflags_internal.unleash_strategy_rules(jsonb, integer, jsonb, jsonb, text),
+    opsflags_internal.unleash_dependency_variants(jsonb, jsonb),
     opsflags_internal.unleash_check_constraint(jsonb, text),
     opsflags_internal.unleash_check_feature(jsonb, text)
 TO opsflags_admin;
