@@ -180,6 +180,7 @@ function contexts() {
         if (chance(0.6)) props.level = pick(NUMBERS.filter((s) => s !== '' && s !== '1e3'));
         if (chance(0.6)) props.version = pick(VERSIONS);
         c.properties = props;
+        if (chance(0.4)) c.role = pick(['admin', 'ops', 'dev']);
         if (chance(0.1)) c.environment = pick(['production', 'default']);
         if (chance(0.1)) c.appName = 'other-app';
         out.push(c);
@@ -220,6 +221,46 @@ async function sdkFor(port, prefix) {
     return unleash;
 }
 
+// Flags made in opsflags itself (not imported), for the export: plain on
+// and off, user and role targets, percentage rollouts, a segment target,
+// rules (several values of a one-value operator, negated, case-insensitive,
+// a PostgreSQL pattern, a gate), named variations served by a rule's split
+// and by the config, a fallthrough serve, a prerequisite.  Only the SDK on
+// the export knows them.
+const NATIVE_SQL = `
+SELECT opsflags.create_flag(k) FROM unnest(ARRAY['n.on', 'n.off', 'n.targets', 'n.pct', 'n.pct.grp', 'n.users.pct',
+                                                  'n.segment', 'n.rules', 'n.prereq']) k;
+SELECT opsflags.create_flag('n.json', flag_type => 'json',
+                            variations => '[true, false, {"type": "string", "value": "A"}, {"type": "string", "value": "B"}]');
+UPDATE opsflags.feature_flags SET variation_names = '[null, null, "a", "b"]' WHERE flag_key = 'n.json';
+UPDATE opsflags.feature_flags SET rollout_group = 'grp' WHERE flag_key = 'n.pct.grp';
+SELECT opsflags.create_segment('n.seg', 'Native', '["bob", "x"]', '["ops"]');
+UPDATE opsflags.user_segments SET rules = '[{"id": "alpha", "clauses": [{"attribute": "plan", "op": "in", "values": ["alpha", "zeta"]}]}]'
+WHERE segment_key = 'n.seg';
+UPDATE opsflags.feature_flag_configs c SET is_enabled = f.flag_key <> 'n.off',
+       enabled_for_users = CASE f.flag_key WHEN 'n.targets' THEN '["u1", "alice"]' WHEN 'n.users.pct' THEN '["u2"]' ELSE '[]' END::jsonb,
+       enabled_for_roles = CASE f.flag_key WHEN 'n.targets' THEN '["admin"]' ELSE '[]' END::jsonb,
+       enabled_percentage = CASE f.flag_key WHEN 'n.pct' THEN 30 WHEN 'n.pct.grp' THEN 60 WHEN 'n.users.pct' THEN 50 ELSE 0 END,
+       segments = CASE f.flag_key WHEN 'n.segment' THEN '["n.seg"]' ELSE '[]' END::jsonb
+FROM opsflags.feature_flags f WHERE f.id = c.flag_id AND c.environment = $1 AND f.flag_key LIKE 'n.%';
+UPDATE opsflags.feature_flag_configs c SET
+    rules = '[{"id": "lvl", "clauses": [{"attribute": "level", "op": "gt", "values": [50, 10]},
+                                        {"attribute": "version", "op": "semver_lt", "values": ["1.2.3", "2.0.0-rc.1"], "negate": true}]},
+              {"id": "mail", "clauses": [{"attribute": "email", "op": "ends_with", "values": ["@example.com"], "case_insensitive": true}],
+               "rollout": {"percentage": 50, "bucket_by": ["key"]}},
+              {"id": "re", "clauses": [{"attribute": "plan", "op": "matches", "values": ["^a.p", "^et"]}]}]',
+    fallthrough = '{"off": true}'
+FROM opsflags.feature_flags f WHERE f.id = c.flag_id AND c.environment = $1 AND f.flag_key = 'n.rules';
+UPDATE opsflags.feature_flag_configs c SET
+    rules = '[{"id": "split", "clauses": [{"attribute": "tenant", "op": "in", "values": ["t1", "t2"]}],
+               "serve": {"split": [{"variation": 2, "weight": 30}, {"variation": 3, "weight": 70}], "bucket_by": ["tenant", "$random"], "group": "g"}},
+              {"id": "dead", "clauses": [{"attribute": "tenant", "op": "in", "values": ["acme"]}], "serve": {"variation": 3}}]',
+    serve = '{"variation": 2}', is_enabled = true
+FROM opsflags.feature_flags f WHERE f.id = c.flag_id AND c.environment = $1 AND f.flag_key = 'n.json';
+SELECT opsflags.add_prerequisite('n.prereq', 'n.targets');
+`;
+const NATIVE = ['n.on', 'n.off', 'n.targets', 'n.pct', 'n.pct.grp', 'n.users.pct', 'n.segment', 'n.rules', 'n.prereq', 'n.json'];
+
 async function main() {
     console.log(`# seed ${SEED} (OPSFLAGS_DIFF_SEED=${SEED} replays this run)`);
     const doc = generate();
@@ -234,6 +275,9 @@ async function main() {
         await db.query('INSERT INTO opsflags.environments (name) VALUES ($1)', [env]);
         await db.query("SELECT set_config('opsflags.environment', $1, true)", [env]);
         await db.query('SELECT opsflags.import_unleash($1, $2)', [env, JSON.stringify(doc)]);
+        for (const stmt of NATIVE_SQL.split(';').map((x) => x.trim()).filter((x) => x)) {
+            await db.query(stmt, stmt.includes('$1') ? [env] : []);
+        }
         exported = (await db.query('SELECT opsflags.unleash_features($1) AS e', [env])).rows[0].e;
         if (process.env.OPSFLAGS_DIFF_SHOW) {
             // OPSFLAGS_DIFF_SHOW=<feature>: what it is in each form.
@@ -246,7 +290,9 @@ async function main() {
             console.log(`# exported: ${JSON.stringify(exported.features.find((f) => f.name === name))}`);
         }
         const pairs = [];
-        for (const f of doc.features) ctxs.forEach((c, ci) => pairs.push({ f: f.name, ci, ctx: { ...APP, ...c } }));
+        for (const f of [...doc.features.map((x) => x.name), ...NATIVE]) {
+            ctxs.forEach((c, ci) => pairs.push({ f, ci, ctx: { ...APP, ...c } }));
+        }
         const t0 = Date.now();
         results = (await db.query(
             `SELECT opsflags.feature_enabled(p.f, p.ctx) AS e, opsflags.feature_explain(p.f, p.ctx) AS x
@@ -276,9 +322,10 @@ async function main() {
         let pairs = 0;
         let k = 0;
         const shown = [];
-        for (const f of doc.features) {
+        for (const f of [...doc.features, ...NATIVE.map((name) => ({ name, native: true }))]) {
             for (const c of ctxs) {
                 const r = results[k++];
+                if (f.native && which === 'generated') continue;
                 const en = sdk.isEnabled(f.name, c);
                 const v = sdkVariant(sdk.getVariant(f.name, c));
                 const sv = sqlVariant(r.x);
@@ -288,7 +335,9 @@ async function main() {
                     if (shown.length < 10) {
                         shown.push(`${f.name} for ${JSON.stringify(c)}: SDK ${en} ${JSON.stringify(v)}, opsflags ${r.e} `
                                    + `${JSON.stringify(sv)} (feature_explain ${JSON.stringify(r.x)})`);
-                        if (shown.length <= 3) shown.push(`  feature ${JSON.stringify(doc.features.find((x) => x.name === f.name))}`);
+                        if (shown.length <= 3 && !f.native) {
+                            shown.push(`  feature ${JSON.stringify(doc.features.find((x) => x.name === f.name))}`);
+                        }
                     }
                 }
             }
@@ -302,7 +351,8 @@ async function main() {
     for (const sdk of Object.values(sdks)) sdk.destroy();
     server.close();
     console.log(`1..${n}`);
-    console.log(`# unleash-diff: seed ${SEED}, ${doc.features.length} features x ${ctxs.length} contexts, `
+    console.log(`# unleash-diff: seed ${SEED}, ${doc.features.length} features (and ${NATIVE.length} made in opsflags, `
+                + `for the export) x ${ctxs.length} contexts, `
                 + `${failed ? 'differences found' : 'no differences'}`);
     process.exitCode = failed ? 1 : 0;
 }
