@@ -1,6 +1,8 @@
 // diff.js: a differential test of opsflags against the Unleash SDK.  A
-// seeded generator (OPSFLAGS_DIFF_SEED replays a run; the seed is printed)
-// makes Unleash features (every strategy, constraints with every operator,
+// seeded generator (OPSFLAGS_DIFF_SEED replays a run; the seed is printed;
+// OPSFLAGS_DIFF_FEATURES and OPSFLAGS_DIFF_CONTEXTS, default 60 and 200, size
+// it; OPSFLAGS_DIFF_SHOW=<feature> prints that feature in each form) makes
+// Unleash features (every strategy, constraints with every operator,
 // inverted and caseInsensitive, segments, dependencies, variants with
 // weights, stickiness, payloads and overrides) and contexts (userId,
 // sessionId, remoteAddress, properties, currentTime, missing fields).
