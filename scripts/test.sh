@@ -16,7 +16,8 @@
 #   OPSFLAGS_TEST_PSQL               the psql binary
 # TESTS="name ..." runs only the named tests: pg_regress names (flags),
 # pgTAP files (test/pgtap/audit.sql or audit), no-preload files (no_preload/x) and
-# shell suites by script name (dump, http, robustness, soak, upgrade, run, ...).
+# shell suites by script name (dump, http, robustness, soak, upgrade, run,
+# unleash-spec, unleash-diff, ...).
 # OPSFLAGS_PG_MAJOR=N tests against PostgreSQL N (default 15; see common.sh).
 # OPSFLAGS_TEST_SQL_ONLY=1 runs only pg_regress and the pgTAP files (with and
 # without preload), not the shell suites (that is what `make test-matrix` runs
@@ -229,6 +230,16 @@ else
     fi
 fi
 
+# npm ci in test/ when its node_modules is missing or older than the lock
+# file (only the npm registry is needed).
+ensure_node_modules() {
+    local dir=$REPO/test
+    if [[ ! -f $dir/node_modules/.package-lock.json || $dir/package-lock.json -nt $dir/node_modules/.package-lock.json ]]; then
+        log "npm ci in test/"
+        (cd "$dir" && npm ci --no-audit --no-fund) || die "npm ci in test/ failed"
+    fi
+}
+
 # d-g. Shell suites printing TAP, each counted as one file.
 # shell_suite NAME SCRIPT [VAR=VALUE...]: run SCRIPT with the variables set.
 shell_suite() {
@@ -263,5 +274,12 @@ shell_suite "make run" test/run/run.sh PORT="$PORT" WORKDIR="$TMP"
 shell_suite "README tour" test/readme/tour.sh SOCKDIR="$SOCKDIR" PORT="$PORT"
 # SIGKILL of the postmaster in the middle of a pgbench run, on a cluster of its own
 shell_suite crash test/crash/crash.sh PORT="$PORT" WORKDIR="$TMP"
+# Unleash: the client specification's cases, and a differential test against
+# the Unleash SDK (Node; packages pinned in test/package-lock.json)
+if [[ $SQL_ONLY != 1 ]] && selected unleash-spec unleash-diff; then
+    ensure_node_modules
+fi
+shell_suite "unleash-spec" test/unleash/unleash-spec.sh SOCKDIR="$SOCKDIR" PORT="$PORT"
+shell_suite "unleash-diff" test/unleash/unleash-diff.sh SOCKDIR="$SOCKDIR" PORT="$PORT"
 
 ((FAILED == 0))

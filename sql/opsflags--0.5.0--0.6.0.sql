@@ -172,3 +172,1406 @@ GRANT EXECUTE ON FUNCTION
     opsflags_internal.check_segment_rules(text, jsonb),
     opsflags_internal.rule_segment_keys(jsonb)
 TO opsflags_admin;
+
+-------------------------------------------------------------------------------
+-- Unleash import and export (src/unleash.sql, src/unleash_import.sql,
+-- src/unleash_export.sql): import_unleash, unleash_features and their helpers.
+-------------------------------------------------------------------------------
+
+/*
+ * unleash.sql
+ *	  The Unleash model as rules (docs/rules.md): how Unleash's SDKs read a
+ *	  constraint's values, and the clauses, rollout gates and splits that
+ *	  constraints, strategies and variants become.  import_unleash
+ *	  (unleash_import.sql) and unleash_features (unleash_export.sql) use them;
+ *	  evaluation stays native: nothing here evaluates.
+ */
+
+-------------------------------------------------------------------------------
+-- Values as Unleash's SDKs read them
+-------------------------------------------------------------------------------
+
+-- The attribute an Unleash context field is read from: userId is the
+-- context's key; a name starting with "/" would be a JSON pointer, so it
+-- becomes the pointer to that member.
+CREATE FUNCTION opsflags_internal.unleash_attr(name text)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN name = 'userId' THEN 'key'
+                WHEN left(name, 1) = '/' THEN '/' || replace(replace(name, '~', '~0'), '/', '~1')
+                ELSE name END
+$$;
+
+-- The Unleash context field an attribute reads (the inverse of unleash_attr).
+CREATE FUNCTION opsflags_internal.unleash_context_name(attribute text)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN attribute = 'key' THEN 'userId'
+                WHEN left(attribute, 4) = '/~1' AND position('/' IN substr(attribute, 2)) = 0
+                THEN replace(replace(substr(attribute, 2), '~1', '/'), '~0', '~')
+                ELSE attribute END
+$$;
+
+-- Constraint values as the SDK cleans them: empty ones dropped, the rest
+-- trimmed.
+CREATE FUNCTION opsflags_internal.unleash_clean(vals jsonb)
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(jsonb_agg(to_jsonb(btrim(v #>> '{}', E' \t\n\r\f\u000b')) ORDER BY o), '[]')
+    FROM jsonb_array_elements(CASE WHEN jsonb_typeof(vals) = 'array' THEN vals ELSE '[]' END) WITH ORDINALITY a(v, o)
+    WHERE jsonb_typeof(v) = 'string' AND v <> '""'
+$$;
+
+-- A number as JavaScript's Number() reads a string (decimal forms; "" and
+-- blanks are 0); NULL when it is not one.
+CREATE FUNCTION opsflags_internal.unleash_number(t text)
+RETURNS numeric
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN s = '' THEN 0
+                WHEN s ~ '^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]{1,3})?$' THEN s::numeric
+           END
+    FROM (SELECT btrim(t, E' \t\n\r\f\u000b') AS s) x
+$$;
+
+-- A date as an RFC 3339 timestamp in UTC with milliseconds (what the SDK's
+-- Date keeps); NULL for text that is not an ISO date with a zone (or a
+-- plain date, UTC midnight).
+CREATE FUNCTION opsflags_internal.unleash_date(t text)
+RETURNS text
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF t !~ '^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2}))?$' THEN
+        RETURN NULL;
+    END IF;
+    IF length(t) = 10 THEN
+        t := t || 'T00:00:00Z';
+    END IF;
+    RETURN to_char(date_trunc('milliseconds', t::timestamptz) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"');
+EXCEPTION WHEN datetime_field_overflow OR invalid_datetime_format OR invalid_parameter_value THEN
+    RETURN NULL;
+END
+$$;
+
+-- A version as node-semver reads a constraint's value (trimmed, one leading
+-- "v" allowed); NULL when it is not a semantic version.
+CREATE FUNCTION opsflags_internal.unleash_semver(t text)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN s ~ ('^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)'
+                          '(-(0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*)(\.(0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*))*)?'
+                          '(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$')
+                THEN s END
+    FROM (SELECT regexp_replace(btrim(t, E' \t\n\r\f\u000b'), '^v', '') AS s) x
+$$;
+
+-- An IPv4 or IPv6 address or range that both the SDK and PostgreSQL read.
+CREATE FUNCTION opsflags_internal.unleash_is_cidr(t text)
+RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF t ~ '^[0-9.]+(/[0-9]+)?$' THEN
+        IF t !~ '^(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])){3}(/([0-9]|[12][0-9]|3[0-2]))?$' THEN
+            RETURN false;
+        END IF;
+    ELSIF t !~ ':' THEN
+        RETURN false;
+    END IF;
+    PERFORM t::inet;
+    RETURN true;
+EXCEPTION WHEN invalid_text_representation THEN
+    RETURN false;
+END
+$$;
+
+-- An RE2 pattern (the SDK's engine) as a PostgreSQL one of the same
+-- meaning, or NULL when RE2 refuses it or the translation is not sure:
+-- look-arounds and back-references (RE2 has none), inline flags other than
+-- at the start, \b and \B (PostgreSQL's \y and \Y), named groups.  RE2
+-- without (?s) does not match newlines with ".", without (?m) anchors at
+-- the text's ends only: PostgreSQL's embedded options p, n, s and w.
+-- Patterns over 10000 characters are not translated either.
+CREATE FUNCTION opsflags_internal.unleash_regex(pattern text, case_insensitive boolean)
+RETURNS text
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    out     text := '';
+    flags   text := CASE WHEN case_insensitive THEN 'i' ELSE '' END;
+    n       integer := length(pattern);
+    i       integer := 1;
+    ch      text;
+    inclass boolean := false;
+    lead    boolean := true;   -- only "^" and inline flags so far
+    m       text[];
+    opts    text;
+BEGIN
+    -- Longer patterns are not translated (the scan below is quadratic).
+    IF pattern IS NULL OR length(pattern) > 10000 THEN
+        RETURN NULL;
+    END IF;
+    WHILE i <= n LOOP
+        ch := substr(pattern, i, 1);
+        IF ch = '\' THEN
+            IF i = n THEN
+                RETURN NULL;
+            END IF;
+            ch := substr(pattern, i + 1, 1);
+            IF NOT inclass AND ch ~ '[1-9]' THEN
+                RETURN NULL;
+            ELSIF NOT inclass AND ch = 'b' THEN
+                out := out || '\y';
+            ELSIF NOT inclass AND ch = 'B' THEN
+                out := out || '\Y';
+            ELSIF ch ~ '[dDsSwWnrtfv.*+?()\[\]{}|^$\\/-]' OR (NOT inclass AND ch IN ('A', 'z')) THEN
+                out := out || CASE ch WHEN 'z' THEN '\Z' ELSE '\' || ch END;
+            ELSE
+                RETURN NULL;
+            END IF;
+            i := i + 2;
+            lead := false;
+            CONTINUE;
+        END IF;
+        IF inclass THEN
+            IF ch = '[' AND substr(pattern, i, 2) = '[:' THEN
+                m := regexp_match(substr(pattern, i), '^\[:[a-z]+:\]');
+                IF m IS NULL THEN
+                    RETURN NULL;
+                END IF;
+                out := out || m[1];
+                i := i + length(m[1]);
+                CONTINUE;
+            ELSIF ch = ']' THEN
+                inclass := false;
+            END IF;
+            out := out || ch;
+            i := i + 1;
+            CONTINUE;
+        END IF;
+        IF ch = '[' THEN
+            inclass := true;
+            out := out || ch;
+            i := i + 1;
+            IF substr(pattern, i, 1) = '^' THEN
+                out := out || '^';
+                i := i + 1;
+            END IF;
+            IF substr(pattern, i, 1) = ']' THEN
+                out := out || '\]';
+                i := i + 1;
+            END IF;
+            lead := false;
+            CONTINUE;
+        END IF;
+        IF ch = '(' AND substr(pattern, i + 1, 1) = '?' THEN
+            m := regexp_match(substr(pattern, i), '^\(\?([imsU]*)\)');
+            IF m IS NOT NULL AND lead THEN
+                flags := flags || m[1];
+                i := i + length(m[1]) + 3;
+                CONTINUE;
+            END IF;
+            m := regexp_match(substr(pattern, i), '^\(\?P?<[A-Za-z_][A-Za-z0-9_]*>');
+            IF m IS NOT NULL THEN
+                out := out || '(';
+                i := i + length(m[1]);
+                lead := false;
+                CONTINUE;
+            END IF;
+            IF substr(pattern, i, 3) = '(?:' THEN
+                out := out || '(?:';
+                i := i + 3;
+                lead := false;
+                CONTINUE;
+            END IF;
+            RETURN NULL;
+        END IF;
+        IF NOT (ch = '^' AND lead) THEN
+            lead := false;
+        END IF;
+        out := out || ch;
+        i := i + 1;
+    END LOOP;
+    IF inclass OR flags ~ 'U' THEN
+        RETURN NULL;
+    END IF;
+    opts := CASE WHEN flags ~ 'm' AND flags ~ 's' THEN 'w' WHEN flags ~ 'm' THEN 'n'
+                 WHEN flags ~ 's' THEN 's' ELSE 'p' END
+            || CASE WHEN flags ~ 'i' THEN 'i' ELSE '' END;
+    out := '(?' || opts || ')' || out;
+    PERFORM '' ~ out;
+    RETURN out;
+EXCEPTION WHEN invalid_regular_expression THEN
+    RETURN NULL;
+END
+$$;
+
+-------------------------------------------------------------------------------
+-- Import: constraints, strategies and variants as rules and serves
+-------------------------------------------------------------------------------
+
+-- A clause that always holds (an inverted constraint that cannot hold).
+CREATE FUNCTION opsflags_internal.unleash_always(attribute text)
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT jsonb_build_object('attribute', attribute, 'op', 'in', 'values', '[]'::jsonb, 'negate', true) $$;
+
+-- One constraint (already checked by unleash_check_constraint) as a
+-- clause.  What the SDK cannot evaluate (an unknown operator, a value it
+-- cannot read) never holds: op "unsupported", keeping the operator; an
+-- inverted constraint of a value it cannot read always holds, as in the SDK.
+CREATE FUNCTION opsflags_internal.unleash_clause(c jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    op     text := c ->> 'operator';
+    attr   text := opsflags_internal.unleash_attr(c ->> 'contextName');
+    neg    boolean := coalesce((c ->> 'inverted')::boolean, false);
+    ci     boolean := coalesce((c ->> 'caseInsensitive')::boolean, false);
+    val    text := c ->> 'value';
+    vals   jsonb := opsflags_internal.unleash_clean(c -> 'values');
+    mapped text;
+    x      text;
+    cl     jsonb;
+BEGIN
+    IF op IN ('IN', 'NOT_IN') THEN
+        cl := jsonb_build_object('attribute', attr, 'op', lower(op), 'values', vals);
+    ELSIF op IN ('STR_STARTS_WITH', 'STR_ENDS_WITH', 'STR_CONTAINS') THEN
+        cl := jsonb_build_object('attribute', attr,
+                                 'op', CASE op WHEN 'STR_STARTS_WITH' THEN 'starts_with'
+                                               WHEN 'STR_ENDS_WITH' THEN 'ends_with' ELSE 'contains' END,
+                                 'values', vals);
+        IF ci THEN
+            cl := cl || '{"case_insensitive": true}';
+        END IF;
+    ELSIF op IN ('NUM_EQ', 'NUM_GT', 'NUM_GTE', 'NUM_LT', 'NUM_LTE') THEN
+        x := opsflags_internal.unleash_number(val)::text;
+        IF x IS NOT NULL THEN
+            cl := jsonb_build_object('attribute', attr, 'op', lower(substr(op, 5)), 'values', jsonb_build_array(x::numeric));
+        END IF;
+    ELSIF op IN ('DATE_AFTER', 'DATE_BEFORE') THEN
+        -- The SDK compares the context's currentTime, whatever contextName says.
+        x := opsflags_internal.unleash_date(val);
+        IF x IS NOT NULL THEN
+            attr := 'currentTime';
+            cl := jsonb_build_object('attribute', attr, 'op', lower(substr(op, 6)), 'values', jsonb_build_array(x));
+        END IF;
+    ELSIF op IN ('SEMVER_EQ', 'SEMVER_GT', 'SEMVER_GTE', 'SEMVER_LT', 'SEMVER_LTE') THEN
+        x := opsflags_internal.unleash_semver(val);
+        IF x IS NOT NULL THEN
+            cl := jsonb_build_object('attribute', attr, 'op', lower(op), 'values', jsonb_build_array(x));
+        END IF;
+    ELSIF op = 'REGEX' THEN
+        x := opsflags_internal.unleash_regex(val, ci);
+        IF x IS NOT NULL THEN
+            cl := jsonb_build_object('attribute', attr, 'op', 'matches', 'values', jsonb_build_array(x));
+        END IF;
+    ELSIF op = 'IN_CIDR' THEN
+        cl := jsonb_build_object('attribute', attr, 'op', 'in_cidr',
+                                 'values', (SELECT coalesce(jsonb_agg(v ORDER BY o), '[]')
+                                            FROM jsonb_array_elements(vals) WITH ORDINALITY a(v, o)
+                                            WHERE opsflags_internal.unleash_is_cidr(v #>> '{}')));
+    ELSE
+        mapped := 'unknown';
+    END IF;
+    IF cl IS NULL THEN
+        IF neg AND mapped IS NULL THEN
+            RETURN opsflags_internal.unleash_always(attr);
+        END IF;
+        RETURN jsonb_strip_nulls(jsonb_build_object('attribute', attr, 'op', 'unsupported', 'operator', op,
+                                 'values', coalesce(c -> 'values', CASE WHEN val IS NULL THEN '[]'::jsonb
+                                                                         ELSE jsonb_build_array(val) END)));
+    END IF;
+    IF neg THEN
+        cl := cl || '{"negate": true}';
+    END IF;
+    RETURN cl;
+END
+$$;
+
+-- A percentage parameter as the SDK reads it (Number(), compared with a
+-- bucket from 1 to 100): a whole number from 0 to 100.
+CREATE FUNCTION opsflags_internal.unleash_percentage(p jsonb)
+RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT greatest(0, least(100, floor(coalesce(
+               CASE jsonb_typeof(p) WHEN 'number' THEN (p #>> '{}')::numeric
+                                    WHEN 'string' THEN opsflags_internal.unleash_number(p #>> '{}') END,
+               0))))::integer
+$$;
+
+-- bucket_by of a variant split for an Unleash stickiness (a field the
+-- context lacks, or "", makes the SDK draw a random value).
+CREATE FUNCTION opsflags_internal.unleash_variant_bucket_by(stickiness text)
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN stickiness IS NULL OR stickiness = 'default'
+                THEN '["key", "sessionId", "remoteAddress", "$random"]'::jsonb
+                WHEN stickiness = '' THEN '["$random"]'::jsonb
+                ELSE jsonb_build_array(opsflags_internal.unleash_attr(stickiness), '$random') END
+$$;
+
+-- A variant list as a split serve over the flag's variations (names maps a
+-- variant name to its variation); NULL when its weights add up to nothing
+-- (the SDK then picks no variant).  A group that is empty (never one of a
+-- rule) or the default (dflt: the flag's rollout_group, else its key) is
+-- left out.
+CREATE FUNCTION opsflags_internal.unleash_split(variants jsonb, names jsonb, stickiness text, grp text, dflt text)
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN coalesce(sum((v ->> 'weight')::numeric), 0) > 0 THEN
+        jsonb_strip_nulls(jsonb_build_object(
+            'split', jsonb_agg(jsonb_build_object('variation', (names ->> (v ->> 'name'))::integer,
+                                                  'weight', (v ->> 'weight')::numeric) ORDER BY o),
+            'bucket_by', opsflags_internal.unleash_variant_bucket_by(stickiness),
+            'group', CASE WHEN grp NOT IN ('', dflt) THEN grp END))
+        || CASE WHEN EXISTS (SELECT 1 FROM jsonb_array_elements(variants) v2
+                             WHERE jsonb_array_length(coalesce(v2 -> 'overrides', '[]')) > 0)
+           THEN jsonb_build_object('overrides',
+                    (SELECT jsonb_agg(jsonb_build_object(
+                                'attribute', opsflags_internal.unleash_attr(ov ->> 'contextName'),
+                                'values', coalesce(ov -> 'values', '[]'),
+                                'variation', (names ->> (v3 ->> 'name'))::integer) ORDER BY o3, o4)
+                     FROM jsonb_array_elements(variants) WITH ORDINALITY a3(v3, o3),
+                          jsonb_array_elements(coalesce(v3 -> 'overrides', '[]')) WITH ORDINALITY a4(ov, o4)))
+           ELSE '{}'::jsonb END
+    END
+    FROM jsonb_array_elements(variants) WITH ORDINALITY a(v, o)
+$$;
+
+-- The rules of one strategy (n: its position, from 1): its constraints and
+-- segments as clauses and segment keys, its kind as a clause or a rollout
+-- gate, its variants as the rule's serve.  known: the segment ids that
+-- exist; a strategy naming another never matches (as in the SDK).  dflt:
+-- the default group (the flag's rollout_group, else its key).
+CREATE FUNCTION opsflags_internal.unleash_strategy_rules(s jsonb, n integer, names jsonb, known jsonb, dflt text)
+RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    kind    text := s ->> 'name';
+    params  jsonb := CASE WHEN jsonb_typeof(s -> 'parameters') = 'object' THEN s -> 'parameters' ELSE '{}' END;
+    id      text := CASE WHEN s ->> 'id' ~ '^[A-Za-z0-9._:-]{1,90}$' THEN s ->> 'id' ELSE 'strategy-' || n END;
+    clauses jsonb := '[]';
+    segs    jsonb := '[]';
+    rule    jsonb;
+    extra   jsonb;
+    ips     text[];
+    stick   text;
+    grp     text;
+    variants jsonb := CASE WHEN jsonb_typeof(s -> 'variants') = 'array' THEN s -> 'variants' ELSE '[]' END;
+    serve   jsonb;
+BEGIN
+    SELECT coalesce(jsonb_agg(opsflags_internal.unleash_clause(c) ORDER BY o), '[]') INTO clauses
+    FROM jsonb_array_elements(coalesce(nullif(s -> 'constraints', 'null'), '[]')) WITH ORDINALITY a(c, o);
+    SELECT coalesce(jsonb_agg('unleash-segment-' || (g #>> '{}') ORDER BY o)
+                        FILTER (WHERE known ? (g #>> '{}')), '[]'),
+           clauses || coalesce(jsonb_agg(jsonb_build_object('attribute', 'segment', 'op', 'unsupported',
+                                                            'operator', 'segment', 'values', jsonb_build_array(g #>> '{}'))
+                                         ORDER BY o) FILTER (WHERE NOT known ? (g #>> '{}')), '[]')
+    INTO segs, clauses
+    FROM jsonb_array_elements(coalesce(nullif(s -> 'segments', 'null'), '[]')) WITH ORDINALITY a(g, o);
+
+    rule := jsonb_build_object('id', id);
+    IF kind = 'default' THEN
+        NULL;
+    ELSIF kind = 'userWithId' THEN
+        clauses := jsonb_build_object('attribute', 'key', 'op', 'in',
+                       'values', CASE WHEN coalesce(params ->> 'userIds', '') = '' THEN '[]'::jsonb
+                                      ELSE to_jsonb(regexp_split_to_array(params ->> 'userIds', '\s*,\s*')) END)
+                   || clauses;
+    ELSIF kind IN ('gradualRolloutUserId', 'gradualRolloutSessionId', 'gradualRolloutRandom', 'flexibleRollout') THEN
+        stick := CASE kind WHEN 'gradualRolloutUserId' THEN 'userId' WHEN 'gradualRolloutSessionId' THEN 'sessionId'
+                           WHEN 'gradualRolloutRandom' THEN 'random'
+                           ELSE coalesce(nullif(params ->> 'stickiness', ''), 'default') END;
+        -- The SDK's group is the groupId, else "" (a random bucket has
+        -- none); a rule's group is never empty, so an empty one is left to
+        -- the default, as one that is the default.
+        rule := rule || jsonb_build_object('rollout', jsonb_strip_nulls(jsonb_build_object(
+            'percentage', opsflags_internal.unleash_percentage(
+                              CASE WHEN kind = 'flexibleRollout' THEN params -> 'rollout' ELSE params -> 'percentage' END),
+            'bucket_by', CASE stick WHEN 'default' THEN '["key", "sessionId", "$random"]'::jsonb
+                                    WHEN 'random' THEN '["$random"]'::jsonb
+                                    ELSE jsonb_build_array(opsflags_internal.unleash_attr(stick)) END,
+            'group', CASE WHEN stick <> 'random' AND params ->> 'groupId' NOT IN ('', dflt) THEN params ->> 'groupId' END)));
+    ELSIF kind = 'remoteAddress' THEN
+        -- An IPv4 address or range is matched as a range, anything else as
+        -- the exact text (a second rule: either matches).
+        ips := CASE WHEN coalesce(params ->> 'IPs', '') = '' THEN '{}'::text[]
+                    ELSE regexp_split_to_array(params ->> 'IPs', '\s*,\s*') END;
+        clauses := jsonb_build_object('attribute', 'remoteAddress', 'op', 'in_cidr',
+                       'values', coalesce((SELECT jsonb_agg(ip ORDER BY o) FROM unnest(ips) WITH ORDINALITY u(ip, o)
+                                           WHERE ip ~ '^[0-9./]+$' AND opsflags_internal.unleash_is_cidr(ip)), '[]'))
+                   || clauses;
+        SELECT jsonb_agg(ip ORDER BY o) INTO extra FROM unnest(ips) WITH ORDINALITY u(ip, o)
+        WHERE NOT (ip ~ '^[0-9./]+$' AND opsflags_internal.unleash_is_cidr(ip));
+    ELSE
+        -- A strategy the SDK does not know (or, as applicationHostname, one
+        -- that looks at the host the SDK runs on) never matches.
+        clauses := jsonb_build_object('attribute', 'strategy', 'op', 'unsupported', 'operator', kind,
+                                      'values', jsonb_build_array(params))
+                   || clauses;
+    END IF;
+    rule := rule || jsonb_build_object('clauses', clauses);
+    IF jsonb_array_length(segs) > 0 THEN
+        rule := rule || jsonb_build_object('segments', segs);
+    END IF;
+    IF jsonb_array_length(variants) > 0 THEN
+        grp := CASE WHEN NOT params ? 'groupId' THEN 'undefined'
+                    WHEN jsonb_typeof(params -> 'groupId') = 'null' THEN 'null'
+                    ELSE params ->> 'groupId' END;
+        serve := opsflags_internal.unleash_split(variants, names,
+                     coalesce(nullif(variants -> 0 ->> 'stickiness', ''), nullif(params ->> 'stickiness', '')), grp, dflt);
+        IF serve IS NOT NULL THEN
+            rule := rule || jsonb_build_object('serve', serve);
+        END IF;
+    END IF;
+    IF extra IS NULL THEN
+        RETURN jsonb_build_array(rule);
+    END IF;
+    RETURN jsonb_build_array(rule, rule || jsonb_build_object('id', id || '.exact', 'clauses',
+        jsonb_set(clauses, '{0}', jsonb_build_object('attribute', 'remoteAddress', 'op', 'in', 'values', extra))));
+END
+$$;
+
+-- The variants a dependency asks of its parent, as a prerequisite's
+-- variants (parent_names: the parent's variation names): NULL when it asks
+-- for none, or for "disabled" (what the SDK names "no variant") of a parent
+-- that has no variants; else the names the parent has, [] when it has none
+-- of them (then the SDK never satisfies the dependency).
+CREATE FUNCTION opsflags_internal.unleash_dependency_variants(dep jsonb, parent_names jsonb)
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN dep ->> 'enabled' = 'false'
+                     OR jsonb_array_length(coalesce(nullif(dep -> 'variants', 'null'), '[]')) = 0 THEN NULL
+                WHEN dep -> 'variants' ? 'disabled'
+                     AND NOT jsonb_path_exists(coalesce(parent_names, '[]'), 'strict $[*] ? (@.type() == "string")') THEN NULL
+                ELSE (SELECT coalesce(jsonb_agg(DISTINCT v), '[]') FROM jsonb_array_elements(dep -> 'variants') v
+                      WHERE jsonb_typeof(v) = 'string' AND coalesce(parent_names, '[]') @> jsonb_build_array(v)) END
+$$;
+
+-- Refuse a constraint the SDK could not even read; what it reads but
+-- cannot evaluate becomes a clause that never holds (unleash_clause).
+CREATE FUNCTION opsflags_internal.unleash_check_constraint(c jsonb, what text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF jsonb_typeof(c) IS DISTINCT FROM 'object'
+       OR jsonb_typeof(c -> 'contextName') IS DISTINCT FROM 'string' OR c ->> 'contextName' = ''
+       OR jsonb_typeof(c -> 'operator') IS DISTINCT FROM 'string'
+       OR coalesce(jsonb_typeof(c -> 'values'), 'null') NOT IN ('array', 'null')
+       OR coalesce(jsonb_typeof(c -> 'value'), 'null') NOT IN ('string', 'number', 'null')
+       OR coalesce(jsonb_typeof(c -> 'inverted'), 'null') NOT IN ('boolean', 'null')
+       OR coalesce(jsonb_typeof(c -> 'caseInsensitive'), 'null') NOT IN ('boolean', 'null')
+       OR jsonb_path_exists(coalesce(c -> 'values', '[]'), 'strict $[*] ? (@.type() != "string" && @.type() != "null")') THEN
+        RAISE EXCEPTION 'malformed % in Unleash document', what
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A constraint is {"contextName": string, "operator": string, "values": [strings] or "value": string, "inverted": boolean, "caseInsensitive": boolean}.';
+    END IF;
+END
+$$;
+
+-- Refuse a feature the SDK could not read: name, enabled, strategies
+-- (parameters, constraints, segments, variants), variants, dependencies.
+CREATE FUNCTION opsflags_internal.unleash_check_feature(f jsonb, what text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s    jsonb;
+    sn   bigint;
+    c    jsonb;
+    cn   bigint;
+    v    jsonb;
+    vn   bigint;
+    sw   text;
+    payloads jsonb := '{}';
+BEGIN
+    IF jsonb_typeof(f) IS DISTINCT FROM 'object' OR jsonb_typeof(f -> 'name') IS DISTINCT FROM 'string' THEN
+        RAISE EXCEPTION 'malformed % in Unleash document', what
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = 'A feature is an object with a "name".';
+    END IF;
+    what := format('feature "%s"', f ->> 'name');
+    IF NOT opsflags.is_valid_flag_key(f ->> 'name') THEN
+        RAISE EXCEPTION 'invalid flag key "%" in Unleash document', f ->> 'name'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A flag key is 1 to 100 characters from A-Z a-z 0-9 . _ : -, starting with a letter or digit.';
+    END IF;
+    IF coalesce(jsonb_typeof(f -> 'enabled'), 'null') NOT IN ('boolean', 'null')
+       OR coalesce(jsonb_typeof(f -> 'strategies'), 'null') NOT IN ('array', 'null')
+       OR coalesce(jsonb_typeof(f -> 'variants'), 'null') NOT IN ('array', 'null')
+       OR coalesce(jsonb_typeof(f -> 'dependencies'), 'null') NOT IN ('array', 'null') THEN
+        RAISE EXCEPTION 'malformed % in Unleash document', what
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = '"enabled" is a boolean; "strategies", "variants" and "dependencies" are arrays.';
+    END IF;
+    FOR s, sn IN SELECT * FROM jsonb_array_elements(coalesce(nullif(f -> 'strategies', 'null'), '[]')) WITH ORDINALITY LOOP
+        sw := format('strategy %s of %s', sn, what);
+        IF jsonb_typeof(s) IS DISTINCT FROM 'object' OR jsonb_typeof(s -> 'name') IS DISTINCT FROM 'string'
+           OR coalesce(jsonb_typeof(s -> 'parameters'), 'null') NOT IN ('object', 'null')
+           OR coalesce(jsonb_typeof(s -> 'constraints'), 'null') NOT IN ('array', 'null')
+           OR coalesce(jsonb_typeof(s -> 'segments'), 'null') NOT IN ('array', 'null')
+           OR coalesce(jsonb_typeof(s -> 'variants'), 'null') NOT IN ('array', 'null')
+           OR jsonb_path_exists(coalesce(s -> 'segments', '[]'), 'strict $[*] ? (@.type() != "number")')
+           OR jsonb_path_exists(coalesce(nullif(s -> 'parameters', 'null'), '{}'),
+                                'strict $.* ? (@.type() != "string" && @.type() != "number" && @.type() != "null")') THEN
+            RAISE EXCEPTION 'malformed % in Unleash document', sw
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'A strategy is {"name": string, "parameters": {name: string}, "constraints": [...], "segments": [segment ids], "variants": [...]}.';
+        END IF;
+        FOR c, cn IN SELECT * FROM jsonb_array_elements(coalesce(nullif(s -> 'constraints', 'null'), '[]')) WITH ORDINALITY LOOP
+            PERFORM opsflags_internal.unleash_check_constraint(c, format('constraint %s of %s', cn, sw));
+        END LOOP;
+    END LOOP;
+    -- Variants of the feature and of its strategies; a name is one
+    -- variation of the flag, so it has one payload.
+    FOR v, vn, sw IN
+        SELECT x.v, x.o, format('variant %s of %s', x.o, what) FROM jsonb_array_elements(coalesce(nullif(f -> 'variants', 'null'), '[]')) WITH ORDINALITY x(v, o)
+        UNION ALL
+        SELECT y.v, y.o, format('variant %s of strategy %s of %s', y.o, s2.o, what)
+        FROM jsonb_array_elements(coalesce(nullif(f -> 'strategies', 'null'), '[]')) WITH ORDINALITY s2(s, o),
+             jsonb_array_elements(coalesce(nullif(s2.s -> 'variants', 'null'), '[]')) WITH ORDINALITY y(v, o)
+    LOOP
+        IF jsonb_typeof(v) IS DISTINCT FROM 'object' OR jsonb_typeof(v -> 'name') IS DISTINCT FROM 'string'
+           OR v ->> 'name' = ''
+           OR NOT opsflags_internal.is_whole_number(coalesce(v -> 'weight', '0'), 0, 2147483647)
+           OR coalesce(jsonb_typeof(v -> 'stickiness'), 'null') NOT IN ('string', 'null')
+           OR coalesce(jsonb_typeof(v -> 'payload'), 'null') NOT IN ('object', 'null')
+           OR coalesce(jsonb_typeof(v -> 'overrides'), 'null') NOT IN ('array', 'null')
+           OR jsonb_path_exists(coalesce(v -> 'overrides', '[]'),
+                                'strict $[*] ? (@.type() != "object" || !exists(@.contextName) || !exists(@.values)
+                                               || @.contextName.type() != "string" || @.values.type() != "array")') THEN
+            RAISE EXCEPTION 'malformed % in Unleash document', sw
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'A variant is {"name": string, "weight": whole number, "stickiness": string, "payload": {"type", "value"}, "overrides": [{"contextName", "values"}]}.';
+        END IF;
+        IF payloads ? (v ->> 'name') AND payloads -> (v ->> 'name') <> coalesce(v -> 'payload', 'null') THEN
+            RAISE EXCEPTION 'variant "%" of % has two payloads', v ->> 'name', what
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'A variant name is one variation of the flag: its feature and strategy variants of that name must carry the same payload.';
+        END IF;
+        payloads := payloads || jsonb_build_object(v ->> 'name', coalesce(v -> 'payload', 'null'));
+    END LOOP;
+    IF jsonb_path_exists(coalesce(f -> 'dependencies', '[]'),
+                         'strict $[*] ? (@.type() != "object" || !exists(@.feature) || @.feature.type() != "string")')
+       OR jsonb_path_exists(coalesce(f -> 'dependencies', '[]'),
+                            'strict $[*] ? (exists(@.enabled) && @.enabled.type() != "boolean" && @.enabled.type() != "null")')
+       OR jsonb_path_exists(coalesce(f -> 'dependencies', '[]'),
+                            'strict $[*] ? (exists(@.variants) && @.variants.type() != "array" && @.variants.type() != "null")') THEN
+        RAISE EXCEPTION 'malformed dependency of % in Unleash document', what
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A dependency is {"feature": string, "enabled": boolean, "variants": [variant names]}.';
+    END IF;
+END
+$$;
+
+
+-------------------------------------------------------------------------------
+-- Privileges: the helpers of the Unleash import and export are for opsflags_admin.
+-------------------------------------------------------------------------------
+
+REVOKE ALL ON FUNCTION
+    opsflags_internal.unleash_attr(text),
+    opsflags_internal.unleash_context_name(text),
+    opsflags_internal.unleash_clean(jsonb),
+    opsflags_internal.unleash_number(text),
+    opsflags_internal.unleash_date(text),
+    opsflags_internal.unleash_semver(text),
+    opsflags_internal.unleash_is_cidr(text),
+    opsflags_internal.unleash_regex(text, boolean),
+    opsflags_internal.unleash_always(text),
+    opsflags_internal.unleash_clause(jsonb),
+    opsflags_internal.unleash_percentage(jsonb),
+    opsflags_internal.unleash_variant_bucket_by(text),
+    opsflags_internal.unleash_split(jsonb, jsonb, text, text, text),
+    opsflags_internal.unleash_strategy_rules(jsonb, integer, jsonb, jsonb, text),
+    opsflags_internal.unleash_dependency_variants(jsonb, jsonb),
+    opsflags_internal.unleash_check_constraint(jsonb, text),
+    opsflags_internal.unleash_check_feature(jsonb, text)
+FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    opsflags_internal.unleash_attr(text),
+    opsflags_internal.unleash_context_name(text),
+    opsflags_internal.unleash_clean(jsonb),
+    opsflags_internal.unleash_number(text),
+    opsflags_internal.unleash_date(text),
+    opsflags_internal.unleash_semver(text),
+    opsflags_internal.unleash_is_cidr(text),
+    opsflags_internal.unleash_regex(text, boolean),
+    opsflags_internal.unleash_always(text),
+    opsflags_internal.unleash_clause(jsonb),
+    opsflags_internal.unleash_percentage(jsonb),
+    opsflags_internal.unleash_variant_bucket_by(text),
+    opsflags_internal.unleash_split(jsonb, jsonb, text, text, text),
+    opsflags_internal.unleash_strategy_rules(jsonb, integer, jsonb, jsonb, text),
+    opsflags_internal.unleash_dependency_variants(jsonb, jsonb),
+    opsflags_internal.unleash_check_constraint(jsonb, text),
+    opsflags_internal.unleash_check_feature(jsonb, text)
+TO opsflags_admin;
+
+/*
+ * unleash_import.sql
+ *	  import_unleash: an Unleash client document (/api/client/features, or
+ *	  delta API events) as flags, rules, segments and prerequisites, with
+ *	  the mapping of unleash.sql.
+ */
+
+-------------------------------------------------------------------------------
+-- import_unleash
+-------------------------------------------------------------------------------
+
+-- Loads an Unleash client document into an environment.  Everything is
+-- checked before anything is written; a flag, config, segment or
+-- prerequisite is written only where it differs, so a second import of the
+-- same document changes nothing.  The config of each feature becomes
+-- exactly the Unleash feature: no user, role or segment targets, no
+-- percentage or schedule, variations 0 and 1 (true, false) as on and off.
+CREATE FUNCTION opsflags.import_unleash(environment text, document jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    env       text := opsflags.resolve_environment(environment);
+    feats     jsonb := '{}';
+    segs      jsonb := '{}';
+    removed   text[] := '{}';
+    seg_gone  text[] := '{}';
+    e         jsonb;
+    en        bigint;
+    x         jsonb;
+    key       text;
+    feat      jsonb;
+    strategies jsonb;
+    fv        jsonb;
+    f         opsflags.feature_flags;
+    c         opsflags.feature_flag_configs;
+    vars      jsonb;
+    vnames    jsonb;
+    names     jsonb;
+    idx       integer;
+    vtype     text;
+    rules     jsonb;
+    serve     jsonb;
+    fall      jsonb;
+    enabled   boolean;
+    ok        boolean;
+    known     jsonb;
+    dep       jsonb;
+    parent    jsonb;
+    pid       uuid;
+    want      jsonb;
+    chg       boolean;
+    s_rules   jsonb;
+    created   text[] := '{}';
+    changed   text[] := '{}';
+    same      text[] := '{}';
+    gone      text[] := '{}';
+    s_created text[] := '{}';
+    s_changed text[] := '{}';
+    s_same    text[] := '{}';
+    s_gone    text[] := '{}';
+BEGIN
+    IF document IS NULL OR jsonb_typeof(document) <> 'object'
+       OR NOT (jsonb_typeof(document -> 'features') = 'array' OR jsonb_typeof(document -> 'events') = 'array') THEN
+        RAISE EXCEPTION 'an Unleash document is a JSON object with "features" or "events"'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Expected the /api/client/features response {"version": 2, "features": [...], "segments": [...]} or a delta {"events": [...]}.';
+    END IF;
+
+    -- The state the document describes: features by name, segments by id,
+    -- and (delta events) the features it removes.
+    IF document ? 'features' THEN
+        document := jsonb_build_object('events', jsonb_build_array(jsonb_build_object(
+            'type', 'hydration', 'features', document -> 'features', 'segments', coalesce(document -> 'segments', '[]'))));
+    END IF;
+    FOR e, en IN SELECT * FROM jsonb_array_elements(document -> 'events') WITH ORDINALITY LOOP
+        IF jsonb_typeof(e) IS DISTINCT FROM 'object' OR jsonb_typeof(e -> 'type') IS DISTINCT FROM 'string' THEN
+            RAISE EXCEPTION 'malformed event % in Unleash document', en
+                USING ERRCODE = 'invalid_parameter_value', DETAIL = 'An event is an object with a "type".';
+        END IF;
+        CASE e ->> 'type'
+        WHEN 'hydration' THEN
+            IF jsonb_typeof(e -> 'features') IS DISTINCT FROM 'array'
+               OR coalesce(jsonb_typeof(e -> 'segments'), 'null') NOT IN ('array', 'null') THEN
+                RAISE EXCEPTION 'malformed event % in Unleash document', en
+                    USING ERRCODE = 'invalid_parameter_value', DETAIL = 'A hydration has "features" and "segments" arrays.';
+            END IF;
+            feats := '{}';
+            segs := '{}';
+            removed := '{}';
+            FOR x, idx IN SELECT * FROM jsonb_array_elements(e -> 'features') WITH ORDINALITY LOOP
+                PERFORM opsflags_internal.unleash_check_feature(x, format('feature %s', idx));
+                IF feats ? (x ->> 'name') THEN
+                    RAISE EXCEPTION 'feature "%" appears twice in Unleash document', x ->> 'name'
+                        USING ERRCODE = 'invalid_parameter_value';
+                END IF;
+                feats := feats || jsonb_build_object(x ->> 'name', x);
+            END LOOP;
+            FOR x IN SELECT * FROM jsonb_array_elements(coalesce(nullif(e -> 'segments', 'null'), '[]')) LOOP
+                segs := segs || jsonb_build_object(coalesce(x ->> 'id', ''), x);
+            END LOOP;
+        WHEN 'feature-updated' THEN
+            PERFORM opsflags_internal.unleash_check_feature(e -> 'feature', format('feature of event %s', en));
+            feats := feats || jsonb_build_object(e -> 'feature' ->> 'name', e -> 'feature');
+            removed := array_remove(removed, e -> 'feature' ->> 'name');
+        WHEN 'feature-removed' THEN
+            IF jsonb_typeof(e -> 'featureName') IS DISTINCT FROM 'string' THEN
+                RAISE EXCEPTION 'malformed event % in Unleash document', en
+                    USING ERRCODE = 'invalid_parameter_value', DETAIL = 'A feature-removed event names a "featureName".';
+            END IF;
+            feats := feats - (e ->> 'featureName');
+            removed := array_remove(removed, e ->> 'featureName') || (e ->> 'featureName');
+        WHEN 'segment-updated' THEN
+            segs := segs || jsonb_build_object(coalesce(e -> 'segment' ->> 'id', ''), e -> 'segment');
+            seg_gone := array_remove(seg_gone, e -> 'segment' ->> 'id');
+        WHEN 'segment-removed' THEN
+            IF NOT opsflags_internal.is_whole_number(e -> 'segmentId', 0, 1e15) THEN
+                RAISE EXCEPTION 'malformed event % in Unleash document', en
+                    USING ERRCODE = 'invalid_parameter_value', DETAIL = 'A segment-removed event names a "segmentId".';
+            END IF;
+            segs := segs - (e ->> 'segmentId');
+            seg_gone := array_remove(seg_gone, e ->> 'segmentId') || (e ->> 'segmentId');
+        ELSE
+            RAISE EXCEPTION 'unknown event type "%" in Unleash document', e ->> 'type'
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'Known: hydration, feature-updated, feature-removed, segment-updated, segment-removed.';
+        END CASE;
+    END LOOP;
+
+    -- Check everything before writing anything.
+    FOR key, x IN SELECT * FROM jsonb_each(segs) LOOP
+        IF jsonb_typeof(x) IS DISTINCT FROM 'object' OR NOT opsflags_internal.is_whole_number(x -> 'id', 0, 1e15)
+           OR coalesce(jsonb_typeof(x -> 'name'), 'null') NOT IN ('string', 'null')
+           OR coalesce(jsonb_typeof(x -> 'constraints'), 'null') NOT IN ('array', 'null') THEN
+            RAISE EXCEPTION 'malformed segment "%" in Unleash document', key
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'A segment is {"id": whole number, "name": string, "constraints": [...]}.';
+        END IF;
+        FOR e, en IN SELECT * FROM jsonb_array_elements(coalesce(nullif(x -> 'constraints', 'null'), '[]')) WITH ORDINALITY LOOP
+            PERFORM opsflags_internal.unleash_check_constraint(e, format('constraint %s of segment %s', en, key));
+        END LOOP;
+    END LOOP;
+    FOR key IN SELECT k FROM jsonb_object_keys(feats) k ORDER BY k LOOP
+        SELECT * INTO f FROM opsflags.feature_flags ff WHERE ff.flag_key = key;
+        IF FOUND THEN
+            IF f.archived THEN
+                RAISE EXCEPTION 'feature flag "%" of the Unleash document is archived', key
+                    USING ERRCODE = 'object_not_in_prerequisite_state',
+                          HINT = 'Restore it with opsflags.restore_flag(), or leave it out of the document.';
+            END IF;
+            IF f.variations -> 0 IS DISTINCT FROM 'true' OR f.variations -> 1 IS DISTINCT FROM 'false' THEN
+                RAISE EXCEPTION 'feature flag "%" of the Unleash document does not have the variations true and false first', key
+                    USING ERRCODE = 'invalid_parameter_value',
+                          DETAIL = 'An Unleash feature is a flag whose variations are [true, false, variant payloads...].';
+            END IF;
+        END IF;
+    END LOOP;
+
+    -- Segments: opsflags.user_segments "unleash-segment-<id>", one rule of
+    -- the segment's constraints.
+    FOR key, x IN SELECT k, v FROM jsonb_each(segs) s(k, v) ORDER BY k::numeric LOOP
+        s_rules := jsonb_build_array(jsonb_build_object('id', 'constraints', 'clauses',
+            (SELECT coalesce(jsonb_agg(opsflags_internal.unleash_clause(cc) ORDER BY o), '[]')
+             FROM jsonb_array_elements(coalesce(nullif(x -> 'constraints', 'null'), '[]')) WITH ORDINALITY a(cc, o))));
+        key := 'unleash-segment-' || key;
+        IF NOT EXISTS (SELECT 1 FROM opsflags.user_segments u WHERE u.segment_key = key) THEN
+            INSERT INTO opsflags.user_segments (segment_key, name, rules)
+            VALUES (key, coalesce(x ->> 'name', key), s_rules);
+            s_created := s_created || key;
+        ELSIF EXISTS (SELECT 1 FROM opsflags.user_segments u WHERE u.segment_key = key
+                      AND (u.name, u.user_ids, u.roles, u.rules) IS NOT DISTINCT FROM (coalesce(x ->> 'name', key), '[]'::jsonb, '[]'::jsonb, s_rules)) THEN
+            s_same := s_same || key;
+        ELSE
+            UPDATE opsflags.user_segments u
+            SET name = coalesce(x ->> 'name', key), user_ids = '[]', roles = '[]', rules = s_rules, updated_at = now()
+            WHERE u.segment_key = key;
+            s_changed := s_changed || key;
+        END IF;
+    END LOOP;
+    SELECT coalesce(jsonb_object_agg(substr(u.segment_key, 17), true), '{}') INTO known
+    FROM opsflags.user_segments u
+    WHERE u.segment_key ~ '^unleash-segment-[0-9]+$' AND substr(u.segment_key, 17) <> ALL (seg_gone);
+
+    -- Features: the flag (variations: true, false, then one per variant
+    -- name, its payload as the value) and its config in the environment.
+    FOR key IN SELECT k FROM jsonb_object_keys(feats) k ORDER BY k LOOP
+        feat := feats -> key;
+        strategies := feat -> 'strategies';
+        chg := false;
+        SELECT * INTO f FROM opsflags.feature_flags ff WHERE ff.flag_key = key;
+        vars := coalesce(f.variations, '[true, false]');
+        vnames := coalesce(f.variation_names,
+                           (SELECT jsonb_agg(NULL::text) FROM generate_series(1, jsonb_array_length(vars))));
+        FOR fv IN
+            SELECT v FROM (SELECT x.v, 0 AS s, x.o FROM jsonb_array_elements(coalesce(nullif(feat -> 'variants', 'null'), '[]')) WITH ORDINALITY x(v, o)
+                           UNION ALL
+                           SELECT y.v, s2.o, y.o
+                           FROM jsonb_array_elements(coalesce(nullif(strategies, 'null'), '[]')) WITH ORDINALITY s2(s, o),
+                                jsonb_array_elements(coalesce(nullif(s2.s -> 'variants', 'null'), '[]')) WITH ORDINALITY y(v, o)) z
+            ORDER BY z.s, z.o
+        LOOP
+            SELECT o::integer - 1 INTO idx FROM jsonb_array_elements(vnames) WITH ORDINALITY a(n, o)
+            WHERE a.n = fv -> 'name';
+            IF idx IS NULL THEN
+                vars := vars || jsonb_build_array(coalesce(fv -> 'payload', 'null'));
+                vnames := vnames || jsonb_build_array(fv -> 'name');
+            ELSIF vars -> idx <> coalesce(fv -> 'payload', 'null') THEN
+                vars := jsonb_set(vars, ARRAY[idx::text], coalesce(fv -> 'payload', 'null'));
+            END IF;
+            idx := NULL;
+        END LOOP;
+        IF NOT EXISTS (SELECT 1 FROM jsonb_array_elements(vnames) n WHERE n <> 'null') THEN
+            vnames := NULL;
+        END IF;
+        vtype := CASE WHEN jsonb_array_length(vars) > 2 THEN 'json' ELSE coalesce(f.flag_type, 'boolean') END;
+        IF f.id IS NULL THEN
+            INSERT INTO opsflags.feature_flags (flag_key, flag_name, description, flag_type, variations, variation_names)
+            VALUES (key, key, feat ->> 'description', vtype, vars, vnames)
+            RETURNING * INTO f;
+            INSERT INTO opsflags.feature_flag_configs (flag_id, environment)
+            SELECT f.id, en2.name FROM opsflags.environments en2 WHERE en2.name <> env;
+            created := created || key;
+        ELSIF (f.flag_type, f.variations, f.variation_names) IS DISTINCT FROM (vtype, vars, vnames) THEN
+            UPDATE opsflags.feature_flags ff SET flag_type = vtype, variations = vars, variation_names = vnames
+            WHERE ff.id = f.id RETURNING * INTO f;
+            chg := true;
+        END IF;
+        SELECT coalesce(jsonb_object_agg(n #>> '{}', o - 1) FILTER (WHERE n <> 'null'), '{}') INTO names
+        FROM jsonb_array_elements(coalesce(vnames, '[]')) WITH ORDINALITY a(n, o);
+
+        -- A dependency the SDK can never satisfy (a parent missing, or
+        -- with dependencies of its own) leaves the feature off.
+        ok := true;
+        FOR dep IN SELECT * FROM jsonb_array_elements(coalesce(nullif(feat -> 'dependencies', 'null'), '[]')) LOOP
+            parent := feats -> (dep ->> 'feature');
+            IF parent IS NOT NULL THEN
+                ok := ok AND jsonb_array_length(coalesce(nullif(parent -> 'dependencies', 'null'), '[]')) = 0;
+            ELSE
+                ok := ok AND dep ->> 'feature' <> ALL (removed)
+                      AND EXISTS (SELECT 1 FROM opsflags.feature_flags p WHERE p.flag_key = dep ->> 'feature' AND NOT p.archived
+                                  AND NOT EXISTS (SELECT 1 FROM opsflags.flag_prerequisites pp WHERE pp.flag_id = p.id));
+            END IF;
+            -- Variants the parent will not have.
+            ok := ok AND opsflags_internal.unleash_dependency_variants(dep,
+                      coalesce((SELECT p.variation_names FROM opsflags.feature_flags p WHERE p.flag_key = dep ->> 'feature'), '[]')
+                      || coalesce(jsonb_path_query_array(parent, 'lax $.variants[*].name'), '[]')
+                      || coalesce(jsonb_path_query_array(parent, 'lax $.strategies[*].variants[*].name'), '[]'))
+                     IS DISTINCT FROM '[]';
+        END LOOP;
+        enabled := coalesce((feat ->> 'enabled')::boolean, false) AND ok;
+
+        SELECT coalesce(jsonb_agg(r ORDER BY o, ro), '[]') INTO rules
+        FROM jsonb_array_elements(coalesce(nullif(strategies, 'null'), '[]')) WITH ORDINALITY a(s, o),
+             jsonb_array_elements(opsflags_internal.unleash_strategy_rules(s, o::integer, names, known,
+                                                                           coalesce(f.rollout_group, key))) WITH ORDINALITY b(r, ro);
+        serve := CASE WHEN jsonb_array_length(coalesce(nullif(feat -> 'variants', 'null'), '[]')) > 0
+                      THEN opsflags_internal.unleash_split(feat -> 'variants', names, feat -> 'variants' -> 0 ->> 'stickiness',
+                                                           key, coalesce(f.rollout_group, key)) END;
+        -- No strategy: on for everyone; strategies (or none readable): on
+        -- only where one is.
+        fall := CASE WHEN jsonb_typeof(strategies) = 'array' AND jsonb_array_length(strategies) = 0 THEN NULL
+                     ELSE '{"off": true}'::jsonb END;
+
+        SELECT * INTO c FROM opsflags.feature_flag_configs fc WHERE fc.flag_id = f.id AND fc.environment = env;
+        IF c.flag_id IS NULL THEN
+            INSERT INTO opsflags.feature_flag_configs (flag_id, environment, is_enabled, on_variation, off_variation,
+                                                       rules, serve, fallthrough)
+            VALUES (f.id, env, enabled, 0, 1, rules, serve, fall);
+            chg := true;
+        ELSIF (c.is_enabled, c.enabled_for_users, c.enabled_for_roles, c.enabled_percentage, c.enable_at, c.disable_at,
+               c.on_variation, c.off_variation, c.variation_weights, c.segments, c.rules, c.serve, c.fallthrough)
+              IS DISTINCT FROM
+              (enabled, '[]'::jsonb, '[]'::jsonb, 0, NULL::timestamptz, NULL::timestamptz,
+               0, 1, NULL::jsonb, '[]'::jsonb, rules, serve, fall) THEN
+            UPDATE opsflags.feature_flag_configs fc
+            SET is_enabled = enabled, enabled_for_users = '[]', enabled_for_roles = '[]', enabled_percentage = 0,
+                enable_at = NULL, disable_at = NULL, on_variation = 0, off_variation = 1, variation_weights = NULL,
+                segments = '[]', rules = import_unleash.rules, serve = import_unleash.serve, fallthrough = fall
+            WHERE fc.flag_id = f.id AND fc.environment = env;
+            chg := true;
+        END IF;
+        IF NOT (key = ANY (created)) THEN
+            IF chg THEN
+                changed := changed || key;
+            ELSE
+                same := same || key;
+            END IF;
+        END IF;
+    END LOOP;
+
+    -- Prerequisites, once every flag exists: a feature's dependencies (none
+    -- for a feature left off above).
+    FOR key IN SELECT k FROM jsonb_object_keys(feats) k ORDER BY k LOOP
+        feat := feats -> key;
+        SELECT * INTO f FROM opsflags.feature_flags ff WHERE ff.flag_key = key;
+        SELECT * INTO c FROM opsflags.feature_flag_configs fc WHERE fc.flag_id = f.id AND fc.environment = env;
+        want := '[]';
+        IF c.is_enabled OR NOT coalesce((feat ->> 'enabled')::boolean, false) THEN
+            FOR dep IN SELECT * FROM jsonb_array_elements(coalesce(nullif(feat -> 'dependencies', 'null'), '[]')) LOOP
+                SELECT p.id INTO pid FROM opsflags.feature_flags p WHERE p.flag_key = dep ->> 'feature';
+                CONTINUE WHEN pid IS NULL OR dep ->> 'feature' = ANY (removed)
+                              OR jsonb_array_length(coalesce(nullif(feats -> (dep ->> 'feature') -> 'dependencies', 'null'), '[]')) > 0;
+                x := opsflags_internal.unleash_dependency_variants(dep,
+                         (SELECT p.variation_names FROM opsflags.feature_flags p WHERE p.id = pid));
+                CONTINUE WHEN x = '[]';
+                want := want || jsonb_build_array(jsonb_build_object(
+                    'id', pid, 'enabled', coalesce((dep ->> 'enabled')::boolean, true), 'variants', x));
+            END LOOP;
+        END IF;
+        IF EXISTS (SELECT 1 FROM opsflags.flag_prerequisites p WHERE p.flag_id = f.id
+                   AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(want) w WHERE (w ->> 'id')::uuid = p.prerequisite_id
+                                   AND p.variation IS NULL AND p.enabled = (w ->> 'enabled')::boolean
+                                   AND p.variants IS NOT DISTINCT FROM nullif(w -> 'variants', 'null')))
+           OR EXISTS (SELECT 1 FROM jsonb_array_elements(want) w WHERE NOT EXISTS
+                      (SELECT 1 FROM opsflags.flag_prerequisites p WHERE p.flag_id = f.id AND p.prerequisite_id = (w ->> 'id')::uuid)) THEN
+            DELETE FROM opsflags.flag_prerequisites p WHERE p.flag_id = f.id;
+            INSERT INTO opsflags.flag_prerequisites (flag_id, prerequisite_id, enabled, variants)
+            SELECT f.id, (w ->> 'id')::uuid, (w ->> 'enabled')::boolean, nullif(w -> 'variants', 'null')
+            FROM jsonb_array_elements(want) w;
+            IF key = ANY (same) THEN
+                same := array_remove(same, key);
+                changed := changed || key;
+            END IF;
+        END IF;
+    END LOOP;
+
+    -- Removed features are off in the environment.
+    FOREACH key IN ARRAY removed LOOP
+        UPDATE opsflags.feature_flag_configs fc SET is_enabled = false
+        FROM opsflags.feature_flags ff
+        WHERE ff.flag_key = key AND fc.flag_id = ff.id AND fc.environment = env AND fc.is_enabled;
+        IF FOUND THEN
+            gone := gone || key;
+        END IF;
+    END LOOP;
+    FOREACH key IN ARRAY seg_gone LOOP
+        DELETE FROM opsflags.user_segments u WHERE u.segment_key = 'unleash-segment-' || key;
+        IF FOUND THEN
+            s_gone := s_gone || ('unleash-segment-' || key);
+        END IF;
+    END LOOP;
+
+    RETURN jsonb_build_object('environment', env, 'created', to_jsonb(created), 'changed', to_jsonb(changed),
+                              'unchanged', to_jsonb(same), 'removed', to_jsonb(gone),
+                              'segments', jsonb_build_object('created', to_jsonb(s_created), 'changed', to_jsonb(s_changed),
+                                                             'unchanged', to_jsonb(s_same), 'removed', to_jsonb(s_gone)));
+END
+$$;
+COMMENT ON FUNCTION opsflags.import_unleash(text, jsonb) IS
+  'Load an Unleash client document (/api/client/features, or delta events) into an environment as flags, rules, segments and prerequisites; idempotent';
+
+
+-------------------------------------------------------------------------------
+-- Privileges: the import is for opsflags_admin.
+-------------------------------------------------------------------------------
+
+REVOKE ALL ON FUNCTION
+    opsflags.import_unleash(text, jsonb)
+FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    opsflags.import_unleash(text, jsonb)
+TO opsflags_admin;
+
+/*
+ * unleash_export.sql
+ *	  unleash_features: an environment's flags as an Unleash client document
+ *	  (/api/client/features), so that Unleash SDKs answer as opsflags does.
+ */
+
+-------------------------------------------------------------------------------
+-- Export: rules and serves as strategies and variants
+-------------------------------------------------------------------------------
+
+-- A PostgreSQL pattern as RE2 reads it (the inverse of unleash_regex):
+-- {"value", "caseInsensitive"}.  A pattern without embedded options has
+-- PostgreSQL's defaults: "." matches newlines, anchors at the text's ends.
+CREATE FUNCTION opsflags_internal.unleash_regex_out(pattern text, case_insensitive boolean)
+RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    m     text[] := regexp_match(pattern, '^\(\?([a-z]*)\)');
+    opts  text := coalesce(m[1], 's');
+    body  text := CASE WHEN m IS NULL THEN pattern ELSE substr(pattern, length(m[1]) + 4) END;
+    flags text;
+BEGIN
+    body := regexp_replace(regexp_replace(regexp_replace(body, '(^|[^\\])((\\\\)*)\\y', '\1\2\\b', 'g'),
+                                          '(^|[^\\])((\\\\)*)\\Y', '\1\2\\B', 'g'),
+                           '(^|[^\\])((\\\\)*)\\Z', '\1\2\\z', 'g');
+    flags := CASE WHEN opts ~ 'w' THEN 'ms' WHEN opts ~ '[nm]' THEN 'm' WHEN opts ~ 'p' THEN '' ELSE 's' END
+             || CASE WHEN opts ~ 'i' THEN 'i' ELSE '' END;
+    RETURN jsonb_build_object('value', CASE WHEN flags = '' THEN body ELSE '(?' || flags || ')' || body END,
+                              'caseInsensitive', coalesce(case_insensitive, false));
+END
+$$;
+
+-- The alternatives one clause is in Unleash: a list of constraint lists,
+-- any of which holds when the clause does (an operator of one value with
+-- several values is one constraint per value; negated, all of them).
+-- Members "segments" of an alternative are strategy segment ids.
+CREATE FUNCTION opsflags_internal.unleash_constraints(cl jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    op    text := cl ->> 'op';
+    neg   boolean := coalesce((cl ->> 'negate')::boolean, false);
+    ci    boolean := coalesce((cl ->> 'case_insensitive')::boolean, false);
+    name  text := opsflags_internal.unleash_context_name(cl ->> 'attribute');
+    vals  jsonb := coalesce(cl -> 'values', '[]');
+    uop   text;
+    one   jsonb;
+BEGIN
+    IF op = 'unsupported' THEN
+        IF cl ->> 'attribute' = 'segment' AND cl ->> 'operator' = 'segment' THEN
+            RETURN jsonb_build_array(jsonb_build_array(jsonb_build_object('segment', (vals ->> 0)::numeric)));
+        END IF;
+        RETURN jsonb_build_array(jsonb_build_array(jsonb_build_object(
+            'contextName', name, 'operator', coalesce(cl ->> 'operator', 'UNSUPPORTED'),
+            'values', CASE WHEN jsonb_path_exists(vals, 'strict $[*] ? (@.type() != "string")')
+                           THEN '[]'::jsonb ELSE vals END)));
+    END IF;
+    IF op IN ('in', 'not_in', 'starts_with', 'ends_with', 'contains', 'in_cidr') THEN
+        one := jsonb_build_object('contextName', name,
+                   'operator', CASE op WHEN 'in' THEN 'IN' WHEN 'not_in' THEN 'NOT_IN' WHEN 'starts_with' THEN 'STR_STARTS_WITH'
+                                       WHEN 'ends_with' THEN 'STR_ENDS_WITH' WHEN 'contains' THEN 'STR_CONTAINS' ELSE 'IN_CIDR' END,
+                   'values', (SELECT coalesce(jsonb_agg(to_jsonb(v #>> '{}') ORDER BY o), '[]')
+                              FROM jsonb_array_elements(vals) WITH ORDINALITY a(v, o)),
+                   'inverted', neg);
+        IF op IN ('starts_with', 'ends_with', 'contains') THEN
+            one := one || jsonb_build_object('caseInsensitive', ci);
+        END IF;
+        RETURN jsonb_build_array(jsonb_build_array(one));
+    END IF;
+    IF op = 'segment_match' THEN
+        -- Segments imported from Unleash only.
+        RETURN (SELECT coalesce(jsonb_agg(jsonb_build_array(jsonb_build_object('segment', substr(v #>> '{}', 17)::numeric))), '[]')
+                FROM jsonb_array_elements(vals) v WHERE v #>> '{}' ~ '^unleash-segment-[0-9]+$');
+    END IF;
+    uop := CASE op WHEN 'eq' THEN 'NUM_EQ' WHEN 'lt' THEN 'NUM_LT' WHEN 'lte' THEN 'NUM_LTE' WHEN 'gt' THEN 'NUM_GT'
+                   WHEN 'gte' THEN 'NUM_GTE' WHEN 'before' THEN 'DATE_BEFORE' WHEN 'after' THEN 'DATE_AFTER'
+                   WHEN 'matches' THEN 'REGEX' ELSE upper(op) END;
+    SELECT jsonb_agg(CASE WHEN op = 'matches'
+                          THEN jsonb_build_object('contextName', name, 'operator', uop, 'inverted', neg)
+                               || opsflags_internal.unleash_regex_out(v #>> '{}', ci)
+                          ELSE jsonb_build_object('contextName', name, 'operator', uop, 'value', v #>> '{}', 'inverted', neg) END
+                     ORDER BY o)
+    INTO one FROM jsonb_array_elements(vals) WITH ORDINALITY a(v, o);
+    IF one IS NULL THEN
+        -- No value: never holds, negated always.
+        RETURN jsonb_build_array(jsonb_build_array(jsonb_build_object('contextName', name, 'operator', 'IN',
+                                                                      'values', '[]'::jsonb, 'inverted', neg)));
+    END IF;
+    IF neg THEN
+        RETURN jsonb_build_array(one);
+    END IF;
+    RETURN (SELECT jsonb_agg(jsonb_build_array(x)) FROM jsonb_array_elements(one) x);
+END
+$$;
+
+-- A split or variation serve as Unleash variants: {"variants", "stickiness",
+-- "groupId"}; NULL when a variation it serves has no name.
+CREATE FUNCTION opsflags_internal.unleash_variants(serve jsonb, vars jsonb, vnames jsonb, default_group text)
+RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    bb    jsonb := coalesce(serve -> 'bucket_by', '["key"]');
+    stick text;
+    out   jsonb;
+BEGIN
+    IF serve ? 'variation' THEN
+        serve := jsonb_build_object('split', jsonb_build_array(jsonb_build_object('variation', serve -> 'variation', 'weight', 1000)));
+        bb := '["key", "sessionId", "remoteAddress", "$random"]';
+    END IF;
+    IF NOT serve ? 'split' OR EXISTS (SELECT 1 FROM jsonb_array_elements(serve -> 'split') s
+                                      WHERE jsonb_typeof(vnames -> (s ->> 'variation')::integer) IS DISTINCT FROM 'string') THEN
+        RETURN NULL;
+    END IF;
+    stick := CASE WHEN bb = '["key", "sessionId", "remoteAddress", "$random"]' THEN 'default'
+                  ELSE opsflags_internal.unleash_context_name(bb ->> 0) END;
+    SELECT jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
+               'name', vnames -> (s ->> 'variation')::integer,
+               'weight', s -> 'weight',
+               'weightType', 'fix',
+               'stickiness', stick,
+               'payload', nullif(vars -> (s ->> 'variation')::integer, 'null'),
+               'overrides', (SELECT jsonb_agg(jsonb_build_object(
+                                        'contextName', opsflags_internal.unleash_context_name(ov ->> 'attribute'),
+                                        'values', ov -> 'values') ORDER BY oo)
+                             FROM jsonb_array_elements(coalesce(serve -> 'overrides', '[]')) WITH ORDINALITY b(ov, oo)
+                             WHERE (ov ->> 'variation')::integer = (s ->> 'variation')::integer))) ORDER BY o)
+    INTO out FROM jsonb_array_elements(serve -> 'split') WITH ORDINALITY a(s, o);
+    RETURN jsonb_build_object('variants', out, 'stickiness', stick, 'groupId', coalesce(serve ->> 'group', default_group));
+END
+$$;
+
+-- The strategies one rule is (its clauses' alternatives multiplied out);
+-- vr: its serve as unleash_variants gives it, or NULL.
+CREATE FUNCTION opsflags_internal.unleash_rule_strategies(r jsonb, vr jsonb, default_group text)
+RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    alts    jsonb := '[[]]';
+    cl      jsonb;
+    kind    text := 'default';
+    params  jsonb := '{}';
+    gate    jsonb := r -> 'rollout';
+    bb      jsonb;
+    segs    jsonb;
+    out     jsonb := '[]';
+    a       jsonb;
+    n       integer := 0;
+    first   boolean := true;
+BEGIN
+    FOR cl IN SELECT * FROM jsonb_array_elements(coalesce(r -> 'clauses', '[]')) LOOP
+        IF first AND cl ->> 'op' = 'unsupported' AND cl ->> 'attribute' = 'strategy' THEN
+            kind := cl ->> 'operator';
+            params := coalesce(cl -> 'values' -> 0, '{}');
+        ELSE
+            SELECT jsonb_agg(x || y ORDER BY i, j) INTO alts
+            FROM jsonb_array_elements(alts) WITH ORDINALITY p(x, i),
+                 jsonb_array_elements(opsflags_internal.unleash_constraints(cl)) WITH ORDINALITY q(y, j);
+            IF alts IS NULL OR jsonb_array_length(alts) > 1000 THEN
+                RETURN '[]';
+            END IF;
+        END IF;
+        first := false;
+    END LOOP;
+    IF gate IS NOT NULL THEN
+        bb := coalesce(gate -> 'bucket_by', '["key"]');
+        kind := 'flexibleRollout';
+        params := jsonb_build_object('rollout', (gate ->> 'percentage'),
+            'stickiness', CASE WHEN bb = '["key", "sessionId", "$random"]' THEN 'default'
+                               WHEN bb = '["$random"]' THEN 'random'
+                               ELSE opsflags_internal.unleash_context_name(bb ->> 0) END,
+            'groupId', coalesce(gate ->> 'group', default_group));
+    END IF;
+    segs := (SELECT coalesce(jsonb_agg(substr(s #>> '{}', 17)::numeric ORDER BY o), '[]')
+             FROM jsonb_array_elements(coalesce(r -> 'segments', '[]')) WITH ORDINALITY b(s, o)
+             WHERE s #>> '{}' ~ '^unleash-segment-[0-9]+$');
+    IF vr IS NOT NULL THEN
+        -- One groupId buckets both the gate and the variants: a random gate
+        -- has no group of its own.
+        params := params || jsonb_build_object('groupId', CASE WHEN bb = '["$random"]' THEN vr ->> 'groupId'
+                                                               ELSE coalesce(params ->> 'groupId', vr ->> 'groupId') END);
+        IF NOT params ? 'stickiness' OR kind <> 'flexibleRollout' THEN
+            params := params || jsonb_build_object('stickiness', vr ->> 'stickiness');
+        END IF;
+    END IF;
+    FOR a IN SELECT * FROM jsonb_array_elements(alts) LOOP
+        n := n + 1;
+        out := out || jsonb_build_array(jsonb_strip_nulls(jsonb_build_object(
+            'id', (r ->> 'id') || CASE WHEN n > 1 THEN '.' || n ELSE '' END,
+            'name', kind,
+            'parameters', params,
+            'constraints', (SELECT coalesce(jsonb_agg(c ORDER BY o), '[]') FROM jsonb_array_elements(a) WITH ORDINALITY e(c, o)
+                            WHERE NOT c ? 'segment'),
+            'segments', segs || (SELECT coalesce(jsonb_agg(c -> 'segment' ORDER BY o), '[]')
+                                 FROM jsonb_array_elements(a) WITH ORDINALITY e(c, o) WHERE c ? 'segment'),
+            'variants', vr -> 'variants')));
+    END LOOP;
+    RETURN out;
+END
+$$;
+
+-------------------------------------------------------------------------------
+-- unleash_features
+-------------------------------------------------------------------------------
+
+-- An environment's flags as Unleash's /api/client/features response, so
+-- that an Unleash SDK answers as feature_enabled and feature_explain do:
+-- user targets as a userWithId strategy, role targets and rules as
+-- strategies with constraints, a percentage rollout as flexibleRollout on
+-- userId, the serves as variants (named variations only), prerequisites as
+-- dependencies, segments imported from Unleash as segments.
+CREATE FUNCTION opsflags.unleash_features(environment text)
+RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    env      text := opsflags.resolve_environment(environment);
+    f        record;
+    grp      text;
+    st       jsonb;
+    vr       jsonb;
+    fvr      jsonb;
+    tail     jsonb;
+    r        jsonb;
+    seg      record;
+    features jsonb := '[]';
+    segments jsonb := '[]';
+BEGIN
+    FOR f IN SELECT ff.*, c.is_enabled, c.enabled_for_users, c.enabled_for_roles, c.enabled_percentage,
+                    c.on_variation, c.segments AS target_segments, c.rules, c.serve, c.fallthrough
+             FROM opsflags.feature_flags ff
+             JOIN opsflags.feature_flag_configs c ON c.flag_id = ff.id AND c.environment = env
+             WHERE NOT ff.archived ORDER BY ff.flag_key LOOP
+        grp := coalesce(f.rollout_group, f.flag_key);
+        st := '[]';
+        -- What the flag serves when it is on and nothing more specific
+        -- says: as feature variants when bucketed by the flag's key (the
+        -- group Unleash gives them), else on each strategy.
+        fvr := opsflags_internal.unleash_variants(coalesce(f.serve, jsonb_build_object('variation', f.on_variation)),
+                                                   f.variations, f.variation_names, grp);
+        IF f.serve IS NULL AND f.variations -> f.on_variation = 'true' THEN
+            fvr := NULL;
+        END IF;
+        IF jsonb_array_length(f.enabled_for_users) > 0 THEN
+            st := st || jsonb_build_array(jsonb_build_object('id', 'users', 'name', 'userWithId',
+                      'parameters', jsonb_build_object('userIds',
+                          (SELECT string_agg(u, ',' ORDER BY o) FROM jsonb_array_elements_text(f.enabled_for_users) WITH ORDINALITY a(u, o)))));
+        END IF;
+        IF jsonb_array_length(f.enabled_for_roles) > 0 THEN
+            st := st || jsonb_build_array(jsonb_build_object('id', 'roles', 'name', 'default', 'parameters', '{}'::jsonb,
+                      'constraints', jsonb_build_array(jsonb_build_object('contextName', 'role', 'operator', 'IN',
+                                                                          'values', f.enabled_for_roles))));
+        END IF;
+        FOR seg IN SELECT u.* FROM jsonb_array_elements_text(f.target_segments) WITH ORDINALITY a(k, o)
+                   JOIN opsflags.user_segments u ON u.segment_key = a.k ORDER BY a.o LOOP
+            IF jsonb_array_length(seg.user_ids) > 0 THEN
+                st := st || jsonb_build_array(jsonb_build_object('name', 'userWithId',
+                          'parameters', jsonb_build_object('userIds',
+                              (SELECT string_agg(u, ',' ORDER BY o) FROM jsonb_array_elements_text(seg.user_ids) WITH ORDINALITY a(u, o)))));
+            END IF;
+            IF jsonb_array_length(seg.roles) > 0 THEN
+                st := st || jsonb_build_array(jsonb_build_object('name', 'default', 'parameters', '{}'::jsonb,
+                          'constraints', jsonb_build_array(jsonb_build_object('contextName', 'role', 'operator', 'IN',
+                                                                              'values', seg.roles))));
+            END IF;
+            IF seg.segment_key ~ '^unleash-segment-[0-9]+$' THEN
+                st := st || jsonb_build_array(jsonb_build_object('name', 'default', 'parameters', '{}'::jsonb,
+                          'segments', jsonb_build_array(substr(seg.segment_key, 17)::numeric)));
+            ELSE
+                FOR r IN SELECT * FROM jsonb_array_elements(seg.rules) LOOP
+                    st := st || opsflags_internal.unleash_rule_strategies(r - 'id', NULL, grp);
+                END LOOP;
+            END IF;
+        END LOOP;
+        -- Strategies from the targets above serve what the flag serves.
+        IF fvr IS NOT NULL AND fvr ->> 'groupId' IS DISTINCT FROM f.flag_key THEN
+            st := (SELECT coalesce(jsonb_agg(s || jsonb_build_object('variants', fvr -> 'variants',
+                                             'parameters', s -> 'parameters' || jsonb_build_object('groupId', fvr -> 'groupId'))
+                                             ORDER BY o), '[]')
+                   FROM jsonb_array_elements(st) WITH ORDINALITY a(s, o));
+        END IF;
+        FOR r IN SELECT * FROM jsonb_array_elements(f.rules) LOOP
+            CONTINUE WHEN r -> 'serve' ? 'off';
+            vr := CASE WHEN r ? 'serve' THEN opsflags_internal.unleash_variants(r -> 'serve', f.variations, f.variation_names, grp)
+                       WHEN fvr ->> 'groupId' IS DISTINCT FROM f.flag_key THEN fvr END;
+            st := st || opsflags_internal.unleash_rule_strategies(r, vr, grp);
+        END LOOP;
+        -- Then the percentage rollout, else the fallthrough.
+        tail := NULL;
+        IF f.enabled_percentage > 0 THEN
+            tail := jsonb_build_object('id', 'rollout', 'name', 'flexibleRollout',
+                        'parameters', jsonb_build_object('rollout', f.enabled_percentage::text, 'stickiness', 'userId',
+                                                         'groupId', grp));
+        ELSIF f.fallthrough IS NULL AND jsonb_array_length(st) > 0 THEN
+            tail := jsonb_build_object('id', 'fallthrough', 'name', 'default', 'parameters', '{}'::jsonb);
+        ELSIF f.fallthrough IS NOT NULL AND NOT f.fallthrough ? 'off' THEN
+            vr := opsflags_internal.unleash_variants(f.fallthrough, f.variations, f.variation_names, grp);
+            tail := jsonb_strip_nulls(jsonb_build_object('id', 'fallthrough', 'name', 'default',
+                        'parameters', CASE WHEN vr IS NULL THEN '{}'::jsonb
+                                           ELSE jsonb_build_object('groupId', vr -> 'groupId', 'stickiness', vr -> 'stickiness') END,
+                        'variants', vr -> 'variants'));
+        ELSIF f.fallthrough ? 'off' AND jsonb_array_length(st) = 0 THEN
+            -- Off for everyone: a strategy that never holds.
+            tail := jsonb_build_object('id', 'never', 'name', 'default', 'parameters', '{}'::jsonb,
+                        'constraints', jsonb_build_array(jsonb_build_object('contextName', 'userId', 'operator', 'IN',
+                                                                            'values', '[]'::jsonb, 'inverted', false)));
+        END IF;
+        IF tail IS NOT NULL THEN
+            IF fvr IS NOT NULL AND fvr ->> 'groupId' IS DISTINCT FROM f.flag_key AND NOT tail ? 'variants' THEN
+                tail := tail || jsonb_build_object('variants', fvr -> 'variants',
+                                                   'parameters', tail -> 'parameters' || jsonb_build_object('groupId', fvr -> 'groupId'));
+            END IF;
+            st := st || jsonb_build_array(tail);
+        END IF;
+        features := features || jsonb_build_array(jsonb_strip_nulls(jsonb_build_object(
+            'name', f.flag_key,
+            'description', f.description,
+            'type', 'release',
+            'project', 'default',
+            'enabled', f.is_enabled,
+            'stale', false,
+            'impressionData', false,
+            'strategies', st,
+            'variants', CASE WHEN fvr ->> 'groupId' = f.flag_key THEN fvr -> 'variants' ELSE '[]'::jsonb END,
+            'dependencies', (SELECT jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
+                                        'feature', pf.flag_key, 'enabled', p.enabled,
+                                        'variants', coalesce(p.variants,
+                                                             CASE WHEN p.variation IS NOT NULL
+                                                                  THEN jsonb_build_array(coalesce(pf.variation_names ->> p.variation, 'disabled')) END)))
+                                    ORDER BY pf.flag_key)
+                             FROM opsflags.flag_prerequisites p JOIN opsflags.feature_flags pf ON pf.id = p.prerequisite_id
+                             WHERE p.flag_id = f.id))));
+    END LOOP;
+    FOR seg IN SELECT * FROM opsflags.user_segments u WHERE u.segment_key ~ '^unleash-segment-[0-9]+$'
+               ORDER BY substr(u.segment_key, 17)::numeric LOOP
+        segments := segments || jsonb_build_array(jsonb_build_object(
+            'id', substr(seg.segment_key, 17)::numeric, 'name', seg.name,
+            'constraints', coalesce((SELECT jsonb_agg(x ORDER BY o)
+                                     FROM jsonb_array_elements(seg.rules -> 0 -> 'clauses') WITH ORDINALITY a(cl, o),
+                                          jsonb_array_elements(opsflags_internal.unleash_constraints(cl) -> 0) x), '[]')));
+    END LOOP;
+    RETURN jsonb_build_object('version', 2, 'features', features, 'segments', segments);
+END
+$$;
+COMMENT ON FUNCTION opsflags.unleash_features(text) IS
+  'The environment''s flags as Unleash''s /api/client/features response {"version": 2, "features", "segments"}';
+
+
+-------------------------------------------------------------------------------
+-- Privileges: the export is for opsflags_admin.
+-------------------------------------------------------------------------------
+
+REVOKE ALL ON FUNCTION
+    opsflags_internal.unleash_regex_out(text, boolean),
+    opsflags_internal.unleash_constraints(jsonb),
+    opsflags_internal.unleash_variants(jsonb, jsonb, jsonb, text),
+    opsflags_internal.unleash_rule_strategies(jsonb, jsonb, text),
+    opsflags.unleash_features(text)
+FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    opsflags_internal.unleash_regex_out(text, boolean),
+    opsflags_internal.unleash_constraints(jsonb),
+    opsflags_internal.unleash_variants(jsonb, jsonb, jsonb, text),
+    opsflags_internal.unleash_rule_strategies(jsonb, jsonb, text),
+    opsflags.unleash_features(text)
+TO opsflags_admin;
