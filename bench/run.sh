@@ -3,6 +3,10 @@
 # cluster.  Prints ratios against baselines measured in the same run:
 #   1. bench/flags.sql: feature_enabled vs a PL/pgSQL equivalent vs hashtext()
 #      over 1,000,000 rows; 10 vs 10,000 flags; 10 vs 100,000 targeted users.
+#   1b. bench/rules.sql: targeting rules (10 rules x 3 clauses vs a plain
+#      flag, `in` with 10,000 vs 10 values, `matches`, evaluate_all per flag),
+#      then bench/unleash.js: the same features in the unleash-client SDK
+#      (Node, in-process) vs feature_enabled in SQL.
 #   2. pgbench: TPS of SELECT opsflags.feature_enabled(...) vs SELECT 1,
 #      interleaved rounds, median of each.
 #   3. bench/config_audit.sql: config_get vs a plain SELECT; a 100,000-row
@@ -50,6 +54,14 @@ echo
 echo "== machine: $(nproc) cores, $(uname -r), PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}')"
 pg_psql "$TMP" "$PORT" postgres -q -f "$REPO/bench/flags.sql" 2>&1 \
     | grep -vE '^ *$|^ (created|measure|update_flag) *$|^-+$|^ t *$|^ *$'
+
+echo
+pg_psql "$TMP" "$PORT" postgres -q -f "$REPO/bench/rules.sql" 2>&1 \
+    | grep -vE '^ *$|^ (created|measure) *(\| created *)*$|^[-+]+$|^ t *(\| t *)*$|^ +[0-9]+ *$'
+
+echo
+ensure_node_modules
+PGHOST=$TMP PGPORT=$PORT PGUSER=postgres PGDATABASE=postgres node "$REPO/bench/unleash.js"
 
 echo
 echo "== 4. pgbench, 2 clients, -M prepared, ${SECONDS_PER_RUN}s runs, median of $ROUNDS interleaved rounds"

@@ -13,7 +13,7 @@ const path = require('path');
 
 const modules = path.join(__dirname, '..', 'test', 'node_modules');
 const { Client } = require(path.join(modules, 'pg'));
-const { Unleash } = require(path.join(modules, 'unleash-client'));
+const { Unleash, InMemStorageProvider } = require(path.join(modules, 'unleash-client'));
 
 const FLAGS = ['bench.plain', 'bench.rules'];
 const ROUNDS = 5;
@@ -52,12 +52,14 @@ async function main() {
         url: `http://127.0.0.1:${server.address().port}/api/`,
         appName: 'opsflags-bench',
         disableMetrics: true,
-        refreshInterval: 0,
-        storageProvider: { set: async () => {}, get: async () => undefined },
+        refreshInterval: 3600 * 1000,   // one fetch (0 would fetch nothing)
+        storageProvider: new InMemStorageProvider(),
     });
+    unleash.on('warn', () => {});
     await new Promise((resolve, reject) => {
-        unleash.once('synchronized', resolve);
-        unleash.once('error', reject);
+        const t = setTimeout(() => reject(new Error('the SDK did not synchronise')), 20000);
+        unleash.once('synchronized', () => { clearTimeout(t); resolve(); });
+        unleash.once('error', (e) => { clearTimeout(t); reject(e); });
     });
 
     console.log(`== unleash-client ${require(path.join(modules, 'unleash-client', 'package.json')).version} `

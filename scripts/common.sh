@@ -77,6 +77,16 @@ build_install() {
     rm -rf -- "$stage"
 }
 
+# npm ci in test/ when its node_modules is missing or older than the lock
+# file (only the npm registry is needed).
+ensure_node_modules() {
+    local dir=$REPO/test
+    if [[ ! -f $dir/node_modules/.package-lock.json || $dir/package-lock.json -nt $dir/node_modules/.package-lock.json ]]; then
+        log "npm ci in test/"
+        (cd "$dir" && npm ci --no-audit --no-fund) || die "npm ci in test/ failed"
+    fi
+}
+
 # ensure_server_user: when root, make sure the unprivileged server user exists.
 ensure_server_user() {
     if ! is_root || id -u "$SERVER_USER" >/dev/null 2>&1; then

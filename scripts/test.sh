@@ -230,15 +230,6 @@ else
     fi
 fi
 
-# npm ci in test/ when its node_modules is missing or older than the lock
-# file (only the npm registry is needed).
-ensure_node_modules() {
-    local dir=$REPO/test
-    if [[ ! -f $dir/node_modules/.package-lock.json || $dir/package-lock.json -nt $dir/node_modules/.package-lock.json ]]; then
-        log "npm ci in test/"
-        (cd "$dir" && npm ci --no-audit --no-fund) || die "npm ci in test/ failed"
-    fi
-}
 
 # d-g. Shell suites printing TAP, each counted as one file.
 # shell_suite NAME SCRIPT [VAR=VALUE...]: run SCRIPT with the variables set.
