@@ -1,8 +1,8 @@
 /*
  * segments.sql
- *	  User segments: named sets of user ids and roles that a flag config
- *	  targets (feature_flag_configs.segments; evaluation step 7), and their
- *	  API.  Their cache invalidation, audit and publishing triggers are with
+ *	  User segments: named sets of user ids and roles, and of contexts their
+ *	  rules match (rules.sql), that a flag config targets
+ *	  (feature_flag_configs.segments; evaluation step 7), and their API.  Their cache invalidation, audit and publishing triggers are with
  *	  those capabilities (cache.sql, audit.sql, publish.sql).
  */
 
@@ -23,8 +23,11 @@ CREATE TABLE opsflags.user_segments (
 COMMENT ON TABLE opsflags.user_segments IS 'Named sets of user ids and roles that flag configs target';
 SELECT pg_catalog.pg_extension_config_dump('opsflags.user_segments', '');
 
+-- rules (rules.sql): a JSON array of rules without serve; the segment's
+-- trigger checks each rule, naming it.
 CREATE FUNCTION opsflags.create_segment(segment_key text, name text, user_ids jsonb DEFAULT '[]',
-                                        roles jsonb DEFAULT '[]', description text DEFAULT NULL)
+                                        roles jsonb DEFAULT '[]', description text DEFAULT NULL,
+                                        rules jsonb DEFAULT '[]')
 RETURNS uuid
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -35,21 +38,26 @@ BEGIN
     IF segment_key IS NULL THEN
         RAISE EXCEPTION 'segment key must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    INSERT INTO opsflags.user_segments AS s (segment_key, name, user_ids, roles, description)
-    VALUES (segment_key, coalesce(name, segment_key), coalesce(user_ids, '[]'), coalesce(roles, '[]'), description)
+    PERFORM opsflags_internal.check_segment_rules(segment_key, rules);
+    INSERT INTO opsflags.user_segments AS s (segment_key, name, user_ids, roles, description, rules)
+    VALUES (segment_key, coalesce(name, segment_key), coalesce(user_ids, '[]'), coalesce(roles, '[]'), description,
+            coalesce(rules, '[]'))
     RETURNING s.id INTO new_id;
     RETURN new_id;
 END
 $$;
-CREATE FUNCTION opsflags.update_segment(segment_key text, user_ids jsonb DEFAULT NULL, roles jsonb DEFAULT NULL)
+CREATE FUNCTION opsflags.update_segment(segment_key text, user_ids jsonb DEFAULT NULL, roles jsonb DEFAULT NULL,
+                                        rules jsonb DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    PERFORM opsflags_internal.check_segment_rules(segment_key, rules);
     UPDATE opsflags.user_segments s
     SET user_ids = coalesce(update_segment.user_ids, s.user_ids),
         roles = coalesce(update_segment.roles, s.roles),
+        rules = coalesce(update_segment.rules, s.rules),
         updated_at = now()
     WHERE s.segment_key = update_segment.segment_key;
     IF NOT FOUND THEN
@@ -57,11 +65,29 @@ BEGIN
     END IF;
 END
 $$;
+-- The segment API's check of its rules argument (NULL passes: the default).
+CREATE FUNCTION opsflags_internal.check_segment_rules(segment_key text, rules jsonb)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF rules IS NOT NULL AND (jsonb_typeof(rules) <> 'array'
+                              OR EXISTS (SELECT FROM jsonb_array_elements(rules) r WHERE jsonb_typeof(r) <> 'object')) THEN
+        RAISE EXCEPTION 'invalid value for field "rules" of segment "%"', segment_key
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Expected a JSON array of rule objects, got %s.',
+                                  CASE WHEN length(rules::text) > 60 THEN left(rules::text, 60) || '...' ELSE rules::text END);
+    END IF;
+END
+$$;
 
 REVOKE ALL ON FUNCTION
-    opsflags.create_segment(text, text, jsonb, jsonb, text), opsflags.update_segment(text, jsonb, jsonb)
+    opsflags.create_segment(text, text, jsonb, jsonb, text, jsonb), opsflags.update_segment(text, jsonb, jsonb, jsonb),
+    opsflags_internal.check_segment_rules(text, jsonb)
 FROM PUBLIC;
 GRANT SELECT, INSERT, UPDATE, DELETE ON opsflags.user_segments TO opsflags_admin;
 GRANT EXECUTE ON FUNCTION
-    opsflags.create_segment(text, text, jsonb, jsonb, text), opsflags.update_segment(text, jsonb, jsonb)
+    opsflags.create_segment(text, text, jsonb, jsonb, text, jsonb), opsflags.update_segment(text, jsonb, jsonb, jsonb),
+    opsflags_internal.check_segment_rules(text, jsonb)
 TO opsflags_admin;
