@@ -5,6 +5,175 @@
 \echo Use "ALTER EXTENSION opsflags UPDATE TO '0.6.0'" to load this file. \quit
 
 -------------------------------------------------------------------------------
+-- Targeting rules (src/rules.sql): rules, serve and fallthrough of configs,
+-- variation names, segment rules, prerequisites that must be off or serve
+-- named variants, and the triggers that check them.
+-------------------------------------------------------------------------------
+
+ALTER TABLE opsflags.feature_flag_configs
+    ADD COLUMN rules jsonb NOT NULL DEFAULT '[]',
+    ADD COLUMN serve jsonb,
+    ADD COLUMN fallthrough jsonb;
+ALTER TABLE opsflags.feature_flags ADD COLUMN variation_names jsonb;
+ALTER TABLE opsflags.user_segments ADD COLUMN rules jsonb NOT NULL DEFAULT '[]';
+ALTER TABLE opsflags.flag_prerequisites
+    ADD COLUMN enabled boolean NOT NULL DEFAULT true,
+    ADD COLUMN variants jsonb;
+
+-- The compiler in strict mode: raises 22023 naming the flag, environment,
+-- rule and clause of the first thing invalid.
+CREATE FUNCTION opsflags_internal.check_config_rules(flag_key text, environment text, variations jsonb,
+                                                     rules jsonb, serve jsonb, fallthrough jsonb,
+                                                     rollout_group text)
+RETURNS void
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'opsflags_check_config_rules';
+CREATE FUNCTION opsflags_internal.check_segment_rules(segment_key text, rules jsonb)
+RETURNS void
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'opsflags_check_segment_rules';
+
+-- Segments named by rules (a rule's segments, segment_match values).
+CREATE FUNCTION opsflags_internal.rule_segment_keys(rules jsonb)
+RETURNS SETOF text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT k #>> '{}' FROM jsonb_path_query(rules, 'lax $[*].segments[*] ? (@.type() == "string")') k
+    UNION
+    SELECT k #>> '{}' FROM jsonb_path_query(rules,
+        'lax $[*].clauses[*] ? (@.op == "segment_match").values[*] ? (@.type() == "string")') k
+$$;
+
+-- A config's rules, serve and fallthrough, checked when written; the
+-- segments the rules name must exist.
+CREATE FUNCTION opsflags_internal.validate_config_rules()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    f opsflags.feature_flags;
+    missing text;
+BEGIN
+    IF TG_OP = 'INSERT' OR NEW.rules IS DISTINCT FROM OLD.rules OR NEW.serve IS DISTINCT FROM OLD.serve
+       OR NEW.fallthrough IS DISTINCT FROM OLD.fallthrough OR NEW.flag_id IS DISTINCT FROM OLD.flag_id THEN
+        SELECT * INTO f FROM opsflags.feature_flags WHERE id = NEW.flag_id;
+        IF FOUND THEN
+            PERFORM opsflags_internal.check_config_rules(f.flag_key, NEW.environment, f.variations, NEW.rules,
+                                                         NEW.serve, NEW.fallthrough, f.rollout_group);
+        END IF;
+        SELECT s INTO missing FROM opsflags_internal.rule_segment_keys(NEW.rules) s
+        WHERE NOT EXISTS (SELECT 1 FROM opsflags.user_segments u WHERE u.segment_key = s) LIMIT 1;
+        IF missing IS NOT NULL THEN
+            RAISE EXCEPTION 'segment "%" does not exist', missing
+                USING ERRCODE = 'undefined_object', HINT = 'Create it with opsflags.create_segment().';
+        END IF;
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER validate_config_rules BEFORE INSERT OR UPDATE ON opsflags.feature_flag_configs
+    FOR EACH ROW WHEN (NOT opsflags.restoring('opsflags.feature_flag_configs'))
+    EXECUTE FUNCTION opsflags_internal.validate_config_rules();
+
+-- variation_names: NULL, or one unique name (string) or null per variation.
+-- When variations change, every config's rules must still fit them.
+CREATE FUNCTION opsflags_internal.validate_variation_names()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NEW.variation_names IS NOT NULL AND (
+           jsonb_typeof(NEW.variation_names) <> 'array'
+           OR jsonb_typeof(NEW.variations) <> 'array'
+           OR jsonb_array_length(NEW.variation_names) <> jsonb_array_length(NEW.variations)
+           OR EXISTS (SELECT FROM jsonb_array_elements(NEW.variation_names) n
+                      WHERE jsonb_typeof(n) NOT IN ('string', 'null') OR n = '""')
+           OR (SELECT count(*) <> count(DISTINCT n) FROM jsonb_array_elements(NEW.variation_names) n
+               WHERE jsonb_typeof(n) = 'string')) THEN
+        PERFORM opsflags.flag_field_error(NEW.flag_key, 'variation_names',
+            'an array of unique non-empty names (strings) or nulls, one per variation', NEW.variation_names);
+    END IF;
+    IF TG_OP = 'UPDATE' AND NEW.variations IS DISTINCT FROM OLD.variations THEN
+        PERFORM opsflags_internal.check_config_rules(NEW.flag_key, c.environment, NEW.variations, c.rules,
+                                                     c.serve, c.fallthrough, NEW.rollout_group)
+        FROM opsflags.feature_flag_configs c WHERE c.flag_id = NEW.id;
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER validate_variation_names BEFORE INSERT OR UPDATE OF variations, variation_names
+    ON opsflags.feature_flags
+    FOR EACH ROW WHEN (NOT opsflags.restoring('opsflags.feature_flags'))
+    EXECUTE FUNCTION opsflags_internal.validate_variation_names();
+
+-- A segment's rules (no serve, no segments of their own).
+CREATE FUNCTION opsflags_internal.validate_segment_rules()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF TG_OP = 'INSERT' OR NEW.rules IS DISTINCT FROM OLD.rules THEN
+        PERFORM opsflags_internal.check_segment_rules(NEW.segment_key, NEW.rules);
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER validate_segment_rules BEFORE INSERT OR UPDATE ON opsflags.user_segments
+    FOR EACH ROW WHEN (NOT opsflags.restoring('opsflags.user_segments'))
+    EXECUTE FUNCTION opsflags_internal.validate_segment_rules();
+
+-- A prerequisite's variants: a non-empty array of names of the
+-- prerequisite's variations.
+CREATE FUNCTION opsflags_internal.validate_prerequisite_variants()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    missing text;
+BEGIN
+    IF NEW.variants IS NOT NULL THEN
+        IF jsonb_typeof(NEW.variants) <> 'array' OR jsonb_array_length(NEW.variants) = 0
+           OR NOT opsflags.is_string_array(NEW.variants) THEN
+            RAISE EXCEPTION 'invalid variants for a prerequisite'
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'Variants are a non-empty array of names of the prerequisite''s variations.';
+        END IF;
+        SELECT v INTO missing FROM jsonb_array_elements(NEW.variants) v
+        WHERE NOT EXISTS (SELECT FROM opsflags.feature_flags f
+                          WHERE f.id = NEW.prerequisite_id AND coalesce(f.variation_names, '[]') @> jsonb_build_array(v))
+        LIMIT 1;
+        IF missing IS NOT NULL THEN
+            RAISE EXCEPTION 'variant % does not exist for the prerequisite flag', missing
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'Variants name variations of the prerequisite (its variation_names).';
+        END IF;
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER validate_prerequisite_variants BEFORE INSERT OR UPDATE ON opsflags.flag_prerequisites
+    FOR EACH ROW WHEN (NOT opsflags.restoring('opsflags.flag_prerequisites'))
+    EXECUTE FUNCTION opsflags_internal.validate_prerequisite_variants();
+
+REVOKE ALL ON FUNCTION
+    opsflags_internal.check_config_rules(text, text, jsonb, jsonb, jsonb, jsonb, text),
+    opsflags_internal.check_segment_rules(text, jsonb),
+    opsflags_internal.rule_segment_keys(jsonb),
+    opsflags_internal.validate_config_rules(), opsflags_internal.validate_variation_names(),
+    opsflags_internal.validate_segment_rules(), opsflags_internal.validate_prerequisite_variants()
+FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    opsflags_internal.check_config_rules(text, text, jsonb, jsonb, jsonb, jsonb, text),
+    opsflags_internal.check_segment_rules(text, jsonb),
+    opsflags_internal.rule_segment_keys(jsonb)
+TO opsflags_admin;
+
+-------------------------------------------------------------------------------
 -- Rules in the flag and segment API: update_flag takes rules, serve,
 -- fallthrough and variation_names; create_flag takes variation_names and
 -- create_segment/update_segment rules (their signatures change: dropped and
@@ -25,10 +194,10 @@ BEGIN
         RETURN;
     END IF;
     IF jsonb_typeof(names) <> 'array'
-       OR EXISTS (SELECT FROM jsonb_array_elements(names) n WHERE jsonb_typeof(n) NOT IN ('string', 'null'))
+       OR EXISTS (SELECT FROM jsonb_array_elements(names) n WHERE jsonb_typeof(n) NOT IN ('string', 'null') OR n = '""')
        OR jsonb_array_length(names) <> jsonb_array_length(variations) THEN
         PERFORM opsflags.flag_field_error(flag_key, 'variation_names',
-            format('an array of %s names (strings, or null for no name), one per variation, or null',
+            format('an array of %s non-empty names (strings, or null for no name), one per variation, or null',
                    jsonb_array_length(variations)), names);
     END IF;
     IF EXISTS (SELECT FROM jsonb_array_elements(names) n WHERE jsonb_typeof(n) = 'string'
@@ -259,7 +428,7 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION opsflags.add_rule(flag_key text, rule jsonb, environment text DEFAULT NULL, "position" integer DEFAULT NULL)
+CREATE FUNCTION opsflags.add_rule(flag_key text, rule jsonb, environment text DEFAULT NULL, at_position integer DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -285,16 +454,16 @@ BEGIN
             USING ERRCODE = 'unique_violation',
                   HINT = 'Remove it first with opsflags.remove_rule(), or give the new rule another id.';
     END IF;
-    IF "position" < 0 OR "position" > n THEN
+    IF at_position < 0 OR at_position > n THEN
         RAISE EXCEPTION 'position % is out of range for the % rules of feature flag "%" in environment "%"',
-                        "position", n, flag_key, env
+                        at_position, n, flag_key, env
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = format('A position is from 0 (first) to %s (last), or NULL for last.', n);
     END IF;
     rules := coalesce((SELECT jsonb_agg(r ORDER BY o) FROM (
                 SELECT r, (i - 1) * 2 AS o FROM jsonb_array_elements(rules) WITH ORDINALITY e(r, i)
                 UNION ALL
-                SELECT rule, coalesce("position", n) * 2 - 1) x(r, o)), '[]');
+                SELECT rule, coalesce(at_position, n) * 2 - 1) x(r, o)), '[]');
     PERFORM opsflags.update_flag(flag_key, jsonb_build_object('rules', rules), env);
 END
 $$;
@@ -369,7 +538,6 @@ BEGIN
     IF segment_key IS NULL THEN
         RAISE EXCEPTION 'segment key must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    PERFORM opsflags_internal.check_segment_rules(segment_key, rules);
     INSERT INTO opsflags.user_segments AS s (segment_key, name, user_ids, roles, description, rules)
     VALUES (segment_key, coalesce(name, segment_key), coalesce(user_ids, '[]'), coalesce(roles, '[]'), description,
             coalesce(rules, '[]'))
@@ -385,7 +553,6 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    PERFORM opsflags_internal.check_segment_rules(segment_key, rules);
     UPDATE opsflags.user_segments s
     SET user_ids = coalesce(update_segment.user_ids, s.user_ids),
         roles = coalesce(update_segment.roles, s.roles),
@@ -398,33 +565,15 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION opsflags_internal.check_segment_rules(segment_key text, rules jsonb)
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    IF rules IS NOT NULL AND (jsonb_typeof(rules) <> 'array'
-                              OR EXISTS (SELECT FROM jsonb_array_elements(rules) r WHERE jsonb_typeof(r) <> 'object')) THEN
-        RAISE EXCEPTION 'invalid value for field "rules" of segment "%"', segment_key
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = format('Expected a JSON array of rule objects, got %s.',
-                                  CASE WHEN length(rules::text) > 60 THEN left(rules::text, 60) || '...' ELSE rules::text END);
-    END IF;
-END
-$$;
-
 REVOKE ALL ON FUNCTION
     opsflags_internal.check_variation_names(text, jsonb, jsonb),
     opsflags.create_flag(text, text, text, text, jsonb, text[], jsonb),
     opsflags.add_rule(text, jsonb, text, integer), opsflags.remove_rule(text, text, text),
-    opsflags.create_segment(text, text, jsonb, jsonb, text, jsonb), opsflags.update_segment(text, jsonb, jsonb, jsonb),
-    opsflags_internal.check_segment_rules(text, jsonb)
+    opsflags.create_segment(text, text, jsonb, jsonb, text, jsonb), opsflags.update_segment(text, jsonb, jsonb, jsonb)
 FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
     opsflags_internal.check_variation_names(text, jsonb, jsonb),
     opsflags.create_flag(text, text, text, text, jsonb, text[], jsonb),
     opsflags.add_rule(text, jsonb, text, integer), opsflags.remove_rule(text, text, text),
-    opsflags.create_segment(text, text, jsonb, jsonb, text, jsonb), opsflags.update_segment(text, jsonb, jsonb, jsonb),
-    opsflags_internal.check_segment_rules(text, jsonb)
+    opsflags.create_segment(text, text, jsonb, jsonb, text, jsonb), opsflags.update_segment(text, jsonb, jsonb, jsonb)
 TO opsflags_admin;

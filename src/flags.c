@@ -45,16 +45,10 @@
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
-#include "flags.h"
+#include "rules.h"
 
 /* A cache holding more keys than this (say, from random keys) is dropped. */
 #define FLAG_CACHE_MAX_ENTRIES 65536
-
-/* Largest total of variation weights: the variant hash's range (int). */
-#define MAX_TOTAL_WEIGHT PG_INT32_MAX
-
-/* The variant hash's seed (Unleash), distinct from the rollout's (0). */
-#define VARIANT_SEED 86028157
 
 static MemoryContext FlagCacheContext = NULL;
 static HTAB *FlagCache = NULL;
@@ -82,10 +76,19 @@ static OpsQuery segments_query = {
 	.argtypes = {JSONBOID},
 };
 
-/* A flag's prerequisites: key and, if required, the value it must serve. */
+/*
+ * A flag's prerequisites: key, on or off, and, if required, the value it
+ * must serve or the indexes of the variations named in variants.
+ */
 static OpsQuery prereqs_query = {
 	.sql =
-	"SELECT f.flag_key, f.variations OPERATOR(pg_catalog.->) p.variation "
+	"SELECT f.flag_key, f.variations OPERATOR(pg_catalog.->) p.variation, p.enabled, "
+	"       CASE WHEN p.variants IS NOT NULL THEN COALESCE("
+	"         (SELECT pg_catalog.jsonb_agg(n.o OPERATOR(pg_catalog.-) 1) "
+	"            FROM pg_catalog.jsonb_array_elements(f.variation_names) WITH ORDINALITY n(v, o) "
+	"           WHERE pg_catalog.jsonb_typeof(n.v) OPERATOR(pg_catalog.=) 'string' "
+	"             AND p.variants OPERATOR(pg_catalog.@>) pg_catalog.jsonb_build_array(n.v)), "
+	"         '[]'::pg_catalog.jsonb) END "
 	"FROM opsflags.flag_prerequisites p "
 	"JOIN opsflags.feature_flags f ON f.id OPERATOR(pg_catalog.=) p.prerequisite_id "
 	"WHERE p.flag_id OPERATOR(pg_catalog.=) $1 "
@@ -106,7 +109,9 @@ static OpsQuery load_query = {
 	"       c.enabled_percentage, c.enable_at, c.disable_at, c.version, "
 	"       f.variations OPERATOR(pg_catalog.->) c.on_variation, "
 	"       f.variations OPERATOR(pg_catalog.->) c.off_variation, "
-	"       c.variation_weights, f.variations, f.id, c.segments "
+	"       c.variation_weights, f.variations, f.id, c.segments, "
+	"       c.on_variation, c.off_variation, c.rules, c.serve, c.fallthrough, "
+	"       f.variation_names "
 	"FROM (SELECT EXISTS (SELECT FROM opsflags.environments v "
 	"                     WHERE v.name OPERATOR(pg_catalog.=) $2) AS known) e "
 	"LEFT JOIN opsflags.feature_flags f "
@@ -121,45 +126,36 @@ static OpsQuery load_query = {
 /* ---------- string sets ---------- */
 
 /*
- * Build a set from a jsonb array of strings (the table constraints guarantee
- * the shape; anything else is skipped).  Allocated in the cache context.
+ * A set of n strings (duplicates are kept once), copied into cxt; NULL when
+ * empty.  Also what the rule compiler builds its sets with.
  */
-static StrSet *
-strset_from_jsonb(Jsonb *jb)
+StrSet *
+opsflags_strset_build(const char **strs, const uint32 *lens, int n, MemoryContext cxt)
 {
-	int			n = JB_ROOT_COUNT(jb);
 	uint32		size = 8;
 	StrSet	   *set;
-	JsonbIterator *it;
-	JsonbValue	v;
-	JsonbIteratorToken tok;
 
-	if (!JB_ROOT_IS_ARRAY(jb) || n == 0)
+	if (n == 0)
 		return NULL;
 	while (size < (uint32) n * 2)
 		size <<= 1;
-	set = MemoryContextAlloc(FlagCacheContext, sizeof(StrSet));
+	set = MemoryContextAlloc(cxt, sizeof(StrSet));
 	set->count = 0;
 	set->mask = size - 1;
-	set->hashes = MemoryContextAllocZero(FlagCacheContext, size * sizeof(uint32));
-	set->lens = MemoryContextAlloc(FlagCacheContext, size * sizeof(uint32));
-	set->strs = MemoryContextAlloc(FlagCacheContext, size * sizeof(char *));
-
-	it = JsonbIteratorInit(&jb->root);
-	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	set->hashes = MemoryContextAllocZero(cxt, size * sizeof(uint32));
+	set->lens = MemoryContextAlloc(cxt, size * sizeof(uint32));
+	set->strs = MemoryContextAlloc(cxt, size * sizeof(char *));
+	for (int k = 0; k < n; k++)
 	{
-		uint32		len;
+		uint32		len = lens[k];
 		uint32		i;
 		char	   *copy;
 
-		if (tok != WJB_ELEM || v.type != jbvString)
-			continue;
-		len = (uint32) v.val.string.len;
-		if (strset_contains(set, v.val.string.val, len))
+		if (strset_contains(set, strs[k], len))
 			continue;
 		set->count++;
-		copy = MemoryContextAlloc(FlagCacheContext, len + 1);
-		memcpy(copy, v.val.string.val, len);
+		copy = MemoryContextAlloc(cxt, len + 1);
+		memcpy(copy, strs[k], len);
 		copy[len] = '\0';
 		for (i = strset_hash(copy, len) & set->mask; set->hashes[i] != 0; i = (i + 1) & set->mask)
 			;
@@ -168,6 +164,42 @@ strset_from_jsonb(Jsonb *jb)
 		set->strs[i] = copy;
 	}
 	return set;
+}
+
+/*
+ * Build a set from a jsonb array of strings (the table constraints guarantee
+ * the shape; anything else is skipped).  Allocated in the cache context.
+ */
+static StrSet *
+strset_from_jsonb(Jsonb *jb)
+{
+	int			n = JB_ROOT_COUNT(jb);
+	const char **strs;
+	uint32	   *lens;
+	int			k = 0;
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+
+	if (!JB_ROOT_IS_ARRAY(jb) || n == 0)
+		return NULL;
+	strs = palloc(sizeof(char *) * n);
+	lens = palloc(sizeof(uint32) * n);
+	it = JsonbIteratorInit(&jb->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok != WJB_ELEM || v.type != jbvString || k >= n)
+			continue;
+		strs[k] = v.val.string.val;
+		lens[k++] = (uint32) v.val.string.len;
+	}
+	return opsflags_strset_build(strs, lens, k, FlagCacheContext);
+}
+
+MemoryContext
+opsflags_flag_cache_context(void)
+{
+	return FlagCacheContext;
 }
 
 /* ---------- invalidation ---------- */
@@ -230,6 +262,7 @@ flag_cache_reset(void)
 												 ALLOCSET_DEFAULT_SIZES);
 	MemoryContextReset(FlagCacheContext);
 	last_entry = NULL;
+	opsflags_segment_cache_reset(FlagCacheContext);
 
 	ctl.keysize = CACHE_KEY_MAXLEN + 1;
 	ctl.entrysize = sizeof(FlagEntry);
@@ -264,63 +297,104 @@ cache_jsonb(Datum d, bool isnull)
 	return copy;
 }
 
+/* ---------- loading rules (rules.c compiles them) ---------- */
+
 /*
- * A weighted split: running totals of the weights and the variation each
- * stands for.  Whatever is stored, this never fails: weights that are not
- * whole numbers from 0 up, or whose total is 0 or beyond the variant hash's
- * range, leave the flag serving its on variation, with one WARNING per load.
+ * The variations, their names, the config's serve, fallthrough and rules,
+ * compiled leniently into the cache context: a part that does not compile
+ * never matches (one WARNING per load).  Reads the load query's columns
+ * 11 on; the caller has read those of the nested queries' rows already.
  */
 static void
-load_weights(FlagEntry *entry, Jsonb *weights, Jsonb *variations)
+load_rules(FlagEntry *entry, HeapTuple tup, TupleDesc desc, text *group)
 {
-	JsonbIterator *it;
-	JsonbValue	v;
-	JsonbIteratorToken tok;
-	int			n = JB_ROOT_COUNT(weights);
-	int			i = 0;
-	int64		total = 0;
-	bool		bad = false;
+	char		flag[OPSFLAGS_FLAG_KEY_MAXLEN + 1];
+	char		env[OPSFLAGS_ENVIRONMENT_MAXLEN + 1];
+	RuleTarget	t = {0};
+	bool		isnull;
+	Datum		d;
+	Jsonb	   *variations;
+	Jsonb	   *names;
+	Jsonb	   *weights;
+	Jsonb	   *rules;
+	Jsonb	   *serve;
+	Jsonb	   *fallthrough;
+	int			on_variation;
 
-	if (!JB_ROOT_IS_ARRAY(weights) || JB_ROOT_IS_SCALAR(weights) || n == 0 ||
-		n != (int) JB_ROOT_COUNT(variations))
-		return;
-	entry->cumulative = MemoryContextAlloc(FlagCacheContext, sizeof(int64) * n);
-	entry->split_values = MemoryContextAlloc(FlagCacheContext, sizeof(Jsonb *) * n);
-	it = JsonbIteratorInit(&weights->root);
-	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	d = SPI_getbinval(tup, desc, 14, &isnull);
+	variations = isnull ? NULL : DatumGetJsonbPCopy(d);
+	d = SPI_getbinval(tup, desc, 13, &isnull);
+	weights = isnull ? NULL : DatumGetJsonbPCopy(d);
+	on_variation = DatumGetInt32(SPI_getbinval(tup, desc, 17, &isnull));
+	entry->off_variation = DatumGetInt32(SPI_getbinval(tup, desc, 18, &isnull));
+	d = SPI_getbinval(tup, desc, 19, &isnull);
+	rules = isnull ? NULL : DatumGetJsonbPCopy(d);
+	d = SPI_getbinval(tup, desc, 20, &isnull);
+	serve = isnull ? NULL : DatumGetJsonbPCopy(d);
+	d = SPI_getbinval(tup, desc, 21, &isnull);
+	fallthrough = isnull ? NULL : DatumGetJsonbPCopy(d);
+	d = SPI_getbinval(tup, desc, 22, &isnull);
+	names = isnull ? NULL : DatumGetJsonbPCopy(d);
+
+	if (variations != NULL && JB_ROOT_IS_ARRAY(variations) && !JB_ROOT_IS_SCALAR(variations))
 	{
-		JsonbValue *elem;
-		bool		overflow = false;
-		int32		w;
+		int			n = JB_ROOT_COUNT(variations);
 
-		if (tok != WJB_ELEM || i >= n)
-			continue;
-		if (v.type != jbvNumeric)
+		entry->nvariations = n;
+		entry->values = MemoryContextAllocZero(FlagCacheContext, sizeof(Jsonb *) * (n + 1));
+		entry->variant_names = MemoryContextAllocZero(FlagCacheContext, sizeof(char *) * (n + 1));
+		for (int i = 0; i < n; i++)
 		{
-			bad = true;
-			break;
+			JsonbValue *e = getIthJsonbValueFromContainer(&variations->root, i);
+
+			entry->values[i] = cache_jsonb(PointerGetDatum(JsonbValueToJsonb(e)), false);
+			if (names != NULL && JB_ROOT_IS_ARRAY(names) && i < (int) JB_ROOT_COUNT(names))
+			{
+				JsonbValue *nm = getIthJsonbValueFromContainer(&names->root, i);
+
+				if (nm->type == jbvString)
+					entry->variant_names[i] = MemoryContextStrdup(FlagCacheContext,
+																  pnstrdup(nm->val.string.val, nm->val.string.len));
+			}
 		}
-		w = numeric_int4_opt_error(v.val.numeric, &overflow);
-		/* A running total of weights that each fit an int4 fits an int8. */
-		if (overflow || w < 0 || (total += w) > MAX_TOTAL_WEIGHT)
-		{
-			bad = true;
-			break;
-		}
-		entry->cumulative[i] = total;
-		elem = getIthJsonbValueFromContainer(&variations->root, i);
-		entry->split_values[i] = elem ? cache_jsonb(PointerGetDatum(JsonbValueToJsonb(elem)), false) : NULL;
-		i++;
 	}
-	if (!bad && total > 0 && i == n)
-		entry->nweights = n;
-	else
-		ereport(WARNING,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("variation weights of feature flag \"%s\" in environment \"%.*s\" are not usable, serving its on variation",
-						entry->key + entry->envlen + 1, entry->envlen, entry->key),
-				 errdetail("Weights are whole numbers from 0 whose total is between 1 and %d.",
-						   MAX_TOTAL_WEIGHT)));
+	if (on_variation < 0 || on_variation >= entry->nvariations)
+		on_variation = -1;
+	if (entry->off_variation < 0 || entry->off_variation >= entry->nvariations)
+		entry->off_variation = -1;
+
+	snprintf(flag, sizeof(flag), "%s", entry->key + entry->envlen + 1);
+	snprintf(env, sizeof(env), "%.*s", entry->envlen, entry->key);
+	t.flag = flag;
+	t.environment = env;
+	t.nvariations = entry->nvariations;
+	t.group = text_to_cstring(group);
+	t.strict = false;
+	entry->serve = opsflags_serve_compile(serve, "serve", &t, FlagCacheContext);
+	if (entry->serve == NULL)
+		entry->serve = opsflags_serve_default(on_variation, weights, &t, FlagCacheContext);
+	entry->fallthrough = opsflags_serve_compile(fallthrough, "fallthrough", &t, FlagCacheContext);
+	entry->rules = opsflags_rules_compile(rules, &t, FlagCacheContext);
+}
+
+/* The targeted segments that have rules (their members are in the sets). */
+static void
+load_rule_segments(FlagEntry *entry, Jsonb *segments)
+{
+	int			n = JB_ROOT_COUNT(segments);
+
+	entry->rule_segments = MemoryContextAllocZero(FlagCacheContext, sizeof(SegmentEntry *) * (n + 1));
+	for (int i = 0; i < n; i++)
+	{
+		JsonbValue *e = getIthJsonbValueFromContainer(&segments->root, i);
+		SegmentEntry *seg;
+
+		if (e->type != jbvString)
+			continue;
+		seg = opsflags_segment_lookup(e->val.string.val, e->val.string.len);
+		if (seg != NULL && seg->rules != NULL)
+			entry->rule_segments[entry->nrule_segments++] = seg;
+	}
 }
 
 /* Members of the segments a config targets (a jsonb array of keys). */
@@ -341,6 +415,7 @@ load_segments(FlagEntry *entry, Datum segments)
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
 	if (!isnull)
 		entry->segment_roles = strset_from_jsonb(DatumGetJsonbP(d));
+	load_rule_segments(entry, DatumGetJsonbP(segments));
 }
 
 static void
@@ -355,6 +430,9 @@ load_prerequisites(FlagEntry *entry, Datum flag_id)
 	entry->nprereqs = n;
 	entry->prereq_keys = MemoryContextAlloc(FlagCacheContext, sizeof(char *) * n);
 	entry->prereq_values = MemoryContextAlloc(FlagCacheContext, sizeof(Jsonb *) * n);
+	entry->prereq_enabled = MemoryContextAlloc(FlagCacheContext, sizeof(bool) * n);
+	entry->prereq_nvariants = MemoryContextAlloc(FlagCacheContext, sizeof(int) * n);
+	entry->prereq_variants = MemoryContextAllocZero(FlagCacheContext, sizeof(int *) * n);
 	entry->prereq_entries = MemoryContextAllocZero(FlagCacheContext, sizeof(FlagEntry *) * n);
 	for (i = 0; i < n; i++)
 	{
@@ -365,6 +443,26 @@ load_prerequisites(FlagEntry *entry, Datum flag_id)
 													SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
 		v = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull);
 		entry->prereq_values[i] = cache_jsonb(v, isnull);
+		entry->prereq_enabled[i] = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3, &isnull));
+		v = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 4, &isnull);
+		entry->prereq_nvariants[i] = -1;
+		if (!isnull)
+		{
+			Jsonb	   *idx = DatumGetJsonbP(v);
+			int			k = JB_ROOT_COUNT(idx);
+
+			entry->prereq_nvariants[i] = k;
+			entry->prereq_variants[i] = MemoryContextAlloc(FlagCacheContext, sizeof(int) * (k + 1));
+			for (int j = 0; j < k; j++)
+			{
+				JsonbValue *e = getIthJsonbValueFromContainer(&idx->root, j);
+				double		x = -1;
+
+				if (e->type == jbvNumeric)
+					(void) opsflags_numeric_double(e->val.numeric, &x);
+				entry->prereq_variants[i][j] = (int) x;
+			}
+		}
 	}
 }
 
@@ -466,23 +564,12 @@ flag_load(FlagEntry *entry)
 	entry->disable_at = isnull ? 0 : DatumGetTimestampTz(d);
 	opsflags_bucket_prefix(&entry->bucket_prefix, VARDATA_ANY(group),
 						   VARSIZE_ANY_EXHDR(group), 0);
-	opsflags_bucket_prefix(&entry->variant_prefix, VARDATA_ANY(group),
-						   VARSIZE_ANY_EXHDR(group), VARIANT_SEED);
 	entry->version = DatumGetInt32(SPI_getbinval(tup, desc, 10, &isnull));
-	entry->on_value = cache_jsonb(SPI_getbinval(tup, desc, 11, &isnull), isnull);
-	entry->off_value = cache_jsonb(SPI_getbinval(tup, desc, 12, &isnull), isnull);
-	d = SPI_getbinval(tup, desc, 13, &isnull);
-	if (!isnull)
-	{
-		bool		vnull;
-		Datum		variations = SPI_getbinval(tup, desc, 14, &vnull);
 
-		if (!vnull)
-			load_weights(entry, DatumGetJsonbP(d), DatumGetJsonbP(variations));
-	}
 	/* The nested queries reuse SPI_tuptable: read everything first. */
 	flag_id = SPI_getbinval(tup, desc, 15, &isnull);
-	segments = SPI_getbinval(tup, desc, 16, &isnull);
+	segments = PointerGetDatum(DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 16, &isnull)));
+	load_rules(entry, tup, desc, group);
 	load_segments(entry, segments);
 	load_prerequisites(entry, flag_id);
 	opsflags_spi_end(&spi);

@@ -81,13 +81,18 @@ typedef enum FlagReason
 	REASON_ROLLOUT_IN,
 	REASON_ROLLOUT_OUT,
 	REASON_FALLTHROUGH,
-	REASON_ERROR
+	REASON_ERROR,
+	REASON_RULE_MATCH,
+	REASON_NO_MATCH
 } FlagReason;
 
 /* A cache key: "<environment>/<flag key>" (neither can contain "/"). */
 #define CACHE_KEY_MAXLEN (OPSFLAGS_ENVIRONMENT_MAXLEN + 1 + OPSFLAGS_FLAG_KEY_MAXLEN)
 
 typedef struct FlagEntry FlagEntry;
+struct RuleServe;
+struct RuleSet;
+struct SegmentEntry;
 
 struct FlagEntry
 {
@@ -101,21 +106,30 @@ struct FlagEntry
 	TimestampTz failed_at;		/* ERROR: statement whose load failed */
 	bool		is_enabled;
 	int32		version;		/* the config's version */
-	Jsonb	   *on_value;		/* variations[on_variation] */
-	Jsonb	   *off_value;		/* variations[off_variation] */
-	int			nweights;		/* > 0: a weighted split of the variations */
-	int64	   *cumulative;		/* running totals of the weights */
-	Jsonb	  **split_values;	/* the variation of each weight */
-	OpsMurmur3	variant_prefix; /* variant hash of "group:" */
+	int			nvariations;
+	Jsonb	  **values;			/* the variations */
+	char	  **variant_names;	/* their names (NULL: unnamed) */
+	int			off_variation;
+	struct RuleServe *serve;	/* when on: the config's serve, else the on
+								 * variation or the split of its weights */
+	struct RuleServe *fallthrough;	/* NULL: serve */
+	struct RuleSet *rules;		/* NULL: none */
 	StrSet	   *segment_users;	/* members of the targeted segments */
 	StrSet	   *segment_roles;
+	int			nrule_segments; /* targeted segments that have rules */
+	struct SegmentEntry **rule_segments;
 	int			nprereqs;
-	char	  **prereq_keys;	/* flags that must be on for the user ... */
-	Jsonb	  **prereq_values;	/* ... serving this value (NULL: any) */
+	char	  **prereq_keys;	/* flags that must be on (or off) ... */
+	bool	   *prereq_enabled; /* ... on: true, off: false ... */
+	Jsonb	  **prereq_values;	/* ... serving this value (NULL: any) ... */
+	int		   *prereq_nvariants;	/* ... or a variation of these (-1: any) */
+	int		  **prereq_variants;
 	FlagEntry **prereq_entries; /* their entries, once looked up (the cache
 								 * is only ever emptied whole) */
 	uint64		memo_evaluation;	/* the evaluation memo_reason belongs to */
 	FlagReason	memo_reason;	/* this flag's reason, as a prerequisite */
+	bool		memo_enabled;
+	int			memo_variation; /* the variation it served (-1: none) */
 	bool		has_enable_at;
 	bool		has_disable_at;
 	TimestampTz enable_at;

@@ -23,8 +23,8 @@ CREATE TABLE opsflags.user_segments (
 COMMENT ON TABLE opsflags.user_segments IS 'Named sets of user ids and roles that flag configs target';
 SELECT pg_catalog.pg_extension_config_dump('opsflags.user_segments', '');
 
--- rules (rules.sql): a JSON array of rules without serve; the segment's
--- trigger checks each rule, naming it.
+-- rules: a JSON array of rules without serve, checked by the segment's
+-- trigger (rules.sql), which names the segment and the rule.
 CREATE FUNCTION opsflags.create_segment(segment_key text, name text, user_ids jsonb DEFAULT '[]',
                                         roles jsonb DEFAULT '[]', description text DEFAULT NULL,
                                         rules jsonb DEFAULT '[]')
@@ -38,7 +38,6 @@ BEGIN
     IF segment_key IS NULL THEN
         RAISE EXCEPTION 'segment key must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    PERFORM opsflags_internal.check_segment_rules(segment_key, rules);
     INSERT INTO opsflags.user_segments AS s (segment_key, name, user_ids, roles, description, rules)
     VALUES (segment_key, coalesce(name, segment_key), coalesce(user_ids, '[]'), coalesce(roles, '[]'), description,
             coalesce(rules, '[]'))
@@ -53,7 +52,6 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    PERFORM opsflags_internal.check_segment_rules(segment_key, rules);
     UPDATE opsflags.user_segments s
     SET user_ids = coalesce(update_segment.user_ids, s.user_ids),
         roles = coalesce(update_segment.roles, s.roles),
@@ -65,29 +63,10 @@ BEGIN
     END IF;
 END
 $$;
--- The segment API's check of its rules argument (NULL passes: the default).
-CREATE FUNCTION opsflags_internal.check_segment_rules(segment_key text, rules jsonb)
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    IF rules IS NOT NULL AND (jsonb_typeof(rules) <> 'array'
-                              OR EXISTS (SELECT FROM jsonb_array_elements(rules) r WHERE jsonb_typeof(r) <> 'object')) THEN
-        RAISE EXCEPTION 'invalid value for field "rules" of segment "%"', segment_key
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = format('Expected a JSON array of rule objects, got %s.',
-                                  CASE WHEN length(rules::text) > 60 THEN left(rules::text, 60) || '...' ELSE rules::text END);
-    END IF;
-END
-$$;
-
 REVOKE ALL ON FUNCTION
-    opsflags.create_segment(text, text, jsonb, jsonb, text, jsonb), opsflags.update_segment(text, jsonb, jsonb, jsonb),
-    opsflags_internal.check_segment_rules(text, jsonb)
+    opsflags.create_segment(text, text, jsonb, jsonb, text, jsonb), opsflags.update_segment(text, jsonb, jsonb, jsonb)
 FROM PUBLIC;
 GRANT SELECT, INSERT, UPDATE, DELETE ON opsflags.user_segments TO opsflags_admin;
 GRANT EXECUTE ON FUNCTION
-    opsflags.create_segment(text, text, jsonb, jsonb, text, jsonb), opsflags.update_segment(text, jsonb, jsonb, jsonb),
-    opsflags_internal.check_segment_rules(text, jsonb)
+    opsflags.create_segment(text, text, jsonb, jsonb, text, jsonb), opsflags.update_segment(text, jsonb, jsonb, jsonb)
 TO opsflags_admin;

@@ -54,10 +54,10 @@ BEGIN
         RETURN;
     END IF;
     IF jsonb_typeof(names) <> 'array'
-       OR EXISTS (SELECT FROM jsonb_array_elements(names) n WHERE jsonb_typeof(n) NOT IN ('string', 'null'))
+       OR EXISTS (SELECT FROM jsonb_array_elements(names) n WHERE jsonb_typeof(n) NOT IN ('string', 'null') OR n = '""')
        OR jsonb_array_length(names) <> jsonb_array_length(variations) THEN
         PERFORM opsflags.flag_field_error(flag_key, 'variation_names',
-            format('an array of %s names (strings, or null for no name), one per variation, or null',
+            format('an array of %s non-empty names (strings, or null for no name), one per variation, or null',
                    jsonb_array_length(variations)), names);
     END IF;
     IF EXISTS (SELECT FROM jsonb_array_elements(names) n WHERE jsonb_typeof(n) = 'string'

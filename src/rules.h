@@ -1,0 +1,229 @@
+/*
+ * rules.h
+ *	  Targeting rules (docs/rules.md) compiled for evaluation: what the rule
+ *	  compiler (rules.c), the operators (rules_ops.c), the segment cache
+ *	  (segments.c) and evaluation (evaluation.c) share.
+ */
+#ifndef OPSFLAGS_RULES_H
+#define OPSFLAGS_RULES_H
+
+#include "regex/regex.h"
+#include "utils/jsonb.h"
+
+#include "flags.h"
+
+typedef enum RuleOp
+{
+	OP_IN,
+	OP_NOT_IN,
+	OP_STARTS_WITH,
+	OP_ENDS_WITH,
+	OP_CONTAINS,
+	OP_MATCHES,
+	OP_EQ,
+	OP_LT,
+	OP_LTE,
+	OP_GT,
+	OP_GTE,
+	OP_BEFORE,
+	OP_AFTER,
+	OP_SEMVER_EQ,
+	OP_SEMVER_LT,
+	OP_SEMVER_LTE,
+	OP_SEMVER_GT,
+	OP_SEMVER_GTE,
+	OP_IN_CIDR,
+	OP_SEGMENT_MATCH,
+	OP_UNSUPPORTED,
+	OP_NEVER					/* a clause that did not compile (lenient load) */
+} RuleOp;
+
+/* Where an attribute's value comes from. */
+typedef enum AttrKind
+{
+	ATTR_KEY,					/* the context's key */
+	ATTR_NAME,					/* a member, else properties' member */
+	ATTR_POINTER,				/* a JSON pointer */
+	ATTR_RANDOM					/* "$random" (bucket_by only) */
+} AttrKind;
+
+typedef struct RuleAttr
+{
+	AttrKind	kind;
+	int			nparts;			/* ATTR_NAME: 1; ATTR_POINTER: its tokens */
+	char	  **parts;
+	uint32	   *partlens;
+	bool		is_current_time;	/* named "currentTime" */
+} RuleAttr;
+
+/* A semantic version; pre-release points at its text (not copied). */
+typedef struct Semver
+{
+	uint64		major;
+	uint64		minor;
+	uint64		patch;
+	const char *pre;			/* NULL: none */
+	int			prelen;
+} Semver;
+
+/* An IPv4 or IPv6 address with a prefix length. */
+typedef struct CidrRange
+{
+	int			family;			/* 4 or 6 */
+	int			bits;
+	unsigned char addr[16];
+} CidrRange;
+
+struct SegmentEntry;
+
+typedef struct RuleClause
+{
+	RuleAttr	attr;
+	RuleOp		op;
+	bool		negate;
+	bool		ci;				/* case_insensitive */
+	int			nvalues;
+	/* in / not_in */
+	StrSet	   *strings;		/* lower-cased when ci */
+	StrSet	   *numbers;		/* the 8 bytes of each double */
+	bool		has_true;
+	bool		has_false;
+	/* string operators: the values (lower-cased when ci) */
+	char	  **strs;
+	uint32	   *lens;
+	regex_t    *regexes;		/* matches */
+	double	   *nums;			/* numbers; dates as ms since 1970 */
+	Semver	   *versions;
+	CidrRange  *ranges;
+	struct SegmentEntry **segments; /* segment_match */
+	char	  **segment_keys;
+} RuleClause;
+
+/* bucket_by: attributes tried in order. */
+typedef struct BucketBy
+{
+	int			nattrs;
+	RuleAttr   *attrs;
+} BucketBy;
+
+typedef struct SplitOverride
+{
+	RuleAttr	attr;
+	StrSet	   *values;
+	int			variation;
+} SplitOverride;
+
+typedef enum ServeKind
+{
+	SERVE_VARIATION,
+	SERVE_SPLIT,
+	SERVE_OFF
+} ServeKind;
+
+typedef struct RuleServe
+{
+	ServeKind	kind;
+	int			variation;		/* SERVE_VARIATION */
+	int			nweights;		/* SERVE_SPLIT */
+	int64	   *cumulative;
+	int		   *variations;
+	BucketBy	bucket_by;
+	OpsMurmur3	prefix;			/* variant hash of "group:" */
+	int			noverrides;
+	SplitOverride *overrides;
+} RuleServe;
+
+typedef struct RuleGate
+{
+	int			percentage;
+	BucketBy	bucket_by;
+	OpsMurmur3	prefix;			/* rollout hash of "group:" */
+} RuleGate;
+
+typedef struct Rule
+{
+	char	   *id;
+	int			nclauses;
+	RuleClause *clauses;
+	int			nsegments;
+	struct SegmentEntry **segments;
+	char	  **segment_keys;
+	RuleGate   *gate;			/* NULL: none */
+	RuleServe  *serve;			/* NULL: the config's */
+} Rule;
+
+typedef struct RuleSet
+{
+	int			nrules;
+	Rule	   *rules;
+} RuleSet;
+
+/* What the rules of a flag or segment are compiled for. */
+typedef struct RuleTarget
+{
+	const char *flag;			/* NULL for a segment */
+	const char *environment;
+	const char *segment;
+	int			nvariations;	/* variation indexes must be below it */
+	Jsonb	   *variations;		/* strict: a served variation must not be false */
+	const char *group;			/* default group of gates and splits */
+	bool		strict;			/* errors are raised, else a bad part never
+								 * matches and one WARNING is given */
+	bool		warned;
+} RuleTarget;
+
+/* A segment in the per-backend segment cache. */
+typedef struct SegmentEntry
+{
+	char		key[OPSFLAGS_FLAG_KEY_MAXLEN + 1];
+	bool		exists;
+	StrSet	   *users;
+	StrSet	   *roles;
+	RuleSet    *rules;
+} SegmentEntry;
+
+/* What one evaluation reads: the context, with its key and role. */
+typedef struct EvalContext
+{
+	JsonbContainer *ctx;		/* NULL: none (the (key, user, role) form) */
+	const char *user;
+	uint32		userlen;
+	const char *role;
+	uint32		rolelen;
+	bool		have_random;
+	char		random[24];		/* "$random", drawn once per evaluation */
+} EvalContext;
+
+/* rules.c */
+extern RuleSet *opsflags_rules_compile(Jsonb *rules, RuleTarget *target, MemoryContext cxt);
+extern RuleServe *opsflags_serve_compile(Jsonb *serve, const char *what, RuleTarget *target,
+										 MemoryContext cxt);
+extern RuleServe *opsflags_serve_default(int on_variation, Jsonb *weights, RuleTarget *target,
+										 MemoryContext cxt);
+extern bool opsflags_rule_matches(const Rule *rule, EvalContext *ec);
+extern int	opsflags_serve_variation(const RuleServe *serve, EvalContext *ec, int *bucket);
+
+/* rules_ops.c */
+extern bool opsflags_clause_holds(const RuleClause *c, EvalContext *ec);
+extern bool opsflags_attr_value(const RuleAttr *a, EvalContext *ec, JsonbValue *out);
+extern bool opsflags_attr_text(const RuleAttr *a, EvalContext *ec, const char **s, uint32 *len,
+							   char *buf, int buflen);
+extern bool opsflags_parse_js_number(const char *s, int len, double *out);
+extern bool opsflags_parse_date(const char *s, int len, double *ms);
+extern bool opsflags_parse_semver(const char *s, int len, Semver *v);
+extern int	opsflags_semver_cmp(const Semver *a, const Semver *b);
+extern bool opsflags_parse_cidr(const char *s, int len, CidrRange *r);
+extern bool opsflags_numeric_double(Numeric num, double *out);
+extern int	opsflags_double_text(double d, char *buf, int buflen);
+extern int	opsflags_lower(const char *s, int len, char *buf, int buflen);
+
+/* segments.c */
+extern SegmentEntry *opsflags_segment_lookup(const char *key, int keylen);
+extern bool opsflags_segment_contains(SegmentEntry *seg, EvalContext *ec);
+extern void opsflags_segment_cache_reset(MemoryContext cxt);
+
+/* flags.c: the cache context (valid until the cache is next emptied) */
+extern MemoryContext opsflags_flag_cache_context(void);
+extern StrSet *opsflags_strset_build(const char **strs, const uint32 *lens, int n, MemoryContext cxt);
+
+#endif							/* OPSFLAGS_RULES_H */
