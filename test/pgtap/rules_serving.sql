@@ -183,12 +183,13 @@ SELECT n, 'tap.rsv.seg' || n AS key,
        CASE WHEN random() < 0.3 THEN '["admin"]'::jsonb ELSE '[]' END AS roles,
        (SELECT coalesce(jsonb_agg(jsonb_build_object('id', 'sr' || j,
                     'clauses', jsonb_build_array(jsonb_build_object(
-                        'attribute', pg_temp.pick(ARRAY['country', 'plan']), 'op', 'in',
-                        'values', pg_temp.pick(ARRAY['["DE"]', '["DE", "FR"]', '["pro"]', '["free", "pro"]'])::jsonb,
-                        'negate', random() < 0.2)))
+                        'attribute', a[1], 'op', 'in', 'values', a[2]::jsonb, 'negate', random() < 0.2)))
                 || CASE WHEN random() < 0.3 THEN jsonb_build_object('rollout', jsonb_build_object('percentage', pg_temp.rint(20, 80), 'group', 'seg' || n))
                         ELSE '{}' END), '[]')
-        FROM generate_series(1, pg_temp.rint(0, 2) + 0 * n) j WHERE n > 0) AS rules
+        FROM generate_series(1, pg_temp.rint(0, 2) + 0 * n) j,
+             LATERAL (SELECT string_to_array(pg_temp.pick(ARRAY['country|["DE"]', 'country|["DE", "FR"]', 'plan|["pro"]',
+                                                                 'plan|["free", "pro"]']), '|') || j::text AS a) l
+        WHERE n > 0) AS rules
 FROM generate_series(1, 6) n;
 SELECT count(opsflags.create_segment(key, key, user_ids, roles, NULL, rules)) AS x FROM segs \gset
 CREATE TEMP TABLE dflags AS
@@ -219,7 +220,7 @@ SELECT d.*, ctx FROM dflags d, LATERAL (
     FROM generate_series(1, 6) WHERE d.n > 0) c;
 CREATE FUNCTION pg_temp.ref_in_segment(seg_key text, ctx jsonb) RETURNS boolean
 LANGUAGE sql STABLE AS $$
-  SELECT s.user_ids ? (pg_temp.ref_attr(ctx, 'key') #>> '{}') OR s.roles ? (ctx ->> 'role')
+  SELECT coalesce(s.user_ids ? (pg_temp.ref_attr(ctx, 'key') #>> '{}'), false) OR coalesce(s.roles ? (ctx ->> 'role'), false)
          OR EXISTS (SELECT FROM jsonb_array_elements(s.rules) r
                     WHERE NOT EXISTS (SELECT FROM jsonb_array_elements(r -> 'clauses') cl WHERE NOT pg_temp.ref_clause(cl, ctx))
                       AND (NOT r ? 'rollout' OR pg_temp.ref_gate(r -> 'rollout', ctx, NULL)))

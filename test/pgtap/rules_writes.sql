@@ -36,7 +36,7 @@ BEGIN
     RETURN 'ok';
 EXCEPTION WHEN OTHERS THEN
     GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL;
-    RETURN st || ' ' || msg || coalesce(' / ' || det, '');
+    RETURN st || ' ' || msg || coalesce(' / ' || nullif(det, ''), '');
 END
 $$;
 
