@@ -18,7 +18,7 @@ END
 $$;
 
 -- No rule, fallthrough off: NO_MATCH, off variation.
-SELECT opsflags.feature_explain('rules.op', '{"key": "u1"}') - 'environment' - 'flag_version' AS no_match;
+SELECT opsflags.feature_explain('rules.op', '{"key": "u1"}'::jsonb) - 'environment' - 'flag_version' AS no_match;
 
 CREATE TABLE cases (n serial, clause jsonb, context jsonb);
 INSERT INTO cases (clause, context) VALUES
@@ -104,9 +104,188 @@ INSERT INTO cases (clause, context) VALUES
 ('{"attribute": "ip", "op": "in_cidr", "values": ["10.0.0.0/8"]}', '{"ip": "not an address"}'),
 -- unsupported: never, negate or not
 ('{"op": "unsupported", "operator": "FANCY_OP", "values": ["x"]}', '{}'),
-('{"op": "unsupported", "operator": "FANCY_OP", "values": ["x"], "negate": true}', '{}');
+('{"op": "unsupported", "operator": "FANCY_OP", "values": ["x"], "negate": true}', '{}'),
+-- values are trimmed and empty ones left out, as Unleash cleans them
+('{"attribute": "country", "op": "in", "values": [" DE "]}', '{"country": "DE"}'),
+('{"attribute": "country", "op": "in", "values": [""]}', '{"country": ""}'),
+('{"attribute": "email", "op": "starts_with", "values": [""]}', '{"email": "a@b"}'),
+('{"attribute": "ip", "op": "in_cidr", "values": [" 10.0.0.0/8 "]}', '{"ip": "10.9.9.9"}');
 
 SELECT n, clause ->> 'op' AS op, clause -> 'values' AS values,
        coalesce(clause -> 'negate', 'false') AS neg, coalesce(clause -> 'case_insensitive', 'false') AS ci,
        context, holds(clause, context) AS holds
 FROM cases ORDER BY n;
+
+-- A rule's segments and segment_match: members, roles or segment rules.
+SELECT opsflags.create_segment('rules.beta', 'Beta', '["u-listed"]', '["tester"]') IS NOT NULL AS created;
+UPDATE opsflags.user_segments SET rules = '[{"id": "de", "clauses": [{"attribute": "country", "op": "in", "values": ["DE"]}]}]'
+WHERE segment_key = 'rules.beta';
+-- Audited like every change of a segment (the row image has its rules).
+SELECT new_values -> 'rules' AS audited_rules FROM opsflags.audit_log
+WHERE resource_type = 'segment' AND resource_id = 'rules.beta' ORDER BY id DESC LIMIT 1;
+SELECT c AS context, holds('{"op": "segment_match", "values": ["rules.beta"]}', c) AS segment_match,
+       holds('{"op": "segment_match", "values": ["rules.beta"], "negate": true}', c) AS negated
+FROM (VALUES ('{"key": "u-listed"}'::jsonb), ('{"key": "x", "role": "tester"}'), ('{"key": "x", "country": "DE"}'),
+             ('{"key": "x", "country": "FR"}')) v(c);
+UPDATE opsflags.feature_flag_configs
+SET rules = '[{"id": "seg", "segments": ["rules.beta"], "clauses": [{"attribute": "plan", "op": "in", "values": ["pro"]}]}]'
+WHERE flag_id = opsflags.flag_id('rules.op') AND environment = 'production';
+SELECT c AS context, opsflags.feature_enabled('rules.op', c) AS enabled
+FROM (VALUES ('{"key": "x", "country": "DE", "plan": "pro"}'::jsonb), ('{"key": "x", "country": "DE"}'),
+             ('{"key": "x", "plan": "pro"}')) v(c);
+-- A config targeting the segment: its rules count as membership (SEGMENT_MATCH).
+UPDATE opsflags.feature_flag_configs SET rules = '[]', segments = '["rules.beta"]'
+WHERE flag_id = opsflags.flag_id('rules.op') AND environment = 'production';
+SELECT c AS context, opsflags.feature_explain('rules.op', c) ->> 'reason' AS reason
+FROM (VALUES ('{"key": "x", "country": "DE"}'::jsonb), ('{"key": "u-listed"}'), ('{"key": "x"}')) v(c);
+-- A segment's rules change: flags see it at the next statement.
+UPDATE opsflags.user_segments SET rules = '[]' WHERE segment_key = 'rules.beta';
+SELECT opsflags.feature_explain('rules.op', '{"key": "x", "country": "DE"}'::jsonb) ->> 'reason' AS after_segment_change;
+UPDATE opsflags.feature_flag_configs SET segments = '[]'
+WHERE flag_id = opsflags.flag_id('rules.op') AND environment = 'production';
+
+-- Serving variations, splits, overrides; explain names variation, variant, rule.
+SELECT opsflags.create_flag('rules.theme', 'Theme', NULL, 'string', '["light", "dark", "contrast"]') IS NOT NULL AS created;
+UPDATE opsflags.feature_flags SET variation_names = '["Light", "Dark", null]' WHERE flag_key = 'rules.theme';
+UPDATE opsflags.feature_flag_configs SET is_enabled = true, on_variation = 0, off_variation = 2,
+    rules = '[{"id": "de-dark", "clauses": [{"attribute": "country", "op": "in", "values": ["DE"]}], "serve": {"variation": 1}},
+              {"id": "fr-off", "clauses": [{"attribute": "country", "op": "in", "values": ["FR"]}], "serve": {"off": true}},
+              {"id": "split", "clauses": [{"attribute": "country", "op": "in", "values": ["US"]}],
+               "serve": {"split": [{"variation": 0, "weight": 1}, {"variation": 1, "weight": 3}],
+                         "bucket_by": ["sessionId", "key"], "group": "theme-split",
+                         "overrides": [{"attribute": "email", "values": ["boss@example.com"], "variation": 2},
+                                       {"attribute": "tier", "values": [3], "variation": 2}]}}]'
+WHERE flag_id = opsflags.flag_id('rules.theme') AND environment = 'production';
+SELECT c AS context, e - 'environment' - 'flag_version' - 'bucket' AS explain
+FROM (VALUES ('{"key": "u1", "country": "DE"}'::jsonb), ('{"key": "u1", "country": "FR"}'), ('{"key": "u1"}'),
+             ('{"key": "u1", "country": "US", "email": "boss@example.com"}'),
+             ('{"key": "u1", "country": "US", "tier": 3.0}'),
+             ('{"country": "US"}')) v(c),
+     LATERAL opsflags.feature_explain('rules.theme', c) e;
+-- The split: 1:3 over the variant hash of "theme-split:<value>", as variant_bucket.
+SELECT count(*) FILTER (WHERE opsflags.feature_value('rules.theme', jsonb_build_object('key', 'user-' || i, 'country', 'US'))
+                        IS DISTINCT FROM CASE WHEN opsflags.variant_bucket('theme-split', 'user-' || i, 4) <= 1
+                                              THEN '"light"'::jsonb ELSE '"dark"' END) AS mismatches,
+       count(*) FILTER (WHERE opsflags.feature_value('rules.theme', jsonb_build_object('key', 'user-' || i, 'country', 'US'))
+                        = '"dark"') AS dark
+FROM generate_series(1, 4000) i;
+-- bucket_by tries sessionId first; a number buckets as its text.
+SELECT opsflags.feature_value('rules.theme', '{"key": "a", "sessionId": 12, "country": "US"}'::jsonb)
+     = CASE WHEN opsflags.variant_bucket('theme-split', '12', 4) <= 1 THEN '"light"'::jsonb ELSE '"dark"' END AS by_session;
+
+-- The config's serve and fallthrough.
+UPDATE opsflags.feature_flag_configs SET serve = '{"variation": 1}', fallthrough = '{"variation": 0}'
+WHERE flag_id = opsflags.flag_id('rules.theme') AND environment = 'production';
+UPDATE opsflags.feature_flag_configs SET enabled_for_users = '["vip"]'
+WHERE flag_id = opsflags.flag_id('rules.theme') AND environment = 'production';
+SELECT c AS context, e ->> 'reason' AS reason, e -> 'value' AS value, e -> 'variant' AS variant
+FROM (VALUES ('{"key": "vip"}'::jsonb), ('{"key": "u2"}')) v(c), LATERAL opsflags.feature_explain('rules.theme', c) e;
+
+-- Rollout gates: murmur3("group:value", seed 0) % 100 + 1 <= percentage.
+UPDATE opsflags.feature_flag_configs SET fallthrough = '{"off": true}',
+    rules = '[{"id": "gate", "rollout": {"percentage": 30, "bucket_by": "key", "group": "g1"}}]'
+WHERE flag_id = opsflags.flag_id('rules.op') AND environment = 'production';
+SELECT count(*) FILTER (WHERE opsflags.feature_enabled('rules.op', jsonb_build_object('key', 'user-' || i))
+                        <> (opsflags.rollout_bucket('g1', 'user-' || i) <= 30)) AS mismatches,
+       count(*) FILTER (WHERE opsflags.feature_enabled('rules.op', jsonb_build_object('key', 'user-' || i))) AS admitted
+FROM generate_series(1, 2000) i;
+SELECT opsflags.feature_enabled('rules.op', '{"role": "x"}'::jsonb) AS no_bucket_value_is_out;
+UPDATE opsflags.feature_flag_configs
+SET rules = '[{"id": "none", "rollout": {"percentage": 0}}, {"id": "all", "rollout": {"percentage": 100, "bucket_by": ["$random"]}}]'
+WHERE flag_id = opsflags.flag_id('rules.op') AND environment = 'production';
+SELECT opsflags.feature_explain('rules.op', '{}'::jsonb) ->> 'rule' AS random_gate_rule;
+-- Default group: the flag's key (its rollout_group when set).
+UPDATE opsflags.feature_flag_configs SET rules = '[{"id": "g", "rollout": {"percentage": 50}}]'
+WHERE flag_id = opsflags.flag_id('rules.op') AND environment = 'production';
+SELECT count(*) FILTER (WHERE opsflags.feature_enabled('rules.op', jsonb_build_object('key', 'user-' || i))
+                        <> (opsflags.rollout_bucket('rules.op', 'user-' || i) <= 50)) AS mismatches
+FROM generate_series(1, 1000) i;
+
+-- Prerequisites: must be off (enabled false), or serve one of the named variants.
+SELECT opsflags.create_flag('rules.child', 'Child') IS NOT NULL AS created;
+UPDATE opsflags.feature_flag_configs SET is_enabled = true
+WHERE flag_id = opsflags.flag_id('rules.child') AND environment = 'production';
+UPDATE opsflags.feature_flag_configs SET rules = '[]', fallthrough = NULL, serve = NULL, enabled_for_users = '[]'
+WHERE flag_id = opsflags.flag_id('rules.theme') AND environment = 'production';
+INSERT INTO opsflags.flag_prerequisites (flag_id, prerequisite_id, enabled)
+VALUES (opsflags.flag_id('rules.child'), opsflags.flag_id('rules.theme'), false);
+SELECT opsflags.feature_explain('rules.child', '{"key": "u1"}'::jsonb) ->> 'reason' AS theme_on;
+SELECT opsflags.toggle_flag('rules.theme', false);
+SELECT opsflags.feature_explain('rules.child', '{"key": "u1"}'::jsonb) ->> 'reason' AS theme_off;
+SELECT opsflags.toggle_flag('rules.theme', true);
+UPDATE opsflags.flag_prerequisites SET enabled = true, variants = '["Dark"]'
+WHERE flag_id = opsflags.flag_id('rules.child');
+SELECT opsflags.feature_explain('rules.child', '{"key": "u1"}'::jsonb) ->> 'reason' AS theme_light;
+UPDATE opsflags.feature_flag_configs
+SET rules = '[{"id": "de", "clauses": [{"attribute": "country", "op": "in", "values": ["DE"]}], "serve": {"variation": 1}}]'
+WHERE flag_id = opsflags.flag_id('rules.theme') AND environment = 'production';
+SELECT c AS context, opsflags.feature_explain('rules.child', c) ->> 'reason' AS reason
+FROM (VALUES ('{"key": "u1", "country": "DE"}'::jsonb), ('{"key": "u1", "country": "AT"}')) v(c);
+UPDATE opsflags.flag_prerequisites SET variants = '["Purple"]' WHERE flag_id = opsflags.flag_id('rules.child');
+UPDATE opsflags.flag_prerequisites SET variants = '[]' WHERE flag_id = opsflags.flag_id('rules.child');
+
+-- Bad rules are refused (22023) with the flag, environment, rule and clause;
+-- nothing is written.
+CREATE FUNCTION set_rules(rules jsonb) RETURNS void LANGUAGE sql AS $$
+    UPDATE opsflags.feature_flag_configs SET rules = set_rules.rules
+    WHERE flag_id = opsflags.flag_id('rules.theme') AND environment = 'production'
+$$;
+\set VERBOSITY default
+SELECT set_rules('{"id": "x"}');
+SELECT set_rules('[1]');
+SELECT set_rules('[{"clauses": []}]');
+SELECT set_rules('[{"id": "bad id!"}]');
+SELECT set_rules('[{"id": "a"}, {"id": "a"}]');
+SELECT set_rules('[{"id": "beta", "clauses": [{"attribute": "a", "op": "in", "values": ["x"]}, {"attribute": "a", "op": "foo", "values": []}]}]');
+SELECT set_rules('[{"id": "r", "clauses": [{"op": "in", "values": ["x"]}]}]');
+SELECT set_rules('[{"id": "r", "clauses": [{"attribute": "a", "op": "in"}]}]');
+SELECT set_rules('[{"id": "r", "clauses": [{"attribute": "a", "op": "in", "values": [null]}]}]');
+SELECT set_rules('[{"id": "r", "clauses": [{"attribute": "a", "op": "starts_with", "values": [5]}]}]');
+SELECT set_rules('[{"id": "r", "clauses": [{"attribute": "a", "op": "matches", "values": ["(unclosed"]}]}]');
+SELECT set_rules('[{"id": "r", "clauses": [{"attribute": "a", "op": "lt", "values": ["ten"]}]}]');
+SELECT set_rules('[{"id": "r", "clauses": [{"attribute": "a", "op": "before", "values": ["2024-13-01"]}]}]');
+SELECT set_rules('[{"id": "r", "clauses": [{"attribute": "a", "op": "semver_gt", "values": ["v1.0.0"]}]}]');
+SELECT set_rules('[{"id": "r", "clauses": [{"attribute": "a", "op": "in_cidr", "values": ["10.0.0.0/33"]}]}]');
+SELECT set_rules('[{"id": "r", "clauses": [{"attribute": "a", "op": "in", "values": [], "negate": "yes"}]}]');
+SELECT set_rules('[{"id": "r", "clauses": [{"attribute": "/a~2", "op": "in", "values": []}]}]');
+SELECT set_rules('[{"id": "r", "rollout": {"percentage": 101}}]');
+SELECT set_rules('[{"id": "r", "rollout": {"percentage": 5, "bucket_by": []}}]');
+SELECT set_rules('[{"id": "r", "serve": {"variation": 3}}]');
+SELECT set_rules('[{"id": "r", "serve": {"variation": 0, "off": true}}]');
+SELECT set_rules('[{"id": "r", "serve": {"split": [{"variation": 0, "weight": 0}]}}]');
+SELECT set_rules('[{"id": "r", "serve": {"split": [{"variation": 0, "weight": 1}], "overrides": [{"attribute": "a", "values": ["x"], "variation": 9}]}}]');
+SELECT set_rules('[{"id": "r", "segments": ["no.such.segment"]}]');
+SELECT set_rules('[{"id": "r", "clauses": [{"op": "segment_match", "values": ["no.such.segment"]}]}]');
+UPDATE opsflags.feature_flag_configs SET serve = '{"variation": 7}'
+WHERE flag_id = opsflags.flag_id('rules.theme') AND environment = 'production';
+UPDATE opsflags.feature_flag_configs SET fallthrough = '"off"'
+WHERE flag_id = opsflags.flag_id('rules.op') AND environment = 'production';
+-- A boolean flag never serves false while on.
+UPDATE opsflags.feature_flag_configs SET rules = '[{"id": "f", "serve": {"variation": 1}}]'
+WHERE flag_id = opsflags.flag_id('rules.op') AND environment = 'production';
+-- Segment rules: no serve, no segments of their own.
+UPDATE opsflags.user_segments SET rules = '[{"id": "s", "serve": {"variation": 0}}]' WHERE segment_key = 'rules.beta';
+UPDATE opsflags.user_segments SET rules = '[{"id": "s", "clauses": [{"op": "segment_match", "values": ["rules.beta"]}]}]'
+WHERE segment_key = 'rules.beta';
+-- Variation names: one unique name or null per variation.
+UPDATE opsflags.feature_flags SET variation_names = '["a", "a", null]' WHERE flag_key = 'rules.theme';
+UPDATE opsflags.feature_flags SET variation_names = '["a"]' WHERE flag_key = 'rules.theme';
+-- Variations that rules serve cannot go away.
+UPDATE opsflags.feature_flag_configs SET off_variation = 0,
+    rules = '[{"id": "de", "clauses": [{"attribute": "country", "op": "in", "values": ["DE"]}], "serve": {"variation": 2}}]'
+WHERE flag_id = opsflags.flag_id('rules.theme') AND environment = 'production';
+UPDATE opsflags.feature_flags SET variations = '["light", "dark"]', variation_names = NULL WHERE flag_key = 'rules.theme';
+\set VERBOSITY terse
+-- Nothing was written.
+SELECT c.rules, c.serve, c.fallthrough, f.variations, f.variation_names
+FROM opsflags.feature_flag_configs c JOIN opsflags.feature_flags f ON f.id = c.flag_id
+WHERE f.flag_key IN ('rules.theme', 'rules.op') AND c.environment = 'production' ORDER BY f.flag_key;
+
+-- A rule stored while the checks were off (a restore) never matches, with
+-- one WARNING per load; the rules after it still work.
+ALTER TABLE opsflags.feature_flag_configs DISABLE TRIGGER validate_config_rules;
+UPDATE opsflags.feature_flag_configs
+SET rules = '[{"id": "bad", "clauses": [{"attribute": "a", "op": "nope", "values": []}]}, {"id": "good"}]', fallthrough = NULL
+WHERE flag_id = opsflags.flag_id('rules.op') AND environment = 'production';
+ALTER TABLE opsflags.feature_flag_configs ENABLE TRIGGER validate_config_rules;
+SELECT opsflags.feature_explain('rules.op', '{"a": 1}'::jsonb) ->> 'rule' AS served_by, opsflags.feature_enabled('rules.op', '{}'::jsonb) AS enabled;

@@ -73,7 +73,11 @@ bad(Compile *c, const char *fmt,...)
 	else if (c->part != NULL && c->rule_no > 0)
 		snprintf(where, sizeof(where), "Member \"%s\": ", c->part);
 	else
+	{
 		where[0] = '\0';
+		/* the detail is a sentence of its own */
+		detail[0] = pg_toupper((unsigned char) detail[0]);
+	}
 
 	if (c->rule_no == 0)
 		snprintf(what, sizeof(what), "%s", c->part ? c->part : "rules");
@@ -160,6 +164,26 @@ copy_string(Compile *c, JsonbValue *v)
 	memcpy(s, v->val.string.val, v->val.string.len);
 	s[v->val.string.len] = '\0';
 	return s;
+}
+
+/*
+ * The values of in, not_in, the string operators and in_cidr are trimmed
+ * of surrounding white space, and empty ones are left out (as Unleash's
+ * SDKs clean them).
+ */
+static bool
+trimmed(JsonbValue *v, const char **s, int *len)
+{
+	const char *p = v->val.string.val;
+	const char *e = p + v->val.string.len;
+
+	while (p < e && isspace((unsigned char) *p))
+		p++;
+	while (e > p && isspace((unsigned char) e[-1]))
+		e--;
+	*s = p;
+	*len = e - p;
+	return *len > 0;
 }
 
 /* A whole number of a jsonb value within [lo, hi]. */
@@ -369,20 +393,22 @@ compile_value(Compile *c, RuleClause *cl, int i, JsonbValue *v,
 		case OP_NOT_IN:
 			if (v->type == jbvString)
 			{
-				char	   *s = copy_string(c, v);
+				const char *s;
+				int			len;
 
+				if (!trimmed(v, &s, &len))
+					return true;
 				if (cl->ci)
 				{
-					char	   *low = MemoryContextAlloc(c->cxt, v->val.string.len * 2 + 8);
-					int			n = opsflags_lower(s, v->val.string.len, low, v->val.string.len * 2 + 8);
+					char	   *low = MemoryContextAlloc(c->cxt, len * 2 + 8);
 
 					strs[*nstrs] = low;
-					lens[(*nstrs)++] = n;
+					lens[(*nstrs)++] = opsflags_lower(s, len, low, len * 2 + 8);
 				}
 				else
 				{
 					strs[*nstrs] = s;
-					lens[(*nstrs)++] = v->val.string.len;
+					lens[(*nstrs)++] = len;
 				}
 			}
 			else if (v->type == jbvNumeric)
@@ -411,17 +437,26 @@ compile_value(Compile *c, RuleClause *cl, int i, JsonbValue *v,
 		case OP_CONTAINS:
 			if (v->type != jbvString)
 				return bad(c, "value %d is %s, expected a string", i + 1, type_name(v));
-			if (cl->ci)
 			{
-				int			cap = v->val.string.len * 2 + 8;
+				const char *s;
+				int			len;
+				int			k = cl->nstrs;
 
-				cl->strs[i] = MemoryContextAlloc(c->cxt, cap);
-				cl->lens[i] = opsflags_lower(v->val.string.val, v->val.string.len, cl->strs[i], cap);
-			}
-			else
-			{
-				cl->strs[i] = copy_string(c, v);
-				cl->lens[i] = v->val.string.len;
+				if (!trimmed(v, &s, &len))
+					return true;
+				if (cl->ci)
+				{
+					cl->strs[k] = MemoryContextAlloc(c->cxt, len * 2 + 8);
+					cl->lens[k] = opsflags_lower(s, len, cl->strs[k], len * 2 + 8);
+				}
+				else
+				{
+					cl->strs[k] = MemoryContextAlloc(c->cxt, len + 1);
+					memcpy(cl->strs[k], s, len);
+					cl->strs[k][len] = '\0';
+					cl->lens[k] = len;
+				}
+				cl->nstrs++;
 			}
 			return true;
 		case OP_MATCHES:
@@ -463,9 +498,14 @@ compile_value(Compile *c, RuleClause *cl, int i, JsonbValue *v,
 			}
 			return bad(c, "value %d is %s, expected a semantic version string", i + 1, type_name(v));
 		case OP_IN_CIDR:
-			if (v->type == jbvString &&
-				opsflags_parse_cidr(v->val.string.val, v->val.string.len, &cl->ranges[i]))
-				return true;
+			{
+				const char *s;
+				int			len;
+
+				if (v->type == jbvString && trimmed(v, &s, &len) &&
+					opsflags_parse_cidr(s, len, &cl->ranges[i]))
+					return true;
+			}
 			if (v->type == jbvString)
 				return bad(c, "value %d \"%.*s\" is not an IP address or CIDR range", i + 1,
 						   v->val.string.len, v->val.string.val);
@@ -821,9 +861,12 @@ opsflags_serve_default(int on_variation, Jsonb *weights, RuleTarget *t, MemoryCo
 	for (int i = 0; i < n && ok; i++)
 	{
 		JsonbValue *e = getIthJsonbValueFromContainer(&weights->root, i);
-		int64		w;
+		double		w;
 
-		ok = whole_number(e, 0, MAX_TOTAL_WEIGHT, &w) && (total += w) <= MAX_TOTAL_WEIGHT;
+		/* rounded, as numeric to int has always done here */
+		ok = e->type == jbvNumeric && opsflags_numeric_double(e->val.numeric, &w) &&
+			(w = round(w)) >= 0 && w <= MAX_TOTAL_WEIGHT &&
+			(total += (int64) w) <= MAX_TOTAL_WEIGHT;
 		s->cumulative[i] = total;
 		s->variations[i] = i;
 	}
@@ -1008,6 +1051,8 @@ bucket_value(const BucketBy *b, EvalContext *ec, const char **s, uint32 *len, ch
 {
 	for (int i = 0; i < b->nattrs; i++)
 	{
+		JsonbValue	v;
+
 		if (b->attrs[i].kind == ATTR_RANDOM)
 		{
 			if (!ec->have_random)
@@ -1020,6 +1065,10 @@ bucket_value(const BucketBy *b, EvalContext *ec, const char **s, uint32 *len, ch
 			*len = strlen(ec->random);
 			return true;
 		}
+		/* a non-empty string, or a number as text */
+		if (!opsflags_attr_value(&b->attrs[i], ec, &v) ||
+			(v.type != jbvString && v.type != jbvNumeric))
+			continue;
 		if (opsflags_attr_text(&b->attrs[i], ec, s, len, buf, buflen) && *len > 0)
 			return true;
 	}

@@ -88,7 +88,8 @@ typedef struct RuleClause
 	StrSet	   *numbers;		/* the 8 bytes of each double */
 	bool		has_true;
 	bool		has_false;
-	/* string operators: the values (lower-cased when ci) */
+	/* string operators: the values (lower-cased when ci), nstrs of them */
+	int			nstrs;
 	char	  **strs;
 	uint32	   *lens;
 	regex_t    *regexes;		/* matches */

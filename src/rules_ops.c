@@ -856,7 +856,7 @@ op_holds(const RuleClause *c, JsonbValue *v)
 				len = opsflags_lower(s, len, buf, len * 2 + 8);
 				s = buf;
 			}
-			for (int i = 0; i < c->nvalues; i++)
+			for (int i = 0; i < c->nstrs; i++)
 			{
 				uint32		l = c->lens[i];
 
