@@ -34,17 +34,24 @@ LANGUAGE sql VOLATILE AS $$
 $$;
 CREATE FUNCTION pg_temp.jstr(alphabet text, lo int, hi int) RETURNS jsonb
 LANGUAGE sql VOLATILE AS $$ SELECT to_jsonb(coalesce(pg_temp.rstr(alphabet, lo, hi), '')) $$;
+-- values: one in ten with white space around it (the engine trims values)
 CREATE FUNCTION pg_temp.jstrs(alphabet text, lo int, hi int, n_lo int, n_hi int) RETURNS jsonb
 LANGUAGE sql VOLATILE AS $$
-  SELECT jsonb_agg(pg_temp.jstr(alphabet, lo, hi)) FROM generate_series(1, n_lo + floor(random() * (n_hi - n_lo + 1))::int)
+  SELECT jsonb_agg(CASE WHEN random() < 0.1 THEN to_jsonb(' ' || (v #>> '{}') || E'\t') ELSE v END)
+  FROM (SELECT pg_temp.jstr(alphabet, lo, hi) AS v
+        FROM generate_series(1, n_lo + floor(random() * (n_hi - n_lo + 1))::int)) s
 $$;
 -- An instant in one of the forms the date operators take: RFC 3339 in UTC,
--- RFC 3339 at +02:00, or milliseconds since 1970.
+-- at +02:00, without an offset (UTC), to the minute, a date alone (the
+-- instant's day, a nearby instant), or milliseconds since 1970.
 CREATE FUNCTION pg_temp.time_json(ts timestamptz, form int) RETURNS jsonb
 LANGUAGE sql IMMUTABLE AS $$
   SELECT CASE form
       WHEN 1 THEN to_jsonb(to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))
       WHEN 2 THEN to_jsonb(to_char(ts AT TIME ZONE 'UTC' + interval '2 hours', 'YYYY-MM-DD"T"HH24:MI:SS.MS') || '+02:00')
+      WHEN 3 THEN to_jsonb(to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS'))
+      WHEN 4 THEN to_jsonb(to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI"Z"'))
+      WHEN 5 THEN to_jsonb(to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD'))
       ELSE to_jsonb((extract(epoch FROM ts) * 1000)::bigint) END
 $$;
 CREATE FUNCTION pg_temp.rtime() RETURNS timestamptz
@@ -84,7 +91,8 @@ CREATE TEMP TABLE cases (
 -- differently, strings that are numbers, case.
 INSERT INTO cases (family, op, attr, vals, x)
 SELECT 'in', pg_temp.pick(ARRAY['in', 'not_in']), 'tier',
-       pg_temp.picks(ARRAY['"a"', '"b"', '"A"', '"é"', '"É"', '1', '1.0', '2', '-3.5', '"1"', '"2"', 'true', 'false', '""'], 1, 6),
+       pg_temp.picks(ARRAY['"a"', '"b"', '"A"', '"é"', '"É"', '1', '1.0', '2', '-3.5', '"1"', '"2"', 'true', 'false', '""',
+                           '" b "', '" "'], 1, 6),
        CASE WHEN random() < 0.1 THEN NULL
             ELSE pg_temp.pick(ARRAY['"a"', '"b"', '"B"', '"c"', '"é"', '"É"', '1', '1.00', '2', '-3.50', '"1"', '"1.0"',
                                     'true', 'false', '""', 'null', '{"o": 1}', '["a"]'])::jsonb END
@@ -113,18 +121,19 @@ FROM generate_series(1, 130);
 -- eq / lt / lte / gt / gte: numbers, strings that are numbers, others
 INSERT INTO cases (family, op, attr, vals, x)
 SELECT 'numbers', pg_temp.pick(ARRAY['eq', 'lt', 'lte', 'gt', 'gte']), 'age',
-       pg_temp.picks(ARRAY['-2', '-1.5', '0', '0.5', '1', '1.5', '2', '3', '100'], 1, 3),
-       CASE WHEN r < 0.6 THEN pg_temp.pick(ARRAY['-2', '-1.50', '0', '0.5', '1', '1.0', '1.5', '2', '3', '100'])::jsonb
-            WHEN r < 0.85 THEN to_jsonb(pg_temp.pick(ARRAY['-2', '0', '0.5', '1', '1.50', '3', '100']))
+       pg_temp.picks(ARRAY['-2', '-1.5', '0', '0.5', '1', '1.5', '2', '3', '100', '"2"', '" 31 "'], 1, 3),
+       CASE WHEN r < 0.55 THEN pg_temp.pick(ARRAY['-2', '-1.50', '0', '0.5', '1', '1.0', '1.5', '2', '3', '100'])::jsonb
+            WHEN r < 0.85 THEN to_jsonb(pg_temp.pick(ARRAY['-2', '0', '0.5', '1', '1.50', '3', '100', ' 2 ', '0x1f', '1e2', '.5',
+                                                            'Infinity', '-Infinity', '+1']))
             WHEN r < 0.95 THEN pg_temp.pick(ARRAY['"abc"', '"1x"', '""', 'true', '[1]'])::jsonb
             END
 FROM (SELECT random() AS r FROM generate_series(1, 160)) s;
 -- before / after: instants 12 hours and 1 ms apart, in every form
 INSERT INTO cases (family, op, attr, vals, x)
 SELECT 'dates', pg_temp.pick(ARRAY['before', 'after']), 'signupDate',
-       (SELECT jsonb_agg(pg_temp.time_json(pg_temp.rtime(), 1 + floor(random() * 3)::int))
+       (SELECT jsonb_agg(pg_temp.time_json(pg_temp.rtime(), 1 + floor(random() * 6)::int))
         FROM generate_series(1, 1 + floor(random() * 2)::int + 0 * i) WHERE i > 0),
-       CASE WHEN r < 0.9 THEN pg_temp.time_json(pg_temp.rtime(), 1 + floor(random() * 3)::int)
+       CASE WHEN r < 0.9 THEN pg_temp.time_json(pg_temp.rtime(), 1 + floor(random() * 6)::int)
             WHEN r < 0.95 THEN pg_temp.pick(ARRAY['"yesterday"', '"2026-13-01T00:00:00Z"', 'true'])::jsonb END
 FROM (SELECT i, random() AS r FROM generate_series(1, 150) i) s;
 -- currentTime: the context's, else the statement's time

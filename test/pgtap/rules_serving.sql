@@ -7,8 +7,9 @@
 --      (murmur3, seed 86028157, in PL/pgSQL);
 --   c. rule order (the first rule that matches serves), rules serving a
 --      variation, the config's serve or off, and the fallthrough;
---   d. segments with rules, as a rule's segments and as segment_match
---      clauses, and as the config's segments;
+--   d. segments with rules (their rollouts grouped by the segment's key
+--      unless they say), as a rule's segments and as segment_match clauses,
+--      and as the config's segments;
 --   e. prerequisites that require another flag on or off (enabled), a
 --      variation or variation names (variants).
 -- One transaction, rolled back; cases come from random() after setseed.
@@ -55,7 +56,8 @@ SELECT g.*, ctx FROM gflags g, LATERAL (
     SELECT jsonb_strip_nulls(jsonb_build_object(
                pg_temp.pick(ARRAY['key', 'key', 'targetingKey']), CASE WHEN random() < 0.9 THEN 'u' || pg_temp.rint(1, 100000) END,
                'sessionId', CASE WHEN random() < 0.4 THEN pg_temp.pick(ARRAY['', 's' || pg_temp.rint(1, 99999)]) END,
-               'orgId', CASE WHEN random() < 0.5 THEN to_jsonb(pg_temp.rint(1, 9999)) WHEN random() < 0.5 THEN to_jsonb('org' || pg_temp.rint(1, 99)) END,
+               'orgId', CASE WHEN random() < 0.4 THEN to_jsonb(pg_temp.rint(1, 9999)) WHEN random() < 0.2 THEN to_jsonb(round((random() * 100)::numeric, 2))
+                             WHEN random() < 0.5 THEN to_jsonb('org' || pg_temp.rint(1, 99)) END,
                'org', CASE WHEN random() < 0.3 THEN jsonb_build_object('id', 'o' || pg_temp.rint(1, 999)) END)) AS ctx
     FROM generate_series(1, 5) WHERE g.n > 0) c;
 ALTER TABLE gcases ADD COLUMN want boolean, ADD COLUMN got boolean;
@@ -184,7 +186,8 @@ SELECT n, 'tap.rsv.seg' || n AS key,
        (SELECT coalesce(jsonb_agg(jsonb_build_object('id', 'sr' || j,
                     'clauses', jsonb_build_array(jsonb_build_object(
                         'attribute', a[1], 'op', 'in', 'values', a[2]::jsonb, 'negate', random() < 0.2)))
-                || CASE WHEN random() < 0.3 THEN jsonb_build_object('rollout', jsonb_build_object('percentage', pg_temp.rint(20, 80), 'group', 'seg' || n))
+                || CASE WHEN random() < 0.2 THEN jsonb_build_object('rollout', jsonb_build_object('percentage', pg_temp.rint(20, 80), 'group', 'seg' || n))
+                        WHEN random() < 0.2 THEN jsonb_build_object('rollout', jsonb_build_object('percentage', pg_temp.rint(20, 80)))
                         ELSE '{}' END), '[]')
         FROM generate_series(1, pg_temp.rint(0, 2) + 0 * n) j,
              LATERAL (SELECT string_to_array(pg_temp.pick(ARRAY['country|["DE"]', 'country|["DE", "FR"]', 'plan|["pro"]',
@@ -223,7 +226,7 @@ LANGUAGE sql STABLE AS $$
   SELECT coalesce(s.user_ids ? (pg_temp.ref_attr(ctx, 'key') #>> '{}'), false) OR coalesce(s.roles ? (ctx ->> 'role'), false)
          OR EXISTS (SELECT FROM jsonb_array_elements(s.rules) r
                     WHERE NOT EXISTS (SELECT FROM jsonb_array_elements(r -> 'clauses') cl WHERE NOT pg_temp.ref_clause(cl, ctx))
-                      AND (NOT r ? 'rollout' OR pg_temp.ref_gate(r -> 'rollout', ctx, NULL)))
+                      AND (NOT r ? 'rollout' OR pg_temp.ref_gate(r -> 'rollout', ctx, s.key)))
   FROM segs s WHERE s.key = seg_key
 $$;
 ALTER TABLE dcases ADD COLUMN want boolean, ADD COLUMN got boolean;
