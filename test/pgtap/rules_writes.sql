@@ -119,6 +119,11 @@ FROM bad_rules b, (VALUES
     ) w(way, tmpl)
 WHERE b.kind NOT IN ('serving variation 7 of 3', 'a split with a negative weight', 'a split weighing 0', 'a duplicate id',
                      'segments not strings');
+INSERT INTO attempts (kind, place, way, names_rule, sql)
+SELECT k.kind, 'segment', 'update_segment', true, format($$SELECT opsflags.update_segment('tap.rw.seg', rules => %L)$$, k.rules)
+FROM (VALUES ('segment_match in a segment''s rule', '[{"id": "bad", "clauses": [{"op": "segment_match", "values": ["tap.rw.seg"]}]}]'),
+             ('a serve in a segment''s rule', '[{"id": "bad", "serve": {"variation": 0}}]'),
+             ('segments in a segment''s rule', '[{"id": "bad", "segments": ["tap.rw.seg"]}]')) k(kind, rules);
 -- Variation names, serve and fallthrough
 INSERT INTO attempts (kind, place, way, names_rule, sql)
 SELECT v.kind, 'variation_names', w.way, false, format(w.tmpl, v.names)
