@@ -1,7 +1,9 @@
 -- test/pgtap/rules_sessions.sql: a change of a flag's rules, or of a
 -- segment's rules, committed by session B is seen by session A's next
 -- statement; while B has not committed, A keeps the committed rules (B
--- sees its own); a rolled-back change is never seen.
+-- sees its own); a rolled-back change is never seen.  Two add_rule calls
+-- at once (B's transaction open, C's call waiting for it) lose neither
+-- rule.
 --
 -- Session A is this psql session; session B is a dblink connection.  The
 -- flag and segment live under tap.rses.* and are committed (B must see
@@ -13,7 +15,7 @@ SET opsflags.environment = 'production';
 DELETE FROM opsflags.feature_flags WHERE flag_key LIKE 'tap.rses.%';
 DELETE FROM opsflags.user_segments WHERE segment_key LIKE 'tap.rses.%';
 
-SELECT plan(12);
+SELECT plan(15);
 
 SELECT dblink_connect('b', pg_temp.tap_conninfo(app => 'tap_rules_sessions_b')) AS connected \gset
 CREATE FUNCTION pg_temp.b(command text) RETURNS text
@@ -80,6 +82,35 @@ SELECT is(pg_temp.b_enabled('tap.rses.g', '{"key": "u1", "plan": "pro"}'), true,
 SELECT pg_temp.b('COMMIT') AS x \gset
 SELECT is(opsflags.feature_enabled('tap.rses.g', '{"key": "u1", "plan": "pro"}'::jsonb), true,
           'B commits the segment''s rule: A''s next statement has the pro context in');
+
+-- add_rule from B (not committed) and from C at once: C waits for B's
+-- row lock, then adds its rule to B's.
+SELECT dblink_connect('c', pg_temp.tap_conninfo(app => 'tap_rules_sessions_c')) AS connected \gset
+SELECT pg_temp.b('BEGIN') AS x \gset
+SELECT pg_temp.b_perform($$opsflags.add_rule('tap.rses.f', '{"id": "from-b"}')$$) AS x \gset
+SELECT dblink_send_query('c', $$SELECT opsflags.add_rule('tap.rses.f', '{"id": "from-c"}', 'production')$$) AS sent \gset
+CREATE FUNCTION pg_temp.wait_for_lock(app text) RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+    deadline timestamptz := clock_timestamp() + interval '30 seconds';
+BEGIN
+    LOOP
+        IF EXISTS (SELECT FROM pg_stat_activity WHERE application_name = app AND wait_event_type = 'Lock') THEN
+            RETURN true;
+        END IF;
+        IF clock_timestamp() > deadline THEN
+            RETURN false;
+        END IF;
+        PERFORM pg_sleep(0.01);
+    END LOOP;
+END
+$$;
+SELECT ok(pg_temp.wait_for_lock('tap_rules_sessions_c'), 'C''s add_rule waits for B''s transaction');
+SELECT pg_temp.b('COMMIT') AS x \gset
+SELECT is((SELECT r FROM dblink_get_result('c') AS t(r text)), '', 'C''s add_rule completes once B commits');
+SELECT is(jsonb_path_query_array(opsflags.get_flag('tap.rses.f'), '$.config.rules[*].id'), '["us", "from-b", "from-c"]',
+          'both rules are there: neither add_rule lost the other''s');
+SELECT dblink_disconnect('c') AS x \gset
 
 SELECT dblink_disconnect('b') AS x \gset
 DELETE FROM opsflags.feature_flags WHERE flag_key LIKE 'tap.rses.%';
