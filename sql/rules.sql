@@ -109,7 +109,17 @@ INSERT INTO cases (clause, context) VALUES
 ('{"attribute": "country", "op": "in", "values": [" DE "]}', '{"country": "DE"}'),
 ('{"attribute": "country", "op": "in", "values": [""]}', '{"country": ""}'),
 ('{"attribute": "email", "op": "starts_with", "values": [""]}', '{"email": "a@b"}'),
-('{"attribute": "ip", "op": "in_cidr", "values": [" 10.0.0.0/8 "]}', '{"ip": "10.9.9.9"}');
+('{"attribute": "ip", "op": "in_cidr", "values": [" 10.0.0.0/8 "]}', '{"ip": "10.9.9.9"}'),
+-- missing attributes: the operator is false, negate makes it true
+('{"attribute": "email", "op": "ends_with", "values": ["@x"]}', '{}'),
+('{"attribute": "email", "op": "ends_with", "values": ["@x"], "negate": true}', '{}'),
+('{"attribute": "email", "op": "matches", "values": ["x"]}', '{}'),
+('{"attribute": "signup", "op": "before", "values": ["2024-01-01"]}', '{}'),
+('{"attribute": "ip", "op": "in_cidr", "values": ["10.0.0.0/8"], "negate": true}', '{}'),
+('{"attribute": "/plan/tier", "op": "in", "values": ["pro"]}', '{"plan": "pro"}'),
+-- role and key of a context; properties
+('{"attribute": "role", "op": "in", "values": ["admin"]}', '{"key": "u1", "role": "admin"}'),
+('{"attribute": "region", "op": "starts_with", "values": ["eu"]}', '{"properties": {"region": "eu-west"}}');
 
 SELECT n, clause ->> 'op' AS op, clause -> 'values' AS values,
        coalesce(clause -> 'negate', 'false') AS neg, coalesce(clause -> 'case_insensitive', 'false') AS ci,
@@ -289,3 +299,20 @@ SET rules = '[{"id": "bad", "clauses": [{"attribute": "a", "op": "nope", "values
 WHERE flag_id = opsflags.flag_id('rules.op') AND environment = 'production';
 ALTER TABLE opsflags.feature_flag_configs ENABLE TRIGGER validate_config_rules;
 SELECT opsflags.feature_explain('rules.op', '{"a": 1}'::jsonb) ->> 'rule' AS served_by, opsflags.feature_enabled('rules.op', '{}'::jsonb) AS enabled;
+
+-- The (flag_key, user_id, user_role) form is the context {key, role}.
+UPDATE opsflags.feature_flag_configs SET fallthrough = '{"off": true}',
+    rules = '[{"id": "admins", "clauses": [{"attribute": "role", "op": "in", "values": ["admin"]}, {"attribute": "key", "op": "starts_with", "values": ["u"]}]}]'
+WHERE flag_id = opsflags.flag_id('rules.op') AND environment = 'production';
+SELECT opsflags.feature_explain('rules.op', 'u1', 'admin') ->> 'rule' AS by_role,
+       opsflags.feature_enabled('rules.op', 'x1', 'admin') AS other_key,
+       opsflags.feature_enabled('rules.op', 'u1', 'member') AS other_role;
+-- evaluate_all reports the rule too.
+SELECT opsflags.evaluate_all('{"key": "u1", "role": "admin"}') -> 'rules.op' ->> 'rule' AS evaluate_all_rule;
+
+-- Leave nothing behind for the tests that follow.
+DELETE FROM opsflags.feature_flags WHERE flag_key IN ('rules.op', 'rules.theme', 'rules.child');
+DELETE FROM opsflags.user_segments WHERE segment_key = 'rules.beta';
+DROP FUNCTION holds(jsonb, jsonb);
+DROP FUNCTION set_rules(jsonb);
+DROP TABLE cases;

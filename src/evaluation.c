@@ -2,7 +2,8 @@
  * evaluation.c
  *	  Feature flag evaluation: feature_enabled(), feature_value(),
  *	  feature_explain() and the feature_guard() trigger, from the entries of
- *	  the flag cache (flags.c), in the evaluation order the README gives.
+ *	  the flag cache (flags.c), in the evaluation order the README gives:
+ *	  targeting rules (rules.c) read any attribute of the context.
  *
  * An evaluation queries nothing once its flags are cached.  The prerequisite
  * depth and memo of one evaluation travel in an EvalState on the stack, so

@@ -1,7 +1,9 @@
 /*
  * flags.c
- *	  The per-backend flag cache: loading a flag (its weights, segments and
- *	  prerequisites) and the cache's transactional invalidation.  Evaluation
+ *	  The per-backend flag cache: loading a flag (its variations, serve,
+ *	  targeting rules compiled by rules.c, segments and prerequisites) and
+ *	  the cache's transactional invalidation, which empties the segment
+ *	  cache (segments.c) with it.  Evaluation
  *	  (feature_enabled() and the others) is in evaluation.c.
  *
  * The cache maps an environment and a flag key to what evaluation needs

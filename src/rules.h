@@ -1,8 +1,9 @@
 /*
  * rules.h
  *	  Targeting rules (docs/rules.md) compiled for evaluation: what the rule
- *	  compiler (rules.c), the operators (rules_ops.c), the segment cache
- *	  (segments.c) and evaluation (evaluation.c) share.
+ *	  compiler (rules.c, rules_clauses.c, rules_serve.c), the operators
+ *	  (rules_ops.c, rules_values.c), the segment cache (segments.c) and
+ *	  evaluation (evaluation.c) share.
  */
 #ifndef OPSFLAGS_RULES_H
 #define OPSFLAGS_RULES_H
@@ -195,12 +196,49 @@ typedef struct EvalContext
 	char		random[24];		/* "$random", drawn once per evaluation */
 } EvalContext;
 
+/* Largest total of split weights: the variant hash's range (int). */
+#define MAX_TOTAL_WEIGHT PG_INT32_MAX
+/* The variant hash's seed (Unleash), distinct from the rollout's (0). */
+#define VARIANT_SEED 86028157
+
+/* Where in a document compilation is, for its messages. */
+typedef struct RuleCompile
+{
+	RuleTarget *t;
+	MemoryContext cxt;
+	const char *rule_id;		/* NULL: rule_no names it */
+	int			rule_no;		/* from 1; 0: not in a rule */
+	int			clause_no;		/* from 1; 0: not in a clause */
+	const char *part;			/* "serve", "rollout", ...: not in a clause */
+} RuleCompile;
+
+/* rules.c: the compiler's shared parts */
+extern bool rules_bad(RuleCompile *c, const char *fmt,...) pg_attribute_printf(2, 3);
+extern bool rules_member(JsonbContainer *obj, const char *name, JsonbValue *v);
+extern bool rules_is_object(JsonbValue *v);
+extern bool rules_is_array(JsonbValue *v);
+extern const char *rules_type_name(JsonbValue *v);
+extern char *rules_copy_string(RuleCompile *c, JsonbValue *v);
+extern bool rules_trimmed(JsonbValue *v, const char **s, int *len);
+extern bool rules_whole_number(JsonbValue *v, int64 lo, int64 hi, int64 *out);
+extern bool rules_compile_attr(RuleCompile *c, JsonbValue *v, RuleAttr *a, const char *what);
+extern bool rules_compile_bucket_by(RuleCompile *c, JsonbContainer *obj, BucketBy *b);
+extern bool rules_compile_group(RuleCompile *c, JsonbContainer *obj, OpsMurmur3 *prefix, uint32 seed);
+
+/* rules_clauses.c, rules_serve.c */
+extern bool rules_compile_clause(RuleCompile *c, JsonbValue *cv, RuleClause *cl);
+extern RuleServe *rules_compile_serve(RuleCompile *c, JsonbValue *sv);
+
 /* rules.c */
 extern RuleSet *opsflags_rules_compile(Jsonb *rules, RuleTarget *target, MemoryContext cxt);
+
+/* rules_serve.c */
 extern RuleServe *opsflags_serve_compile(Jsonb *serve, const char *what, RuleTarget *target,
 										 MemoryContext cxt);
 extern RuleServe *opsflags_serve_default(int on_variation, Jsonb *weights, RuleTarget *target,
 										 MemoryContext cxt);
+
+/* rules_serve.c */
 extern bool opsflags_rule_matches(const Rule *rule, EvalContext *ec);
 extern int	opsflags_serve_variation(const RuleServe *serve, EvalContext *ec, int *bucket);
 
@@ -209,6 +247,9 @@ extern bool opsflags_clause_holds(const RuleClause *c, EvalContext *ec);
 extern bool opsflags_attr_value(const RuleAttr *a, EvalContext *ec, JsonbValue *out);
 extern bool opsflags_attr_text(const RuleAttr *a, EvalContext *ec, const char **s, uint32 *len,
 							   char *buf, int buflen);
+
+/* rules_values.c */
+extern bool opsflags_cidr_contains(const CidrRange *range, const CidrRange *a);
 extern bool opsflags_parse_js_number(const char *s, int len, double *out);
 extern bool opsflags_parse_date(const char *s, int len, double *ms);
 extern bool opsflags_parse_semver(const char *s, int len, Semver *v);
