@@ -5,10 +5,10 @@
  *	  version them and announce changes; and the administration API
  *	  (create_flag, update_flag, toggle_flag, add_rule, remove_rule,
  *	  archive_flag, restore_flag, delete_flag, get_flag, get_flags and their
- *	  former names).  The checks
- *	  of variations and prerequisites are in variations.sql and
- *	  prerequisites.sql, evaluation in evaluation.sql (C, evaluation.c) and
- *	  the LaunchDarkly client format in launchdarkly.sql.
+ *	  former names).  The checks of variations and prerequisites are in
+ *	  variations.sql and prerequisites.sql, the checks of targeting rules in
+ *	  rules.sql, evaluation in evaluation.sql (C, evaluation.c) and the
+ *	  LaunchDarkly client format in launchdarkly.sql.
  *
  * The tables hold the truth; the C library evaluates flags from a
  * per-backend cache (flags.c) that triggers invalidate transactionally
