@@ -17,7 +17,7 @@
 \ir rules_reference.inc
 
 BEGIN;
-SELECT plan(15);
+SELECT plan(16);
 SET LOCAL opsflags.environment = 'production';
 SELECT setseed(0.1234) AS x \gset
 
@@ -74,6 +74,20 @@ SELECT is((SELECT count(*)::int FROM gcases WHERE got IS DISTINCT FROM want), 0,
 SELECT is((SELECT count(*)::int FROM gcases
            WHERE (opsflags.feature_explain(k, ctx) ->> 'rule') IS DISTINCT FROM CASE WHEN want THEN 'gate' END), 0,
           'a: feature_explain names the gate''s rule when it admits, no rule when not');
+
+-- "$random": a fresh value at each evaluation, whatever the context says.
+SELECT count(opsflags.create_flag(k)) AS x FROM unnest(ARRAY['tap.rsv.r0', 'tap.rsv.r50', 'tap.rsv.r100']) k \gset
+SELECT count(pg_temp.put_config('tap.rsv.r' || p, jsonb_build_array(jsonb_build_object('id', 'random',
+           'rollout', jsonb_build_object('percentage', p, 'bucket_by', '$random'))), fallthrough => '{"off": true}')) AS x
+FROM unnest(ARRAY[0, 50, 100]) p \gset
+CREATE TEMP TABLE rcases AS
+SELECT p, count(*) FILTER (WHERE opsflags.feature_enabled('tap.rsv.r' || p, jsonb_build_object('key', 'same-user', 'n', g))) AS n
+FROM unnest(ARRAY[0, 50, 100]) p, generate_series(1, 200) g GROUP BY p;
+SELECT diag(format('a: bucket_by "$random" at %s %%: %s of 200 evaluations in', p, n)) FROM rcases
+WHERE NOT CASE p WHEN 0 THEN n = 0 WHEN 100 THEN n = 200 ELSE n BETWEEN 50 AND 150 END ORDER BY p;
+SELECT ok((SELECT count(*) = 3 AND bool_and(CASE p WHEN 0 THEN n = 0 WHEN 100 THEN n = 200 ELSE n BETWEEN 50 AND 150 END)
+           FROM rcases),
+          'a: bucket_by "$random": 0 % never, 100 % always, 50 % about half of 200 evaluations of one context');
 
 -------------------------------------------------------------------------------
 -- b. Splits: a rule serving a weighted split, with overrides
