@@ -119,7 +119,19 @@ INSERT INTO cases (clause, context) VALUES
 ('{"attribute": "/plan/tier", "op": "in", "values": ["pro"]}', '{"plan": "pro"}'),
 -- role and key of a context; properties
 ('{"attribute": "role", "op": "in", "values": ["admin"]}', '{"key": "u1", "role": "admin"}'),
-('{"attribute": "region", "op": "starts_with", "values": ["eu"]}', '{"properties": {"region": "eu-west"}}');
+('{"attribute": "region", "op": "starts_with", "values": ["eu"]}', '{"properties": {"region": "eu-west"}}'),
+-- the other side of each comparison
+('{"attribute": "age", "op": "eq", "values": [18]}', '{"age": 18.5}'),
+('{"attribute": "age", "op": "lte", "values": [18]}', '{"age": 18.01}'),
+('{"attribute": "age", "op": "gte", "values": [18]}', '{"age": "17"}'),
+('{"attribute": "age", "op": "gte", "values": [18], "negate": true}', '{"age": "17"}'),
+('{"attribute": "v", "op": "semver_lt", "values": ["2.0.0"]}', '{"v": "2.0.0"}'),
+('{"attribute": "v", "op": "semver_lte", "values": ["2.0.0"]}', '{"v": "2.0.1"}'),
+('{"attribute": "v", "op": "semver_gt", "values": ["2.0.0"]}', '{"v": "2.0.1-alpha"}'),
+('{"attribute": "v", "op": "semver_gte", "values": ["2.0.0"]}', '{"v": "1.99.99"}'),
+('{"attribute": "v", "op": "semver_eq", "values": ["1.0.0", "2.0.0"]}', '{"v": "2.0.0"}'),
+('{"attribute": "email", "op": "starts_with", "values": ["ADM"], "case_insensitive": true}', '{"email": "admin@x"}'),
+('{"attribute": "email", "op": "contains", "values": ["MIN"], "case_insensitive": true, "negate": true}', '{"email": "admin@x"}');
 
 SELECT n, clause ->> 'op' AS op, clause -> 'values' AS values,
        coalesce(clause -> 'negate', 'false') AS neg, coalesce(clause -> 'case_insensitive', 'false') AS ci,

@@ -198,12 +198,6 @@ strset_from_jsonb(Jsonb *jb)
 	return opsflags_strset_build(strs, lens, k, FlagCacheContext);
 }
 
-MemoryContext
-opsflags_flag_cache_context(void)
-{
-	return FlagCacheContext;
-}
-
 /* ---------- invalidation ---------- */
 
 static void

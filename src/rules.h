@@ -264,8 +264,7 @@ extern SegmentEntry *opsflags_segment_lookup(const char *key, int keylen);
 extern bool opsflags_segment_contains(SegmentEntry *seg, EvalContext *ec);
 extern void opsflags_segment_cache_reset(MemoryContext cxt);
 
-/* flags.c: the cache context (valid until the cache is next emptied) */
-extern MemoryContext opsflags_flag_cache_context(void);
+/* flags.c */
 extern StrSet *opsflags_strset_build(const char **strs, const uint32 *lens, int n, MemoryContext cxt);
 
 #endif							/* OPSFLAGS_RULES_H */
