@@ -3,11 +3,12 @@
  *	  Feature flags: the environments, the flags, their per-environment
  *	  configs and their prerequisites (the tables); the row triggers that
  *	  version them and announce changes; and the administration API
- *	  (create_flag, update_flag, toggle_flag, archive_flag, restore_flag,
- *	  delete_flag, get_flag, get_flags and their former names).  The checks
- *	  of variations and prerequisites are in variations.sql and
- *	  prerequisites.sql, evaluation in evaluation.sql (C, evaluation.c) and
- *	  the LaunchDarkly client format in launchdarkly.sql.
+ *	  (create_flag, update_flag, toggle_flag, add_rule, remove_rule,
+ *	  archive_flag, restore_flag, delete_flag, get_flag, get_flags and their
+ *	  former names).  The checks of variations and prerequisites are in
+ *	  variations.sql and prerequisites.sql, the checks of targeting rules in
+ *	  rules.sql, evaluation in evaluation.sql (C, evaluation.c) and the
+ *	  LaunchDarkly client format in launchdarkly.sql.
  *
  * The tables hold the truth; the C library evaluates flags from a
  * per-backend cache (flags.c) that triggers invalidate transactionally
@@ -251,7 +252,8 @@ CREATE FUNCTION opsflags.create_flag(
     description text DEFAULT NULL,
     flag_type   text DEFAULT 'boolean',
     variations  jsonb DEFAULT NULL,
-    tags        text[] DEFAULT '{}')
+    tags        text[] DEFAULT '{}',
+    variation_names jsonb DEFAULT NULL)
 RETURNS uuid
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -278,6 +280,7 @@ BEGIN
     IF array_position(tags, NULL) IS NOT NULL THEN
         PERFORM opsflags.flag_field_error(flag_key, 'tags', 'an array of tags without NULL elements');
     END IF;
+    PERFORM opsflags_internal.check_variation_names(flag_key, vars, coalesce(variation_names, 'null'));
     IF EXISTS (SELECT 1 FROM opsflags.feature_flags f WHERE f.flag_key = create_flag.flag_key) THEN
         RAISE EXCEPTION 'feature flag "%" already exists', flag_key
             USING ERRCODE = 'unique_violation',
@@ -285,8 +288,9 @@ BEGIN
     END IF;
     onoff := opsflags_internal.default_on_off(vars);
     PERFORM opsflags_internal.check_variations(flag_key, vars, onoff[1], onoff[2], NULL);
-    INSERT INTO opsflags.feature_flags AS f (flag_key, flag_name, description, flag_type, variations, tags)
-    VALUES (flag_key, coalesce(flag_name, flag_key), description, ftype, vars, coalesce(tags, '{}'))
+    INSERT INTO opsflags.feature_flags AS f (flag_key, flag_name, description, flag_type, variations, tags, variation_names)
+    VALUES (flag_key, coalesce(flag_name, flag_key), description, ftype, vars, coalesce(tags, '{}'),
+            nullif(variation_names, 'null'))
     RETURNING f.id INTO new_id;
     -- A new flag starts off in every environment.
     INSERT INTO opsflags.feature_flag_configs (flag_id, environment, on_variation, off_variation)
@@ -303,8 +307,8 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    flag_fields   constant text[] := '{flag_name,description,tags,rollout_group,variations}';
-    config_fields constant text[] := '{is_enabled,enabled_for_users,enabled_for_roles,enabled_percentage,enable_at,disable_at,on_variation,off_variation,variation_weights,segments}';
+    flag_fields   constant text[] := '{flag_name,description,tags,rollout_group,variations,variation_names}';
+    config_fields constant text[] := '{is_enabled,enabled_for_users,enabled_for_roles,enabled_percentage,enable_at,disable_at,on_variation,off_variation,variation_weights,segments,rules,serve,fallthrough}';
     env    text;
     fid    uuid;
     f      opsflags.feature_flags;
@@ -391,6 +395,19 @@ BEGIN
                 PERFORM opsflags.flag_field_error(flag_key, field,
                     'an array of non-negative whole numbers, one per variation, or null for no split', v);
             END IF;
+        WHEN 'variation_names' THEN
+            PERFORM opsflags_internal.check_variation_names(flag_key, vars, v);
+        WHEN 'rules' THEN
+            -- The rules themselves are checked by the config's trigger
+            -- (rules.sql), which names the rule and clause.
+            IF jsonb_typeof(v) <> 'array' OR EXISTS (SELECT FROM jsonb_array_elements(v) r WHERE jsonb_typeof(r) <> 'object') THEN
+                PERFORM opsflags.flag_field_error(flag_key, field, 'a JSON array of rule objects', v);
+            END IF;
+        WHEN 'serve', 'fallthrough' THEN
+            IF jsonb_typeof(v) NOT IN ('object', 'null') THEN
+                PERFORM opsflags.flag_field_error(flag_key, field,
+                    'an object such as {"variation": 0}, {"split": [...]} or {"off": true}, or null', v);
+            END IF;
         END CASE;
     END LOOP;
 
@@ -423,7 +440,8 @@ BEGIN
                                  THEN ARRAY(SELECT jsonb_array_elements_text(updates->'tags'))
                                  ELSE ff.tags END,
             rollout_group = CASE WHEN updates ? 'rollout_group' THEN updates->>'rollout_group' ELSE ff.rollout_group END,
-            variations    = CASE WHEN updates ? 'variations' THEN updates->'variations' ELSE ff.variations END
+            variations    = CASE WHEN updates ? 'variations' THEN updates->'variations' ELSE ff.variations END,
+            variation_names = CASE WHEN updates ? 'variation_names' THEN nullif(updates->'variation_names', 'null') ELSE ff.variation_names END
         WHERE ff.id = fid;
     END IF;
 
@@ -442,6 +460,9 @@ BEGIN
             off_variation      = off_i,
             variation_weights  = w,
             segments           = CASE WHEN updates ? 'segments' THEN updates->'segments' ELSE fc.segments END,
+            rules              = CASE WHEN updates ? 'rules' THEN updates->'rules' ELSE fc.rules END,
+            serve              = CASE WHEN updates ? 'serve' THEN nullif(updates->'serve', 'null') ELSE fc.serve END,
+            fallthrough        = CASE WHEN updates ? 'fallthrough' THEN nullif(updates->'fallthrough', 'null') ELSE fc.fallthrough END,
             updated_by         = session_user
         WHERE fc.flag_id = fid AND fc.environment = env;
     END IF;
@@ -458,6 +479,78 @@ BEGIN
         RAISE EXCEPTION 'enabled must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
     PERFORM opsflags.update_flag(flag_key, jsonb_build_object('is_enabled', enabled), environment);
+END
+$$;
+
+-- A rule added to, or removed from, the rules of a flag's config; the
+-- config row is locked first so that concurrent calls do not lose each
+-- other's rules.  The rule itself is checked by the config's trigger.
+-- at_position: the index the rule takes (0 is first), NULL for last
+-- ("position" is an SQL keyword, awkward in named notation).
+CREATE FUNCTION opsflags.add_rule(flag_key text, rule jsonb, environment text DEFAULT NULL, at_position integer DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    fid   uuid := opsflags.flag_id(flag_key);
+    env   text := opsflags.resolve_environment(environment);
+    rules jsonb;
+    n     integer;
+BEGIN
+    IF rule IS NULL THEN
+        RAISE EXCEPTION 'rule must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF jsonb_typeof(rule) <> 'object' OR jsonb_typeof(rule -> 'id') IS DISTINCT FROM 'string' THEN
+        PERFORM opsflags.flag_field_error(flag_key, 'rules', 'a rule: an object with an "id"', rule);
+    END IF;
+    SELECT fc.rules INTO rules FROM opsflags.feature_flag_configs fc
+    WHERE fc.flag_id = fid AND fc.environment = env FOR UPDATE;
+    rules := coalesce(rules, '[]');
+    n := jsonb_array_length(rules);
+    IF EXISTS (SELECT FROM jsonb_array_elements(rules) r WHERE r -> 'id' = rule -> 'id') THEN
+        RAISE EXCEPTION 'rule "%" of feature flag "%" already exists in environment "%"', rule ->> 'id', flag_key, env
+            USING ERRCODE = 'unique_violation',
+                  HINT = 'Remove it first with opsflags.remove_rule(), or give the new rule another id.';
+    END IF;
+    IF at_position < 0 OR at_position > n THEN
+        RAISE EXCEPTION 'position % is out of range for the % rules of feature flag "%" in environment "%"',
+                        at_position, n, flag_key, env
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = format('A position is from 0 (first) to %s (last), or NULL for last.', n);
+    END IF;
+    rules := coalesce((SELECT jsonb_agg(r ORDER BY o) FROM (
+                SELECT r, (i - 1) * 2 AS o FROM jsonb_array_elements(rules) WITH ORDINALITY e(r, i)
+                UNION ALL
+                SELECT rule, coalesce(at_position, n) * 2 - 1) x(r, o)), '[]');
+    PERFORM opsflags.update_flag(flag_key, jsonb_build_object('rules', rules), env);
+END
+$$;
+
+-- Whether there was a rule of that id.
+CREATE FUNCTION opsflags.remove_rule(flag_key text, rule_id text, environment text DEFAULT NULL)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    fid   uuid := opsflags.flag_id(flag_key);
+    env   text := opsflags.resolve_environment(environment);
+    rules jsonb;
+    kept  jsonb;
+BEGIN
+    IF rule_id IS NULL THEN
+        RAISE EXCEPTION 'rule id must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT fc.rules INTO rules FROM opsflags.feature_flag_configs fc
+    WHERE fc.flag_id = fid AND fc.environment = env FOR UPDATE;
+    kept := coalesce((SELECT jsonb_agg(r ORDER BY i) FROM jsonb_array_elements(rules) WITH ORDINALITY e(r, i)
+                      WHERE r ->> 'id' IS DISTINCT FROM rule_id), '[]');
+    IF rules IS NULL OR kept = rules THEN
+        RETURN false;
+    END IF;
+    PERFORM opsflags.update_flag(flag_key, jsonb_build_object('rules', kept), env);
+    RETURN true;
 END
 $$;
 
@@ -521,21 +614,24 @@ $$;
 COMMENT ON FUNCTION opsflags.delete_flag(text) IS
   'Delete an archived flag with its configs and prerequisites; refused while other flags name it as a prerequisite';
 
--- Everything that decides a flag's answers in one environment.
+-- Everything that decides a flag's answers in one environment.  PL/pgSQL:
+-- the rule columns are added by rules.sql, after this file.
 CREATE FUNCTION opsflags_internal.flag_document(f opsflags.feature_flags, c opsflags.feature_flag_configs, environment text)
 RETURNS jsonb
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT jsonb_build_object(
+BEGIN
+    RETURN jsonb_build_object(
         'id', f.id, 'key', f.flag_key, 'name', f.flag_name, 'description', f.description,
-        'flag_type', f.flag_type, 'variations', f.variations, 'tags', to_jsonb(f.tags),
-        'rollout_group', f.rollout_group, 'variant_algorithm', f.variant_algorithm,
+        'flag_type', f.flag_type, 'variations', f.variations, 'variation_names', f.variation_names,
+        'tags', to_jsonb(f.tags), 'rollout_group', f.rollout_group, 'variant_algorithm', f.variant_algorithm,
         'archived', f.archived, 'version', f.version,
         'created_at', f.created_at, 'created_by', f.created_by, 'updated_at', f.updated_at,
         'prerequisites', coalesce((
-            SELECT jsonb_agg(jsonb_build_object('key', pf.flag_key, 'variation', p.variation,
-                                                'value', pf.variations -> p.variation) ORDER BY pf.flag_key)
+            SELECT jsonb_agg(jsonb_build_object('key', pf.flag_key, 'enabled', p.enabled, 'variation', p.variation,
+                                                'value', pf.variations -> p.variation, 'variants', p.variants)
+                             ORDER BY pf.flag_key)
             FROM opsflags.flag_prerequisites p JOIN opsflags.feature_flags pf ON pf.id = p.prerequisite_id
             WHERE p.flag_id = f.id), '[]'),
         'environment', environment,
@@ -545,8 +641,10 @@ AS $$
             'enabled_percentage', c.enabled_percentage,
             'enable_at', c.enable_at, 'disable_at', c.disable_at,
             'on_variation', c.on_variation, 'off_variation', c.off_variation,
-            'variation_weights', c.variation_weights, 'version', c.version,
-            'updated_at', c.updated_at, 'updated_by', c.updated_by) END)
+            'variation_weights', c.variation_weights,
+            'rules', c.rules, 'serve', c.serve, 'fallthrough', c.fallthrough, 'version', c.version,
+            'updated_at', c.updated_at, 'updated_by', c.updated_by) END);
+END
 $$;
 
 CREATE FUNCTION opsflags.get_flag(flag_key text, environment text DEFAULT NULL)
@@ -610,9 +708,10 @@ COMMENT ON FUNCTION opsflags.get_all_feature_flags(text, boolean) IS 'Former nam
 REVOKE ALL ON FUNCTION
     opsflags_internal.touch_row(), opsflags_internal.notify_flag_change(),
     opsflags.resolve_environment(text), opsflags.flag_id(text),
-    opsflags.create_flag(text, text, text, text, jsonb, text[]),
+    opsflags.create_flag(text, text, text, text, jsonb, text[], jsonb),
     opsflags.update_flag(text, jsonb, text), opsflags.update_feature_flag(text, jsonb, text),
     opsflags.toggle_flag(text, boolean, text),
+    opsflags.add_rule(text, jsonb, text, integer), opsflags.remove_rule(text, text, text),
     opsflags.archive_flag(text), opsflags.restore_flag(text), opsflags.delete_flag(text),
     opsflags_internal.flag_document(opsflags.feature_flags, opsflags.feature_flag_configs, text),
     opsflags.get_flag(text, text), opsflags.get_feature_flag(text, text),
@@ -623,9 +722,10 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON
 TO opsflags_admin;
 GRANT EXECUTE ON FUNCTION
     opsflags.resolve_environment(text), opsflags.flag_id(text),
-    opsflags.create_flag(text, text, text, text, jsonb, text[]),
+    opsflags.create_flag(text, text, text, text, jsonb, text[], jsonb),
     opsflags.update_flag(text, jsonb, text), opsflags.update_feature_flag(text, jsonb, text),
     opsflags.toggle_flag(text, boolean, text),
+    opsflags.add_rule(text, jsonb, text, integer), opsflags.remove_rule(text, text, text),
     opsflags.archive_flag(text), opsflags.restore_flag(text), opsflags.delete_flag(text),
     opsflags_internal.flag_document(opsflags.feature_flags, opsflags.feature_flag_configs, text),
     opsflags.get_flag(text, text), opsflags.get_feature_flag(text, text),

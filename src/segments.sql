@@ -1,8 +1,8 @@
 /*
  * segments.sql
- *	  User segments: named sets of user ids and roles that a flag config
- *	  targets (feature_flag_configs.segments; evaluation step 7), and their
- *	  API.  Their cache invalidation, audit and publishing triggers are with
+ *	  User segments: named sets of user ids and roles, and of contexts their
+ *	  rules match (rules.sql), that a flag config targets
+ *	  (feature_flag_configs.segments; evaluation step 7), and their API.  Their cache invalidation, audit and publishing triggers are with
  *	  those capabilities (cache.sql, audit.sql, publish.sql).
  */
 
@@ -23,8 +23,11 @@ CREATE TABLE opsflags.user_segments (
 COMMENT ON TABLE opsflags.user_segments IS 'Named sets of user ids and roles that flag configs target';
 SELECT pg_catalog.pg_extension_config_dump('opsflags.user_segments', '');
 
+-- rules: a JSON array of rules without serve, checked by the segment's
+-- trigger (rules.sql), which names the segment and the rule.
 CREATE FUNCTION opsflags.create_segment(segment_key text, name text, user_ids jsonb DEFAULT '[]',
-                                        roles jsonb DEFAULT '[]', description text DEFAULT NULL)
+                                        roles jsonb DEFAULT '[]', description text DEFAULT NULL,
+                                        rules jsonb DEFAULT '[]')
 RETURNS uuid
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -35,13 +38,15 @@ BEGIN
     IF segment_key IS NULL THEN
         RAISE EXCEPTION 'segment key must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    INSERT INTO opsflags.user_segments AS s (segment_key, name, user_ids, roles, description)
-    VALUES (segment_key, coalesce(name, segment_key), coalesce(user_ids, '[]'), coalesce(roles, '[]'), description)
+    INSERT INTO opsflags.user_segments AS s (segment_key, name, user_ids, roles, description, rules)
+    VALUES (segment_key, coalesce(name, segment_key), coalesce(user_ids, '[]'), coalesce(roles, '[]'), description,
+            coalesce(rules, '[]'))
     RETURNING s.id INTO new_id;
     RETURN new_id;
 END
 $$;
-CREATE FUNCTION opsflags.update_segment(segment_key text, user_ids jsonb DEFAULT NULL, roles jsonb DEFAULT NULL)
+CREATE FUNCTION opsflags.update_segment(segment_key text, user_ids jsonb DEFAULT NULL, roles jsonb DEFAULT NULL,
+                                        rules jsonb DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -50,6 +55,7 @@ BEGIN
     UPDATE opsflags.user_segments s
     SET user_ids = coalesce(update_segment.user_ids, s.user_ids),
         roles = coalesce(update_segment.roles, s.roles),
+        rules = coalesce(update_segment.rules, s.rules),
         updated_at = now()
     WHERE s.segment_key = update_segment.segment_key;
     IF NOT FOUND THEN
@@ -57,11 +63,10 @@ BEGIN
     END IF;
 END
 $$;
-
 REVOKE ALL ON FUNCTION
-    opsflags.create_segment(text, text, jsonb, jsonb, text), opsflags.update_segment(text, jsonb, jsonb)
+    opsflags.create_segment(text, text, jsonb, jsonb, text, jsonb), opsflags.update_segment(text, jsonb, jsonb, jsonb)
 FROM PUBLIC;
 GRANT SELECT, INSERT, UPDATE, DELETE ON opsflags.user_segments TO opsflags_admin;
 GRANT EXECUTE ON FUNCTION
-    opsflags.create_segment(text, text, jsonb, jsonb, text), opsflags.update_segment(text, jsonb, jsonb)
+    opsflags.create_segment(text, text, jsonb, jsonb, text, jsonb), opsflags.update_segment(text, jsonb, jsonb, jsonb)
 TO opsflags_admin;

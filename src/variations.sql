@@ -41,6 +41,32 @@ $$;
 COMMENT ON FUNCTION opsflags.flag_field_error(text, text, text, jsonb) IS
   'Internal to the flag API (not for direct use): raises its 22023 error for one bad field; in schema opsflags because error contexts name it';
 
+-- Names of variations (variation_names): null, or an array as long as the
+-- variations of unique strings and nulls.  The flag's trigger (rules.sql)
+-- checks the same for plain DML; the API says which field is wrong.
+CREATE FUNCTION opsflags_internal.check_variation_names(flag_key text, variations jsonb, names jsonb)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF names IS NULL OR jsonb_typeof(names) = 'null' THEN
+        RETURN;
+    END IF;
+    IF jsonb_typeof(names) <> 'array'
+       OR EXISTS (SELECT FROM jsonb_array_elements(names) n WHERE jsonb_typeof(n) NOT IN ('string', 'null') OR n = '""')
+       OR jsonb_array_length(names) <> jsonb_array_length(variations) THEN
+        PERFORM opsflags.flag_field_error(flag_key, 'variation_names',
+            format('an array of %s non-empty names (strings, or null for no name), one per variation, or null',
+                   jsonb_array_length(variations)), names);
+    END IF;
+    IF EXISTS (SELECT FROM jsonb_array_elements(names) n WHERE jsonb_typeof(n) = 'string'
+               GROUP BY n HAVING count(*) > 1) THEN
+        PERFORM opsflags.flag_field_error(flag_key, 'variation_names', 'names that differ from each other', names);
+    END IF;
+END
+$$;
+
 -- A whole number within [lo, hi] (jsonb number without a fraction).
 -- PL/pgSQL, so that the cast runs only after the type check (an SQL
 -- function would be inlined and its cast folded for constant arguments).
@@ -244,11 +270,13 @@ REVOKE ALL ON FUNCTION
     opsflags.max_variations(), opsflags.flag_field_error(text, text, text, jsonb),
     opsflags_internal.is_whole_number(jsonb, numeric, numeric),
     opsflags_internal.check_variation_values(text, text, jsonb), opsflags_internal.default_on_off(jsonb),
-    opsflags_internal.check_variations(text, jsonb, integer, integer, jsonb)
+    opsflags_internal.check_variations(text, jsonb, integer, integer, jsonb),
+    opsflags_internal.check_variation_names(text, jsonb, jsonb)
 FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
     opsflags.max_variations(), opsflags.flag_field_error(text, text, text, jsonb),
     opsflags_internal.is_whole_number(jsonb, numeric, numeric),
     opsflags_internal.check_variation_values(text, text, jsonb), opsflags_internal.default_on_off(jsonb),
-    opsflags_internal.check_variations(text, jsonb, integer, integer, jsonb)
+    opsflags_internal.check_variations(text, jsonb, integer, integer, jsonb),
+    opsflags_internal.check_variation_names(text, jsonb, jsonb)
 TO opsflags_admin;

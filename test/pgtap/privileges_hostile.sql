@@ -792,6 +792,8 @@ FROM (SELECT * FROM ckeys WHERE n <= 80) c,
              ('flags_for_environment', 'SELECT opsflags.flags_for_environment(%L)'),
              ('add_prerequisite', 'SELECT opsflags.add_prerequisite(%L, ''tap_hostile.on'')'),
              ('create_segment', 'SELECT opsflags.create_segment(%L, ''x'')'),
+             ('add_rule', 'SELECT opsflags.add_rule(%L, ''{"id": "r"}'')'),
+             ('remove_rule', 'SELECT opsflags.remove_rule(%L, ''r'')'),
              ('record_deployment', 'SELECT opsflags.record_deployment(''1.0'', %L)'),
              ('published_flags', 'SELECT opsflags.published_flags(%L)')) AS f(label, tmpl)
 ORDER BY c.n, f.label;
