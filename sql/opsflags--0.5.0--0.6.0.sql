@@ -546,7 +546,7 @@ AS $$
             'split', jsonb_agg(jsonb_build_object('variation', (names ->> (v ->> 'name'))::integer,
                                                   'weight', (v ->> 'weight')::numeric) ORDER BY o),
             'bucket_by', opsflags_internal.unleash_variant_bucket_by(stickiness),
-            'group', CASE WHEN grp NOT IN ('', dflt) THEN grp END))
+            'group', CASE WHEN grp <> dflt THEN grp END))
         || CASE WHEN EXISTS (SELECT 1 FROM jsonb_array_elements(variants) v2
                              WHERE jsonb_array_length(coalesce(v2 -> 'overrides', '[]')) > 0)
            THEN jsonb_build_object('overrides',
@@ -608,15 +608,15 @@ BEGIN
                            WHEN 'gradualRolloutRandom' THEN 'random'
                            ELSE coalesce(nullif(params ->> 'stickiness', ''), 'default') END;
         -- The SDK's group is the groupId, else "" (a random bucket has
-        -- none); a rule's group is never empty, so an empty one is left to
-        -- the default, as one that is the default.
+        -- none); one that is the default is left to it.
         rule := rule || jsonb_build_object('rollout', jsonb_strip_nulls(jsonb_build_object(
             'percentage', opsflags_internal.unleash_percentage(
                               CASE WHEN kind = 'flexibleRollout' THEN params -> 'rollout' ELSE params -> 'percentage' END),
             'bucket_by', CASE stick WHEN 'default' THEN '["key", "sessionId", "$random"]'::jsonb
                                     WHEN 'random' THEN '["$random"]'::jsonb
                                     ELSE jsonb_build_array(opsflags_internal.unleash_attr(stick)) END,
-            'group', CASE WHEN stick <> 'random' AND params ->> 'groupId' NOT IN ('', dflt) THEN params ->> 'groupId' END)));
+            'group', CASE WHEN stick <> 'random' AND coalesce(params ->> 'groupId', '') <> dflt
+                          THEN coalesce(params ->> 'groupId', '') END)));
     ELSIF kind = 'remoteAddress' THEN
         -- An IPv4 address or range is matched as a range, anything else as
         -- the exact text (a second rule: either matches).

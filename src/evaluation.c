@@ -113,12 +113,8 @@ prerequisites_met(FlagEntry *e, EvalContext *ec, EvalState *state)
 			p->memo_variation = flag_variation(p, &res, ec);
 			p->memo_evaluation = state->number;
 		}
-		if (!e->prereq_enabled[i])
-		{
-			met = !p->memo_enabled;
-			continue;
-		}
-		met = p->memo_enabled;
+		/* on (or off, as required), and then serving what is asked */
+		met = e->prereq_enabled[i] ? p->memo_enabled : !p->memo_enabled;
 		if (met && e->prereq_values[i] != NULL)
 		{
 			Jsonb	   *served = p->memo_variation >= 0 ? p->values[p->memo_variation] : NULL;

@@ -281,7 +281,10 @@ rules_compile_bucket_by(RuleCompile *c, JsonbContainer *obj, BucketBy *b)
 	return true;
 }
 
-/* group: a non-empty string, else the target's group; "group:" hashed. */
+/*
+ * group: a string (empty too: Unleash buckets a rollout without a groupId in
+ * group ""), else the target's group; "group:" hashed.
+ */
 bool
 rules_compile_group(RuleCompile *c, JsonbContainer *obj, OpsMurmur3 *prefix, uint32 seed)
 {
@@ -292,8 +295,8 @@ rules_compile_group(RuleCompile *c, JsonbContainer *obj, OpsMurmur3 *prefix, uin
 		opsflags_bucket_prefix(prefix, c->t->group, strlen(c->t->group), seed);
 		return true;
 	}
-	if (v.type != jbvString || v.val.string.len == 0)
-		return rules_bad(c, "group must be a non-empty string");
+	if (v.type != jbvString)
+		return rules_bad(c, "group must be a string");
 	opsflags_bucket_prefix(prefix, v.val.string.val, v.val.string.len, seed);
 	return true;
 }

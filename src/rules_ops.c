@@ -222,6 +222,8 @@ op_holds(const RuleClause *c, JsonbValue *v)
 				}
 				else if (v->type == jbvBool)
 					in = v->val.boolean ? c->has_true : c->has_false;
+				else
+					return false;	/* an object or array: neither in nor not_in */
 				return c->op == OP_IN ? in : !in;
 			}
 		case OP_STARTS_WITH:

@@ -101,9 +101,9 @@ function strategy(fname, segmentIds, names, payloadOf) {
                        'gradualRolloutSessionId', 'gradualRolloutRandom', 'remoteAddress', 'applicationHostname', 'myCustom']);
     const s = { name: kind, parameters: {}, constraints: constraints() };
     const pct = () => String(pick([0, 1, 10, 25, 50, 75, 99, 100, int(101)]));
-    // A rollout's group is never empty in opsflags (the SDK's is "" without
-    // a groupId): rollouts always get one, variants sometimes not ("undefined").
-    const grp = () => pick([fname, 'g1', 'shared']);
+    // A rollout without a groupId (or an empty one) is bucketed in group "";
+    // variants without one in group "undefined", as the SDK does.
+    const grp = () => pick([fname, 'g1', 'shared', '', undefined]);
     if (kind === 'userWithId') s.parameters.userIds = some(USERS, 4).join(pick([',', ', ', ' ,']));
     if (kind === 'flexibleRollout') {
         s.parameters.rollout = pct();
