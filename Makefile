@@ -2,7 +2,7 @@
 
 EXTENSION    = opsflags
 MODULE_big   = opsflags
-OBJS         = src/opsflags.o src/shmem.o src/spi.o src/cache.o src/hashing.o src/flags.o src/evaluation.o src/config.o \
+OBJS         = src/opsflags.o src/shmem.o src/spi.o src/cache.o src/hashing.o src/flags.o src/invalidation.o src/evaluation.o src/config.o \
                src/audit.o src/maintenance.o src/errors.o src/memcached.o src/health.o \
                src/health_queue.o src/bgworker.o src/worker.o src/usage.o src/publish.o src/restore.o \
                src/http_server.o src/http_conn.o src/http_dbqueue.o src/http_sql.o src/http_routes.o \
@@ -14,7 +14,7 @@ OBJS         = src/opsflags.o src/shmem.o src/spi.o src/cache.o src/hashing.o sr
 OPSFLAGS_VERSION = $(shell sed -nE "s/^default_version = '([^']+)'/\1/p" opsflags.control)
 OPSFLAGS_SQL = src/opsflags.sql src/restore.sql src/hashing.sql src/flags.sql src/variations.sql \
                src/prerequisites.sql src/evaluation.sql src/launchdarkly.sql src/segments.sql \
-               src/config.sql src/cache.sql src/maintenance.sql src/deployments.sql src/health.sql \
+               src/config.sql src/cache.sql src/invalidation.sql src/maintenance.sql src/deployments.sql src/health.sql \
                src/health_queue.sql src/errors.sql src/worker.sql src/usage.sql src/publish.sql \
                src/http_probes.sql src/http_metrics.sql src/http_status.sql src/audit.sql
 DATA_built   = sql/opsflags--$(OPSFLAGS_VERSION).sql
@@ -42,7 +42,7 @@ endif
 
 # Every C file includes the shared header (PGXS tracks no header dependencies).
 $(OBJS): src/opsflags.h
-src/flags.o src/flags.bc src/evaluation.o src/evaluation.bc: src/flags.h
+src/flags.o src/flags.bc src/evaluation.o src/evaluation.bc src/invalidation.o src/invalidation.bc: src/flags.h
 src/health.o src/health.bc src/health_queue.o src/health_queue.bc: src/health.h
 $(filter src/http%,$(OBJS)) $(patsubst %.o,%.bc,$(filter src/http%,$(OBJS))): src/http.h src/http_core.h
 

@@ -1,8 +1,9 @@
 /*
  * cache.c
  *	  What opsflags' per-backend caches (flags, configuration) share: the
- *	  trigger that queues a relcache invalidation of a changed table, when
- *	  to empty a cache (other sessions' invalidations taken in once per
+ *	  trigger on a changed table (per-flag invalidation, invalidation.c, and
+ *	  a relcache invalidation of the table), when a cache takes changes in
+ *	  and when to empty it (other sessions' invalidations taken in once per
  *	  statement and applied at the next one), the snapshot that cache loads
  *	  read with, and finding the extension's tables, their owner
  *	  and whether the current user administers them.
@@ -19,6 +20,7 @@
 #include "utils/acl.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/relcache.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
@@ -31,25 +33,38 @@ static TimestampTz last_statement_start = 0;
 static uint64 subxact_aborts = 0;	/* subtransactions rolled back so far */
 
 /*
- * Trigger (row-level, and statement-level for TRUNCATE) on a cached table:
- * queue a relcache invalidation of it.  PostgreSQL applies it in this
- * backend at the end of the statement (and again, to undo, on rollback) and
- * sends it to every other backend at commit, where the caches' relcache
- * callbacks mark them stale.  Repeats within a command are merged, so a row
- * trigger costs little more than a statement trigger; it has to be a row
- * trigger because logical replication apply fires only those.
+ * Trigger (row-level, and statement-level for TRUNCATE) on a cached table.
+ * With shared memory, invalidation.c notes which flags or segments a row of
+ * a flag table changes, for this backend's next command and, at commit,
+ * for the other backends (per-flag invalidation), and the relcache
+ * invalidation queued is that of the table's primary key: it empties no
+ * cache and invalidates no plan on this server, but is written to WAL,
+ * where standbys take it as the announcement of a change.  Otherwise (the
+ * configuration table, no shared memory) it is that of the table, which
+ * the caches' relcache callbacks take as one.  PostgreSQL applies it in
+ * this backend at the end of the command (and again, to undo, on rollback)
+ * and sends it to every other backend at commit.  Repeats within a command
+ * are merged, so a row trigger costs little more than a statement trigger;
+ * it has to be a row trigger because logical replication apply fires only
+ * those.
  */
 Datum
 opsflags_invalidate_flag_cache(PG_FUNCTION_ARGS)
 {
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	Oid			index = InvalidOid;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("invalidate_flag_cache() must be called as a trigger")));
 
-	CacheInvalidateRelcache(trigdata->tg_relation);
+	if (opsflags_inval_record(trigdata))
+		index = RelationGetPrimaryKeyIndex(trigdata->tg_relation);
+	if (OidIsValid(index))
+		CacheInvalidateRelcacheByRelid(index);
+	else
+		CacheInvalidateRelcache(trigdata->tg_relation);
 	return PointerGetDatum(NULL);
 }
 
@@ -61,28 +76,28 @@ opsflags_invalidate_flag_cache(PG_FUNCTION_ARGS)
 #endif
 
 /*
- * Called at the start of each lookup in a cache: should the cache be
- * emptied before it?
+ * Called at the start of each lookup in a cache: is this the first lookup
+ * of a new statement, transaction or command (a boundary), where the cache
+ * may take in changes?
  *
  * Other sessions' committed changes are taken in once per statement (for
  * all caches at once), so a committed change is seen by the next
  * statement.  PostgreSQL also takes them in whenever a statement first
  * locks a table, a cache load's included, so they can arrive in the middle
- * of a statement: the cache is then emptied only at the next statement,
- * transaction or command, so that one statement gets one answer per key (a
- * key it had not read yet is loaded afresh and may show the change).
+ * of a statement: a cache applies them only at its next boundary, so that
+ * one statement gets one answer per key (a key it had not read yet is
+ * loaded afresh and may show the change).
  *
  * The transaction's own changes are seen at once: PostgreSQL applies their
  * invalidations in this backend at a command boundary, and undoes them when
  * a subtransaction rolls back (in the middle of a statement too, say in a
  * PL/pgSQL exception block) without starting a new command, which counts
- * as a boundary here.  reset_now (set by the cache itself) empties the
- * cache at once.
+ * as a boundary here.
  *
  * This runs on every cache hit: a few comparisons, no allocation.
  */
 bool
-opsflags_cache_check(OpsCacheSync *sync)
+opsflags_cache_boundary(OpsCacheSync *sync)
 {
 	TimestampTz stmt_start = GetCurrentStatementStartTimestamp();
 	CommandId	cid;
@@ -96,12 +111,25 @@ opsflags_cache_check(OpsCacheSync *sync)
 	cid = GetCurrentCommandId(false);
 	if (likely(stmt_start == sync->stmt_start && cid == sync->cid &&
 			   MY_LXID == sync->lxid && subxact_aborts == sync->subxact_aborts))
-		return sync->reset_now;
+		return false;
 	sync->stmt_start = stmt_start;
 	sync->cid = cid;
 	sync->lxid = MY_LXID;
 	sync->subxact_aborts = subxact_aborts;
-	return sync->stale || sync->reset_now;
+	return true;
+}
+
+/*
+ * For a cache emptied whole on invalidation: should it be emptied before
+ * this lookup?  At a boundary if invalidated (stale); at once if reset_now
+ * (set by the cache itself).
+ */
+bool
+opsflags_cache_check(OpsCacheSync *sync)
+{
+	if (opsflags_cache_boundary(sync))
+		return sync->stale || sync->reset_now;
+	return sync->reset_now;
 }
 
 /* Count rolled-back subtransactions (see opsflags_cache_check). */

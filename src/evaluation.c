@@ -94,7 +94,8 @@ prerequisites_met(FlagEntry *e, const char *user, uint32 userlen,
 		bool		on;
 
 		CHECK_FOR_INTERRUPTS();
-		if (p == NULL)
+		/* A stale entry is loaded again in place (flags.c). */
+		if (p == NULL || p->stale)
 		{
 			p = opsflags_flag_lookup(e->key, e->envlen, e->prereq_keys[i],
 									 strlen(e->prereq_keys[i]), true);

@@ -11,20 +11,39 @@
  * entry is loaded with one query the first time a key is evaluated and then
  * serves every later call without a query.
  *
- * Invalidation (see cache.c, opsflags_cache_check): triggers on the flag
- * tables queue relcache invalidations, our relcache callback marks the cache
- * stale, and the first lookup of the next statement, transaction or command
- * empties it, so that one statement keeps one answer per flag even when
- * another session's invalidation arrives in its middle.  Entries are loaded
- * with a fresh snapshot taken after the stale mark was cleared, so a load
- * never brings back data older than an invalidation already received.
+ * Invalidation takes effect at the first lookup of a statement, transaction
+ * or command (a boundary, cache.c), so that one statement keeps one answer
+ * per flag even when another session's change arrives in its middle.
  *
- * A load cut short by an error or a cancel marks the cache stale (xact
- * callbacks), so an aborted statement never leaves the session serving old
- * flags.
+ * With opsflags in shared_preload_libraries it is per flag (invalidation.c
+ * says why no change is missed): at a boundary, if a commit was published
+ * since the last look, or the transaction changed flags itself, the entries
+ * whose slots moved are marked stale, and each is loaded again in place at
+ * its next lookup (in place: other entries point at it as a prerequisite).
+ * A stale entry is reached only through a lookup or a prerequisite pointer,
+ * and both reload it first, so an evaluation never reads a stale entry;
+ * marks are set only at boundaries, between evaluations, so no entry is
+ * reloaded while an evaluation holds it.  What a reload leaves behind in the
+ * cache context is counted, and the cache is emptied once that exceeds what
+ * the live entries hold (and 1 MB).  A change to environments and a
+ * TRUNCATE empty the whole cache.
+ *
+ * The row trigger (cache.c) announces row changes with a relcache
+ * invalidation of the table's primary key, which also reaches standbys
+ * (WAL) and servers without the shared memory: there, and after a PREPARE
+ * TRANSACTION that changed flags, it marks the whole cache stale.  A
+ * relcache invalidation of a table itself (DDL, VACUUM, ANALYZE) always
+ * does.  The next boundary empties a stale cache.
+ *
+ * Entries are loaded with the latest snapshot, taken after the generation
+ * they are stamped with was read, so a load never brings back data older
+ * than an invalidation already received.  A load cut short by an error or a
+ * cancel marks the cache stale (xact callbacks), so an aborted statement
+ * never leaves the session serving old flags.
  */
 #include "postgres.h"
 
+#include "access/relation.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
@@ -41,6 +60,8 @@
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/relcache.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
@@ -49,6 +70,9 @@
 
 /* A cache holding more keys than this (say, from random keys) is dropped. */
 #define FLAG_CACHE_MAX_ENTRIES 65536
+
+/* Reloads may leave this much behind (or what the live entries hold) before a reset. */
+#define FLAG_CACHE_GARBAGE_MIN (1024 * 1024)
 
 /* Largest total of variation weights: the variant hash's range (int). */
 #define MAX_TOTAL_WEIGHT PG_INT32_MAX
@@ -65,9 +89,26 @@ static char warned_environment[OPSFLAGS_ENVIRONMENT_MAXLEN + 1];	/* the unknown
 														 * environment last
 														 * warned about */
 
-/* OIDs of the tables whose invalidation empties the cache. */
-static Oid	flag_table_oids[5];
+/*
+ * The tables the cache reads, whose relcache invalidations (DDL, VACUUM)
+ * empty it, and their primary keys, whose invalidations announce changes
+ * to their rows (cache.c) where per-flag invalidation is not at work.
+ */
+#define FLAG_TABLES 5
+static const char *const flag_table_names[FLAG_TABLES] = {
+	"feature_flags", "feature_flag_configs", "environments", "user_segments", "flag_prerequisites"
+};
+static Oid	flag_table_oids[FLAG_TABLES];
+static Oid	flag_index_oids[FLAG_TABLES];
 static Oid	flag_tables_owner = InvalidOid;
+static bool rows_changed = false;	/* a primary key's invalidation came */
+
+/* Per-flag invalidation (invalidation.c) */
+static uint64 seen_published = 0;	/* commits published at the last look */
+static uint64 seen_reset_generation = 0;
+static bool provisional_pending = false;	/* an entry is provisional */
+static Size load_bytes = 0;		/* what the load in progress allocated */
+static OpsFlagCacheStats stats;
 
 /* The union of the members of some segments. */
 static OpsQuery segments_query = {
@@ -82,10 +123,13 @@ static OpsQuery segments_query = {
 	.argtypes = {JSONBOID},
 };
 
-/* A flag's prerequisites: key and, if required, the value it must serve. */
+/*
+ * A flag's prerequisites: key and, if required, the value it must serve;
+ * and their id, for invalidation.
+ */
 static OpsQuery prereqs_query = {
 	.sql =
-	"SELECT f.flag_key, f.variations OPERATOR(pg_catalog.->) p.variation "
+	"SELECT f.flag_key, f.variations OPERATOR(pg_catalog.->) p.variation, f.id "
 	"FROM opsflags.flag_prerequisites p "
 	"JOIN opsflags.feature_flags f ON f.id OPERATOR(pg_catalog.=) p.prerequisite_id "
 	"WHERE p.flag_id OPERATOR(pg_catalog.=) $1 "
@@ -118,6 +162,19 @@ static OpsQuery load_query = {
 	.argtypes = {TEXTOID, TEXTOID},
 };
 
+/* ---------- memory of an entry ---------- */
+
+/* Allocate in the cache context for the load in progress, and count it. */
+void *
+opsflags_flag_cache_alloc(Size size, bool zero)
+{
+	void	   *p = zero ? MemoryContextAllocZero(FlagCacheContext, size) :
+		MemoryContextAlloc(FlagCacheContext, size);
+
+	load_bytes += GetMemoryChunkSpace(p);
+	return p;
+}
+
 /* ---------- string sets ---------- */
 
 /*
@@ -138,12 +195,12 @@ strset_from_jsonb(Jsonb *jb)
 		return NULL;
 	while (size < (uint32) n * 2)
 		size <<= 1;
-	set = MemoryContextAlloc(FlagCacheContext, sizeof(StrSet));
+	set = opsflags_flag_cache_alloc(sizeof(StrSet), false);
 	set->count = 0;
 	set->mask = size - 1;
-	set->hashes = MemoryContextAllocZero(FlagCacheContext, size * sizeof(uint32));
-	set->lens = MemoryContextAlloc(FlagCacheContext, size * sizeof(uint32));
-	set->strs = MemoryContextAlloc(FlagCacheContext, size * sizeof(char *));
+	set->hashes = opsflags_flag_cache_alloc(size * sizeof(uint32), true);
+	set->lens = opsflags_flag_cache_alloc(size * sizeof(uint32), false);
+	set->strs = opsflags_flag_cache_alloc(size * sizeof(char *), false);
 
 	it = JsonbIteratorInit(&jb->root);
 	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
@@ -158,7 +215,7 @@ strset_from_jsonb(Jsonb *jb)
 		if (strset_contains(set, v.val.string.val, len))
 			continue;
 		set->count++;
-		copy = MemoryContextAlloc(FlagCacheContext, len + 1);
+		copy = opsflags_flag_cache_alloc(len + 1, false);
 		memcpy(copy, v.val.string.val, len);
 		copy[len] = '\0';
 		for (i = strset_hash(copy, len) & set->mask; set->hashes[i] != 0; i = (i + 1) & set->mask)
@@ -175,13 +232,31 @@ strset_from_jsonb(Jsonb *jb)
 static void
 flag_cache_relcache_callback(Datum arg, Oid relid)
 {
-	if (relid == InvalidOid ||
-		relid == flag_table_oids[0] ||
-		relid == flag_table_oids[1] ||
-		relid == flag_table_oids[2] ||
-		relid == flag_table_oids[3] ||
-		relid == flag_table_oids[4])
+	int			i;
+
+	if (relid == InvalidOid)
 		flag_cache_sync.stale = true;
+	for (i = 0; i < FLAG_TABLES; i++)
+	{
+		if (relid == flag_table_oids[i])
+			flag_cache_sync.stale = true;
+		else if (relid == flag_index_oids[i])
+			rows_changed = true;
+	}
+}
+
+/* The primary key of a table, InvalidOid if none (or no table). */
+static Oid
+flag_table_index(Oid relid)
+{
+	Relation	rel;
+	Oid			index;
+
+	if (!OidIsValid(relid) || (rel = try_relation_open(relid, AccessShareLock)) == NULL)
+		return InvalidOid;
+	index = RelationGetPrimaryKeyIndex(rel);
+	relation_close(rel, AccessShareLock);
+	return index;
 }
 
 /*
@@ -223,13 +298,22 @@ static void
 flag_cache_reset(void)
 {
 	HASHCTL		ctl;
+	int			i;
 
 	if (FlagCacheContext == NULL)
 		FlagCacheContext = AllocSetContextCreate(CacheMemoryContext,
 												 "opsflags flag cache",
 												 ALLOCSET_DEFAULT_SIZES);
+	else
+		stats.resets++;
 	MemoryContextReset(FlagCacheContext);
 	last_entry = NULL;
+	stats.live_bytes = stats.garbage_bytes = 0;
+	provisional_pending = false;
+
+	/* What is published from now on is news to the entries loaded after. */
+	seen_published = opsflags_inval_published();
+	seen_reset_generation = opsflags_inval_reset_generation();
 
 	ctl.keysize = CACHE_KEY_MAXLEN + 1;
 	ctl.entrysize = sizeof(FlagEntry);
@@ -237,14 +321,45 @@ flag_cache_reset(void)
 	FlagCache = hash_create("opsflags flags", 256, &ctl,
 							HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 
-	flag_table_oids[0] = opsflags_relid("feature_flags");
-	flag_table_oids[1] = opsflags_relid("feature_flag_configs");
-	flag_table_oids[2] = opsflags_relid("environments");
-	flag_table_oids[3] = opsflags_relid("user_segments");
-	flag_table_oids[4] = opsflags_relid("flag_prerequisites");
+	for (i = 0; i < FLAG_TABLES; i++)
+	{
+		flag_table_oids[i] = opsflags_relid(flag_table_names[i]);
+		flag_index_oids[i] = flag_table_index(flag_table_oids[i]);
+	}
 	flag_tables_owner = opsflags_rel_owner(flag_table_oids[0]);
+	rows_changed = false;
 
 	opsflags_cache_reset_done(&flag_cache_sync);
+}
+
+/*
+ * Before a lookup that no evaluation in progress depends on: at a boundary,
+ * take changes in (or empty the cache).
+ */
+static void
+flag_cache_sync_point(void)
+{
+	bool		boundary = opsflags_cache_boundary(&flag_cache_sync);
+
+	if (FlagCache == NULL || flag_cache_sync.reset_now)
+		flag_cache_reset();
+	else if (boundary)
+	{
+		if (flag_cache_sync.stale ||
+			(rows_changed && opsflags_inval_relcache_resets()) ||
+			stats.garbage_bytes > Max(FLAG_CACHE_GARBAGE_MIN, stats.live_bytes) ||
+			!opsflags_inval_refresh(FlagCache, &seen_published, seen_reset_generation,
+									&provisional_pending, &stats.invalidated))
+			flag_cache_reset();
+		rows_changed = false;
+	}
+}
+
+void
+opsflags_flag_cache_stats_get(OpsFlagCacheStats *out)
+{
+	*out = stats;
+	out->entries = FlagCache ? hash_get_num_entries(FlagCache) : 0;
 }
 
 /* ---------- loading ---------- */
@@ -261,6 +376,7 @@ cache_jsonb(Datum d, bool isnull)
 	old = MemoryContextSwitchTo(FlagCacheContext);
 	copy = DatumGetJsonbPCopy(d);
 	MemoryContextSwitchTo(old);
+	load_bytes += GetMemoryChunkSpace(copy);
 	return copy;
 }
 
@@ -284,8 +400,8 @@ load_weights(FlagEntry *entry, Jsonb *weights, Jsonb *variations)
 	if (!JB_ROOT_IS_ARRAY(weights) || JB_ROOT_IS_SCALAR(weights) || n == 0 ||
 		n != (int) JB_ROOT_COUNT(variations))
 		return;
-	entry->cumulative = MemoryContextAlloc(FlagCacheContext, sizeof(int64) * n);
-	entry->split_values = MemoryContextAlloc(FlagCacheContext, sizeof(Jsonb *) * n);
+	entry->cumulative = opsflags_flag_cache_alloc(sizeof(int64) * n, false);
+	entry->split_values = opsflags_flag_cache_alloc(sizeof(Jsonb *) * n, false);
 	it = JsonbIteratorInit(&weights->root);
 	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
 	{
@@ -323,16 +439,28 @@ load_weights(FlagEntry *entry, Jsonb *weights, Jsonb *variations)
 						   MAX_TOTAL_WEIGHT)));
 }
 
-/* Members of the segments a config targets (a jsonb array of keys). */
+/*
+ * Members of the segments a config targets (a jsonb array of keys), on
+ * which the entry then depends.
+ */
 static void
 load_segments(FlagEntry *entry, Datum segments)
 {
 	Datum		args[1] = {segments};
+	Jsonb	   *keys = DatumGetJsonbP(segments);
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
 	bool		isnull;
 	Datum		d;
 
-	if (JB_ROOT_COUNT(DatumGetJsonbP(segments)) == 0)
+	if (JB_ROOT_COUNT(keys) == 0)
 		return;
+	it = JsonbIteratorInit(&keys->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+		if (tok == WJB_ELEM && v.type == jbvString)
+			opsflags_flag_depend_on_segment(entry, v.val.string.val, v.val.string.len);
+
 	if (opsflags_spi_run(&segments_query, args, NULL, opsflags_cache_snapshot(), 1) != 1)
 		return;
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
@@ -353,18 +481,22 @@ load_prerequisites(FlagEntry *entry, Datum flag_id)
 	if (n == 0)
 		return;
 	entry->nprereqs = n;
-	entry->prereq_keys = MemoryContextAlloc(FlagCacheContext, sizeof(char *) * n);
-	entry->prereq_values = MemoryContextAlloc(FlagCacheContext, sizeof(Jsonb *) * n);
-	entry->prereq_entries = MemoryContextAllocZero(FlagCacheContext, sizeof(FlagEntry *) * n);
+	entry->prereq_keys = opsflags_flag_cache_alloc(sizeof(char *) * n, false);
+	entry->prereq_values = opsflags_flag_cache_alloc(sizeof(Jsonb *) * n, false);
+	entry->prereq_entries = opsflags_flag_cache_alloc(sizeof(FlagEntry *) * n, true);
 	for (i = 0; i < n; i++)
 	{
 		bool		isnull;
 		Datum		v;
+		char	   *key = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
 
-		entry->prereq_keys[i] = MemoryContextStrdup(FlagCacheContext,
-													SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
+		entry->prereq_keys[i] = opsflags_flag_cache_alloc(strlen(key) + 1, false);
+		strcpy(entry->prereq_keys[i], key);
 		v = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull);
 		entry->prereq_values[i] = cache_jsonb(v, isnull);
+		/* The prerequisite's key and variations are read here too. */
+		v = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3, &isnull);
+		opsflags_flag_depend_on_flag(entry, DatumGetUUIDP(v));
 	}
 }
 
@@ -417,6 +549,15 @@ flag_load(FlagEntry *entry)
 	values[0] = PointerGetDatum(cstring_to_text(entry->key + entry->envlen + 1));
 	values[1] = PointerGetDatum(cstring_to_text_with_len(entry->key, entry->envlen));
 
+	/*
+	 * The generation before the snapshot (invalidation.c).  A parallel
+	 * leader reads with the statement's older snapshot: the entry is good
+	 * for this statement only.
+	 */
+	entry->load_generation = opsflags_inval_generation();
+	entry->load_tag = opsflags_inval_load_tag();
+	if (IsInParallelMode())
+		entry->provisional = provisional_pending = true;
 	snapshot = opsflags_cache_snapshot();
 
 	opsflags_spi_begin(&spi, flag_tables_owner);
@@ -440,9 +581,11 @@ flag_load(FlagEntry *entry)
 	if (isnull)
 	{
 		entry->absent = REASON_FLAG_NOT_FOUND;
+		opsflags_flag_depend(entry, INVAL_NEW_KEY_SLOT);
 		opsflags_spi_end(&spi);
 		return;
 	}
+	opsflags_flag_depend_on_flag(entry, DatumGetUUIDP(SPI_getbinval(tup, desc, 15, &isnull)));
 	/* A NULL is_enabled: no config row in this environment */
 	entry->absent = DatumGetBool(d) ? REASON_ARCHIVED : REASON_OFF;
 	d = SPI_getbinval(tup, desc, 4, &isnull);
@@ -534,10 +677,11 @@ flag_load_fail_closed(FlagEntry *entry)
 }
 
 /*
- * The cached entry for a flag key in an environment, loading it on a miss.
- * The key must be at most OPSFLAGS_FLAG_KEY_MAXLEN bytes and the environment
- * at most OPSFLAGS_ENVIRONMENT_MAXLEN.  nested: inside an evaluation, whose
- * entries must stay valid, so the cache is emptied only between evaluations.
+ * The cached entry for a flag key in an environment, loading it on a miss
+ * and loading it again, in place, when stale.  The key must be at most
+ * OPSFLAGS_FLAG_KEY_MAXLEN bytes and the environment at most
+ * OPSFLAGS_ENVIRONMENT_MAXLEN.  nested: inside an evaluation, whose entries
+ * must stay valid, so the cache takes changes in only between evaluations.
  */
 FlagEntry *
 opsflags_flag_lookup(const char *env, int envlen, const char *keydata, int keylen, bool nested)
@@ -546,19 +690,20 @@ opsflags_flag_lookup(const char *env, int envlen, const char *keydata, int keyle
 	int			len = envlen + 1 + keylen;
 	FlagEntry  *entry;
 	FlagEntry	loaded;
-	bool		found;
 
 	Assert(envlen <= OPSFLAGS_ENVIRONMENT_MAXLEN && keylen <= OPSFLAGS_FLAG_KEY_MAXLEN);
-	if (!nested &&
-		(opsflags_cache_check(&flag_cache_sync) || FlagCache == NULL))
-		flag_cache_reset();
+	if (!nested)
+		flag_cache_sync_point();
 
 	if (last_entry != NULL && last_entry->keylen == len && last_entry->envlen == envlen &&
 		memcmp(last_entry->key + envlen + 1, keydata, keylen) == 0 &&
-		memcmp(last_entry->key, env, envlen) == 0 &&
+		memcmp(last_entry->key, env, envlen) == 0 && !last_entry->stale &&
 		(last_entry->absent != REASON_ERROR ||
 		 last_entry->failed_at == GetCurrentStatementStartTimestamp()))
+	{
+		stats.hits++;
 		return last_entry;
+	}
 
 	memcpy(key, env, envlen);
 	key[envlen] = '/';
@@ -567,27 +712,44 @@ opsflags_flag_lookup(const char *env, int envlen, const char *keydata, int keyle
 
 	entry = hash_search(FlagCache, key, HASH_FIND, NULL);
 	/* A failed load is tried again by the next statement. */
-	if (entry != NULL &&
+	if (entry != NULL && !entry->stale &&
 		(entry->absent != REASON_ERROR || entry->failed_at == GetCurrentStatementStartTimestamp()))
+	{
+		stats.hits++;
 		return last_entry = entry;
+	}
 
 	/* A miss: make room, then load (before, so no invalidation is lost). */
-	if (!nested && hash_get_num_entries(FlagCache) >= FLAG_CACHE_MAX_ENTRIES)
+	if (entry == NULL && !nested && hash_get_num_entries(FlagCache) >= FLAG_CACHE_MAX_ENTRIES)
 		flag_cache_reset();
 	memset(&loaded, 0, sizeof(FlagEntry));
 	memcpy(loaded.key, key, len + 1);
 	loaded.keylen = len;
 	loaded.envlen = envlen;
+	load_bytes = 0;
 	flag_load_fail_closed(&loaded);
+	loaded.mem_bytes = load_bytes;
 
 	/*
-	 * An invalidation that arrived during the load reset nothing yet (the
-	 * callback only marks the cache stale); keep the entry for the rest of
-	 * this statement and let the next one start afresh.
+	 * A change that arrived during the load marked nothing yet (that waits
+	 * for a boundary); keep the entry for the rest of this statement and let
+	 * the next one look again.
 	 */
 	if (loaded.evaluable)
 		loaded.usage = opsflags_usage_for(key + envlen + 1);
-	entry = hash_search(FlagCache, key, HASH_ENTER, &found);
+	if (entry != NULL)
+	{
+		/* In place: prerequisites elsewhere point at it. */
+		stats.reloads++;
+		stats.live_bytes -= entry->mem_bytes;
+		stats.garbage_bytes += entry->mem_bytes;
+	}
+	else
+	{
+		stats.loads++;
+		entry = hash_search(FlagCache, key, HASH_ENTER, NULL);
+	}
+	stats.live_bytes += loaded.mem_bytes;
 	memcpy(entry, &loaded, sizeof(FlagEntry));
 	return last_entry = entry;
 }

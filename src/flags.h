@@ -8,8 +8,10 @@
 #define OPSFLAGS_FLAGS_H
 
 #include "common/hashfn.h"
+#include "utils/hsearch.h"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
+#include "utils/uuid.h"
 
 #include "opsflags.h"
 
@@ -89,11 +91,32 @@ typedef enum FlagReason
 
 typedef struct FlagEntry FlagEntry;
 
+/*
+ * Invalidation slots (invalidation.c): a flag's and a segment's hash into
+ * INVAL_SLOTS; one more slot for "a flag key may name a flag now", which
+ * "no such flag" entries depend on.
+ */
+#define INVAL_SLOTS 4096
+#define INVAL_NEW_KEY_SLOT INVAL_SLOTS
+#define INVAL_SLOT_COUNT (INVAL_SLOTS + 1)
+
+/* The slots an entry depends on: a few inline, more in the cache context. */
+#define FLAG_INLINE_DEPS 4
+
 struct FlagEntry
 {
 	char		key[CACHE_KEY_MAXLEN + 1];	/* hash key: environment/flag key */
 	int			keylen;
 	int			envlen;			/* the environment is key[0 .. envlen - 1] */
+	bool		stale;			/* changed since loaded: reload at its next
+								 * lookup */
+	bool		provisional;	/* loaded with the statement's snapshot
+								 * (parallel mode): reload at the next one */
+	uint64		load_generation;	/* invalidation generation read before
+									 * the load's snapshot */
+	uint64		load_tag;		/* the transaction whose changes it may hold */
+	Size		mem_bytes;		/* what the load allocated in the cache
+								 * context */
 	FlagReason	absent;			/* UNKNOWN_ENVIRONMENT, FLAG_NOT_FOUND,
 								 * ARCHIVED, OFF (no config) or ERROR (load
 								 * failed) when !evaluable */
@@ -112,8 +135,9 @@ struct FlagEntry
 	int			nprereqs;
 	char	  **prereq_keys;	/* flags that must be on for the user ... */
 	Jsonb	  **prereq_values;	/* ... serving this value (NULL: any) */
-	FlagEntry **prereq_entries; /* their entries, once looked up (the cache
-								 * is only ever emptied whole) */
+	FlagEntry **prereq_entries; /* their entries, once looked up (entries
+								 * are reloaded in place, the cache emptied
+								 * only whole) */
 	uint64		memo_evaluation;	/* the evaluation memo_reason belongs to */
 	FlagReason	memo_reason;	/* this flag's reason, as a prerequisite */
 	bool		has_enable_at;
@@ -126,9 +150,57 @@ struct FlagEntry
 	OpsMurmur3	bucket_prefix;	/* rollout hash of "group:", group being
 								 * rollout_group, else the key */
 	OpsUsage   *usage;			/* this backend's counters for the flag */
+	int			ndeps;			/* invalidation slots it depends on */
+	int			maxdeps;
+	uint32		dep_inline[FLAG_INLINE_DEPS];
+	uint32	   *dep_more;		/* the slots past FLAG_INLINE_DEPS */
 };
 
 extern FlagEntry *opsflags_flag_lookup(const char *env, int envlen, const char *keydata,
 										int keylen, bool nested);
+
+/*
+ * What a loader calls for each row its entry is read from beyond the flag's
+ * own (another flag, a segment), so that a change to it reloads the entry.
+ */
+extern void opsflags_flag_depend_on_flag(FlagEntry *entry, const pg_uuid_t *flag_id);
+extern void opsflags_flag_depend_on_segment(FlagEntry *entry, const char *segment_key, int len);
+
+/* flag_cache_stats(): this backend's flag cache */
+typedef struct OpsFlagCacheStats
+{
+	int64		entries;
+	uint64		hits;			/* lookups served from the cache */
+	uint64		loads;			/* entries loaded on a miss */
+	uint64		reloads;		/* entries loaded again in place (stale, failed) */
+	uint64		invalidated;	/* entries marked stale */
+	uint64		resets;			/* times the whole cache was emptied */
+	int64		live_bytes;		/* what the entries' loads allocated */
+	int64		garbage_bytes;	/* what reloaded entries left behind */
+} OpsFlagCacheStats;
+
+extern void opsflags_flag_cache_stats_get(OpsFlagCacheStats *stats);
+extern void *opsflags_flag_cache_alloc(Size size, bool zero);
+
+/* The i-th invalidation slot an entry depends on. */
+static inline uint32
+flag_dep(const FlagEntry *e, int i)
+{
+	return i < FLAG_INLINE_DEPS ? e->dep_inline[i] : e->dep_more[i - FLAG_INLINE_DEPS];
+}
+
+/* invalidation.c: the reader's side (flags.c) */
+extern bool opsflags_inval_active(void);
+extern uint32 opsflags_inval_flag_slot(const pg_uuid_t *id);
+extern uint32 opsflags_inval_segment_slot(const char *key, int len);
+extern uint64 opsflags_inval_generation(void);
+extern uint64 opsflags_inval_load_tag(void);
+extern uint64 opsflags_inval_published(void);
+extern uint64 opsflags_inval_reset_generation(void);
+extern bool opsflags_inval_relcache_resets(void);
+extern bool opsflags_inval_refresh(HTAB *cache, uint64 *seen_published,
+								   uint64 seen_reset_generation, bool *provisional,
+								   uint64 *invalidated);
+extern void opsflags_flag_depend(FlagEntry *entry, uint32 slot);
 
 #endif							/* OPSFLAGS_FLAGS_H */

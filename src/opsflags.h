@@ -97,6 +97,7 @@ typedef struct OpsCacheSync
 } OpsCacheSync;
 
 extern void opsflags_cache_init(void);
+extern bool opsflags_cache_boundary(OpsCacheSync *sync);
 extern bool opsflags_cache_check(OpsCacheSync *sync);
 
 static inline void
@@ -189,5 +190,10 @@ extern void opsflags_health_init(void);
 
 /* flags.c (flags.h: what flags.c and evaluation.c share) */
 extern void opsflags_flags_init(void);
+
+/* invalidation.c: per-flag invalidation of the flag cache (flags.h: its readers' side) */
+struct TriggerData;
+extern bool opsflags_inval_record(struct TriggerData *trigdata);
+extern void opsflags_inval_init(void);
 
 #endif							/* OPSFLAGS_H */

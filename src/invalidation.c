@@ -1,0 +1,629 @@
+/*
+ * invalidation.c
+ *	  Per-flag invalidation of the flag cache (flags.c): generations in
+ *	  shared memory that a change to the flag tables bumps at commit, the
+ *	  row trigger's record of what a transaction changed, and
+ *	  flag_cache_stats().  Needs shared_preload_libraries; without it every
+ *	  change empties every backend's whole flag cache (cache.c).
+ *
+ * Shared memory holds a global generation, a reset generation and
+ * INVAL_SLOTS slot generations.  A change to a flag (its feature_flags row,
+ * its configs, its prerequisite rows) maps to the slot of a hash of the
+ * flag's id; a change to a segment to the slot of a hash of its key (another
+ * seed); the creation of a flag or a change of its key also to
+ * INVAL_NEW_KEY_SLOT, on which "no such flag" entries depend; a change to
+ * environments or a TRUNCATE to the reset generation.  A cache entry lists
+ * the slots it depends on (its flag, the flags it has as prerequisites, the
+ * segments it targets) and the global generation read before its load took
+ * its snapshot.
+ *
+ * Writers: the row trigger (fired ALWAYS, so logical replication apply
+ * counts) sets the slots' bits in a backend-local set.  At commit
+ * (XACT_EVENT_COMMIT, which runs after ProcArrayEndTransaction has made the
+ * commit visible to new snapshots) the backend takes g = ++generation, raises
+ * each slot it changed (and the reset generation, if it must) to at least g,
+ * and only then increments published.
+ *
+ * Why a reader never keeps an entry older than a commit it must see: the
+ * entry was loaded with generation G read before its snapshot.  A commit
+ * visible to that snapshot is in the entry.  A commit that is not became
+ * visible after the snapshot, so its g = ++generation came after G was
+ * read: g > G, and the slot ends >= g.  The reader compares its entries'
+ * slots with their G whenever published differs from the value it saw at
+ * its last comparison, reading published before the slots: a writer whose
+ * increment of published it saw had raised its slots before, and one whose
+ * increment it did not see makes published differ at its next comparison.
+ * Slots only ever grow (compare-and-swap to the larger value), so a slower
+ * writer with a smaller g cannot undo a faster one.  Hash collisions only
+ * cost extra reloads.  Comparisons happen at the first lookup of a
+ * statement, transaction or command (opsflags_cache_boundary), so one
+ * statement still gets one answer per flag.
+ *
+ * The transaction's own changes: the trigger also sets the slots' bits in a
+ * second local set that the cache applies to its own entries at its next
+ * boundary, when the command that made them is visible to a new snapshot.
+ * A rolled-back (sub)transaction may have left entries loaded from its
+ * changes: every slot the transaction touched goes into that set again.
+ *
+ * A prepared transaction is committed later by COMMIT PREPARED, possibly in
+ * another backend, with no callback of ours: PREPARE TRANSACTION of a
+ * change to the flag tables sets a flag in shared memory after which the
+ * relcache invalidation that the trigger queues for standbys (cache.c)
+ * empties whole caches again, as without shared memory, until the server
+ * restarts.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "common/hashfn.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "port/atomics.h"
+#include "port/pg_bitutils.h"
+#include "storage/shmem.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/uuid.h"
+
+#include "flags.h"
+
+PG_FUNCTION_INFO_V1(opsflags_flag_cache_stats);
+
+/* Seeds of the two slot hashes: a flag id and a segment key never share one by design. */
+#define FLAG_SLOT_SEED UINT64CONST(0x6f707366)
+#define SEGMENT_SLOT_SEED UINT64CONST(0x7365676d)
+
+#define SLOT_WORDS ((INVAL_SLOT_COUNT + 63) / 64)
+
+typedef struct InvalShared
+{
+	pg_atomic_uint64 generation;	/* stamps commits */
+	pg_atomic_uint64 published;		/* commits whose slots are raised */
+	pg_atomic_uint64 reset_generation;
+	pg_atomic_uint32 prepared;		/* a PREPARE changed the flag tables */
+	pg_atomic_uint64 slot[INVAL_SLOT_COUNT];
+} InvalShared;
+
+static InvalShared *inval = NULL;
+
+/* Slots this transaction changed: raised at commit. */
+static uint64 xact_slots[SLOT_WORDS];
+static bool xact_touched = false;
+static bool xact_reset = false;
+
+/* Slots whose entries this backend must reload at its next boundary. */
+static uint64 local_slots[SLOT_WORDS];
+static bool local_touched = false;
+static bool local_reset = false;
+
+/*
+ * Entries loaded while a transaction had changed flags may hold its changes
+ * (and depend on slots of what it made them, say "no such flag" after a
+ * DELETE): they carry its number (opsflags_inval_load_tag), and a rollback
+ * reloads them all (local_rolled_back).
+ */
+static uint64 xact_number = 1;
+static uint64 local_rolled_back = 0;
+
+/* What the trigger knows of a table: its kind and key column(s). */
+typedef enum InvalTableKind
+{
+	TABLE_OTHER,
+	TABLE_FLAGS,				/* id; flag_key */
+	TABLE_CONFIGS,				/* flag_id */
+	TABLE_PREREQUISITES,		/* flag_id */
+	TABLE_SEGMENTS,				/* segment_key */
+	TABLE_ENVIRONMENTS
+} InvalTableKind;
+
+typedef struct InvalTable
+{
+	Oid			relid;
+	InvalTableKind kind;
+	AttrNumber	attnum;			/* id, flag_id or segment_key */
+	AttrNumber	keyattnum;		/* feature_flags.flag_key */
+} InvalTable;
+
+#define INVAL_TABLES 8
+static InvalTable tables[INVAL_TABLES];
+static int	ntables = 0;
+
+/* ---------- slots ---------- */
+
+uint32
+opsflags_inval_flag_slot(const pg_uuid_t *id)
+{
+	return (uint32) (hash_bytes_extended(id->data, UUID_LEN, FLAG_SLOT_SEED) % INVAL_SLOTS);
+}
+
+uint32
+opsflags_inval_segment_slot(const char *key, int len)
+{
+	return (uint32) (hash_bytes_extended((const unsigned char *) key, len, SEGMENT_SLOT_SEED) % INVAL_SLOTS);
+}
+
+static inline void
+slot_set(uint64 *set, uint32 slot)
+{
+	set[slot / 64] |= UINT64CONST(1) << (slot % 64);
+}
+
+/* ---------- readers (flags.c) ---------- */
+
+bool
+opsflags_inval_active(void)
+{
+	return inval != NULL;
+}
+
+/* The generation to stamp a load with: read before its snapshot is taken. */
+uint64
+opsflags_inval_generation(void)
+{
+	uint64		g;
+
+	if (inval == NULL)
+		return 0;
+	g = pg_atomic_read_u64(&inval->generation);
+	pg_memory_barrier();
+	return g;
+}
+
+/* What an entry loaded now carries (see xact_number): 0 if nothing to undo. */
+uint64
+opsflags_inval_load_tag(void)
+{
+	return xact_touched ? xact_number : 0;
+}
+
+/* Commits published so far: read before the slots it announces. */
+uint64
+opsflags_inval_published(void)
+{
+	uint64		p;
+
+	if (inval == NULL)
+		return 0;
+	p = pg_atomic_read_u64(&inval->published);
+	pg_memory_barrier();
+	return p;
+}
+
+uint64
+opsflags_inval_reset_generation(void)
+{
+	return inval == NULL ? 0 : pg_atomic_read_u64(&inval->reset_generation);
+}
+
+/*
+ * Does a relcache invalidation of a flag table's primary key (the trigger's
+ * announcement of a row change, cache.c) mean that the whole cache must go?
+ * Without shared memory it is how changes are announced; on a standby the
+ * only announcement (from WAL); after a PREPARE it may announce a COMMIT
+ * PREPARED.  Otherwise per-flag invalidation has the change covered.
+ */
+bool
+opsflags_inval_relcache_resets(void)
+{
+	return inval == NULL || RecoveryInProgress() ||
+		pg_atomic_read_u32(&inval->prepared) != 0;
+}
+
+/* The transaction's own changes are applied to this backend's cache. */
+static void
+local_done(void)
+{
+	if (local_touched)
+		memset(local_slots, 0, sizeof(local_slots));
+	local_touched = false;
+	local_reset = false;
+	local_rolled_back = 0;
+}
+
+/* An entry depends on a slot (no repeats). */
+void
+opsflags_flag_depend(FlagEntry *entry, uint32 slot)
+{
+	int			i;
+
+	for (i = 0; i < entry->ndeps; i++)
+		if (flag_dep(entry, i) == slot)
+			return;
+	if (entry->ndeps < FLAG_INLINE_DEPS)
+	{
+		entry->dep_inline[entry->ndeps++] = slot;
+		return;
+	}
+	if (entry->ndeps - FLAG_INLINE_DEPS == entry->maxdeps)
+	{
+		int			n = Max(8, entry->maxdeps * 2);
+		uint32	   *more = opsflags_flag_cache_alloc(n * sizeof(uint32), false);
+
+		if (entry->maxdeps > 0)
+			memcpy(more, entry->dep_more, entry->maxdeps * sizeof(uint32));
+		entry->dep_more = more;
+		entry->maxdeps = n;
+	}
+	entry->dep_more[entry->ndeps++ - FLAG_INLINE_DEPS] = slot;
+}
+
+void
+opsflags_flag_depend_on_flag(FlagEntry *entry, const pg_uuid_t *flag_id)
+{
+	opsflags_flag_depend(entry, opsflags_inval_flag_slot(flag_id));
+}
+
+void
+opsflags_flag_depend_on_segment(FlagEntry *entry, const char *segment_key, int len)
+{
+	opsflags_flag_depend(entry, opsflags_inval_segment_slot(segment_key, len));
+}
+
+/* Has a slot the entry depends on moved since it was loaded? */
+static bool
+entry_changed(const FlagEntry *e, bool shared, bool local)
+{
+	int			i;
+
+	if (local && local_rolled_back != 0 && e->load_tag == local_rolled_back)
+		return true;
+	for (i = 0; i < e->ndeps; i++)
+	{
+		uint32		slot = flag_dep(e, i);
+
+		if ((shared && pg_atomic_read_u64(&inval->slot[slot]) > e->load_generation) ||
+			(local && (local_slots[slot / 64] & (UINT64CONST(1) << (slot % 64))) != 0))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * At a boundary of the flag cache (flags.c): mark stale the entries that
+ * commits published since the last look (*seen_published), or the
+ * transaction's own changes, have changed, and those loaded provisionally.
+ * Counts them in *invalidated.  false: the whole cache must go instead (a
+ * reset generation moved).
+ */
+bool
+opsflags_inval_refresh(HTAB *cache, uint64 *seen_published, uint64 seen_reset_generation,
+					   bool *provisional, uint64 *invalidated)
+{
+	bool		local = local_touched || local_reset;
+	uint64		published;
+	bool		shared;
+	HASH_SEQ_STATUS seq;
+	FlagEntry  *e;
+
+	if (inval == NULL)
+		return true;
+	published = opsflags_inval_published();
+	shared = published != *seen_published;
+	if (!local && !shared && !*provisional)
+		return true;
+	if (local_reset ||
+		(shared && pg_atomic_read_u64(&inval->reset_generation) != seen_reset_generation))
+	{
+		local_done();
+		return false;
+	}
+	hash_seq_init(&seq, cache);
+	while ((e = (FlagEntry *) hash_seq_search(&seq)) != NULL)
+	{
+		if (!e->stale && (e->provisional || entry_changed(e, shared, local)))
+		{
+			e->stale = true;
+			(*invalidated)++;
+		}
+	}
+	*seen_published = published;
+	*provisional = false;
+	local_done();
+	return true;
+}
+
+/* ---------- writers: the row trigger and the transaction's end ---------- */
+
+static InvalTable *
+inval_table(Relation rel)
+{
+	InvalTable *t;
+	const char *name;
+	char	   *nsp;
+	int			i;
+
+	for (i = 0; i < ntables; i++)
+		if (tables[i].relid == RelationGetRelid(rel))
+			return &tables[i];
+	if (ntables == INVAL_TABLES)
+		ntables = 0;			/* tables dropped and created again: start over */
+	t = &tables[ntables++];
+	t->relid = RelationGetRelid(rel);
+	t->kind = TABLE_OTHER;
+	t->attnum = t->keyattnum = InvalidAttrNumber;
+
+	nsp = get_namespace_name(RelationGetNamespace(rel));
+	if (nsp == NULL || strcmp(nsp, "opsflags") != 0)
+		return t;
+	name = RelationGetRelationName(rel);
+	if (strcmp(name, "feature_flags") == 0)
+	{
+		t->kind = TABLE_FLAGS;
+		t->attnum = get_attnum(t->relid, "id");
+		t->keyattnum = get_attnum(t->relid, "flag_key");
+	}
+	else if (strcmp(name, "feature_flag_configs") == 0)
+	{
+		t->kind = TABLE_CONFIGS;
+		t->attnum = get_attnum(t->relid, "flag_id");
+	}
+	else if (strcmp(name, "flag_prerequisites") == 0)
+	{
+		t->kind = TABLE_PREREQUISITES;
+		t->attnum = get_attnum(t->relid, "flag_id");
+	}
+	else if (strcmp(name, "user_segments") == 0)
+	{
+		t->kind = TABLE_SEGMENTS;
+		t->attnum = get_attnum(t->relid, "segment_key");
+	}
+	else if (strcmp(name, "environments") == 0)
+		t->kind = TABLE_ENVIRONMENTS;
+	/* A table whose columns are not found resets, rather than guess. */
+	if ((t->kind == TABLE_FLAGS && t->keyattnum == InvalidAttrNumber) ||
+		(t->kind != TABLE_OTHER && t->kind != TABLE_ENVIRONMENTS &&
+		 t->attnum == InvalidAttrNumber))
+		t->kind = TABLE_ENVIRONMENTS;
+	return t;
+}
+
+static void
+record_slot(uint32 slot)
+{
+	slot_set(xact_slots, slot);
+	slot_set(local_slots, slot);
+	xact_touched = local_touched = true;
+}
+
+static void
+record_reset(void)
+{
+	xact_reset = local_reset = true;
+	xact_touched = true;
+}
+
+/* The slot of a row's key column (a flag id or a segment key). */
+static void
+record_row(InvalTable *t, HeapTuple tuple, TupleDesc desc)
+{
+	bool		isnull;
+	Datum		d = heap_getattr(tuple, t->attnum, desc, &isnull);
+
+	if (isnull)
+		return;
+	if (t->kind == TABLE_SEGMENTS)
+	{
+		text	   *key = DatumGetTextPP(d);
+
+		record_slot(opsflags_inval_segment_slot(VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key)));
+	}
+	else
+		record_slot(opsflags_inval_flag_slot(DatumGetUUIDP(d)));
+}
+
+/* Two text datums with the same bytes (a key's identity, whatever the collation). */
+static bool
+text_bytes_equal(Datum a, Datum b)
+{
+	text	   *ta = DatumGetTextPP(a);
+	text	   *tb = DatumGetTextPP(b);
+
+	return VARSIZE_ANY_EXHDR(ta) == VARSIZE_ANY_EXHDR(tb) &&
+		memcmp(VARDATA_ANY(ta), VARDATA_ANY(tb), VARSIZE_ANY_EXHDR(ta)) == 0;
+}
+
+/*
+ * The flag cache trigger's part (cache.c): note what the row (or TRUNCATE)
+ * changes, for this backend's next boundary and for the commit.  false: the
+ * table is not one the flag cache reads, or there is no shared memory.
+ */
+bool
+opsflags_inval_record(TriggerData *trigdata)
+{
+	InvalTable *t;
+	TupleDesc	desc;
+
+	if (inval == NULL)
+		return false;
+	t = inval_table(trigdata->tg_relation);
+	if (t->kind == TABLE_OTHER)
+		return false;
+	if (t->kind == TABLE_ENVIRONMENTS || TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
+	{
+		record_reset();
+		return true;
+	}
+	desc = RelationGetDescr(trigdata->tg_relation);
+	record_row(t, trigdata->tg_trigtuple, desc);
+	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
+		record_row(t, trigdata->tg_newtuple, desc);
+
+	/* A key that named no flag may name one now. */
+	if (t->kind == TABLE_FLAGS)
+	{
+		bool		oldnull,
+					newnull;
+		Datum		oldkey,
+					newkey;
+
+		if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
+			record_slot(INVAL_NEW_KEY_SLOT);
+		else if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
+		{
+			oldkey = heap_getattr(trigdata->tg_trigtuple, t->keyattnum, desc, &oldnull);
+			newkey = heap_getattr(trigdata->tg_newtuple, t->keyattnum, desc, &newnull);
+			if (oldnull || newnull || !text_bytes_equal(oldkey, newkey))
+				record_slot(INVAL_NEW_KEY_SLOT);
+		}
+	}
+	return true;
+}
+
+/* Raise a slot to at least g. */
+static inline void
+slot_raise(pg_atomic_uint64 *slot, uint64 g)
+{
+	uint64		old = pg_atomic_read_u64(slot);
+
+	while (old < g && !pg_atomic_compare_exchange_u64(slot, &old, g))
+		;
+}
+
+/* At commit, once it is visible: announce what the transaction changed. */
+static void
+inval_publish(void)
+{
+	uint64		g = pg_atomic_add_fetch_u64(&inval->generation, 1);
+	int			w;
+
+	for (w = 0; w < SLOT_WORDS; w++)
+	{
+		uint64		bits = xact_slots[w];
+
+		while (bits != 0)
+		{
+			int			b = pg_rightmost_one_pos64(bits);
+
+			slot_raise(&inval->slot[w * 64 + b], g);
+			bits &= bits - 1;
+		}
+	}
+	if (xact_reset)
+		slot_raise(&inval->reset_generation, g);
+	pg_atomic_fetch_add_u64(&inval->published, 1);
+}
+
+/*
+ * The transaction's changes (some of them) are rolled back: entries loaded
+ * from them reload.  Which slots a subtransaction touched is not known
+ * apart from the transaction's, so all of these (rollbacks are rare).
+ */
+static void
+rolled_back(void)
+{
+	int			w;
+
+	for (w = 0; w < SLOT_WORDS; w++)
+		local_slots[w] |= xact_slots[w];
+	local_touched = true;
+	local_reset |= xact_reset;
+	local_rolled_back = xact_number;
+}
+
+/* The transaction is over: forget its slots (their entries reloaded if asked). */
+static void
+xact_done(bool reload_locally)
+{
+	if (reload_locally)
+		rolled_back();
+	memset(xact_slots, 0, sizeof(xact_slots));
+	xact_touched = xact_reset = false;
+	xact_number++;
+}
+
+static void
+inval_xact_callback(XactEvent event, void *arg)
+{
+	if (!xact_touched)
+		return;
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+			inval_publish();
+			xact_done(false);
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			xact_done(true);
+			break;
+		case XACT_EVENT_PRE_PREPARE:
+			pg_atomic_write_u32(&inval->prepared, 1);
+			break;
+		case XACT_EVENT_PREPARE:
+			xact_done(true);
+			break;
+		default:
+			break;
+	}
+}
+
+static void
+inval_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+					   SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB && xact_touched)
+		rolled_back();
+}
+
+/* ---------- flag_cache_stats() ---------- */
+
+/* flag_cache_stats() -> jsonb: this backend's flag cache */
+Datum
+opsflags_flag_cache_stats(PG_FUNCTION_ARGS)
+{
+	OpsFlagCacheStats s;
+	StringInfoData buf;
+
+	opsflags_flag_cache_stats_get(&s);
+	initStringInfo(&buf);
+	appendStringInfo(&buf,
+					 "{\"entries\": " INT64_FORMAT ", \"hits\": " UINT64_FORMAT
+					 ", \"loads\": " UINT64_FORMAT ", \"reloads\": " UINT64_FORMAT
+					 ", \"invalidated\": " UINT64_FORMAT ", \"resets\": " UINT64_FORMAT
+					 ", \"memory_bytes\": " INT64_FORMAT ", \"garbage_bytes\": " INT64_FORMAT
+					 ", \"per_flag_invalidation\": %s}",
+					 s.entries, s.hits, s.loads, s.reloads, s.invalidated, s.resets,
+					 s.live_bytes, s.garbage_bytes, inval != NULL ? "true" : "false");
+	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
+}
+
+/* ---------- set-up ---------- */
+
+static void
+inval_shmem_attach(void)
+{
+	bool		found;
+	InvalShared *s = ShmemInitStruct("opsflags flag invalidation", sizeof(InvalShared), &found);
+
+	if (!found)
+	{
+		int			i;
+
+		/* Loads stamp with generation >= 1, so slots at 0 never invalidate. */
+		pg_atomic_init_u64(&s->generation, 1);
+		pg_atomic_init_u64(&s->published, 0);
+		pg_atomic_init_u64(&s->reset_generation, 0);
+		pg_atomic_init_u32(&s->prepared, 0);
+		for (i = 0; i < INVAL_SLOT_COUNT; i++)
+			pg_atomic_init_u64(&s->slot[i], 0);
+	}
+	inval = s;
+}
+
+void
+opsflags_inval_init(void)
+{
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+	opsflags_shmem_register(sizeof(InvalShared), NULL, inval_shmem_attach);
+	RegisterXactCallback(inval_xact_callback, NULL);
+	RegisterSubXactCallback(inval_subxact_callback, NULL);
+}
