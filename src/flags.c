@@ -43,16 +43,20 @@
  */
 #include "postgres.h"
 
-#include "access/relation.h"
+#include "access/genam.h"
+#include "access/stratnum.h"
+#include "access/table.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_index.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
+#include "utils/fmgroids.h"
 #include "utils/json.h"
 #include "utils/numeric.h"
 #include "utils/hsearch.h"
@@ -60,8 +64,6 @@
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
-#include "utils/rel.h"
-#include "utils/relcache.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
@@ -245,17 +247,37 @@ flag_cache_relcache_callback(Datum arg, Oid relid)
 	}
 }
 
-/* The primary key of a table, InvalidOid if none (or no table). */
+/*
+ * The primary key of a table, InvalidOid if none (or no table), from
+ * pg_index: locking the table could wait on a writer.
+ */
 static Oid
 flag_table_index(Oid relid)
 {
-	Relation	rel;
-	Oid			index;
+	Relation	pg_index;
+	SysScanDesc scan;
+	ScanKeyData key;
+	HeapTuple	tup;
+	Oid			index = InvalidOid;
 
-	if (!OidIsValid(relid) || (rel = try_relation_open(relid, AccessShareLock)) == NULL)
+	if (!OidIsValid(relid))
 		return InvalidOid;
-	index = RelationGetPrimaryKeyIndex(rel);
-	relation_close(rel, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_index_indrelid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(relid));
+	pg_index = table_open(IndexRelationId, AccessShareLock);
+	scan = systable_beginscan(pg_index, IndexIndrelidIndexId, true, NULL, 1, &key);
+	while (HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		Form_pg_index form = (Form_pg_index) GETSTRUCT(tup);
+
+		if (form->indisprimary)
+		{
+			index = form->indexrelid;
+			break;
+		}
+	}
+	systable_endscan(scan);
+	table_close(pg_index, AccessShareLock);
 	return index;
 }
 
@@ -300,6 +322,8 @@ flag_cache_reset(void)
 	HASHCTL		ctl;
 	int			i;
 
+	/* Should this fail half-way, the next lookup starts over. */
+	flag_cache_sync.reset_now = true;
 	if (FlagCacheContext == NULL)
 		FlagCacheContext = AllocSetContextCreate(CacheMemoryContext,
 												 "opsflags flag cache",
@@ -307,6 +331,7 @@ flag_cache_reset(void)
 	else
 		stats.resets++;
 	MemoryContextReset(FlagCacheContext);
+	opsflags_inval_forget();
 	last_entry = NULL;
 	stats.live_bytes = stats.garbage_bytes = 0;
 	provisional_pending = false;
@@ -690,6 +715,7 @@ opsflags_flag_lookup(const char *env, int envlen, const char *keydata, int keyle
 	int			len = envlen + 1 + keylen;
 	FlagEntry  *entry;
 	FlagEntry	loaded;
+	int			old_ndeps = -1;
 
 	Assert(envlen <= OPSFLAGS_ENVIRONMENT_MAXLEN && keylen <= OPSFLAGS_FLAG_KEY_MAXLEN);
 	if (!nested)
@@ -743,6 +769,7 @@ opsflags_flag_lookup(const char *env, int envlen, const char *keydata, int keyle
 		stats.reloads++;
 		stats.live_bytes -= entry->mem_bytes;
 		stats.garbage_bytes += entry->mem_bytes;
+		old_ndeps = entry->ndeps;
 	}
 	else
 	{
@@ -751,6 +778,7 @@ opsflags_flag_lookup(const char *env, int envlen, const char *keydata, int keyle
 	}
 	stats.live_bytes += loaded.mem_bytes;
 	memcpy(entry, &loaded, sizeof(FlagEntry));
+	opsflags_inval_track(entry, old_ndeps >= 0, Max(old_ndeps, 0), FlagCacheContext);
 	return last_entry = entry;
 }
 

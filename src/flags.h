@@ -96,7 +96,7 @@ typedef struct FlagEntry FlagEntry;
  * INVAL_SLOTS; one more slot for "a flag key may name a flag now", which
  * "no such flag" entries depend on.
  */
-#define INVAL_SLOTS 4096
+#define INVAL_SLOTS 16384
 #define INVAL_NEW_KEY_SLOT INVAL_SLOTS
 #define INVAL_SLOT_COUNT (INVAL_SLOTS + 1)
 
@@ -115,6 +115,7 @@ struct FlagEntry
 	uint64		load_generation;	/* invalidation generation read before
 									 * the load's snapshot */
 	uint64		load_tag;		/* the transaction whose changes it may hold */
+	uint32		load_serial;	/* numbers its loads (invalidation.c) */
 	Size		mem_bytes;		/* what the load allocated in the cache
 								 * context */
 	FlagReason	absent;			/* UNKNOWN_ENVIRONMENT, FLAG_NOT_FOUND,
@@ -202,5 +203,8 @@ extern bool opsflags_inval_refresh(HTAB *cache, uint64 *seen_published,
 								   uint64 seen_reset_generation, bool *provisional,
 								   uint64 *invalidated);
 extern void opsflags_flag_depend(FlagEntry *entry, uint32 slot);
+extern void opsflags_inval_track(FlagEntry *entry, bool reloaded, int old_ndeps,
+								 MemoryContext cxt);
+extern void opsflags_inval_forget(void);
 
 #endif							/* OPSFLAGS_FLAGS_H */

@@ -265,23 +265,94 @@ opsflags_flag_depend_on_segment(FlagEntry *entry, const char *segment_key, int l
 	opsflags_flag_depend(entry, opsflags_inval_segment_slot(segment_key, len));
 }
 
-/* Has a slot the entry depends on moved since it was loaded? */
-static bool
-entry_changed(const FlagEntry *e, bool shared, bool local)
+/*
+ * Every (entry, slot) dependency of the cache, in one array that a
+ * boundary scans in order: a few bytes each, where walking the entries
+ * themselves would touch a few cache lines of each.  An entry loaded again
+ * gets a new serial; the records of its former load are dead and go at the
+ * next compaction.  The array lives in the cache's memory context.
+ */
+typedef struct DepRecord
+{
+	FlagEntry  *entry;
+	uint64		load_generation;
+	uint32		slot;
+	uint32		serial;			/* entry->load_serial when it was recorded */
+} DepRecord;
+
+static DepRecord *records = NULL;
+static int	nrecords = 0;
+static int	maxrecords = 0;
+static int	deadrecords = 0;
+static uint32 next_serial = 0;
+
+/* The cache was emptied (its memory context with it). */
+void
+opsflags_inval_forget(void)
+{
+	records = NULL;
+	nrecords = maxrecords = deadrecords = 0;
+}
+
+/* Drop the records of entries loaded again since. */
+static void
+records_compact(void)
+{
+	int			i,
+				n = 0;
+
+	for (i = 0; i < nrecords; i++)
+		if (records[i].entry->load_serial == records[i].serial)
+			records[n++] = records[i];
+	nrecords = n;
+	deadrecords = 0;
+}
+
+/*
+ * An entry, at its place in the cache, was loaded: record what it depends
+ * on.  If it had been loaded before, its former records are dead.
+ */
+void
+opsflags_inval_track(FlagEntry *entry, bool reloaded, int old_ndeps, MemoryContext cxt)
 {
 	int			i;
 
-	if (local && local_rolled_back != 0 && e->load_tag == local_rolled_back)
-		return true;
-	for (i = 0; i < e->ndeps; i++)
+	if (inval == NULL)
+		return;
+	if (reloaded)
+		deadrecords += old_ndeps;
+	entry->load_serial = ++next_serial;
+	if (entry->ndeps == 0)
+		return;
+	if (deadrecords > 1024 && deadrecords > nrecords / 2)
+		records_compact();
+	if (nrecords + entry->ndeps > maxrecords)
 	{
-		uint32		slot = flag_dep(e, i);
+		int			n = Max(1024, Max(maxrecords * 2, nrecords + entry->ndeps));
 
-		if ((shared && pg_atomic_read_u64(&inval->slot[slot]) > e->load_generation) ||
-			(local && (local_slots[slot / 64] & (UINT64CONST(1) << (slot % 64))) != 0))
-			return true;
+		records = records == NULL ? MemoryContextAlloc(cxt, n * sizeof(DepRecord)) :
+			repalloc(records, n * sizeof(DepRecord));
+		maxrecords = n;
 	}
-	return false;
+	for (i = 0; i < entry->ndeps; i++)
+	{
+		DepRecord  *r = &records[nrecords++];
+
+		r->entry = entry;
+		r->load_generation = entry->load_generation;
+		r->slot = flag_dep(entry, i);
+		r->serial = entry->load_serial;
+	}
+}
+
+static inline void
+mark_stale(FlagEntry *e, uint64 *invalidated)
+{
+	if (!e->stale)
+	{
+		e->stale = true;
+		(*invalidated)++;
+	}
 }
 
 /*
@@ -298,8 +369,7 @@ opsflags_inval_refresh(HTAB *cache, uint64 *seen_published, uint64 seen_reset_ge
 	bool		local = local_touched || local_reset;
 	uint64		published;
 	bool		shared;
-	HASH_SEQ_STATUS seq;
-	FlagEntry  *e;
+	int			i;
 
 	if (inval == NULL)
 		return true;
@@ -313,14 +383,25 @@ opsflags_inval_refresh(HTAB *cache, uint64 *seen_published, uint64 seen_reset_ge
 		local_done();
 		return false;
 	}
-	hash_seq_init(&seq, cache);
-	while ((e = (FlagEntry *) hash_seq_search(&seq)) != NULL)
+	for (i = 0; i < nrecords; i++)
 	{
-		if (!e->stale && (e->provisional || entry_changed(e, shared, local)))
-		{
-			e->stale = true;
-			(*invalidated)++;
-		}
+		DepRecord  *r = &records[i];
+
+		if (((shared && pg_atomic_read_u64(&inval->slot[r->slot]) > r->load_generation) ||
+			 (local && (local_slots[r->slot / 64] & (UINT64CONST(1) << (r->slot % 64))) != 0)) &&
+			r->entry->load_serial == r->serial)
+			mark_stale(r->entry, invalidated);
+	}
+	/* Rare: walk the entries themselves. */
+	if (*provisional || (local && local_rolled_back != 0))
+	{
+		HASH_SEQ_STATUS seq;
+		FlagEntry  *e;
+
+		hash_seq_init(&seq, cache);
+		while ((e = (FlagEntry *) hash_seq_search(&seq)) != NULL)
+			if (e->provisional || (local_rolled_back != 0 && e->load_tag == local_rolled_back))
+				mark_stale(e, invalidated);
 	}
 	*seen_published = published;
 	*provisional = false;
