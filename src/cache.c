@@ -10,14 +10,21 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/stratnum.h"
+#include "access/table.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_attribute.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_index.h"
 #include "commands/trigger.h"
+#include "common/hashfn.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "storage/proc.h"
 #include "utils/acl.h"
+#include "utils/fmgroids.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/relcache.h"
@@ -132,6 +139,150 @@ opsflags_cache_check(OpsCacheSync *sync)
 	return sync->reset_now;
 }
 
+/* ---------- the flag cache's tables: what their invalidations mean ---------- */
+
+/*
+ * The tables the cache reads, whose relcache invalidations announce DDL
+ * (and VACUUM, ANALYZE), and their primary keys, whose invalidations
+ * announce changes to their rows (cache.c).
+ */
+#define FLAG_TABLES 5
+static const char *const flag_table_names[FLAG_TABLES] = {
+	"feature_flags", "feature_flag_configs", "environments", "user_segments", "flag_prerequisites"
+};
+static Oid	flag_table_oids[FLAG_TABLES];
+static Oid	flag_index_oids[FLAG_TABLES];
+static uint64 tables_signature; /* their definitions (tables_signature_now) */
+static bool tables_changed = false; /* a table's invalidation came */
+static bool rows_changed = false;	/* a primary key's invalidation came */
+
+static void
+tables_relcache_callback(Datum arg, Oid relid)
+{
+	int			i;
+
+	if (relid == InvalidOid)
+		tables_changed = rows_changed = true;
+	for (i = 0; i < FLAG_TABLES; i++)
+	{
+		if (relid == flag_table_oids[i])
+			tables_changed = true;
+		else if (relid == flag_index_oids[i])
+			rows_changed = true;
+	}
+}
+
+/*
+ * What the tables are (name, schema, owner, file, columns): DDL changes
+ * it, VACUUM and ANALYZE (which also send relcache invalidations) do not.
+ */
+static uint64
+tables_signature_now(void)
+{
+	uint64		sig = 0;
+	int			i;
+
+	for (i = 0; i < FLAG_TABLES; i++)
+	{
+		Oid			relid = opsflags_relid(flag_table_names[i]);
+		HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+		Form_pg_class cls;
+		AttrNumber	att;
+
+		sig = hash_combine64(sig, relid);
+		if (!HeapTupleIsValid(tup))
+			continue;
+		cls = (Form_pg_class) GETSTRUCT(tup);
+		sig = hash_combine64(sig, hash_bytes((const unsigned char *) NameStr(cls->relname),
+											 strlen(NameStr(cls->relname))));
+		sig = hash_combine64(sig, ((uint64) cls->relnamespace << 32) | cls->relowner);
+		sig = hash_combine64(sig, ((uint64) cls->relfilenode << 32) | (uint32) cls->relnatts);
+		for (att = 1; att <= cls->relnatts; att++)
+		{
+			HeapTuple	atup = SearchSysCache2(ATTNUM, ObjectIdGetDatum(relid), Int16GetDatum(att));
+			Form_pg_attribute a;
+
+			if (!HeapTupleIsValid(atup))
+				continue;
+			a = (Form_pg_attribute) GETSTRUCT(atup);
+			sig = hash_combine64(sig, hash_bytes((const unsigned char *) NameStr(a->attname),
+												 strlen(NameStr(a->attname))));
+			sig = hash_combine64(sig, ((uint64) a->atttypid << 1) | a->attisdropped);
+			ReleaseSysCache(atup);
+		}
+		ReleaseSysCache(tup);
+	}
+	return sig;
+}
+
+/*
+ * The primary key of a table, InvalidOid if none (or no table), from
+ * pg_index: locking the table could wait on a writer.
+ */
+static Oid
+table_primary_key(Oid relid)
+{
+	Relation	pg_index;
+	SysScanDesc scan;
+	ScanKeyData key;
+	HeapTuple	tup;
+	Oid			index = InvalidOid;
+
+	if (!OidIsValid(relid))
+		return InvalidOid;
+	ScanKeyInit(&key, Anum_pg_index_indrelid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(relid));
+	pg_index = table_open(IndexRelationId, AccessShareLock);
+	scan = systable_beginscan(pg_index, IndexIndrelidIndexId, true, NULL, 1, &key);
+	while (HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		Form_pg_index form = (Form_pg_index) GETSTRUCT(tup);
+
+		if (form->indisprimary)
+		{
+			index = form->indexrelid;
+			break;
+		}
+	}
+	systable_endscan(scan);
+	table_close(pg_index, AccessShareLock);
+	return index;
+}
+
+/* The cache is emptied: note what its tables are now. */
+void
+opsflags_flag_tables_reset(void)
+{
+	int			i;
+
+	for (i = 0; i < FLAG_TABLES; i++)
+	{
+		flag_table_oids[i] = opsflags_relid(flag_table_names[i]);
+		flag_index_oids[i] = table_primary_key(flag_table_oids[i]);
+	}
+	tables_signature = tables_signature_now();
+	tables_changed = rows_changed = false;
+}
+
+/*
+ * At a boundary of the flag cache: do the relcache invalidations of its
+ * tables received since the last one empty it?  Those of the primary keys
+ * do where they announce row changes (relcache_resets); those of the tables
+ * there too, and wherever the tables' definitions changed.
+ */
+bool
+opsflags_flag_tables_changed(void)
+{
+	bool		changed;
+
+	if (!tables_changed && !rows_changed)
+		return false;
+	changed = opsflags_inval_relcache_resets() ||
+		(tables_changed && tables_signature_now() != tables_signature);
+	tables_changed = rows_changed = false;
+	return changed;
+}
+
 /* Count rolled-back subtransactions (see opsflags_cache_check). */
 static void
 cache_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
@@ -145,6 +296,7 @@ void
 opsflags_cache_init(void)
 {
 	RegisterSubXactCallback(cache_subxact_callback, NULL);
+	CacheRegisterRelcacheCallback(tables_relcache_callback, (Datum) 0);
 }
 
 /*

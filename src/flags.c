@@ -31,9 +31,11 @@
  * The row trigger (cache.c) announces row changes with a relcache
  * invalidation of the table's primary key, which also reaches standbys
  * (WAL) and servers without the shared memory: there, and after a PREPARE
- * TRANSACTION that changed flags, it marks the whole cache stale.  A
- * relcache invalidation of a table itself (DDL, VACUUM, ANALYZE) always
- * does.  The next boundary empties a stale cache.
+ * TRANSACTION that changed flags, it marks the whole cache stale, as does
+ * a relcache invalidation of a table itself.  With per-flag invalidation at
+ * work, the latter empties the cache only if the tables' definitions
+ * changed (DDL): VACUUM and ANALYZE send one too.  The next boundary
+ * empties a stale cache.
  *
  * Entries are loaded with the latest snapshot, taken after the generation
  * they are stamped with was read, so a load never brings back data older
@@ -43,24 +45,18 @@
  */
 #include "postgres.h"
 
-#include "access/genam.h"
-#include "access/stratnum.h"
-#include "access/table.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
-#include "catalog/pg_index.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
-#include "utils/fmgroids.h"
 #include "utils/json.h"
 #include "utils/numeric.h"
 #include "utils/hsearch.h"
-#include "utils/inval.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -91,19 +87,7 @@ static char warned_environment[OPSFLAGS_ENVIRONMENT_MAXLEN + 1];	/* the unknown
 														 * environment last
 														 * warned about */
 
-/*
- * The tables the cache reads, whose relcache invalidations (DDL, VACUUM)
- * empty it, and their primary keys, whose invalidations announce changes
- * to their rows (cache.c) where per-flag invalidation is not at work.
- */
-#define FLAG_TABLES 5
-static const char *const flag_table_names[FLAG_TABLES] = {
-	"feature_flags", "feature_flag_configs", "environments", "user_segments", "flag_prerequisites"
-};
-static Oid	flag_table_oids[FLAG_TABLES];
-static Oid	flag_index_oids[FLAG_TABLES];
-static Oid	flag_tables_owner = InvalidOid;
-static bool rows_changed = false;	/* a primary key's invalidation came */
+static Oid	flag_tables_owner = InvalidOid;	/* they run as him */
 
 /* Per-flag invalidation (invalidation.c) */
 static uint64 seen_published = 0;	/* commits published at the last look */
@@ -231,56 +215,6 @@ strset_from_jsonb(Jsonb *jb)
 
 /* ---------- invalidation ---------- */
 
-static void
-flag_cache_relcache_callback(Datum arg, Oid relid)
-{
-	int			i;
-
-	if (relid == InvalidOid)
-		flag_cache_sync.stale = true;
-	for (i = 0; i < FLAG_TABLES; i++)
-	{
-		if (relid == flag_table_oids[i])
-			flag_cache_sync.stale = true;
-		else if (relid == flag_index_oids[i])
-			rows_changed = true;
-	}
-}
-
-/*
- * The primary key of a table, InvalidOid if none (or no table), from
- * pg_index: locking the table could wait on a writer.
- */
-static Oid
-flag_table_index(Oid relid)
-{
-	Relation	pg_index;
-	SysScanDesc scan;
-	ScanKeyData key;
-	HeapTuple	tup;
-	Oid			index = InvalidOid;
-
-	if (!OidIsValid(relid))
-		return InvalidOid;
-	ScanKeyInit(&key, Anum_pg_index_indrelid, BTEqualStrategyNumber, F_OIDEQ,
-				ObjectIdGetDatum(relid));
-	pg_index = table_open(IndexRelationId, AccessShareLock);
-	scan = systable_beginscan(pg_index, IndexIndrelidIndexId, true, NULL, 1, &key);
-	while (HeapTupleIsValid(tup = systable_getnext(scan)))
-	{
-		Form_pg_index form = (Form_pg_index) GETSTRUCT(tup);
-
-		if (form->indisprimary)
-		{
-			index = form->indexrelid;
-			break;
-		}
-	}
-	systable_endscan(scan);
-	table_close(pg_index, AccessShareLock);
-	return index;
-}
-
 /*
  * A load cut short by an error or a cancel (that a caller may catch) has
  * left part of an entry in the cache context: drop the cache at the next
@@ -320,7 +254,6 @@ static void
 flag_cache_reset(void)
 {
 	HASHCTL		ctl;
-	int			i;
 
 	/* Should this fail half-way, the next lookup starts over. */
 	flag_cache_sync.reset_now = true;
@@ -346,13 +279,8 @@ flag_cache_reset(void)
 	FlagCache = hash_create("opsflags flags", 256, &ctl,
 							HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 
-	for (i = 0; i < FLAG_TABLES; i++)
-	{
-		flag_table_oids[i] = opsflags_relid(flag_table_names[i]);
-		flag_index_oids[i] = flag_table_index(flag_table_oids[i]);
-	}
-	flag_tables_owner = opsflags_rel_owner(flag_table_oids[0]);
-	rows_changed = false;
+	opsflags_flag_tables_reset();
+	flag_tables_owner = opsflags_rel_owner(opsflags_relid("feature_flags"));
 
 	opsflags_cache_reset_done(&flag_cache_sync);
 }
@@ -371,12 +299,11 @@ flag_cache_sync_point(void)
 	else if (boundary)
 	{
 		if (flag_cache_sync.stale ||
-			(rows_changed && opsflags_inval_relcache_resets()) ||
+			opsflags_flag_tables_changed() ||
 			stats.garbage_bytes > Max(FLAG_CACHE_GARBAGE_MIN, stats.live_bytes) ||
 			!opsflags_inval_refresh(FlagCache, &seen_published, seen_reset_generation,
 									&provisional_pending, &stats.invalidated))
 			flag_cache_reset();
-		rows_changed = false;
 	}
 }
 
@@ -521,7 +448,7 @@ load_prerequisites(FlagEntry *entry, Datum flag_id)
 		entry->prereq_values[i] = cache_jsonb(v, isnull);
 		/* The prerequisite's key and variations are read here too. */
 		v = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3, &isnull);
-		opsflags_flag_depend_on_flag(entry, DatumGetUUIDP(v));
+		opsflags_flag_depend_on_definition(entry, DatumGetUUIDP(v));
 	}
 }
 
@@ -785,7 +712,6 @@ opsflags_flag_lookup(const char *env, int envlen, const char *keydata, int keyle
 void
 opsflags_flags_init(void)
 {
-	CacheRegisterRelcacheCallback(flag_cache_relcache_callback, (Datum) 0);
 	RegisterXactCallback(flag_cache_xact_callback, NULL);
 	RegisterSubXactCallback(flag_cache_subxact_callback, NULL);
 }

@@ -162,9 +162,11 @@ extern FlagEntry *opsflags_flag_lookup(const char *env, int envlen, const char *
 
 /*
  * What a loader calls for each row its entry is read from beyond the flag's
- * own (another flag, a segment), so that a change to it reloads the entry.
+ * own (another flag, its feature_flags row only, a segment), so that a
+ * change to it reloads the entry.
  */
 extern void opsflags_flag_depend_on_flag(FlagEntry *entry, const pg_uuid_t *flag_id);
+extern void opsflags_flag_depend_on_definition(FlagEntry *entry, const pg_uuid_t *flag_id);
 extern void opsflags_flag_depend_on_segment(FlagEntry *entry, const char *segment_key, int len);
 
 /* flag_cache_stats(): this backend's flag cache */
@@ -193,12 +195,12 @@ flag_dep(const FlagEntry *e, int i)
 /* invalidation.c: the reader's side (flags.c) */
 extern bool opsflags_inval_active(void);
 extern uint32 opsflags_inval_flag_slot(const pg_uuid_t *id);
+extern uint32 opsflags_inval_definition_slot(const pg_uuid_t *id);
 extern uint32 opsflags_inval_segment_slot(const char *key, int len);
 extern uint64 opsflags_inval_generation(void);
 extern uint64 opsflags_inval_load_tag(void);
 extern uint64 opsflags_inval_published(void);
 extern uint64 opsflags_inval_reset_generation(void);
-extern bool opsflags_inval_relcache_resets(void);
 extern bool opsflags_inval_refresh(HTAB *cache, uint64 *seen_published,
 								   uint64 seen_reset_generation, bool *provisional,
 								   uint64 *invalidated);

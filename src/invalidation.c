@@ -9,13 +9,15 @@
  * Shared memory holds a global generation, a reset generation and
  * INVAL_SLOTS slot generations.  A change to a flag (its feature_flags row,
  * its configs, its prerequisite rows) maps to the slot of a hash of the
- * flag's id; a change to a segment to the slot of a hash of its key (another
- * seed); the creation of a flag or a change of its key also to
+ * flag's id; one to its feature_flags row also to a "definition" slot (the
+ * id hashed with another seed), which the flags that have it as a
+ * prerequisite read; a change to a segment to the slot of a hash of its key
+ * (a third seed); the creation of a flag or a change of its key also to
  * INVAL_NEW_KEY_SLOT, on which "no such flag" entries depend; a change to
  * environments or a TRUNCATE to the reset generation.  A cache entry lists
- * the slots it depends on (its flag, the flags it has as prerequisites, the
- * segments it targets) and the global generation read before its load took
- * its snapshot.
+ * the slots it depends on (its flag, the definitions of its prerequisites,
+ * the segments it targets) and the global generation read before its load
+ * took its snapshot.
  *
  * Writers: the row trigger (fired ALWAYS, so logical replication apply
  * counts) sets the slots' bits in a backend-local set.  At commit
@@ -75,8 +77,9 @@
 
 PG_FUNCTION_INFO_V1(opsflags_flag_cache_stats);
 
-/* Seeds of the two slot hashes: a flag id and a segment key never share one by design. */
+/* Seeds of the slot hashes, one per kind of key. */
 #define FLAG_SLOT_SEED UINT64CONST(0x6f707366)
+#define DEFINITION_SLOT_SEED UINT64CONST(0x64656669)
 #define SEGMENT_SLOT_SEED UINT64CONST(0x7365676d)
 
 #define SLOT_WORDS ((INVAL_SLOT_COUNT + 63) / 64)
@@ -111,6 +114,8 @@ static bool local_reset = false;
 static uint64 xact_number = 1;
 static uint64 local_rolled_back = 0;
 
+static CommandId record_cid;	/* the command of the transaction's last change */
+
 /* What the trigger knows of a table: its kind and key column(s). */
 typedef enum InvalTableKind
 {
@@ -140,6 +145,13 @@ uint32
 opsflags_inval_flag_slot(const pg_uuid_t *id)
 {
 	return (uint32) (hash_bytes_extended(id->data, UUID_LEN, FLAG_SLOT_SEED) % INVAL_SLOTS);
+}
+
+/* A flag's own row only (key, variations), which its dependents read. */
+uint32
+opsflags_inval_definition_slot(const pg_uuid_t *id)
+{
+	return (uint32) (hash_bytes_extended(id->data, UUID_LEN, DEFINITION_SLOT_SEED) % INVAL_SLOTS);
 }
 
 uint32
@@ -219,6 +231,13 @@ opsflags_inval_relcache_resets(void)
 static void
 local_done(void)
 {
+	/*
+	 * A change made by the command now running (say, from a trigger that
+	 * runs after ours) is not visible to the loads it makes: keep the set for
+	 * the next boundary.
+	 */
+	if (xact_touched && record_cid == GetCurrentCommandId(false))
+		return;
 	if (local_touched)
 		memset(local_slots, 0, sizeof(local_slots));
 	local_touched = false;
@@ -260,6 +279,12 @@ opsflags_flag_depend_on_flag(FlagEntry *entry, const pg_uuid_t *flag_id)
 }
 
 void
+opsflags_flag_depend_on_definition(FlagEntry *entry, const pg_uuid_t *flag_id)
+{
+	opsflags_flag_depend(entry, opsflags_inval_definition_slot(flag_id));
+}
+
+void
 opsflags_flag_depend_on_segment(FlagEntry *entry, const char *segment_key, int len)
 {
 	opsflags_flag_depend(entry, opsflags_inval_segment_slot(segment_key, len));
@@ -286,12 +311,16 @@ static int	maxrecords = 0;
 static int	deadrecords = 0;
 static uint32 next_serial = 0;
 
-/* The cache was emptied (its memory context with it). */
+/*
+ * The cache was emptied (its memory context with it): what it loads from
+ * now on sees the transaction's changes so far.
+ */
 void
 opsflags_inval_forget(void)
 {
 	records = NULL;
 	nrecords = maxrecords = deadrecords = 0;
+	local_done();
 }
 
 /* Drop the records of entries loaded again since. */
@@ -409,6 +438,8 @@ opsflags_inval_refresh(HTAB *cache, uint64 *seen_published, uint64 seen_reset_ge
 	return true;
 }
 
+
+
 /* ---------- writers: the row trigger and the transaction's end ---------- */
 
 static InvalTable *
@@ -470,6 +501,7 @@ record_slot(uint32 slot)
 	slot_set(xact_slots, slot);
 	slot_set(local_slots, slot);
 	xact_touched = local_touched = true;
+	record_cid = GetCurrentCommandId(false);
 }
 
 static void
@@ -477,6 +509,7 @@ record_reset(void)
 {
 	xact_reset = local_reset = true;
 	xact_touched = true;
+	record_cid = GetCurrentCommandId(false);
 }
 
 /* The slot of a row's key column (a flag id or a segment key). */
@@ -495,7 +528,11 @@ record_row(InvalTable *t, HeapTuple tuple, TupleDesc desc)
 		record_slot(opsflags_inval_segment_slot(VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key)));
 	}
 	else
+	{
 		record_slot(opsflags_inval_flag_slot(DatumGetUUIDP(d)));
+		if (t->kind == TABLE_FLAGS)
+			record_slot(opsflags_inval_definition_slot(DatumGetUUIDP(d)));
+	}
 }
 
 /* Two text datums with the same bytes (a key's identity, whatever the collation). */

@@ -107,6 +107,8 @@ opsflags_cache_reset_done(OpsCacheSync *sync)
 	sync->reset_now = false;
 }
 
+extern void opsflags_flag_tables_reset(void);
+extern bool opsflags_flag_tables_changed(void);
 extern Snapshot opsflags_cache_snapshot(void);
 extern Oid	opsflags_relid(const char *relname);
 extern Oid	opsflags_rel_owner(Oid relid);
@@ -194,6 +196,7 @@ extern void opsflags_flags_init(void);
 /* invalidation.c: per-flag invalidation of the flag cache (flags.h: its readers' side) */
 struct TriggerData;
 extern bool opsflags_inval_record(struct TriggerData *trigdata);
+extern bool opsflags_inval_relcache_resets(void);
 extern void opsflags_inval_init(void);
 
 #endif							/* OPSFLAGS_H */
