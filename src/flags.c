@@ -23,10 +23,9 @@
  * A stale entry is reached only through a lookup or a prerequisite pointer,
  * and both reload it first, so an evaluation never reads a stale entry;
  * marks are set only at boundaries, between evaluations, so no entry is
- * reloaded while an evaluation holds it.  What a reload leaves behind in the
- * cache context is counted, and the cache is emptied once that exceeds what
- * the live entries hold (and 1 MB).  A change to environments and a
- * TRUNCATE empty the whole cache.
+ * reloaded while an evaluation holds it, and a reload frees what the former
+ * load allocated.  A change to environments and a TRUNCATE empty the whole
+ * cache.
  *
  * The row trigger (cache.c) announces row changes with a relcache
  * invalidation of the table's primary key, which also reaches standbys
@@ -69,9 +68,6 @@
 /* A cache holding more keys than this (say, from random keys) is dropped. */
 #define FLAG_CACHE_MAX_ENTRIES 65536
 
-/* Reloads may leave this much behind (or what the live entries hold) before a reset. */
-#define FLAG_CACHE_GARBAGE_MIN (1024 * 1024)
-
 /* Largest total of variation weights: the variant hash's range (int). */
 #define MAX_TOTAL_WEIGHT PG_INT32_MAX
 
@@ -93,7 +89,8 @@ static Oid	flag_tables_owner = InvalidOid;	/* they run as him */
 static uint64 seen_published = 0;	/* commits published at the last look */
 static uint64 seen_reset_generation = 0;
 static bool provisional_pending = false;	/* an entry is provisional */
-static Size load_bytes = 0;		/* what the load in progress allocated */
+static Size load_bytes = 0;		/* what the load in progress allocated ... */
+static void *load_chunks = NULL;	/* ... in these chunks (EntryChunk) */
 static OpsFlagCacheStats stats;
 
 /* The union of the members of some segments. */
@@ -150,22 +147,54 @@ static OpsQuery load_query = {
 
 /* ---------- memory of an entry ---------- */
 
-/* Allocate in the cache context for the load in progress, and count it. */
+/*
+ * Everything a load allocates in the cache context is a chunk of a list
+ * that the entry keeps, so that loading it again frees what the former load
+ * held: nothing points into an entry's memory from outside but the
+ * evaluation at hand, and no entry is reloaded while one reads it.
+ */
+typedef struct EntryChunk
+{
+	struct EntryChunk *next;
+} EntryChunk;
+
+#define ENTRY_CHUNK_HEADER MAXALIGN(sizeof(EntryChunk))
+
 void *
 opsflags_flag_cache_alloc(Size size, bool zero)
 {
-	void	   *p = zero ? MemoryContextAllocZero(FlagCacheContext, size) :
-		MemoryContextAlloc(FlagCacheContext, size);
+	EntryChunk *c = MemoryContextAlloc(FlagCacheContext, ENTRY_CHUNK_HEADER + size);
 
-	load_bytes += GetMemoryChunkSpace(p);
-	return p;
+	c->next = load_chunks;
+	load_chunks = c;
+	load_bytes += GetMemoryChunkSpace(c);
+	if (zero)
+		memset((char *) c + ENTRY_CHUNK_HEADER, 0, size);
+	return (char *) c + ENTRY_CHUNK_HEADER;
+}
+
+static void
+entry_free_chunks(FlagEntry *entry)
+{
+	EntryChunk *c = entry->chunks;
+
+	while (c != NULL)
+	{
+		EntryChunk *next = c->next;
+
+		pfree(c);
+		c = next;
+	}
+	entry->chunks = NULL;
 }
 
 /* ---------- string sets ---------- */
 
 /*
  * Build a set from a jsonb array of strings (the table constraints guarantee
- * the shape; anything else is skipped).  Allocated in the cache context.
+ * the shape; anything else is skipped).  Allocated in the cache context; the
+ * strings, terminated, in one block as long as the jsonb (each takes 4 bytes
+ * more there).
  */
 static StrSet *
 strset_from_jsonb(Jsonb *jb)
@@ -173,6 +202,7 @@ strset_from_jsonb(Jsonb *jb)
 	int			n = JB_ROOT_COUNT(jb);
 	uint32		size = 8;
 	StrSet	   *set;
+	char	   *strings;
 	JsonbIterator *it;
 	JsonbValue	v;
 	JsonbIteratorToken tok;
@@ -187,6 +217,7 @@ strset_from_jsonb(Jsonb *jb)
 	set->hashes = opsflags_flag_cache_alloc(size * sizeof(uint32), true);
 	set->lens = opsflags_flag_cache_alloc(size * sizeof(uint32), false);
 	set->strs = opsflags_flag_cache_alloc(size * sizeof(char *), false);
+	strings = opsflags_flag_cache_alloc(VARSIZE(jb), false);
 
 	it = JsonbIteratorInit(&jb->root);
 	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
@@ -201,9 +232,10 @@ strset_from_jsonb(Jsonb *jb)
 		if (strset_contains(set, v.val.string.val, len))
 			continue;
 		set->count++;
-		copy = opsflags_flag_cache_alloc(len + 1, false);
+		copy = strings;
 		memcpy(copy, v.val.string.val, len);
 		copy[len] = '\0';
+		strings += len + 1;
 		for (i = strset_hash(copy, len) & set->mask; set->hashes[i] != 0; i = (i + 1) & set->mask)
 			;
 		set->hashes[i] = strset_hash(copy, len);
@@ -266,7 +298,7 @@ flag_cache_reset(void)
 	MemoryContextReset(FlagCacheContext);
 	opsflags_inval_forget();
 	last_entry = NULL;
-	stats.live_bytes = stats.garbage_bytes = 0;
+	stats.live_bytes = 0;
 	provisional_pending = false;
 
 	/* What is published from now on is news to the entries loaded after. */
@@ -300,7 +332,6 @@ flag_cache_sync_point(void)
 	{
 		if (flag_cache_sync.stale ||
 			opsflags_flag_tables_changed() ||
-			stats.garbage_bytes > Max(FLAG_CACHE_GARBAGE_MIN, stats.live_bytes) ||
 			!opsflags_inval_refresh(FlagCache, &seen_published, seen_reset_generation,
 									&provisional_pending, &stats.invalidated))
 			flag_cache_reset();
@@ -320,15 +351,14 @@ opsflags_flag_cache_stats_get(OpsFlagCacheStats *out)
 static Jsonb *
 cache_jsonb(Datum d, bool isnull)
 {
-	MemoryContext old;
+	Jsonb	   *jb;
 	Jsonb	   *copy;
 
 	if (isnull)
 		return NULL;
-	old = MemoryContextSwitchTo(FlagCacheContext);
-	copy = DatumGetJsonbPCopy(d);
-	MemoryContextSwitchTo(old);
-	load_bytes += GetMemoryChunkSpace(copy);
+	jb = DatumGetJsonbP(d);
+	copy = opsflags_flag_cache_alloc(VARSIZE(jb), false);
+	memcpy(copy, jb, VARSIZE(jb));
 	return copy;
 }
 
@@ -680,8 +710,11 @@ opsflags_flag_lookup(const char *env, int envlen, const char *keydata, int keyle
 	loaded.keylen = len;
 	loaded.envlen = envlen;
 	load_bytes = 0;
+	load_chunks = NULL;
 	flag_load_fail_closed(&loaded);
 	loaded.mem_bytes = load_bytes;
+	loaded.chunks = load_chunks;	/* a failed load's go with the reset it asks for */
+	load_chunks = NULL;
 
 	/*
 	 * A change that arrived during the load marked nothing yet (that waits
@@ -695,7 +728,7 @@ opsflags_flag_lookup(const char *env, int envlen, const char *keydata, int keyle
 		/* In place: prerequisites elsewhere point at it. */
 		stats.reloads++;
 		stats.live_bytes -= entry->mem_bytes;
-		stats.garbage_bytes += entry->mem_bytes;
+		entry_free_chunks(entry);
 		old_ndeps = entry->ndeps;
 	}
 	else

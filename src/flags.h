@@ -117,7 +117,8 @@ struct FlagEntry
 	uint64		load_tag;		/* the transaction whose changes it may hold */
 	uint32		load_serial;	/* numbers its loads (invalidation.c) */
 	Size		mem_bytes;		/* what the load allocated in the cache
-								 * context */
+								 * context ... */
+	void	   *chunks;			/* ... in these chunks, freed on a reload */
 	FlagReason	absent;			/* UNKNOWN_ENVIRONMENT, FLAG_NOT_FOUND,
 								 * ARCHIVED, OFF (no config) or ERROR (load
 								 * failed) when !evaluable */
@@ -179,7 +180,6 @@ typedef struct OpsFlagCacheStats
 	uint64		invalidated;	/* entries marked stale */
 	uint64		resets;			/* times the whole cache was emptied */
 	int64		live_bytes;		/* what the entries' loads allocated */
-	int64		garbage_bytes;	/* what reloaded entries left behind */
 } OpsFlagCacheStats;
 
 extern void opsflags_flag_cache_stats_get(OpsFlagCacheStats *stats);

@@ -353,11 +353,11 @@ opsflags_inval_track(FlagEntry *entry, bool reloaded, int old_ndeps, MemoryConte
 	entry->load_serial = ++next_serial;
 	if (entry->ndeps == 0)
 		return;
-	if (deadrecords > 1024 && deadrecords > nrecords / 2)
+	if (deadrecords > 64 && deadrecords > nrecords / 2)
 		records_compact();
 	if (nrecords + entry->ndeps > maxrecords)
 	{
-		int			n = Max(1024, Max(maxrecords * 2, nrecords + entry->ndeps));
+		int			n = Max(64, Max(maxrecords * 2, nrecords + entry->ndeps));
 
 		records = records == NULL ? MemoryContextAlloc(cxt, n * sizeof(DepRecord)) :
 			repalloc(records, n * sizeof(DepRecord));
@@ -706,10 +706,10 @@ opsflags_flag_cache_stats(PG_FUNCTION_ARGS)
 					 "{\"entries\": " INT64_FORMAT ", \"hits\": " UINT64_FORMAT
 					 ", \"loads\": " UINT64_FORMAT ", \"reloads\": " UINT64_FORMAT
 					 ", \"invalidated\": " UINT64_FORMAT ", \"resets\": " UINT64_FORMAT
-					 ", \"memory_bytes\": " INT64_FORMAT ", \"garbage_bytes\": " INT64_FORMAT
+					 ", \"memory_bytes\": " INT64_FORMAT
 					 ", \"per_flag_invalidation\": %s}",
 					 s.entries, s.hits, s.loads, s.reloads, s.invalidated, s.resets,
-					 s.live_bytes, s.garbage_bytes, inval != NULL ? "true" : "false");
+					 s.live_bytes, inval != NULL ? "true" : "false");
 	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
 }
 

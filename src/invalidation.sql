@@ -11,4 +11,4 @@ RETURNS jsonb
 LANGUAGE c VOLATILE PARALLEL RESTRICTED
 AS 'MODULE_PATHNAME', 'opsflags_flag_cache_stats';
 COMMENT ON FUNCTION opsflags.flag_cache_stats() IS
-  'This backend''s flag cache: entries, hits, loads, reloads, invalidated, resets, memory_bytes, garbage_bytes, per_flag_invalidation';
+  'This backend''s flag cache: entries, hits, loads, reloads, invalidated, resets, memory_bytes, per_flag_invalidation';
