@@ -2,11 +2,12 @@
  * cache.c
  *	  What opsflags' per-backend caches (flags, configuration) share: the
  *	  trigger on a changed table (per-flag invalidation, invalidation.c, and
- *	  a relcache invalidation of the table), when a cache takes changes in
- *	  and when to empty it (other sessions' invalidations taken in once per
- *	  statement and applied at the next one), the snapshot that cache loads
- *	  read with, and finding the extension's tables, their owner
- *	  and whether the current user administers them.
+ *	  a relcache invalidation), when a cache takes changes in and when to
+ *	  empty it (other sessions' invalidations taken in once per statement
+ *	  and applied at the next one), what a relcache invalidation of the flag
+ *	  cache's tables means, the snapshot that cache loads read with, and
+ *	  finding the extension's tables, their owner and whether the current
+ *	  user administers them.
  */
 #include "postgres.h"
 
@@ -142,9 +143,9 @@ opsflags_cache_check(OpsCacheSync *sync)
 /* ---------- the flag cache's tables: what their invalidations mean ---------- */
 
 /*
- * The tables the cache reads, whose relcache invalidations announce DDL
- * (and VACUUM, ANALYZE), and their primary keys, whose invalidations
- * announce changes to their rows (cache.c).
+ * The tables the flag cache reads, whose relcache invalidations announce
+ * DDL (and VACUUM, ANALYZE), and their primary keys, whose invalidations
+ * announce changes to their rows (the trigger above).
  */
 #define FLAG_TABLES 5
 static const char *const flag_table_names[FLAG_TABLES] = {

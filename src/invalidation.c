@@ -1,10 +1,11 @@
 /*
  * invalidation.c
  *	  Per-flag invalidation of the flag cache (flags.c): generations in
- *	  shared memory that a change to the flag tables bumps at commit, the
- *	  row trigger's record of what a transaction changed, and
- *	  flag_cache_stats().  Needs shared_preload_libraries; without it every
- *	  change empties every backend's whole flag cache (cache.c).
+ *	  shared memory that a change to the flag tables raises at commit, the
+ *	  row trigger's record of what a transaction changed, which cached
+ *	  entries to load again, and flag_cache_stats().  Needs
+ *	  shared_preload_libraries; without it every change empties every
+ *	  backend's whole flag cache (cache.c).
  *
  * Shared memory holds a global generation, a reset generation and
  * INVAL_SLOTS slot generations.  A change to a flag (its feature_flags row,
@@ -14,44 +15,53 @@
  * prerequisite read; a change to a segment to the slot of a hash of its key
  * (a third seed); the creation of a flag or a change of its key also to
  * INVAL_NEW_KEY_SLOT, on which "no such flag" entries depend; a change to
- * environments or a TRUNCATE to the reset generation.  A cache entry lists
- * the slots it depends on (its flag, the definitions of its prerequisites,
- * the segments it targets) and the global generation read before its load
- * took its snapshot.
+ * environments or a TRUNCATE to the reset generation, which empties whole
+ * caches.  The hashes mix in the database, whose backends share the slots.
+ * A cache entry lists the slots it depends on (its flag, the definitions of
+ * its prerequisites, the segments it targets: opsflags_flag_depend_on_*, for
+ * any loader) and is stamped with the global generation read before its
+ * load took its snapshot.  Its (slot, stamp) pairs are also kept in one
+ * compact array, which is what a backend scans.
  *
  * Writers: the row trigger (fired ALWAYS, so logical replication apply
  * counts) sets the slots' bits in a backend-local set.  At commit
  * (XACT_EVENT_COMMIT, which runs after ProcArrayEndTransaction has made the
- * commit visible to new snapshots) the backend takes g = ++generation, raises
- * each slot it changed (and the reset generation, if it must) to at least g,
- * and only then increments published.
+ * commit visible to new snapshots) the backend takes g = ++generation,
+ * raises each slot it changed (and the reset generation, if it must) to at
+ * least g, and only then increments published.  Nothing there can fail.
  *
- * Why a reader never keeps an entry older than a commit it must see: the
- * entry was loaded with generation G read before its snapshot.  A commit
- * visible to that snapshot is in the entry.  A commit that is not became
- * visible after the snapshot, so its g = ++generation came after G was
- * read: g > G, and the slot ends >= g.  The reader compares its entries'
- * slots with their G whenever published differs from the value it saw at
- * its last comparison, reading published before the slots: a writer whose
- * increment of published it saw had raised its slots before, and one whose
- * increment it did not see makes published differ at its next comparison.
- * Slots only ever grow (compare-and-swap to the larger value), so a slower
- * writer with a smaller g cannot undo a faster one.  Hash collisions only
- * cost extra reloads.  Comparisons happen at the first lookup of a
- * statement, transaction or command (opsflags_cache_boundary), so one
- * statement still gets one answer per flag.
+ * Why a backend never keeps an entry older than a commit it must see: the
+ * entry was stamped with G, read before its snapshot was taken (a barrier
+ * between).  A commit visible to that snapshot is in the entry.  A commit
+ * that is not became visible after the snapshot, so its g = ++generation
+ * came after G was read: g > G, and the slot ends >= g.  The backend
+ * compares its entries' slots with their stamps whenever published differs
+ * from the value it saw at its last comparison (or at the cache's reset),
+ * reading published before the slots: a writer whose increment of published
+ * it saw had raised its slots before, and one whose increment it did not
+ * see makes published differ at its next comparison.  Slots only grow
+ * (compare-and-swap to the larger value), so a slower writer with a smaller
+ * g cannot undo a faster one.  Hash collisions only cost extra reloads.
+ * Comparisons happen at the first lookup of a statement, transaction or
+ * command (opsflags_cache_boundary), so one statement still gets one answer
+ * per flag.
  *
- * The transaction's own changes: the trigger also sets the slots' bits in a
- * second local set that the cache applies to its own entries at its next
- * boundary, when the command that made them is visible to a new snapshot.
- * A rolled-back (sub)transaction may have left entries loaded from its
- * changes: every slot the transaction touched goes into that set again.
+ * The transaction's own changes are seen by its next command: the trigger
+ * also sets the slots' bits in a second local set, which the cache applies
+ * to its own entries at its next boundary, when the command that made them
+ * is visible to a new snapshot (changes of the command still running are
+ * kept for the boundary after).  A rolled-back (sub)transaction may have
+ * left entries loaded from its changes, whose slots may not even be those
+ * it touched ("no such flag" after a DELETE): entries loaded while the
+ * transaction had changed flags carry its number, and a rollback marks
+ * them and every slot it touched for reload.  Rollbacks of transactions
+ * that changed flags are rare; a rollback publishes nothing.
  *
  * A prepared transaction is committed later by COMMIT PREPARED, possibly in
  * another backend, with no callback of ours: PREPARE TRANSACTION of a
  * change to the flag tables sets a flag in shared memory after which the
- * relcache invalidation that the trigger queues for standbys (cache.c)
- * empties whole caches again, as without shared memory, until the server
+ * relcache invalidations that the trigger queues for standbys (cache.c)
+ * empty whole caches again, as without shared memory, until the server
  * restarts.
  */
 #include "postgres.h"
@@ -141,23 +151,32 @@ static int	ntables = 0;
 
 /* ---------- slots ---------- */
 
+/* Slots are shared by the databases: each hashes its keys its own way. */
+static inline uint32
+slot_of(const unsigned char *key, int len, uint64 seed)
+{
+	uint64		h = hash_bytes_extended(key, len, seed ^ ((uint64) MyDatabaseId << 32));
+
+	return (uint32) (h % INVAL_SLOTS);
+}
+
 uint32
 opsflags_inval_flag_slot(const pg_uuid_t *id)
 {
-	return (uint32) (hash_bytes_extended(id->data, UUID_LEN, FLAG_SLOT_SEED) % INVAL_SLOTS);
+	return slot_of(id->data, UUID_LEN, FLAG_SLOT_SEED);
 }
 
 /* A flag's own row only (key, variations), which its dependents read. */
 uint32
 opsflags_inval_definition_slot(const pg_uuid_t *id)
 {
-	return (uint32) (hash_bytes_extended(id->data, UUID_LEN, DEFINITION_SLOT_SEED) % INVAL_SLOTS);
+	return slot_of(id->data, UUID_LEN, DEFINITION_SLOT_SEED);
 }
 
 uint32
 opsflags_inval_segment_slot(const char *key, int len)
 {
-	return (uint32) (hash_bytes_extended((const unsigned char *) key, len, SEGMENT_SLOT_SEED) % INVAL_SLOTS);
+	return slot_of((const unsigned char *) key, len, SEGMENT_SLOT_SEED);
 }
 
 static inline void
