@@ -193,7 +193,6 @@ flag_dep(const FlagEntry *e, int i)
 }
 
 /* invalidation.c: the reader's side (flags.c) */
-extern bool opsflags_inval_active(void);
 extern uint32 opsflags_inval_flag_slot(const pg_uuid_t *id);
 extern uint32 opsflags_inval_definition_slot(const pg_uuid_t *id);
 extern uint32 opsflags_inval_segment_slot(const char *key, int len);

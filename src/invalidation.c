@@ -187,12 +187,6 @@ slot_set(uint64 *set, uint32 slot)
 
 /* ---------- readers (flags.c) ---------- */
 
-bool
-opsflags_inval_active(void)
-{
-	return inval != NULL;
-}
-
 /* The generation to stamp a load with: read before its snapshot is taken. */
 uint64
 opsflags_inval_generation(void)
@@ -456,8 +450,6 @@ opsflags_inval_refresh(HTAB *cache, uint64 *seen_published, uint64 seen_reset_ge
 	local_done();
 	return true;
 }
-
-
 
 /* ---------- writers: the row trigger and the transaction's end ---------- */
 

@@ -23,7 +23,7 @@ DELETE FROM opsflags.feature_flags WHERE flag_key LIKE 'tap.inv.%';
 DELETE FROM opsflags.user_segments WHERE segment_key LIKE 'tap.inv.%';
 DELETE FROM opsflags.environments WHERE name = 'tapinv';
 
-SELECT plan(43);
+SELECT plan(45);
 
 SELECT dblink_connect('b', pg_temp.tap_conninfo(app => 'tap_invalidation_b')) AS x \gset
 CREATE FUNCTION pg_temp.b(command text) RETURNS text
@@ -217,6 +217,21 @@ SELECT is(opsflags.feature_enabled('tap.inv.y'), false, '7: the new environment:
 SELECT pg_temp.b_perform($$opsflags.toggle_flag('tap.inv.y', true, 'tapinv')$$) AS x \gset
 SELECT is(opsflags.feature_enabled('tap.inv.y'), true, '7: B enables Y there: A sees it on');
 SET opsflags.environment = 'production';
+
+-- A relcache invalidation of a flag table that leaves its definition alone
+-- (VACUUM and ANALYZE send them) empties nothing; DDL that changes it does.
+SELECT opsflags.feature_enabled('tap.inv.y') AS x \gset
+SELECT pg_temp.b('ALTER TABLE opsflags.feature_flag_configs ALTER COLUMN version SET STATISTICS 200') AS x \gset
+SELECT opsflags.flag_cache_stats() AS s0 \gset
+SELECT opsflags.feature_enabled('tap.inv.y') AS x \gset
+SELECT is(pg_temp.delta(:'s0'), '{"loads": 0, "reloads": 0, "resets": 0}',
+          '7: B sets a column''s statistics target on a flag table: A empties nothing');
+SELECT pg_temp.b('ALTER TABLE opsflags.feature_flag_configs ALTER COLUMN version SET STATISTICS -1') AS x \gset
+SELECT pg_temp.b('ALTER TABLE opsflags.feature_flag_configs RENAME COLUMN updated_by TO tap_inv_renamed') AS x \gset
+SELECT opsflags.flag_cache_stats() AS s0 \gset
+SELECT opsflags.feature_enabled('tap.inv.y') AS x \gset
+SELECT pg_temp.b('ALTER TABLE opsflags.feature_flag_configs RENAME COLUMN tap_inv_renamed TO updated_by') AS x \gset
+SELECT is(pg_temp.delta(:'s0') ->> 'resets', '1', '7: B renames a column of a flag table: A''s next statement empties its cache');
 
 CREATE TABLE pg_temp.prereq_copy AS SELECT * FROM opsflags.flag_prerequisites;
 BEGIN;
