@@ -2,18 +2,20 @@
 
 EXTENSION    = opsflags
 MODULE_big   = opsflags
-OBJS         = src/opsflags.o src/shmem.o src/spi.o src/cache.o src/hashing.o src/flags.o src/invalidation.o src/evaluation.o src/config.o \
+OBJS         = src/opsflags.o src/shmem.o src/spi.o src/cache.o src/hashing.o src/flags.o src/flag_load.o src/invalidation.o src/evaluation.o src/config.o \
                src/audit.o src/maintenance.o src/errors.o src/memcached.o src/health.o \
                src/health_queue.o src/bgworker.o src/worker.o src/usage.o src/publish.o src/restore.o \
                src/http_server.o src/http_conn.o src/http_dbqueue.o src/http_sql.o src/http_routes.o \
-               src/http_endpoints.o src/http_probes.o src/http_metrics.o src/http_status.o src/http_flags.o
+               src/http_endpoints.o src/http_probes.o src/http_metrics.o src/http_status.o src/http_flags.o \
+               src/rules.o src/rules_clauses.o src/rules_serve.o src/rules_ops.o src/rules_values.o \
+               src/segments.o
 # The install script of the current version is built from one SQL source per
 # capability (src/<capability>.sql, beside its C file), concatenated in this
 # order: each part needs only what comes before it.  The released scripts
 # (sql/released.sha256) and the upgrade scripts are installed as they are.
 OPSFLAGS_VERSION = $(shell sed -nE "s/^default_version = '([^']+)'/\1/p" opsflags.control)
 OPSFLAGS_SQL = src/opsflags.sql src/restore.sql src/hashing.sql src/flags.sql src/variations.sql \
-               src/prerequisites.sql src/evaluation.sql src/launchdarkly.sql src/segments.sql \
+               src/prerequisites.sql src/evaluation.sql src/launchdarkly.sql src/segments.sql src/rules.sql \
                src/config.sql src/cache.sql src/invalidation.sql src/maintenance.sql src/deployments.sql src/health.sql \
                src/health_queue.sql src/errors.sql src/worker.sql src/usage.sql src/publish.sql \
                src/http_probes.sql src/http_metrics.sql src/http_status.sql src/audit.sql
@@ -27,7 +29,7 @@ EXTRA_CLEAN  = src/status_page.h
 
 # pg_regress: sql/<name>.sql against expected/<name>.out (the install scripts
 # opsflags--*.sql also live in sql/, but only these are run as tests).
-REGRESS      = flags evaluation guard privileges errors config audit maintenance deployments health alerts variations segments restore http
+REGRESS      = flags evaluation guard privileges errors config audit maintenance deployments health alerts variations segments rules restore http
 REGRESS_OPTS = --inputdir=. --load-extension=opsflags
 
 PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
@@ -42,7 +44,10 @@ endif
 
 # Every C file includes the shared header (PGXS tracks no header dependencies).
 $(OBJS): src/opsflags.h
-src/flags.o src/flags.bc src/evaluation.o src/evaluation.bc src/invalidation.o src/invalidation.bc: src/flags.h
+src/flags.o src/flags.bc src/flag_load.o src/flag_load.bc src/evaluation.o src/evaluation.bc src/invalidation.o src/invalidation.bc: src/flags.h src/rules.h
+src/rules.o src/rules.bc src/rules_clauses.o src/rules_clauses.bc src/rules_serve.o src/rules_serve.bc \
+  src/rules_ops.o src/rules_ops.bc src/rules_values.o src/rules_values.bc \
+  src/segments.o src/segments.bc: src/flags.h src/rules.h
 src/health.o src/health.bc src/health_queue.o src/health_queue.bc: src/health.h
 $(filter src/http%,$(OBJS)) $(patsubst %.o,%.bc,$(filter src/http%,$(OBJS))): src/http.h src/http_core.h
 

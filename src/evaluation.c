@@ -2,7 +2,8 @@
  * evaluation.c
  *	  Feature flag evaluation: feature_enabled(), feature_value(),
  *	  feature_explain() and the feature_guard() trigger, from the entries of
- *	  the flag cache (flags.c), in the evaluation order the README gives.
+ *	  the flag cache (flags.c), in the evaluation order the README gives:
+ *	  targeting rules (rules.c) read any attribute of the context.
  *
  * An evaluation queries nothing once its flags are cached.  The prerequisite
  * depth and memo of one evaluation travel in an EvalState on the stack, so
@@ -20,7 +21,7 @@
 #include "utils/rel.h"
 #include "utils/timestamp.h"
 
-#include "flags.h"
+#include "rules.h"
 
 PG_FUNCTION_INFO_V1(opsflags_feature_enabled);
 PG_FUNCTION_INFO_V1(opsflags_feature_value);
@@ -34,7 +35,7 @@ PG_FUNCTION_INFO_V1(opsflags_feature_guard);
 static const char *const reason_names[] = {
 	"UNKNOWN_ENVIRONMENT", "FLAG_NOT_FOUND", "ARCHIVED", "OFF", "SCHEDULE", "PREREQUISITE_FAILED",
 	"TARGET_USER", "TARGET_ROLE", "SEGMENT_MATCH", "ROLLOUT_IN", "ROLLOUT_OUT",
-	"FALLTHROUGH", "ERROR"
+	"FALLTHROUGH", "ERROR", "RULE_MATCH", "NO_MATCH"
 };
 
 /* Deepest prerequisite chain evaluated (the schema refuses deeper ones). */
@@ -53,29 +54,35 @@ typedef struct EvalState
 	bool		too_deep;
 } EvalState;
 
-static inline bool
-reason_enabled(FlagReason r)
+/*
+ * What an evaluation found: why, whether the flag is on, what it serves
+ * when on (the variation is picked only when asked for: value, explain,
+ * a prerequisite's variation), and which rule served.
+ */
+typedef struct EvalResult
 {
-	return r == REASON_TARGET_USER || r == REASON_TARGET_ROLE || r == REASON_SEGMENT_MATCH ||
-		r == REASON_ROLLOUT_IN || r == REASON_FALLTHROUGH;
-}
+	FlagReason	reason;
+	bool		enabled;
+	const RuleServe *serve;
+	int			rule;			/* -1: no rule */
+	int			bucket;			/* the percentage rollout's, else 0 */
+} EvalResult;
 
-static FlagReason flag_evaluate_in(FlagEntry *e, const char *user, uint32 userlen,
-								   const char *role, uint32 rolelen, int *bucket,
+static FlagReason flag_evaluate_in(FlagEntry *e, EvalContext *ec, EvalResult *res,
 								   EvalState *state);
-static Jsonb *flag_value(const FlagEntry *e, bool enabled, const char *user, uint32 userlen);
+static int	flag_variation(const FlagEntry *e, const EvalResult *res, EvalContext *ec);
 
 /*
- * Step 4: every prerequisite on for the same user and role (and serving
- * the required variation).  A prerequisite that cannot be loaded fails; a
- * chain deeper than the schema allows fails the whole evaluation.  Each
- * flag is evaluated once per evaluation however many paths lead to it, so
- * the work is bounded by the flags and edges reachable, and a cancel is
- * honoured between prerequisites.
+ * Step 4: every prerequisite on (or off, when it must be off) for the same
+ * context, and serving the required variation or one of the named ones.
+ * A prerequisite that cannot be loaded fails; a chain deeper than the
+ * schema allows fails the whole evaluation.  Each flag is evaluated once
+ * per evaluation however many paths lead to it, so the work is bounded by
+ * the flags and edges reachable, and a cancel is honoured between
+ * prerequisites.
  */
 static bool
-prerequisites_met(FlagEntry *e, const char *user, uint32 userlen,
-				  const char *role, uint32 rolelen, EvalState *state)
+prerequisites_met(FlagEntry *e, EvalContext *ec, EvalState *state)
 {
 	int			i;
 	bool		met = true;
@@ -89,52 +96,75 @@ prerequisites_met(FlagEntry *e, const char *user, uint32 userlen,
 	for (i = 0; met && i < e->nprereqs; i++)
 	{
 		FlagEntry  *p = e->prereq_entries[i];
-		FlagReason	reason;
-		int			bucket;
-		bool		on;
 
 		CHECK_FOR_INTERRUPTS();
 		/* A stale entry is loaded again in place (flags.c). */
-		if (p == NULL || p->stale)
+		if (p == NULL || p->inval.stale)
 		{
 			p = opsflags_flag_lookup(e->key, e->envlen, e->prereq_keys[i],
 									 strlen(e->prereq_keys[i]), true);
 			e->prereq_entries[i] = p;
 		}
-		if (p->memo_evaluation == state->number)
-			reason = p->memo_reason;
-		else
+		if (p->memo_evaluation != state->number)
 		{
-			reason = flag_evaluate_in(p, user, userlen, role, rolelen, &bucket, state);
+			EvalResult	res;
+
+			p->memo_reason = flag_evaluate_in(p, ec, &res, state);
+			p->memo_enabled = res.enabled;
+			p->memo_variation = flag_variation(p, &res, ec);
 			p->memo_evaluation = state->number;
-			p->memo_reason = reason;
 		}
-		on = reason_enabled(reason);
-		if (e->prereq_values[i] == NULL)
-			met = on;
-		else
+		if (!e->prereq_enabled[i])
 		{
-			Jsonb	   *served = flag_value(p, on, user, userlen);
+			met = !p->memo_enabled;
+			continue;
+		}
+		met = p->memo_enabled;
+		if (met && e->prereq_values[i] != NULL)
+		{
+			Jsonb	   *served = p->memo_variation >= 0 ? p->values[p->memo_variation] : NULL;
 
 			met = served != NULL &&
 				compareJsonbContainers(&served->root, &e->prereq_values[i]->root) == 0;
+		}
+		if (met && e->prereq_nvariants[i] >= 0)
+		{
+			met = false;
+			for (int j = 0; j < e->prereq_nvariants[i] && !met; j++)
+				met = e->prereq_variants[i][j] == p->memo_variation;
 		}
 	}
 	state->depth--;
 	return met;
 }
 
+/* res serves s (on unless s is {"off": true}) for a reason. */
+static inline FlagReason
+serving(EvalResult *res, FlagReason reason, const RuleServe *s)
+{
+	res->reason = reason;
+	res->serve = s;
+	res->enabled = s != NULL && s->kind != SERVE_OFF;
+	return reason;
+}
+
 /*
- * The evaluation order (README.md), first match wins: the reason, and the rollout
- * bucket when one was computed (else 0).  user/role may be NULL.
+ * The evaluation order (README.md, docs/rules.md), first match wins: the
+ * reason, what is served and the rollout bucket when one was computed.
  */
 static FlagReason
-flag_evaluate_in(FlagEntry *e, const char *user, uint32 userlen,
-				 const char *role, uint32 rolelen, int *bucket, EvalState *state)
+flag_evaluate_in(FlagEntry *e, EvalContext *ec, EvalResult *res, EvalState *state)
 {
-	*bucket = 0;
+	const char *user = ec->user;
+	const char *role = ec->role;
+
+	res->enabled = false;
+	res->serve = NULL;
+	res->rule = -1;
+	res->bucket = 0;
+	res->reason = REASON_OFF;
 	if (!e->evaluable)
-		return e->absent;
+		return res->reason = e->absent;
 	if (!e->is_enabled)
 		return REASON_OFF;
 
@@ -144,7 +174,7 @@ flag_evaluate_in(FlagEntry *e, const char *user, uint32 userlen,
 
 		if ((e->has_enable_at && now < e->enable_at) ||
 			(e->has_disable_at && now >= e->disable_at))
-			return REASON_SCHEDULE;
+			return res->reason = REASON_SCHEDULE;
 	}
 
 	if (e->nprereqs > 0)
@@ -158,57 +188,81 @@ flag_evaluate_in(FlagEntry *e, const char *user, uint32 userlen,
 			top.too_deep = false;
 			state = &top;
 		}
-		if (!prerequisites_met(e, user, userlen, role, rolelen, state) || state->too_deep)
-			return REASON_PREREQUISITE_FAILED;
+		if (!prerequisites_met(e, ec, state) || state->too_deep)
+			return res->reason = REASON_PREREQUISITE_FAILED;
 	}
 
-	if (user != NULL && strset_contains(e->users, user, userlen))
-		return REASON_TARGET_USER;
-	if (role != NULL && strset_contains(e->roles, role, rolelen))
-		return REASON_TARGET_ROLE;
-	if ((user != NULL && strset_contains(e->segment_users, user, userlen)) ||
-		(role != NULL && strset_contains(e->segment_roles, role, rolelen)))
-		return REASON_SEGMENT_MATCH;
+	if (user != NULL && strset_contains(e->users, user, ec->userlen))
+		return serving(res, REASON_TARGET_USER, e->serve);
+	if (role != NULL && strset_contains(e->roles, role, ec->rolelen))
+		return serving(res, REASON_TARGET_ROLE, e->serve);
+	if ((user != NULL && strset_contains(e->segment_users, user, ec->userlen)) ||
+		(role != NULL && strset_contains(e->segment_roles, role, ec->rolelen)))
+		return serving(res, REASON_SEGMENT_MATCH, e->serve);
+	for (int i = 0; i < e->nrule_segments; i++)
+		if (opsflags_segment_contains(e->rule_segments[i], ec))
+			return serving(res, REASON_SEGMENT_MATCH, e->serve);
+
+	if (e->rules != NULL)
+	{
+		for (int i = 0; i < e->rules->nrules; i++)
+		{
+			const Rule *r = &e->rules->rules[i];
+
+			if (opsflags_rule_matches(r, ec))
+			{
+				res->rule = i;
+				return serving(res, REASON_RULE_MATCH, r->serve ? r->serve : e->serve);
+			}
+		}
+	}
 
 	if (e->percentage > 0)
 	{
 		if (e->percentage >= 100)
-			return REASON_ROLLOUT_IN;
+			return serving(res, REASON_ROLLOUT_IN, e->serve);
 		if (user == NULL)
-			return REASON_ROLLOUT_OUT;
-		*bucket = opsflags_bucket_finish(&e->bucket_prefix, user, userlen, 100);
-		return *bucket <= e->percentage ? REASON_ROLLOUT_IN : REASON_ROLLOUT_OUT;
+			return res->reason = REASON_ROLLOUT_OUT;
+		res->bucket = opsflags_bucket_finish(&e->bucket_prefix, user, ec->userlen, 100);
+		if (res->bucket <= e->percentage)
+			return serving(res, REASON_ROLLOUT_IN, e->serve);
+		return res->reason = REASON_ROLLOUT_OUT;
 	}
-	return REASON_FALLTHROUGH;
+	if (e->fallthrough == NULL)
+		return serving(res, REASON_FALLTHROUGH, e->serve);
+	if (e->fallthrough->kind == SERVE_OFF)
+		return serving(res, REASON_NO_MATCH, e->fallthrough);
+	return serving(res, REASON_FALLTHROUGH, e->fallthrough);
 }
 
 /* A whole evaluation (not a prerequisite's). */
 static inline FlagReason
-flag_evaluate(FlagEntry *e, const char *user, uint32 userlen,
-			  const char *role, uint32 rolelen, int *bucket)
+flag_evaluate(FlagEntry *e, EvalContext *ec, EvalResult *res)
 {
-	return flag_evaluate_in(e, user, userlen, role, rolelen, bucket, NULL);
+	return flag_evaluate_in(e, ec, res, NULL);
 }
 
-/* The variation served: on (or the weighted split's) when enabled, else off. */
-static Jsonb *
-flag_value(const FlagEntry *e, bool enabled, const char *user, uint32 userlen)
+/* The index of the variation served: what res serves when on, else off. */
+static int
+flag_variation(const FlagEntry *e, const EvalResult *res, EvalContext *ec)
 {
-	if (e == NULL || !e->evaluable)
-		return NULL;
-	if (!enabled)
-		return e->off_value;
-	if (e->nweights > 0 && user != NULL)
-	{
-		int64		b = opsflags_bucket_finish(&e->variant_prefix, user, userlen,
-											   (uint32) e->cumulative[e->nweights - 1]);
-		int			i;
+	int			v;
+	int			bucket = 0;
 
-		for (i = 0; i < e->nweights; i++)
-			if (b <= e->cumulative[i])
-				return e->split_values[i];
-	}
-	return e->on_value;
+	if (e == NULL || !e->evaluable)
+		return -1;
+	if (!res->enabled)
+		return e->off_variation;
+	v = opsflags_serve_variation(res->serve, ec, &bucket);
+	if (v < 0 || v >= e->nvariations)
+		return e->off_variation;
+	return v;
+}
+
+static inline Jsonb *
+variation_value(const FlagEntry *e, int v)
+{
+	return (e == NULL || v < 0 || v >= e->nvariations) ? NULL : e->values[v];
 }
 
 /* The arguments of the evaluating functions, unpacked. */
@@ -216,10 +270,7 @@ typedef struct FlagCall
 {
 	const char *key;
 	int			keylen;
-	const char *user;
-	uint32		userlen;
-	const char *role;
-	uint32		rolelen;
+	EvalContext ec;
 } FlagCall;
 
 static bool
@@ -238,10 +289,12 @@ flag_call_args(FunctionCallInfo fcinfo, FlagCall *c)
 		role = PG_GETARG_TEXT_PP(2);
 	c->key = VARDATA_ANY(key);
 	c->keylen = VARSIZE_ANY_EXHDR(key);
-	c->user = user ? VARDATA_ANY(user) : NULL;
-	c->userlen = user ? VARSIZE_ANY_EXHDR(user) : 0;
-	c->role = role ? VARDATA_ANY(role) : NULL;
-	c->rolelen = role ? VARSIZE_ANY_EXHDR(role) : 0;
+	c->ec.ctx = NULL;
+	c->ec.have_random = false;
+	c->ec.user = user ? VARDATA_ANY(user) : NULL;
+	c->ec.userlen = user ? VARSIZE_ANY_EXHDR(user) : 0;
+	c->ec.role = role ? VARDATA_ANY(role) : NULL;
+	c->ec.rolelen = role ? VARSIZE_ANY_EXHDR(role) : 0;
 	return true;
 }
 
@@ -263,8 +316,9 @@ context_string(JsonbContainer *obj, const char *name, uint32 *len)
  * The arguments (flag_key text, context jsonb): the user is the context's
  * "key", else "targetingKey" (OpenFeature), else "userId" (Unleash); the
  * role its "role".  A LaunchDarkly multi-kind context ({"kind": "multi",
- * "user": {...}, ...}) is read from its "user" context.  Members that are
- * not strings count as absent: a context never makes evaluation fail.
+ * "user": {...}, ...}) is read from its "user" context, rules' attributes
+ * too.  Members that are not strings count as absent: a context never
+ * makes evaluation fail.
  */
 static bool
 flag_call_context(FunctionCallInfo fcinfo, FlagCall *c)
@@ -273,31 +327,38 @@ flag_call_context(FunctionCallInfo fcinfo, FlagCall *c)
 	JsonbContainer *ctx;
 	const char *kind;
 	uint32		kindlen = 0;
+	EvalContext *ec = &c->ec;
 
 	if (PG_ARGISNULL(0))
 		return false;
 	key = PG_GETARG_TEXT_PP(0);
 	c->key = VARDATA_ANY(key);
 	c->keylen = VARSIZE_ANY_EXHDR(key);
-	c->user = c->role = NULL;
-	c->userlen = c->rolelen = 0;
+	ec->ctx = NULL;
+	ec->have_random = false;
+	ec->user = ec->role = NULL;
+	ec->userlen = ec->rolelen = 0;
 	if (PG_ARGISNULL(1))
 		return true;
 	ctx = &PG_GETARG_JSONB_P(1)->root;
+	if (!JsonContainerIsObject(ctx))
+		return true;
 
 	kind = context_string(ctx, "kind", &kindlen);
 	if (kind != NULL && kindlen == 5 && memcmp(kind, "multi", 5) == 0)
 	{
 		JsonbValue	v;
 
-		if (getKeyJsonValueFromContainer(ctx, "user", 4, &v) == NULL || v.type != jbvBinary)
+		if (getKeyJsonValueFromContainer(ctx, "user", 4, &v) == NULL || v.type != jbvBinary ||
+			!JsonContainerIsObject(v.val.binary.data))
 			return true;		/* no user in it: evaluated for no user */
 		ctx = v.val.binary.data;
 	}
-	if ((c->user = context_string(ctx, "key", &c->userlen)) == NULL &&
-		(c->user = context_string(ctx, "targetingKey", &c->userlen)) == NULL)
-		c->user = context_string(ctx, "userId", &c->userlen);
-	c->role = context_string(ctx, "role", &c->rolelen);
+	ec->ctx = ctx;
+	if ((ec->user = context_string(ctx, "key", &ec->userlen)) == NULL &&
+		(ec->user = context_string(ctx, "targetingKey", &ec->userlen)) == NULL)
+		ec->user = context_string(ctx, "userId", &ec->userlen);
+	ec->role = context_string(ctx, "role", &ec->rolelen);
 	return true;
 }
 
@@ -334,22 +395,23 @@ count_usage(const FlagEntry *e, bool on)
 }
 
 /*
- * Evaluate by key in an environment: the reason (FLAG_NOT_FOUND for keys
- * that cannot name a flag).
+ * Evaluate by key in an environment: whether the flag is on (false for
+ * keys that cannot name a flag).
  */
-static FlagReason
-flag_reason(const char *env, const char *key, int keylen, const char *user, uint32 userlen,
-			const char *role, uint32 rolelen)
+static bool
+flag_on(const char *env, const char *key, int keylen, EvalContext *ec, FlagReason *reason)
 {
 	FlagEntry  *e = flag_entry(env, key, keylen);
-	FlagReason	reason;
-	int			bucket;
+	EvalResult	res;
 
 	if (e == NULL)
-		return REASON_FLAG_NOT_FOUND;
-	reason = flag_evaluate(e, user, userlen, role, rolelen, &bucket);
-	count_usage(e, reason_enabled(reason));
-	return reason;
+	{
+		*reason = REASON_FLAG_NOT_FOUND;
+		return false;
+	}
+	*reason = flag_evaluate(e, ec, &res);
+	count_usage(e, res.enabled);
+	return res.enabled;
 }
 
 /* ---------- one call, whichever form it came in ---------- */
@@ -357,8 +419,9 @@ flag_reason(const char *env, const char *key, int keylen, const char *user, uint
 static bool
 call_enabled(FlagCall *c)
 {
-	return reason_enabled(flag_reason(opsflags_environment, c->key, c->keylen,
-									  c->user, c->userlen, c->role, c->rolelen));
+	FlagReason	reason;
+
+	return flag_on(opsflags_environment, c->key, c->keylen, &c->ec, &reason);
 }
 
 /* The variation served, copied out of the cache; NULL for an unknown flag */
@@ -366,15 +429,14 @@ static Jsonb *
 call_value(FlagCall *c)
 {
 	FlagEntry  *e;
-	int			bucket;
-	bool		on;
+	EvalResult	res;
 	Jsonb	   *v;
 
 	if ((e = flag_entry(opsflags_environment, c->key, c->keylen)) == NULL)
 		return NULL;
-	on = reason_enabled(flag_evaluate(e, c->user, c->userlen, c->role, c->rolelen, &bucket));
-	count_usage(e, on);
-	v = flag_value(e, on, c->user, c->userlen);
+	(void) flag_evaluate(e, &c->ec, &res);
+	count_usage(e, res.enabled);
+	v = variation_value(e, flag_variation(e, &res, &c->ec));
 	return v ? (Jsonb *) DatumGetPointer(datumCopy(PointerGetDatum(v), false, -1)) : NULL;
 }
 
@@ -383,9 +445,8 @@ static Datum
 call_explain(FlagCall *call)
 {
 	FlagEntry  *e = NULL;
-	FlagReason	reason = REASON_FLAG_NOT_FOUND;
-	int			bucket = 0;
-	bool		enabled = false;
+	EvalResult	res = {REASON_FLAG_NOT_FOUND, false, NULL, -1, 0};
+	int			variation = -1;
 	Jsonb	   *value = NULL;
 	StringInfoData buf;
 
@@ -394,19 +455,34 @@ call_explain(FlagCall *call)
 		e = flag_entry(opsflags_environment, call->key, call->keylen);
 		if (e != NULL)
 		{
-			reason = flag_evaluate(e, call->user, call->userlen, call->role, call->rolelen, &bucket);
-			enabled = reason_enabled(reason);
-			value = flag_value(e, enabled, call->user, call->userlen);
+			(void) flag_evaluate(e, &call->ec, &res);
+			variation = flag_variation(e, &res, &call->ec);
+			value = variation_value(e, variation);
 		}
 	}
 
 	initStringInfo(&buf);
 	appendStringInfo(&buf, "{\"enabled\": %s, \"value\": %s, \"reason\": \"%s\", \"bucket\": ",
-					 enabled ? "true" : "false",
+					 res.enabled ? "true" : "false",
 					 value ? JsonbToCString(NULL, &value->root, VARSIZE(value)) : "null",
-					 reason_names[reason]);
-	if (bucket > 0)
-		appendStringInfo(&buf, "%d", bucket);
+					 reason_names[res.reason]);
+	if (res.bucket > 0)
+		appendStringInfo(&buf, "%d", res.bucket);
+	else
+		appendStringInfoString(&buf, "null");
+	appendStringInfoString(&buf, ", \"variation\": ");
+	if (value != NULL)
+		appendStringInfo(&buf, "%d", variation);
+	else
+		appendStringInfoString(&buf, "null");
+	appendStringInfoString(&buf, ", \"variant\": ");
+	if (value != NULL && e->variant_names[variation] != NULL)
+		escape_json(&buf, e->variant_names[variation]);
+	else
+		appendStringInfoString(&buf, "null");
+	appendStringInfoString(&buf, ", \"rule\": ");
+	if (res.rule >= 0 && e->rules != NULL)
+		escape_json(&buf, e->rules->rules[res.rule].id);
 	else
 		appendStringInfoString(&buf, "null");
 	appendStringInfoString(&buf, ", \"environment\": ");
@@ -506,6 +582,7 @@ opsflags_feature_guard(PG_FUNCTION_ARGS)
 	const char *user;
 	const char *role;
 	FlagReason	reason;
+	EvalContext ec;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
@@ -530,8 +607,12 @@ opsflags_feature_guard(PG_FUNCTION_ARGS)
 	user = GetUserNameFromId(GetSessionUserId(), false);
 	role = GetUserNameFromId(GetUserId(), false);
 
-	reason = flag_reason(env, key, strlen(key), user, strlen(user), role, strlen(role));
-	if (!reason_enabled(reason))
+	memset(&ec, 0, sizeof(ec));
+	ec.user = user;
+	ec.userlen = strlen(user);
+	ec.role = role;
+	ec.rolelen = strlen(role);
+	if (!flag_on(env, key, strlen(key), &ec, &reason))
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("feature flag \"%s\" is off: writes to table \"%s\" are disabled",

@@ -83,13 +83,18 @@ typedef enum FlagReason
 	REASON_ROLLOUT_IN,
 	REASON_ROLLOUT_OUT,
 	REASON_FALLTHROUGH,
-	REASON_ERROR
+	REASON_ERROR,
+	REASON_RULE_MATCH,
+	REASON_NO_MATCH
 } FlagReason;
 
 /* A cache key: "<environment>/<flag key>" (neither can contain "/"). */
 #define CACHE_KEY_MAXLEN (OPSFLAGS_ENVIRONMENT_MAXLEN + 1 + OPSFLAGS_FLAG_KEY_MAXLEN)
 
 typedef struct FlagEntry FlagEntry;
+struct RuleServe;
+struct RuleSet;
+struct SegmentEntry;
 
 /*
  * Invalidation slots (invalidation.c): a flag's and a segment's hash into
@@ -103,22 +108,37 @@ typedef struct FlagEntry FlagEntry;
 /* The slots an entry depends on: a few inline, more in the cache context. */
 #define FLAG_INLINE_DEPS 4
 
+/*
+ * What invalidation (invalidation.c) keeps of a cached item, a flag entry or
+ * a segment entry (segments.c): its load's stamp, and whether it must be
+ * loaded again before it is read.
+ */
+typedef struct InvalItem
+{
+	bool		stale;			/* changed since loaded: reload at its next
+								 * lookup */
+	bool		provisional;	/* loaded with the statement's snapshot
+								 * (parallel mode): reload at the next one */
+	bool		segment;		/* a segment entry (flag_cache_stats counts
+								 * flags) ... */
+	uint32		segment_slot;	/* ... whose slot this is */
+	uint32		load_serial;	/* numbers its loads */
+	uint64		load_generation;	/* invalidation generation read before
+									 * the load's snapshot */
+	uint64		load_tag;		/* the transaction whose changes it may hold */
+} InvalItem;
+
 struct FlagEntry
 {
 	char		key[CACHE_KEY_MAXLEN + 1];	/* hash key: environment/flag key */
 	int			keylen;
 	int			envlen;			/* the environment is key[0 .. envlen - 1] */
-	bool		stale;			/* changed since loaded: reload at its next
-								 * lookup */
-	bool		provisional;	/* loaded with the statement's snapshot
-								 * (parallel mode): reload at the next one */
-	uint64		load_generation;	/* invalidation generation read before
-									 * the load's snapshot */
-	uint64		load_tag;		/* the transaction whose changes it may hold */
-	uint32		load_serial;	/* numbers its loads (invalidation.c) */
+	InvalItem	inval;
 	Size		mem_bytes;		/* what the load allocated in the cache
 								 * context ... */
 	void	   *chunks;			/* ... in these chunks, freed on a reload */
+	MemoryContext rules_cxt;	/* ... and its compiled rules and serves
+								 * (NULL: none), deleted on a reload */
 	FlagReason	absent;			/* UNKNOWN_ENVIRONMENT, FLAG_NOT_FOUND,
 								 * ARCHIVED, OFF (no config) or ERROR (load
 								 * failed) when !evaluable */
@@ -126,22 +146,31 @@ struct FlagEntry
 	TimestampTz failed_at;		/* ERROR: statement whose load failed */
 	bool		is_enabled;
 	int32		version;		/* the config's version */
-	Jsonb	   *on_value;		/* variations[on_variation] */
-	Jsonb	   *off_value;		/* variations[off_variation] */
-	int			nweights;		/* > 0: a weighted split of the variations */
-	int64	   *cumulative;		/* running totals of the weights */
-	Jsonb	  **split_values;	/* the variation of each weight */
-	OpsMurmur3	variant_prefix; /* variant hash of "group:" */
+	int			nvariations;
+	Jsonb	  **values;			/* the variations */
+	char	  **variant_names;	/* their names (NULL: unnamed) */
+	int			off_variation;
+	struct RuleServe *serve;	/* when on: the config's serve, else the on
+								 * variation or the split of its weights */
+	struct RuleServe *fallthrough;	/* NULL: serve */
+	struct RuleSet *rules;		/* NULL: none */
 	StrSet	   *segment_users;	/* members of the targeted segments */
 	StrSet	   *segment_roles;
+	int			nrule_segments; /* targeted segments that have rules */
+	struct SegmentEntry **rule_segments;
 	int			nprereqs;
-	char	  **prereq_keys;	/* flags that must be on for the user ... */
-	Jsonb	  **prereq_values;	/* ... serving this value (NULL: any) */
+	char	  **prereq_keys;	/* flags that must be on (or off) ... */
+	bool	   *prereq_enabled; /* ... on: true, off: false ... */
+	Jsonb	  **prereq_values;	/* ... serving this value (NULL: any) ... */
+	int		   *prereq_nvariants;	/* ... or a variation of these (-1: any) */
+	int		  **prereq_variants;
 	FlagEntry **prereq_entries; /* their entries, once looked up (entries
 								 * are reloaded in place, the cache emptied
 								 * only whole) */
 	uint64		memo_evaluation;	/* the evaluation memo_reason belongs to */
 	FlagReason	memo_reason;	/* this flag's reason, as a prerequisite */
+	bool		memo_enabled;
+	int			memo_variation; /* the variation it served (-1: none) */
 	bool		has_enable_at;
 	bool		has_disable_at;
 	TimestampTz enable_at;
@@ -161,6 +190,10 @@ struct FlagEntry
 extern FlagEntry *opsflags_flag_lookup(const char *env, int envlen, const char *keydata,
 										int keylen, bool nested);
 
+/* flag_load.c: loading an entry (flags.c) */
+extern void opsflags_flag_load(FlagEntry *entry, MemoryContext cxt, Oid owner);
+extern void opsflags_flag_entry_free(FlagEntry *entry);
+
 /*
  * What a loader calls for each row its entry is read from beyond the flag's
  * own (another flag, its feature_flags row only, a segment), so that a
@@ -169,6 +202,7 @@ extern FlagEntry *opsflags_flag_lookup(const char *env, int envlen, const char *
 extern void opsflags_flag_depend_on_flag(FlagEntry *entry, const pg_uuid_t *flag_id);
 extern void opsflags_flag_depend_on_definition(FlagEntry *entry, const pg_uuid_t *flag_id);
 extern void opsflags_flag_depend_on_segment(FlagEntry *entry, const char *segment_key, int len);
+extern void opsflags_flag_uses_segment(const char *segment_key, int len);
 
 /* flag_cache_stats(): this backend's flag cache */
 typedef struct OpsFlagCacheStats
@@ -183,7 +217,6 @@ typedef struct OpsFlagCacheStats
 } OpsFlagCacheStats;
 
 extern void opsflags_flag_cache_stats_get(OpsFlagCacheStats *stats);
-extern void *opsflags_flag_cache_alloc(Size size, bool zero);
 
 /* The i-th invalidation slot an entry depends on. */
 static inline uint32
@@ -200,12 +233,15 @@ extern uint64 opsflags_inval_generation(void);
 extern uint64 opsflags_inval_load_tag(void);
 extern uint64 opsflags_inval_published(void);
 extern uint64 opsflags_inval_reset_generation(void);
-extern bool opsflags_inval_refresh(HTAB *cache, uint64 *seen_published,
+extern bool opsflags_inval_refresh(HTAB *cache, HTAB *segments, uint64 *seen_published,
 								   uint64 seen_reset_generation, bool *provisional,
 								   uint64 *invalidated);
 extern void opsflags_flag_depend(FlagEntry *entry, uint32 slot);
 extern void opsflags_inval_track(FlagEntry *entry, bool reloaded, int old_ndeps,
 								 MemoryContext cxt);
+extern void opsflags_inval_track_segment(InvalItem *item, uint32 slot, bool reloaded,
+										 MemoryContext cxt);
+extern void opsflags_inval_stamp(InvalItem *item);
 extern void opsflags_inval_forget(void);
 
 #endif							/* OPSFLAGS_FLAGS_H */

@@ -18,10 +18,12 @@
  * environments or a TRUNCATE to the reset generation, which empties whole
  * caches.  The hashes mix in the database, whose backends share the slots.
  * A cache entry lists the slots it depends on (its flag, the definitions of
- * its prerequisites, the segments it targets: opsflags_flag_depend_on_*, for
+ * its prerequisites, every segment it reads: opsflags_flag_depend_on_*, for
  * any loader) and is stamped with the global generation read before its
- * load took its snapshot.  Its (slot, stamp) pairs are also kept in one
- * compact array, which is what a backend scans.
+ * load took its snapshot; a segment entry (segments.c) depends on its
+ * segment's slot.  Their (slot, stamp) pairs are also kept in one compact
+ * array, which is what a backend scans.  A marked segment entry marks every
+ * entry that depends on its slot (one may have read it before the change).
  *
  * Writers: the row trigger (fired ALWAYS, so logical replication apply
  * counts) sets the slots' bits in a backend-local set.  At commit
@@ -83,7 +85,7 @@
 #include "utils/rel.h"
 #include "utils/uuid.h"
 
-#include "flags.h"
+#include "rules.h"
 
 PG_FUNCTION_INFO_V1(opsflags_flag_cache_stats);
 
@@ -258,51 +260,6 @@ local_done(void)
 	local_rolled_back = 0;
 }
 
-/* An entry depends on a slot (no repeats). */
-void
-opsflags_flag_depend(FlagEntry *entry, uint32 slot)
-{
-	int			i;
-
-	for (i = 0; i < entry->ndeps; i++)
-		if (flag_dep(entry, i) == slot)
-			return;
-	if (entry->ndeps < FLAG_INLINE_DEPS)
-	{
-		entry->dep_inline[entry->ndeps++] = slot;
-		return;
-	}
-	if (entry->ndeps - FLAG_INLINE_DEPS == entry->maxdeps)
-	{
-		int			n = Max(8, entry->maxdeps * 2);
-		uint32	   *more = opsflags_flag_cache_alloc(n * sizeof(uint32), false);
-
-		if (entry->maxdeps > 0)
-			memcpy(more, entry->dep_more, entry->maxdeps * sizeof(uint32));
-		entry->dep_more = more;
-		entry->maxdeps = n;
-	}
-	entry->dep_more[entry->ndeps++ - FLAG_INLINE_DEPS] = slot;
-}
-
-void
-opsflags_flag_depend_on_flag(FlagEntry *entry, const pg_uuid_t *flag_id)
-{
-	opsflags_flag_depend(entry, opsflags_inval_flag_slot(flag_id));
-}
-
-void
-opsflags_flag_depend_on_definition(FlagEntry *entry, const pg_uuid_t *flag_id)
-{
-	opsflags_flag_depend(entry, opsflags_inval_definition_slot(flag_id));
-}
-
-void
-opsflags_flag_depend_on_segment(FlagEntry *entry, const char *segment_key, int len)
-{
-	opsflags_flag_depend(entry, opsflags_inval_segment_slot(segment_key, len));
-}
-
 /*
  * Every (entry, slot) dependency of the cache, in one array that a
  * boundary scans in order: a few bytes each, where walking the entries
@@ -312,10 +269,10 @@ opsflags_flag_depend_on_segment(FlagEntry *entry, const char *segment_key, int l
  */
 typedef struct DepRecord
 {
-	FlagEntry  *entry;
+	InvalItem  *item;			/* a flag's or a segment's */
 	uint64		load_generation;
 	uint32		slot;
-	uint32		serial;			/* entry->load_serial when it was recorded */
+	uint32		serial;			/* item->load_serial when it was recorded */
 } DepRecord;
 
 static DepRecord *records = NULL;
@@ -344,69 +301,131 @@ records_compact(void)
 				n = 0;
 
 	for (i = 0; i < nrecords; i++)
-		if (records[i].entry->load_serial == records[i].serial)
+		if (records[i].item->load_serial == records[i].serial)
 			records[n++] = records[i];
 	nrecords = n;
 	deadrecords = 0;
 }
 
-/*
- * An entry, at its place in the cache, was loaded: record what it depends
- * on.  If it had been loaded before, its former records are dead.
- */
+/* Stamp an item about to be loaded: before its load takes its snapshot. */
 void
-opsflags_inval_track(FlagEntry *entry, bool reloaded, int old_ndeps, MemoryContext cxt)
+opsflags_inval_stamp(InvalItem *item)
 {
-	int			i;
+	item->load_generation = opsflags_inval_generation();
+	item->load_tag = opsflags_inval_load_tag();
+	/* A parallel leader reads with the statement's older snapshot. */
+	item->provisional = IsInParallelMode();
+}
 
+/*
+ * An item, at its place in its cache, was loaded: make room for its ndeps
+ * records.  If it had been loaded before, its old_ndeps former records are
+ * dead.  false: nothing to record.
+ */
+static bool
+track_begin(InvalItem *item, bool reloaded, int old_ndeps, int ndeps, MemoryContext cxt)
+{
 	if (inval == NULL)
-		return;
+		return false;
 	if (reloaded)
 		deadrecords += old_ndeps;
-	entry->load_serial = ++next_serial;
-	if (entry->ndeps == 0)
-		return;
+	item->load_serial = ++next_serial;
+	if (ndeps == 0)
+		return false;
 	if (deadrecords > 64 && deadrecords > nrecords / 2)
 		records_compact();
-	if (nrecords + entry->ndeps > maxrecords)
+	if (nrecords + ndeps > maxrecords)
 	{
-		int			n = Max(64, Max(maxrecords * 2, nrecords + entry->ndeps));
+		int			n = Max(64, Max(maxrecords * 2, nrecords + ndeps));
 
 		records = records == NULL ? MemoryContextAlloc(cxt, n * sizeof(DepRecord)) :
 			repalloc(records, n * sizeof(DepRecord));
 		maxrecords = n;
 	}
-	for (i = 0; i < entry->ndeps; i++)
-	{
-		DepRecord  *r = &records[nrecords++];
-
-		r->entry = entry;
-		r->load_generation = entry->load_generation;
-		r->slot = flag_dep(entry, i);
-		r->serial = entry->load_serial;
-	}
+	return true;
 }
 
 static inline void
-mark_stale(FlagEntry *e, uint64 *invalidated)
+track_record(InvalItem *item, uint32 slot)
 {
-	if (!e->stale)
+	DepRecord  *r = &records[nrecords++];
+
+	r->item = item;
+	r->load_generation = item->load_generation;
+	r->slot = slot;
+	r->serial = item->load_serial;
+}
+
+/* A flag entry was loaded: record the slots it depends on. */
+void
+opsflags_inval_track(FlagEntry *entry, bool reloaded, int old_ndeps, MemoryContext cxt)
+{
+	int			i;
+
+	if (!track_begin(&entry->inval, reloaded, old_ndeps, entry->ndeps, cxt))
+		return;
+	for (i = 0; i < entry->ndeps; i++)
+		track_record(&entry->inval, flag_dep(entry, i));
+}
+
+/* A segment entry was loaded: it depends on its own slot only. */
+void
+opsflags_inval_track_segment(InvalItem *item, uint32 slot, bool reloaded, MemoryContext cxt)
+{
+	item->segment = true;
+	item->segment_slot = slot;
+	if (track_begin(item, reloaded, 1, 1, cxt))
+		track_record(item, slot);
+}
+
+/* Slots of the segment entries marked at this boundary. */
+static uint64 segment_slots[SLOT_WORDS];
+static bool segments_marked = false;
+
+static inline void
+mark_stale(InvalItem *item, uint64 *invalidated)
+{
+	if (item->segment)
 	{
-		e->stale = true;
+		slot_set(segment_slots, item->segment_slot);
+		segments_marked = true;
+	}
+	else if (!item->stale)
 		(*invalidated)++;
+	item->stale = true;
+}
+
+/* Mark the items (at item_offset in a cache's entries) loaded provisionally or rolled back. */
+static void
+mark_walk(HTAB *cache, Size item_offset, bool provisional, uint64 rolled_back,
+		  uint64 *invalidated)
+{
+	HASH_SEQ_STATUS seq;
+	char	   *e;
+
+	if (cache == NULL)
+		return;
+	hash_seq_init(&seq, cache);
+	while ((e = (char *) hash_seq_search(&seq)) != NULL)
+	{
+		InvalItem  *item = (InvalItem *) (e + item_offset);
+
+		if ((provisional && item->provisional) ||
+			(rolled_back != 0 && item->load_tag == rolled_back))
+			mark_stale(item, invalidated);
 	}
 }
 
 /*
- * At a boundary of the flag cache (flags.c): mark stale the entries that
- * commits published since the last look (*seen_published), or the
- * transaction's own changes, have changed, and those loaded provisionally.
- * Counts them in *invalidated.  false: the whole cache must go instead (a
- * reset generation moved).
+ * At a boundary of the flag cache (flags.c): mark stale the flag and segment
+ * entries that commits published since the last look (*seen_published), or
+ * the transaction's own changes, have changed, and those loaded
+ * provisionally.  Counts the flags in *invalidated.  false: the whole cache
+ * must go instead (a reset generation moved).
  */
 bool
-opsflags_inval_refresh(HTAB *cache, uint64 *seen_published, uint64 seen_reset_generation,
-					   bool *provisional, uint64 *invalidated)
+opsflags_inval_refresh(HTAB *cache, HTAB *segments, uint64 *seen_published,
+					   uint64 seen_reset_generation, bool *provisional, uint64 *invalidated)
 {
 	bool		local = local_touched || local_reset;
 	uint64		published;
@@ -431,19 +450,36 @@ opsflags_inval_refresh(HTAB *cache, uint64 *seen_published, uint64 seen_reset_ge
 
 		if (((shared && pg_atomic_read_u64(&inval->slot[r->slot]) > r->load_generation) ||
 			 (local && (local_slots[r->slot / 64] & (UINT64CONST(1) << (r->slot % 64))) != 0)) &&
-			r->entry->load_serial == r->serial)
-			mark_stale(r->entry, invalidated);
+			r->item->load_serial == r->serial)
+			mark_stale(r->item, invalidated);
 	}
 	/* Rare: walk the entries themselves. */
 	if (*provisional || (local && local_rolled_back != 0))
 	{
-		HASH_SEQ_STATUS seq;
-		FlagEntry  *e;
+		uint64		rolled_back = local ? local_rolled_back : 0;
 
-		hash_seq_init(&seq, cache);
-		while ((e = (FlagEntry *) hash_seq_search(&seq)) != NULL)
-			if (e->provisional || (local_rolled_back != 0 && e->load_tag == local_rolled_back))
-				mark_stale(e, invalidated);
+		mark_walk(cache, offsetof(FlagEntry, inval), *provisional, rolled_back, invalidated);
+		mark_walk(segments, offsetof(SegmentEntry, inval), *provisional, rolled_back, invalidated);
+	}
+
+	/*
+	 * A flag that read a segment marked now may have read it stale (it was
+	 * loaded by an earlier flag before the change that marks it arrived):
+	 * every entry that depends on the segment's slot reloads, so none keeps
+	 * pointing at a segment that is stale.
+	 */
+	if (segments_marked)
+	{
+		for (i = 0; i < nrecords; i++)
+		{
+			DepRecord  *r = &records[i];
+
+			if ((segment_slots[r->slot / 64] & (UINT64CONST(1) << (r->slot % 64))) != 0 &&
+				r->item->load_serial == r->serial)
+				mark_stale(r->item, invalidated);
+		}
+		memset(segment_slots, 0, sizeof(segment_slots));
+		segments_marked = false;
 	}
 	*seen_published = published;
 	*provisional = false;

@@ -46,7 +46,7 @@ SELECT dblink_disconnect('app') AS x \gset
 -- and evaluates every flag as off.
 SELECT dblink_connect('opt', pg_temp.tap_conninfo(app => 'tap_env_opt') || ' options=''-c opsflags.environment=tapenv-none''') AS x \gset
 SELECT is(pg_temp.explain_in('opt') - 'flag_version',
-          '{"enabled": false, "value": null, "reason": "UNKNOWN_ENVIRONMENT", "bucket": null, "environment": "tapenv-none"}'::jsonb,
+          '{"enabled": false, "value": null, "reason": "UNKNOWN_ENVIRONMENT", "bucket": null, "variation": null, "variant": null, "rule": null, "environment": "tapenv-none"}'::jsonb,
           'connection option: the session connects; feature_explain says UNKNOWN_ENVIRONMENT');
 SELECT dblink_disconnect('opt') AS x \gset
 

@@ -5,7 +5,9 @@
 -- a property: over 150 generated steps of random changes, committed or
 -- rolled back, by B or by A itself (in savepoints too), A's cached answers
 -- equal a plain SQL reference read from the tables, while A's cache is
--- never emptied whole.
+-- never emptied whole.  Then memory (a reload frees what the former load
+-- held, compiled rules and regular expressions too) and segments with rules
+-- (a change reloads the segment and the flags that read it, and only those).
 --
 -- Session A is this psql session; session B a dblink connection.  Flags and
 -- segments live under tap.inv.* and are committed, so the file removes them
@@ -23,7 +25,7 @@ DELETE FROM opsflags.feature_flags WHERE flag_key LIKE 'tap.inv.%';
 DELETE FROM opsflags.user_segments WHERE segment_key LIKE 'tap.inv.%';
 DELETE FROM opsflags.environments WHERE name = 'tapinv';
 
-SELECT plan(45);
+SELECT plan(57);
 
 SELECT dblink_connect('b', pg_temp.tap_conninfo(app => 'tap_invalidation_b')) AS x \gset
 CREATE FUNCTION pg_temp.b(command text) RETURNS text
@@ -48,7 +50,8 @@ SELECT is((SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(opsflags.flag_c
 
 SELECT count(*) FROM (SELECT opsflags.create_flag(k, k)
                       FROM unnest(ARRAY['tap.inv.x', 'tap.inv.y', 'tap.inv.z1', 'tap.inv.z2', 'tap.inv.pre',
-                                        'tap.inv.dep', 'tap.inv.r']) k) s \gset
+                                        'tap.inv.dep', 'tap.inv.r', 'tap.inv.m', 'tap.inv.s1',
+                                        'tap.inv.s2', 'tap.inv.s3']) k) s \gset
 SELECT opsflags.create_segment('tap.inv.seg1', 'one', '["u1"]') IS NOT NULL AS x \gset
 SELECT opsflags.create_segment('tap.inv.seg2', 'two', '["u2"]') IS NOT NULL AS x \gset
 SELECT opsflags.update_flag('tap.inv.y', '{"is_enabled": true}') AS x \gset
@@ -408,9 +411,18 @@ SELECT cmp_ok((:'property_delta'::jsonb ->> 'reloads')::int, '>=', 50, '8: A rel
 -------------------------------------------------------------------------------
 -- 9. Memory: a reload frees what the former load of the entry held
 -------------------------------------------------------------------------------
+-- The cache's context and those of its entries with rules and of its
+-- segments (its children).
 CREATE FUNCTION pg_temp.cache_context_bytes() RETURNS bigint
 LANGUAGE sql AS $$
-  SELECT sum(used_bytes)::bigint FROM pg_backend_memory_contexts WHERE name = 'opsflags flag cache'
+  SELECT sum(used_bytes)::bigint FROM pg_backend_memory_contexts
+  WHERE name = 'opsflags flag cache' OR parent = 'opsflags flag cache'
+$$;
+-- What the kernel says this backend's heap takes (regular expressions are
+-- compiled with malloc, outside memory contexts).
+CREATE FUNCTION pg_temp.backend_data_kb() RETURNS bigint
+LANGUAGE sql AS $$
+  SELECT substring(pg_read_file('/proc/self/status') FROM 'VmData:\s+(\d+) kB')::bigint
 $$;
 SELECT opsflags.update_flag('tap.inv.r', jsonb_build_object('is_enabled', true, 'enabled_for_users',
                             (SELECT jsonb_agg('member-' || g) FROM generate_series(1, 20000) g))) AS x \gset
@@ -429,6 +441,128 @@ SELECT cmp_ok(abs((opsflags.flag_cache_stats() ->> 'memory_bytes')::bigint - (:'
               '<', 4096::bigint, '9: memory_bytes is what one load of it holds, as before');
 SELECT cmp_ok(pg_temp.cache_context_bytes() - :ctx9, '<', 262144::bigint,
               '9: the cache''s memory context did not grow (8 loads of it hold over 8 MB)');
+
+-- A flag with 300 rules, each with a matches clause (a regular expression
+-- compiled at load) and an in clause of 100 values: its compiled rules live
+-- in a context of its own, which a reload deletes, freeing the regular
+-- expressions with it.
+UPDATE opsflags.feature_flag_configs
+SET is_enabled = true, fallthrough = '{"off": true}',
+    rules = (SELECT jsonb_agg(jsonb_build_object(
+                 'id', 'r' || g,
+                 'clauses', jsonb_build_array(
+                     jsonb_build_object('attribute', 'email', 'op', 'matches',
+                                        'values', jsonb_build_array(format('^user%s-[0-9]{1,9}@(a|b|c)[a-z]{0,20}\.example\.(com|org)$', g))),
+                     jsonb_build_object('attribute', 'country', 'op', 'in',
+                                        'values', (SELECT jsonb_agg(format('c%s-%s', g, h)) FROM generate_series(1, 100) h))))
+                 ORDER BY g)
+             FROM generate_series(1, 300) g)
+WHERE flag_id = opsflags.flag_id('tap.inv.m') AND environment = 'production';
+CREATE FUNCTION pg_temp.m_serves() RETURNS boolean[]
+LANGUAGE sql AS $$
+  SELECT ARRAY[opsflags.feature_enabled('tap.inv.m', '{"key": "k", "email": "user300-42@bz.example.org", "country": "c300-7"}'::jsonb),
+               opsflags.feature_enabled('tap.inv.m', '{"key": "k", "email": "user300-42@d.example.org", "country": "c300-7"}'::jsonb)]
+$$;
+-- Warm up: the allocator's free lists are filled once.
+SELECT pg_temp.m_serves() AS m0 \gset
+SELECT pg_temp.b_perform($$opsflags.update_flag('tap.inv.m', '{"enabled_for_roles": ["role-1"]}')$$) AS x \gset
+SELECT pg_temp.m_serves() AS m0 \gset
+SELECT opsflags.flag_cache_stats() AS s9m, pg_temp.cache_context_bytes() AS ctx9m, pg_temp.backend_data_kb() AS data9m \gset
+\o /dev/null
+SELECT sql FROM generate_series(2, 21) g,
+       unnest(ARRAY[format('SELECT pg_temp.b_perform(%L)',
+                           format($$opsflags.update_flag('tap.inv.m', '{"enabled_for_roles": ["role-%s"]}')$$, g)),
+                    'SELECT pg_temp.m_serves()']) WITH ORDINALITY AS t(sql, n)
+ORDER BY g, n \gexec
+\o
+SELECT is(ARRAY[:'m0'::boolean[], pg_temp.m_serves()], ARRAY[ARRAY[true, false], ARRAY[true, false]],
+          '9: a flag with 300 rules of regular expressions and sets serves as its rules say, before and after 20 reloads');
+SELECT is(pg_temp.delta(:'s9m'), '{"loads": 0, "reloads": 20, "resets": 0}',
+          '9: B changes it 20 times: A reloads it 20 times, emptying nothing');
+SELECT cmp_ok(abs((opsflags.flag_cache_stats() ->> 'memory_bytes')::bigint - (:'s9m'::jsonb ->> 'memory_bytes')::bigint),
+              '<', 4096::bigint, '9: memory_bytes (its compiled rules counted) is what one load of it holds, as before');
+SELECT cmp_ok(pg_temp.cache_context_bytes() - :ctx9m, '<', 262144::bigint,
+              '9: the memory contexts of the cache and its entries did not grow');
+SELECT cmp_ok(pg_temp.backend_data_kb() - :data9m, '<', 4096::bigint,
+              '9: nor did the backend''s heap (20 leaked loads of its regular expressions would take far more)');
+
+-------------------------------------------------------------------------------
+-- 10. A segment's rules change: the flags that read the segment (through a
+-- config's segments, a rule's segments, a segment_match clause) answer the
+-- new way at A's next statement, and only they are reloaded
+-------------------------------------------------------------------------------
+SELECT opsflags.create_segment('tap.inv.seg3', 'three', '[]') IS NOT NULL AS x \gset
+UPDATE opsflags.feature_flag_configs SET is_enabled = true, fallthrough = '{"off": true}', segments = '["tap.inv.seg3"]'
+WHERE flag_id = opsflags.flag_id('tap.inv.s1') AND environment = 'production';
+UPDATE opsflags.feature_flag_configs SET is_enabled = true, fallthrough = '{"off": true}',
+       rules = '[{"id": "seg", "segments": ["tap.inv.seg3"]}]'
+WHERE flag_id = opsflags.flag_id('tap.inv.s2') AND environment = 'production';
+UPDATE opsflags.feature_flag_configs SET is_enabled = true, fallthrough = '{"off": true}',
+       rules = '[{"id": "match", "clauses": [{"op": "segment_match", "values": ["tap.inv.seg3"]}]}]'
+WHERE flag_id = opsflags.flag_id('tap.inv.s3') AND environment = 'production';
+-- The three flags for a context in Germany, and Y.
+CREATE FUNCTION pg_temp.s_serves() RETURNS boolean[]
+LANGUAGE sql AS $$
+  SELECT ARRAY[opsflags.feature_enabled('tap.inv.s1', '{"key": "k10", "country": "DE"}'::jsonb),
+               opsflags.feature_enabled('tap.inv.s2', '{"key": "k10", "country": "DE"}'::jsonb),
+               opsflags.feature_enabled('tap.inv.s3', '{"key": "k10", "country": "DE"}'::jsonb),
+               opsflags.feature_enabled('tap.inv.y')]
+$$;
+SELECT pg_temp.s_serves() AS s10_before, opsflags.feature_enabled('tap.inv.x') \gset
+
+SELECT pg_temp.b($$UPDATE opsflags.user_segments SET rules = '[{"id": "de", "clauses": [{"attribute": "country", "op": "in", "values": ["DE"]}]}]' WHERE segment_key = 'tap.inv.seg3'$$) AS x \gset
+SELECT opsflags.flag_cache_stats() AS s0 \gset
+SELECT pg_temp.s_serves() AS s10_de, opsflags.feature_enabled('tap.inv.x') \gset
+SELECT is(ARRAY[:'s10_before'::boolean[], :'s10_de'::boolean[]], ARRAY[ARRAY[false, false, false, true], ARRAY[true, true, true, true]],
+          '10: B gives seg3 a rule for Germany: A''s next statement has the three flags that read seg3 on for a German context');
+SELECT is(pg_temp.delta(:'s0'), '{"loads": 0, "reloads": 3, "resets": 0}',
+          '10: A reloaded those three only (not Y, not X)');
+
+-- Again: the segment entry the first reload brought back is reloaded too.
+SELECT pg_temp.b($$UPDATE opsflags.user_segments SET rules = '[{"id": "fr", "clauses": [{"attribute": "country", "op": "in", "values": ["FR"]}]}]' WHERE segment_key = 'tap.inv.seg3'$$) AS x \gset
+SELECT opsflags.flag_cache_stats() AS s0 \gset
+SELECT is(pg_temp.s_serves(), ARRAY[false, false, false, true],
+          '10: B changes the rule to France: all three off again for the German context');
+SELECT is(pg_temp.delta(:'s0'), '{"loads": 0, "reloads": 3, "resets": 0}', '10: again those three reloaded only');
+
+-- A segment first read by one flag, then changed, then read by another
+-- flag before the first is looked up again: both answer the new way.
+SELECT pg_temp.b($$UPDATE opsflags.user_segments SET rules = '[{"id": "de", "clauses": [{"attribute": "country", "op": "in", "values": ["DE"]}]}]' WHERE segment_key = 'tap.inv.seg3'$$) AS x \gset
+SELECT opsflags.feature_enabled('tap.inv.s3', '{"key": "k10", "country": "DE"}'::jsonb) AS s3_de \gset
+SELECT pg_temp.b($$UPDATE opsflags.user_segments SET rules = '[]' WHERE segment_key = 'tap.inv.seg3'$$) AS x \gset
+SELECT is(ARRAY[:'s3_de'::boolean, opsflags.feature_enabled('tap.inv.s2', '{"key": "k10", "country": "DE"}'::jsonb),
+                opsflags.feature_enabled('tap.inv.s3', '{"key": "k10", "country": "DE"}'::jsonb)],
+          ARRAY[true, false, false], '10: seg3 in a rule, then without rules: S2 and S3 off at A''s next statement');
+
+-- B changes seg3 in the middle of A's statement, between A's use of S3
+-- (whose load brought seg3 in) and A's reload of S2, which finds seg3 in
+-- the cache, unmarked as yet, and reads it as it was: A's next statement
+-- reloads S2 (and seg3) even though S2's load came after B's commit.
+CREATE FUNCTION pg_temp.mid_statement() RETURNS boolean[]
+LANGUAGE plpgsql AS $$
+DECLARE
+  s3 boolean := opsflags.feature_enabled('tap.inv.s3', '{"key": "k10", "country": "DE"}'::jsonb);
+BEGIN
+  PERFORM pg_temp.b($q$UPDATE opsflags.user_segments SET rules = '[{"id": "de", "clauses": [{"attribute": "country", "op": "in", "values": ["DE"]}]}]' WHERE segment_key = 'tap.inv.seg3'$q$);
+  RETURN ARRAY[s3, opsflags.feature_enabled('tap.inv.s2', '{"key": "k10", "country": "DE"}'::jsonb)];
+END
+$$;
+SELECT pg_temp.b_perform($$opsflags.update_flag('tap.inv.s2', '{"enabled_for_roles": ["r10"]}')$$) AS x \gset
+SELECT pg_temp.mid_statement() AS s10_mid \gset
+SELECT is(ARRAY[:'s10_mid'::boolean[], ARRAY[opsflags.feature_enabled('tap.inv.s2', '{"key": "k10", "country": "DE"}'::jsonb),
+                                              opsflags.feature_enabled('tap.inv.s3', '{"key": "k10", "country": "DE"}'::jsonb)]],
+          ARRAY[ARRAY[false, false], ARRAY[true, true]],
+          '10: B gives seg3 the rule in the middle of A''s statement, before A reloads S2: A''s next statement has S2 and S3 on');
+SELECT pg_temp.b($$UPDATE opsflags.user_segments SET rules = '[]' WHERE segment_key = 'tap.inv.seg3'$$) AS x \gset
+
+-- A's own change to the segment, in its transaction: seen at its next
+-- statement, gone with its rollback.
+BEGIN;
+UPDATE opsflags.user_segments SET rules = '[{"id": "de", "clauses": [{"attribute": "country", "op": "in", "values": ["DE"]}]}]' WHERE segment_key = 'tap.inv.seg3';
+SELECT pg_temp.s_serves() AS s10_own \gset
+ROLLBACK;
+SELECT is(ARRAY[:'s10_own'::boolean[], pg_temp.s_serves()], ARRAY[ARRAY[true, true, true, true], ARRAY[false, false, false, true]],
+          '10: A gives seg3 the rule itself: its next statement sees it; after its ROLLBACK the flags are off again');
 
 -------------------------------------------------------------------------------
 -- Clean up

@@ -740,7 +740,7 @@ INSERT INTO calls (grp, label, sql, want)
 SELECT 'feature_value', label, format('SELECT opsflags.feature_value(%L, %L)', k, 'u1'), '(null)' FROM ckeys ORDER BY n;
 INSERT INTO calls (grp, label, sql, want)
 SELECT 'feature_explain', label, format('SELECT opsflags.feature_explain(%L, %L, %L)', k, 'u1', 'ops'),
-       '{"value": null, "bucket": null, "reason": "FLAG_NOT_FOUND", "enabled": false, "environment": "production", "flag_version": null}'
+       '{"rule": null, "value": null, "bucket": null, "reason": "FLAG_NOT_FOUND", "enabled": false, "variant": null, "variation": null, "environment": "production", "flag_version": null}'
 FROM ckeys ORDER BY n;
 INSERT INTO calls (grp, label, sql, want)
 SELECT 'config_get', label || ' @ ' || coalesce(e, 'default'), format('SELECT opsflags.config_get(%L, %L)', k, e), pg_temp.ref_config(k, e)

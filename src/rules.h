@@ -1,0 +1,273 @@
+/*
+ * rules.h
+ *	  Targeting rules (docs/rules.md) compiled for evaluation: what the rule
+ *	  compiler (rules.c, rules_clauses.c, rules_serve.c), the operators
+ *	  (rules_ops.c, rules_values.c), the segment cache (segments.c) and
+ *	  evaluation (evaluation.c) share.
+ */
+#ifndef OPSFLAGS_RULES_H
+#define OPSFLAGS_RULES_H
+
+#include "regex/regex.h"
+#include "utils/jsonb.h"
+
+#include "flags.h"
+
+typedef enum RuleOp
+{
+	OP_IN,
+	OP_NOT_IN,
+	OP_STARTS_WITH,
+	OP_ENDS_WITH,
+	OP_CONTAINS,
+	OP_MATCHES,
+	OP_EQ,
+	OP_LT,
+	OP_LTE,
+	OP_GT,
+	OP_GTE,
+	OP_BEFORE,
+	OP_AFTER,
+	OP_SEMVER_EQ,
+	OP_SEMVER_LT,
+	OP_SEMVER_LTE,
+	OP_SEMVER_GT,
+	OP_SEMVER_GTE,
+	OP_IN_CIDR,
+	OP_SEGMENT_MATCH,
+	OP_UNSUPPORTED,
+	OP_NEVER					/* a clause that did not compile (lenient load) */
+} RuleOp;
+
+/* Where an attribute's value comes from. */
+typedef enum AttrKind
+{
+	ATTR_KEY,					/* the context's key */
+	ATTR_NAME,					/* a member, else properties' member */
+	ATTR_POINTER,				/* a JSON pointer */
+	ATTR_RANDOM					/* "$random" (bucket_by only) */
+} AttrKind;
+
+typedef struct RuleAttr
+{
+	AttrKind	kind;
+	int			nparts;			/* ATTR_NAME: 1; ATTR_POINTER: its tokens */
+	char	  **parts;
+	uint32	   *partlens;
+	bool		is_current_time;	/* named "currentTime" */
+} RuleAttr;
+
+/* A semantic version; pre-release points at its text (not copied). */
+typedef struct Semver
+{
+	uint64		major;
+	uint64		minor;
+	uint64		patch;
+	const char *pre;			/* NULL: none */
+	int			prelen;
+} Semver;
+
+/* An IPv4 or IPv6 address with a prefix length. */
+typedef struct CidrRange
+{
+	int			family;			/* 4 or 6 */
+	int			bits;
+	unsigned char addr[16];
+} CidrRange;
+
+struct SegmentEntry;
+
+typedef struct RuleClause
+{
+	RuleAttr	attr;
+	RuleOp		op;
+	bool		negate;
+	bool		ci;				/* case_insensitive */
+	int			nvalues;
+	/* in / not_in */
+	StrSet	   *strings;		/* lower-cased when ci */
+	StrSet	   *numbers;		/* the 8 bytes of each double */
+	bool		has_true;
+	bool		has_false;
+	/* string operators: the values (lower-cased when ci), nstrs of them */
+	int			nstrs;
+	char	  **strs;
+	uint32	   *lens;
+	regex_t    *regexes;		/* matches */
+	double	   *nums;			/* numbers; dates as ms since 1970 */
+	Semver	   *versions;
+	CidrRange  *ranges;
+	struct SegmentEntry **segments; /* segment_match */
+	char	  **segment_keys;
+} RuleClause;
+
+/* bucket_by: attributes tried in order. */
+typedef struct BucketBy
+{
+	int			nattrs;
+	RuleAttr   *attrs;
+} BucketBy;
+
+typedef struct SplitOverride
+{
+	RuleAttr	attr;
+	StrSet	   *values;
+	int			variation;
+} SplitOverride;
+
+typedef enum ServeKind
+{
+	SERVE_VARIATION,
+	SERVE_SPLIT,
+	SERVE_OFF
+} ServeKind;
+
+typedef struct RuleServe
+{
+	ServeKind	kind;
+	int			variation;		/* SERVE_VARIATION */
+	int			nweights;		/* SERVE_SPLIT */
+	int64	   *cumulative;
+	int		   *variations;
+	BucketBy	bucket_by;
+	OpsMurmur3	prefix;			/* variant hash of "group:" */
+	int			noverrides;
+	SplitOverride *overrides;
+} RuleServe;
+
+typedef struct RuleGate
+{
+	int			percentage;
+	BucketBy	bucket_by;
+	OpsMurmur3	prefix;			/* rollout hash of "group:" */
+} RuleGate;
+
+typedef struct Rule
+{
+	char	   *id;
+	int			nclauses;
+	RuleClause *clauses;
+	int			nsegments;
+	struct SegmentEntry **segments;
+	char	  **segment_keys;
+	RuleGate   *gate;			/* NULL: none */
+	RuleServe  *serve;			/* NULL: the config's */
+} Rule;
+
+typedef struct RuleSet
+{
+	int			nrules;
+	Rule	   *rules;
+} RuleSet;
+
+/* What the rules of a flag or segment are compiled for. */
+typedef struct RuleTarget
+{
+	const char *flag;			/* NULL for a segment */
+	const char *environment;
+	const char *segment;
+	int			nvariations;	/* variation indexes must be below it */
+	Jsonb	   *variations;		/* strict: a served variation must not be false */
+	const char *group;			/* default group of gates and splits */
+	bool		strict;			/* errors are raised, else a bad part never
+								 * matches and one WARNING is given */
+	bool		warned;
+} RuleTarget;
+
+/* A segment in the per-backend segment cache. */
+typedef struct SegmentEntry
+{
+	char		key[OPSFLAGS_FLAG_KEY_MAXLEN + 1];
+	InvalItem	inval;			/* reloaded in place when stale */
+	MemoryContext cxt;			/* what its load allocated */
+	bool		exists;
+	StrSet	   *users;
+	StrSet	   *roles;
+	RuleSet    *rules;
+} SegmentEntry;
+
+/* What one evaluation reads: the context, with its key and role. */
+typedef struct EvalContext
+{
+	JsonbContainer *ctx;		/* NULL: none (the (key, user, role) form) */
+	const char *user;
+	uint32		userlen;
+	const char *role;
+	uint32		rolelen;
+	bool		have_random;
+	char		random[24];		/* "$random", drawn once per evaluation */
+} EvalContext;
+
+/* Largest total of split weights: the variant hash's range (int). */
+#define MAX_TOTAL_WEIGHT PG_INT32_MAX
+/* The variant hash's seed (Unleash), distinct from the rollout's (0). */
+#define VARIANT_SEED 86028157
+
+/* Where in a document compilation is, for its messages. */
+typedef struct RuleCompile
+{
+	RuleTarget *t;
+	MemoryContext cxt;
+	const char *rule_id;		/* NULL: rule_no names it */
+	int			rule_no;		/* from 1; 0: not in a rule */
+	int			clause_no;		/* from 1; 0: not in a clause */
+	const char *part;			/* "serve", "rollout", ...: not in a clause */
+} RuleCompile;
+
+/* rules.c: the compiler's shared parts */
+extern bool rules_bad(RuleCompile *c, const char *fmt,...) pg_attribute_printf(2, 3);
+extern bool rules_member(JsonbContainer *obj, const char *name, JsonbValue *v);
+extern bool rules_is_object(JsonbValue *v);
+extern bool rules_is_array(JsonbValue *v);
+extern const char *rules_type_name(JsonbValue *v);
+extern char *rules_copy_string(RuleCompile *c, JsonbValue *v);
+extern bool rules_trimmed(JsonbValue *v, const char **s, int *len);
+extern bool rules_whole_number(JsonbValue *v, int64 lo, int64 hi, int64 *out);
+extern bool rules_compile_attr(RuleCompile *c, JsonbValue *v, RuleAttr *a, const char *what);
+extern bool rules_compile_bucket_by(RuleCompile *c, JsonbContainer *obj, BucketBy *b);
+extern bool rules_compile_group(RuleCompile *c, JsonbContainer *obj, OpsMurmur3 *prefix, uint32 seed);
+
+/* rules_clauses.c, rules_serve.c */
+extern bool rules_compile_clause(RuleCompile *c, JsonbValue *cv, RuleClause *cl);
+extern RuleServe *rules_compile_serve(RuleCompile *c, JsonbValue *sv);
+
+/* rules.c */
+extern RuleSet *opsflags_rules_compile(Jsonb *rules, RuleTarget *target, MemoryContext cxt);
+
+/* rules_serve.c */
+extern RuleServe *opsflags_serve_compile(Jsonb *serve, const char *what, RuleTarget *target,
+										 MemoryContext cxt);
+extern RuleServe *opsflags_serve_default(int on_variation, Jsonb *weights, RuleTarget *target,
+										 MemoryContext cxt);
+
+/* rules_serve.c */
+extern bool opsflags_rule_matches(const Rule *rule, EvalContext *ec);
+extern int	opsflags_serve_variation(const RuleServe *serve, EvalContext *ec, int *bucket);
+
+/* rules_ops.c */
+extern bool opsflags_clause_holds(const RuleClause *c, EvalContext *ec);
+extern bool opsflags_attr_value(const RuleAttr *a, EvalContext *ec, JsonbValue *out);
+extern bool opsflags_attr_text(const RuleAttr *a, EvalContext *ec, const char **s, uint32 *len,
+							   char *buf, int buflen);
+
+/* rules_values.c */
+extern bool opsflags_cidr_contains(const CidrRange *range, const CidrRange *a);
+extern bool opsflags_parse_js_number(const char *s, int len, double *out);
+extern bool opsflags_parse_date(const char *s, int len, double *ms);
+extern bool opsflags_parse_semver(const char *s, int len, Semver *v);
+extern int	opsflags_semver_cmp(const Semver *a, const Semver *b);
+extern bool opsflags_parse_cidr(const char *s, int len, CidrRange *r);
+extern bool opsflags_numeric_double(Numeric num, double *out);
+extern int	opsflags_double_text(double d, char *buf, int buflen);
+extern int	opsflags_lower(const char *s, int len, char *buf, int buflen);
+
+/* segments.c */
+extern SegmentEntry *opsflags_segment_lookup(const char *key, int keylen);
+extern bool opsflags_segment_contains(SegmentEntry *seg, EvalContext *ec);
+extern void opsflags_segment_cache_reset(MemoryContext cxt);
+extern HTAB *opsflags_segment_cache(void);
+
+/* flags.c */
+extern StrSet *opsflags_strset_build(const char **strs, const uint32 *lens, int n, MemoryContext cxt);
+
+#endif							/* OPSFLAGS_RULES_H */

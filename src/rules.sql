@@ -1,0 +1,171 @@
+/*
+ * rules.sql
+ *	  Targeting rules (docs/rules.md): the columns that hold them (a config's
+ *	  rules, serve and fallthrough; a flag's variation_names; a segment's
+ *	  rules; a prerequisite's enabled and variants) and the triggers that
+ *	  check them when written, by the API and plain DML alike, with the
+ *	  compiler evaluation uses (rules.c).
+ */
+
+ALTER TABLE opsflags.feature_flag_configs
+    ADD COLUMN rules jsonb NOT NULL DEFAULT '[]',
+    ADD COLUMN serve jsonb,
+    ADD COLUMN fallthrough jsonb;
+ALTER TABLE opsflags.feature_flags ADD COLUMN variation_names jsonb;
+ALTER TABLE opsflags.user_segments ADD COLUMN rules jsonb NOT NULL DEFAULT '[]';
+ALTER TABLE opsflags.flag_prerequisites
+    ADD COLUMN enabled boolean NOT NULL DEFAULT true,
+    ADD COLUMN variants jsonb;
+
+-- The compiler in strict mode: raises 22023 naming the flag, environment,
+-- rule and clause of the first thing invalid.
+CREATE FUNCTION opsflags_internal.check_config_rules(flag_key text, environment text, variations jsonb,
+                                                     rules jsonb, serve jsonb, fallthrough jsonb,
+                                                     rollout_group text)
+RETURNS void
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'opsflags_check_config_rules';
+CREATE FUNCTION opsflags_internal.check_segment_rules(segment_key text, rules jsonb)
+RETURNS void
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'opsflags_check_segment_rules';
+
+-- Segments named by rules (a rule's segments, segment_match values).
+CREATE FUNCTION opsflags_internal.rule_segment_keys(rules jsonb)
+RETURNS SETOF text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT k #>> '{}' FROM jsonb_path_query(rules, 'lax $[*].segments[*] ? (@.type() == "string")') k
+    UNION
+    SELECT k #>> '{}' FROM jsonb_path_query(rules,
+        'lax $[*].clauses[*] ? (@.op == "segment_match").values[*] ? (@.type() == "string")') k
+$$;
+
+-- A config's rules, serve and fallthrough, checked when written; the
+-- segments the rules name must exist.
+CREATE FUNCTION opsflags_internal.validate_config_rules()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    f opsflags.feature_flags;
+    missing text;
+BEGIN
+    IF TG_OP = 'INSERT' OR NEW.rules IS DISTINCT FROM OLD.rules OR NEW.serve IS DISTINCT FROM OLD.serve
+       OR NEW.fallthrough IS DISTINCT FROM OLD.fallthrough OR NEW.flag_id IS DISTINCT FROM OLD.flag_id THEN
+        SELECT * INTO f FROM opsflags.feature_flags WHERE id = NEW.flag_id;
+        IF FOUND THEN
+            PERFORM opsflags_internal.check_config_rules(f.flag_key, NEW.environment, f.variations, NEW.rules,
+                                                         NEW.serve, NEW.fallthrough, f.rollout_group);
+        END IF;
+        SELECT s INTO missing FROM opsflags_internal.rule_segment_keys(NEW.rules) s
+        WHERE NOT EXISTS (SELECT 1 FROM opsflags.user_segments u WHERE u.segment_key = s) LIMIT 1;
+        IF missing IS NOT NULL THEN
+            RAISE EXCEPTION 'segment "%" does not exist', missing
+                USING ERRCODE = 'undefined_object', HINT = 'Create it with opsflags.create_segment().';
+        END IF;
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER validate_config_rules BEFORE INSERT OR UPDATE ON opsflags.feature_flag_configs
+    FOR EACH ROW WHEN (NOT opsflags.restoring('opsflags.feature_flag_configs'))
+    EXECUTE FUNCTION opsflags_internal.validate_config_rules();
+
+-- variation_names: NULL, or one unique name (string) or null per variation.
+-- When variations change, every config's rules must still fit them.
+CREATE FUNCTION opsflags_internal.validate_variation_names()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NEW.variation_names IS NOT NULL AND (
+           jsonb_typeof(NEW.variation_names) <> 'array'
+           OR jsonb_typeof(NEW.variations) <> 'array'
+           OR jsonb_array_length(NEW.variation_names) <> jsonb_array_length(NEW.variations)
+           OR EXISTS (SELECT FROM jsonb_array_elements(NEW.variation_names) n
+                      WHERE jsonb_typeof(n) NOT IN ('string', 'null') OR n = '""')
+           OR (SELECT count(*) <> count(DISTINCT n) FROM jsonb_array_elements(NEW.variation_names) n
+               WHERE jsonb_typeof(n) = 'string')) THEN
+        PERFORM opsflags.flag_field_error(NEW.flag_key, 'variation_names',
+            'an array of unique non-empty names (strings) or nulls, one per variation', NEW.variation_names);
+    END IF;
+    IF TG_OP = 'UPDATE' AND NEW.variations IS DISTINCT FROM OLD.variations THEN
+        PERFORM opsflags_internal.check_config_rules(NEW.flag_key, c.environment, NEW.variations, c.rules,
+                                                     c.serve, c.fallthrough, NEW.rollout_group)
+        FROM opsflags.feature_flag_configs c WHERE c.flag_id = NEW.id;
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER validate_variation_names BEFORE INSERT OR UPDATE OF variations, variation_names
+    ON opsflags.feature_flags
+    FOR EACH ROW WHEN (NOT opsflags.restoring('opsflags.feature_flags'))
+    EXECUTE FUNCTION opsflags_internal.validate_variation_names();
+
+-- A segment's rules (no serve, no segments of their own).
+CREATE FUNCTION opsflags_internal.validate_segment_rules()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF TG_OP = 'INSERT' OR NEW.rules IS DISTINCT FROM OLD.rules THEN
+        PERFORM opsflags_internal.check_segment_rules(NEW.segment_key, NEW.rules);
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER validate_segment_rules BEFORE INSERT OR UPDATE ON opsflags.user_segments
+    FOR EACH ROW WHEN (NOT opsflags.restoring('opsflags.user_segments'))
+    EXECUTE FUNCTION opsflags_internal.validate_segment_rules();
+
+-- A prerequisite's variants: a non-empty array of names of the
+-- prerequisite's variations.
+CREATE FUNCTION opsflags_internal.validate_prerequisite_variants()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    missing text;
+BEGIN
+    IF NEW.variants IS NOT NULL THEN
+        IF jsonb_typeof(NEW.variants) <> 'array' OR jsonb_array_length(NEW.variants) = 0
+           OR NOT opsflags.is_string_array(NEW.variants) THEN
+            RAISE EXCEPTION 'invalid variants for a prerequisite'
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'Variants are a non-empty array of names of the prerequisite''s variations.';
+        END IF;
+        SELECT v INTO missing FROM jsonb_array_elements(NEW.variants) v
+        WHERE NOT EXISTS (SELECT FROM opsflags.feature_flags f
+                          WHERE f.id = NEW.prerequisite_id AND coalesce(f.variation_names, '[]') @> jsonb_build_array(v))
+        LIMIT 1;
+        IF missing IS NOT NULL THEN
+            RAISE EXCEPTION 'variant % does not exist for the prerequisite flag', missing
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'Variants name variations of the prerequisite (its variation_names).';
+        END IF;
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER validate_prerequisite_variants BEFORE INSERT OR UPDATE ON opsflags.flag_prerequisites
+    FOR EACH ROW WHEN (NOT opsflags.restoring('opsflags.flag_prerequisites'))
+    EXECUTE FUNCTION opsflags_internal.validate_prerequisite_variants();
+
+REVOKE ALL ON FUNCTION
+    opsflags_internal.check_config_rules(text, text, jsonb, jsonb, jsonb, jsonb, text),
+    opsflags_internal.check_segment_rules(text, jsonb),
+    opsflags_internal.rule_segment_keys(jsonb),
+    opsflags_internal.validate_config_rules(), opsflags_internal.validate_variation_names(),
+    opsflags_internal.validate_segment_rules(), opsflags_internal.validate_prerequisite_variants()
+FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    opsflags_internal.check_config_rules(text, text, jsonb, jsonb, jsonb, jsonb, text),
+    opsflags_internal.check_segment_rules(text, jsonb),
+    opsflags_internal.rule_segment_keys(jsonb)
+TO opsflags_admin;
