@@ -267,7 +267,7 @@ extern bool opsflags_segment_contains(SegmentEntry *seg, EvalContext *ec);
 extern void opsflags_segment_cache_reset(MemoryContext cxt);
 extern HTAB *opsflags_segment_cache(void);
 
-/* flags.c */
+/* flag_load.c (cxt NULL: for the flag entry being loaded) */
 extern StrSet *opsflags_strset_build(const char **strs, const uint32 *lens, int n, MemoryContext cxt);
 
 #endif							/* OPSFLAGS_RULES_H */
