@@ -2,7 +2,7 @@
 
 EXTENSION    = opsflags
 MODULE_big   = opsflags
-OBJS         = src/opsflags.o src/shmem.o src/spi.o src/cache.o src/hashing.o src/flags.o src/evaluation.o src/config.o \
+OBJS         = src/opsflags.o src/shmem.o src/spi.o src/cache.o src/hashing.o src/flags.o src/flag_load.o src/invalidation.o src/evaluation.o src/config.o \
                src/audit.o src/maintenance.o src/errors.o src/memcached.o src/health.o \
                src/health_queue.o src/bgworker.o src/worker.o src/usage.o src/publish.o src/restore.o \
                src/http_server.o src/http_conn.o src/http_dbqueue.o src/http_sql.o src/http_routes.o \
@@ -17,7 +17,7 @@ OPSFLAGS_VERSION = $(shell sed -nE "s/^default_version = '([^']+)'/\1/p" opsflag
 OPSFLAGS_SQL = src/opsflags.sql src/restore.sql src/hashing.sql src/flags.sql src/variations.sql \
                src/prerequisites.sql src/evaluation.sql src/launchdarkly.sql src/segments.sql src/rules.sql \
                src/unleash.sql src/unleash_import.sql src/unleash_export.sql \
-               src/config.sql src/cache.sql src/maintenance.sql src/deployments.sql src/health.sql \
+               src/config.sql src/cache.sql src/invalidation.sql src/maintenance.sql src/deployments.sql src/health.sql \
                src/health_queue.sql src/errors.sql src/worker.sql src/usage.sql src/publish.sql \
                src/http_probes.sql src/http_metrics.sql src/http_status.sql src/audit.sql
 DATA_built   = sql/opsflags--$(OPSFLAGS_VERSION).sql
@@ -45,7 +45,7 @@ endif
 
 # Every C file includes the shared header (PGXS tracks no header dependencies).
 $(OBJS): src/opsflags.h
-src/flags.o src/flags.bc src/evaluation.o src/evaluation.bc: src/flags.h src/rules.h
+src/flags.o src/flags.bc src/flag_load.o src/flag_load.bc src/evaluation.o src/evaluation.bc src/invalidation.o src/invalidation.bc: src/flags.h src/rules.h
 src/rules.o src/rules.bc src/rules_clauses.o src/rules_clauses.bc src/rules_serve.o src/rules_serve.bc \
   src/rules_ops.o src/rules_ops.bc src/rules_values.o src/rules_values.bc \
   src/segments.o src/segments.bc: src/flags.h src/rules.h

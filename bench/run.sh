@@ -17,6 +17,8 @@
 #      (default 60), from /proc.
 #   6. bench/http.sh: the HTTP worker under wrk (/livez, /health, /metrics),
 #      and pgbench with and without /health load (its own cluster).
+#   7. bench/flip.sh: the first evaluation of 10,000 flags after another
+#      session flips one, vs with no flip (its own cluster).
 #   BENCH_SECONDS  length of one pgbench run (default 8)
 #   BENCH_ROUNDS   pgbench rounds per variant (default 3)
 set -euo pipefail
@@ -125,3 +127,6 @@ pg_psql "$TMP" "$PORT" postgres -q -c "SET client_min_messages = warning" -c "AL
 
 echo
 OPSFLAGS_BENCH_BUILT=1 bash "$REPO/bench/http.sh"
+
+echo
+OPSFLAGS_BENCH_BUILT=1 bash "$REPO/bench/flip.sh"

@@ -1980,3 +1980,15 @@ GRANT EXECUTE ON FUNCTION
     opsflags.add_rule(text, jsonb, text, integer), opsflags.remove_rule(text, text, text),
     opsflags.create_segment(text, text, jsonb, jsonb, text, jsonb), opsflags.update_segment(text, jsonb, jsonb, jsonb)
 TO opsflags_admin;
+
+
+-- ==== Per-flag cache invalidation (src/invalidation.sql) ====
+-- The trigger on the flag tables is unchanged; with shared_preload_libraries
+-- its C function now also invalidates per flag.  New: flag_cache_stats().
+
+CREATE FUNCTION opsflags.flag_cache_stats()
+RETURNS jsonb
+LANGUAGE c VOLATILE PARALLEL RESTRICTED
+AS 'MODULE_PATHNAME', 'opsflags_flag_cache_stats';
+COMMENT ON FUNCTION opsflags.flag_cache_stats() IS
+  'This backend''s flag cache: entries, hits, loads, reloads, invalidated, resets, memory_bytes, per_flag_invalidation';

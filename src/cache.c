@@ -1,24 +1,34 @@
 /*
  * cache.c
  *	  What opsflags' per-backend caches (flags, configuration) share: the
- *	  trigger that queues a relcache invalidation of a changed table, when
- *	  to empty a cache (other sessions' invalidations taken in once per
- *	  statement and applied at the next one), the snapshot that cache loads
- *	  read with, and finding the extension's tables, their owner
- *	  and whether the current user administers them.
+ *	  trigger on a changed table (per-flag invalidation, invalidation.c, and
+ *	  a relcache invalidation), when a cache takes changes in and when to
+ *	  empty it (other sessions' invalidations taken in once per statement
+ *	  and applied at the next one), what a relcache invalidation of the flag
+ *	  cache's tables means, the snapshot that cache loads read with, and
+ *	  finding the extension's tables, their owner and whether the current
+ *	  user administers them.
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/stratnum.h"
+#include "access/table.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_attribute.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_index.h"
 #include "commands/trigger.h"
+#include "common/hashfn.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "storage/proc.h"
 #include "utils/acl.h"
+#include "utils/fmgroids.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/relcache.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
@@ -31,25 +41,38 @@ static TimestampTz last_statement_start = 0;
 static uint64 subxact_aborts = 0;	/* subtransactions rolled back so far */
 
 /*
- * Trigger (row-level, and statement-level for TRUNCATE) on a cached table:
- * queue a relcache invalidation of it.  PostgreSQL applies it in this
- * backend at the end of the statement (and again, to undo, on rollback) and
- * sends it to every other backend at commit, where the caches' relcache
- * callbacks mark them stale.  Repeats within a command are merged, so a row
- * trigger costs little more than a statement trigger; it has to be a row
- * trigger because logical replication apply fires only those.
+ * Trigger (row-level, and statement-level for TRUNCATE) on a cached table.
+ * With shared memory, invalidation.c notes which flags or segments a row of
+ * a flag table changes, for this backend's next command and, at commit,
+ * for the other backends (per-flag invalidation), and the relcache
+ * invalidation queued is that of the table's primary key: it empties no
+ * cache and invalidates no plan on this server, but is written to WAL,
+ * where standbys take it as the announcement of a change.  Otherwise (the
+ * configuration table, no shared memory) it is that of the table, which
+ * the caches' relcache callbacks take as one.  PostgreSQL applies it in
+ * this backend at the end of the command (and again, to undo, on rollback)
+ * and sends it to every other backend at commit.  Repeats within a command
+ * are merged, so a row trigger costs little more than a statement trigger;
+ * it has to be a row trigger because logical replication apply fires only
+ * those.
  */
 Datum
 opsflags_invalidate_flag_cache(PG_FUNCTION_ARGS)
 {
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	Oid			index = InvalidOid;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("invalidate_flag_cache() must be called as a trigger")));
 
-	CacheInvalidateRelcache(trigdata->tg_relation);
+	if (opsflags_inval_record(trigdata))
+		index = RelationGetPrimaryKeyIndex(trigdata->tg_relation);
+	if (OidIsValid(index))
+		CacheInvalidateRelcacheByRelid(index);
+	else
+		CacheInvalidateRelcache(trigdata->tg_relation);
 	return PointerGetDatum(NULL);
 }
 
@@ -61,28 +84,28 @@ opsflags_invalidate_flag_cache(PG_FUNCTION_ARGS)
 #endif
 
 /*
- * Called at the start of each lookup in a cache: should the cache be
- * emptied before it?
+ * Called at the start of each lookup in a cache: is this the first lookup
+ * of a new statement, transaction or command (a boundary), where the cache
+ * may take in changes?
  *
  * Other sessions' committed changes are taken in once per statement (for
  * all caches at once), so a committed change is seen by the next
  * statement.  PostgreSQL also takes them in whenever a statement first
  * locks a table, a cache load's included, so they can arrive in the middle
- * of a statement: the cache is then emptied only at the next statement,
- * transaction or command, so that one statement gets one answer per key (a
- * key it had not read yet is loaded afresh and may show the change).
+ * of a statement: a cache applies them only at its next boundary, so that
+ * one statement gets one answer per key (a key it had not read yet is
+ * loaded afresh and may show the change).
  *
  * The transaction's own changes are seen at once: PostgreSQL applies their
  * invalidations in this backend at a command boundary, and undoes them when
  * a subtransaction rolls back (in the middle of a statement too, say in a
  * PL/pgSQL exception block) without starting a new command, which counts
- * as a boundary here.  reset_now (set by the cache itself) empties the
- * cache at once.
+ * as a boundary here.
  *
  * This runs on every cache hit: a few comparisons, no allocation.
  */
 bool
-opsflags_cache_check(OpsCacheSync *sync)
+opsflags_cache_boundary(OpsCacheSync *sync)
 {
 	TimestampTz stmt_start = GetCurrentStatementStartTimestamp();
 	CommandId	cid;
@@ -96,12 +119,169 @@ opsflags_cache_check(OpsCacheSync *sync)
 	cid = GetCurrentCommandId(false);
 	if (likely(stmt_start == sync->stmt_start && cid == sync->cid &&
 			   MY_LXID == sync->lxid && subxact_aborts == sync->subxact_aborts))
-		return sync->reset_now;
+		return false;
 	sync->stmt_start = stmt_start;
 	sync->cid = cid;
 	sync->lxid = MY_LXID;
 	sync->subxact_aborts = subxact_aborts;
-	return sync->stale || sync->reset_now;
+	return true;
+}
+
+/*
+ * For a cache emptied whole on invalidation: should it be emptied before
+ * this lookup?  At a boundary if invalidated (stale); at once if reset_now
+ * (set by the cache itself).
+ */
+bool
+opsflags_cache_check(OpsCacheSync *sync)
+{
+	if (opsflags_cache_boundary(sync))
+		return sync->stale || sync->reset_now;
+	return sync->reset_now;
+}
+
+/* ---------- the flag cache's tables: what their invalidations mean ---------- */
+
+/*
+ * The tables the flag cache reads, whose relcache invalidations announce
+ * DDL (and VACUUM, ANALYZE), and their primary keys, whose invalidations
+ * announce changes to their rows (the trigger above).
+ */
+#define FLAG_TABLES 5
+static const char *const flag_table_names[FLAG_TABLES] = {
+	"feature_flags", "feature_flag_configs", "environments", "user_segments", "flag_prerequisites"
+};
+static Oid	flag_table_oids[FLAG_TABLES];
+static Oid	flag_index_oids[FLAG_TABLES];
+static uint64 tables_signature; /* their definitions (tables_signature_now) */
+static bool tables_changed = false; /* a table's invalidation came */
+static bool rows_changed = false;	/* a primary key's invalidation came */
+
+static void
+tables_relcache_callback(Datum arg, Oid relid)
+{
+	int			i;
+
+	if (relid == InvalidOid)
+		tables_changed = rows_changed = true;
+	for (i = 0; i < FLAG_TABLES; i++)
+	{
+		if (relid == flag_table_oids[i])
+			tables_changed = true;
+		else if (relid == flag_index_oids[i])
+			rows_changed = true;
+	}
+}
+
+/*
+ * What the tables are (name, schema, owner, file, columns): DDL changes
+ * it, VACUUM and ANALYZE (which also send relcache invalidations) do not.
+ */
+static uint64
+tables_signature_now(void)
+{
+	uint64		sig = 0;
+	int			i;
+
+	for (i = 0; i < FLAG_TABLES; i++)
+	{
+		Oid			relid = opsflags_relid(flag_table_names[i]);
+		HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+		Form_pg_class cls;
+		AttrNumber	att;
+
+		sig = hash_combine64(sig, relid);
+		if (!HeapTupleIsValid(tup))
+			continue;
+		cls = (Form_pg_class) GETSTRUCT(tup);
+		sig = hash_combine64(sig, hash_bytes((const unsigned char *) NameStr(cls->relname),
+											 strlen(NameStr(cls->relname))));
+		sig = hash_combine64(sig, ((uint64) cls->relnamespace << 32) | cls->relowner);
+		sig = hash_combine64(sig, ((uint64) cls->relfilenode << 32) | (uint32) cls->relnatts);
+		for (att = 1; att <= cls->relnatts; att++)
+		{
+			HeapTuple	atup = SearchSysCache2(ATTNUM, ObjectIdGetDatum(relid), Int16GetDatum(att));
+			Form_pg_attribute a;
+
+			if (!HeapTupleIsValid(atup))
+				continue;
+			a = (Form_pg_attribute) GETSTRUCT(atup);
+			sig = hash_combine64(sig, hash_bytes((const unsigned char *) NameStr(a->attname),
+												 strlen(NameStr(a->attname))));
+			sig = hash_combine64(sig, ((uint64) a->atttypid << 1) | a->attisdropped);
+			ReleaseSysCache(atup);
+		}
+		ReleaseSysCache(tup);
+	}
+	return sig;
+}
+
+/*
+ * The primary key of a table, InvalidOid if none (or no table), from
+ * pg_index: locking the table could wait on a writer.
+ */
+static Oid
+table_primary_key(Oid relid)
+{
+	Relation	pg_index;
+	SysScanDesc scan;
+	ScanKeyData key;
+	HeapTuple	tup;
+	Oid			index = InvalidOid;
+
+	if (!OidIsValid(relid))
+		return InvalidOid;
+	ScanKeyInit(&key, Anum_pg_index_indrelid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(relid));
+	pg_index = table_open(IndexRelationId, AccessShareLock);
+	scan = systable_beginscan(pg_index, IndexIndrelidIndexId, true, NULL, 1, &key);
+	while (HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		Form_pg_index form = (Form_pg_index) GETSTRUCT(tup);
+
+		if (form->indisprimary)
+		{
+			index = form->indexrelid;
+			break;
+		}
+	}
+	systable_endscan(scan);
+	table_close(pg_index, AccessShareLock);
+	return index;
+}
+
+/* The cache is emptied: note what its tables are now. */
+void
+opsflags_flag_tables_reset(void)
+{
+	int			i;
+
+	for (i = 0; i < FLAG_TABLES; i++)
+	{
+		flag_table_oids[i] = opsflags_relid(flag_table_names[i]);
+		flag_index_oids[i] = table_primary_key(flag_table_oids[i]);
+	}
+	tables_signature = tables_signature_now();
+	tables_changed = rows_changed = false;
+}
+
+/*
+ * At a boundary of the flag cache: do the relcache invalidations of its
+ * tables received since the last one empty it?  Those of the primary keys
+ * do where they announce row changes (relcache_resets); those of the tables
+ * there too, and wherever the tables' definitions changed.
+ */
+bool
+opsflags_flag_tables_changed(void)
+{
+	bool		changed;
+
+	if (!tables_changed && !rows_changed)
+		return false;
+	changed = opsflags_inval_relcache_resets() ||
+		(tables_changed && tables_signature_now() != tables_signature);
+	tables_changed = rows_changed = false;
+	return changed;
 }
 
 /* Count rolled-back subtransactions (see opsflags_cache_check). */
@@ -117,6 +297,7 @@ void
 opsflags_cache_init(void)
 {
 	RegisterSubXactCallback(cache_subxact_callback, NULL);
+	CacheRegisterRelcacheCallback(tables_relcache_callback, (Datum) 0);
 }
 
 /*

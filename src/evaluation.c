@@ -98,7 +98,8 @@ prerequisites_met(FlagEntry *e, EvalContext *ec, EvalState *state)
 		FlagEntry  *p = e->prereq_entries[i];
 
 		CHECK_FOR_INTERRUPTS();
-		if (p == NULL)
+		/* A stale entry is loaded again in place (flags.c). */
+		if (p == NULL || p->inval.stale)
 		{
 			p = opsflags_flag_lookup(e->key, e->envlen, e->prereq_keys[i],
 									 strlen(e->prereq_keys[i]), true);

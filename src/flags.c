@@ -1,10 +1,11 @@
 /*
  * flags.c
- *	  The per-backend flag cache: loading a flag (its variations, serve,
- *	  targeting rules compiled by rules.c, segments and prerequisites) and
- *	  the cache's transactional invalidation, which empties the segment
- *	  cache (segments.c) with it.  Evaluation
- *	  (feature_enabled() and the others) is in evaluation.c.
+ *	  The per-backend flag cache: its entries, looked up and loaded (by
+ *	  flag_load.c: variations, serve, targeting rules compiled by rules.c,
+ *	  segments and prerequisites) on a miss or when stale, and the cache's
+ *	  transactional invalidation, which empties the segment cache
+ *	  (segments.c) with it.  Evaluation (feature_enabled() and the others)
+ *	  is in evaluation.c.
  *
  * The cache maps an environment and a flag key to what evaluation needs
  * there: the on/off state, schedule, targeted users and roles as hash sets,
@@ -13,38 +14,48 @@
  * entry is loaded with one query the first time a key is evaluated and then
  * serves every later call without a query.
  *
- * Invalidation (see cache.c, opsflags_cache_check): triggers on the flag
- * tables queue relcache invalidations, our relcache callback marks the cache
- * stale, and the first lookup of the next statement, transaction or command
- * empties it, so that one statement keeps one answer per flag even when
- * another session's invalidation arrives in its middle.  Entries are loaded
- * with a fresh snapshot taken after the stale mark was cleared, so a load
- * never brings back data older than an invalidation already received.
+ * Invalidation takes effect at the first lookup of a statement, transaction
+ * or command (a boundary, cache.c), so that one statement keeps one answer
+ * per flag even when another session's change arrives in its middle.
  *
- * A load cut short by an error or a cancel marks the cache stale (xact
- * callbacks), so an aborted statement never leaves the session serving old
- * flags.
+ * With opsflags in shared_preload_libraries it is per flag (invalidation.c
+ * says why no change is missed): at a boundary, if a commit was published
+ * since the last look, or the transaction changed flags itself, the entries
+ * whose slots moved are marked stale, and each is loaded again in place at
+ * its next lookup (in place: other entries point at it as a prerequisite).
+ * A stale entry is reached only through a lookup or a prerequisite pointer,
+ * and both reload it first, so an evaluation never reads a stale entry;
+ * marks are set only at boundaries, between evaluations, so no entry is
+ * reloaded while an evaluation holds it, and a reload frees what the former
+ * load allocated.  Segment entries (segments.c) are marked and reloaded in
+ * place likewise, and so are the flags that read them.  A change to
+ * environments and a TRUNCATE empty the whole cache.
+ *
+ * The row trigger (cache.c) announces row changes with a relcache
+ * invalidation of the table's primary key, which also reaches standbys
+ * (WAL) and servers without the shared memory: there, and after a PREPARE
+ * TRANSACTION that changed flags, it marks the whole cache stale, as does
+ * a relcache invalidation of a table itself.  With per-flag invalidation at
+ * work, the latter empties the cache only if the tables' definitions
+ * changed (DDL): VACUUM and ANALYZE send one too.  The next boundary
+ * empties a stale cache.
+ *
+ * Entries are loaded with the latest snapshot, taken after the generation
+ * they are stamped with was read, so a load never brings back data older
+ * than an invalidation already received.  A load cut short by an error or a
+ * cancel marks the cache stale (xact callbacks), so an aborted statement
+ * never leaves the session serving old flags.
  */
 #include "postgres.h"
 
 #include "access/xact.h"
-#include "catalog/namespace.h"
-#include "catalog/pg_class.h"
-#include "catalog/pg_type.h"
-#include "common/hashfn.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
-#include "utils/datum.h"
-#include "utils/json.h"
-#include "utils/numeric.h"
 #include "utils/hsearch.h"
-#include "utils/inval.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
-#include "utils/snapmgr.h"
-#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "rules.h"
@@ -57,160 +68,16 @@ static HTAB *FlagCache = NULL;
 static OpsCacheSync flag_cache_sync;	/* when to empty it (cache.c) */
 static FlagEntry *last_entry = NULL;	/* most recent lookup: per-row calls repeat it */
 static bool load_in_progress = false;	/* flag_load() has not returned yet */
-static char warned_environment[OPSFLAGS_ENVIRONMENT_MAXLEN + 1];	/* the unknown
-														 * environment last
-														 * warned about */
 
-/* OIDs of the tables whose invalidation empties the cache. */
-static Oid	flag_table_oids[5];
-static Oid	flag_tables_owner = InvalidOid;
+static Oid	flag_tables_owner = InvalidOid;	/* they run as him */
 
-/* The union of the members of some segments. */
-static OpsQuery segments_query = {
-	.sql =
-	"SELECT (SELECT pg_catalog.jsonb_agg(DISTINCT u.value) "
-	"          FROM opsflags.user_segments s, pg_catalog.jsonb_array_elements(s.user_ids) u "
-	"         WHERE s.segment_key OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT pg_catalog.jsonb_array_elements_text($1)))), "
-	"       (SELECT pg_catalog.jsonb_agg(DISTINCT r.value) "
-	"          FROM opsflags.user_segments s, pg_catalog.jsonb_array_elements(s.roles) r "
-	"         WHERE s.segment_key OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT pg_catalog.jsonb_array_elements_text($1))))",
-	.nargs = 1,
-	.argtypes = {JSONBOID},
-};
-
-/*
- * A flag's prerequisites: key, on or off, and, if required, the value it
- * must serve or the indexes of the variations named in variants.
- */
-static OpsQuery prereqs_query = {
-	.sql =
-	"SELECT f.flag_key, f.variations OPERATOR(pg_catalog.->) p.variation, p.enabled, "
-	"       CASE WHEN p.variants IS NOT NULL THEN COALESCE("
-	"         (SELECT pg_catalog.jsonb_agg(n.o OPERATOR(pg_catalog.-) 1) "
-	"            FROM pg_catalog.jsonb_array_elements(f.variation_names) WITH ORDINALITY n(v, o) "
-	"           WHERE pg_catalog.jsonb_typeof(n.v) OPERATOR(pg_catalog.=) 'string' "
-	"             AND p.variants OPERATOR(pg_catalog.@>) pg_catalog.jsonb_build_array(n.v)), "
-	"         '[]'::pg_catalog.jsonb) END "
-	"FROM opsflags.flag_prerequisites p "
-	"JOIN opsflags.feature_flags f ON f.id OPERATOR(pg_catalog.=) p.prerequisite_id "
-	"WHERE p.flag_id OPERATOR(pg_catalog.=) $1 "
-	"ORDER BY f.flag_key",
-	.nargs = 1,
-	.argtypes = {UUIDOID},
-};
-
-/*
- * One flag in one environment: always one row, whose first column says
- * whether the environment exists and the rest are NULL for an unknown flag
- * or a missing config.
- */
-static OpsQuery load_query = {
-	.sql =
-	"SELECT e.known, f.archived, coalesce(f.rollout_group, f.flag_key), "
-	"       c.is_enabled, c.enabled_for_users, c.enabled_for_roles, "
-	"       c.enabled_percentage, c.enable_at, c.disable_at, c.version, "
-	"       f.variations OPERATOR(pg_catalog.->) c.on_variation, "
-	"       f.variations OPERATOR(pg_catalog.->) c.off_variation, "
-	"       c.variation_weights, f.variations, f.id, c.segments, "
-	"       c.on_variation, c.off_variation, c.rules, c.serve, c.fallthrough, "
-	"       f.variation_names "
-	"FROM (SELECT EXISTS (SELECT FROM opsflags.environments v "
-	"                     WHERE v.name OPERATOR(pg_catalog.=) $2) AS known) e "
-	"LEFT JOIN opsflags.feature_flags f "
-	"  ON f.flag_key OPERATOR(pg_catalog.=) $1 "
-	"LEFT JOIN opsflags.feature_flag_configs c "
-	"  ON c.flag_id OPERATOR(pg_catalog.=) f.id "
-	" AND c.environment OPERATOR(pg_catalog.=) $2",
-	.nargs = 2,
-	.argtypes = {TEXTOID, TEXTOID},
-};
-
-/* ---------- string sets ---------- */
-
-/*
- * A set of n strings (duplicates are kept once), copied into cxt; NULL when
- * empty.  Also what the rule compiler builds its sets with.
- */
-StrSet *
-opsflags_strset_build(const char **strs, const uint32 *lens, int n, MemoryContext cxt)
-{
-	uint32		size = 8;
-	StrSet	   *set;
-
-	if (n == 0)
-		return NULL;
-	while (size < (uint32) n * 2)
-		size <<= 1;
-	set = MemoryContextAlloc(cxt, sizeof(StrSet));
-	set->count = 0;
-	set->mask = size - 1;
-	set->hashes = MemoryContextAllocZero(cxt, size * sizeof(uint32));
-	set->lens = MemoryContextAlloc(cxt, size * sizeof(uint32));
-	set->strs = MemoryContextAlloc(cxt, size * sizeof(char *));
-	for (int k = 0; k < n; k++)
-	{
-		uint32		len = lens[k];
-		uint32		i;
-		char	   *copy;
-
-		if (strset_contains(set, strs[k], len))
-			continue;
-		set->count++;
-		copy = MemoryContextAlloc(cxt, len + 1);
-		memcpy(copy, strs[k], len);
-		copy[len] = '\0';
-		for (i = strset_hash(copy, len) & set->mask; set->hashes[i] != 0; i = (i + 1) & set->mask)
-			;
-		set->hashes[i] = strset_hash(copy, len);
-		set->lens[i] = len;
-		set->strs[i] = copy;
-	}
-	return set;
-}
-
-/*
- * Build a set from a jsonb array of strings (the table constraints guarantee
- * the shape; anything else is skipped).  Allocated in the cache context.
- */
-static StrSet *
-strset_from_jsonb(Jsonb *jb)
-{
-	int			n = JB_ROOT_COUNT(jb);
-	const char **strs;
-	uint32	   *lens;
-	int			k = 0;
-	JsonbIterator *it;
-	JsonbValue	v;
-	JsonbIteratorToken tok;
-
-	if (!JB_ROOT_IS_ARRAY(jb) || n == 0)
-		return NULL;
-	strs = palloc(sizeof(char *) * n);
-	lens = palloc(sizeof(uint32) * n);
-	it = JsonbIteratorInit(&jb->root);
-	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
-	{
-		if (tok != WJB_ELEM || v.type != jbvString || k >= n)
-			continue;
-		strs[k] = v.val.string.val;
-		lens[k++] = (uint32) v.val.string.len;
-	}
-	return opsflags_strset_build(strs, lens, k, FlagCacheContext);
-}
+/* Per-flag invalidation (invalidation.c) */
+static uint64 seen_published = 0;	/* commits published at the last look */
+static uint64 seen_reset_generation = 0;
+static bool provisional_pending = false;	/* an entry is provisional */
+static OpsFlagCacheStats stats;
 
 /* ---------- invalidation ---------- */
-
-static void
-flag_cache_relcache_callback(Datum arg, Oid relid)
-{
-	if (relid == InvalidOid ||
-		relid == flag_table_oids[0] ||
-		relid == flag_table_oids[1] ||
-		relid == flag_table_oids[2] ||
-		relid == flag_table_oids[3] ||
-		relid == flag_table_oids[4])
-		flag_cache_sync.stale = true;
-}
 
 /*
  * A load cut short by an error or a cancel (that a caller may catch) has
@@ -252,13 +119,24 @@ flag_cache_reset(void)
 {
 	HASHCTL		ctl;
 
+	/* Should this fail half-way, the next lookup starts over. */
+	flag_cache_sync.reset_now = true;
 	if (FlagCacheContext == NULL)
 		FlagCacheContext = AllocSetContextCreate(CacheMemoryContext,
 												 "opsflags flag cache",
 												 ALLOCSET_DEFAULT_SIZES);
+	else
+		stats.resets++;
 	MemoryContextReset(FlagCacheContext);
+	opsflags_inval_forget();
 	last_entry = NULL;
 	opsflags_segment_cache_reset(FlagCacheContext);
+	stats.live_bytes = 0;
+	provisional_pending = false;
+
+	/* What is published from now on is news to the entries loaded after. */
+	seen_published = opsflags_inval_published();
+	seen_reset_generation = opsflags_inval_reset_generation();
 
 	ctl.keysize = CACHE_KEY_MAXLEN + 1;
 	ctl.entrysize = sizeof(FlagEntry);
@@ -266,315 +144,45 @@ flag_cache_reset(void)
 	FlagCache = hash_create("opsflags flags", 256, &ctl,
 							HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 
-	flag_table_oids[0] = opsflags_relid("feature_flags");
-	flag_table_oids[1] = opsflags_relid("feature_flag_configs");
-	flag_table_oids[2] = opsflags_relid("environments");
-	flag_table_oids[3] = opsflags_relid("user_segments");
-	flag_table_oids[4] = opsflags_relid("flag_prerequisites");
-	flag_tables_owner = opsflags_rel_owner(flag_table_oids[0]);
+	opsflags_flag_tables_reset();
+	flag_tables_owner = opsflags_rel_owner(opsflags_relid("feature_flags"));
 
 	opsflags_cache_reset_done(&flag_cache_sync);
 }
 
-/* ---------- loading ---------- */
-
-/* A jsonb datum copied into the cache context; NULL for SQL NULL. */
-static Jsonb *
-cache_jsonb(Datum d, bool isnull)
-{
-	MemoryContext old;
-	Jsonb	   *copy;
-
-	if (isnull)
-		return NULL;
-	old = MemoryContextSwitchTo(FlagCacheContext);
-	copy = DatumGetJsonbPCopy(d);
-	MemoryContextSwitchTo(old);
-	return copy;
-}
-
-/* ---------- loading rules (rules.c compiles them) ---------- */
-
 /*
- * The variations, their names, the config's serve, fallthrough and rules,
- * compiled leniently into the cache context: a part that does not compile
- * never matches (one WARNING per load).  Reads the load query's columns
- * 11 on; the caller has read those of the nested queries' rows already.
+ * Before a lookup that no evaluation in progress depends on: at a boundary,
+ * take changes in (or empty the cache).
  */
 static void
-load_rules(FlagEntry *entry, HeapTuple tup, TupleDesc desc, text *group)
+flag_cache_sync_point(void)
 {
-	char		flag[OPSFLAGS_FLAG_KEY_MAXLEN + 1];
-	char		env[OPSFLAGS_ENVIRONMENT_MAXLEN + 1];
-	RuleTarget	t = {0};
-	bool		isnull;
-	Datum		d;
-	Jsonb	   *variations;
-	Jsonb	   *names;
-	Jsonb	   *weights;
-	Jsonb	   *rules;
-	Jsonb	   *serve;
-	Jsonb	   *fallthrough;
-	int			on_variation;
+	bool		boundary = opsflags_cache_boundary(&flag_cache_sync);
 
-	d = SPI_getbinval(tup, desc, 14, &isnull);
-	variations = isnull ? NULL : DatumGetJsonbPCopy(d);
-	d = SPI_getbinval(tup, desc, 13, &isnull);
-	weights = isnull ? NULL : DatumGetJsonbPCopy(d);
-	on_variation = DatumGetInt32(SPI_getbinval(tup, desc, 17, &isnull));
-	entry->off_variation = DatumGetInt32(SPI_getbinval(tup, desc, 18, &isnull));
-	d = SPI_getbinval(tup, desc, 19, &isnull);
-	rules = isnull ? NULL : DatumGetJsonbPCopy(d);
-	d = SPI_getbinval(tup, desc, 20, &isnull);
-	serve = isnull ? NULL : DatumGetJsonbPCopy(d);
-	d = SPI_getbinval(tup, desc, 21, &isnull);
-	fallthrough = isnull ? NULL : DatumGetJsonbPCopy(d);
-	d = SPI_getbinval(tup, desc, 22, &isnull);
-	names = isnull ? NULL : DatumGetJsonbPCopy(d);
-
-	if (variations != NULL && JB_ROOT_IS_ARRAY(variations) && !JB_ROOT_IS_SCALAR(variations))
+	if (FlagCache == NULL || flag_cache_sync.reset_now)
+		flag_cache_reset();
+	else if (boundary)
 	{
-		int			n = JB_ROOT_COUNT(variations);
-
-		entry->nvariations = n;
-		entry->values = MemoryContextAllocZero(FlagCacheContext, sizeof(Jsonb *) * (n + 1));
-		entry->variant_names = MemoryContextAllocZero(FlagCacheContext, sizeof(char *) * (n + 1));
-		for (int i = 0; i < n; i++)
-		{
-			JsonbValue *e = getIthJsonbValueFromContainer(&variations->root, i);
-
-			entry->values[i] = cache_jsonb(PointerGetDatum(JsonbValueToJsonb(e)), false);
-			if (names != NULL && JB_ROOT_IS_ARRAY(names) && i < (int) JB_ROOT_COUNT(names))
-			{
-				JsonbValue *nm = getIthJsonbValueFromContainer(&names->root, i);
-
-				if (nm->type == jbvString)
-					entry->variant_names[i] = MemoryContextStrdup(FlagCacheContext,
-																  pnstrdup(nm->val.string.val, nm->val.string.len));
-			}
-		}
-	}
-	if (on_variation < 0 || on_variation >= entry->nvariations)
-		on_variation = -1;
-	if (entry->off_variation < 0 || entry->off_variation >= entry->nvariations)
-		entry->off_variation = -1;
-
-	snprintf(flag, sizeof(flag), "%s", entry->key + entry->envlen + 1);
-	snprintf(env, sizeof(env), "%.*s", entry->envlen, entry->key);
-	t.flag = flag;
-	t.environment = env;
-	t.nvariations = entry->nvariations;
-	t.group = text_to_cstring(group);
-	t.strict = false;
-	entry->serve = opsflags_serve_compile(serve, "serve", &t, FlagCacheContext);
-	if (entry->serve == NULL)
-		entry->serve = opsflags_serve_default(on_variation, weights, &t, FlagCacheContext);
-	entry->fallthrough = opsflags_serve_compile(fallthrough, "fallthrough", &t, FlagCacheContext);
-	entry->rules = opsflags_rules_compile(rules, &t, FlagCacheContext);
-}
-
-/* The targeted segments that have rules (their members are in the sets). */
-static void
-load_rule_segments(FlagEntry *entry, Jsonb *segments)
-{
-	int			n = JB_ROOT_COUNT(segments);
-
-	entry->rule_segments = MemoryContextAllocZero(FlagCacheContext, sizeof(SegmentEntry *) * (n + 1));
-	for (int i = 0; i < n; i++)
-	{
-		JsonbValue *e = getIthJsonbValueFromContainer(&segments->root, i);
-		SegmentEntry *seg;
-
-		if (e->type != jbvString)
-			continue;
-		seg = opsflags_segment_lookup(e->val.string.val, e->val.string.len);
-		if (seg != NULL && seg->rules != NULL)
-			entry->rule_segments[entry->nrule_segments++] = seg;
+		if (flag_cache_sync.stale ||
+			opsflags_flag_tables_changed() ||
+			!opsflags_inval_refresh(FlagCache, opsflags_segment_cache(), &seen_published,
+									seen_reset_generation, &provisional_pending,
+									&stats.invalidated))
+			flag_cache_reset();
 	}
 }
 
-/* Members of the segments a config targets (a jsonb array of keys). */
-static void
-load_segments(FlagEntry *entry, Datum segments)
+void
+opsflags_flag_cache_stats_get(OpsFlagCacheStats *out)
 {
-	Datum		args[1] = {segments};
-	bool		isnull;
-	Datum		d;
-
-	if (JB_ROOT_COUNT(DatumGetJsonbP(segments)) == 0)
-		return;
-	if (opsflags_spi_run(&segments_query, args, NULL, opsflags_cache_snapshot(), 1) != 1)
-		return;
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	if (!isnull)
-		entry->segment_users = strset_from_jsonb(DatumGetJsonbP(d));
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
-	if (!isnull)
-		entry->segment_roles = strset_from_jsonb(DatumGetJsonbP(d));
-	load_rule_segments(entry, DatumGetJsonbP(segments));
-}
-
-static void
-load_prerequisites(FlagEntry *entry, Datum flag_id)
-{
-	Datum		args[1] = {flag_id};
-	int			n = opsflags_spi_run(&prereqs_query, args, NULL, opsflags_cache_snapshot(), 0);
-	int			i;
-
-	if (n == 0)
-		return;
-	entry->nprereqs = n;
-	entry->prereq_keys = MemoryContextAlloc(FlagCacheContext, sizeof(char *) * n);
-	entry->prereq_values = MemoryContextAlloc(FlagCacheContext, sizeof(Jsonb *) * n);
-	entry->prereq_enabled = MemoryContextAlloc(FlagCacheContext, sizeof(bool) * n);
-	entry->prereq_nvariants = MemoryContextAlloc(FlagCacheContext, sizeof(int) * n);
-	entry->prereq_variants = MemoryContextAllocZero(FlagCacheContext, sizeof(int *) * n);
-	entry->prereq_entries = MemoryContextAllocZero(FlagCacheContext, sizeof(FlagEntry *) * n);
-	for (i = 0; i < n; i++)
-	{
-		bool		isnull;
-		Datum		v;
-
-		entry->prereq_keys[i] = MemoryContextStrdup(FlagCacheContext,
-													SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
-		v = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull);
-		entry->prereq_values[i] = cache_jsonb(v, isnull);
-		entry->prereq_enabled[i] = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3, &isnull));
-		v = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 4, &isnull);
-		entry->prereq_nvariants[i] = -1;
-		if (!isnull)
-		{
-			Jsonb	   *idx = DatumGetJsonbP(v);
-			int			k = JB_ROOT_COUNT(idx);
-
-			entry->prereq_nvariants[i] = k;
-			entry->prereq_variants[i] = MemoryContextAlloc(FlagCacheContext, sizeof(int) * (k + 1));
-			for (int j = 0; j < k; j++)
-			{
-				JsonbValue *e = getIthJsonbValueFromContainer(&idx->root, j);
-				double		x = -1;
-
-				if (e->type == jbvNumeric)
-					(void) opsflags_numeric_double(e->val.numeric, &x);
-				entry->prereq_variants[i][j] = (int) x;
-			}
-		}
-	}
-}
-
-/*
- * An unknown environment evaluates every flag as false; say so once per
- * session and environment (setting it with SET already refuses it, but
- * postgresql.conf, ALTER ROLE/DATABASE, connection options and a deleted
- * environment cannot be checked then).
- */
-static void
-warn_unknown_environment(const char *env, int envlen)
-{
-	if ((int) strlen(warned_environment) == envlen &&
-		memcmp(warned_environment, env, envlen) == 0)
-		return;
-	memcpy(warned_environment, env, envlen);
-	warned_environment[envlen] = '\0';
-	ereport(WARNING,
-			(errcode(ERRCODE_UNDEFINED_OBJECT),
-			 errmsg("environment \"%s\" does not exist, every feature flag evaluates as false in it",
-					warned_environment),
-			 errhint("Environments are rows of opsflags.environments.")));
-}
-
-/*
- * Read one flag's state in one environment into *entry (whose key is set),
- * running the query as the owner of the flag tables (evaluating a flag needs
- * no privilege on them) with the latest snapshot.
- */
-static void
-flag_load(FlagEntry *entry)
-{
-	Datum		values[2];
-	Snapshot	snapshot;
-	OpsSpiState spi;
-	HeapTuple	tup;
-	TupleDesc	desc;
-	bool		isnull;
-	Datum		d;
-	text	   *group;
-	Datum		flag_id;
-	Datum		segments;
-
-	if (!OidIsValid(flag_tables_owner))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("opsflags tables not found"),
-				 errhint("Run CREATE EXTENSION opsflags in this database.")));
-
-	values[0] = PointerGetDatum(cstring_to_text(entry->key + entry->envlen + 1));
-	values[1] = PointerGetDatum(cstring_to_text_with_len(entry->key, entry->envlen));
-
-	snapshot = opsflags_cache_snapshot();
-
-	opsflags_spi_begin(&spi, flag_tables_owner);
-	if (opsflags_spi_run(&load_query, values, NULL, snapshot, 1) != 1)
-		elog(ERROR, "feature flag query returned no row");
-	tup = SPI_tuptable->vals[0];
-	desc = SPI_tuptable->tupdesc;
-
-	if (!DatumGetBool(SPI_getbinval(tup, desc, 1, &isnull)))
-	{
-		entry->absent = REASON_UNKNOWN_ENVIRONMENT;
-		warn_unknown_environment(entry->key, entry->envlen);
-		opsflags_spi_end(&spi);
-		return;
-	}
-	/* Created since the warning: warn again should it go away. */
-	if ((int) strlen(warned_environment) == entry->envlen &&
-		memcmp(warned_environment, entry->key, entry->envlen) == 0)
-		warned_environment[0] = '\0';
-	d = SPI_getbinval(tup, desc, 2, &isnull);
-	if (isnull)
-	{
-		entry->absent = REASON_FLAG_NOT_FOUND;
-		opsflags_spi_end(&spi);
-		return;
-	}
-	/* A NULL is_enabled: no config row in this environment */
-	entry->absent = DatumGetBool(d) ? REASON_ARCHIVED : REASON_OFF;
-	d = SPI_getbinval(tup, desc, 4, &isnull);
-	if (entry->absent == REASON_ARCHIVED || isnull)
-	{
-		opsflags_spi_end(&spi);
-		return;
-	}
-
-	entry->evaluable = true;
-	entry->is_enabled = DatumGetBool(d);
-	group = DatumGetTextPP(SPI_getbinval(tup, desc, 3, &isnull));
-	entry->users = strset_from_jsonb(DatumGetJsonbP(SPI_getbinval(tup, desc, 5, &isnull)));
-	entry->roles = strset_from_jsonb(DatumGetJsonbP(SPI_getbinval(tup, desc, 6, &isnull)));
-	entry->percentage = DatumGetInt32(SPI_getbinval(tup, desc, 7, &isnull));
-	d = SPI_getbinval(tup, desc, 8, &isnull);
-	entry->has_enable_at = !isnull;
-	entry->enable_at = isnull ? 0 : DatumGetTimestampTz(d);
-	d = SPI_getbinval(tup, desc, 9, &isnull);
-	entry->has_disable_at = !isnull;
-	entry->disable_at = isnull ? 0 : DatumGetTimestampTz(d);
-	opsflags_bucket_prefix(&entry->bucket_prefix, VARDATA_ANY(group),
-						   VARSIZE_ANY_EXHDR(group), 0);
-	entry->version = DatumGetInt32(SPI_getbinval(tup, desc, 10, &isnull));
-
-	/* The nested queries reuse SPI_tuptable: read everything first. */
-	flag_id = SPI_getbinval(tup, desc, 15, &isnull);
-	segments = PointerGetDatum(DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 16, &isnull)));
-	load_rules(entry, tup, desc, group);
-	load_segments(entry, segments);
-	load_prerequisites(entry, flag_id);
-	opsflags_spi_end(&spi);
+	*out = stats;
+	out->entries = FlagCache ? hash_get_num_entries(FlagCache) : 0;
 }
 
 static void
 flag_load_guarded(void *arg)
 {
-	flag_load((FlagEntry *) arg);
+	opsflags_flag_load((FlagEntry *) arg, FlagCacheContext, flag_tables_owner);
 }
 
 /*
@@ -617,10 +225,11 @@ flag_load_fail_closed(FlagEntry *entry)
 }
 
 /*
- * The cached entry for a flag key in an environment, loading it on a miss.
- * The key must be at most OPSFLAGS_FLAG_KEY_MAXLEN bytes and the environment
- * at most OPSFLAGS_ENVIRONMENT_MAXLEN.  nested: inside an evaluation, whose
- * entries must stay valid, so the cache is emptied only between evaluations.
+ * The cached entry for a flag key in an environment, loading it on a miss
+ * and loading it again, in place, when stale.  The key must be at most
+ * OPSFLAGS_FLAG_KEY_MAXLEN bytes and the environment at most
+ * OPSFLAGS_ENVIRONMENT_MAXLEN.  nested: inside an evaluation, whose entries
+ * must stay valid, so the cache takes changes in only between evaluations.
  */
 FlagEntry *
 opsflags_flag_lookup(const char *env, int envlen, const char *keydata, int keylen, bool nested)
@@ -629,19 +238,21 @@ opsflags_flag_lookup(const char *env, int envlen, const char *keydata, int keyle
 	int			len = envlen + 1 + keylen;
 	FlagEntry  *entry;
 	FlagEntry	loaded;
-	bool		found;
+	int			old_ndeps = -1;
 
 	Assert(envlen <= OPSFLAGS_ENVIRONMENT_MAXLEN && keylen <= OPSFLAGS_FLAG_KEY_MAXLEN);
-	if (!nested &&
-		(opsflags_cache_check(&flag_cache_sync) || FlagCache == NULL))
-		flag_cache_reset();
+	if (!nested)
+		flag_cache_sync_point();
 
 	if (last_entry != NULL && last_entry->keylen == len && last_entry->envlen == envlen &&
 		memcmp(last_entry->key + envlen + 1, keydata, keylen) == 0 &&
-		memcmp(last_entry->key, env, envlen) == 0 &&
+		memcmp(last_entry->key, env, envlen) == 0 && !last_entry->inval.stale &&
 		(last_entry->absent != REASON_ERROR ||
 		 last_entry->failed_at == GetCurrentStatementStartTimestamp()))
+	{
+		stats.hits++;
 		return last_entry;
+	}
 
 	memcpy(key, env, envlen);
 	key[envlen] = '/';
@@ -650,35 +261,54 @@ opsflags_flag_lookup(const char *env, int envlen, const char *keydata, int keyle
 
 	entry = hash_search(FlagCache, key, HASH_FIND, NULL);
 	/* A failed load is tried again by the next statement. */
-	if (entry != NULL &&
+	if (entry != NULL && !entry->inval.stale &&
 		(entry->absent != REASON_ERROR || entry->failed_at == GetCurrentStatementStartTimestamp()))
+	{
+		stats.hits++;
 		return last_entry = entry;
+	}
 
 	/* A miss: make room, then load (before, so no invalidation is lost). */
-	if (!nested && hash_get_num_entries(FlagCache) >= FLAG_CACHE_MAX_ENTRIES)
+	if (entry == NULL && !nested && hash_get_num_entries(FlagCache) >= FLAG_CACHE_MAX_ENTRIES)
 		flag_cache_reset();
 	memset(&loaded, 0, sizeof(FlagEntry));
 	memcpy(loaded.key, key, len + 1);
 	loaded.keylen = len;
 	loaded.envlen = envlen;
-	flag_load_fail_closed(&loaded);
+	flag_load_fail_closed(&loaded);	/* a failed load's memory goes with the
+									 * reset it asks for */
+	if (loaded.inval.provisional)
+		provisional_pending = true;
 
 	/*
-	 * An invalidation that arrived during the load reset nothing yet (the
-	 * callback only marks the cache stale); keep the entry for the rest of
-	 * this statement and let the next one start afresh.
+	 * A change that arrived during the load marked nothing yet (that waits
+	 * for a boundary); keep the entry for the rest of this statement and let
+	 * the next one look again.
 	 */
 	if (loaded.evaluable)
 		loaded.usage = opsflags_usage_for(key + envlen + 1);
-	entry = hash_search(FlagCache, key, HASH_ENTER, &found);
+	if (entry != NULL)
+	{
+		/* In place: prerequisites elsewhere point at it. */
+		stats.reloads++;
+		stats.live_bytes -= entry->mem_bytes;
+		opsflags_flag_entry_free(entry);
+		old_ndeps = entry->ndeps;
+	}
+	else
+	{
+		stats.loads++;
+		entry = hash_search(FlagCache, key, HASH_ENTER, NULL);
+	}
+	stats.live_bytes += loaded.mem_bytes;
 	memcpy(entry, &loaded, sizeof(FlagEntry));
+	opsflags_inval_track(entry, old_ndeps >= 0, Max(old_ndeps, 0), FlagCacheContext);
 	return last_entry = entry;
 }
 
 void
 opsflags_flags_init(void)
 {
-	CacheRegisterRelcacheCallback(flag_cache_relcache_callback, (Datum) 0);
 	RegisterXactCallback(flag_cache_xact_callback, NULL);
 	RegisterSubXactCallback(flag_cache_subxact_callback, NULL);
 }

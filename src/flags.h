@@ -8,8 +8,10 @@
 #define OPSFLAGS_FLAGS_H
 
 #include "common/hashfn.h"
+#include "utils/hsearch.h"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
+#include "utils/uuid.h"
 
 #include "opsflags.h"
 
@@ -94,11 +96,49 @@ struct RuleServe;
 struct RuleSet;
 struct SegmentEntry;
 
+/*
+ * Invalidation slots (invalidation.c): a flag's and a segment's hash into
+ * INVAL_SLOTS; one more slot for "a flag key may name a flag now", which
+ * "no such flag" entries depend on.
+ */
+#define INVAL_SLOTS 16384
+#define INVAL_NEW_KEY_SLOT INVAL_SLOTS
+#define INVAL_SLOT_COUNT (INVAL_SLOTS + 1)
+
+/* The slots an entry depends on: a few inline, more in the cache context. */
+#define FLAG_INLINE_DEPS 4
+
+/*
+ * What invalidation (invalidation.c) keeps of a cached item, a flag entry or
+ * a segment entry (segments.c): its load's stamp, and whether it must be
+ * loaded again before it is read.
+ */
+typedef struct InvalItem
+{
+	bool		stale;			/* changed since loaded: reload at its next
+								 * lookup */
+	bool		provisional;	/* loaded with the statement's snapshot
+								 * (parallel mode): reload at the next one */
+	bool		segment;		/* a segment entry (flag_cache_stats counts
+								 * flags) ... */
+	uint32		segment_slot;	/* ... whose slot this is */
+	uint32		load_serial;	/* numbers its loads */
+	uint64		load_generation;	/* invalidation generation read before
+									 * the load's snapshot */
+	uint64		load_tag;		/* the transaction whose changes it may hold */
+} InvalItem;
+
 struct FlagEntry
 {
 	char		key[CACHE_KEY_MAXLEN + 1];	/* hash key: environment/flag key */
 	int			keylen;
 	int			envlen;			/* the environment is key[0 .. envlen - 1] */
+	InvalItem	inval;
+	Size		mem_bytes;		/* what the load allocated in the cache
+								 * context ... */
+	void	   *chunks;			/* ... in these chunks, freed on a reload */
+	MemoryContext rules_cxt;	/* ... and its compiled rules and serves
+								 * (NULL: none), deleted on a reload */
 	FlagReason	absent;			/* UNKNOWN_ENVIRONMENT, FLAG_NOT_FOUND,
 								 * ARCHIVED, OFF (no config) or ERROR (load
 								 * failed) when !evaluable */
@@ -124,8 +164,9 @@ struct FlagEntry
 	Jsonb	  **prereq_values;	/* ... serving this value (NULL: any) ... */
 	int		   *prereq_nvariants;	/* ... or a variation of these (-1: any) */
 	int		  **prereq_variants;
-	FlagEntry **prereq_entries; /* their entries, once looked up (the cache
-								 * is only ever emptied whole) */
+	FlagEntry **prereq_entries; /* their entries, once looked up (entries
+								 * are reloaded in place, the cache emptied
+								 * only whole) */
 	uint64		memo_evaluation;	/* the evaluation memo_reason belongs to */
 	FlagReason	memo_reason;	/* this flag's reason, as a prerequisite */
 	bool		memo_enabled;
@@ -140,9 +181,67 @@ struct FlagEntry
 	OpsMurmur3	bucket_prefix;	/* rollout hash of "group:", group being
 								 * rollout_group, else the key */
 	OpsUsage   *usage;			/* this backend's counters for the flag */
+	int			ndeps;			/* invalidation slots it depends on */
+	int			maxdeps;
+	uint32		dep_inline[FLAG_INLINE_DEPS];
+	uint32	   *dep_more;		/* the slots past FLAG_INLINE_DEPS */
 };
 
 extern FlagEntry *opsflags_flag_lookup(const char *env, int envlen, const char *keydata,
 										int keylen, bool nested);
+
+/* flag_load.c: loading an entry (flags.c) */
+extern void opsflags_flag_load(FlagEntry *entry, MemoryContext cxt, Oid owner);
+extern void opsflags_flag_entry_free(FlagEntry *entry);
+
+/*
+ * What a loader calls for each row its entry is read from beyond the flag's
+ * own (another flag, its feature_flags row only, a segment), so that a
+ * change to it reloads the entry.
+ */
+extern void opsflags_flag_depend_on_flag(FlagEntry *entry, const pg_uuid_t *flag_id);
+extern void opsflags_flag_depend_on_definition(FlagEntry *entry, const pg_uuid_t *flag_id);
+extern void opsflags_flag_depend_on_segment(FlagEntry *entry, const char *segment_key, int len);
+extern void opsflags_flag_uses_segment(const char *segment_key, int len);
+
+/* flag_cache_stats(): this backend's flag cache */
+typedef struct OpsFlagCacheStats
+{
+	int64		entries;
+	uint64		hits;			/* lookups served from the cache */
+	uint64		loads;			/* entries loaded on a miss */
+	uint64		reloads;		/* entries loaded again in place (stale, failed) */
+	uint64		invalidated;	/* entries marked stale */
+	uint64		resets;			/* times the whole cache was emptied */
+	int64		live_bytes;		/* what the entries' loads allocated */
+} OpsFlagCacheStats;
+
+extern void opsflags_flag_cache_stats_get(OpsFlagCacheStats *stats);
+
+/* The i-th invalidation slot an entry depends on. */
+static inline uint32
+flag_dep(const FlagEntry *e, int i)
+{
+	return i < FLAG_INLINE_DEPS ? e->dep_inline[i] : e->dep_more[i - FLAG_INLINE_DEPS];
+}
+
+/* invalidation.c: the reader's side (flags.c) */
+extern uint32 opsflags_inval_flag_slot(const pg_uuid_t *id);
+extern uint32 opsflags_inval_definition_slot(const pg_uuid_t *id);
+extern uint32 opsflags_inval_segment_slot(const char *key, int len);
+extern uint64 opsflags_inval_generation(void);
+extern uint64 opsflags_inval_load_tag(void);
+extern uint64 opsflags_inval_published(void);
+extern uint64 opsflags_inval_reset_generation(void);
+extern bool opsflags_inval_refresh(HTAB *cache, HTAB *segments, uint64 *seen_published,
+								   uint64 seen_reset_generation, bool *provisional,
+								   uint64 *invalidated);
+extern void opsflags_flag_depend(FlagEntry *entry, uint32 slot);
+extern void opsflags_inval_track(FlagEntry *entry, bool reloaded, int old_ndeps,
+								 MemoryContext cxt);
+extern void opsflags_inval_track_segment(InvalItem *item, uint32 slot, bool reloaded,
+										 MemoryContext cxt);
+extern void opsflags_inval_stamp(InvalItem *item);
+extern void opsflags_inval_forget(void);
 
 #endif							/* OPSFLAGS_FLAGS_H */

@@ -211,6 +211,7 @@ _PG_init(void)
 
 	opsflags_cache_init();
 	opsflags_flags_init();
+	opsflags_inval_init();
 	opsflags_config_init();
 	opsflags_maintenance_init();
 	opsflags_errors_init();

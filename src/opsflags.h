@@ -97,6 +97,7 @@ typedef struct OpsCacheSync
 } OpsCacheSync;
 
 extern void opsflags_cache_init(void);
+extern bool opsflags_cache_boundary(OpsCacheSync *sync);
 extern bool opsflags_cache_check(OpsCacheSync *sync);
 
 static inline void
@@ -106,6 +107,8 @@ opsflags_cache_reset_done(OpsCacheSync *sync)
 	sync->reset_now = false;
 }
 
+extern void opsflags_flag_tables_reset(void);
+extern bool opsflags_flag_tables_changed(void);
 extern Snapshot opsflags_cache_snapshot(void);
 extern Oid	opsflags_relid(const char *relname);
 extern Oid	opsflags_rel_owner(Oid relid);
@@ -189,5 +192,11 @@ extern void opsflags_health_init(void);
 
 /* flags.c (flags.h: what flags.c and evaluation.c share) */
 extern void opsflags_flags_init(void);
+
+/* invalidation.c: per-flag invalidation of the flag cache (flags.h: its readers' side) */
+struct TriggerData;
+extern bool opsflags_inval_record(struct TriggerData *trigdata);
+extern bool opsflags_inval_relcache_resets(void);
+extern void opsflags_inval_init(void);
 
 #endif							/* OPSFLAGS_H */

@@ -178,6 +178,8 @@ typedef struct RuleTarget
 typedef struct SegmentEntry
 {
 	char		key[OPSFLAGS_FLAG_KEY_MAXLEN + 1];
+	InvalItem	inval;			/* reloaded in place when stale */
+	MemoryContext cxt;			/* what its load allocated */
 	bool		exists;
 	StrSet	   *users;
 	StrSet	   *roles;
@@ -263,8 +265,9 @@ extern int	opsflags_lower(const char *s, int len, char *buf, int buflen);
 extern SegmentEntry *opsflags_segment_lookup(const char *key, int keylen);
 extern bool opsflags_segment_contains(SegmentEntry *seg, EvalContext *ec);
 extern void opsflags_segment_cache_reset(MemoryContext cxt);
+extern HTAB *opsflags_segment_cache(void);
 
-/* flags.c */
+/* flag_load.c (cxt NULL: for the flag entry being loaded) */
 extern StrSet *opsflags_strset_build(const char **strs, const uint32 *lens, int n, MemoryContext cxt);
 
 #endif							/* OPSFLAGS_RULES_H */

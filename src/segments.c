@@ -5,6 +5,12 @@
  *	  flag that names the segment is loaded, shared by every flag, and
  *	  emptied with the flag cache (whose context holds it).  Also whether a
  *	  context is in a segment.
+ *
+ * Like a flag entry, a segment entry is marked stale when its segment
+ * changes (invalidation.c: it depends on the segment's slot) and is loaded
+ * again in place, into a memory context of its own, by the next flag load
+ * that looks it up: the flags that point at it are marked stale at the same
+ * boundary (opsflags_flag_uses_segment), so none reads it stale.
  */
 #include "postgres.h"
 
@@ -34,6 +40,13 @@ opsflags_segment_cache_reset(MemoryContext cxt)
 {
 	SegmentCache = NULL;
 	SegmentCacheContext = cxt;
+}
+
+/* The cache, for invalidation (NULL: nothing loaded since the reset). */
+HTAB *
+opsflags_segment_cache(void)
+{
+	return SegmentCache;
 }
 
 static StrSet *
@@ -75,6 +88,9 @@ segment_load(SegmentEntry *seg, int keylen)
 	Jsonb	   *rules;
 	RuleTarget	t = {0};
 
+	opsflags_inval_stamp(&seg->inval);
+	seg->cxt = AllocSetContextCreate(SegmentCacheContext, "opsflags segment",
+									 ALLOCSET_SMALL_SIZES);
 	args[0] = PointerGetDatum(cstring_to_text_with_len(seg->key, keylen));
 	if (opsflags_spi_run(&segment_query, args, NULL, opsflags_cache_snapshot(), 1) != 1)
 		return;
@@ -82,23 +98,25 @@ segment_load(SegmentEntry *seg, int keylen)
 	desc = SPI_tuptable->tupdesc;
 	seg->exists = true;
 	d = SPI_getbinval(tup, desc, 1, &isnull);
-	seg->users = isnull ? NULL : strset_of(DatumGetJsonbP(d), SegmentCacheContext);
+	seg->users = isnull ? NULL : strset_of(DatumGetJsonbP(d), seg->cxt);
 	d = SPI_getbinval(tup, desc, 2, &isnull);
-	seg->roles = isnull ? NULL : strset_of(DatumGetJsonbP(d), SegmentCacheContext);
+	seg->roles = isnull ? NULL : strset_of(DatumGetJsonbP(d), seg->cxt);
 	d = SPI_getbinval(tup, desc, 3, &isnull);
 	rules = isnull ? NULL : DatumGetJsonbPCopy(d);
 	t.segment = seg->key;
 	t.group = seg->key;
-	seg->rules = opsflags_rules_compile(rules, &t, SegmentCacheContext);
+	seg->rules = opsflags_rules_compile(rules, &t, seg->cxt);
 }
 
-/* The cached segment of a key, loaded on a miss. */
+/*
+ * The cached segment of a key, loaded on a miss and loaded again, in place
+ * (rules point at it), when stale.  The flag being loaded depends on it.
+ */
 SegmentEntry *
 opsflags_segment_lookup(const char *key, int keylen)
 {
 	char		k[OPSFLAGS_FLAG_KEY_MAXLEN + 1];
 	SegmentEntry *seg;
-	bool		found;
 
 	Assert(SegmentCacheContext != NULL);
 	if (keylen > OPSFLAGS_FLAG_KEY_MAXLEN)
@@ -116,19 +134,29 @@ opsflags_segment_lookup(const char *key, int keylen)
 	memcpy(k, key, keylen);
 	k[keylen] = '\0';
 	seg = hash_search(SegmentCache, k, HASH_FIND, NULL);
-	if (seg != NULL)
-		return seg;
-
-	/* Load before entering, so a failed load leaves no half entry. */
+	if (seg == NULL || seg->inval.stale)
 	{
+		/*
+		 * Load before entering or replacing, so a failed load leaves no half
+		 * entry (its context goes with the cache, which a failed flag load
+		 * empties).
+		 */
 		SegmentEntry loaded;
+		bool		reloaded = seg != NULL;
 
 		memset(&loaded, 0, sizeof(loaded));
 		memcpy(loaded.key, k, keylen + 1);
 		segment_load(&loaded, keylen);
-		seg = hash_search(SegmentCache, k, HASH_ENTER, &found);
+		if (reloaded)
+			MemoryContextDelete(seg->cxt);	/* runs the regexes' frees too */
+		else
+			seg = hash_search(SegmentCache, k, HASH_ENTER, NULL);
 		memcpy(seg, &loaded, sizeof(SegmentEntry));
+		opsflags_inval_track_segment(&seg->inval, opsflags_inval_segment_slot(k, keylen),
+									 reloaded,
+									 SegmentCacheContext);
 	}
+	opsflags_flag_uses_segment(k, keylen);
 	return seg;
 }
 

@@ -24,7 +24,7 @@ DELETE FROM opsflags.app_config WHERE config_key LIKE 'tap.np.%' OR config_key =
 DROP TABLE IF EXISTS public.tap_np_writes;
 DROP ROLE IF EXISTS tap_np_writer;
 
-SELECT plan(47);
+SELECT plan(51);
 
 SELECT is(current_setting('shared_preload_libraries'), '', 'this server has no shared_preload_libraries');
 
@@ -36,6 +36,14 @@ SELECT is(opsflags.feature_enabled('tap.np.flag'), false, 'feature_enabled: a ne
 SELECT opsflags.toggle_flag('tap.np.flag', true) AS x \gset
 SELECT is(opsflags.feature_enabled('tap.np.flag', 'u1'), true, 'feature_enabled after toggle_flag(on): true');
 SELECT is(opsflags.feature_enabled('tap.np.no-such-flag'), false, 'feature_enabled of an unknown flag: false');
+SELECT is(opsflags.flag_cache_stats() ->> 'per_flag_invalidation', 'false',
+          'flag_cache_stats: no per-flag invalidation without shared memory');
+SELECT opsflags.flag_cache_stats() AS np_stats \gset
+SELECT opsflags.toggle_flag('tap.np.flag', false) AS x \gset
+SELECT is(opsflags.feature_enabled('tap.np.flag', 'u1'), false, 'feature_enabled after toggle_flag(off): false');
+SELECT cmp_ok((opsflags.flag_cache_stats() ->> 'resets')::int, '>', (:'np_stats'::jsonb ->> 'resets')::int,
+              'a change empties the whole flag cache at the next statement');
+SELECT opsflags.toggle_flag('tap.np.flag', true) AS x \gset
 SELECT opsflags.config_set('tap.np.key', '{"a": 1}') AS x \gset
 SELECT is(opsflags.config_get('tap.np.key'), '{"a": 1}'::jsonb, 'config_set then config_get (environment all)');
 SELECT opsflags.config_set('tap.np.key', '"prod"', environment => 'production') AS x \gset
@@ -93,6 +101,9 @@ SELECT is(:'np_out'::text, 't', 'new session, first call: feature_enabled answer
 \set np_sql 'SELECT opsflags.config_get(''tap.np.key'', ''staging'')'
 \set np_out `:np_psql -c :'np_sql' 2>&1`
 SELECT is(:'np_out'::text, '{"a": 1}', 'new session, first call: config_get answers');
+\set np_sql 'SELECT opsflags.flag_cache_stats() ->> ''per_flag_invalidation'''
+\set np_out `:np_psql -c :'np_sql' 2>&1`
+SELECT is(:'np_out'::text, 'false', 'new session, first call: flag_cache_stats answers');
 \set np_sql 'SELECT opsflags.config_set(''tap.np.fresh'', ''"fresh"'')'
 \set np_out `:np_psql -c :'np_sql' 2>&1`
 SELECT is(:'np_out'::text, '', 'new session, first call: config_set works (no output, no error)');
