@@ -204,11 +204,14 @@ flag_evaluate_in(FlagEntry *e, EvalContext *ec, EvalResult *res, EvalState *stat
 
 	if (e->rules != NULL)
 	{
+		RuleMemo	memo;
+
+		rule_memo_init(&memo, e->rules);
 		for (int i = 0; i < e->rules->nrules; i++)
 		{
 			const Rule *r = &e->rules->rules[i];
 
-			if (opsflags_rule_matches(r, ec))
+			if (opsflags_rule_matches(r, ec, &memo))
 			{
 				res->rule = i;
 				return serving(res, REASON_RULE_MATCH, r->serve ? r->serve : e->serve);

@@ -233,9 +233,25 @@ op_holds(const RuleClause *c, JsonbValue *v)
 			len = v->val.string.len;
 			if (c->ci)
 			{
-				char	   *buf = len * 2 + 8 <= sizeof(stackbuf) ? stackbuf : palloc(len * 2 + 8);
+				uint32		size = len * 2 + 8;
+				char	   *buf;
 
-				len = opsflags_lower(s, len, buf, len * 2 + 8);
+				if (c->op == OP_STARTS_WITH)
+				{
+					/* the lower-cased prefix the longest value needs */
+					uint32		want = 0;
+
+					for (int i = 0; i < c->nstrs; i++)
+						want = Max(want, c->lens[i]);
+					size = Min(size, want + 16);
+					buf = size <= sizeof(stackbuf) ? stackbuf : palloc(size);
+					len = opsflags_lower_prefix(s, len, buf, size, want);
+				}
+				else
+				{
+					buf = size <= sizeof(stackbuf) ? stackbuf : palloc(size);
+					len = opsflags_lower(s, len, buf, size);
+				}
 				s = buf;
 			}
 			for (int i = 0; i < c->nstrs; i++)
@@ -259,11 +275,23 @@ op_holds(const RuleClause *c, JsonbValue *v)
 
 				if (v->type != jbvString)
 					return false;
+				s = v->val.string.val;
 				len = v->val.string.len;
-				w = len < lengthof(wstack) ? wstack : palloc((len + 1) * sizeof(pg_wchar));
-				wlen = pg_mb2wchar_with_len(v->val.string.val, w, len);
+				w = NULL;
+				wlen = 0;
 				for (int i = 0; i < c->nvalues && !found; i++)
+				{
+					/* a value without the prefix every match starts with */
+					if (c->prefixes[i] != NULL &&
+						(c->prefixlens[i] > len || memcmp(s, c->prefixes[i], c->prefixlens[i]) != 0))
+						continue;
+					if (w == NULL)
+					{
+						w = len < lengthof(wstack) ? wstack : palloc((len + 1) * sizeof(pg_wchar));
+						wlen = pg_mb2wchar_with_len(s, w, len);
+					}
 					found = pg_regexec((regex_t *) &c->regexes[i], w, wlen, 0, NULL, 0, NULL, 0) == REG_OKAY;
+				}
 				return found;
 			}
 		case OP_EQ:
@@ -322,25 +350,50 @@ op_holds(const RuleClause *c, JsonbValue *v)
 	}
 }
 
-/* A clause for a context: the operator on the attribute's value, negated. */
+/* The clause's attribute, read once per evaluation of its rule set. */
+static inline bool
+attr_value_memo(const RuleClause *c, EvalContext *ec, RuleMemo *memo, JsonbValue *out)
+{
+	uint8		state;
+
+	if (memo == NULL || c->slot < 0)
+		return opsflags_attr_value(&c->attr, ec, out);
+	state = memo->attr_state[c->slot];
+	if (state == 0)
+	{
+		state = opsflags_attr_value(&c->attr, ec, &memo->attrs[c->slot]) ? 1 : 2;
+		memo->attr_state[c->slot] = state;
+	}
+	if (state == 2)
+		return false;
+	*out = memo->attrs[c->slot];
+	return true;
+}
+
+/*
+ * A clause for a context: the operator on the attribute's value, negated.
+ * Clauses written alike are decided once per evaluation of a rule set.
+ */
 bool
-opsflags_clause_holds(const RuleClause *c, EvalContext *ec)
+opsflags_clause_holds(const RuleClause *c, EvalContext *ec, RuleMemo *memo)
 {
 	JsonbValue	v;
 	bool		r;
 
+	if (c->op == OP_UNSUPPORTED || c->op == OP_NEVER)
+		return false;
+	if (memo != NULL && c->id >= 0 && memo->clause_state[c->id] != 0)
+		return memo->clause_state[c->id] == 1;
+
 	switch (c->op)
 	{
-		case OP_UNSUPPORTED:
-		case OP_NEVER:
-			return false;
 		case OP_SEGMENT_MATCH:
 			r = false;
 			for (int i = 0; i < c->nvalues && !r; i++)
 				r = c->segments[i] != NULL && opsflags_segment_contains(c->segments[i], ec);
 			break;
 		default:
-			if (opsflags_attr_value(&c->attr, ec, &v))
+			if (attr_value_memo(c, ec, memo, &v))
 				r = op_holds(c, &v);
 			else if (c->attr.is_current_time && (c->op == OP_BEFORE || c->op == OP_AFTER))
 			{
@@ -360,5 +413,9 @@ opsflags_clause_holds(const RuleClause *c, EvalContext *ec)
 				r = c->op == OP_NOT_IN;
 			break;
 	}
-	return c->negate ? !r : r;
+	if (c->negate)
+		r = !r;
+	if (memo != NULL && c->id >= 0)
+		memo->clause_state[c->id] = r ? 1 : 2;
+	return r;
 }
