@@ -315,8 +315,19 @@ bool
 opsflags_rule_matches(const Rule *r, EvalContext *ec, RuleMemo *memo)
 {
 	for (int i = 0; i < r->nclauses; i++)
-		if (!opsflags_clause_holds(&r->clauses[i], ec, memo))
+	{
+		const RuleClause *c = &r->clauses[i];
+
+		/* decided already in this evaluation: no call */
+		if (memo != NULL && c->id >= 0 && memo->clause_state[c->id] != 0)
+		{
+			if (memo->clause_state[c->id] != 1)
+				return false;
+			continue;
+		}
+		if (!opsflags_clause_holds(c, ec, memo))
 			return false;
+	}
 	for (int i = 0; i < r->nsegments; i++)
 		if (r->segments[i] == NULL || !opsflags_segment_contains(r->segments[i], ec))
 			return false;
