@@ -275,6 +275,11 @@ extern RuleServe *opsflags_serve_compile(Jsonb *serve, const char *what, RuleTar
 extern RuleServe *opsflags_serve_default(int on_variation, Jsonb *weights, RuleTarget *target,
 										 MemoryContext cxt);
 
+/* evaluation.c: what evaluate_all (evaluate_all.c) shares */
+extern void opsflags_context_read(Jsonb *context, EvalContext *ec);
+extern JsonbValue *opsflags_explain_push(JsonbParseState **ps, const char *env, const char *key,
+										 int keylen, EvalContext *ec);
+
 /* rules_serve.c */
 extern bool opsflags_rule_matches(const Rule *rule, EvalContext *ec, RuleMemo *memo);
 extern int	opsflags_serve_variation(const RuleServe *serve, EvalContext *ec, int *bucket);
