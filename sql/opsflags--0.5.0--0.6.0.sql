@@ -172,3 +172,14 @@ GRANT EXECUTE ON FUNCTION
     opsflags_internal.check_segment_rules(text, jsonb),
     opsflags_internal.rule_segment_keys(jsonb)
 TO opsflags_admin;
+
+-------------------------------------------------------------------------------
+-- evaluate_all in C (evaluate_all.c): the same document, the same grants
+-- (CREATE OR REPLACE keeps them); no SET search_path, it runs no SQL of the
+-- caller's.
+-------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION opsflags.evaluate_all(context jsonb, environment text DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'opsflags_evaluate_all';

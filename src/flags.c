@@ -259,6 +259,7 @@ flag_cache_reset(void)
 	MemoryContextReset(FlagCacheContext);
 	last_entry = NULL;
 	opsflags_segment_cache_reset(FlagCacheContext);
+	opsflags_flag_keys_reset();
 
 	ctl.keysize = CACHE_KEY_MAXLEN + 1;
 	ctl.entrysize = sizeof(FlagEntry);
@@ -614,6 +615,17 @@ flag_load_fail_closed(FlagEntry *entry)
 		   sizeof(FlagEntry) - offsetof(FlagEntry, absent));
 	entry->absent = REASON_ERROR;
 	entry->failed_at = GetCurrentStatementStartTimestamp();
+}
+
+/*
+ * Empty the cache now if it is due, as the first lookup of a statement
+ * would (evaluate_all takes in invalidations so before it reads its list).
+ */
+void
+opsflags_flag_cache_refresh(void)
+{
+	if (opsflags_cache_check(&flag_cache_sync) || FlagCache == NULL)
+		flag_cache_reset();
 }
 
 /*
