@@ -350,24 +350,24 @@ op_holds(const RuleClause *c, JsonbValue *v)
 	}
 }
 
-/* The clause's attribute, read once per evaluation of its rule set. */
-static inline bool
-attr_value_memo(const RuleClause *c, EvalContext *ec, RuleMemo *memo, JsonbValue *out)
+/*
+ * The clause's attribute, read once per evaluation of its rule set: where
+ * its value is (in the memo, else in *local), NULL when missing.
+ */
+static inline JsonbValue *
+attr_value_memo(const RuleClause *c, EvalContext *ec, RuleMemo *memo, JsonbValue *local)
 {
 	uint8		state;
 
 	if (memo == NULL || c->slot < 0)
-		return opsflags_attr_value(&c->attr, ec, out);
+		return opsflags_attr_value(&c->attr, ec, local) ? local : NULL;
 	state = memo->attr_state[c->slot];
 	if (state == 0)
 	{
 		state = opsflags_attr_value(&c->attr, ec, &memo->attrs[c->slot]) ? 1 : 2;
 		memo->attr_state[c->slot] = state;
 	}
-	if (state == 2)
-		return false;
-	*out = memo->attrs[c->slot];
-	return true;
+	return state == 1 ? &memo->attrs[c->slot] : NULL;
 }
 
 /*
@@ -377,7 +377,8 @@ attr_value_memo(const RuleClause *c, EvalContext *ec, RuleMemo *memo, JsonbValue
 bool
 opsflags_clause_holds(const RuleClause *c, EvalContext *ec, RuleMemo *memo)
 {
-	JsonbValue	v;
+	JsonbValue	local;
+	JsonbValue *v;
 	bool		r;
 
 	if (c->op == OP_UNSUPPORTED || c->op == OP_NEVER)
@@ -393,12 +394,11 @@ opsflags_clause_holds(const RuleClause *c, EvalContext *ec, RuleMemo *memo)
 				r = c->segments[i] != NULL && opsflags_segment_contains(c->segments[i], ec);
 			break;
 		default:
-			if (attr_value_memo(c, ec, memo, &v))
-				r = op_holds(c, &v);
+			if ((v = attr_value_memo(c, ec, memo, &local)) != NULL)
+				r = op_holds(c, v);
 			else if (c->attr.is_current_time && (c->op == OP_BEFORE || c->op == OP_AFTER))
 			{
 				/* no currentTime in the context: the statement's time */
-				v.type = jbvNumeric;
 				{
 					double		now = (double) GetCurrentStatementStartTimestamp() / 1000.0 +
 						(double) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * 86400000.0;
