@@ -307,7 +307,7 @@ context_string(JsonbContainer *obj, const char *name, uint32 *len)
 	JsonbValue	v;
 
 	if (!JsonContainerIsObject(obj) ||
-		getKeyJsonValueFromContainer(obj, name, strlen(name), &v) == NULL ||
+		!opsflags_jsonb_member(obj, name, strlen(name), &v) ||
 		v.type != jbvString)
 		return NULL;
 	*len = v.val.string.len;

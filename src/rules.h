@@ -285,6 +285,7 @@ extern bool opsflags_rule_matches(const Rule *rule, EvalContext *ec, RuleMemo *m
 extern int	opsflags_serve_variation(const RuleServe *serve, EvalContext *ec, int *bucket);
 
 /* rules_ops.c */
+extern bool opsflags_jsonb_member(JsonbContainer *obj, const char *name, uint32 len, JsonbValue *out);
 extern bool opsflags_clause_holds(const RuleClause *c, EvalContext *ec, RuleMemo *memo);
 extern bool opsflags_attr_value(const RuleAttr *a, EvalContext *ec, JsonbValue *out);
 extern bool opsflags_attr_text(const RuleAttr *a, EvalContext *ec, const char **s, uint32 *len,

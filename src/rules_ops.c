@@ -13,17 +13,93 @@
 #include <math.h>
 
 #include "mb/pg_wchar.h"
+#include "utils/numeric.h"
 #include "utils/timestamp.h"
 
 #include "rules.h"
 
 /* ---------- attributes ---------- */
 
+/* Objects this small are scanned, larger ones searched by PostgreSQL. */
+#define MEMBER_SCAN_MAX 32
+
+/*
+ * A member of a jsonb object (false: absent), as getKeyJsonValueFromContainer
+ * finds it, without a call per key: a small object's keys are walked in
+ * order (they are sorted by length, then bytes) and its value filled in as
+ * jsonb_util.c's fillJsonbValue does, from the on-disk format.
+ */
+bool
+opsflags_jsonb_member(JsonbContainer *obj, const char *name, uint32 len, JsonbValue *out)
+{
+	uint32		count = JsonContainerSize(obj);
+	const JEntry *children = obj->children;
+	char	   *base;
+	uint32		off = 0;
+
+	if (count > MEMBER_SCAN_MAX)
+		return getKeyJsonValueFromContainer(obj, name, len, out) != NULL;
+	base = (char *) (children + count * 2);
+	for (uint32 i = 0; i < count; i++)
+	{
+		JEntry		je = children[i];
+		uint32		end = JBE_HAS_OFF(je) ? JBE_OFFLENFLD(je) : off + JBE_OFFLENFLD(je);
+		uint32		klen = end - off;
+		JEntry		ve;
+		uint32		voff;
+		uint32		vlen;
+		uint32		k = 0;
+
+		if (klen > len)
+			return false;
+		if (klen == len)
+		{
+			/* keys are short: no call to compare them */
+			while (k < len && base[off + k] == name[k])
+				k++;
+		}
+		if (klen < len || k < len)
+		{
+			off = end;
+			continue;
+		}
+		ve = children[i + count];
+		voff = getJsonbOffset(obj, i + count);
+		vlen = getJsonbLength(obj, i + count);
+		if (JBE_ISNULL(ve))
+			out->type = jbvNull;
+		else if (JBE_ISSTRING(ve))
+		{
+			out->type = jbvString;
+			out->val.string.val = base + voff;
+			out->val.string.len = vlen;
+		}
+		else if (JBE_ISNUMERIC(ve))
+		{
+			out->type = jbvNumeric;
+			out->val.numeric = (Numeric) (base + INTALIGN(voff));
+		}
+		else if (JBE_ISBOOL_TRUE(ve) || JBE_ISBOOL_FALSE(ve))
+		{
+			out->type = jbvBool;
+			out->val.boolean = JBE_ISBOOL_TRUE(ve);
+		}
+		else
+		{
+			out->type = jbvBinary;
+			out->val.binary.data = (JsonbContainer *) (base + INTALIGN(voff));
+			out->val.binary.len = vlen - (INTALIGN(voff) - voff);
+		}
+		return true;
+	}
+	return false;
+}
+
 static bool
 lookup(JsonbContainer *obj, const char *name, uint32 len, JsonbValue *out)
 {
 	if (obj == NULL || !JsonContainerIsObject(obj) ||
-		getKeyJsonValueFromContainer(obj, name, len, out) == NULL)
+		!opsflags_jsonb_member(obj, name, len, out))
 		return false;
 	return out->type != jbvNull;
 }
