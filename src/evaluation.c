@@ -448,7 +448,7 @@ call_value(FlagCall *c)
 	return v ? (Jsonb *) DatumGetPointer(datumCopy(PointerGetDatum(v), false, -1)) : NULL;
 }
 
-/* A key and a scalar value of an object being built. */
+/* A key and its value, in the object being built. */
 static void
 push_member(JsonbParseState **ps, const char *key, JsonbValue *v)
 {
