@@ -8,7 +8,7 @@ OBJS         = src/opsflags.o src/shmem.o src/spi.o src/cache.o src/hashing.o sr
                src/http_server.o src/http_conn.o src/http_dbqueue.o src/http_sql.o src/http_routes.o \
                src/http_endpoints.o src/http_probes.o src/http_metrics.o src/http_status.o src/http_flags.o \
                src/rules.o src/rules_clauses.o src/rules_serve.o src/rules_ops.o src/rules_values.o \
-               src/segments.o
+               src/segments.o src/evaluate_all.o
 # The install script of the current version is built from one SQL source per
 # capability (src/<capability>.sql, beside its C file), concatenated in this
 # order: each part needs only what comes before it.  The released scripts
@@ -45,7 +45,8 @@ endif
 
 # Every C file includes the shared header (PGXS tracks no header dependencies).
 $(OBJS): src/opsflags.h
-src/flags.o src/flags.bc src/flag_load.o src/flag_load.bc src/evaluation.o src/evaluation.bc src/invalidation.o src/invalidation.bc: src/flags.h src/rules.h
+src/flags.o src/flags.bc src/flag_load.o src/flag_load.bc src/evaluation.o src/evaluation.bc src/evaluate_all.o src/evaluate_all.bc \
+  src/invalidation.o src/invalidation.bc: src/flags.h src/rules.h
 src/rules.o src/rules.bc src/rules_clauses.o src/rules_clauses.bc src/rules_serve.o src/rules_serve.bc \
   src/rules_ops.o src/rules_ops.bc src/rules_values.o src/rules_values.bc \
   src/segments.o src/segments.bc: src/flags.h src/rules.h

@@ -1992,3 +1992,15 @@ LANGUAGE c VOLATILE PARALLEL RESTRICTED
 AS 'MODULE_PATHNAME', 'opsflags_flag_cache_stats';
 COMMENT ON FUNCTION opsflags.flag_cache_stats() IS
   'This backend''s flag cache: entries, hits, loads, reloads, invalidated, resets, memory_bytes, per_flag_invalidation';
+
+
+-------------------------------------------------------------------------------
+-- evaluate_all in C (evaluate_all.c): the same document, the same grants
+-- (CREATE OR REPLACE keeps them); no SET search_path, it runs no SQL of the
+-- caller's.
+-------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION opsflags.evaluate_all(context jsonb, environment text DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'opsflags_evaluate_all';

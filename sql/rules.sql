@@ -322,6 +322,24 @@ SELECT opsflags.feature_explain('rules.op', 'u1', 'admin') ->> 'rule' AS by_role
 -- evaluate_all reports the rule too.
 SELECT opsflags.evaluate_all('{"key": "u1", "role": "admin"}') -> 'rules.op' ->> 'rule' AS evaluate_all_rule;
 
+-- A clause repeated in several rules is decided once per evaluation and an
+-- attribute read once: the answers are each rule's alone (a negated copy is
+-- another clause; a name and a pointer read the same member).  A regular
+-- expression's fixed prefix and a case-insensitive prefix are checked as the
+-- whole value would be.
+UPDATE opsflags.feature_flag_configs SET fallthrough = '{"off": true}',
+    rules = '[{"id": "r1", "clauses": [{"attribute": "country", "op": "in", "values": ["DE"]}, {"attribute": "plan", "op": "in", "values": ["gold"]}]},
+              {"id": "r2", "clauses": [{"attribute": "country", "op": "in", "values": ["DE"], "negate": true}, {"attribute": "plan", "op": "in", "values": ["pro"]}]},
+              {"id": "r3", "clauses": [{"attribute": "country", "op": "in", "values": ["DE"]}, {"attribute": "/plan", "op": "in", "values": ["pro"]}]},
+              {"id": "r4", "clauses": [{"attribute": "email", "op": "matches", "values": ["^VIP-[0-9]", "^ab(c|d)e$"], "case_insensitive": true}]},
+              {"id": "r5", "clauses": [{"attribute": "email", "op": "starts_with", "values": ["ÄB"], "case_insensitive": true}]}]'
+WHERE flag_id = opsflags.flag_id('rules.op') AND environment = 'production';
+SELECT c AS context, opsflags.feature_explain('rules.op', c) ->> 'rule' AS rule
+FROM (VALUES ('{"country": "DE", "plan": "pro"}'::jsonb), ('{"country": "FR", "plan": "pro"}'),
+             ('{"country": "DE", "plan": "gold"}'), ('{"properties": {"country": "DE"}, "plan": "pro"}'),
+             ('{"email": "vip-7@x.org"}'), ('{"email": "xvip-7"}'), ('{"email": "ABDE"}'),
+             ('{"email": "äbc@x.org"}'), ('{"email": "ab"}')) v(c);
+
 -- Leave nothing behind for the tests that follow.
 DELETE FROM opsflags.feature_flags WHERE flag_key IN ('rules.op', 'rules.theme', 'rules.child');
 DELETE FROM opsflags.user_segments WHERE segment_key = 'rules.beta';

@@ -16,8 +16,8 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
-#include "utils/json.h"
 #include "utils/jsonb.h"
+#include "utils/numeric.h"
 #include "utils/rel.h"
 #include "utils/timestamp.h"
 
@@ -201,11 +201,14 @@ flag_evaluate_in(FlagEntry *e, EvalContext *ec, EvalResult *res, EvalState *stat
 
 	if (e->rules != NULL)
 	{
+		RuleMemo	memo;
+
+		rule_memo_init(&memo, e->rules);
 		for (int i = 0; i < e->rules->nrules; i++)
 		{
 			const Rule *r = &e->rules->rules[i];
 
-			if (opsflags_rule_matches(r, ec))
+			if (opsflags_rule_matches(r, ec, &memo))
 			{
 				res->rule = i;
 				return serving(res, REASON_RULE_MATCH, r->serve ? r->serve : e->serve);
@@ -301,7 +304,7 @@ context_string(JsonbContainer *obj, const char *name, uint32 *len)
 	JsonbValue	v;
 
 	if (!JsonContainerIsObject(obj) ||
-		getKeyJsonValueFromContainer(obj, name, strlen(name), &v) == NULL ||
+		!opsflags_jsonb_member(obj, name, strlen(name), &v) ||
 		v.type != jbvString)
 		return NULL;
 	*len = v.val.string.len;
@@ -309,36 +312,29 @@ context_string(JsonbContainer *obj, const char *name, uint32 *len)
 }
 
 /*
- * The arguments (flag_key text, context jsonb): the user is the context's
+ * A context read for evaluation (NULL: none): the user is the context's
  * "key", else "targetingKey" (OpenFeature), else "userId" (Unleash); the
  * role its "role".  A LaunchDarkly multi-kind context ({"kind": "multi",
  * "user": {...}, ...}) is read from its "user" context, rules' attributes
  * too.  Members that are not strings count as absent: a context never
  * makes evaluation fail.
  */
-static bool
-flag_call_context(FunctionCallInfo fcinfo, FlagCall *c)
+void
+opsflags_context_read(Jsonb *context, EvalContext *ec)
 {
-	text	   *key;
 	JsonbContainer *ctx;
 	const char *kind;
 	uint32		kindlen = 0;
-	EvalContext *ec = &c->ec;
 
-	if (PG_ARGISNULL(0))
-		return false;
-	key = PG_GETARG_TEXT_PP(0);
-	c->key = VARDATA_ANY(key);
-	c->keylen = VARSIZE_ANY_EXHDR(key);
 	ec->ctx = NULL;
 	ec->have_random = false;
 	ec->user = ec->role = NULL;
 	ec->userlen = ec->rolelen = 0;
-	if (PG_ARGISNULL(1))
-		return true;
-	ctx = &PG_GETARG_JSONB_P(1)->root;
+	if (context == NULL)
+		return;
+	ctx = &context->root;
 	if (!JsonContainerIsObject(ctx))
-		return true;
+		return;
 
 	kind = context_string(ctx, "kind", &kindlen);
 	if (kind != NULL && kindlen == 5 && memcmp(kind, "multi", 5) == 0)
@@ -347,7 +343,7 @@ flag_call_context(FunctionCallInfo fcinfo, FlagCall *c)
 
 		if (getKeyJsonValueFromContainer(ctx, "user", 4, &v) == NULL || v.type != jbvBinary ||
 			!JsonContainerIsObject(v.val.binary.data))
-			return true;		/* no user in it: evaluated for no user */
+			return;				/* no user in it: evaluated for no user */
 		ctx = v.val.binary.data;
 	}
 	ec->ctx = ctx;
@@ -355,6 +351,19 @@ flag_call_context(FunctionCallInfo fcinfo, FlagCall *c)
 		(ec->user = context_string(ctx, "targetingKey", &ec->userlen)) == NULL)
 		ec->user = context_string(ctx, "userId", &ec->userlen);
 	ec->role = context_string(ctx, "role", &ec->rolelen);
+}
+
+static bool
+flag_call_context(FunctionCallInfo fcinfo, FlagCall *c)
+{
+	text	   *key;
+
+	if (PG_ARGISNULL(0))
+		return false;
+	key = PG_GETARG_TEXT_PP(0);
+	c->key = VARDATA_ANY(key);
+	c->keylen = VARSIZE_ANY_EXHDR(key);
+	opsflags_context_read(PG_ARGISNULL(1) ? NULL : PG_GETARG_JSONB_P(1), &c->ec);
 	return true;
 }
 
@@ -436,60 +445,111 @@ call_value(FlagCall *c)
 	return v ? (Jsonb *) DatumGetPointer(datumCopy(PointerGetDatum(v), false, -1)) : NULL;
 }
 
-/* feature_explain's document; call NULL: no flag key */
-static Datum
-call_explain(FlagCall *call)
+/* A key and its value, in the object being built. */
+static void
+push_member(JsonbParseState **ps, const char *key, JsonbValue *v)
+{
+	JsonbValue	k;
+
+	k.type = jbvString;
+	k.val.string.val = (char *) key;
+	k.val.string.len = strlen(key);
+	(void) pushJsonbValue(ps, WJB_KEY, &k);
+	(void) pushJsonbValue(ps, WJB_VALUE, v);
+}
+
+static void
+push_string(JsonbParseState **ps, const char *key, const char *s)
+{
+	JsonbValue	v;
+
+	if (s == NULL)
+		v.type = jbvNull;
+	else
+	{
+		v.type = jbvString;
+		v.val.string.val = (char *) s;
+		v.val.string.len = strlen(s);
+	}
+	push_member(ps, key, &v);
+}
+
+/* A whole number, or null when absent. */
+static void
+push_int(JsonbParseState **ps, const char *key, bool present, int64 i)
+{
+	JsonbValue	v;
+
+	if (!present)
+		v.type = jbvNull;
+	else
+	{
+		v.type = jbvNumeric;
+		v.val.numeric = int64_to_numeric(i);
+	}
+	push_member(ps, key, &v);
+}
+
+/*
+ * feature_explain's document for a flag key (NULL: none) in env, pushed as
+ * an object: the value of the member being built, or the whole document.
+ */
+JsonbValue *
+opsflags_explain_push(JsonbParseState **ps, const char *env, const char *key, int keylen,
+					  EvalContext *ec)
 {
 	FlagEntry  *e = NULL;
 	EvalResult	res = {REASON_FLAG_NOT_FOUND, false, NULL, -1, 0};
 	int			variation = -1;
 	Jsonb	   *value = NULL;
-	StringInfoData buf;
+	JsonbValue	v;
 
-	if (call != NULL)
+	if (key != NULL)
 	{
-		e = flag_entry(opsflags_environment, call->key, call->keylen);
+		e = flag_entry(env, key, keylen);
 		if (e != NULL)
 		{
-			(void) flag_evaluate(e, &call->ec, &res);
-			variation = flag_variation(e, &res, &call->ec);
+			(void) flag_evaluate(e, ec, &res);
+			variation = flag_variation(e, &res, ec);
 			value = variation_value(e, variation);
 		}
 	}
 
-	initStringInfo(&buf);
-	appendStringInfo(&buf, "{\"enabled\": %s, \"value\": %s, \"reason\": \"%s\", \"bucket\": ",
-					 res.enabled ? "true" : "false",
-					 value ? JsonbToCString(NULL, &value->root, VARSIZE(value)) : "null",
-					 reason_names[res.reason]);
-	if (res.bucket > 0)
-		appendStringInfo(&buf, "%d", res.bucket);
+	(void) pushJsonbValue(ps, WJB_BEGIN_OBJECT, NULL);
+	v.type = jbvBool;
+	v.val.boolean = res.enabled;
+	push_member(ps, "enabled", &v);
+	if (value != NULL && JB_ROOT_IS_SCALAR(value))
+		(void) JsonbExtractScalar(&value->root, &v);
+	else if (value != NULL)
+	{
+		v.type = jbvBinary;
+		v.val.binary.data = &value->root;
+		v.val.binary.len = VARSIZE(value) - VARHDRSZ;
+	}
 	else
-		appendStringInfoString(&buf, "null");
-	appendStringInfoString(&buf, ", \"variation\": ");
-	if (value != NULL)
-		appendStringInfo(&buf, "%d", variation);
-	else
-		appendStringInfoString(&buf, "null");
-	appendStringInfoString(&buf, ", \"variant\": ");
-	if (value != NULL && e->variant_names[variation] != NULL)
-		escape_json(&buf, e->variant_names[variation]);
-	else
-		appendStringInfoString(&buf, "null");
-	appendStringInfoString(&buf, ", \"rule\": ");
-	if (res.rule >= 0 && e->rules != NULL)
-		escape_json(&buf, e->rules->rules[res.rule].id);
-	else
-		appendStringInfoString(&buf, "null");
-	appendStringInfoString(&buf, ", \"environment\": ");
-	escape_json(&buf, opsflags_environment);
-	appendStringInfoString(&buf, ", \"flag_version\": ");
-	if (e != NULL && e->evaluable)
-		appendStringInfo(&buf, "%d", e->version);
-	else
-		appendStringInfoString(&buf, "null");
-	appendStringInfoChar(&buf, '}');
-	return DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data));
+		v.type = jbvNull;
+	push_member(ps, "value", &v);
+	push_string(ps, "reason", reason_names[res.reason]);
+	push_int(ps, "bucket", res.bucket > 0, res.bucket);
+	push_int(ps, "variation", value != NULL, variation);
+	push_string(ps, "variant", value != NULL ? e->variant_names[variation] : NULL);
+	push_string(ps, "rule", res.rule >= 0 && e->rules != NULL ? e->rules->rules[res.rule].id : NULL);
+	push_string(ps, "environment", env);
+	push_int(ps, "flag_version", e != NULL && e->evaluable, e != NULL ? e->version : 0);
+	return pushJsonbValue(ps, WJB_END_OBJECT, NULL);
+}
+
+/* feature_explain's document; call NULL: no flag key */
+static Datum
+call_explain(FlagCall *call)
+{
+	JsonbParseState *ps = NULL;
+	JsonbValue *doc;
+
+	doc = opsflags_explain_push(&ps, opsflags_environment, call ? call->key : NULL,
+								call ? call->keylen : 0, call ? &call->ec : NULL);
+	PG_RETURN_JSONB_P(JsonbValueToJsonb(doc));
 }
 
 /*

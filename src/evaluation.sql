@@ -2,8 +2,9 @@
  * evaluation.sql
  *	  Feature flag evaluation, in C (evaluation.c): feature_enabled,
  *	  feature_value, feature_explain (for a user and role, or a context) and
- *	  the feature_guard trigger; evaluate_all.  Anyone may evaluate: the C
- *	  functions keep the default EXECUTE for PUBLIC.
+ *	  the feature_guard trigger; evaluate_all (evaluate_all.c), for admins.
+ *	  Anyone may evaluate: the other C functions keep the default EXECUTE
+ *	  for PUBLIC.
  */
 
 -------------------------------------------------------------------------------
@@ -61,27 +62,12 @@ COMMENT ON FUNCTION opsflags.feature_explain(text, jsonb) IS
 
 -- Every flag of an environment (archived ones aside) for one context, as
 -- {flag_key: feature_explain(flag_key, context)}: what a client asks for
--- at once.  Evaluations count as usage.
+-- at once.  In C (evaluate_all.c): the context is read once and the flags
+-- evaluated from the cache.  Admins only.
 CREATE FUNCTION opsflags.evaluate_all(context jsonb, environment text DEFAULT NULL)
 RETURNS jsonb
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    env  text := opsflags.resolve_environment(environment);
-    prev text := coalesce(current_setting('opsflags.environment', true), 'production');
-    doc  jsonb;
-BEGIN
-    PERFORM set_config('opsflags.environment', env, true);
-    SELECT coalesce(jsonb_object_agg(f.flag_key, opsflags.feature_explain(f.flag_key, evaluate_all.context)
-                                     ORDER BY f.flag_key), '{}')
-    INTO doc
-    FROM opsflags.feature_flags f
-    WHERE NOT f.archived;
-    PERFORM set_config('opsflags.environment', prev, true);
-    RETURN doc;
-END
-$$;
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'opsflags_evaluate_all';
 COMMENT ON FUNCTION opsflags.evaluate_all(jsonb, text) IS
   'Every flag of an environment for one context: {flag_key: feature_explain(flag_key, context)}';
 REVOKE ALL ON FUNCTION opsflags.evaluate_all(jsonb, text) FROM PUBLIC;

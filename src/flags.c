@@ -137,6 +137,7 @@ flag_cache_reset(void)
 	/* What is published from now on is news to the entries loaded after. */
 	seen_published = opsflags_inval_published();
 	seen_reset_generation = opsflags_inval_reset_generation();
+	opsflags_flag_keys_reset();
 
 	ctl.keysize = CACHE_KEY_MAXLEN + 1;
 	ctl.entrysize = sizeof(FlagEntry);
@@ -222,6 +223,16 @@ flag_load_fail_closed(FlagEntry *entry)
 		   sizeof(FlagEntry) - offsetof(FlagEntry, absent));
 	entry->absent = REASON_ERROR;
 	entry->failed_at = GetCurrentStatementStartTimestamp();
+}
+
+/*
+ * Take changes in now if this is a boundary, as the first lookup of a
+ * statement would (evaluate_all does so before it reads its list of keys).
+ */
+void
+opsflags_flag_cache_refresh(void)
+{
+	flag_cache_sync_point();
 }
 
 /*

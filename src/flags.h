@@ -189,6 +189,10 @@ struct FlagEntry
 
 extern FlagEntry *opsflags_flag_lookup(const char *env, int envlen, const char *keydata,
 										int keylen, bool nested);
+extern void opsflags_flag_cache_refresh(void);
+
+/* evaluate_all.c: its list of flag keys goes when the flag cache is emptied */
+extern void opsflags_flag_keys_reset(void);
 
 /* flag_load.c: loading an entry (flags.c) */
 extern void opsflags_flag_load(FlagEntry *entry, MemoryContext cxt, Oid owner);

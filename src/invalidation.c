@@ -438,6 +438,8 @@ opsflags_inval_refresh(HTAB *cache, HTAB *segments, uint64 *seen_published,
 	shared = published != *seen_published;
 	if (!local && !shared && !*provisional)
 		return true;
+	/* A key may have come or gone: evaluate_all reads its list again. */
+	opsflags_flag_keys_reset();
 	if (local_reset ||
 		(shared && pg_atomic_read_u64(&inval->reset_generation) != seen_reset_generation))
 	{

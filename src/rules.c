@@ -301,6 +301,51 @@ rules_compile_group(RuleCompile *c, JsonbContainer *obj, OpsMurmur3 *prefix, uin
 	return true;
 }
 
+/* ---------- memo slots ---------- */
+
+static bool
+same_attr(const RuleAttr *a, const RuleAttr *b)
+{
+	if (a->kind != b->kind || a->nparts != b->nparts)
+		return false;
+	for (int i = 0; i < a->nparts; i++)
+		if (a->partlens[i] != b->partlens[i] ||
+			memcmp(a->parts[i], b->parts[i], a->partlens[i]) != 0)
+			return false;
+	return true;
+}
+
+/*
+ * Give a compiled clause its memo slots: the attribute's (the same for
+ * every clause naming it) and the clause's own (the same for clauses
+ * written alike: their jsonb text is equal).  Past RULE_MEMO_SLOTS, none.
+ */
+static void
+assign_memo_slots(RuleCompile *c, JsonbValue *cv, RuleClause *cl)
+{
+	char	   *text;
+	int			i;
+
+	if (cl->attr.kind == ATTR_NAME || cl->attr.kind == ATTR_POINTER)
+	{
+		for (i = 0; i < c->nslots; i++)
+			if (same_attr(c->slot_attrs[i], &cl->attr))
+				break;
+		if (i == c->nslots && c->nslots < RULE_MEMO_SLOTS)
+			c->slot_attrs[c->nslots++] = &cl->attr;
+		if (i < c->nslots)
+			cl->slot = i;
+	}
+	text = JsonbToCString(NULL, cv->val.binary.data, cv->val.binary.len);
+	for (i = 0; i < c->nids; i++)
+		if (strcmp(c->clause_texts[i], text) == 0)
+			break;
+	if (i == c->nids && c->nids < RULE_MEMO_SLOTS)
+		c->clause_texts[c->nids++] = text;
+	if (i < c->nids)
+		cl->id = i;
+}
+
 /* ---------- rules ---------- */
 
 static bool
@@ -346,14 +391,18 @@ compile_rule(RuleCompile *c, JsonbValue *rv, Rule *r, char **ids, int nids)
 			bool		ok;
 
 			c->clause_no = i + 1;
+			r->clauses[i].slot = r->clauses[i].id = -1;
 			ok = rules_compile_clause(c, e, &r->clauses[i]);
 			c->clause_no = 0;
 			if (!ok)
 			{
 				r->clauses[i].op = OP_NEVER;
+				r->clauses[i].slot = r->clauses[i].id = -1;
 				if (c->t->strict)
 					return false;
 			}
+			else
+				assign_memo_slots(c, e, &r->clauses[i]);
 		}
 	}
 	if (rules_member(obj, "segments", &v))
@@ -415,7 +464,7 @@ compile_rule(RuleCompile *c, JsonbValue *rv, Rule *r, char **ids, int nids)
 RuleSet *
 opsflags_rules_compile(Jsonb *rules, RuleTarget *t, MemoryContext cxt)
 {
-	RuleCompile		c = {t, cxt, NULL, 0, 0, NULL};
+	RuleCompile c = {.t = t, .cxt = cxt};
 	RuleSet    *set;
 	char	  **ids;
 
@@ -431,6 +480,8 @@ opsflags_rules_compile(Jsonb *rules, RuleTarget *t, MemoryContext cxt)
 	set->nrules = JB_ROOT_COUNT(rules);
 	set->rules = MemoryContextAllocZero(cxt, sizeof(Rule) * set->nrules);
 	ids = palloc0(sizeof(char *) * set->nrules);
+	c.slot_attrs = palloc0(sizeof(RuleAttr *) * RULE_MEMO_SLOTS);
+	c.clause_texts = palloc0(sizeof(char *) * RULE_MEMO_SLOTS);
 	for (int i = 0; i < set->nrules; i++)
 	{
 		JsonbValue *e = getIthJsonbValueFromContainer(&rules->root, i);
@@ -446,12 +497,15 @@ opsflags_rules_compile(Jsonb *rules, RuleTarget *t, MemoryContext cxt)
 			r->nclauses = 1;
 			r->clauses = MemoryContextAllocZero(cxt, sizeof(RuleClause));
 			r->clauses[0].op = OP_NEVER;
+			r->clauses[0].slot = r->clauses[0].id = -1;
 			r->gate = NULL;
 			r->serve = NULL;
 			r->nsegments = 0;
 		}
 		ids[i] = r->id ? r->id : "";
 	}
+	set->nslots = c.nslots;
+	set->nids = c.nids;
 	return set;
 }
 

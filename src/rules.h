@@ -80,6 +80,9 @@ struct SegmentEntry;
 typedef struct RuleClause
 {
 	RuleAttr	attr;
+	int16		slot;			/* the attribute's memo slot (-1: none) */
+	int16		id;				/* same id, same clause: its result's memo
+								 * slot (-1: none) */
 	RuleOp		op;
 	bool		negate;
 	bool		ci;				/* case_insensitive */
@@ -94,6 +97,9 @@ typedef struct RuleClause
 	char	  **strs;
 	uint32	   *lens;
 	regex_t    *regexes;		/* matches */
+	char	  **prefixes;		/* ... a fixed prefix each match needs, in
+								 * the database encoding (NULL: none) */
+	uint32	   *prefixlens;
 	double	   *nums;			/* numbers; dates as ms since 1970 */
 	Semver	   *versions;
 	CidrRange  *ranges;
@@ -158,7 +164,33 @@ typedef struct RuleSet
 {
 	int			nrules;
 	Rule	   *rules;
+	int			nslots;			/* distinct attributes of the clauses */
+	int			nids;			/* distinct clauses */
 } RuleSet;
+
+/*
+ * What one evaluation of a rule set has found so far, on the stack: each
+ * distinct attribute is read from the context once, each distinct clause
+ * decided once (rules often repeat a clause).  Only the states are
+ * cleared per evaluation.
+ */
+#define RULE_MEMO_SLOTS 32
+
+typedef struct RuleMemo
+{
+	uint8		attr_state[RULE_MEMO_SLOTS];	/* 0: not read, 1: present,
+												 * 2: missing */
+	uint8		clause_state[RULE_MEMO_SLOTS];	/* 0: not decided, 1: holds,
+												 * 2: does not */
+	JsonbValue	attrs[RULE_MEMO_SLOTS];
+} RuleMemo;
+
+static inline void
+rule_memo_init(RuleMemo *m, const RuleSet *set)
+{
+	memset(m->attr_state, 0, Min(set->nslots, RULE_MEMO_SLOTS));
+	memset(m->clause_state, 0, Min(set->nids, RULE_MEMO_SLOTS));
+}
 
 /* What the rules of a flag or segment are compiled for. */
 typedef struct RuleTarget
@@ -212,6 +244,11 @@ typedef struct RuleCompile
 	int			rule_no;		/* from 1; 0: not in a rule */
 	int			clause_no;		/* from 1; 0: not in a clause */
 	const char *part;			/* "serve", "rollout", ...: not in a clause */
+	/* distinct attributes and clauses seen so far (memo slots) */
+	const RuleAttr **slot_attrs;
+	int			nslots;
+	char	  **clause_texts;
+	int			nids;
 } RuleCompile;
 
 /* rules.c: the compiler's shared parts */
@@ -240,12 +277,18 @@ extern RuleServe *opsflags_serve_compile(Jsonb *serve, const char *what, RuleTar
 extern RuleServe *opsflags_serve_default(int on_variation, Jsonb *weights, RuleTarget *target,
 										 MemoryContext cxt);
 
+/* evaluation.c: what evaluate_all (evaluate_all.c) shares */
+extern void opsflags_context_read(Jsonb *context, EvalContext *ec);
+extern JsonbValue *opsflags_explain_push(JsonbParseState **ps, const char *env, const char *key,
+										 int keylen, EvalContext *ec);
+
 /* rules_serve.c */
-extern bool opsflags_rule_matches(const Rule *rule, EvalContext *ec);
+extern bool opsflags_rule_matches(const Rule *rule, EvalContext *ec, RuleMemo *memo);
 extern int	opsflags_serve_variation(const RuleServe *serve, EvalContext *ec, int *bucket);
 
 /* rules_ops.c */
-extern bool opsflags_clause_holds(const RuleClause *c, EvalContext *ec);
+extern bool opsflags_jsonb_member(JsonbContainer *obj, const char *name, uint32 len, JsonbValue *out);
+extern bool opsflags_clause_holds(const RuleClause *c, EvalContext *ec, RuleMemo *memo);
 extern bool opsflags_attr_value(const RuleAttr *a, EvalContext *ec, JsonbValue *out);
 extern bool opsflags_attr_text(const RuleAttr *a, EvalContext *ec, const char **s, uint32 *len,
 							   char *buf, int buflen);
@@ -260,6 +303,7 @@ extern bool opsflags_parse_cidr(const char *s, int len, CidrRange *r);
 extern bool opsflags_numeric_double(Numeric num, double *out);
 extern int	opsflags_double_text(double d, char *buf, int buflen);
 extern int	opsflags_lower(const char *s, int len, char *buf, int buflen);
+extern int	opsflags_lower_prefix(const char *s, int len, char *buf, int buflen, int want);
 
 /* segments.c */
 extern SegmentEntry *opsflags_segment_lookup(const char *key, int keylen);

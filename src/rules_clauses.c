@@ -67,6 +67,9 @@ compile_regex(RuleCompile *c, RuleClause *cl, int i, JsonbValue *v)
 	int			wlen = pg_mb2wchar_with_len(v->val.string.val, w, v->val.string.len);
 	int			rc;
 
+	pg_wchar   *prefix;
+	size_t		prefixlen;
+
 	rc = pg_regcomp(&cl->regexes[i], w, wlen,
 					REG_ADVANCED | (cl->ci ? REG_ICASE : 0), DEFAULT_COLLATION_OID);
 	pfree(w);
@@ -78,6 +81,25 @@ compile_regex(RuleCompile *c, RuleClause *cl, int i, JsonbValue *v)
 		return rules_bad(c, "invalid regular expression \"%.*s\": %s",
 				   v->val.string.len, v->val.string.val, msg);
 	}
+
+	/*
+	 * The fixed prefix of an anchored expression (as the planner finds it
+	 * for an index): a value without it is refused without running the
+	 * expression.
+	 */
+	rc = pg_regprefix(&cl->regexes[i], &prefix, &prefixlen);
+	if ((rc == REG_PREFIX || rc == REG_EXACT) && prefixlen > 0)
+	{
+		cl->prefixes[i] = MemoryContextAlloc(c->cxt, prefixlen * MAX_MULTIBYTE_CHAR_LEN + 1);
+		cl->prefixlens[i] = pg_wchar2mb_with_len(prefix, cl->prefixes[i], prefixlen);
+	}
+	/* the regex library allocates with malloc before PostgreSQL 16 */
+	if ((rc == REG_PREFIX || rc == REG_EXACT) && prefix != NULL)
+#if PG_VERSION_NUM >= 160000
+		pfree(prefix);
+#else
+		free(prefix);
+#endif
 	return true;
 }
 
@@ -291,6 +313,8 @@ rules_compile_clause(RuleCompile *c, JsonbValue *cv, RuleClause *cl)
 				RegexFree  *f = MemoryContextAllocZero(c->cxt, sizeof(RegexFree));
 
 				cl->regexes = MemoryContextAllocZero(c->cxt, sizeof(regex_t) * (n + 1));
+				cl->prefixes = MemoryContextAllocZero(c->cxt, sizeof(char *) * (n + 1));
+				cl->prefixlens = MemoryContextAllocZero(c->cxt, sizeof(uint32) * (n + 1));
 				f->regexes = cl->regexes;
 				f->cb.func = regex_free_callback;
 				f->cb.arg = f;

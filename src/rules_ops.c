@@ -13,17 +13,93 @@
 #include <math.h>
 
 #include "mb/pg_wchar.h"
+#include "utils/numeric.h"
 #include "utils/timestamp.h"
 
 #include "rules.h"
 
 /* ---------- attributes ---------- */
 
+/* Objects this small are scanned, larger ones searched by PostgreSQL. */
+#define MEMBER_SCAN_MAX 32
+
+/*
+ * A member of a jsonb object (false: absent), as getKeyJsonValueFromContainer
+ * finds it, without a call per key: a small object's keys are walked in
+ * order (they are sorted by length, then bytes) and its value filled in as
+ * jsonb_util.c's fillJsonbValue does, from the on-disk format.
+ */
+bool
+opsflags_jsonb_member(JsonbContainer *obj, const char *name, uint32 len, JsonbValue *out)
+{
+	uint32		count = JsonContainerSize(obj);
+	const JEntry *children = obj->children;
+	char	   *base;
+	uint32		off = 0;
+
+	if (count > MEMBER_SCAN_MAX)
+		return getKeyJsonValueFromContainer(obj, name, len, out) != NULL;
+	base = (char *) (children + count * 2);
+	for (uint32 i = 0; i < count; i++)
+	{
+		JEntry		je = children[i];
+		uint32		end = JBE_HAS_OFF(je) ? JBE_OFFLENFLD(je) : off + JBE_OFFLENFLD(je);
+		uint32		klen = end - off;
+		JEntry		ve;
+		uint32		voff;
+		uint32		vlen;
+		uint32		k = 0;
+
+		if (klen > len)
+			return false;
+		if (klen == len)
+		{
+			/* keys are short: no call to compare them */
+			while (k < len && base[off + k] == name[k])
+				k++;
+		}
+		if (klen < len || k < len)
+		{
+			off = end;
+			continue;
+		}
+		ve = children[i + count];
+		voff = getJsonbOffset(obj, i + count);
+		vlen = getJsonbLength(obj, i + count);
+		if (JBE_ISNULL(ve))
+			out->type = jbvNull;
+		else if (JBE_ISSTRING(ve))
+		{
+			out->type = jbvString;
+			out->val.string.val = base + voff;
+			out->val.string.len = vlen;
+		}
+		else if (JBE_ISNUMERIC(ve))
+		{
+			out->type = jbvNumeric;
+			out->val.numeric = (Numeric) (base + INTALIGN(voff));
+		}
+		else if (JBE_ISBOOL_TRUE(ve) || JBE_ISBOOL_FALSE(ve))
+		{
+			out->type = jbvBool;
+			out->val.boolean = JBE_ISBOOL_TRUE(ve);
+		}
+		else
+		{
+			out->type = jbvBinary;
+			out->val.binary.data = (JsonbContainer *) (base + INTALIGN(voff));
+			out->val.binary.len = vlen - (INTALIGN(voff) - voff);
+		}
+		return true;
+	}
+	return false;
+}
+
 static bool
 lookup(JsonbContainer *obj, const char *name, uint32 len, JsonbValue *out)
 {
 	if (obj == NULL || !JsonContainerIsObject(obj) ||
-		getKeyJsonValueFromContainer(obj, name, len, out) == NULL)
+		!opsflags_jsonb_member(obj, name, len, out))
 		return false;
 	return out->type != jbvNull;
 }
@@ -235,9 +311,25 @@ op_holds(const RuleClause *c, JsonbValue *v)
 			len = v->val.string.len;
 			if (c->ci)
 			{
-				char	   *buf = len * 2 + 8 <= sizeof(stackbuf) ? stackbuf : palloc(len * 2 + 8);
+				uint32		size = len * 2 + 8;
+				char	   *buf;
 
-				len = opsflags_lower(s, len, buf, len * 2 + 8);
+				if (c->op == OP_STARTS_WITH)
+				{
+					/* the lower-cased prefix the longest value needs */
+					uint32		want = 0;
+
+					for (int i = 0; i < c->nstrs; i++)
+						want = Max(want, c->lens[i]);
+					size = Min(size, want + 16);
+					buf = size <= sizeof(stackbuf) ? stackbuf : palloc(size);
+					len = opsflags_lower_prefix(s, len, buf, size, want);
+				}
+				else
+				{
+					buf = size <= sizeof(stackbuf) ? stackbuf : palloc(size);
+					len = opsflags_lower(s, len, buf, size);
+				}
 				s = buf;
 			}
 			for (int i = 0; i < c->nstrs; i++)
@@ -261,11 +353,23 @@ op_holds(const RuleClause *c, JsonbValue *v)
 
 				if (v->type != jbvString)
 					return false;
+				s = v->val.string.val;
 				len = v->val.string.len;
-				w = len < lengthof(wstack) ? wstack : palloc((len + 1) * sizeof(pg_wchar));
-				wlen = pg_mb2wchar_with_len(v->val.string.val, w, len);
+				w = NULL;
+				wlen = 0;
 				for (int i = 0; i < c->nvalues && !found; i++)
+				{
+					/* a value without the prefix every match starts with */
+					if (c->prefixes[i] != NULL &&
+						(c->prefixlens[i] > len || memcmp(s, c->prefixes[i], c->prefixlens[i]) != 0))
+						continue;
+					if (w == NULL)
+					{
+						w = len < lengthof(wstack) ? wstack : palloc((len + 1) * sizeof(pg_wchar));
+						wlen = pg_mb2wchar_with_len(s, w, len);
+					}
 					found = pg_regexec((regex_t *) &c->regexes[i], w, wlen, 0, NULL, 0, NULL, 0) == REG_OKAY;
+				}
 				return found;
 			}
 		case OP_EQ:
@@ -324,30 +428,55 @@ op_holds(const RuleClause *c, JsonbValue *v)
 	}
 }
 
-/* A clause for a context: the operator on the attribute's value, negated. */
-bool
-opsflags_clause_holds(const RuleClause *c, EvalContext *ec)
+/*
+ * The clause's attribute, read once per evaluation of its rule set: where
+ * its value is (in the memo, else in *local), NULL when missing.
+ */
+static inline JsonbValue *
+attr_value_memo(const RuleClause *c, EvalContext *ec, RuleMemo *memo, JsonbValue *local)
 {
-	JsonbValue	v;
+	uint8		state;
+
+	if (memo == NULL || c->slot < 0)
+		return opsflags_attr_value(&c->attr, ec, local) ? local : NULL;
+	state = memo->attr_state[c->slot];
+	if (state == 0)
+	{
+		state = opsflags_attr_value(&c->attr, ec, &memo->attrs[c->slot]) ? 1 : 2;
+		memo->attr_state[c->slot] = state;
+	}
+	return state == 1 ? &memo->attrs[c->slot] : NULL;
+}
+
+/*
+ * A clause for a context: the operator on the attribute's value, negated.
+ * Clauses written alike are decided once per evaluation of a rule set.
+ */
+bool
+opsflags_clause_holds(const RuleClause *c, EvalContext *ec, RuleMemo *memo)
+{
+	JsonbValue	local;
+	JsonbValue *v;
 	bool		r;
+
+	if (c->op == OP_UNSUPPORTED || c->op == OP_NEVER)
+		return false;
+	if (memo != NULL && c->id >= 0 && memo->clause_state[c->id] != 0)
+		return memo->clause_state[c->id] == 1;
 
 	switch (c->op)
 	{
-		case OP_UNSUPPORTED:
-		case OP_NEVER:
-			return false;
 		case OP_SEGMENT_MATCH:
 			r = false;
 			for (int i = 0; i < c->nvalues && !r; i++)
 				r = c->segments[i] != NULL && opsflags_segment_contains(c->segments[i], ec);
 			break;
 		default:
-			if (opsflags_attr_value(&c->attr, ec, &v))
-				r = op_holds(c, &v);
+			if ((v = attr_value_memo(c, ec, memo, &local)) != NULL)
+				r = op_holds(c, v);
 			else if (c->attr.is_current_time && (c->op == OP_BEFORE || c->op == OP_AFTER))
 			{
 				/* no currentTime in the context: the statement's time */
-				v.type = jbvNumeric;
 				{
 					double		now = (double) GetCurrentStatementStartTimestamp() / 1000.0 +
 						(double) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * 86400000.0;
@@ -362,5 +491,9 @@ opsflags_clause_holds(const RuleClause *c, EvalContext *ec)
 				r = c->op == OP_NOT_IN;
 			break;
 	}
-	return c->negate ? !r : r;
+	if (c->negate)
+		r = !r;
+	if (memo != NULL && c->id >= 0)
+		memo->clause_state[c->id] = r ? 1 : 2;
+	return r;
 }

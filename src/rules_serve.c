@@ -209,7 +209,7 @@ rules_compile_serve(RuleCompile *c, JsonbValue *sv)
 RuleServe *
 opsflags_serve_compile(Jsonb *serve, const char *what, RuleTarget *t, MemoryContext cxt)
 {
-	RuleCompile		c = {t, cxt, NULL, 0, 0, what};
+	RuleCompile c = {.t = t, .cxt = cxt, .part = what};
 	JsonbValue	v;
 
 	if (serve == NULL)
@@ -312,11 +312,22 @@ rules_bucket_value(const BucketBy *b, EvalContext *ec, const char **s, uint32 *l
 
 /* Clauses all hold, segments all contain the context, the gate admits. */
 bool
-opsflags_rule_matches(const Rule *r, EvalContext *ec)
+opsflags_rule_matches(const Rule *r, EvalContext *ec, RuleMemo *memo)
 {
 	for (int i = 0; i < r->nclauses; i++)
-		if (!opsflags_clause_holds(&r->clauses[i], ec))
+	{
+		const RuleClause *c = &r->clauses[i];
+
+		/* decided already in this evaluation: no call */
+		if (memo != NULL && c->id >= 0 && memo->clause_state[c->id] != 0)
+		{
+			if (memo->clause_state[c->id] != 1)
+				return false;
+			continue;
+		}
+		if (!opsflags_clause_holds(c, ec, memo))
 			return false;
+	}
 	for (int i = 0; i < r->nsegments; i++)
 		if (r->segments[i] == NULL || !opsflags_segment_contains(r->segments[i], ec))
 			return false;

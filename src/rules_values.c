@@ -75,6 +75,36 @@ opsflags_numeric_double(Numeric num, double *out)
 		*out = 0;
 		return true;
 	}
+
+	/*
+	 * Up to 12 significant digits times a power of ten up to 22: both exact
+	 * doubles, so one multiplication or division rounds correctly, as strtod
+	 * would.
+	 */
+	if (ndigits <= 3)
+	{
+		static const double pow10[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10,
+		1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+		int64		m = 0;
+		int			e10 = (weight + 1 - ndigits) * 4;
+
+		for (int i = 0; i < ndigits; i++)
+			m = m * 10000 + digits[i];
+		if (e10 >= 0 && e10 <= 22)
+		{
+			*out = (double) m * pow10[e10];
+			if (neg)
+				*out = -*out;
+			return true;
+		}
+		if (e10 < 0 && e10 >= -22)
+		{
+			*out = (double) m / pow10[-e10];
+			if (neg)
+				*out = -*out;
+			return true;
+		}
+	}
 	if (ndigits > NUM_MAX_GROUPS)
 		ndigits = NUM_MAX_GROUPS;
 	if (neg)
@@ -242,6 +272,16 @@ static bool utf8_locale_tried = false;
 int
 opsflags_lower(const char *s, int len, char *buf, int buflen)
 {
+	return opsflags_lower_prefix(s, len, buf, buflen, buflen);
+}
+
+/*
+ * The same, stopping once at least want bytes are written: each character
+ * is lower-cased on its own, so they begin the whole lower-cased string.
+ */
+int
+opsflags_lower_prefix(const char *s, int len, char *buf, int buflen, int want)
+{
 	int			o = 0;
 	int			i = 0;
 
@@ -250,7 +290,7 @@ opsflags_lower(const char *s, int len, char *buf, int buflen)
 		utf8_locale_tried = true;
 		utf8_locale = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t) 0);
 	}
-	while (i < len && o < buflen - 4)
+	while (i < len && o < buflen - 4 && o < want)
 	{
 		unsigned char c = (unsigned char) s[i];
 

@@ -171,8 +171,13 @@ opsflags_segment_contains(SegmentEntry *seg, EvalContext *ec)
 	if (ec->role != NULL && strset_contains(seg->roles, ec->role, ec->rolelen))
 		return true;
 	if (seg->rules != NULL)
+	{
+		RuleMemo	memo;
+
+		rule_memo_init(&memo, seg->rules);
 		for (int i = 0; i < seg->rules->nrules; i++)
-			if (opsflags_rule_matches(&seg->rules->rules[i], ec))
+			if (opsflags_rule_matches(&seg->rules->rules[i], ec, &memo))
 				return true;
+	}
 	return false;
 }
