@@ -25,7 +25,7 @@ DELETE FROM opsflags.feature_flags WHERE flag_key LIKE 'tap.inv.%';
 DELETE FROM opsflags.user_segments WHERE segment_key LIKE 'tap.inv.%';
 DELETE FROM opsflags.environments WHERE name = 'tapinv';
 
-SELECT plan(57);
+SELECT plan(60);
 
 SELECT dblink_connect('b', pg_temp.tap_conninfo(app => 'tap_invalidation_b')) AS x \gset
 CREATE FUNCTION pg_temp.b(command text) RETURNS text
@@ -563,6 +563,21 @@ SELECT pg_temp.s_serves() AS s10_own \gset
 ROLLBACK;
 SELECT is(ARRAY[:'s10_own'::boolean[], pg_temp.s_serves()], ARRAY[ARRAY[true, true, true, true], ARRAY[false, false, false, true]],
           '10: A gives seg3 the rule itself: its next statement sees it; after its ROLLBACK the flags are off again');
+
+-------------------------------------------------------------------------------
+-- evaluate_all's list of keys follows flags coming and going
+-------------------------------------------------------------------------------
+SELECT ok(NOT opsflags.evaluate_all('{"key": "u1"}') ? 'tap.inv.new1',
+          'evaluate_all: before B creates tap.inv.new1, A''s answer has no such key');
+SELECT pg_temp.b_perform($$opsflags.create_flag('tap.inv.new1', 'New 1')$$) AS x \gset
+SELECT ok(opsflags.evaluate_all('{"key": "u1"}') ? 'tap.inv.new1',
+          'evaluate_all: B created tap.inv.new1 and committed: A''s next statement lists it');
+BEGIN;
+SELECT opsflags.archive_flag('tap.inv.new1') AS x \gset
+SELECT opsflags.evaluate_all('{"key": "u1"}') ? 'tap.inv.new1' AS new1_own_archived \gset
+ROLLBACK;
+SELECT is(ARRAY[:'new1_own_archived'::boolean, opsflags.evaluate_all('{"key": "u1"}') ? 'tap.inv.new1'], ARRAY[false, true],
+          'evaluate_all: A archives tap.inv.new1 itself: its next statement leaves it out; after its ROLLBACK it is back');
 
 -------------------------------------------------------------------------------
 -- Clean up
