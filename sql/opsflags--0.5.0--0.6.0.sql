@@ -1389,6 +1389,11 @@ BEGIN
         -- has no group of its own.
         params := params || jsonb_build_object('groupId', CASE WHEN bb = '["$random"]' THEN vr ->> 'groupId'
                                                                ELSE coalesce(params ->> 'groupId', vr ->> 'groupId') END);
+        -- Without a groupId the SDK buckets the rollout in "" and the
+        -- variants in "undefined".
+        IF params ->> 'groupId' = '' AND vr ->> 'groupId' = 'undefined' THEN
+            params := params - 'groupId';
+        END IF;
         IF NOT params ? 'stickiness' OR kind <> 'flexibleRollout' THEN
             params := params || jsonb_build_object('stickiness', vr ->> 'stickiness');
         END IF;
