@@ -402,6 +402,12 @@ load_rules(FlagEntry *entry, HeapTuple tup, TupleDesc desc, text *group)
 	if (entry->serve == NULL)
 		entry->serve = opsflags_serve_default(on_variation, weights, &t, entry->rules_cxt);
 	entry->fallthrough = opsflags_serve_compile(fallthrough, "fallthrough", &t, entry->rules_cxt);
+	if (fallthrough != NULL && entry->fallthrough == NULL)
+	{
+		/* a stored fallthrough that does not compile fails closed: off */
+		entry->fallthrough = MemoryContextAllocZero(entry->rules_cxt, sizeof(RuleServe));
+		entry->fallthrough->kind = SERVE_OFF;
+	}
 	entry->rules = opsflags_rules_compile(rules, &t, entry->rules_cxt);
 	entry->mem_bytes += MemoryContextMemAllocated(entry->rules_cxt, true);
 }

@@ -313,7 +313,10 @@ opsflags_flag_lookup(const char *env, int envlen, const char *keydata, int keyle
 	}
 	stats.live_bytes += loaded.mem_bytes;
 	memcpy(entry, &loaded, sizeof(FlagEntry));
+	/* Should tracking fail (out of memory), the entry must not outlive it. */
+	load_in_progress = true;
 	opsflags_inval_track(entry, old_ndeps >= 0, Max(old_ndeps, 0), FlagCacheContext);
+	load_in_progress = false;
 	return last_entry = entry;
 }
 

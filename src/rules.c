@@ -15,6 +15,7 @@
 #include <math.h>
 
 #include "fmgr.h"
+#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
@@ -41,6 +42,8 @@ rules_bad(RuleCompile *c, const char *fmt,...)
 	va_start(args, fmt);
 	vsnprintf(detail, sizeof(detail), fmt, args);
 	va_end(args);
+	/* never a character cut in half (the values quoted are the user's) */
+	detail[pg_mbcliplen(detail, strlen(detail), strlen(detail))] = '\0';
 
 	if (c->clause_no > 0)
 		snprintf(where, sizeof(where), "Clause %d: ", c->clause_no);
@@ -76,12 +79,19 @@ rules_bad(RuleCompile *c, const char *fmt,...)
 	}
 	if (!c->t->warned)
 	{
+		/* what the load makes of the part (flag_load.c) */
+		const char *instead = "never matches";
+
+		if (c->rule_no == 0 && c->part != NULL && strcmp(c->part, "serve") == 0)
+			instead = "is ignored, as if there were none";
+		else if (c->rule_no == 0 && c->part != NULL && strcmp(c->part, "fallthrough") == 0)
+			instead = "is ignored, the flag serves its off variation";
 		c->t->warned = true;
 		if (c->t->flag != NULL)
 			ereport(WARNING,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("invalid %s of feature flag \"%s\" in environment \"%s\" never matches",
-							what, c->t->flag, c->t->environment),
+					 errmsg("invalid %s of feature flag \"%s\" in environment \"%s\" %s",
+							what, c->t->flag, c->t->environment, instead),
 					 errdetail("%s%s.", where, detail)));
 		else
 			ereport(WARNING,

@@ -12,6 +12,7 @@
 
 #include "catalog/pg_collation.h"
 #include "mb/pg_wchar.h"
+#include "miscadmin.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
 
@@ -66,13 +67,27 @@ compile_regex(RuleCompile *c, RuleClause *cl, int i, JsonbValue *v)
 	pg_wchar   *w = palloc((v->val.string.len + 1) * sizeof(pg_wchar));
 	int			wlen = pg_mb2wchar_with_len(v->val.string.val, w, v->val.string.len);
 	int			rc;
+	MemoryContext old;
 
 	pg_wchar   *prefix;
 	size_t		prefixlen;
 
+	/*
+	 * From PostgreSQL 16 on the regex library allocates in the current
+	 * context: make that the compiled rules' own, not the loader's SPI
+	 * context, which is gone when the load returns.
+	 */
+	old = MemoryContextSwitchTo(c->cxt);
 	rc = pg_regcomp(&cl->regexes[i], w, wlen,
 					REG_ADVANCED | (cl->ci ? REG_ICASE : 0), DEFAULT_COLLATION_OID);
+	MemoryContextSwitchTo(old);
 	pfree(w);
+	if (rc == REG_CANCEL)
+		CHECK_FOR_INTERRUPTS();
+	if (rc == REG_ESPACE)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory compiling a regular expression")));
 	if (rc != REG_OKAY)
 	{
 		char		msg[100];
@@ -87,7 +102,9 @@ compile_regex(RuleCompile *c, RuleClause *cl, int i, JsonbValue *v)
 	 * for an index): a value without it is refused without running the
 	 * expression.
 	 */
+	old = MemoryContextSwitchTo(c->cxt);
 	rc = pg_regprefix(&cl->regexes[i], &prefix, &prefixlen);
+	MemoryContextSwitchTo(old);
 	if ((rc == REG_PREFIX || rc == REG_EXACT) && prefixlen > 0)
 	{
 		cl->prefixes[i] = MemoryContextAlloc(c->cxt, prefixlen * MAX_MULTIBYTE_CHAR_LEN + 1);
@@ -224,8 +241,10 @@ compile_value(RuleCompile *c, RuleClause *cl, int i, JsonbValue *v,
 				const char *s;
 				int			len;
 
-				if (v->type == jbvString && rules_trimmed(v, &s, &len) &&
-					opsflags_parse_cidr(s, len, &cl->ranges[i]))
+				if (v->type == jbvString && !rules_trimmed(v, &s, &len))
+					return true;	/* blank: left out (its zeroed range never
+									 * matches) */
+				if (v->type == jbvString && opsflags_parse_cidr(s, len, &cl->ranges[i]))
 					return true;
 			}
 			if (v->type == jbvString)

@@ -185,10 +185,12 @@ opsflags_attr_value(const RuleAttr *a, EvalContext *ec, JsonbValue *out)
 								return false;
 							idx = idx * 10 + (a->parts[i][j] - '0');
 						}
-						if ((e = getIthJsonbValueFromContainer(cur, idx)) == NULL ||
-							e->type == jbvNull)
+						if ((e = getIthJsonbValueFromContainer(cur, idx)) == NULL)
 							return false;
-						*out = *e;
+						*out = *e;	/* points into the container, not into e */
+						pfree(e);
+						if (out->type == jbvNull)
+							return false;
 					}
 					else
 						return false;
@@ -286,6 +288,8 @@ op_holds(const RuleClause *c, JsonbValue *v)
 						s = buf;
 					}
 					in = strset_contains(c->strings, s, len);
+					if (s != stackbuf && s != v->val.string.val)
+						pfree((char *) s);
 				}
 				else if (v->type == jbvNumeric)
 				{
@@ -332,18 +336,23 @@ op_holds(const RuleClause *c, JsonbValue *v)
 				}
 				s = buf;
 			}
-			for (int i = 0; i < c->nstrs; i++)
 			{
-				uint32		l = c->lens[i];
+				bool		hit = false;
 
-				if (l > len)
-					continue;
-				if (c->op == OP_STARTS_WITH ? memcmp(s, c->strs[i], l) == 0 :
-					c->op == OP_ENDS_WITH ? memcmp(s + len - l, c->strs[i], l) == 0 :
-					(l == 0 || memmem(s, len, c->strs[i], l) != NULL))
-					return true;
+				for (int i = 0; i < c->nstrs && !hit; i++)
+				{
+					uint32		l = c->lens[i];
+
+					if (l > len)
+						continue;
+					hit = c->op == OP_STARTS_WITH ? memcmp(s, c->strs[i], l) == 0 :
+						c->op == OP_ENDS_WITH ? memcmp(s + len - l, c->strs[i], l) == 0 :
+						(l == 0 || memmem(s, len, c->strs[i], l) != NULL);
+				}
+				if (s != stackbuf && s != v->val.string.val)
+					pfree((char *) s);
+				return hit;
 			}
-			return false;
 		case OP_MATCHES:
 			{
 				pg_wchar	wstack[256];
@@ -370,6 +379,8 @@ op_holds(const RuleClause *c, JsonbValue *v)
 					}
 					found = pg_regexec((regex_t *) &c->regexes[i], w, wlen, 0, NULL, 0, NULL, 0) == REG_OKAY;
 				}
+				if (w != NULL && w != wstack)
+					pfree(w);
 				return found;
 			}
 		case OP_EQ:
