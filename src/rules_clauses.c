@@ -82,8 +82,10 @@ compile_regex(RuleCompile *c, RuleClause *cl, int i, JsonbValue *v)
 					REG_ADVANCED | (cl->ci ? REG_ICASE : 0), DEFAULT_COLLATION_OID);
 	MemoryContextSwitchTo(old);
 	pfree(w);
+#ifdef REG_CANCEL				/* before PostgreSQL 16 */
 	if (rc == REG_CANCEL)
 		CHECK_FOR_INTERRUPTS();
+#endif
 	if (rc == REG_ESPACE)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
