@@ -68,7 +68,11 @@ opsflags_invalidate_flag_cache(PG_FUNCTION_ARGS)
 				 errmsg("invalidate_flag_cache() must be called as a trigger")));
 
 	if (opsflags_inval_record(trigdata))
+#if PG_VERSION_NUM >= 180000
+		index = RelationGetPrimaryKeyIndex(trigdata->tg_relation, false);
+#else
 		index = RelationGetPrimaryKeyIndex(trigdata->tg_relation);
+#endif
 	if (OidIsValid(index))
 		CacheInvalidateRelcacheByRelid(index);
 	else
