@@ -412,11 +412,11 @@ SELECT cmp_ok((:'property_delta'::jsonb ->> 'reloads')::int, '>=', 50, '8: A rel
 -- 9. Memory: a reload frees what the former load of the entry held
 -------------------------------------------------------------------------------
 -- The cache's context and those of its entries with rules and of its
--- segments (its children).
+-- segments (its children; by name: PostgreSQL 18 has no parent column).
 CREATE FUNCTION pg_temp.cache_context_bytes() RETURNS bigint
 LANGUAGE sql AS $$
   SELECT sum(used_bytes)::bigint FROM pg_backend_memory_contexts
-  WHERE name = 'opsflags flag cache' OR parent = 'opsflags flag cache'
+  WHERE name IN ('opsflags flag cache', 'opsflags flag rules', 'opsflags segment')
 $$;
 -- What the kernel says this backend's heap takes (regular expressions are
 -- compiled with malloc, outside memory contexts).
