@@ -253,19 +253,19 @@ BEGIN
         off_i := (x ->> 'offVariation')::integer;
         SELECT coalesce(min(o) - 1, 0) INTO on_i FROM jsonb_array_elements(vars) WITH ORDINALITY a(v, o) WHERE v <> 'false';
         rules := '[]';
-        -- Targets: contextTargets in their order (a "user" one with no
-        -- values stands for the targets entry of its variation), else targets.
+        -- Targets: contextTargets in their order (a "user" one stands for
+        -- the first targets entry of its variation, whatever its own
+        -- values), else targets.
         FOR t, rn IN SELECT * FROM jsonb_array_elements(coalesce(nullif(x -> 'contextTargets', 'null'), '[]')) WITH ORDINALITY LOOP
             IF coalesce(t ->> 'contextKind', 'user') <> 'user' THEN
                 PERFORM opsflags_internal.ld_error(what, format('Context target %s: context kind "%s" is not supported; only "user".', rn, t ->> 'contextKind'), '0A000');
             END IF;
         END LOOP;
         FOR t, rn IN
-            SELECT coalesce(tt.v, jsonb_build_object('variation', ct.v -> 'variation', 'values', ct.v -> 'values')), ct.o
+            SELECT coalesce(tt.v, '{}'), ct.o
             FROM jsonb_array_elements(coalesce(nullif(x -> 'contextTargets', 'null'), '[]')) WITH ORDINALITY ct(v, o)
-            LEFT JOIN LATERAL (SELECT t2.v FROM jsonb_array_elements(coalesce(nullif(x -> 'targets', 'null'), '[]')) t2(v)
-                               WHERE t2.v -> 'variation' = ct.v -> 'variation'
-                                 AND jsonb_array_length(coalesce(nullif(ct.v -> 'values', 'null'), '[]')) = 0 LIMIT 1) tt ON true
+            LEFT JOIN LATERAL (SELECT t2.v FROM jsonb_array_elements(coalesce(nullif(x -> 'targets', 'null'), '[]')) WITH ORDINALITY t2(v, o2)
+                               WHERE t2.v -> 'variation' = ct.v -> 'variation' ORDER BY t2.o2 LIMIT 1) tt ON true
             WHERE jsonb_array_length(coalesce(nullif(x -> 'contextTargets', 'null'), '[]')) > 0
             UNION ALL
             SELECT t3.v, t3.o FROM jsonb_array_elements(coalesce(nullif(x -> 'targets', 'null'), '[]')) WITH ORDINALITY t3(v, o)
