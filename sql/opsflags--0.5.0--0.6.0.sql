@@ -2011,6 +2011,121 @@ LANGUAGE c
 AS 'MODULE_PATHNAME', 'opsflags_evaluate_all';
 
 
+-------------------------------------------------------------------------------
+-- LaunchDarkly's evaluation in the rule engine (src/rules.sql, docs/rules.md):
+-- a flag's and a segment's bucketing and salt; the rule checks take the
+-- bucketing (LaunchDarkly splits weigh out of 100000), and run again when
+-- it changes.
+-------------------------------------------------------------------------------
+
+-- How splits and rollout gates bucket (docs/rules.md): as Unleash
+-- (murmur3) or as LaunchDarkly (sha1 of key, salt and value).
+ALTER TABLE opsflags.feature_flags
+    ADD COLUMN bucketing text NOT NULL DEFAULT 'unleash'
+        CONSTRAINT feature_flags_bucketing_check CHECK (bucketing IN ('unleash', 'launchdarkly')),
+    ADD COLUMN salt text;
+ALTER TABLE opsflags.user_segments
+    ADD COLUMN bucketing text NOT NULL DEFAULT 'unleash'
+        CONSTRAINT user_segments_bucketing_check CHECK (bucketing IN ('unleash', 'launchdarkly')),
+    ADD COLUMN salt text;
+
+DROP FUNCTION opsflags_internal.check_config_rules(text, text, jsonb, jsonb, jsonb, jsonb, text);
+DROP FUNCTION opsflags_internal.check_segment_rules(text, jsonb);
+CREATE FUNCTION opsflags_internal.check_config_rules(flag_key text, environment text, variations jsonb,
+                                                     rules jsonb, serve jsonb, fallthrough jsonb,
+                                                     rollout_group text, bucketing text)
+RETURNS void
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'opsflags_check_config_rules';
+CREATE FUNCTION opsflags_internal.check_segment_rules(segment_key text, rules jsonb, bucketing text)
+RETURNS void
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'opsflags_check_segment_rules';
+
+CREATE OR REPLACE FUNCTION opsflags_internal.validate_config_rules()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    f opsflags.feature_flags;
+    missing text;
+BEGIN
+    IF TG_OP = 'INSERT' OR NEW.rules IS DISTINCT FROM OLD.rules OR NEW.serve IS DISTINCT FROM OLD.serve
+       OR NEW.fallthrough IS DISTINCT FROM OLD.fallthrough OR NEW.flag_id IS DISTINCT FROM OLD.flag_id THEN
+        SELECT * INTO f FROM opsflags.feature_flags WHERE id = NEW.flag_id;
+        IF FOUND THEN
+            PERFORM opsflags_internal.check_config_rules(f.flag_key, NEW.environment, f.variations, NEW.rules,
+                                                         NEW.serve, NEW.fallthrough, f.rollout_group,
+                                                         f.bucketing);
+        END IF;
+        SELECT s INTO missing FROM opsflags_internal.rule_segment_keys(NEW.rules) s
+        WHERE NOT EXISTS (SELECT 1 FROM opsflags.user_segments u WHERE u.segment_key = s) LIMIT 1;
+        IF missing IS NOT NULL THEN
+            RAISE EXCEPTION 'segment "%" does not exist', missing
+                USING ERRCODE = 'undefined_object', HINT = 'Create it with opsflags.create_segment().';
+        END IF;
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION opsflags_internal.validate_variation_names()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NEW.variation_names IS NOT NULL AND (
+           jsonb_typeof(NEW.variation_names) <> 'array'
+           OR jsonb_typeof(NEW.variations) <> 'array'
+           OR jsonb_array_length(NEW.variation_names) <> jsonb_array_length(NEW.variations)
+           OR EXISTS (SELECT FROM jsonb_array_elements(NEW.variation_names) n
+                      WHERE jsonb_typeof(n) NOT IN ('string', 'null') OR n = '""')
+           OR (SELECT count(*) <> count(DISTINCT n) FROM jsonb_array_elements(NEW.variation_names) n
+               WHERE jsonb_typeof(n) = 'string')) THEN
+        PERFORM opsflags.flag_field_error(NEW.flag_key, 'variation_names',
+            'an array of unique non-empty names (strings) or nulls, one per variation', NEW.variation_names);
+    END IF;
+    IF TG_OP = 'UPDATE' AND (NEW.variations IS DISTINCT FROM OLD.variations
+                             OR NEW.bucketing IS DISTINCT FROM OLD.bucketing) THEN
+        PERFORM opsflags_internal.check_config_rules(NEW.flag_key, c.environment, NEW.variations, c.rules,
+                                                     c.serve, c.fallthrough, NEW.rollout_group, NEW.bucketing)
+        FROM opsflags.feature_flag_configs c WHERE c.flag_id = NEW.id;
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+DROP TRIGGER validate_variation_names ON opsflags.feature_flags;
+CREATE TRIGGER validate_variation_names BEFORE INSERT OR UPDATE OF variations, variation_names, bucketing
+    ON opsflags.feature_flags
+    FOR EACH ROW WHEN (NOT opsflags.restoring('opsflags.feature_flags'))
+    EXECUTE FUNCTION opsflags_internal.validate_variation_names();
+
+CREATE OR REPLACE FUNCTION opsflags_internal.validate_segment_rules()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF TG_OP = 'INSERT' OR NEW.rules IS DISTINCT FROM OLD.rules OR NEW.bucketing IS DISTINCT FROM OLD.bucketing THEN
+        PERFORM opsflags_internal.check_segment_rules(NEW.segment_key, NEW.rules, NEW.bucketing);
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+REVOKE ALL ON FUNCTION
+    opsflags_internal.check_config_rules(text, text, jsonb, jsonb, jsonb, jsonb, text, text),
+    opsflags_internal.check_segment_rules(text, jsonb, text)
+FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    opsflags_internal.check_config_rules(text, text, jsonb, jsonb, jsonb, jsonb, text, text),
+    opsflags_internal.check_segment_rules(text, jsonb, text)
+TO opsflags_admin;
+
+
 -- ==== LaunchDarkly server-side data (src/launchdarkly_data.sql) ====
 -- New: import_launchdarkly_data(), launchdarkly_data() and their helpers.
 

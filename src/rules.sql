@@ -4,7 +4,8 @@
  *	  rules, serve and fallthrough; a flag's variation_names; a segment's
  *	  rules; a prerequisite's enabled and variants) and the triggers that
  *	  check them when written, by the API and plain DML alike, with the
- *	  compiler evaluation uses (rules.c).
+ *	  compiler evaluation uses (rules.c); a flag's and a segment's bucketing
+ *	  (Unleash's or LaunchDarkly's) and salt.
  */
 
 ALTER TABLE opsflags.feature_flag_configs
@@ -16,16 +17,26 @@ ALTER TABLE opsflags.user_segments ADD COLUMN rules jsonb NOT NULL DEFAULT '[]';
 ALTER TABLE opsflags.flag_prerequisites
     ADD COLUMN enabled boolean NOT NULL DEFAULT true,
     ADD COLUMN variants jsonb;
+-- How splits and rollout gates bucket (docs/rules.md): as Unleash
+-- (murmur3) or as LaunchDarkly (sha1 of key, salt and value).
+ALTER TABLE opsflags.feature_flags
+    ADD COLUMN bucketing text NOT NULL DEFAULT 'unleash'
+        CONSTRAINT feature_flags_bucketing_check CHECK (bucketing IN ('unleash', 'launchdarkly')),
+    ADD COLUMN salt text;
+ALTER TABLE opsflags.user_segments
+    ADD COLUMN bucketing text NOT NULL DEFAULT 'unleash'
+        CONSTRAINT user_segments_bucketing_check CHECK (bucketing IN ('unleash', 'launchdarkly')),
+    ADD COLUMN salt text;
 
 -- The compiler in strict mode: raises 22023 naming the flag, environment,
 -- rule and clause of the first thing invalid.
 CREATE FUNCTION opsflags_internal.check_config_rules(flag_key text, environment text, variations jsonb,
                                                      rules jsonb, serve jsonb, fallthrough jsonb,
-                                                     rollout_group text)
+                                                     rollout_group text, bucketing text)
 RETURNS void
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'opsflags_check_config_rules';
-CREATE FUNCTION opsflags_internal.check_segment_rules(segment_key text, rules jsonb)
+CREATE FUNCTION opsflags_internal.check_segment_rules(segment_key text, rules jsonb, bucketing text)
 RETURNS void
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'opsflags_check_segment_rules';
@@ -58,7 +69,8 @@ BEGIN
         SELECT * INTO f FROM opsflags.feature_flags WHERE id = NEW.flag_id;
         IF FOUND THEN
             PERFORM opsflags_internal.check_config_rules(f.flag_key, NEW.environment, f.variations, NEW.rules,
-                                                         NEW.serve, NEW.fallthrough, f.rollout_group);
+                                                         NEW.serve, NEW.fallthrough, f.rollout_group,
+                                                         f.bucketing);
         END IF;
         SELECT s INTO missing FROM opsflags_internal.rule_segment_keys(NEW.rules) s
         WHERE NOT EXISTS (SELECT 1 FROM opsflags.user_segments u WHERE u.segment_key = s) LIMIT 1;
@@ -75,7 +87,8 @@ CREATE TRIGGER validate_config_rules BEFORE INSERT OR UPDATE ON opsflags.feature
     EXECUTE FUNCTION opsflags_internal.validate_config_rules();
 
 -- variation_names: NULL, or one unique name (string) or null per variation.
--- When variations change, every config's rules must still fit them.
+-- When variations or bucketing change, every config's rules must still fit
+-- them.
 CREATE FUNCTION opsflags_internal.validate_variation_names()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -93,15 +106,16 @@ BEGIN
         PERFORM opsflags.flag_field_error(NEW.flag_key, 'variation_names',
             'an array of unique non-empty names (strings) or nulls, one per variation', NEW.variation_names);
     END IF;
-    IF TG_OP = 'UPDATE' AND NEW.variations IS DISTINCT FROM OLD.variations THEN
+    IF TG_OP = 'UPDATE' AND (NEW.variations IS DISTINCT FROM OLD.variations
+                             OR NEW.bucketing IS DISTINCT FROM OLD.bucketing) THEN
         PERFORM opsflags_internal.check_config_rules(NEW.flag_key, c.environment, NEW.variations, c.rules,
-                                                     c.serve, c.fallthrough, NEW.rollout_group)
+                                                     c.serve, c.fallthrough, NEW.rollout_group, NEW.bucketing)
         FROM opsflags.feature_flag_configs c WHERE c.flag_id = NEW.id;
     END IF;
     RETURN NEW;
 END
 $$;
-CREATE TRIGGER validate_variation_names BEFORE INSERT OR UPDATE OF variations, variation_names
+CREATE TRIGGER validate_variation_names BEFORE INSERT OR UPDATE OF variations, variation_names, bucketing
     ON opsflags.feature_flags
     FOR EACH ROW WHEN (NOT opsflags.restoring('opsflags.feature_flags'))
     EXECUTE FUNCTION opsflags_internal.validate_variation_names();
@@ -113,8 +127,8 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF TG_OP = 'INSERT' OR NEW.rules IS DISTINCT FROM OLD.rules THEN
-        PERFORM opsflags_internal.check_segment_rules(NEW.segment_key, NEW.rules);
+    IF TG_OP = 'INSERT' OR NEW.rules IS DISTINCT FROM OLD.rules OR NEW.bucketing IS DISTINCT FROM OLD.bucketing THEN
+        PERFORM opsflags_internal.check_segment_rules(NEW.segment_key, NEW.rules, NEW.bucketing);
     END IF;
     RETURN NEW;
 END
@@ -158,14 +172,14 @@ CREATE TRIGGER validate_prerequisite_variants BEFORE INSERT OR UPDATE ON opsflag
     EXECUTE FUNCTION opsflags_internal.validate_prerequisite_variants();
 
 REVOKE ALL ON FUNCTION
-    opsflags_internal.check_config_rules(text, text, jsonb, jsonb, jsonb, jsonb, text),
-    opsflags_internal.check_segment_rules(text, jsonb),
+    opsflags_internal.check_config_rules(text, text, jsonb, jsonb, jsonb, jsonb, text, text),
+    opsflags_internal.check_segment_rules(text, jsonb, text),
     opsflags_internal.rule_segment_keys(jsonb),
     opsflags_internal.validate_config_rules(), opsflags_internal.validate_variation_names(),
     opsflags_internal.validate_segment_rules(), opsflags_internal.validate_prerequisite_variants()
 FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
-    opsflags_internal.check_config_rules(text, text, jsonb, jsonb, jsonb, jsonb, text),
-    opsflags_internal.check_segment_rules(text, jsonb),
+    opsflags_internal.check_config_rules(text, text, jsonb, jsonb, jsonb, jsonb, text, text),
+    opsflags_internal.check_segment_rules(text, jsonb, text),
     opsflags_internal.rule_segment_keys(jsonb)
 TO opsflags_admin;
