@@ -15,6 +15,10 @@
 // (value and variationIndex) on the generated data and on the export must
 // agree with it.
 //
+// Your own data: OPSFLAGS_DIFF_DATA=<file> (server-side data, as
+// /sdk/latest-all returns it) and OPSFLAGS_DIFF_CONTEXTS_FILE=<file> (a JSON
+// array of contexts) replace the generated ones.
+//
 // Left out, because the engine does not have LaunchDarkly's semantics for
 // them yet (the import refuses the first three): percentage rollouts and
 // segment rule weights (sha1 bucketing), context kinds other than "user",
@@ -25,6 +29,7 @@
 // the prerequisite is on and its off variation is the one required).
 'use strict';
 
+const fs = require('fs');
 const { Client } = require('pg');
 const ld = require('@launchdarkly/node-server-sdk');
 
@@ -184,8 +189,12 @@ async function sdkFor(data) {
 
 async function main() {
     console.log(`# seed ${SEED} (OPSFLAGS_DIFF_SEED=${SEED} replays this run)`);
-    const data = generate();
-    const ctxs = contexts();
+    const data = process.env.OPSFLAGS_DIFF_DATA ? JSON.parse(fs.readFileSync(process.env.OPSFLAGS_DIFF_DATA, 'utf8')) : generate();
+    data.segments = data.segments || {};
+    const ctxs = process.env.OPSFLAGS_DIFF_CONTEXTS_FILE
+        ? JSON.parse(fs.readFileSync(process.env.OPSFLAGS_DIFF_CONTEXTS_FILE, 'utf8')) : contexts();
+    const nflags = Object.keys(data.flags).length;
+    const nsegs = Object.keys(data.segments).length;
     const env = 'launchdarkly-diff';
     const db = new Client();
     await db.connect();
@@ -199,15 +208,16 @@ async function main() {
         await db.query('INSERT INTO opsflags.environments (name) VALUES ($1)', [env]);
         await db.query("SELECT set_config('opsflags.environment', $1, true)", [env]);
         const first = (await db.query('SELECT opsflags.import_launchdarkly_data($1, $2) AS r', [env, JSON.stringify(data)])).rows[0].r;
-        tap(first.created.length === FLAGS && first.segments.created.length === SEGMENTS.length,
-            `import created ${first.created.length} flags and ${first.segments.created.length} segments`);
+        tap(first.created.length + first.changed.length + first.unchanged.length === nflags
+            && first.segments.created.length + first.segments.changed.length + first.segments.unchanged.length === nsegs,
+            `import: ${nflags} flags and ${nsegs} segments`);
         const again = (await db.query('SELECT opsflags.import_launchdarkly_data($1, $2) AS r', [env, JSON.stringify(data)])).rows[0].r;
-        tap(again.unchanged.length === FLAGS && again.changed.length === 0 && again.created.length === 0
-            && again.segments.unchanged.length === SEGMENTS.length,
+        tap(again.unchanged.length === nflags && again.changed.length === 0 && again.created.length === 0
+            && again.segments.unchanged.length === nsegs,
             `a second import changes nothing: ${JSON.stringify(again)}`.slice(0, 300));
         exported = (await db.query('SELECT opsflags.launchdarkly_data($1) AS e', [env])).rows[0].e;
         const back = (await db.query('SELECT opsflags.import_launchdarkly_data($1, $2) AS r', [env, JSON.stringify(exported)])).rows[0].r;
-        tap(back.unchanged.length === FLAGS && back.changed.length === 0 && back.segments.changed.length === 0,
+        tap(back.unchanged.length === nflags && back.changed.length === 0 && back.segments.changed.length === 0,
             `importing the export changes nothing: ${JSON.stringify(back)}`.slice(0, 300));
         if (process.env.OPSFLAGS_DIFF_SHOW) {
             const name = process.env.OPSFLAGS_DIFF_SHOW;
@@ -259,7 +269,7 @@ async function main() {
         for (const s of shown) console.log(`#   ${s}`);
     }
     console.log(`1..${n}`);
-    console.log(`# launchdarkly-diff: seed ${SEED}, ${FLAGS} flags, ${SEGMENTS.length} segments x ${ctxs.length} contexts, `
+    console.log(`# launchdarkly-diff: seed ${SEED}, ${nflags} flags, ${nsegs} segments x ${ctxs.length} contexts, `
                 + `${failed ? 'differences found' : 'no differences'}`);
     process.exitCode = failed ? 1 : 0;
 }
