@@ -531,9 +531,18 @@ $$;
 COMMENT ON FUNCTION opsflags.launchdarkly_data(text) IS
   'The environment''s flags and segments as LaunchDarkly server-side data {"flags", "segments"}, which import_launchdarkly_data reads back unchanged';
 
+-- The import and export, and their helpers, are for opsflags_admin.
 REVOKE ALL ON FUNCTION
-    opsflags.import_launchdarkly_data(text, jsonb), opsflags.launchdarkly_data(text)
+    opsflags.import_launchdarkly_data(text, jsonb), opsflags.launchdarkly_data(text),
+    opsflags_internal.ld_operators(), opsflags_internal.ld_error(text, text, text),
+    opsflags_internal.ld_clause(jsonb, text, text, jsonb, boolean),
+    opsflags_internal.ld_serve(jsonb, jsonb, integer, text, text), opsflags_internal.ld_strings(jsonb),
+    opsflags_internal.ld_clause_out(jsonb)
 FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
-    opsflags.import_launchdarkly_data(text, jsonb), opsflags.launchdarkly_data(text)
+    opsflags.import_launchdarkly_data(text, jsonb), opsflags.launchdarkly_data(text),
+    opsflags_internal.ld_operators(), opsflags_internal.ld_error(text, text, text),
+    opsflags_internal.ld_clause(jsonb, text, text, jsonb, boolean),
+    opsflags_internal.ld_serve(jsonb, jsonb, integer, text, text), opsflags_internal.ld_strings(jsonb),
+    opsflags_internal.ld_clause_out(jsonb)
 TO opsflags_admin;
