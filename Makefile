@@ -8,7 +8,7 @@ OBJS         = src/opsflags.o src/shmem.o src/spi.o src/cache.o src/hashing.o sr
                src/http_server.o src/http_conn.o src/http_dbqueue.o src/http_sql.o src/http_routes.o \
                src/http_endpoints.o src/http_probes.o src/http_metrics.o src/http_status.o src/http_flags.o \
                src/rules.o src/rules_clauses.o src/rules_serve.o src/rules_ops.o src/rules_values.o \
-               src/segments.o src/evaluate_all.o
+               src/segments.o src/evaluate_all.o src/sha1.o src/rules_ld.o
 # The install script of the current version is built from one SQL source per
 # capability (src/<capability>.sql, beside its C file), concatenated in this
 # order: each part needs only what comes before it.  The released scripts
@@ -30,7 +30,7 @@ EXTRA_CLEAN  = src/status_page.h
 
 # pg_regress: sql/<name>.sql against expected/<name>.out (the install scripts
 # opsflags--*.sql also live in sql/, but only these are run as tests).
-REGRESS      = flags evaluation guard privileges errors config audit maintenance deployments health alerts variations segments rules rules_api unleash launchdarkly_data restore http
+REGRESS      = flags evaluation guard privileges errors config audit maintenance deployments health alerts variations segments rules rules_api unleash launchdarkly_data restore launchdarkly_rules http
 REGRESS_OPTS = --inputdir=. --load-extension=opsflags
 
 PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
@@ -48,7 +48,7 @@ $(OBJS): src/opsflags.h
 src/flags.o src/flags.bc src/flag_load.o src/flag_load.bc src/evaluation.o src/evaluation.bc src/evaluate_all.o src/evaluate_all.bc \
   src/invalidation.o src/invalidation.bc: src/flags.h src/rules.h
 src/rules.o src/rules.bc src/rules_clauses.o src/rules_clauses.bc src/rules_serve.o src/rules_serve.bc \
-  src/rules_ops.o src/rules_ops.bc src/rules_values.o src/rules_values.bc \
+  src/rules_ops.o src/rules_ops.bc src/rules_values.o src/rules_values.bc src/rules_ld.o src/rules_ld.bc \
   src/segments.o src/segments.bc: src/flags.h src/rules.h
 src/health.o src/health.bc src/health_queue.o src/health_queue.bc: src/health.h
 $(filter src/http%,$(OBJS)) $(patsubst %.o,%.bc,$(filter src/http%,$(OBJS))): src/http.h src/http_core.h

@@ -2015,8 +2015,15 @@ AS 'MODULE_PATHNAME', 'opsflags_evaluate_all';
 -- LaunchDarkly's evaluation in the rule engine (src/rules.sql, docs/rules.md):
 -- a flag's and a segment's bucketing and salt; the rule checks take the
 -- bucketing (LaunchDarkly splits weigh out of 100000), and run again when
--- it changes.
+-- it changes; launchdarkly_bucket() (src/hashing.sql).
 -------------------------------------------------------------------------------
+
+CREATE FUNCTION opsflags.launchdarkly_bucket(prefix text, value text)
+RETURNS double precision
+LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'opsflags_launchdarkly_bucket';
+COMMENT ON FUNCTION opsflags.launchdarkly_bucket(text, text) IS
+  'LaunchDarkly bucket in [0, 1): the first 15 hex digits of sha1(prefix || ''.'' || value) / 0xFFFFFFFFFFFFFFF; prefix is flagKey.salt or a seed';
 
 -- How splits and rollout gates bucket (docs/rules.md): as Unleash
 -- (murmur3) or as LaunchDarkly (sha1 of key, salt and value).

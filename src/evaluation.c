@@ -70,7 +70,8 @@ typedef struct EvalResult
 
 static FlagReason flag_evaluate_in(FlagEntry *e, EvalContext *ec, EvalResult *res,
 								   EvalState *state);
-static int	flag_variation(const FlagEntry *e, const EvalResult *res, EvalContext *ec);
+static int	flag_variation(const FlagEntry *e, const EvalResult *res, EvalContext *ec,
+						   bool *in_experiment);
 
 /*
  * Step 4: every prerequisite on (or off, when it must be off) for the same
@@ -111,7 +112,7 @@ prerequisites_met(FlagEntry *e, EvalContext *ec, EvalState *state)
 
 			p->memo_reason = flag_evaluate_in(p, ec, &res, state);
 			p->memo_enabled = res.enabled;
-			p->memo_variation = flag_variation(p, &res, ec);
+			p->memo_variation = flag_variation(p, &res, ec, NULL);
 			p->memo_evaluation = state->number;
 		}
 		/* on (or off, as required), and then serving what is asked */
@@ -243,16 +244,15 @@ flag_evaluate(FlagEntry *e, EvalContext *ec, EvalResult *res)
 
 /* The index of the variation served: what res serves when on, else off. */
 static int
-flag_variation(const FlagEntry *e, const EvalResult *res, EvalContext *ec)
+flag_variation(const FlagEntry *e, const EvalResult *res, EvalContext *ec, bool *in_experiment)
 {
 	int			v;
-	int			bucket = 0;
 
 	if (e == NULL || !e->evaluable)
 		return -1;
 	if (!res->enabled)
 		return e->off_variation;
-	v = opsflags_serve_variation(res->serve, ec, &bucket);
+	v = opsflags_serve_variation(res->serve, ec, in_experiment);
 	if (v < 0 || v >= e->nvariations)
 		return e->off_variation;
 	return v;
@@ -289,6 +289,7 @@ flag_call_args(FunctionCallInfo fcinfo, FlagCall *c)
 	c->key = VARDATA_ANY(key);
 	c->keylen = VARSIZE_ANY_EXHDR(key);
 	c->ec.ctx = NULL;
+	c->ec.root = NULL;
 	c->ec.have_random = false;
 	c->ec.user = user ? VARDATA_ANY(user) : NULL;
 	c->ec.userlen = user ? VARSIZE_ANY_EXHDR(user) : 0;
@@ -327,6 +328,7 @@ opsflags_context_read(Jsonb *context, EvalContext *ec)
 	uint32		kindlen = 0;
 
 	ec->ctx = NULL;
+	ec->root = NULL;
 	ec->have_random = false;
 	ec->user = ec->role = NULL;
 	ec->userlen = ec->rolelen = 0;
@@ -335,6 +337,7 @@ opsflags_context_read(Jsonb *context, EvalContext *ec)
 	ctx = &context->root;
 	if (!JsonContainerIsObject(ctx))
 		return;
+	ec->root = ctx;
 
 	kind = context_string(ctx, "kind", &kindlen);
 	if (kind != NULL && kindlen == 5 && memcmp(kind, "multi", 5) == 0)
@@ -441,7 +444,7 @@ call_value(FlagCall *c)
 		return NULL;
 	(void) flag_evaluate(e, &c->ec, &res);
 	count_usage(e, res.enabled);
-	v = variation_value(e, flag_variation(e, &res, &c->ec));
+	v = variation_value(e, flag_variation(e, &res, &c->ec, NULL));
 	return v ? (Jsonb *) DatumGetPointer(datumCopy(PointerGetDatum(v), false, -1)) : NULL;
 }
 
@@ -501,6 +504,7 @@ opsflags_explain_push(JsonbParseState **ps, const char *env, const char *key, in
 	FlagEntry  *e = NULL;
 	EvalResult	res = {REASON_FLAG_NOT_FOUND, false, NULL, -1, 0};
 	int			variation = -1;
+	bool		in_experiment = false;
 	Jsonb	   *value = NULL;
 	JsonbValue	v;
 
@@ -510,7 +514,7 @@ opsflags_explain_push(JsonbParseState **ps, const char *env, const char *key, in
 		if (e != NULL)
 		{
 			(void) flag_evaluate(e, ec, &res);
-			variation = flag_variation(e, &res, ec);
+			variation = flag_variation(e, &res, ec, &in_experiment);
 			value = variation_value(e, variation);
 		}
 	}
@@ -535,6 +539,13 @@ opsflags_explain_push(JsonbParseState **ps, const char *env, const char *key, in
 	push_int(ps, "variation", value != NULL, variation);
 	push_string(ps, "variant", value != NULL ? e->variant_names[variation] : NULL);
 	push_string(ps, "rule", res.rule >= 0 && e->rules != NULL ? e->rules->rules[res.rule].id : NULL);
+	if (in_experiment && value != NULL)
+	{
+		/* only when a LaunchDarkly experiment counts the context */
+		v.type = jbvBool;
+		v.val.boolean = true;
+		push_member(ps, "in_experiment", &v);
+	}
 	push_string(ps, "environment", env);
 	push_int(ps, "flag_version", e != NULL && e->evaluable, e != NULL ? e->version : 0);
 	return pushJsonbValue(ps, WJB_END_OBJECT, NULL);

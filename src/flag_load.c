@@ -73,7 +73,8 @@ static OpsQuery load_query = {
 	"       f.variations OPERATOR(pg_catalog.->) c.off_variation, "
 	"       c.variation_weights, f.variations, f.id, c.segments, "
 	"       c.on_variation, c.off_variation, c.rules, c.serve, c.fallthrough, "
-	"       f.variation_names "
+	"       f.variation_names, "
+	"       f.bucketing OPERATOR(pg_catalog.=) 'launchdarkly', f.salt "
 	"FROM (SELECT EXISTS (SELECT FROM opsflags.environments v "
 	"                     WHERE v.name OPERATOR(pg_catalog.=) $2) AS known) e "
 	"LEFT JOIN opsflags.feature_flags f "
@@ -340,6 +341,10 @@ load_rules(FlagEntry *entry, HeapTuple tup, TupleDesc desc, text *group)
 	fallthrough = isnull ? NULL : DatumGetJsonbPCopy(d);
 	d = SPI_getbinval(tup, desc, 22, &isnull);
 	names = isnull ? NULL : DatumGetJsonbPCopy(d);
+	d = SPI_getbinval(tup, desc, 23, &isnull);
+	t.ld_bucketing = !isnull && DatumGetBool(d);
+	d = SPI_getbinval(tup, desc, 24, &isnull);
+	t.salt = isnull ? "" : TextDatumGetCString(d);
 
 	if (variations != NULL && JB_ROOT_IS_ARRAY(variations) && !JB_ROOT_IS_SCALAR(variations))
 	{
@@ -379,6 +384,7 @@ load_rules(FlagEntry *entry, HeapTuple tup, TupleDesc desc, text *group)
 	t.environment = env;
 	t.nvariations = entry->nvariations;
 	t.group = text_to_cstring(group);
+	t.bucket_key = flag;
 	t.strict = false;
 
 	/*

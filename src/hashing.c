@@ -2,7 +2,7 @@
  * hashing.c
  *	  Stable hashing for rollouts: MurmurHash3 (x86, 32-bit) and the Unleash
  *	  "normalized" bucket built on it, so a user lands in the same bucket here
- *	  as in Unleash SDKs.  The hash and its byte order are part of the
+ *	  as in Unleash SDKs; LaunchDarkly's bucket (on sha1.c) callable too.  The hash and its byte order are part of the
  *	  contract: changing them would re-bucket every user of every flag.
  */
 #include "postgres.h"
@@ -14,6 +14,7 @@
 
 PG_FUNCTION_INFO_V1(opsflags_rollout_bucket);
 PG_FUNCTION_INFO_V1(opsflags_variant_bucket);
+PG_FUNCTION_INFO_V1(opsflags_launchdarkly_bucket);
 
 static inline uint32
 rotl32(uint32 x, int r)
@@ -161,4 +162,22 @@ opsflags_variant_bucket(PG_FUNCTION_ARGS)
 	opsflags_bucket_prefix(&prefix, VARDATA_ANY(group), VARSIZE_ANY_EXHDR(group), 86028157);
 	PG_RETURN_INT32(opsflags_bucket_finish(&prefix, VARDATA_ANY(user), VARSIZE_ANY_EXHDR(user),
 										   (uint32) total));
+}
+
+/*
+ * launchdarkly_bucket(prefix text, value text) -> float8 in [0, 1):
+ * LaunchDarkly's bucket of sha1(prefix || '.' || value); the prefix is
+ * "flagKey.salt", or a split's seed.
+ */
+Datum
+opsflags_launchdarkly_bucket(PG_FUNCTION_ARGS)
+{
+	text	   *prefix = PG_GETARG_TEXT_PP(0);
+	text	   *value = PG_GETARG_TEXT_PP(1);
+	OpsSha1		state;
+
+	opsflags_sha1_init(&state);
+	opsflags_sha1_update(&state, (const unsigned char *) VARDATA_ANY(prefix), VARSIZE_ANY_EXHDR(prefix));
+	opsflags_sha1_update(&state, (const unsigned char *) ".", 1);
+	PG_RETURN_FLOAT8(opsflags_ld_bucket(&state, VARDATA_ANY(value), VARSIZE_ANY_EXHDR(value)));
 }

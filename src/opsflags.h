@@ -48,6 +48,20 @@ extern void opsflags_bucket_prefix(OpsMurmur3 *state, const char *group, size_t 
 extern int	opsflags_bucket_finish(const OpsMurmur3 *prefix, const char *stickiness,
 								   size_t stickinesslen, uint32 modulus);
 
+/* sha1.c: SHA-1, incremental, and LaunchDarkly buckets */
+typedef struct OpsSha1
+{
+	uint32		h[5];
+	uint64		len;
+	int			nbuf;
+	unsigned char buf[64];
+} OpsSha1;
+
+extern void opsflags_sha1_init(OpsSha1 *s);
+extern void opsflags_sha1_update(OpsSha1 *s, const unsigned char *data, size_t len);
+extern void opsflags_sha1_final(OpsSha1 *s, unsigned char out[20]);
+extern double opsflags_ld_bucket(const OpsSha1 *prefix, const char *value, size_t len);
+
 /* spi.c: the one place that runs SQL from C */
 typedef struct OpsQuery
 {

@@ -306,7 +306,10 @@ rules_compile_group(RuleCompile *c, JsonbContainer *obj, OpsMurmur3 *prefix, uin
 static bool
 same_attr(const RuleAttr *a, const RuleAttr *b)
 {
-	if (a->kind != b->kind || a->nparts != b->nparts)
+	if (a->kind != b->kind || a->nparts != b->nparts || a->ld != b->ld)
+		return false;
+	if (a->ld && (a->ctx_kindlen != b->ctx_kindlen ||
+				  memcmp(a->ctx_kind, b->ctx_kind, a->ctx_kindlen) != 0))
 		return false;
 	for (int i = 0; i < a->nparts; i++)
 		if (a->partlens[i] != b->partlens[i] ||
@@ -344,6 +347,49 @@ assign_memo_slots(RuleCompile *c, JsonbValue *cv, RuleClause *cl)
 		c->clause_texts[c->nids++] = text;
 	if (i < c->nids)
 		cl->id = i;
+}
+
+/*
+ * bucket_by of LaunchDarkly bucketing: one attribute (default "key") read
+ * from the context of kind (jbvNull: "user").
+ */
+bool
+rules_compile_ld_bucket_by(RuleCompile *c, JsonbContainer *obj, BucketBy *b, JsonbValue *kind)
+{
+	JsonbValue	v;
+
+	b->nattrs = 1;
+	b->attrs = MemoryContextAllocZero(c->cxt, sizeof(RuleAttr));
+	if (!rules_member(obj, "bucket_by", &v))
+	{
+		v.type = jbvString;
+		v.val.string.val = "key";
+		v.val.string.len = 3;
+	}
+	else if (v.type != jbvString)
+		return rules_bad(c, "bucket_by must be one attribute with LaunchDarkly bucketing");
+	return rules_compile_ld_attr(c, &v, &b->attrs[0], "bucket_by", kind);
+}
+
+/* A rollout gate with LaunchDarkly bucketing: {weight, bucket_by, context_kind}. */
+static bool
+compile_ld_gate(RuleCompile *c, JsonbContainer *obj, RuleGate *g)
+{
+	JsonbValue	v;
+	JsonbValue	kind;
+	int64		w;
+
+	if (rules_member(obj, "percentage", &v) || rules_member(obj, "group", &v))
+		return rules_bad(c, "percentage and group are for Unleash bucketing; LaunchDarkly's rollout has a weight");
+	if (!rules_member(obj, "weight", &v) || !rules_whole_number(&v, 0, 100000, &w))
+		return rules_bad(c, "weight must be a whole number from 0 to 100000");
+	g->ld = true;
+	g->ld_weight = (double) w / 1e5;
+	if (!rules_context_kind(c, obj, &kind) ||
+		!rules_compile_ld_bucket_by(c, obj, &g->bucket_by, &kind))
+		return false;
+	rules_ld_prefix(c, &g->ld_prefix, NULL);
+	return true;
 }
 
 /* ---------- rules ---------- */
@@ -437,13 +483,24 @@ compile_rule(RuleCompile *c, JsonbValue *rv, Rule *r, char **ids, int nids)
 		if (!rules_is_object(&v))
 			return rules_bad(c, "rollout must be an object");
 		r->gate = MemoryContextAllocZero(c->cxt, sizeof(RuleGate));
-		if (!rules_member(v.val.binary.data, "percentage", &pv) || !rules_whole_number(&pv, 0, 100, &p))
+		if (c->t->ld_bucketing)
+		{
+			if (!compile_ld_gate(c, v.val.binary.data, r->gate))
+				return false;
+			c->part = NULL;
+		}
+		else if (!rules_member(v.val.binary.data, "percentage", &pv) || !rules_whole_number(&pv, 0, 100, &p))
 			return rules_bad(c, "percentage must be a whole number from 0 to 100");
-		r->gate->percentage = (int) p;
-		if (!rules_compile_bucket_by(c, v.val.binary.data, &r->gate->bucket_by) ||
-			!rules_compile_group(c, v.val.binary.data, &r->gate->prefix, 0))
-			return false;
-		c->part = NULL;
+		else
+		{
+			r->gate->percentage = (int) p;
+			if (rules_member(v.val.binary.data, "weight", &pv))
+				return rules_bad(c, "weight is for LaunchDarkly bucketing (this bucketing is \"unleash\")");
+			if (!rules_compile_bucket_by(c, v.val.binary.data, &r->gate->bucket_by) ||
+				!rules_compile_group(c, v.val.binary.data, &r->gate->prefix, 0))
+				return false;
+			c->part = NULL;
+		}
 	}
 	if (rules_member(obj, "serve", &v))
 	{
@@ -517,9 +574,29 @@ arg_jsonb(FunctionCallInfo fcinfo, int i)
 	return PG_ARGISNULL(i) ? NULL : PG_GETARG_JSONB_P(i);
 }
 
+/* The bucketing argument of the checks: "unleash" (or NULL) or "launchdarkly". */
+static bool
+arg_ld_bucketing(FunctionCallInfo fcinfo, int i)
+{
+	char	   *b;
+
+	if (PG_ARGISNULL(i))
+		return false;
+	b = text_to_cstring(PG_GETARG_TEXT_PP(i));
+	if (strcmp(b, "launchdarkly") == 0)
+		return true;
+	if (strcmp(b, "unleash") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_CHECK_VIOLATION),
+				 errmsg("invalid bucketing \"%s\"", b),
+				 errdetail("Bucketing is \"unleash\" or \"launchdarkly\".")));
+	return false;
+}
+
 /*
  * check_config_rules(flag_key, environment, nvariations, rules, serve,
- * fallthrough, rollout_group): raises 22023 naming what is invalid.
+ * fallthrough, rollout_group, bucketing): raises 22023 naming what is
+ * invalid.
  */
 Datum
 opsflags_check_config_rules(PG_FUNCTION_ARGS)
@@ -536,6 +613,9 @@ opsflags_check_config_rules(PG_FUNCTION_ARGS)
 	t.nvariations = JB_ROOT_IS_ARRAY(t.variations) && !JB_ROOT_IS_SCALAR(t.variations) ?
 		JB_ROOT_COUNT(t.variations) : 0;
 	t.group = PG_ARGISNULL(6) ? t.flag : text_to_cstring(PG_GETARG_TEXT_PP(6));
+	t.ld_bucketing = arg_ld_bucketing(fcinfo, 7);
+	t.bucket_key = t.flag;
+	t.salt = "";
 	t.strict = true;
 
 	cxt = AllocSetContextCreate(CurrentMemoryContext, "opsflags rule check",
@@ -549,7 +629,7 @@ opsflags_check_config_rules(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
-/* check_segment_rules(segment_key, rules) */
+/* check_segment_rules(segment_key, rules, bucketing) */
 Datum
 opsflags_check_segment_rules(PG_FUNCTION_ARGS)
 {
@@ -561,6 +641,9 @@ opsflags_check_segment_rules(PG_FUNCTION_ARGS)
 		PG_RETURN_VOID();
 	t.segment = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	t.group = t.segment;
+	t.ld_bucketing = arg_ld_bucketing(fcinfo, 2);
+	t.bucket_key = t.segment;
+	t.salt = "";
 	t.strict = true;
 	cxt = AllocSetContextCreate(CurrentMemoryContext, "opsflags rule check",
 								ALLOCSET_DEFAULT_SIZES);

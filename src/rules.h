@@ -55,6 +55,12 @@ typedef struct RuleAttr
 	char	  **parts;
 	uint32	   *partlens;
 	bool		is_current_time;	/* named "currentTime" */
+	/* read as LaunchDarkly reads it: from one kind of context */
+	bool		ld;
+	const char *ctx_kind;		/* ld: the kind ("user" by default) */
+	uint32		ctx_kindlen;
+	bool		is_kind;		/* ld: the attribute "kind" */
+	bool		is_anonymous;	/* ld: the attribute "anonymous" */
 } RuleAttr;
 
 /* A semantic version; pre-release points at its text (not copied). */
@@ -86,6 +92,7 @@ typedef struct RuleClause
 	RuleOp		op;
 	bool		negate;
 	bool		ci;				/* case_insensitive */
+	bool		ld;				/* semantics "launchdarkly" */
 	int			nvalues;
 	/* in / not_in */
 	StrSet	   *strings;		/* lower-cased when ci */
@@ -139,6 +146,12 @@ typedef struct RuleServe
 	OpsMurmur3	prefix;			/* variant hash of "group:" */
 	int			noverrides;
 	SplitOverride *overrides;
+	/* LaunchDarkly bucketing */
+	bool		ld;
+	OpsSha1		ld_prefix;		/* "key.salt." or "seed." hashed */
+	double	   *ld_sums;		/* running totals of weight / 100000 */
+	bool	   *untracked;
+	bool		experiment;
 } RuleServe;
 
 typedef struct RuleGate
@@ -146,6 +159,10 @@ typedef struct RuleGate
 	int			percentage;
 	BucketBy	bucket_by;
 	OpsMurmur3	prefix;			/* rollout hash of "group:" */
+	bool		ld;				/* LaunchDarkly bucketing: in when the bucket
+								 * is below ld_weight (weight / 100000) */
+	double		ld_weight;
+	OpsSha1		ld_prefix;
 } RuleGate;
 
 typedef struct Rule
@@ -201,6 +218,9 @@ typedef struct RuleTarget
 	int			nvariations;	/* variation indexes must be below it */
 	Jsonb	   *variations;		/* strict: a served variation must not be false */
 	const char *group;			/* default group of gates and splits */
+	bool		ld_bucketing;	/* bucketing "launchdarkly" */
+	const char *bucket_key;		/* ... the flag's or segment's key */
+	const char *salt;			/* ... and salt ("" when NULL) */
 	bool		strict;			/* errors are raised, else a bad part never
 								 * matches and one WARNING is given */
 	bool		warned;
@@ -222,6 +242,7 @@ typedef struct SegmentEntry
 typedef struct EvalContext
 {
 	JsonbContainer *ctx;		/* NULL: none (the (key, user, role) form) */
+	JsonbContainer *root;		/* the whole context (ctx may be its user) */
 	const char *user;
 	uint32		userlen;
 	const char *role;
@@ -263,6 +284,19 @@ extern bool rules_whole_number(JsonbValue *v, int64 lo, int64 hi, int64 *out);
 extern bool rules_compile_attr(RuleCompile *c, JsonbValue *v, RuleAttr *a, const char *what);
 extern bool rules_compile_bucket_by(RuleCompile *c, JsonbContainer *obj, BucketBy *b);
 extern bool rules_compile_group(RuleCompile *c, JsonbContainer *obj, OpsMurmur3 *prefix, uint32 seed);
+extern bool rules_compile_ld_attr(RuleCompile *c, JsonbValue *v, RuleAttr *a, const char *what,
+								  JsonbValue *kind);
+extern bool rules_compile_ld_bucket_by(RuleCompile *c, JsonbContainer *obj, BucketBy *b, JsonbValue *kind);
+extern bool rules_context_kind(RuleCompile *c, JsonbContainer *obj, JsonbValue *kind);
+extern void rules_ld_prefix(RuleCompile *c, OpsSha1 *prefix, const char *seed);
+extern bool rules_compile_ld_value(RuleCompile *c, RuleClause *cl, int i, JsonbValue *v,
+								   const char **strs, uint32 *lens, int *nstrs, const char **nums,
+								   uint32 *numlens, int *nnums);
+
+/* rules_ld.c: evaluation */
+extern bool opsflags_ld_attr_value(const RuleAttr *a, EvalContext *ec, JsonbValue *out);
+extern bool opsflags_ld_value_holds(const RuleClause *c, JsonbValue *v);
+extern bool opsflags_ld_kinds_hold(const RuleClause *c, EvalContext *ec);
 
 /* rules_clauses.c, rules_serve.c */
 extern bool rules_compile_clause(RuleCompile *c, JsonbValue *cv, RuleClause *cl);
@@ -284,12 +318,15 @@ extern JsonbValue *opsflags_explain_push(JsonbParseState **ps, const char *env, 
 
 /* rules_serve.c */
 extern bool opsflags_rule_matches(const Rule *rule, EvalContext *ec, RuleMemo *memo);
-extern int	opsflags_serve_variation(const RuleServe *serve, EvalContext *ec, int *bucket);
+extern int	opsflags_serve_variation(const RuleServe *serve, EvalContext *ec, bool *in_experiment);
 
 /* rules_ops.c */
 extern bool opsflags_jsonb_member(JsonbContainer *obj, const char *name, uint32 len, JsonbValue *out);
 extern bool opsflags_clause_holds(const RuleClause *c, EvalContext *ec, RuleMemo *memo);
+extern bool opsflags_op_holds(const RuleClause *c, JsonbValue *v);
 extern bool opsflags_attr_value(const RuleAttr *a, EvalContext *ec, JsonbValue *out);
+extern double opsflags_ld_attr_bucket(const RuleAttr *a, const OpsSha1 *prefix, EvalContext *ec,
+									  bool *had_context);
 extern bool opsflags_attr_text(const RuleAttr *a, EvalContext *ec, const char **s, uint32 *len,
 							   char *buf, int buflen);
 
@@ -298,6 +335,8 @@ extern bool opsflags_cidr_contains(const CidrRange *range, const CidrRange *a);
 extern bool opsflags_parse_js_number(const char *s, int len, double *out);
 extern bool opsflags_parse_date(const char *s, int len, double *ms);
 extern bool opsflags_parse_semver(const char *s, int len, Semver *v);
+extern bool opsflags_parse_ld_semver(const char *s, int len, Semver *v, char *buf, int buflen);
+extern bool opsflags_parse_ld_date(const char *s, int len, double *ms);
 extern int	opsflags_semver_cmp(const Semver *a, const Semver *b);
 extern bool opsflags_parse_cidr(const char *s, int len, CidrRange *r);
 extern bool opsflags_numeric_double(Numeric num, double *out);

@@ -109,6 +109,8 @@ compile_value(RuleCompile *c, RuleClause *cl, int i, JsonbValue *v,
 			  const char **strs, uint32 *lens, int *nstrs, const char **nums, uint32 *numlens,
 			  int *nnums)
 {
+	if (cl->ld && cl->op != OP_MATCHES && cl->op != OP_SEGMENT_MATCH)
+		return rules_compile_ld_value(c, cl, i, v, strs, lens, nstrs, nums, numlens, nnums);
 	switch (cl->op)
 	{
 		case OP_IN:
@@ -253,6 +255,7 @@ rules_compile_clause(RuleCompile *c, JsonbValue *cv, RuleClause *cl)
 	JsonbContainer *obj;
 	JsonbValue	v;
 	JsonbValue	values;
+	JsonbValue	kind;
 	int			n;
 	const char **strs;
 	uint32	   *lens;
@@ -280,6 +283,27 @@ rules_compile_clause(RuleCompile *c, JsonbValue *cv, RuleClause *cl)
 			return rules_bad(c, "case_insensitive must be a boolean");
 		cl->ci = v.val.boolean;
 	}
+	if (rules_member(obj, "semantics", &v))
+	{
+		if (v.type == jbvString && v.val.string.len == 12 &&
+			memcmp(v.val.string.val, "launchdarkly", 12) == 0)
+			cl->ld = true;
+		else if (!(v.type == jbvString && v.val.string.len == 7 &&
+				   memcmp(v.val.string.val, "unleash", 7) == 0))
+			return rules_bad(c, "semantics must be \"unleash\" or \"launchdarkly\"");
+	}
+	if (!rules_context_kind(c, obj, &kind))
+		return false;
+	if (cl->ld)
+	{
+		if (cl->ci)
+			return rules_bad(c, "case_insensitive is not for clauses with LaunchDarkly's semantics");
+		if (cl->op == OP_NOT_IN || cl->op == OP_EQ || cl->op == OP_IN_CIDR)
+			return rules_bad(c, "operator \"%s\" is not for clauses with LaunchDarkly's semantics",
+							 op_names[cl->op]);
+	}
+	else if (kind.type != jbvNull)
+		return rules_bad(c, "context_kind is for clauses with LaunchDarkly's semantics");
 	/* An operator an import did not know: kept as written, never holds. */
 	if (cl->op == OP_UNSUPPORTED)
 		return true;
@@ -288,7 +312,8 @@ rules_compile_clause(RuleCompile *c, JsonbValue *cv, RuleClause *cl)
 		if (cl->op != OP_SEGMENT_MATCH)
 			return rules_bad(c, "member \"attribute\" is missing");
 	}
-	else if (!rules_compile_attr(c, &v, &cl->attr, "attribute"))
+	else if (cl->ld ? !rules_compile_ld_attr(c, &v, &cl->attr, "attribute", &kind) :
+			 !rules_compile_attr(c, &v, &cl->attr, "attribute"))
 		return false;
 	else if (cl->attr.kind == ATTR_RANDOM)
 		return rules_bad(c, "attribute \"$random\" is only for bucket_by");

@@ -111,6 +111,8 @@ lookup(JsonbContainer *obj, const char *name, uint32 len, JsonbValue *out)
 bool
 opsflags_attr_value(const RuleAttr *a, EvalContext *ec, JsonbValue *out)
 {
+	if (a->ld)
+		return opsflags_ld_attr_value(a, ec, out);
 	switch (a->kind)
 	{
 		case ATTR_KEY:
@@ -259,8 +261,8 @@ value_date(JsonbValue *v, double *d)
 	return false;
 }
 
-static bool
-op_holds(const RuleClause *c, JsonbValue *v)
+bool
+opsflags_op_holds(const RuleClause *c, JsonbValue *v)
 {
 	char		stackbuf[256];
 	const char *s;
@@ -472,8 +474,22 @@ opsflags_clause_holds(const RuleClause *c, EvalContext *ec, RuleMemo *memo)
 				r = c->segments[i] != NULL && opsflags_segment_contains(c->segments[i], ec);
 			break;
 		default:
-			if ((v = attr_value_memo(c, ec, memo, &local)) != NULL)
-				r = op_holds(c, v);
+			if (c->ld)
+			{
+				/* LaunchDarkly's: a missing attribute never holds */
+				if (c->attr.is_kind)
+					r = opsflags_ld_kinds_hold(c, ec);
+				else if ((v = attr_value_memo(c, ec, memo, &local)) != NULL)
+					r = opsflags_ld_value_holds(c, v);
+				else
+				{
+					if (memo != NULL && c->id >= 0)
+						memo->clause_state[c->id] = 2;
+					return false;
+				}
+			}
+			else if ((v = attr_value_memo(c, ec, memo, &local)) != NULL)
+				r = opsflags_op_holds(c, v);
 			else if (c->attr.is_current_time && (c->op == OP_BEFORE || c->op == OP_AFTER))
 			{
 				/* no currentTime in the context: the statement's time */

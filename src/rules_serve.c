@@ -114,6 +114,95 @@ compile_overrides(RuleCompile *c, RuleServe *s, JsonbValue *ov)
 	return true;
 }
 
+/*
+ * A split with LaunchDarkly bucketing: weights out of 100000, the last
+ * entry when they fall short; bucket_by, context_kind, seed, kind
+ * ("rollout" or "experiment") and each entry's untracked.
+ */
+static bool
+compile_ld_split(RuleCompile *c, RuleServe *s, JsonbContainer *obj, JsonbValue *split)
+{
+	JsonbValue	v;
+	JsonbValue	kind;
+	double		sum = 0;
+	char		seedbuf[32];
+	const char *seed = NULL;
+
+	s->ld = true;
+	s->ld_sums = MemoryContextAlloc(c->cxt, sizeof(double) * s->nweights);
+	s->untracked = MemoryContextAllocZero(c->cxt, sizeof(bool) * s->nweights);
+	if (rules_member(obj, "group", &v) || rules_member(obj, "overrides", &v))
+		return rules_bad(c, "group and overrides are for Unleash bucketing");
+	for (int i = 0; i < s->nweights; i++)
+	{
+		JsonbValue *e = getIthJsonbValueFromContainer(split->val.binary.data, i);
+		int64		w;
+
+		if (!rules_is_object(e) || !rules_member(e->val.binary.data, "variation", &v))
+			return rules_bad(c, "split entry %d must be an object with a variation and a weight", i + 1);
+		if (!compile_variation(c, &v, &s->variations[i], "the variation of a split entry"))
+			return false;
+		if (!rules_member(e->val.binary.data, "weight", &v) || !rules_whole_number(&v, 0, 100000, &w))
+			return rules_bad(c, "split entry %d needs a weight, a whole number from 0 to 100000", i + 1);
+		/* the last entry is served when the weights fall short */
+		if ((w > 0 || i == s->nweights - 1) && !not_false(c, s->variations[i]))
+			return false;
+		if (rules_member(e->val.binary.data, "untracked", &v))
+		{
+			if (v.type != jbvBool)
+				return rules_bad(c, "untracked of split entry %d must be a boolean", i + 1);
+			s->untracked[i] = v.val.boolean;
+		}
+		/* as the SDK adds them up */
+		sum += (double) w / 1e5;
+		s->ld_sums[i] = sum;
+		s->cumulative[i] = w;
+	}
+	s->variation = s->variations[s->nweights - 1];
+	if (rules_member(obj, "kind", &v))
+	{
+		if (v.type == jbvString && v.val.string.len == 10 &&
+			memcmp(v.val.string.val, "experiment", 10) == 0)
+			s->experiment = true;
+		else if (!(v.type == jbvString && v.val.string.len == 7 &&
+				   memcmp(v.val.string.val, "rollout", 7) == 0))
+			return rules_bad(c, "kind must be \"rollout\" or \"experiment\"");
+	}
+	if (rules_member(obj, "seed", &v))
+	{
+		int64		n;
+
+		if (!rules_whole_number(&v, -9007199254740992LL, 9007199254740992LL, &n))
+			return rules_bad(c, "seed must be a whole number");
+		if (n != 0)
+		{
+			snprintf(seedbuf, sizeof(seedbuf), INT64_FORMAT, n);
+			seed = seedbuf;
+		}
+	}
+	if (!rules_context_kind(c, obj, &kind))
+		return false;
+	if (s->experiment)
+	{
+		/* an experiment buckets by key */
+		JsonbValue	key;
+
+		key.type = jbvString;
+		key.val.string.val = "key";
+		key.val.string.len = 3;
+		s->bucket_by.nattrs = 1;
+		s->bucket_by.attrs = MemoryContextAllocZero(c->cxt, sizeof(RuleAttr));
+		if (!rules_compile_ld_attr(c, &key, &s->bucket_by.attrs[0], "bucket_by", &kind))
+			return false;
+		if (rules_member(obj, "bucket_by", &v) && v.type != jbvString)
+			return rules_bad(c, "bucket_by must be one attribute with LaunchDarkly bucketing");
+	}
+	else if (!rules_compile_ld_bucket_by(c, obj, &s->bucket_by, &kind))
+		return false;
+	rules_ld_prefix(c, &s->ld_prefix, seed);
+	return true;
+}
+
 static bool
 compile_split(RuleCompile *c, RuleServe *s, JsonbContainer *obj, JsonbValue *split)
 {
@@ -127,6 +216,8 @@ compile_split(RuleCompile *c, RuleServe *s, JsonbContainer *obj, JsonbValue *spl
 	s->cumulative = MemoryContextAlloc(c->cxt, sizeof(int64) * s->nweights);
 	s->variations = MemoryContextAlloc(c->cxt, sizeof(int) * s->nweights);
 	s->variation = -1;
+	if (c->t->ld_bucketing)
+		return compile_ld_split(c, s, obj, split);
 	for (int i = 0; i < s->nweights; i++)
 	{
 		JsonbValue *e = getIthJsonbValueFromContainer(split->val.binary.data, i);
@@ -337,6 +428,13 @@ opsflags_rule_matches(const Rule *r, EvalContext *ec, RuleMemo *memo)
 		uint32		len;
 		char		buf[64];
 
+		if (r->gate->ld)
+		{
+			bool		had;
+
+			return opsflags_ld_attr_bucket(&r->gate->bucket_by.attrs[0], &r->gate->ld_prefix,
+										   ec, &had) < r->gate->ld_weight;
+		}
 		if (r->gate->percentage <= 0 ||
 			!rules_bucket_value(&r->gate->bucket_by, ec, &s, &len, buf, sizeof(buf)))
 			return false;
@@ -347,10 +445,10 @@ opsflags_rule_matches(const Rule *r, EvalContext *ec, RuleMemo *memo)
 
 /*
  * The variation a serve picks for the context (-1: the off variation);
- * *bucket is the split's bucket when one was computed.
+ * *in_experiment (when not NULL): a LaunchDarkly experiment counts it.
  */
 int
-opsflags_serve_variation(const RuleServe *s, EvalContext *ec, int *bucket)
+opsflags_serve_variation(const RuleServe *s, EvalContext *ec, bool *in_experiment)
 {
 	const char *v;
 	uint32		len;
@@ -361,6 +459,24 @@ opsflags_serve_variation(const RuleServe *s, EvalContext *ec, int *bucket)
 		return -1;
 	if (s->kind == SERVE_VARIATION)
 		return s->variation;
+	if (s->ld)
+	{
+		bool		had;
+		double		lb = opsflags_ld_attr_bucket(&s->bucket_by.attrs[0], &s->ld_prefix, ec, &had);
+
+		for (int i = 0; i < s->nweights; i++)
+		{
+			if (lb < s->ld_sums[i])
+			{
+				if (in_experiment != NULL)
+					*in_experiment = s->experiment && had && !s->untracked[i];
+				return s->variations[i];
+			}
+		}
+		if (in_experiment != NULL)
+			*in_experiment = s->experiment && !s->untracked[s->nweights - 1];
+		return s->variations[s->nweights - 1];
+	}
 	for (int i = 0; i < s->noverrides; i++)
 	{
 		const SplitOverride *o = &s->overrides[i];
@@ -372,7 +488,6 @@ opsflags_serve_variation(const RuleServe *s, EvalContext *ec, int *bucket)
 	if (!rules_bucket_value(&s->bucket_by, ec, &v, &len, buf, sizeof(buf)))
 		return s->variation;
 	b = opsflags_bucket_finish(&s->prefix, v, len, (uint32) s->cumulative[s->nweights - 1]);
-	(void) bucket;
 	for (int i = 0; i < s->nweights; i++)
 		if (b <= s->cumulative[i])
 			return s->variations[i];

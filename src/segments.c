@@ -28,7 +28,9 @@ static MemoryContext SegmentCacheContext = NULL;
 
 static OpsQuery segment_query = {
 	.sql =
-	"SELECT s.user_ids, s.roles, s.rules FROM opsflags.user_segments s "
+	"SELECT s.user_ids, s.roles, s.rules, "
+	"       s.bucketing OPERATOR(pg_catalog.=) 'launchdarkly', s.salt "
+	"FROM opsflags.user_segments s "
 	"WHERE s.segment_key OPERATOR(pg_catalog.=) $1",
 	.nargs = 1,
 	.argtypes = {TEXTOID},
@@ -103,8 +105,13 @@ segment_load(SegmentEntry *seg, int keylen)
 	seg->roles = isnull ? NULL : strset_of(DatumGetJsonbP(d), seg->cxt);
 	d = SPI_getbinval(tup, desc, 3, &isnull);
 	rules = isnull ? NULL : DatumGetJsonbPCopy(d);
+	d = SPI_getbinval(tup, desc, 4, &isnull);
+	t.ld_bucketing = !isnull && DatumGetBool(d);
+	d = SPI_getbinval(tup, desc, 5, &isnull);
+	t.salt = isnull ? "" : TextDatumGetCString(d);
 	t.segment = seg->key;
 	t.group = seg->key;
+	t.bucket_key = seg->key;
 	seg->rules = opsflags_rules_compile(rules, &t, seg->cxt);
 }
 

@@ -458,7 +458,7 @@ SELECT is((SELECT array_agg(p.proname::text ORDER BY p.proname::text)
           -- feature_enabled, feature_explain, feature_value: for a user and role, and for a context
           ARRAY['config_all', 'config_get', 'errors_last_hour', 'feature_enabled', 'feature_enabled',
                 'feature_explain', 'feature_explain', 'feature_guard', 'feature_value', 'feature_value', 'flag_cache_stats', 'health_aggregate', 'health_status', 'is_maintenance_mode', 'is_string_array',
-                'is_valid_config_key', 'is_valid_flag_key', 'maintenance_enforced', 'max_prerequisite_count', 'max_prerequisite_depth',
+                'is_valid_config_key', 'is_valid_flag_key', 'launchdarkly_bucket', 'maintenance_enforced', 'max_prerequisite_count', 'max_prerequisite_depth',
                 'restoring', 'rollout_bucket', 'run_startup_checks', 'variant_bucket', 'worker_status'],
           'R1: the opsflags functions (schemas opsflags and opsflags_internal) an ordinary role may execute are exactly the evaluation, health and read-only ones (a new function granted to PUBLIC must be added here on purpose)');
 
