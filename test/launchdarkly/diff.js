@@ -17,16 +17,16 @@
 //
 // Your own data: OPSFLAGS_DIFF_DATA=<file> (server-side data, as
 // /sdk/latest-all returns it) and OPSFLAGS_DIFF_CONTEXTS_FILE=<file> (a JSON
-// array of contexts) replace the generated ones.
+// array of contexts) replace the generated ones; OPSFLAGS_DIFF_DUMP=<file>
+// writes the data and contexts of a run.
 //
-// Left out, because the engine does not have LaunchDarkly's semantics for
-// them yet (the import refuses the first three): percentage rollouts and
-// segment rule weights (sha1 bucketing), context kinds other than "user",
-// a negated clause on an attribute a context may lack (LaunchDarkly: never
-// matches), array attributes, numeric strings for numeric operators, loose
-// versions ("1.2"), prerequisites on a false variation, and prerequisites
-// on a flag whose own prerequisite failed (LaunchDarkly: still passes when
-// the prerequisite is on and its off variation is the one required).
+// Left out, because the engine cannot say them yet: rollouts of boolean
+// flags (a split never gives weight to false: the engine serves false only
+// when off), prerequisites on a false variation (refused by the import),
+// prerequisites on a flag whose own prerequisite failed (LaunchDarkly: still
+// passes when the prerequisite is on and its off variation is the one
+// required; the engine asks that the prerequisite be enabled for the
+// context), excludedContexts of kinds other than user (refused).
 'use strict';
 
 const fs = require('fs');
@@ -53,53 +53,70 @@ const chance = (p) => rnd() < p;
 const some = (a, max) => { const n = 1 + int(max); const out = []; for (let i = 0; i < n; i++) out.push(pick(a)); return [...new Set(out)]; };
 
 const KEYS = ['u1', 'u2', 'u3', 'alice', 'bob', 'Carol', '42', 'user-100', 'x', 'o1'];
+const ORGS = ['o1', 'o2', 'acme', 'u1'];
+const KINDS = ['user', 'user', 'user', 'org'];
 const STRINGS = ['DE', 'de', 'FR', 'US', 'alice@example.com', 'bob@corp.io', 'Carol@Example.COM', 'zeta', 'a', 'example'];
 const REGEXES = ['^a', 'com$', '[0-9]', 'DE|FR', '^[a-z]+@', 'xample', '^.$'];
 const NUMBERS = [0, 1, 2, 2.5, 7, 10, -3, 100, 1e3];
-const VERSIONS = ['1.0.0', '1.2.3', '1.2.3-beta.1', '1.2.3-alpha', '2.0.0', '2.0.0-rc.1', '0.9.12', '1.10.0', '1.2.3+build.5'];
+const VERSIONS = ['1.0.0', '1.2.3', '1.2.3-beta.1', '1.2.3-alpha', '2.0.0', '2.0.0-rc.1', '0.9.12', '1.10.0', '1.2.3+build.5',
+                  '1.2', '2', '1.2-beta', 'v1.2.3'];
 const DATES = ['2022-01-01T00:00:00Z', '2023-06-15T12:30:00.000Z', '2024-02-29T23:59:59.999Z', '2021-12-31T23:00:00+02:00',
                1672531200000, 1700000000000, 1500000000000];
 const SEGMENTS = ['s0', 's1', 's2', 's3'];
 
 // A clause: the operators each attribute is tested with.
 function clause(inSegment) {
-    const kind = pick(['str', 'str', 'num', 'ver', 'date', 'key', inSegment ? 'key' : 'seg']);
-    const c = { negate: false };
+    const kind = pick(['str', 'str', 'num', 'ver', 'date', 'key', 'kind', inSegment ? 'key' : 'seg']);
+    const c = { negate: chance(0.25) };
+    if (kind === 'kind') return { attribute: 'kind', op: 'in', values: some(['user', 'org', 'device'], 2), negate: chance(0.3) };
     if (kind === 'seg') {
         Object.assign(c, { attribute: '', op: 'segmentMatch', values: some(SEGMENTS, 2), negate: chance(0.3) });
     } else if (kind === 'key') {
         // key is always there: negate is safe.
-        Object.assign(c, { attribute: 'key', op: pick(['in', 'in', 'startsWith', 'matches']), negate: chance(0.3) });
+        Object.assign(c, { attribute: 'key', op: pick(['in', 'in', 'startsWith', 'matches']) });
         c.values = c.op === 'in' ? some(KEYS, 3) : c.op === 'matches' ? some(['^u', '^[a-z]+$', '0'], 1) : some(['u', 'a', 'C'], 2);
     } else if (kind === 'str') {
         c.attribute = pick(['country', 'email']);
         c.op = pick(['in', 'startsWith', 'endsWith', 'contains', 'matches']);
         c.values = c.op === 'matches' ? some(REGEXES, 2)
             : c.op === 'in' ? some([...STRINGS, 5, true], 3) : some(['D', 'E', 'com', '@', 'a', 'ex', 'Carol'], 2);
-        if (c.op === 'in' && chance(0.2)) c.contextKind = 'user';
+        if (c.op === 'in' && chance(0.1)) c.values.push(null, [1]);
     } else if (kind === 'num') {
         c.attribute = 'n';
         c.op = pick(['in', 'lessThan', 'lessThanOrEqual', 'greaterThan', 'greaterThanOrEqual']);
         c.values = some(NUMBERS, 2);
+        if (chance(0.1)) c.values.push('5');
     } else if (kind === 'ver') {
         c.attribute = 'ver';
         c.op = pick(['semVerEqual', 'semVerLessThan', 'semVerGreaterThan']);
         c.values = some(VERSIONS, 2);
     } else {
         c.attribute = pick(['t', '/meta/t']);
-        if (c.attribute.startsWith('/')) c.contextKind = 'user';
         c.op = pick(['before', 'after']);
         c.values = some(DATES, 2);
     }
+    if (c.attribute !== '' && chance(0.6)) c.contextKind = pick(KINDS);
     return c;
 }
+
+const bucketBy = () => pick([undefined, 'key', 'country', 'n', 'email', '/meta/t']);
 
 function segment(key) {
     const s = { key, version: 1, salt: key, deleted: false, included: chance(0.5) ? some(KEYS, 2) : [],
                 excluded: chance(0.5) ? some(KEYS, 2) : [], rules: [] };
-    if (chance(0.3)) s.includedContexts = [{ contextKind: 'user', values: some(KEYS, 1) }];
+    if (chance(0.3)) s.includedContexts = [{ contextKind: pick(KINDS), values: some(ORGS, 2) }];
+    if (chance(0.2)) s.excludedContexts = [{ contextKind: 'user', values: some(KEYS, 1) }];
     const nr = int(3);
-    for (let i = 0; i < nr; i++) s.rules.push({ id: `${key}-r${i}`, clauses: Array.from({ length: 1 + int(2) }, () => clause(true)) });
+    for (let i = 0; i < nr; i++) {
+        const r = { id: `${key}-r${i}`, clauses: Array.from({ length: 1 + int(2) }, () => clause(true)) };
+        if (chance(0.4)) {
+            r.weight = pick([0, 100000, int(100001)]);
+            const b = bucketBy();
+            if (b) r.bucketBy = b;
+            if (chance(0.5)) r.rolloutContextKind = pick(KINDS);
+        }
+        s.rules.push(r);
+    }
     return s;
 }
 
@@ -114,9 +131,28 @@ function flag(i, earlier) {
     // A boolean flag is off on false: the engine serves false only when off.
     const off = type === 'boolean' ? 1 : int(nv);
     const v = () => int(nv);
+    // A rollout (not on a boolean flag: see above).
+    const vr = () => {
+        if (type === 'boolean' || chance(0.5)) return { variation: v() };
+        const n = 1 + int(nv);
+        let left = 100000;
+        const variations = [];
+        for (let j = 0; j < n; j++) {
+            const w = j === n - 1 ? (chance(0.8) ? left : int(left + 1)) : int(left + 1);
+            left -= w;
+            variations.push({ variation: int(nv), weight: w, ...(chance(0.2) ? { untracked: true } : {}) });
+        }
+        const rollout = { variations };
+        const b = bucketBy();
+        if (b) rollout.bucketBy = b;
+        if (chance(0.4)) rollout.contextKind = pick(KINDS);
+        if (chance(0.4)) rollout.seed = pick([0, 61, -5, 123456789]);
+        if (chance(0.2)) rollout.kind = 'experiment';
+        return { rollout };
+    };
     const key = `f${i}`;
     const f = { key, version: 1 + int(5), on: chance(0.85), variations, offVariation: off, salt: `salt-${key}`,
-                fallthrough: { variation: v() }, targets: [], contextTargets: [], rules: [], prerequisites: [],
+                fallthrough: vr(), targets: [], contextTargets: [], rules: [], prerequisites: [],
                 trackEvents: false, trackEventsFallthrough: false, clientSide: false, deleted: false };
     const nt = int(3);
     for (let t = 0; t < nt; t++) f.targets.push({ variation: v(), values: some(KEYS, 3) });
@@ -124,10 +160,11 @@ function flag(i, earlier) {
         // contextTargets in another order: "user" ones without values stand
         // for the targets entry of their variation.
         f.contextTargets = f.targets.map((t) => ({ contextKind: 'user', variation: t.variation, values: chance(0.5) ? [] : some(KEYS, 2) })).reverse();
+        if (chance(0.6)) f.contextTargets.splice(int(f.contextTargets.length + 1), 0, { contextKind: 'org', variation: v(), values: some(ORGS, 2) });
     }
     const nr = int(5);
     for (let r = 0; r < nr; r++) {
-        const rule = { clauses: Array.from({ length: 1 + int(3) }, () => clause(false)), variation: v(), trackEvents: false };
+        const rule = { clauses: Array.from({ length: 1 + int(3) }, () => clause(false)), ...vr(), trackEvents: false };
         if (chance(0.8)) rule.id = `${key}-rule-${r}`;
         f.rules.push(rule);
     }
@@ -156,9 +193,9 @@ function generate() {
 
 function attrs() {
     const a = {};
-    if (chance(0.7)) a.country = chance(0.85) ? pick(STRINGS) : pick([5, true, null, { x: 1 }]);
+    if (chance(0.7)) a.country = chance(0.8) ? pick(STRINGS) : pick([5, true, null, { x: 1 }, ['DE', 'FR'], [], ['zeta', 5]]);
     if (chance(0.6)) a.email = pick(STRINGS);
-    if (chance(0.7)) a.n = chance(0.85) ? pick(NUMBERS) : pick(['abc', true, null]);
+    if (chance(0.7)) a.n = chance(0.8) ? pick(NUMBERS) : pick(['abc', '5', true, null, [1, 100]]);
     if (chance(0.6)) a.ver = chance(0.9) ? pick(VERSIONS) : pick(['bad', 3]);
     if (chance(0.6)) a.t = chance(0.9) ? pick(DATES) : 'not-a-date';
     if (chance(0.3)) a.meta = { t: pick(DATES) };
@@ -169,8 +206,16 @@ function contexts() {
     const out = [];
     for (let i = 0; i < CONTEXTS; i++) {
         const user = { key: pick(KEYS), ...attrs() };
-        if (chance(0.25)) out.push({ kind: 'multi', user, org: { key: pick(['o1', 'u1', 'acme']), ...attrs() } });
-        else out.push({ kind: 'user', ...user });
+        const org = { key: pick(ORGS), ...attrs() };
+        const r = rnd();
+        if (r < 0.2) out.push({ kind: 'multi', user, org });
+        else if (r < 0.3) out.push({ kind: 'org', ...org });
+        else if (r < 0.35) out.push({ kind: 'multi', org, device: { key: 'd1' } });
+        else if (r < 0.45) {
+            // A legacy user: built-in attributes at the top, others in custom.
+            const { key, country, email, ...custom } = user;
+            out.push({ key, ...(country === undefined ? {} : { country }), ...(email === undefined ? {} : { email }), custom });
+        } else out.push({ kind: 'user', ...user });
     }
     return out;
 }
@@ -193,6 +238,10 @@ async function main() {
     data.segments = data.segments || {};
     const ctxs = process.env.OPSFLAGS_DIFF_CONTEXTS_FILE
         ? JSON.parse(fs.readFileSync(process.env.OPSFLAGS_DIFF_CONTEXTS_FILE, 'utf8')) : contexts();
+    if (process.env.OPSFLAGS_DIFF_DUMP) {
+        // OPSFLAGS_DIFF_DUMP=<file>: the data and contexts, to replay by hand.
+        fs.writeFileSync(process.env.OPSFLAGS_DIFF_DUMP, JSON.stringify({ data, contexts: ctxs }));
+    }
     const nflags = Object.keys(data.flags).length;
     const nsegs = Object.keys(data.segments).length;
     const env = 'launchdarkly-diff';
