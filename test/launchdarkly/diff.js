@@ -4,10 +4,15 @@
 // (OPSFLAGS_DIFF_SEED replays a run; the seed is printed;
 // OPSFLAGS_DIFF_FLAGS and OPSFLAGS_DIFF_CONTEXTS, default 50 and 220, size
 // it) makes server-side data: flags of every value type, on and off, with
-// targets, contextTargets, rules of clauses (every operator the engine maps,
-// segmentMatch, negate), prerequisites, and segments with included, excluded
-// and rules; and contexts (single and multi-kind, missing attributes, values
-// of odd types).  opsflags imports it (import_launchdarkly_data) in an
+// targets, contextTargets (user and org), rules of clauses (every operator
+// the import maps, segmentMatch, the kind attribute, negate, contextKind,
+// attribute references, values of the wrong type, loose versions), rollouts
+// (bucketBy, contextKind, seed, experiments, untracked, weights short of
+// 100000) in rules and fallthroughs, prerequisites, and segments with
+// included, excluded, includedContexts, excludedContexts and rules with
+// weights; and contexts (user, org, multi-kind with and without a user,
+// legacy users with custom attributes, missing attributes, arrays, numeric
+// strings and other odd types).  opsflags imports it (import_launchdarkly_data) in an
 // environment of its own, in a transaction rolled back at the end, checks
 // that a second import and the import of its export (launchdarkly_data)
 // change nothing, and evaluates every (flag, context) pair in one query:
