@@ -98,6 +98,10 @@ BEGIN
     RETURN opsflags.feature_enabled('ld.op', context);
 END
 $$;
+-- Each case was also run once through the SDK's own evaluation
+-- (@launchdarkly/node-server-sdk 9.13.7, TestData flags with the clause
+-- as written in LaunchDarkly's format): the same result for all but 34,
+-- a context LaunchDarkly refuses (no key: it serves the default value).
 CREATE TABLE cases (n serial, clause jsonb, context jsonb);
 INSERT INTO cases (clause, context) VALUES
 -- missing never holds, negated or not; arrays: any element
