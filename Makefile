@@ -16,7 +16,7 @@ OBJS         = src/opsflags.o src/shmem.o src/spi.o src/cache.o src/hashing.o sr
 OPSFLAGS_VERSION = $(shell sed -nE "s/^default_version = '([^']+)'/\1/p" opsflags.control)
 OPSFLAGS_SQL = src/opsflags.sql src/restore.sql src/hashing.sql src/flags.sql src/variations.sql \
                src/prerequisites.sql src/evaluation.sql src/launchdarkly.sql src/segments.sql src/rules.sql \
-               src/unleash.sql src/unleash_import.sql src/unleash_export.sql \
+               src/unleash.sql src/unleash_import.sql src/unleash_export.sql src/launchdarkly_data.sql \
                src/config.sql src/cache.sql src/invalidation.sql src/maintenance.sql src/deployments.sql src/health.sql \
                src/health_queue.sql src/errors.sql src/worker.sql src/usage.sql src/publish.sql \
                src/http_probes.sql src/http_metrics.sql src/http_status.sql src/audit.sql
@@ -30,7 +30,7 @@ EXTRA_CLEAN  = src/status_page.h
 
 # pg_regress: sql/<name>.sql against expected/<name>.out (the install scripts
 # opsflags--*.sql also live in sql/, but only these are run as tests).
-REGRESS      = flags evaluation guard privileges errors config audit maintenance deployments health alerts variations segments rules rules_api unleash restore launchdarkly_rules http
+REGRESS      = flags evaluation guard privileges errors config audit maintenance deployments health alerts variations segments rules rules_api unleash launchdarkly_data restore launchdarkly_rules http
 REGRESS_OPTS = --inputdir=. --load-extension=opsflags
 
 PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
