@@ -81,6 +81,7 @@ build_install() {
 # file (only the npm registry is needed).
 ensure_node_modules() {
     local dir=$REPO/test
+    command -v npm >/dev/null 2>&1 || ensure_packages nodejs npm
     if [[ ! -f $dir/node_modules/.package-lock.json || $dir/package-lock.json -nt $dir/node_modules/.package-lock.json ]]; then
         log "npm ci in test/"
         (cd "$dir" && npm ci --no-audit --no-fund) || die "npm ci in test/ failed"
