@@ -7,6 +7,10 @@
 #      flag, `in` with 10,000 vs 10 values, `matches`, evaluate_all per flag),
 #      then bench/unleash.js: the same features in the unleash-client SDK
 #      (Node, in-process) vs feature_enabled in SQL.
+#   1c. bench/launchdarkly.sql: a 50/50 split bucketed as LaunchDarkly (sha1)
+#      vs as Unleash (murmur3); then bench/launchdarkly.js: a 5-rule
+#      LaunchDarkly flag imported with import_launchdarkly_data, in
+#      @launchdarkly/node-server-sdk (Node, in-process) vs feature_value in SQL.
 #   2. pgbench: TPS of SELECT opsflags.feature_enabled(...) vs SELECT 1,
 #      interleaved rounds, median of each.
 #   3. bench/config_audit.sql: config_get vs a plain SELECT; a 100,000-row
@@ -62,8 +66,14 @@ pg_psql "$TMP" "$PORT" postgres -q -f "$REPO/bench/rules.sql" 2>&1 \
     | grep -vE '^ *$|^ (created|measure) *(\| created *)*$|^[-+]+$|^ t *(\| t *)*$|^ +[0-9]+ *$'
 
 echo
+pg_psql "$TMP" "$PORT" postgres -q -f "$REPO/bench/launchdarkly.sql" 2>&1 \
+    | grep -vE '^ *$|^ (created|measure) *(\| created *)*$|^[-+]+$|^ t *(\| t *)*$|^ +[0-9]+ *$'
+
+echo
 ensure_node_modules
 PGHOST=$TMP PGPORT=$PORT PGUSER=postgres PGDATABASE=postgres node "$REPO/bench/unleash.js"
+echo
+PGHOST=$TMP PGPORT=$PORT PGUSER=postgres PGDATABASE=postgres node "$REPO/bench/launchdarkly.js"
 
 echo
 echo "== 4. pgbench, 2 clients, -M prepared, ${SECONDS_PER_RUN}s runs, median of $ROUNDS interleaved rounds"
