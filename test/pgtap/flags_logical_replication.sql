@@ -90,7 +90,14 @@ DECLARE
     ok boolean;
 BEGIN
     LOOP
-        SELECT v INTO ok FROM dblink('plain', query) AS t(v boolean);
+        -- The change is visible, and the apply worker's transaction is over:
+        -- its commit is visible to others a moment before the commit's
+        -- post-processing (which announces what changed to the caches) has
+        -- run.
+        SELECT v INTO ok FROM dblink('plain', format(
+            $q$SELECT (%s) AND NOT EXISTS (SELECT 1 FROM pg_stat_activity
+                                           WHERE backend_type LIKE 'logical replication%%worker'
+                                             AND xact_start IS NOT NULL)$q$, query)) AS t(v boolean);
         IF ok THEN RETURN true; END IF;
         IF clock_timestamp() > deadline THEN RETURN false; END IF;
         PERFORM pg_sleep(0.02);
