@@ -280,6 +280,8 @@ extern bool rules_is_array(JsonbValue *v);
 extern const char *rules_type_name(JsonbValue *v);
 extern char *rules_copy_string(RuleCompile *c, JsonbValue *v);
 extern bool rules_trimmed(JsonbValue *v, const char **s, int *len);
+extern bool rules_in_scalar(RuleCompile *c, RuleClause *cl, int i, JsonbValue *v,
+							const char **nums, uint32 *numlens, int *nnums);
 extern bool rules_whole_number(JsonbValue *v, int64 lo, int64 hi, int64 *out);
 extern bool rules_compile_attr(RuleCompile *c, JsonbValue *v, RuleAttr *a, const char *what);
 extern bool rules_compile_bucket_by(RuleCompile *c, JsonbContainer *obj, BucketBy *b);

@@ -122,6 +122,35 @@ compile_regex(RuleCompile *c, RuleClause *cl, int i, JsonbValue *v)
 	return true;
 }
 
+/*
+ * A number or boolean member of an in / not_in list, into the clause's
+ * number set or its flags (both clause semantics share them).
+ */
+bool
+rules_in_scalar(RuleCompile *c, RuleClause *cl, int i, JsonbValue *v,
+				const char **nums, uint32 *numlens, int *nnums)
+{
+	if (v->type == jbvNumeric)
+	{
+		double	   *d = MemoryContextAlloc(c->cxt, sizeof(double));
+
+		if (!opsflags_numeric_double(v->val.numeric, d))
+			return rules_bad(c, "value %d is not a usable number", i + 1);
+		if (*d == 0)
+			*d = 0;				/* -0 is 0 */
+		nums[*nnums] = (const char *) d;
+		numlens[(*nnums)++] = sizeof(double);
+	}
+	else if (v->type == jbvBool)
+	{
+		if (v->val.boolean)
+			cl->has_true = true;
+		else
+			cl->has_false = true;
+	}
+	return true;
+}
+
 /* One member of a clause's values, for its operator. */
 static bool
 compile_value(RuleCompile *c, RuleClause *cl, int i, JsonbValue *v,
@@ -154,24 +183,8 @@ compile_value(RuleCompile *c, RuleClause *cl, int i, JsonbValue *v,
 					lens[(*nstrs)++] = len;
 				}
 			}
-			else if (v->type == jbvNumeric)
-			{
-				double	   *d = MemoryContextAlloc(c->cxt, sizeof(double));
-
-				if (!opsflags_numeric_double(v->val.numeric, d))
-					return rules_bad(c, "value %d is not a usable number", i + 1);
-				if (*d == 0)
-					*d = 0;		/* -0 is 0 */
-				nums[*nnums] = (const char *) d;
-				numlens[(*nnums)++] = sizeof(double);
-			}
-			else if (v->type == jbvBool)
-			{
-				if (v->val.boolean)
-					cl->has_true = true;
-				else
-					cl->has_false = true;
-			}
+			else if (v->type == jbvNumeric || v->type == jbvBool)
+				return rules_in_scalar(c, cl, i, v, nums, numlens, nnums);
 			else
 				return rules_bad(c, "value %d is %s, expected a string, number or boolean", i + 1, rules_type_name(v));
 			return true;

@@ -173,24 +173,8 @@ rules_compile_ld_value(RuleCompile *c, RuleClause *cl, int i, JsonbValue *v,
 				strs[*nstrs] = v->val.string.val;
 				lens[(*nstrs)++] = v->val.string.len;
 			}
-			else if (v->type == jbvNumeric)
-			{
-				double	   *d = MemoryContextAlloc(c->cxt, sizeof(double));
-
-				if (!opsflags_numeric_double(v->val.numeric, d))
-					return rules_bad(c, "value %d is not a usable number", i + 1);
-				if (*d == 0)
-					*d = 0;		/* -0 is 0 */
-				nums[*nnums] = (const char *) d;
-				numlens[(*nnums)++] = sizeof(double);
-			}
-			else if (v->type == jbvBool)
-			{
-				if (v->val.boolean)
-					cl->has_true = true;
-				else
-					cl->has_false = true;
-			}
+			else if (v->type == jbvNumeric || v->type == jbvBool)
+				return rules_in_scalar(c, cl, i, v, nums, numlens, nnums);
 			/* null, arrays and objects are never equal to a value */
 			return true;
 		case OP_STARTS_WITH:
