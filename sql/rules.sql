@@ -166,6 +166,46 @@ SELECT opsflags.feature_explain('rules.op', '{"key": "x", "country": "DE"}'::jso
 UPDATE opsflags.feature_flag_configs SET segments = '[]'
 WHERE flag_id = opsflags.flag_id('rules.op') AND environment = 'production';
 
+-- A segment's rules decide in order, the first that holds: in, or out when
+-- it excludes (listed keys and roles come first); they may name segments.
+SELECT opsflags.create_segment('rules.staff', 'Staff', rules => '[
+    {"id": "no-ops", "clauses": [{"attribute": "team", "op": "in", "values": ["ops"]}], "exclude": true},
+    {"id": "corp", "clauses": [{"attribute": "email", "op": "ends_with", "values": ["@corp"]}]}]') IS NOT NULL AS created;
+UPDATE opsflags.user_segments SET rules = '[
+    {"id": "no-fr", "clauses": [{"attribute": "country", "op": "in", "values": ["FR"]}], "exclude": true},
+    {"id": "staff", "clauses": [{"op": "segment_match", "values": ["rules.staff"]}]},
+    {"id": "pro-staff", "segments": ["rules.staff"], "clauses": [{"attribute": "plan", "op": "in", "values": ["pro"]}], "exclude": false}]'
+WHERE segment_key = 'rules.beta';
+SELECT c AS context, holds('{"op": "segment_match", "values": ["rules.beta"]}', c) AS in_beta
+FROM (VALUES ('{"key": "u-listed", "country": "FR"}'::jsonb), ('{"key": "x", "country": "FR", "email": "a@corp"}'),
+             ('{"key": "x", "email": "a@corp"}'), ('{"key": "x", "email": "a@corp", "team": "ops"}'),
+             ('{"key": "x"}')) v(c);
+-- The nested segment changes: a flag naming the outer one sees it at the
+-- next statement.
+UPDATE opsflags.feature_flag_configs
+SET rules = '[{"id": "beta", "clauses": [{"op": "segment_match", "values": ["rules.beta"]}]}]'
+WHERE flag_id = opsflags.flag_id('rules.op') AND environment = 'production';
+SELECT opsflags.feature_enabled('rules.op', '{"key": "x", "email": "a@corp"}'::jsonb) AS before_change;
+UPDATE opsflags.user_segments SET rules = '[{"id": "corp", "clauses": [{"attribute": "email", "op": "ends_with", "values": ["@corp.example"]}]}]'
+WHERE segment_key = 'rules.staff';
+SELECT opsflags.feature_enabled('rules.op', '{"key": "x", "email": "a@corp"}'::jsonb) AS after_change,
+       opsflags.feature_enabled('rules.op', '{"key": "x", "email": "a@corp.example"}'::jsonb) AS after_change_new;
+-- Cycles, through any chain and a segment naming itself, are refused, and
+-- so is a segment that does not exist.
+SELECT opsflags.create_segment('rules.mid', 'Mid', rules => '[{"id": "s", "segments": ["rules.beta"]}]') IS NOT NULL AS created;
+UPDATE opsflags.user_segments SET rules = '[{"id": "s", "clauses": [{"op": "segment_match", "values": ["rules.mid"]}]}]'
+WHERE segment_key = 'rules.staff';
+UPDATE opsflags.user_segments SET rules = '[{"id": "s", "segments": ["rules.staff", "rules.staff"]}]'
+WHERE segment_key = 'rules.staff';
+SELECT opsflags.create_segment('rules.self', 'Self', rules => '[{"id": "s", "segments": ["rules.self"]}]');
+SELECT opsflags.update_segment('rules.staff', rules => '[{"id": "s", "segments": ["no.such.segment"]}]');
+SELECT opsflags.update_segment('rules.staff', rules => '[{"id": "s", "exclude": "yes"}]');
+-- A nested segment that is deleted contains nobody (as one a config names).
+DELETE FROM opsflags.user_segments WHERE segment_key = 'rules.staff';
+SELECT opsflags.feature_enabled('rules.op', '{"key": "x", "email": "a@corp.example"}'::jsonb) AS after_delete;
+DELETE FROM opsflags.user_segments WHERE segment_key = 'rules.mid';
+UPDATE opsflags.user_segments SET rules = '[]' WHERE segment_key = 'rules.beta';
+
 -- Serving variations, splits, overrides; explain names variation, variant, rule.
 SELECT opsflags.create_flag('rules.theme', 'Theme', NULL, 'string', '["light", "dark", "contrast"]') IS NOT NULL AS created;
 UPDATE opsflags.feature_flags SET variation_names = '["Light", "Dark", null]' WHERE flag_key = 'rules.theme';
@@ -285,8 +325,9 @@ WHERE flag_id = opsflags.flag_id('rules.op') AND environment = 'production';
 -- A boolean flag never serves false while on.
 UPDATE opsflags.feature_flag_configs SET rules = '[{"id": "f", "serve": {"variation": 1}}]'
 WHERE flag_id = opsflags.flag_id('rules.op') AND environment = 'production';
--- Segment rules: no serve, no segments of their own.
+-- Segment rules serve nothing; only they exclude.
 UPDATE opsflags.user_segments SET rules = '[{"id": "s", "serve": {"variation": 0}}]' WHERE segment_key = 'rules.beta';
+SELECT set_rules('[{"id": "r", "exclude": true}]');
 UPDATE opsflags.user_segments SET rules = '[{"id": "s", "clauses": [{"op": "segment_match", "values": ["rules.beta"]}]}]'
 WHERE segment_key = 'rules.beta';
 -- Variation names: one unique name or null per variation.

@@ -291,6 +291,7 @@ flag_call_args(FunctionCallInfo fcinfo, FlagCall *c)
 	c->ec.ctx = NULL;
 	c->ec.root = NULL;
 	c->ec.have_random = false;
+	c->ec.segment_depth = 0;
 	c->ec.user = user ? VARDATA_ANY(user) : NULL;
 	c->ec.userlen = user ? VARSIZE_ANY_EXHDR(user) : 0;
 	c->ec.role = role ? VARDATA_ANY(role) : NULL;
@@ -330,6 +331,7 @@ opsflags_context_read(Jsonb *context, EvalContext *ec)
 	ec->ctx = NULL;
 	ec->root = NULL;
 	ec->have_random = false;
+	ec->segment_depth = 0;
 	ec->user = ec->role = NULL;
 	ec->userlen = ec->rolelen = 0;
 	if (context == NULL)

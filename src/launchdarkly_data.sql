@@ -20,11 +20,13 @@
 -- fallthrough           fallthrough
 -- prerequisites         flag_prerequisites (enabled, variation)
 -- segment               user_segments of the same key (bucketing
---                       "launchdarkly", salt), all in rules: "ld-included-<n>"
---                       for included keys, then each rule twice, once for
---                       contexts with a user that is not excluded
---                       ("ld-rule-<n>") and once for contexts without a user
---                       ("ld-rule-<n>-nouser"), a weight as its gate
+--                       "launchdarkly", salt), all in rules, in LaunchDarkly's
+--                       order (the first rule that holds decides):
+--                       "ld-included-<n>" for included keys and each
+--                       includedContexts entry, "ld-excluded-<n>" (exclude)
+--                       for excluded keys and each excludedContexts entry,
+--                       then each rule as "ld-rule-<n>", a weight as its
+--                       gate, segmentMatch as segment_match (nested segments)
 --
 -- A variation whose value is false is served as {"off": true}, so it must
 -- be the off variation (the engine serves false only when off).
@@ -92,10 +94,13 @@ BEGIN
     END IF;
     vals := c -> 'values';
     IF op = 'segment_match' THEN
-        IF in_segment THEN
-            PERFORM opsflags_internal.ld_error(what, pos || ': segmentMatch in a segment''s rule is not supported.', '0A000');
+        -- A segment's rule may name a segment of the database too.
+        IF in_segment AND EXISTS (SELECT 1 FROM jsonb_array_elements(vals) v WHERE jsonb_typeof(v) <> 'string'
+                                  OR NOT (segment_keys ? (v #>> '{}')
+                                          OR EXISTS (SELECT 1 FROM opsflags.user_segments u WHERE u.segment_key = v #>> '{}'))) THEN
+            PERFORM opsflags_internal.ld_error(what, pos || ': segmentMatch names a segment that is neither in the data nor in the database.', '42704');
         END IF;
-        IF EXISTS (SELECT 1 FROM jsonb_array_elements(vals) v WHERE jsonb_typeof(v) <> 'string' OR NOT segment_keys ? (v #>> '{}')) THEN
+        IF NOT in_segment AND EXISTS (SELECT 1 FROM jsonb_array_elements(vals) v WHERE jsonb_typeof(v) <> 'string' OR NOT segment_keys ? (v #>> '{}')) THEN
             PERFORM opsflags_internal.ld_error(what, pos || ': segmentMatch names a segment that is not in the data.');
         END IF;
         RETURN jsonb_build_object('op', op, 'values', vals, 'negate', coalesce((c ->> 'negate')::boolean, false),
@@ -201,8 +206,10 @@ DECLARE
     rules     jsonb;
     clauses   jsonb;
     incl      jsonb;
-    excl      jsonb;
     rid       text;
+    todo      text[];
+    batch     text[];
+    sorder    text[] := '{}';
     mapped    jsonb := '{}';   -- key -> {"type", "vars", "on", "on_i", "off_i", "rules", "fall", "prereqs"}
     smapped   jsonb := '{}';   -- native segment key -> {"name", "user_ids", "rules"}
     f         opsflags.feature_flags;
@@ -249,11 +256,6 @@ BEGIN
                 PERFORM opsflags_internal.ld_error(what, 'includedContexts and excludedContexts are [{"contextKind", "values": [keys]}].');
             END IF;
         END LOOP;
-        IF jsonb_path_exists(x, 'lax $.excludedContexts[*] ? (@.contextKind != "user" && @.values.size() > 0)') THEN
-            PERFORM opsflags_internal.ld_error(what, 'excludedContexts of a kind other than "user" are not supported.', '0A000');
-        END IF;
-        excl := coalesce(nullif(x -> 'excluded', 'null'), '[]')
-                || coalesce(jsonb_path_query_array(x, 'lax $.excludedContexts[*].values[*]'), '[]');
         -- Included keys: one rule for the user kind, one per includedContexts entry.
         rules := '[]';
         FOR t, rn IN
@@ -264,6 +266,16 @@ BEGIN
             rules := rules || jsonb_build_array(jsonb_build_object('id', 'ld-included-' || rn, 'clauses', jsonb_build_array(
                 jsonb_build_object('attribute', 'key', 'op', 'in', 'values', t -> 'values', 'negate', false,
                                    'semantics', 'launchdarkly', 'context_kind', t -> 'contextKind'))));
+        END LOOP;
+        -- Excluded keys, likewise: rules that put the context out.
+        FOR t, rn IN
+            SELECT e, o FROM jsonb_array_elements(jsonb_build_array(jsonb_build_object('contextKind', 'user', 'values', coalesce(nullif(x -> 'excluded', 'null'), '[]')))
+                                                  || coalesce(nullif(x -> 'excludedContexts', 'null'), '[]')) WITH ORDINALITY a(e, o)
+        LOOP
+            CONTINUE WHEN jsonb_array_length(coalesce(nullif(t -> 'values', 'null'), '[]')) = 0;
+            rules := rules || jsonb_build_array(jsonb_build_object('id', 'ld-excluded-' || rn, 'clauses', jsonb_build_array(
+                jsonb_build_object('attribute', 'key', 'op', 'in', 'values', t -> 'values', 'negate', false,
+                                   'semantics', 'launchdarkly', 'context_kind', t -> 'contextKind')), 'exclude', true));
         END LOOP;
         FOR r, rn IN SELECT * FROM jsonb_array_elements(coalesce(nullif(x -> 'rules', 'null'), '[]')) WITH ORDINALITY LOOP
             IF jsonb_typeof(r) <> 'object' OR jsonb_typeof(r -> 'clauses') IS DISTINCT FROM 'array' THEN
@@ -279,19 +291,7 @@ BEGIN
             INTO clauses FROM jsonb_array_elements(r -> 'clauses') WITH ORDINALITY a(cl, o);
             t := CASE WHEN jsonb_typeof(r -> 'weight') = 'number' THEN jsonb_build_object('rollout', jsonb_strip_nulls(jsonb_build_object(
                      'weight', r -> 'weight', 'bucket_by', r -> 'bucketBy', 'context_kind', r -> 'rolloutContextKind'))) ELSE '{}' END;
-            -- Excluded (user) keys are out whatever a rule says: the rule
-            -- holds for a user not excluded, or for a context without a user.
-            IF jsonb_array_length(excl) > 0 THEN
-                rules := rules
-                    || jsonb_build_array(jsonb_build_object('id', 'ld-rule-' || rn, 'clauses', clauses || jsonb_build_array(
-                           jsonb_build_object('attribute', 'key', 'op', 'in', 'values', excl, 'negate', true,
-                                              'semantics', 'launchdarkly', 'context_kind', 'user'))) || t)
-                    || jsonb_build_array(jsonb_build_object('id', 'ld-rule-' || rn || '-nouser', 'clauses', clauses || jsonb_build_array(
-                           jsonb_build_object('attribute', 'kind', 'op', 'in', 'values', '["user"]'::jsonb, 'negate', true,
-                                              'semantics', 'launchdarkly'))) || t);
-            ELSE
-                rules := rules || jsonb_build_array(jsonb_build_object('id', 'ld-rule-' || rn, 'clauses', clauses) || t);
-            END IF;
+            rules := rules || jsonb_build_array(jsonb_build_object('id', 'ld-rule-' || rn, 'clauses', clauses) || t);
         END LOOP;
         -- The segment keeps its key: a rule's weight buckets with it.
         IF EXISTS (SELECT 1 FROM opsflags.user_segments u WHERE u.segment_key = key AND u.bucketing <> 'launchdarkly') THEN
@@ -301,6 +301,24 @@ BEGIN
         END IF;
         smapped := smapped || jsonb_build_object(key, jsonb_build_object(
             'name', key, 'salt', x -> 'salt', 'rules', rules));
+    END LOOP;
+    -- Nested segments: no cycle (with the database's other segments).
+    FOR key, m IN SELECT k, v FROM jsonb_each(smapped) s(k, v) ORDER BY k LOOP
+        what := opsflags_internal.segment_cycle(key, m -> 'rules',
+                    (SELECT jsonb_object_agg(k, v -> 'rules') FROM jsonb_each(smapped) s(k, v)));
+        IF what IS NOT NULL THEN
+            PERFORM opsflags_internal.ld_error(format('segment "%s"', key), format('Its rules would form a cycle: %s.', what));
+        END IF;
+    END LOOP;
+    -- The order segments are written in: each after the segments it names.
+    todo := ARRAY(SELECT k FROM jsonb_object_keys(smapped) k ORDER BY k);
+    WHILE cardinality(todo) > 0 LOOP
+        batch := ARRAY(SELECT k FROM unnest(todo) k
+                       WHERE NOT EXISTS (SELECT 1 FROM opsflags_internal.rule_segment_keys(smapped -> k -> 'rules') n
+                                         WHERE n = ANY (todo))
+                       ORDER BY k);
+        sorder := sorder || batch;
+        todo := ARRAY(SELECT k FROM unnest(todo) k WHERE NOT k = ANY (batch) ORDER BY k);
     END LOOP;
 
     -- Flags.
@@ -409,7 +427,7 @@ BEGIN
     END LOOP;
 
     -- Write segments, then flags and configs, then prerequisites.
-    FOR key, m IN SELECT k, v FROM jsonb_each(smapped) s(k, v) ORDER BY k LOOP
+    FOR key, m IN SELECT k, smapped -> k FROM unnest(sorder) WITH ORDINALITY a(k, o) ORDER BY o LOOP
         IF NOT EXISTS (SELECT 1 FROM opsflags.user_segments u WHERE u.segment_key = key) THEN
             INSERT INTO opsflags.user_segments (segment_key, name, bucketing, salt, rules)
             VALUES (key, m ->> 'name', 'launchdarkly', m ->> 'salt', m -> 'rules');
@@ -570,6 +588,7 @@ DECLARE
     incl   jsonb;
     inclc  jsonb;
     excl   jsonb;
+    exclc  jsonb;
 BEGIN
     FOR fl IN
         SELECT f.id, f.flag_key, f.variations, f.salt, c.*
@@ -629,14 +648,14 @@ BEGIN
                               WHERE p.flag_id = fl.flag_id))));
     END LOOP;
     -- Segments the import made: "ld-included-<n>" rules as included keys,
-    -- "ld-rule-<n>" rules (their trailing negated key clause as excluded
-    -- keys), not their "-nouser" twins.
+    -- "ld-excluded-<n>" ones as excluded keys, the others as rules.
     FOR s IN SELECT u.* FROM opsflags.user_segments u
              WHERE u.bucketing = 'launchdarkly' AND u.user_ids = '[]' AND u.roles = '[]'
              ORDER BY u.segment_key LOOP
         incl := '[]';
         inclc := '[]';
         excl := '[]';
+        exclc := '[]';
         rules := '[]';
         FOR r IN SELECT v FROM jsonb_array_elements(s.rules) WITH ORDINALITY a(v, o) ORDER BY o LOOP
             IF r ->> 'id' = 'ld-included-1' THEN
@@ -644,23 +663,23 @@ BEGIN
             ELSIF r ->> 'id' ~ '^ld-included-' THEN
                 inclc := inclc || jsonb_build_array(jsonb_build_object('contextKind', r -> 'clauses' -> 0 -> 'context_kind',
                                                                        'values', r -> 'clauses' -> 0 -> 'values'));
-            ELSIF r ->> 'id' !~ '-nouser$' THEN
-                cl := r -> 'clauses';
-                IF s.rules @> jsonb_build_array(jsonb_build_object('id', (r ->> 'id') || '-nouser')) THEN
-                    excl := cl -> -1 -> 'values';
-                    cl := cl - (-1);
-                END IF;
+            ELSIF r ->> 'id' = 'ld-excluded-1' THEN
+                excl := r -> 'clauses' -> 0 -> 'values';
+            ELSIF r ->> 'id' ~ '^ld-excluded-' THEN
+                exclc := exclc || jsonb_build_array(jsonb_build_object('contextKind', r -> 'clauses' -> 0 -> 'context_kind',
+                                                                       'values', r -> 'clauses' -> 0 -> 'values'));
+            ELSE
                 rules := rules || jsonb_build_array(jsonb_strip_nulls(jsonb_build_object(
                     'id', r ->> 'id',
                     'clauses', (SELECT coalesce(jsonb_agg(opsflags_internal.ld_clause_out(cc) ORDER BY co), '[]')
-                                FROM jsonb_array_elements(cl) WITH ORDINALITY b(cc, co)),
+                                FROM jsonb_array_elements(r -> 'clauses') WITH ORDINALITY b(cc, co)),
                     'weight', r -> 'rollout' -> 'weight', 'bucketBy', r -> 'rollout' -> 'bucket_by',
                     'rolloutContextKind', r -> 'rollout' -> 'context_kind')));
             END IF;
         END LOOP;
         segs := segs || jsonb_build_object(s.segment_key, jsonb_strip_nulls(jsonb_build_object(
             'key', s.segment_key, 'version', 1, 'deleted', false, 'salt', s.salt,
-            'included', incl, 'excluded', excl, 'includedContexts', inclc, 'excludedContexts', '[]'::jsonb, 'rules', rules)));
+            'included', incl, 'excluded', excl, 'includedContexts', inclc, 'excludedContexts', exclc, 'rules', rules)));
     END LOOP;
     RETURN jsonb_build_object('flags', flags, 'segments', segs);
 END

@@ -1,8 +1,9 @@
 /*
  * rules.c
  *	  The targeting-rule compiler (docs/rules.md): turns the rule, serve and
- *	  fallthrough documents of a config (and the rules of a segment) into
- *	  the structures evaluation reads, in a given memory context.  Written
+ *	  fallthrough documents of a config (and the rules of a segment, which
+ *	  may exclude and name other segments) into the structures evaluation
+ *	  reads, in a given memory context.  Written
  *	  documents are checked by the same code (the validation triggers of
  *	  rules.sql call check_config_rules/check_segment_rules), which then
  *	  raises; the flag cache compiles leniently: a part that does not compile
@@ -466,8 +467,6 @@ compile_rule(RuleCompile *c, JsonbValue *rv, Rule *r, char **ids, int nids)
 		c->part = "segments";
 		if (!rules_is_array(&v))
 			return rules_bad(c, "segments must be an array of segment keys");
-		if (c->t->segment != NULL)
-			return rules_bad(c, "the rules of a segment cannot name segments");
 		r->nsegments = JsonContainerSize(v.val.binary.data);
 		r->segments = MemoryContextAllocZero(c->cxt, sizeof(SegmentEntry *) * (r->nsegments + 1));
 		r->segment_keys = MemoryContextAllocZero(c->cxt, sizeof(char *) * (r->nsegments + 1));
@@ -511,6 +510,16 @@ compile_rule(RuleCompile *c, JsonbValue *rv, Rule *r, char **ids, int nids)
 				return false;
 			c->part = NULL;
 		}
+	}
+	if (rules_member(obj, "exclude", &v))
+	{
+		c->part = "exclude";
+		if (v.type != jbvBool)
+			return rules_bad(c, "exclude must be a boolean");
+		if (c->t->segment == NULL)
+			return rules_bad(c, "only the rules of a segment exclude");
+		r->exclude = v.val.boolean;
+		c->part = NULL;
 	}
 	if (rules_member(obj, "serve", &v))
 	{
@@ -568,6 +577,7 @@ opsflags_rules_compile(Jsonb *rules, RuleTarget *t, MemoryContext cxt)
 			r->gate = NULL;
 			r->serve = NULL;
 			r->nsegments = 0;
+			r->exclude = false;
 		}
 		ids[i] = r->id ? r->id : "";
 	}

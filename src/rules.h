@@ -175,6 +175,8 @@ typedef struct Rule
 	char	  **segment_keys;
 	RuleGate   *gate;			/* NULL: none */
 	RuleServe  *serve;			/* NULL: the config's */
+	bool		exclude;		/* a segment's rule: holding puts the context
+								 * out of the segment */
 } Rule;
 
 typedef struct RuleSet
@@ -231,6 +233,7 @@ typedef struct SegmentEntry
 {
 	char		key[OPSFLAGS_FLAG_KEY_MAXLEN + 1];
 	InvalItem	inval;			/* reloaded in place when stale */
+	uint64		generation;		/* the outermost lookup that last saw it */
 	MemoryContext cxt;			/* what its load allocated */
 	bool		exists;
 	StrSet	   *users;
@@ -249,7 +252,14 @@ typedef struct EvalContext
 	uint32		rolelen;
 	bool		have_random;
 	char		random[24];		/* "$random", drawn once per evaluation */
+	int			segment_depth;	/* segments being decided (nested ones) */
 } EvalContext;
+
+/*
+ * How deep segments nest (a segment's rules naming segments): deeper ones
+ * are neither loaded nor evaluated (the context is not in them).
+ */
+#define SEGMENT_DEPTH_MAX 32
 
 /* Largest total of split weights: the variant hash's range (int). */
 #define MAX_TOTAL_WEIGHT PG_INT32_MAX

@@ -120,15 +120,90 @@ CREATE TRIGGER validate_variation_names BEFORE INSERT OR UPDATE OF variations, v
     FOR EACH ROW WHEN (NOT opsflags.restoring('opsflags.feature_flags'))
     EXECUTE FUNCTION opsflags_internal.validate_variation_names();
 
--- A segment's rules (no serve, no segments of their own).
+-- The cycle that segment key would be part of with these rules (a rule's
+-- segments and segment_match values name segments), as "a -> b -> a", or
+-- NULL.  Other segments' rules are those of others (key -> rules), else
+-- the table's.  Breadth first: the shortest such cycle.
+CREATE FUNCTION opsflags_internal.segment_cycle(key text, rules jsonb, others jsonb DEFAULT '{}')
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    parent   jsonb := '{}';   -- segment reached -> the segment naming it
+    frontier text[];
+    nxt      text[];
+    path     text[];
+    n        text;
+    p        text;
+BEGIN
+    frontier := ARRAY(SELECT k FROM opsflags_internal.rule_segment_keys(rules) k ORDER BY k);
+    IF key = ANY (frontier) THEN
+        RETURN key || ' -> ' || key;
+    END IF;
+    SELECT coalesce(jsonb_object_agg(k, key), '{}') INTO parent FROM unnest(frontier) k;
+    WHILE cardinality(frontier) > 0 LOOP
+        nxt := '{}';
+        FOR n, p IN
+            SELECT DISTINCT ON (x.n) x.n, x.src
+            FROM (SELECT f.src, k AS n
+                  FROM unnest(frontier) f(src)
+                  CROSS JOIN LATERAL opsflags_internal.rule_segment_keys(
+                      CASE WHEN others ? f.src THEN others -> f.src
+                           ELSE (SELECT u.rules FROM opsflags.user_segments u WHERE u.segment_key = f.src) END) k) x
+            ORDER BY x.n, x.src
+        LOOP
+            IF n = key THEN
+                path := ARRAY[key];
+                WHILE p <> key LOOP
+                    path := p || path;
+                    p := parent ->> p;
+                END LOOP;
+                RETURN array_to_string(key || path, ' -> ');
+            END IF;
+            CONTINUE WHEN parent ? n;
+            parent := parent || jsonb_build_object(n, p);
+            nxt := nxt || n;
+        END LOOP;
+        frontier := nxt;
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+
+-- A segment's rules (no serve); the segments they name must exist and not
+-- name it back (a cycle).  Two transactions that would make a cycle
+-- together are serialized by a transaction-level advisory lock, taken
+-- before the check reads the other segments' rules.
 CREATE FUNCTION opsflags_internal.validate_segment_rules()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    missing text;
+    cycle   text;
 BEGIN
-    IF TG_OP = 'INSERT' OR NEW.rules IS DISTINCT FROM OLD.rules OR NEW.bucketing IS DISTINCT FROM OLD.bucketing THEN
+    IF TG_OP = 'INSERT' OR NEW.rules IS DISTINCT FROM OLD.rules OR NEW.bucketing IS DISTINCT FROM OLD.bucketing
+       OR NEW.segment_key IS DISTINCT FROM OLD.segment_key THEN
         PERFORM opsflags_internal.check_segment_rules(NEW.segment_key, NEW.rules, NEW.bucketing);
+        IF EXISTS (SELECT FROM opsflags_internal.rule_segment_keys(NEW.rules)) THEN
+            PERFORM pg_advisory_xact_lock(-7351042361698734336);   -- opsflags: segment rules
+            SELECT s INTO missing FROM opsflags_internal.rule_segment_keys(NEW.rules) s
+            WHERE s IS DISTINCT FROM NEW.segment_key
+              AND NOT EXISTS (SELECT 1 FROM opsflags.user_segments u WHERE u.segment_key = s)
+            ORDER BY s LIMIT 1;
+            IF missing IS NOT NULL THEN
+                RAISE EXCEPTION 'segment "%" does not exist', missing
+                    USING ERRCODE = 'undefined_object', HINT = 'Create it with opsflags.create_segment().';
+            END IF;
+            cycle := opsflags_internal.segment_cycle(NEW.segment_key, NEW.rules);
+            IF cycle IS NOT NULL THEN
+                RAISE EXCEPTION 'segment rules would form a cycle: %', cycle
+                    USING ERRCODE = 'invalid_parameter_value',
+                          DETAIL = format('The rules of segment "%s" name segments whose rules name it.', NEW.segment_key);
+            END IF;
+        END IF;
     END IF;
     RETURN NEW;
 END
@@ -174,12 +249,12 @@ CREATE TRIGGER validate_prerequisite_variants BEFORE INSERT OR UPDATE ON opsflag
 REVOKE ALL ON FUNCTION
     opsflags_internal.check_config_rules(text, text, jsonb, jsonb, jsonb, jsonb, text, text),
     opsflags_internal.check_segment_rules(text, jsonb, text),
-    opsflags_internal.rule_segment_keys(jsonb),
+    opsflags_internal.rule_segment_keys(jsonb), opsflags_internal.segment_cycle(text, jsonb, jsonb),
     opsflags_internal.validate_config_rules(), opsflags_internal.validate_variation_names(),
     opsflags_internal.validate_segment_rules(), opsflags_internal.validate_prerequisite_variants()
 FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
     opsflags_internal.check_config_rules(text, text, jsonb, jsonb, jsonb, jsonb, text, text),
     opsflags_internal.check_segment_rules(text, jsonb, text),
-    opsflags_internal.rule_segment_keys(jsonb)
+    opsflags_internal.rule_segment_keys(jsonb), opsflags_internal.segment_cycle(text, jsonb, jsonb)
 TO opsflags_admin;

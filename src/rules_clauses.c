@@ -272,8 +272,6 @@ compile_value(RuleCompile *c, RuleClause *cl, int i, JsonbValue *v,
 			if (v->type != jbvString || v->val.string.len == 0 ||
 				v->val.string.len > OPSFLAGS_FLAG_KEY_MAXLEN)
 				return rules_bad(c, "value %d is not a segment key", i + 1);
-			if (c->t->segment != NULL)
-				return rules_bad(c, "segment_match is not allowed in the rules of a segment");
 			cl->segment_keys[i] = rules_copy_string(c, v);
 			if (!c->t->strict)
 				cl->segments[i] = opsflags_segment_lookup(v->val.string.val, v->val.string.len);

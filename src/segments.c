@@ -25,6 +25,7 @@
 
 static HTAB *SegmentCache = NULL;
 static MemoryContext SegmentCacheContext = NULL;
+static int	nloading;
 
 static OpsQuery segment_query = {
 	.sql =
@@ -41,6 +42,7 @@ void
 opsflags_segment_cache_reset(MemoryContext cxt)
 {
 	SegmentCache = NULL;
+	nloading = 0;
 	SegmentCacheContext = cxt;
 }
 
@@ -116,14 +118,110 @@ segment_load(SegmentEntry *seg, int keylen)
 }
 
 /*
+ * The keys of the segments being loaded or refreshed, outermost first: a
+ * segment whose rules name one of them (a cycle: writes refuse one, but
+ * a restore or snapshots taken apart could still show one) is returned as
+ * it is, not loaded again, and evaluation's depth bound ends the cycle.
+ * Past SEGMENT_DEPTH_MAX, segments are neither loaded nor evaluated.
+ */
+static const char *loading[SEGMENT_DEPTH_MAX];
+
+/* Each outermost lookup refreshes a segment once (nested ones can share). */
+static uint64 lookup_generation = 0;
+
+static SegmentEntry *segment_lookup(const char *k, int keylen);
+
+/*
+ * A fresh segment's named segments (its rules' segments and segment_match
+ * values) are looked up again: a stale one is reloaded in place (the
+ * pointers stay valid) and the flag being loaded depends on each.
+ */
+static void
+segment_refresh_named(SegmentEntry *seg)
+{
+	if (seg->rules == NULL)
+		return;
+	for (int i = 0; i < seg->rules->nrules; i++)
+	{
+		Rule	   *r = &seg->rules->rules[i];
+
+		for (int j = 0; j < r->nsegments; j++)
+			if (r->segments[j] != NULL)
+				(void) segment_lookup(r->segments[j]->key, strlen(r->segments[j]->key));
+		for (int j = 0; j < r->nclauses; j++)
+		{
+			RuleClause *cl = &r->clauses[j];
+
+			if (cl->op != OP_SEGMENT_MATCH)
+				continue;
+			for (int v = 0; v < cl->nvalues; v++)
+				if (cl->segments[v] != NULL)
+					(void) segment_lookup(cl->segments[v]->key, strlen(cl->segments[v]->key));
+		}
+	}
+}
+
+/* The lookup of a key (NUL-terminated, keylen bytes), within the guards. */
+static SegmentEntry *
+segment_lookup(const char *key, int keylen)
+{
+	char		k[OPSFLAGS_FLAG_KEY_MAXLEN + 1];
+	SegmentEntry *seg;
+
+	memcpy(k, key, keylen);
+	k[keylen] = '\0';
+	seg = hash_search(SegmentCache, k, HASH_FIND, NULL);
+	opsflags_flag_uses_segment(k, keylen);
+	if (seg != NULL && !seg->inval.stale && seg->generation == lookup_generation)
+		return seg;				/* looked up already by this outermost lookup */
+	if (nloading >= SEGMENT_DEPTH_MAX)
+		return seg;				/* too deep to be evaluated */
+	for (int i = 0; i < nloading; i++)
+		if (strcmp(loading[i], k) == 0)
+			return seg;			/* a cycle */
+	loading[nloading++] = k;
+	if (seg == NULL || seg->inval.stale)
+	{
+		/*
+		 * Load before entering or replacing, so a failed load leaves no half
+		 * entry (its context goes with the cache, which a failed flag load
+		 * empties).
+		 */
+		SegmentEntry loaded;
+		bool		reloaded = seg != NULL;
+
+		memset(&loaded, 0, sizeof(loaded));
+		memcpy(loaded.key, k, keylen + 1);
+		segment_load(&loaded, keylen);
+		loaded.generation = lookup_generation;
+		if (reloaded)
+			MemoryContextDelete(seg->cxt);	/* runs the regexes' frees too */
+		else
+			seg = hash_search(SegmentCache, k, HASH_ENTER, NULL);
+		memcpy(seg, &loaded, sizeof(SegmentEntry));
+		opsflags_inval_track_segment(&seg->inval, opsflags_inval_segment_slot(k, keylen),
+									 reloaded,
+									 SegmentCacheContext);
+	}
+	else
+	{
+		seg->generation = lookup_generation;
+		segment_refresh_named(seg);
+	}
+	nloading--;
+	return seg;
+}
+
+/*
  * The cached segment of a key, loaded on a miss and loaded again, in place
- * (rules point at it), when stale.  The flag being loaded depends on it.
+ * (rules point at it), when stale, with the segments its rules name.  The
+ * flag being loaded depends on all of them.
  */
 SegmentEntry *
 opsflags_segment_lookup(const char *key, int keylen)
 {
-	char		k[OPSFLAGS_FLAG_KEY_MAXLEN + 1];
 	SegmentEntry *seg;
+	int			outer = nloading;
 
 	Assert(SegmentCacheContext != NULL);
 	if (keylen > OPSFLAGS_FLAG_KEY_MAXLEN)
@@ -138,40 +236,31 @@ opsflags_segment_lookup(const char *key, int keylen)
 		SegmentCache = hash_create("opsflags segments", 64, &ctl,
 								   HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 	}
-	memcpy(k, key, keylen);
-	k[keylen] = '\0';
-	seg = hash_search(SegmentCache, k, HASH_FIND, NULL);
-	if (seg == NULL || seg->inval.stale)
+	if (outer == 0)
+		lookup_generation++;
+	PG_TRY();
 	{
-		/*
-		 * Load before entering or replacing, so a failed load leaves no half
-		 * entry (its context goes with the cache, which a failed flag load
-		 * empties).
-		 */
-		SegmentEntry loaded;
-		bool		reloaded = seg != NULL;
-
-		memset(&loaded, 0, sizeof(loaded));
-		memcpy(loaded.key, k, keylen + 1);
-		segment_load(&loaded, keylen);
-		if (reloaded)
-			MemoryContextDelete(seg->cxt);	/* runs the regexes' frees too */
-		else
-			seg = hash_search(SegmentCache, k, HASH_ENTER, NULL);
-		memcpy(seg, &loaded, sizeof(SegmentEntry));
-		opsflags_inval_track_segment(&seg->inval, opsflags_inval_segment_slot(k, keylen),
-									 reloaded,
-									 SegmentCacheContext);
+		seg = segment_lookup(key, keylen);
 	}
-	opsflags_flag_uses_segment(k, keylen);
+	PG_FINALLY();
+	{
+		nloading = outer;
+	}
+	PG_END_TRY();
 	return seg;
 }
 
-/* The context's key or role is listed, or one of the rules matches. */
+/*
+ * The context's key or role is listed, else the first of the rules that
+ * holds decides: in, or out when it excludes.  Past the depth bound (nested
+ * segments), not in.
+ */
 bool
 opsflags_segment_contains(SegmentEntry *seg, EvalContext *ec)
 {
-	if (!seg->exists)
+	bool		in = false;
+
+	if (!seg->exists || ec->segment_depth >= SEGMENT_DEPTH_MAX)
 		return false;
 	if (ec->user != NULL && strset_contains(seg->users, ec->user, ec->userlen))
 		return true;
@@ -181,10 +270,15 @@ opsflags_segment_contains(SegmentEntry *seg, EvalContext *ec)
 	{
 		RuleMemo	memo;
 
+		ec->segment_depth++;
 		rule_memo_init(&memo, seg->rules);
 		for (int i = 0; i < seg->rules->nrules; i++)
 			if (opsflags_rule_matches(&seg->rules->rules[i], ec, &memo))
-				return true;
+			{
+				in = !seg->rules->rules[i].exclude;
+				break;
+			}
+		ec->segment_depth--;
 	}
-	return false;
+	return in;
 }
