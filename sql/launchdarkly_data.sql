@@ -43,6 +43,28 @@ SELECT opsflags.import_launchdarkly_data('ld-test', opsflags.launchdarkly_data('
 -- A changed flag is reported as changed.
 SELECT opsflags.import_launchdarkly_data('ld-test', jsonb_set(:'data', '{flags,ld.off,on}', 'true'));
 
+-- Segments in LaunchDarkly's order, the first that holds deciding:
+-- included keys, excluded keys of any context kind (exclude rules), then
+-- rules; segmentMatch in a segment's rules names segments of the data
+-- (written before the segments naming them) or of the database.
+\set segdata '{"flags": {"ld.seg": {"on": true, "variations": ["no", "yes"], "offVariation": 0, "fallthrough": {"variation": 0}, "rules": [{"id": "outer", "clauses": [{"attribute": "", "op": "segmentMatch", "values": ["a.outer"]}], "variation": 1}]}}, "segments": {"a.outer": {"included": ["u1"], "excludedContexts": [{"contextKind": "org", "values": ["acme"]}, {"contextKind": "user", "values": []}, {"contextKind": "user", "values": ["u2"]}], "rules": [{"clauses": [{"attribute": "", "op": "segmentMatch", "values": ["z.inner", "staff"]}]}]}, "z.inner": {"excluded": ["u3"], "rules": [{"clauses": [{"attribute": "country", "op": "in", "values": ["DE"]}]}]}}}'
+SELECT jsonb_pretty(opsflags.import_launchdarkly_data('ld-test', :'segdata'));
+SELECT segment_key, jsonb_pretty(rules) AS rules FROM opsflags.user_segments WHERE segment_key IN ('a.outer', 'z.inner') ORDER BY 1;
+SELECT ctx, opsflags.feature_value('ld.seg', ctx) AS in_outer
+FROM (VALUES ('{"kind": "user", "key": "u1", "country": "DE"}'::jsonb), ('{"kind": "user", "key": "u2", "country": "DE"}'),
+             ('{"kind": "multi", "user": {"key": "u5", "country": "DE"}, "org": {"key": "acme"}}'),
+             ('{"kind": "user", "key": "u5", "country": "DE"}'), ('{"kind": "user", "key": "u3", "country": "DE"}'),
+             ('{"kind": "user", "key": "u4", "email": "x@corp.example"}')) v(ctx);
+SELECT jsonb_pretty(opsflags.launchdarkly_data('ld-test') -> 'segments' -> 'a.outer') AS exported;
+SELECT opsflags.import_launchdarkly_data('ld-test', :'segdata') -> 'segments' AS again,
+       opsflags.import_launchdarkly_data('ld-test', opsflags.launchdarkly_data('ld-test')) -> 'segments' AS export_again;
+-- Cycles, in the data or with the database's segments, and a named segment
+-- in neither, are refused before anything is written.
+SELECT opsflags.import_launchdarkly_data('ld-test', '{"flags": {}, "segments": {"c1": {"rules": [{"clauses": [{"attribute": "", "op": "segmentMatch", "values": ["c2"]}]}]}, "c2": {"rules": [{"clauses": [{"attribute": "", "op": "segmentMatch", "values": ["c1"]}]}]}}}');
+SELECT opsflags.import_launchdarkly_data('ld-test', '{"flags": {}, "segments": {"c0": {}, "z.inner": {"rules": [{"clauses": [{"attribute": "", "op": "segmentMatch", "values": ["a.outer"]}]}]}}}');
+SELECT opsflags.import_launchdarkly_data('ld-test', '{"flags": {}, "segments": {"c0": {}, "c4": {"rules": [{"clauses": [{"attribute": "", "op": "segmentMatch", "values": ["nope"]}]}]}}}');
+SELECT count(*) AS not_written FROM opsflags.user_segments WHERE segment_key IN ('c0', 'c1', 'c2', 'c4');
+
 -- Errors name the flag, rule and clause; nothing is written.
 SELECT opsflags.import_launchdarkly_data('ld-test', '[]');
 SELECT opsflags.import_launchdarkly_data('ld-test', '{"flags": {"ld.new": {"on": true, "variations": [true, false], "offVariation": 1, "fallthrough": {"variation": 0}}, "ld.bad": {"on": true, "variations": [true, false], "offVariation": 1, "fallthrough": {"variation": 0}, "rules": [{"id": "r", "clauses": [{"attribute": "a", "op": "in", "values": ["x"]}, {"attribute": "a", "op": "notAnOperator", "values": []}], "variation": 0}]}}}');

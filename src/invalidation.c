@@ -18,8 +18,8 @@
  * environments or a TRUNCATE to the reset generation, which empties whole
  * caches.  The hashes mix in the database, whose backends share the slots.
  * A cache entry lists the slots it depends on (its flag, the definitions of
- * its prerequisites, every segment it reads: opsflags_flag_depend_on_*, for
- * any loader) and is stamped with the global generation read before its
+ * its prerequisites, every segment it reads, nested ones included:
+ * opsflags_flag_depend_on_*, for any loader) and is stamped with the global generation read before its
  * load took its snapshot; a segment entry (segments.c) depends on its
  * segment's slot.  Their (slot, stamp) pairs are also kept in one compact
  * array, which is what a backend scans.  A marked segment entry marks every

@@ -256,23 +256,28 @@ BEGIN
                 PERFORM opsflags_internal.ld_error(what, 'includedContexts and excludedContexts are [{"contextKind", "values": [keys]}].');
             END IF;
         END LOOP;
-        -- Included keys: one rule for the user kind, one per includedContexts entry.
+        -- Included keys: one rule for the user kind ("ld-included-1"), one per
+        -- includedContexts entry that has keys (numbered from 2).
         rules := '[]';
         FOR t, rn IN
-            SELECT e, o FROM jsonb_array_elements(jsonb_build_array(jsonb_build_object('contextKind', 'user', 'values', coalesce(nullif(x -> 'included', 'null'), '[]')))
-                                                  || coalesce(nullif(x -> 'includedContexts', 'null'), '[]')) WITH ORDINALITY a(e, o)
+            SELECT e, CASE WHEN o = 1 THEN 1 ELSE 1 + row_number() OVER (PARTITION BY o = 1 ORDER BY o) END AS n
+            FROM jsonb_array_elements(jsonb_build_array(jsonb_build_object('contextKind', 'user', 'values', coalesce(nullif(x -> 'included', 'null'), '[]')))
+                                      || coalesce(nullif(x -> 'includedContexts', 'null'), '[]')) WITH ORDINALITY a(e, o)
+            WHERE jsonb_array_length(coalesce(nullif(e -> 'values', 'null'), '[]')) > 0
+            ORDER BY n
         LOOP
-            CONTINUE WHEN jsonb_array_length(coalesce(nullif(t -> 'values', 'null'), '[]')) = 0;
             rules := rules || jsonb_build_array(jsonb_build_object('id', 'ld-included-' || rn, 'clauses', jsonb_build_array(
                 jsonb_build_object('attribute', 'key', 'op', 'in', 'values', t -> 'values', 'negate', false,
                                    'semantics', 'launchdarkly', 'context_kind', t -> 'contextKind'))));
         END LOOP;
         -- Excluded keys, likewise: rules that put the context out.
         FOR t, rn IN
-            SELECT e, o FROM jsonb_array_elements(jsonb_build_array(jsonb_build_object('contextKind', 'user', 'values', coalesce(nullif(x -> 'excluded', 'null'), '[]')))
-                                                  || coalesce(nullif(x -> 'excludedContexts', 'null'), '[]')) WITH ORDINALITY a(e, o)
+            SELECT e, CASE WHEN o = 1 THEN 1 ELSE 1 + row_number() OVER (PARTITION BY o = 1 ORDER BY o) END AS n
+            FROM jsonb_array_elements(jsonb_build_array(jsonb_build_object('contextKind', 'user', 'values', coalesce(nullif(x -> 'excluded', 'null'), '[]')))
+                                      || coalesce(nullif(x -> 'excludedContexts', 'null'), '[]')) WITH ORDINALITY a(e, o)
+            WHERE jsonb_array_length(coalesce(nullif(e -> 'values', 'null'), '[]')) > 0
+            ORDER BY n
         LOOP
-            CONTINUE WHEN jsonb_array_length(coalesce(nullif(t -> 'values', 'null'), '[]')) = 0;
             rules := rules || jsonb_build_array(jsonb_build_object('id', 'ld-excluded-' || rn, 'clauses', jsonb_build_array(
                 jsonb_build_object('attribute', 'key', 'op', 'in', 'values', t -> 'values', 'negate', false,
                                    'semantics', 'launchdarkly', 'context_kind', t -> 'contextKind')), 'exclude', true));
@@ -514,8 +519,9 @@ BEGIN
 
     RETURN jsonb_build_object('environment', env, 'created', to_jsonb(created), 'changed', to_jsonb(changed),
                               'unchanged', to_jsonb(same),
-                              'segments', jsonb_build_object('created', to_jsonb(s_created), 'changed', to_jsonb(s_changed),
-                                                             'unchanged', to_jsonb(s_same)));
+                              'segments', jsonb_build_object('created', to_jsonb(ARRAY(SELECT unnest(s_created) ORDER BY 1)),
+                                                             'changed', to_jsonb(ARRAY(SELECT unnest(s_changed) ORDER BY 1)),
+                                                             'unchanged', to_jsonb(ARRAY(SELECT unnest(s_same) ORDER BY 1))));
 END
 $$;
 COMMENT ON FUNCTION opsflags.import_launchdarkly_data(text, jsonb) IS

@@ -123,7 +123,10 @@ CREATE TRIGGER validate_variation_names BEFORE INSERT OR UPDATE OF variations, v
 -- The cycle that segment key would be part of with these rules (a rule's
 -- segments and segment_match values name segments), as "a -> b -> a", or
 -- NULL.  Other segments' rules are those of others (key -> rules), else
--- the table's.  Breadth first: the shortest such cycle.
+-- the table's.  Breadth first: the shortest such cycle.  Unless at READ
+-- COMMITTED, the rows read are locked (FOR SHARE): one that a concurrent
+-- transaction changed since this transaction's snapshot raises a
+-- serialization failure instead of being read as it was.
 CREATE FUNCTION opsflags_internal.segment_cycle(key text, rules jsonb, others jsonb DEFAULT '{}')
 RETURNS text
 LANGUAGE plpgsql
@@ -136,6 +139,7 @@ DECLARE
     path     text[];
     n        text;
     p        text;
+    snapshot boolean := current_setting('transaction_isolation') <> 'read committed';
 BEGIN
     frontier := ARRAY(SELECT k FROM opsflags_internal.rule_segment_keys(rules) k ORDER BY k);
     IF key = ANY (frontier) THEN
@@ -143,6 +147,9 @@ BEGIN
     END IF;
     SELECT coalesce(jsonb_object_agg(k, key), '{}') INTO parent FROM unnest(frontier) k;
     WHILE cardinality(frontier) > 0 LOOP
+        IF snapshot THEN
+            PERFORM FROM opsflags.user_segments u WHERE u.segment_key = ANY (frontier) ORDER BY u.segment_key FOR SHARE;
+        END IF;
         nxt := '{}';
         FOR n, p IN
             SELECT DISTINCT ON (x.n) x.n, x.src
@@ -174,7 +181,8 @@ $$;
 -- A segment's rules (no serve); the segments they name must exist and not
 -- name it back (a cycle).  Two transactions that would make a cycle
 -- together are serialized by a transaction-level advisory lock, taken
--- before the check reads the other segments' rules.
+-- before the check reads the other segments' rules (with a fresh snapshot
+-- at READ COMMITTED; else segment_cycle's row locks fail the second).
 CREATE FUNCTION opsflags_internal.validate_segment_rules()
 RETURNS trigger
 LANGUAGE plpgsql

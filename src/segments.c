@@ -4,13 +4,17 @@
  *	  sets and its rules compiled (docs/rules.md), loaded on demand while a
  *	  flag that names the segment is loaded, shared by every flag, and
  *	  emptied with the flag cache (whose context holds it).  Also whether a
- *	  context is in a segment.
+ *	  context is in a segment: listed, else the first rule that holds
+ *	  decides (in, or out when it excludes).
  *
  * Like a flag entry, a segment entry is marked stale when its segment
  * changes (invalidation.c: it depends on the segment's slot) and is loaded
  * again in place, into a memory context of its own, by the next flag load
  * that looks it up: the flags that point at it are marked stale at the same
- * boundary (opsflags_flag_uses_segment), so none reads it stale.
+ * boundary (opsflags_flag_uses_segment), so none reads it stale.  A
+ * segment's rules may name segments (nested): loading it loads them, and
+ * looking up a fresh one looks them up again (reloading the stale ones in
+ * place), so the flag being loaded depends on every segment it can reach.
  */
 #include "postgres.h"
 

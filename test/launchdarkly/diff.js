@@ -9,8 +9,9 @@
 // attribute references, values of the wrong type, loose versions), rollouts
 // (bucketBy, contextKind, seed, experiments, untracked, weights short of
 // 100000) in rules and fallthroughs, prerequisites, and segments with
-// included, excluded, includedContexts, excludedContexts and rules with
-// weights; and contexts (user, org, multi-kind with and without a user,
+// included, excluded, includedContexts, excludedContexts (user and org)
+// and rules with weights and segmentMatch clauses (nested segments, naming
+// only segments generated before, so no cycle); and contexts (user, org, multi-kind with and without a user,
 // legacy users with custom attributes, missing attributes, arrays, numeric
 // strings and other odd types).  opsflags imports it (import_launchdarkly_data) in an
 // environment of its own, in a transaction rolled back at the end, checks
@@ -31,7 +32,7 @@
 // prerequisites on a flag whose own prerequisite failed (LaunchDarkly: still
 // passes when the prerequisite is on and its off variation is the one
 // required; the engine asks that the prerequisite be enabled for the
-// context), excludedContexts of kinds other than user (refused).
+// context).
 'use strict';
 
 const fs = require('fs');
@@ -69,13 +70,15 @@ const DATES = ['2022-01-01T00:00:00Z', '2023-06-15T12:30:00.000Z', '2024-02-29T2
                1672531200000, 1700000000000, 1500000000000];
 const SEGMENTS = ['s0', 's1', 's2', 's3'];
 
-// A clause: the operators each attribute is tested with.
-function clause(inSegment) {
-    const kind = pick(['str', 'str', 'num', 'ver', 'date', 'key', 'kind', inSegment ? 'key' : 'seg']);
+// A clause: the operators each attribute is tested with.  In a segment's
+// rule, segmentMatch names segments generated before it (earlier).
+function clause(inSegment, earlier) {
+    const nested = inSegment && earlier.length > 0;
+    const kind = pick(['str', 'str', 'num', 'ver', 'date', 'key', 'kind', inSegment && !nested ? 'key' : 'seg']);
     const c = { negate: chance(0.25) };
     if (kind === 'kind') return { attribute: 'kind', op: 'in', values: some(['user', 'org', 'device'], 2), negate: chance(0.3) };
     if (kind === 'seg') {
-        Object.assign(c, { attribute: '', op: 'segmentMatch', values: some(SEGMENTS, 2), negate: chance(0.3) });
+        Object.assign(c, { attribute: '', op: 'segmentMatch', values: some(inSegment ? earlier : SEGMENTS, 2), negate: chance(0.3) });
     } else if (kind === 'key') {
         // key is always there: negate is safe.
         Object.assign(c, { attribute: 'key', op: pick(['in', 'in', 'startsWith', 'matches']) });
@@ -106,14 +109,21 @@ function clause(inSegment) {
 
 const bucketBy = () => pick([undefined, 'key', 'country', 'n', 'email', '/meta/t']);
 
-function segment(key) {
+// A segment; its rules' segmentMatch clauses name earlier segments only.
+function segment(key, earlier) {
     const s = { key, version: 1, salt: key, deleted: false, included: chance(0.5) ? some(KEYS, 2) : [],
                 excluded: chance(0.5) ? some(KEYS, 2) : [], rules: [] };
     if (chance(0.3)) s.includedContexts = [{ contextKind: pick(KINDS), values: some(ORGS, 2) }];
-    if (chance(0.2)) s.excludedContexts = [{ contextKind: 'user', values: some(KEYS, 1) }];
-    const nr = int(3);
+    if (chance(0.5)) {
+        s.excludedContexts = [];
+        for (let j = 1 + int(2); j > 0; j--) {
+            const kind = pick(['user', 'org']);
+            s.excludedContexts.push({ contextKind: kind, values: chance(0.1) ? [] : some(kind === 'org' ? ORGS : KEYS, 2) });
+        }
+    }
+    const nr = int(4);
     for (let i = 0; i < nr; i++) {
-        const r = { id: `${key}-r${i}`, clauses: Array.from({ length: 1 + int(2) }, () => clause(true)) };
+        const r = { id: `${key}-r${i}`, clauses: Array.from({ length: 1 + int(2) }, () => clause(true, earlier)) };
         if (chance(0.4)) {
             r.weight = pick([0, 100000, int(100001)]);
             const b = bucketBy();
@@ -185,7 +195,7 @@ function flag(i, earlier) {
 
 function generate() {
     const segments = {};
-    for (const s of SEGMENTS) segments[s] = segment(s);
+    SEGMENTS.forEach((s, i) => { segments[s] = segment(s, SEGMENTS.slice(0, i)); });
     const flags = {};
     const list = [];
     for (let i = 0; i < FLAGS; i++) {

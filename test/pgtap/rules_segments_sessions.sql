@@ -4,7 +4,7 @@
 -- it at the next statement, also a flag loaded after A was cached.  Two
 -- transactions that would form a cycle together (B's rules name C while
 -- C's rules are set to name B) are serialized: the second waits for the
--- first and is refused.
+-- first and is refused (at REPEATABLE READ, with a serialization failure).
 --
 -- Session A is this psql session; sessions B and C are dblink connections.
 -- Everything lives under tap.rsgs.* and is committed (the other sessions
@@ -16,7 +16,7 @@ SET opsflags.environment = 'production';
 DELETE FROM opsflags.feature_flags WHERE flag_key LIKE 'tap.rsgs.%';
 DELETE FROM opsflags.user_segments WHERE segment_key LIKE 'tap.rsgs.%';
 
-SELECT plan(13);
+SELECT plan(16);
 
 SELECT dblink_connect('b', pg_temp.tap_conninfo(app => 'tap_rsgs_b')) AS connected \gset
 SELECT dblink_connect('c', pg_temp.tap_conninfo(app => 'tap_rsgs_c')) AS connected \gset
@@ -103,6 +103,20 @@ SELECT pg_temp.wait_for_advisory('tap_rsgs_c') AS x \gset
 SELECT pg_temp.b('COMMIT') AS x \gset
 SELECT is((SELECT r FROM dblink_get_result('c') AS t(r text)), 'UPDATE 1', 'without a cycle, C''s write succeeds once B commits');
 SELECT is((SELECT r FROM dblink_get_result('c') AS t(r text)), NULL, 'C has no more results');
+
+-- At REPEATABLE READ, C's snapshot predates B's commit: C's write is not
+-- checked against what it cannot see, it fails with a serialization
+-- failure.
+SELECT opsflags.create_segment('tap.rsgs.x', 'x') IS NOT NULL AS x \gset
+SELECT opsflags.create_segment('tap.rsgs.y', 'y') IS NOT NULL AS x \gset
+SELECT dblink_exec('c', 'BEGIN ISOLATION LEVEL REPEATABLE READ') AS x \gset
+SELECT dblink_exec('c', 'DO $do$BEGIN PERFORM count(*) FROM opsflags.user_segments; END$do$') AS x \gset
+SELECT pg_temp.b($$UPDATE opsflags.user_segments SET rules = '[{"id": "y", "segments": ["tap.rsgs.y"]}]' WHERE segment_key = 'tap.rsgs.x'$$) AS x \gset
+SELECT is(dblink_exec('c', $$UPDATE opsflags.user_segments SET rules = '[{"id": "x", "segments": ["tap.rsgs.x"]}]' WHERE segment_key = 'tap.rsgs.y'$$, false),
+          'ERROR', 'REPEATABLE READ: C''s write naming a segment changed since its snapshot fails');
+SELECT matches(dblink_error_message('c'), 'could not serialize access', '... with a serialization failure');
+SELECT dblink_exec('c', 'ROLLBACK') AS x \gset
+SELECT is((SELECT rules FROM opsflags.user_segments WHERE segment_key = 'tap.rsgs.y'), '[]', 'y''s rules are as they were: no cycle');
 
 SELECT dblink_disconnect('c') AS x \gset
 SELECT dblink_disconnect('b') AS x \gset
