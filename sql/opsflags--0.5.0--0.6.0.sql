@@ -2790,9 +2790,10 @@ GRANT EXECUTE ON FUNCTION
     opsflags_internal.ld_clause_out(jsonb), opsflags_internal.ld_serve_out(jsonb, integer)
 TO opsflags_admin;
 
--- ==== Segments: exclude rules, nested segments (src/rules.sql, src/launchdarkly_data.sql) ====
+-- ==== Segments: exclude rules, nested segments (src/rules.sql, src/launchdarkly_data.sql, src/unleash_export.sql) ====
 -- A segment's rules may exclude and name other segments (no cycle); the
--- LaunchDarkly import maps excluded keys and segmentMatch onto them.
+-- LaunchDarkly import maps excluded keys and segmentMatch onto them; the
+-- Unleash export writes a segment's rules up to the first that excludes.
 
 CREATE FUNCTION opsflags_internal.segment_cycle(key text, rules jsonb, others jsonb DEFAULT '{}')
 RETURNS text
@@ -3394,5 +3395,143 @@ BEGIN
             'included', incl, 'excluded', excl, 'includedContexts', inclc, 'excludedContexts', exclc, 'rules', rules)));
     END LOOP;
     RETURN jsonb_build_object('flags', flags, 'segments', segs);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION opsflags.unleash_features(environment text)
+RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    env      text := opsflags.resolve_environment(environment);
+    f        record;
+    grp      text;
+    st       jsonb;
+    vr       jsonb;
+    fvr      jsonb;
+    tail     jsonb;
+    r        jsonb;
+    seg      record;
+    features jsonb := '[]';
+    segments jsonb := '[]';
+BEGIN
+    FOR f IN SELECT ff.*, c.is_enabled, c.enabled_for_users, c.enabled_for_roles, c.enabled_percentage,
+                    c.on_variation, c.segments AS target_segments, c.rules, c.serve, c.fallthrough
+             FROM opsflags.feature_flags ff
+             JOIN opsflags.feature_flag_configs c ON c.flag_id = ff.id AND c.environment = env
+             WHERE NOT ff.archived ORDER BY ff.flag_key LOOP
+        grp := coalesce(f.rollout_group, f.flag_key);
+        st := '[]';
+        -- What the flag serves when it is on and nothing more specific
+        -- says: as feature variants when bucketed by the flag's key (the
+        -- group Unleash gives them), else on each strategy.
+        fvr := opsflags_internal.unleash_variants(coalesce(f.serve, jsonb_build_object('variation', f.on_variation)),
+                                                   f.variations, f.variation_names, grp);
+        IF f.serve IS NULL AND f.variations -> f.on_variation = 'true' THEN
+            fvr := NULL;
+        END IF;
+        IF jsonb_array_length(f.enabled_for_users) > 0 THEN
+            st := st || jsonb_build_array(jsonb_build_object('id', 'users', 'name', 'userWithId',
+                      'parameters', jsonb_build_object('userIds',
+                          (SELECT string_agg(u, ',' ORDER BY o) FROM jsonb_array_elements_text(f.enabled_for_users) WITH ORDINALITY a(u, o)))));
+        END IF;
+        IF jsonb_array_length(f.enabled_for_roles) > 0 THEN
+            st := st || jsonb_build_array(jsonb_build_object('id', 'roles', 'name', 'default', 'parameters', '{}'::jsonb,
+                      'constraints', jsonb_build_array(jsonb_build_object('contextName', 'role', 'operator', 'IN',
+                                                                          'values', f.enabled_for_roles))));
+        END IF;
+        FOR seg IN SELECT u.* FROM jsonb_array_elements_text(f.target_segments) WITH ORDINALITY a(k, o)
+                   JOIN opsflags.user_segments u ON u.segment_key = a.k ORDER BY a.o LOOP
+            IF jsonb_array_length(seg.user_ids) > 0 THEN
+                st := st || jsonb_build_array(jsonb_build_object('name', 'userWithId',
+                          'parameters', jsonb_build_object('userIds',
+                              (SELECT string_agg(u, ',' ORDER BY o) FROM jsonb_array_elements_text(seg.user_ids) WITH ORDINALITY a(u, o)))));
+            END IF;
+            IF jsonb_array_length(seg.roles) > 0 THEN
+                st := st || jsonb_build_array(jsonb_build_object('name', 'default', 'parameters', '{}'::jsonb,
+                          'constraints', jsonb_build_array(jsonb_build_object('contextName', 'role', 'operator', 'IN',
+                                                                              'values', seg.roles))));
+            END IF;
+            IF seg.segment_key ~ '^unleash-segment-[0-9]+$' THEN
+                st := st || jsonb_build_array(jsonb_build_object('name', 'default', 'parameters', '{}'::jsonb,
+                          'segments', jsonb_build_array(substr(seg.segment_key, 17)::numeric)));
+            ELSE
+                -- Its rules up to the first that excludes (Unleash's
+                -- strategies only include).
+                FOR r IN SELECT v FROM jsonb_array_elements(seg.rules) WITH ORDINALITY a(v, o) ORDER BY o LOOP
+                    EXIT WHEN coalesce((r ->> 'exclude')::boolean, false);
+                    st := st || opsflags_internal.unleash_rule_strategies(r - 'id' - 'exclude', NULL, grp);
+                END LOOP;
+            END IF;
+        END LOOP;
+        -- Strategies from the targets above serve what the flag serves.
+        IF fvr IS NOT NULL AND fvr ->> 'groupId' IS DISTINCT FROM f.flag_key THEN
+            st := (SELECT coalesce(jsonb_agg(s || jsonb_build_object('variants', fvr -> 'variants',
+                                             'parameters', s -> 'parameters' || jsonb_build_object('groupId', fvr -> 'groupId'))
+                                             ORDER BY o), '[]')
+                   FROM jsonb_array_elements(st) WITH ORDINALITY a(s, o));
+        END IF;
+        FOR r IN SELECT * FROM jsonb_array_elements(f.rules) LOOP
+            CONTINUE WHEN r -> 'serve' ? 'off';
+            vr := CASE WHEN r ? 'serve' THEN opsflags_internal.unleash_variants(r -> 'serve', f.variations, f.variation_names, grp)
+                       WHEN fvr ->> 'groupId' IS DISTINCT FROM f.flag_key THEN fvr END;
+            st := st || opsflags_internal.unleash_rule_strategies(r, vr, grp);
+        END LOOP;
+        -- Then the percentage rollout, else the fallthrough.
+        tail := NULL;
+        IF f.enabled_percentage > 0 THEN
+            tail := jsonb_build_object('id', 'rollout', 'name', 'flexibleRollout',
+                        'parameters', jsonb_build_object('rollout', f.enabled_percentage::text, 'stickiness', 'userId',
+                                                         'groupId', grp));
+        ELSIF f.fallthrough IS NULL AND jsonb_array_length(st) > 0 THEN
+            tail := jsonb_build_object('id', 'fallthrough', 'name', 'default', 'parameters', '{}'::jsonb);
+        ELSIF f.fallthrough IS NOT NULL AND NOT f.fallthrough ? 'off' THEN
+            vr := opsflags_internal.unleash_variants(f.fallthrough, f.variations, f.variation_names, grp);
+            tail := jsonb_strip_nulls(jsonb_build_object('id', 'fallthrough', 'name', 'default',
+                        'parameters', CASE WHEN vr IS NULL THEN '{}'::jsonb
+                                           ELSE jsonb_build_object('groupId', vr -> 'groupId', 'stickiness', vr -> 'stickiness') END,
+                        'variants', vr -> 'variants'));
+        ELSIF f.fallthrough ? 'off' AND jsonb_array_length(st) = 0 THEN
+            -- Off for everyone: a strategy that never holds.
+            tail := jsonb_build_object('id', 'never', 'name', 'default', 'parameters', '{}'::jsonb,
+                        'constraints', jsonb_build_array(jsonb_build_object('contextName', 'userId', 'operator', 'IN',
+                                                                            'values', '[]'::jsonb, 'inverted', false)));
+        END IF;
+        IF tail IS NOT NULL THEN
+            IF fvr IS NOT NULL AND fvr ->> 'groupId' IS DISTINCT FROM f.flag_key AND NOT tail ? 'variants' THEN
+                tail := tail || jsonb_build_object('variants', fvr -> 'variants',
+                                                   'parameters', tail -> 'parameters' || jsonb_build_object('groupId', fvr -> 'groupId'));
+            END IF;
+            st := st || jsonb_build_array(tail);
+        END IF;
+        features := features || jsonb_build_array(jsonb_strip_nulls(jsonb_build_object(
+            'name', f.flag_key,
+            'description', f.description,
+            'type', 'release',
+            'project', 'default',
+            'enabled', f.is_enabled,
+            'stale', false,
+            'impressionData', false,
+            'strategies', st,
+            'variants', CASE WHEN fvr ->> 'groupId' = f.flag_key THEN fvr -> 'variants' ELSE '[]'::jsonb END,
+            'dependencies', (SELECT jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
+                                        'feature', pf.flag_key, 'enabled', p.enabled,
+                                        'variants', coalesce(p.variants,
+                                                             CASE WHEN p.variation IS NOT NULL
+                                                                  THEN jsonb_build_array(coalesce(pf.variation_names ->> p.variation, 'disabled')) END)))
+                                    ORDER BY pf.flag_key)
+                             FROM opsflags.flag_prerequisites p JOIN opsflags.feature_flags pf ON pf.id = p.prerequisite_id
+                             WHERE p.flag_id = f.id))));
+    END LOOP;
+    FOR seg IN SELECT * FROM opsflags.user_segments u WHERE u.segment_key ~ '^unleash-segment-[0-9]+$'
+               ORDER BY substr(u.segment_key, 17)::numeric LOOP
+        segments := segments || jsonb_build_array(jsonb_build_object(
+            'id', substr(seg.segment_key, 17)::numeric, 'name', seg.name,
+            'constraints', coalesce((SELECT jsonb_agg(x ORDER BY o)
+                                     FROM jsonb_array_elements(seg.rules -> 0 -> 'clauses') WITH ORDINALITY a(cl, o),
+                                          jsonb_array_elements(opsflags_internal.unleash_constraints(cl) -> 0) x), '[]')));
+    END LOOP;
+    RETURN jsonb_build_object('version', 2, 'features', features, 'segments', segments);
 END
 $$;

@@ -39,6 +39,17 @@ SELECT opsflags.import_unleash('unleash-test', opsflags.unleash_features('unleas
 SELECT jsonb_pretty(f) FROM jsonb_array_elements(opsflags.unleash_features('unleash-test') -> 'features') f
 WHERE f ->> 'name' = 'u.checkout';
 
+-- A targeted segment's rules are exported up to the first that excludes
+-- (Unleash's strategies only include).
+SELECT opsflags.create_segment('u.seg', 'u.seg', rules => '[{"id": "pro", "clauses": [{"attribute": "plan", "op": "in", "values": ["pro"]}]},
+    {"id": "no-fr", "clauses": [{"attribute": "country", "op": "in", "values": ["FR"]}], "exclude": true},
+    {"id": "de", "clauses": [{"attribute": "country", "op": "in", "values": ["DE"]}]}]') IS NOT NULL AS created;
+SELECT opsflags.create_flag('u.segflag') IS NOT NULL AS created;
+UPDATE opsflags.feature_flag_configs SET is_enabled = false, segments = '["u.seg"]'
+WHERE flag_id = opsflags.flag_id('u.segflag') AND environment = 'unleash-test';
+SELECT jsonb_pretty(f -> 'strategies') AS strategies FROM jsonb_array_elements(opsflags.unleash_features('unleash-test') -> 'features') f
+WHERE f ->> 'name' = 'u.segflag';
+
 -- Delta API events: a feature removed is off.
 SELECT opsflags.import_unleash('unleash-test', '{"events": [{"eventId": 1, "type": "feature-removed", "featureName": "u.banner", "project": "default"}]}') - 'environment';
 SELECT opsflags.feature_enabled('u.banner', '{}'::jsonb);
@@ -81,6 +92,6 @@ DROP ROLE unleash_nobody;
 -- Leave nothing behind for the tests that follow.
 DELETE FROM opsflags.flag_prerequisites p USING opsflags.feature_flags f WHERE f.id = p.flag_id AND f.flag_key LIKE 'u.%';
 DELETE FROM opsflags.feature_flags WHERE flag_key LIKE 'u.%';
-DELETE FROM opsflags.user_segments WHERE segment_key = 'unleash-segment-7';
+DELETE FROM opsflags.user_segments WHERE segment_key IN ('unleash-segment-7', 'u.seg');
 DELETE FROM opsflags.environments WHERE name = 'unleash-test';
 RESET opsflags.environment;

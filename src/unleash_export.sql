@@ -280,8 +280,11 @@ BEGIN
                 st := st || jsonb_build_array(jsonb_build_object('name', 'default', 'parameters', '{}'::jsonb,
                           'segments', jsonb_build_array(substr(seg.segment_key, 17)::numeric)));
             ELSE
-                FOR r IN SELECT * FROM jsonb_array_elements(seg.rules) LOOP
-                    st := st || opsflags_internal.unleash_rule_strategies(r - 'id', NULL, grp);
+                -- Its rules up to the first that excludes (Unleash's
+                -- strategies only include).
+                FOR r IN SELECT v FROM jsonb_array_elements(seg.rules) WITH ORDINALITY a(v, o) ORDER BY o LOOP
+                    EXIT WHEN coalesce((r ->> 'exclude')::boolean, false);
+                    st := st || opsflags_internal.unleash_rule_strategies(r - 'id' - 'exclude', NULL, grp);
                 END LOOP;
             END IF;
         END LOOP;

@@ -78,6 +78,7 @@ INSERT INTO bad_rules (kind, rule, names_rule) VALUES
     ('a split weighing 0', '{"id": "bad", "serve": {"split": [{"variation": 0, "weight": 0}]}}', true),
     ('clauses not an array', '{"id": "bad", "clauses": {}}', true),
     ('segments not strings', '{"id": "bad", "segments": [1]}', true),
+    ('exclude in a config''s rule', '{"id": "bad", "exclude": true}', true),
     ('a duplicate id', '{"id": "good"}', true);
 INSERT INTO bad_rules (kind, rule)
 SELECT kind, jsonb_build_object('id', 'bad', 'clauses', jsonb_build_array(clause)) FROM bad_clauses;
@@ -118,12 +119,13 @@ FROM bad_rules b, (VALUES
     ('plain INSERT into user_segments', $$INSERT INTO opsflags.user_segments (segment_key, name, rules) VALUES ('tap.rw.seg3', 'new', %L)$$)
     ) w(way, tmpl)
 WHERE b.kind NOT IN ('serving variation 7 of 3', 'a split with a negative weight', 'a split weighing 0', 'a duplicate id',
-                     'segments not strings');
+                     'segments not strings', 'exclude in a config''s rule');
 INSERT INTO attempts (kind, place, way, names_rule, sql)
-SELECT k.kind, 'segment', 'update_segment', true, format($$SELECT opsflags.update_segment('tap.rw.seg', rules => %L)$$, k.rules)
-FROM (VALUES ('segment_match in a segment''s rule', '[{"id": "bad", "clauses": [{"op": "segment_match", "values": ["tap.rw.seg"]}]}]'),
-             ('a serve in a segment''s rule', '[{"id": "bad", "serve": {"variation": 0}}]'),
-             ('segments in a segment''s rule', '[{"id": "bad", "segments": ["tap.rw.seg"]}]')) k(kind, rules);
+SELECT k.kind, 'segment', 'update_segment', k.names_rule, format($$SELECT opsflags.update_segment('tap.rw.seg', rules => %L)$$, k.rules)
+FROM (VALUES ('a segment whose segment_match names itself (a cycle)', '[{"id": "bad", "clauses": [{"op": "segment_match", "values": ["tap.rw.seg"]}]}]', false),
+             ('a serve in a segment''s rule', '[{"id": "bad", "serve": {"variation": 0}}]', true),
+             ('an exclude that is not a boolean', '[{"id": "bad", "exclude": "yes"}]', true),
+             ('a segment whose segments name itself (a cycle)', '[{"id": "bad", "segments": ["tap.rw.seg"]}]', false)) k(kind, rules, names_rule);
 -- Variation names, serve and fallthrough
 INSERT INTO attempts (kind, place, way, names_rule, sql)
 SELECT v.kind, 'variation_names', w.way, false, format(w.tmpl, v.names)
