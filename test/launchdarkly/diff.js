@@ -297,6 +297,30 @@ async function main() {
         await db.end();
     }
 
+    // What the pairs exercised: the generator must reach each case.
+    const seen = { 'false served while on': 0, 'true served while off': 0, 'no value': 0,
+                   'a prerequisite failed': 0, 'a prerequisite met': 0, 'a rule matched': 0 };
+    {
+        let k = 0;
+        for (const f of Object.keys(data.flags)) {
+            for (let c = 0; c < ctxs.length; c++) {
+                const r = results[k++];
+                const off = r.x.reason === 'OFF' || r.x.reason === 'PREREQUISITE_FAILED';
+                if (r.v === false && !off) seen['false served while on']++;
+                if (r.v === true && off) seen['true served while off']++;
+                if (r.v === null) seen['no value']++;
+                if (r.x.reason === 'PREREQUISITE_FAILED') seen['a prerequisite failed']++;
+                if (!off && r.x.reason !== 'FLAG_NOT_FOUND' && (data.flags[f].prerequisites || []).length) seen['a prerequisite met']++;
+                if (r.x.reason === 'RULE_MATCH') seen['a rule matched']++;
+            }
+        }
+    }
+    console.log(`# pairs where ${Object.entries(seen).map(([w, n]) => `${w}: ${n}`).join(', ')}`);
+    if (!process.env.OPSFLAGS_DIFF_DATA) {
+        const missing = Object.keys(seen).filter((w) => seen[w] === 0);
+        tap(missing.length === 0, `the generated data reaches every case${missing.length ? ` (not: ${missing.join(', ')})` : ''}`);
+    }
+
     for (const [which, doc] of [['generated', data], ['exported', exported]]) {
         const sdk = await sdkFor(doc);
         let diffs = 0;
