@@ -72,12 +72,42 @@ SELECT count(*) AS not_written FROM opsflags.feature_flags WHERE flag_key = 'ld.
 SELECT opsflags.import_launchdarkly_data('ld-test', '{"flags": {"ld.bad": {"on": true, "variations": [true, false], "offVariation": 1, "fallthrough": {"variation": 5}}}}');
 SELECT opsflags.import_launchdarkly_data('ld-test', '{"flags": {"ld.bad": {"on": true, "variations": [true, false], "offVariation": 1, "fallthrough": {"variation": 0}, "rules": [{"clauses": [{"attribute": "", "op": "segmentMatch", "values": ["nope"]}], "variation": 0}]}}}');
 SELECT opsflags.import_launchdarkly_data('ld-test', '{"flags": {"ld.bad": {"on": true, "variations": [true, false], "offVariation": 1, "fallthrough": {"variation": 0}, "prerequisites": [{"key": "ld.missing", "variation": 0}]}}}');
-SELECT opsflags.import_launchdarkly_data('ld-test', '{"flags": {"ld.bad": {"on": true, "variations": [true, false], "offVariation": null, "fallthrough": {"variation": 0}}}}');
 SELECT opsflags.import_launchdarkly_data('ld-test', '{"flags": {"ld.bad": {"on": true, "variations": ["a", "b"], "offVariation": 1, "fallthrough": {"rollout": {"variations": [{"variation": 0, "weight": 50000}, {"variation": 7, "weight": 50000}]}}}}}');
--- A rollout of a boolean flag gives weight to false, which the engine
--- serves only when off.
-SELECT opsflags.import_launchdarkly_data('ld-test', '{"flags": {"ld.bad": {"on": true, "variations": [true, false], "offVariation": 1, "fallthrough": {"rollout": {"variations": [{"variation": 0, "weight": 50000}, {"variation": 1, "weight": 50000}]}}}}}');
 SELECT opsflags.import_launchdarkly_data('ld-test', '{"flags": {}, "segments": {"bad": {"rules": [{"clauses": [{"attribute": "", "op": "segmentMatch", "values": ["bad"]}]}]}}}');
+
+-- Served as LaunchDarkly serves them: no offVariation (off: no value, the
+-- caller's default), a 50/50 rollout of a boolean flag (feature_enabled is
+-- the value each user gets), and a prerequisite passed by its off variation
+-- where its own prerequisite fails (switched on, serving the variation
+-- required).
+SELECT opsflags.import_launchdarkly_data('ld-test', '{"flags": {
+  "ld.nooff": {"on": false, "variations": ["a", "b"], "fallthrough": {"variation": 0}},
+  "ld.half": {"on": true, "salt": "s", "variations": [true, false], "offVariation": 0,
+              "fallthrough": {"rollout": {"variations": [{"variation": 0, "weight": 50000}, {"variation": 1, "weight": 50000}]}}},
+  "ld.root": {"on": false, "variations": [true, false], "offVariation": 1, "fallthrough": {"variation": 0}},
+  "ld.mid": {"on": true, "variations": ["x", "y"], "offVariation": 1, "fallthrough": {"variation": 0},
+             "prerequisites": [{"key": "ld.root", "variation": 0}]},
+  "ld.top": {"on": true, "variations": ["yes", "no"], "offVariation": 1, "fallthrough": {"variation": 0},
+             "prerequisites": [{"key": "ld.mid", "variation": 1}]}}}') - 'environment';
+SELECT opsflags.feature_value('ld.nooff', '{"key": "u1"}'::jsonb) IS NULL AS no_value,
+       opsflags.feature_explain('ld.nooff', '{"key": "u1"}'::jsonb) - 'environment' - 'flag_version' AS explain;
+SELECT count(*) AS users,
+       count(*) FILTER (WHERE opsflags.feature_enabled('ld.half', c)) AS enabled,
+       count(*) FILTER (WHERE opsflags.feature_enabled('ld.half', c)
+                        IS DISTINCT FROM (opsflags.feature_value('ld.half', c))::boolean) AS disagree,
+       count(*) FILTER (WHERE (opsflags.feature_value('ld.half', c))::boolean
+                        IS DISTINCT FROM (opsflags.launchdarkly_bucket('ld.half.s', c ->> 'key') < 0.5)) AS not_launchdarkly_buckets
+FROM (SELECT jsonb_build_object('key', 'user-' || i) AS c FROM generate_series(1, 200) i) us;
+SELECT k, opsflags.feature_value(k, '{"key": "u1"}'::jsonb) AS value,
+       opsflags.feature_explain(k, '{"key": "u1"}'::jsonb) ->> 'reason' AS reason
+FROM unnest(ARRAY['ld.root', 'ld.mid', 'ld.top']) k;
+SELECT f.flag_key, p.flag_key AS prerequisite, r.enabled, r.variation
+FROM opsflags.flag_prerequisites r JOIN opsflags.feature_flags f ON f.id = r.flag_id
+JOIN opsflags.feature_flags p ON p.id = r.prerequisite_id
+WHERE f.flag_key IN ('ld.mid', 'ld.top') ORDER BY 1;
+-- Its export says the same.
+SELECT e -> 'flags' -> 'ld.nooff' ? 'offVariation' AS nooff_has_off, e -> 'flags' -> 'ld.top' -> 'prerequisites' AS top_prerequisites
+FROM opsflags.launchdarkly_data('ld-test') e;
 
 -- Only opsflags_admin imports and exports.
 CREATE ROLE ld_nobody;

@@ -224,10 +224,17 @@ SELECT g, try_rules(jsonb_build_array(jsonb_build_object('id', 'r', 'rollout', g
        try_rules(jsonb_build_array(jsonb_build_object('id', 'r', 'rollout', g::jsonb))) AS unleash
 FROM unnest(ARRAY['{"weight": 50000}', '{"percentage": 50}', '{"weight": 100001}',
                   '{"weight": 5000, "bucket_by": "/a", "context_kind": "org"}']) WITH ORDINALITY t(g, n) ORDER BY n;
--- A boolean flag whose split falls short serves its last entry: not false.
+-- A boolean flag whose split falls short serves its last entry, false
+-- here: the contexts past the first half get false, and feature_enabled
+-- says so.
 SELECT opsflags.create_flag('ld.bool', 'Boolean') IS NOT NULL AS created;
 UPDATE opsflags.feature_flags SET bucketing = 'launchdarkly' WHERE flag_key = 'ld.bool';
 SELECT try_serve('{"split": [{"variation": 0, "weight": 50000}, {"variation": 1, "weight": 0}]}', 'ld.bool') AS falls_short_on_false;
+SELECT opsflags.toggle_flag('ld.bool', true, 'production');
+SELECT count(*) FILTER (WHERE e) AS enabled, count(*) FILTER (WHERE NOT e) AS served_false,
+       count(*) FILTER (WHERE e IS DISTINCT FROM (opsflags.launchdarkly_bucket('ld.bool.', k) < 0.5)) AS not_launchdarkly_buckets
+FROM (SELECT 'user-' || i AS k, opsflags.feature_enabled('ld.bool', jsonb_build_object('key', 'user-' || i)) AS e
+      FROM generate_series(1, 200) i) us;
 -- Changing the bucketing checks the configs again.
 UPDATE opsflags.feature_flag_configs SET rules = '[]', fallthrough = '{"split": [{"variation": 0, "weight": 200000}]}'
 WHERE flag_id = opsflags.flag_id('ld.op') AND environment = 'production';

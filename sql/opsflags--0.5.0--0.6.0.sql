@@ -17,7 +17,7 @@ ALTER TABLE opsflags.feature_flag_configs
 ALTER TABLE opsflags.feature_flags ADD COLUMN variation_names jsonb;
 ALTER TABLE opsflags.user_segments ADD COLUMN rules jsonb NOT NULL DEFAULT '[]';
 ALTER TABLE opsflags.flag_prerequisites
-    ADD COLUMN enabled boolean NOT NULL DEFAULT true,
+    ADD COLUMN enabled boolean DEFAULT true,  -- NULL: switched on, whatever it serves
     ADD COLUMN variants jsonb;
 
 -- The compiler in strict mode: raises 22023 naming the flag, environment,
@@ -1753,9 +1753,14 @@ BEGIN
             ELSIF jsonb_typeof(v) <> 'null' THEN
                 PERFORM opsflags.flag_field_error(flag_key, field, 'a timestamp with time zone such as "2030-01-01T00:00:00Z", or null', v);
             END IF;
-        WHEN 'on_variation', 'off_variation' THEN
+        WHEN 'on_variation' THEN
             IF NOT opsflags_internal.is_whole_number(v, 0, 2147483647) THEN
                 PERFORM opsflags.flag_field_error(flag_key, field, 'the index of a variation, a whole number from 0', v);
+            END IF;
+        WHEN 'off_variation' THEN
+            IF jsonb_typeof(v) <> 'null' AND NOT opsflags_internal.is_whole_number(v, 0, 2147483647) THEN
+                PERFORM opsflags.flag_field_error(flag_key, field,
+                    'the index of a variation, a whole number from 0, or null for no value when off', v);
             END IF;
         WHEN 'variation_weights' THEN
             IF jsonb_typeof(v) NOT IN ('array', 'null') THEN
@@ -2133,6 +2138,47 @@ GRANT EXECUTE ON FUNCTION
 TO opsflags_admin;
 
 
+-- ==== Boolean variations decide; LaunchDarkly prerequisites and off variations ====
+-- A flag may serve any variation on or off: a boolean one decides what
+-- feature_enabled says.  A config's off_variation may be NULL (off serves
+-- no value), a prerequisite's enabled NULL (switched on in the environment,
+-- whatever it serves).
+
+ALTER TABLE opsflags.feature_flag_configs ALTER COLUMN off_variation DROP NOT NULL;
+COMMENT ON TABLE opsflags.flag_prerequisites IS
+  'A flag is evaluated further only if each prerequisite is on for the context (off, when enabled is false; switched on in the environment, when enabled is NULL) and, when variation is set, serves that variation';
+
+CREATE OR REPLACE FUNCTION opsflags_internal.check_variations(flag_key text, variations jsonb, on_variation integer,
+                                                     off_variation integer, weights jsonb)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n integer := jsonb_array_length(variations);
+BEGIN
+    IF on_variation < 0 OR on_variation >= n THEN
+        RAISE EXCEPTION 'on variation % does not exist for flag "%"', on_variation, flag_key
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('The flag has %s variations, numbered from 0.', n);
+    END IF;
+    IF off_variation < 0 OR off_variation >= n THEN
+        RAISE EXCEPTION 'off variation % does not exist for flag "%"', off_variation, flag_key
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('The flag has %s variations, numbered from 0.', n);
+    END IF;
+    IF weights IS NOT NULL THEN
+        IF jsonb_typeof(weights) <> 'array' OR jsonb_array_length(weights) <> n
+           OR jsonb_path_exists(weights, 'strict $[*] ? (@.type() != "number" || @ < 0 || @.floor() != @)', '{}', true)
+           OR (SELECT sum(w::numeric) FROM jsonb_array_elements_text(weights) w) NOT BETWEEN 1 AND 2147483647 THEN
+            RAISE EXCEPTION 'invalid variation weights for flag "%"', flag_key
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = format('Weights are an array of %s non-negative integers, one per variation, with a total from 1 to 2147483647.', n);
+        END IF;
+    END IF;
+END
+$$;
+
 -- ==== LaunchDarkly server-side data (src/launchdarkly_data.sql) ====
 -- New: import_launchdarkly_data(), launchdarkly_data() and their helpers.
 
@@ -2227,7 +2273,7 @@ END
 $$;
 
 -- What a variation-or-rollout serves, as a serve object.
-CREATE FUNCTION opsflags_internal.ld_serve(vr jsonb, vars jsonb, off_variation integer, what text, pos text)
+CREATE FUNCTION opsflags_internal.ld_serve(vr jsonb, vars jsonb, what text, pos text)
 RETURNS jsonb
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -2260,14 +2306,7 @@ BEGIN
     IF NOT opsflags_internal.is_whole_number(vr -> 'variation', 0, jsonb_array_length(vars) - 1) THEN
         PERFORM opsflags_internal.ld_error(what, pos || ': "variation" is not the index of one of the flag''s variations.');
     END IF;
-    i := (vr ->> 'variation')::integer;
-    IF vars -> i = 'false' THEN
-        IF i IS DISTINCT FROM off_variation THEN
-            PERFORM opsflags_internal.ld_error(what, pos || ': a flag that is on serves its false variation only where it is the offVariation.', '0A000');
-        END IF;
-        RETURN '{"off": true}';
-    END IF;
-    RETURN jsonb_build_object('variation', i);
+    RETURN jsonb_build_object('variation', (vr ->> 'variation')::integer);
 END
 $$;
 
@@ -2427,13 +2466,11 @@ BEGIN
         IF jsonb_array_length(vars) > opsflags.max_variations() THEN
             PERFORM opsflags_internal.ld_error(what, format('At most %s variations.', opsflags.max_variations()));
         END IF;
-        IF coalesce(jsonb_typeof(x -> 'offVariation'), 'null') = 'null' THEN
-            PERFORM opsflags_internal.ld_error(what, 'A flag without an offVariation (serving the application''s default when off) is not supported.', '0A000');
-        END IF;
-        IF NOT opsflags_internal.is_whole_number(x -> 'offVariation', 0, jsonb_array_length(vars) - 1) THEN
+        IF coalesce(jsonb_typeof(x -> 'offVariation'), 'null') <> 'null'
+           AND NOT opsflags_internal.is_whole_number(x -> 'offVariation', 0, jsonb_array_length(vars) - 1) THEN
             PERFORM opsflags_internal.ld_error(what, '"offVariation" is not the index of one of the flag''s variations.');
         END IF;
-        off_i := (x ->> 'offVariation')::integer;
+        off_i := (x ->> 'offVariation')::integer;  -- null: off serves no value
         SELECT coalesce(min(o) - 1, 0) INTO on_i FROM jsonb_array_elements(vars) WITH ORDINALITY a(v, o) WHERE v <> 'false';
         rules := '[]';
         -- Targets: contextTargets in their order (a "user" one stands for
@@ -2466,7 +2503,7 @@ BEGIN
                 'id', 'ld-target-' || rn,
                 'clauses', jsonb_build_array(jsonb_build_object('attribute', 'key', 'op', 'in', 'values', t -> 'values', 'negate', false,
                                                                 'semantics', 'launchdarkly', 'context_kind', coalesce(t ->> 'contextKind', 'user'))),
-                'serve', opsflags_internal.ld_serve(t, vars, off_i, what, format('Target %s', rn))));
+                'serve', opsflags_internal.ld_serve(t, vars, what, format('Target %s', rn))));
         END LOOP;
         FOR r, rn IN SELECT * FROM jsonb_array_elements(coalesce(nullif(x -> 'rules', 'null'), '[]')) WITH ORDINALITY LOOP
             IF jsonb_typeof(r) <> 'object' OR jsonb_typeof(r -> 'clauses') IS DISTINCT FROM 'array' THEN
@@ -2480,7 +2517,7 @@ BEGIN
             SELECT coalesce(jsonb_agg(opsflags_internal.ld_clause(cl, what, format('Rule %s, clause %s', rn, o), segs, false) ORDER BY o), '[]')
             INTO clauses FROM jsonb_array_elements(r -> 'clauses') WITH ORDINALITY a(cl, o);
             rules := rules || jsonb_build_array(jsonb_build_object(
-                'id', rid, 'clauses', clauses, 'serve', opsflags_internal.ld_serve(r, vars, off_i, what, format('Rule %s', rn))));
+                'id', rid, 'clauses', clauses, 'serve', opsflags_internal.ld_serve(r, vars, what, format('Rule %s', rn))));
         END LOOP;
         FOR t, rn IN SELECT * FROM jsonb_array_elements(coalesce(nullif(x -> 'prerequisites', 'null'), '[]')) WITH ORDINALITY LOOP
             IF jsonb_typeof(t) <> 'object' OR jsonb_typeof(t -> 'key') IS DISTINCT FROM 'string' OR t ->> 'key' = key
@@ -2490,9 +2527,6 @@ BEGIN
             IF flags ? (t ->> 'key') THEN
                 IF NOT opsflags_internal.is_whole_number(t -> 'variation', 0, jsonb_array_length(flags -> (t ->> 'key') -> 'variations') - 1) THEN
                     PERFORM opsflags_internal.ld_error(what, format('Prerequisite %s: flag "%s" has no variation %s.', rn, t ->> 'key', t -> 'variation'));
-                END IF;
-                IF flags -> (t ->> 'key') -> 'variations' -> ((t ->> 'variation')::integer) = 'false' THEN
-                    PERFORM opsflags_internal.ld_error(what, format('Prerequisite %s: requiring a false variation is not supported.', rn), '0A000');
                 END IF;
             ELSIF NOT EXISTS (SELECT 1 FROM opsflags.feature_flags p WHERE p.flag_key = t ->> 'key' AND NOT p.archived) THEN
                 PERFORM opsflags_internal.ld_error(what, format('Prerequisite %s: flag "%s" is neither in the data nor in the database.', rn, t ->> 'key'));
@@ -2510,7 +2544,7 @@ BEGIN
                          WHEN NOT jsonb_path_exists(vars, '$[*] ? (@.type() != "number")') THEN 'number'
                          ELSE 'json' END,
             'vars', vars, 'salt', x -> 'salt', 'on', x -> 'on', 'on_i', on_i, 'off_i', off_i, 'rules', rules,
-            'fall', opsflags_internal.ld_serve(x -> 'fallthrough', vars, off_i, what, 'Fallthrough'),
+            'fall', opsflags_internal.ld_serve(x -> 'fallthrough', vars, what, 'Fallthrough'),
             'prereqs', coalesce(nullif(x -> 'prerequisites', 'null'), '[]')));
     END LOOP;
 
@@ -2579,19 +2613,20 @@ BEGIN
             END IF;
         END IF;
     END LOOP;
-    -- Prerequisites: the prerequisite is on and serves the variation.
+    -- Prerequisites: the prerequisite is switched on (enabled NULL) and
+    -- serves the variation, whatever that variation is (LaunchDarkly's rule).
     FOR key, m IN SELECT k, v FROM jsonb_each(mapped) s(k, v) ORDER BY k LOOP
         SELECT * INTO f FROM opsflags.feature_flags ff WHERE ff.flag_key = key;
         x := (SELECT coalesce(jsonb_agg(jsonb_build_object('id', p.id, 'variation', (q ->> 'variation')::integer)), '[]')
               FROM jsonb_array_elements(m -> 'prereqs') q JOIN opsflags.feature_flags p ON p.flag_key = q ->> 'key');
         IF EXISTS (SELECT 1 FROM opsflags.flag_prerequisites p WHERE p.flag_id = f.id
                    AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(x) w WHERE (w ->> 'id')::uuid = p.prerequisite_id
-                                   AND p.variation = (w ->> 'variation')::integer AND p.enabled AND p.variants IS NULL))
+                                   AND p.variation = (w ->> 'variation')::integer AND p.enabled IS NULL AND p.variants IS NULL))
            OR EXISTS (SELECT 1 FROM jsonb_array_elements(x) w WHERE NOT EXISTS
                       (SELECT 1 FROM opsflags.flag_prerequisites p WHERE p.flag_id = f.id AND p.prerequisite_id = (w ->> 'id')::uuid)) THEN
             DELETE FROM opsflags.flag_prerequisites p WHERE p.flag_id = f.id;
             INSERT INTO opsflags.flag_prerequisites (flag_id, prerequisite_id, enabled, variation)
-            SELECT DISTINCT ON ((w ->> 'id')::uuid) f.id, (w ->> 'id')::uuid, true, (w ->> 'variation')::integer
+            SELECT DISTINCT ON ((w ->> 'id')::uuid) f.id, (w ->> 'id')::uuid, NULL, (w ->> 'variation')::integer
             FROM jsonb_array_elements(x) w;
             IF key = ANY (same) THEN
                 same := array_remove(same, key);
@@ -2638,7 +2673,7 @@ RETURNS jsonb
 LANGUAGE sql IMMUTABLE
 AS $$
     SELECT CASE
-        WHEN s ? 'off' THEN jsonb_build_object('variation', off_variation)
+        WHEN s ? 'off' AND off_variation IS NOT NULL THEN jsonb_build_object('variation', off_variation)
         WHEN s ? 'variation' THEN jsonb_build_object('variation', s -> 'variation')
         WHEN s ? 'split' THEN jsonb_build_object('rollout', jsonb_strip_nulls(jsonb_build_object(
             'variations', (SELECT jsonb_agg(jsonb_build_object('variation', e -> 'variation', 'weight', e -> 'weight')
@@ -2686,7 +2721,7 @@ BEGIN
           AND c.enable_at IS NULL AND c.disable_at IS NULL AND c.variation_weights IS NULL
           AND c.segments = '[]' AND c.serve IS NULL
           AND NOT EXISTS (SELECT 1 FROM opsflags.flag_prerequisites p WHERE p.flag_id = f.id
-                          AND (NOT p.enabled OR p.variation IS NULL OR p.variants IS NOT NULL))
+                          AND (p.enabled IS NOT NULL OR p.variation IS NULL OR p.variants IS NOT NULL))
         ORDER BY f.flag_key
     LOOP
         ok := true;
@@ -2779,14 +2814,14 @@ REVOKE ALL ON FUNCTION
     opsflags.import_launchdarkly_data(text, jsonb), opsflags.launchdarkly_data(text),
     opsflags_internal.ld_operators(), opsflags_internal.ld_error(text, text, text), opsflags_internal.ld_value_ok(text, jsonb),
     opsflags_internal.ld_clause(jsonb, text, text, jsonb, boolean),
-    opsflags_internal.ld_serve(jsonb, jsonb, integer, text, text), opsflags_internal.ld_strings(jsonb),
+    opsflags_internal.ld_serve(jsonb, jsonb, text, text), opsflags_internal.ld_strings(jsonb),
     opsflags_internal.ld_clause_out(jsonb), opsflags_internal.ld_serve_out(jsonb, integer)
 FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
     opsflags.import_launchdarkly_data(text, jsonb), opsflags.launchdarkly_data(text),
     opsflags_internal.ld_operators(), opsflags_internal.ld_error(text, text, text), opsflags_internal.ld_value_ok(text, jsonb),
     opsflags_internal.ld_clause(jsonb, text, text, jsonb, boolean),
-    opsflags_internal.ld_serve(jsonb, jsonb, integer, text, text), opsflags_internal.ld_strings(jsonb),
+    opsflags_internal.ld_serve(jsonb, jsonb, text, text), opsflags_internal.ld_strings(jsonb),
     opsflags_internal.ld_clause_out(jsonb), opsflags_internal.ld_serve_out(jsonb, integer)
 TO opsflags_admin;
 
@@ -3097,13 +3132,11 @@ BEGIN
         IF jsonb_array_length(vars) > opsflags.max_variations() THEN
             PERFORM opsflags_internal.ld_error(what, format('At most %s variations.', opsflags.max_variations()));
         END IF;
-        IF coalesce(jsonb_typeof(x -> 'offVariation'), 'null') = 'null' THEN
-            PERFORM opsflags_internal.ld_error(what, 'A flag without an offVariation (serving the application''s default when off) is not supported.', '0A000');
-        END IF;
-        IF NOT opsflags_internal.is_whole_number(x -> 'offVariation', 0, jsonb_array_length(vars) - 1) THEN
+        IF coalesce(jsonb_typeof(x -> 'offVariation'), 'null') <> 'null'
+           AND NOT opsflags_internal.is_whole_number(x -> 'offVariation', 0, jsonb_array_length(vars) - 1) THEN
             PERFORM opsflags_internal.ld_error(what, '"offVariation" is not the index of one of the flag''s variations.');
         END IF;
-        off_i := (x ->> 'offVariation')::integer;
+        off_i := (x ->> 'offVariation')::integer;  -- null: off serves no value
         SELECT coalesce(min(o) - 1, 0) INTO on_i FROM jsonb_array_elements(vars) WITH ORDINALITY a(v, o) WHERE v <> 'false';
         rules := '[]';
         -- Targets: contextTargets in their order (a "user" one stands for
@@ -3136,7 +3169,7 @@ BEGIN
                 'id', 'ld-target-' || rn,
                 'clauses', jsonb_build_array(jsonb_build_object('attribute', 'key', 'op', 'in', 'values', t -> 'values', 'negate', false,
                                                                 'semantics', 'launchdarkly', 'context_kind', coalesce(t ->> 'contextKind', 'user'))),
-                'serve', opsflags_internal.ld_serve(t, vars, off_i, what, format('Target %s', rn))));
+                'serve', opsflags_internal.ld_serve(t, vars, what, format('Target %s', rn))));
         END LOOP;
         FOR r, rn IN SELECT * FROM jsonb_array_elements(coalesce(nullif(x -> 'rules', 'null'), '[]')) WITH ORDINALITY LOOP
             IF jsonb_typeof(r) <> 'object' OR jsonb_typeof(r -> 'clauses') IS DISTINCT FROM 'array' THEN
@@ -3150,7 +3183,7 @@ BEGIN
             SELECT coalesce(jsonb_agg(opsflags_internal.ld_clause(cl, what, format('Rule %s, clause %s', rn, o), segs, false) ORDER BY o), '[]')
             INTO clauses FROM jsonb_array_elements(r -> 'clauses') WITH ORDINALITY a(cl, o);
             rules := rules || jsonb_build_array(jsonb_build_object(
-                'id', rid, 'clauses', clauses, 'serve', opsflags_internal.ld_serve(r, vars, off_i, what, format('Rule %s', rn))));
+                'id', rid, 'clauses', clauses, 'serve', opsflags_internal.ld_serve(r, vars, what, format('Rule %s', rn))));
         END LOOP;
         FOR t, rn IN SELECT * FROM jsonb_array_elements(coalesce(nullif(x -> 'prerequisites', 'null'), '[]')) WITH ORDINALITY LOOP
             IF jsonb_typeof(t) <> 'object' OR jsonb_typeof(t -> 'key') IS DISTINCT FROM 'string' OR t ->> 'key' = key
@@ -3160,9 +3193,6 @@ BEGIN
             IF flags ? (t ->> 'key') THEN
                 IF NOT opsflags_internal.is_whole_number(t -> 'variation', 0, jsonb_array_length(flags -> (t ->> 'key') -> 'variations') - 1) THEN
                     PERFORM opsflags_internal.ld_error(what, format('Prerequisite %s: flag "%s" has no variation %s.', rn, t ->> 'key', t -> 'variation'));
-                END IF;
-                IF flags -> (t ->> 'key') -> 'variations' -> ((t ->> 'variation')::integer) = 'false' THEN
-                    PERFORM opsflags_internal.ld_error(what, format('Prerequisite %s: requiring a false variation is not supported.', rn), '0A000');
                 END IF;
             ELSIF NOT EXISTS (SELECT 1 FROM opsflags.feature_flags p WHERE p.flag_key = t ->> 'key' AND NOT p.archived) THEN
                 PERFORM opsflags_internal.ld_error(what, format('Prerequisite %s: flag "%s" is neither in the data nor in the database.', rn, t ->> 'key'));
@@ -3180,7 +3210,7 @@ BEGIN
                          WHEN NOT jsonb_path_exists(vars, '$[*] ? (@.type() != "number")') THEN 'number'
                          ELSE 'json' END,
             'vars', vars, 'salt', x -> 'salt', 'on', x -> 'on', 'on_i', on_i, 'off_i', off_i, 'rules', rules,
-            'fall', opsflags_internal.ld_serve(x -> 'fallthrough', vars, off_i, what, 'Fallthrough'),
+            'fall', opsflags_internal.ld_serve(x -> 'fallthrough', vars, what, 'Fallthrough'),
             'prereqs', coalesce(nullif(x -> 'prerequisites', 'null'), '[]')));
     END LOOP;
 
@@ -3249,19 +3279,20 @@ BEGIN
             END IF;
         END IF;
     END LOOP;
-    -- Prerequisites: the prerequisite is on and serves the variation.
+    -- Prerequisites: the prerequisite is switched on (enabled NULL) and
+    -- serves the variation, whatever that variation is (LaunchDarkly's rule).
     FOR key, m IN SELECT k, v FROM jsonb_each(mapped) s(k, v) ORDER BY k LOOP
         SELECT * INTO f FROM opsflags.feature_flags ff WHERE ff.flag_key = key;
         x := (SELECT coalesce(jsonb_agg(jsonb_build_object('id', p.id, 'variation', (q ->> 'variation')::integer)), '[]')
               FROM jsonb_array_elements(m -> 'prereqs') q JOIN opsflags.feature_flags p ON p.flag_key = q ->> 'key');
         IF EXISTS (SELECT 1 FROM opsflags.flag_prerequisites p WHERE p.flag_id = f.id
                    AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(x) w WHERE (w ->> 'id')::uuid = p.prerequisite_id
-                                   AND p.variation = (w ->> 'variation')::integer AND p.enabled AND p.variants IS NULL))
+                                   AND p.variation = (w ->> 'variation')::integer AND p.enabled IS NULL AND p.variants IS NULL))
            OR EXISTS (SELECT 1 FROM jsonb_array_elements(x) w WHERE NOT EXISTS
                       (SELECT 1 FROM opsflags.flag_prerequisites p WHERE p.flag_id = f.id AND p.prerequisite_id = (w ->> 'id')::uuid)) THEN
             DELETE FROM opsflags.flag_prerequisites p WHERE p.flag_id = f.id;
             INSERT INTO opsflags.flag_prerequisites (flag_id, prerequisite_id, enabled, variation)
-            SELECT DISTINCT ON ((w ->> 'id')::uuid) f.id, (w ->> 'id')::uuid, true, (w ->> 'variation')::integer
+            SELECT DISTINCT ON ((w ->> 'id')::uuid) f.id, (w ->> 'id')::uuid, NULL, (w ->> 'variation')::integer
             FROM jsonb_array_elements(x) w;
             IF key = ANY (same) THEN
                 same := array_remove(same, key);
@@ -3312,7 +3343,7 @@ BEGIN
           AND c.enable_at IS NULL AND c.disable_at IS NULL AND c.variation_weights IS NULL
           AND c.segments = '[]' AND c.serve IS NULL
           AND NOT EXISTS (SELECT 1 FROM opsflags.flag_prerequisites p WHERE p.flag_id = f.id
-                          AND (NOT p.enabled OR p.variation IS NULL OR p.variants IS NOT NULL))
+                          AND (p.enabled IS NOT NULL OR p.variation IS NULL OR p.variants IS NOT NULL))
         ORDER BY f.flag_key
     LOOP
         ok := true;

@@ -322,8 +322,13 @@ UPDATE opsflags.feature_flag_configs SET serve = '{"variation": 7}'
 WHERE flag_id = opsflags.flag_id('rules.theme') AND environment = 'production';
 UPDATE opsflags.feature_flag_configs SET fallthrough = '"off"'
 WHERE flag_id = opsflags.flag_id('rules.op') AND environment = 'production';
--- A boolean flag never serves false while on.
+-- A boolean flag may serve false while on: the value decides, so the rule
+-- matches and the flag is not enabled.
 UPDATE opsflags.feature_flag_configs SET rules = '[{"id": "f", "serve": {"variation": 1}}]'
+WHERE flag_id = opsflags.flag_id('rules.op') AND environment = 'production';
+SELECT opsflags.feature_enabled('rules.op', '{"key": "u1"}'::jsonb) AS enabled,
+       opsflags.feature_explain('rules.op', '{"key": "u1"}'::jsonb) - 'environment' - 'flag_version' AS explain;
+UPDATE opsflags.feature_flag_configs SET rules = '[{"id": "g", "rollout": {"percentage": 50}}]'
 WHERE flag_id = opsflags.flag_id('rules.op') AND environment = 'production';
 -- Segment rules serve nothing; only they exclude.
 UPDATE opsflags.user_segments SET rules = '[{"id": "s", "serve": {"variation": 0}}]' WHERE segment_key = 'rules.beta';

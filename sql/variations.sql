@@ -63,24 +63,25 @@ SELECT opsflags.create_flag('t.flip', 'f', NULL, 'boolean', '[false, true]') IS 
 SELECT c.on_variation, c.off_variation FROM opsflags.feature_flag_configs c
 WHERE c.flag_id = opsflags.flag_id('t.flip') AND c.environment = 'production';
 
--- A flag serves true only while on and false only while off, so
--- feature_enabled and feature_value always agree.
-SELECT opsflags.update_flag('t.flip', '{"on_variation": 0}');
-SELECT opsflags.update_flag('t.flip', '{"off_variation": 1}');
-SELECT opsflags.update_flag('t.flip', '{"variation_weights": [50, 50]}');
+-- Any variation may be served on or off: a boolean one served decides what
+-- feature_enabled says, so it and feature_value always agree.
+SELECT opsflags.update_flag('t.flip', '{"on_variation": 0, "off_variation": 1}');
 SELECT opsflags.toggle_flag('t.flip', true);
-SELECT opsflags.feature_enabled('t.flip', 'u1'), opsflags.feature_value('t.flip', 'u1');
--- A config written before these checks is not in the way of switching the
--- flag; fixing it is allowed, breaking it again is not.
-ALTER TABLE opsflags.feature_flag_configs DISABLE TRIGGER validate_flag_config;
-UPDATE opsflags.feature_flag_configs SET on_variation = 0
-WHERE flag_id = opsflags.flag_id('t.flip') AND environment = 'staging';
-ALTER TABLE opsflags.feature_flag_configs ENABLE TRIGGER validate_flag_config;
-SELECT opsflags.toggle_flag('t.flip', true, 'staging');
-UPDATE opsflags.feature_flag_configs SET is_enabled = false
-WHERE flag_id = opsflags.flag_id('t.flip') AND environment = 'staging';
-SELECT opsflags.update_flag('t.flip', '{"on_variation": 1}', 'staging');
-SELECT opsflags.update_flag('t.flip', '{"on_variation": 0}', 'staging');
+SELECT opsflags.feature_enabled('t.flip', 'u1'), opsflags.feature_value('t.flip', 'u1'),
+       opsflags.feature_explain('t.flip', 'u1') ->> 'reason' AS reason;
+SELECT opsflags.toggle_flag('t.flip', false);
+SELECT opsflags.feature_enabled('t.flip', 'u1'), opsflags.feature_value('t.flip', 'u1'),
+       opsflags.feature_explain('t.flip', 'u1') ->> 'reason' AS reason;
+-- A split over true and false: each user's value is what feature_enabled says.
+SELECT opsflags.update_flag('t.flip', '{"is_enabled": true, "variation_weights": [50, 50]}');
+SELECT count(*) AS users, count(*) FILTER (WHERE opsflags.feature_enabled('t.flip', u)) AS enabled,
+       count(*) FILTER (WHERE opsflags.feature_enabled('t.flip', u) IS DISTINCT FROM (opsflags.feature_value('t.flip', u))::boolean) AS disagree
+FROM (SELECT 'user-' || i AS u FROM generate_series(1, 200) i) us;
+-- No off variation: off serves no value.
+SELECT opsflags.update_flag('t.flip', '{"is_enabled": false, "off_variation": null, "variation_weights": null}');
+SELECT opsflags.feature_enabled('t.flip', 'u1'), opsflags.feature_value('t.flip', 'u1') IS NULL AS no_value,
+       opsflags.feature_explain('t.flip', 'u1') -> 'variation' AS variation;
+SELECT opsflags.update_flag('t.flip', '{"off_variation": 0, "on_variation": 1}');
 
 -- Limits: weights fit 32-bit evaluation, at most max_variations() variations.
 SELECT opsflags.update_flag('ui.theme', '{"variation_weights": [1, 2147483647, 2147483647]}');

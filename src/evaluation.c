@@ -56,8 +56,10 @@ typedef struct EvalState
 
 /*
  * What an evaluation found: why, whether the flag is on, what it serves
- * when on (the variation is picked only when asked for: value, explain,
- * a prerequisite's variation), and which rule served.
+ * when on, which rule served, and the variation once picked.  A flag with
+ * a boolean variation has it picked at once (its value decides whether the
+ * flag is enabled); others only when asked for (value, explain, a
+ * prerequisite's variation).
  */
 typedef struct EvalResult
 {
@@ -66,22 +68,39 @@ typedef struct EvalResult
 	const RuleServe *serve;
 	int			rule;			/* -1: no rule */
 	int			bucket;			/* the percentage rollout's, else 0 */
+	int			variation;		/* VARIATION_UNPICKED, -1: none, or the index */
+	bool		in_experiment;
 } EvalResult;
+
+#define VARIATION_UNPICKED (-2)
 
 static FlagReason flag_evaluate_in(FlagEntry *e, EvalContext *ec, EvalResult *res,
 								   EvalState *state);
-static int	flag_variation(const FlagEntry *e, const EvalResult *res, EvalContext *ec,
+static FlagReason flag_decide(FlagEntry *e, EvalContext *ec, EvalResult *res,
+							  EvalState *state);
+static int	flag_variation(const FlagEntry *e, EvalResult *res, EvalContext *ec,
 						   bool *in_experiment);
 
 /*
  * Step 4: every prerequisite on (or off, when it must be off) for the same
- * context, and serving the required variation or one of the named ones.
+ * context, or, when enabled is NULL, switched on in the environment
+ * whatever it decides for the context (LaunchDarkly's prerequisite); and
+ * serving the required variation or one of the named ones.
  * A prerequisite that cannot be loaded fails; a chain deeper than the
  * schema allows fails the whole evaluation.  Each flag is evaluated once
  * per evaluation however many paths lead to it, so the work is bounded by
  * the flags and edges reachable, and a cancel is honoured between
  * prerequisites.
  */
+/* The flag is switched on in the environment, and in its schedule. */
+static inline bool
+switched_on(FlagReason reason)
+{
+	return reason != REASON_UNKNOWN_ENVIRONMENT && reason != REASON_FLAG_NOT_FOUND &&
+		reason != REASON_ARCHIVED && reason != REASON_OFF && reason != REASON_SCHEDULE &&
+		reason != REASON_ERROR;
+}
+
 static bool
 prerequisites_met(FlagEntry *e, EvalContext *ec, EvalState *state)
 {
@@ -116,14 +135,12 @@ prerequisites_met(FlagEntry *e, EvalContext *ec, EvalState *state)
 			p->memo_evaluation = state->number;
 		}
 		/* on (or off, as required), and then serving what is asked */
-		met = e->prereq_enabled[i] ? p->memo_enabled : !p->memo_enabled;
-		if (met && e->prereq_values[i] != NULL)
-		{
-			Jsonb	   *served = p->memo_variation >= 0 ? p->values[p->memo_variation] : NULL;
-
-			met = served != NULL &&
-				compareJsonbContainers(&served->root, &e->prereq_values[i]->root) == 0;
-		}
+		if (e->prereq_enabled[i] < 0)
+			met = switched_on(p->memo_reason);
+		else
+			met = e->prereq_enabled[i] ? p->memo_enabled : !p->memo_enabled;
+		if (met && e->prereq_variation[i] >= 0)
+			met = p->memo_variation == e->prereq_variation[i];
 		if (met && e->prereq_nvariants[i] >= 0)
 		{
 			met = false;
@@ -146,11 +163,32 @@ serving(EvalResult *res, FlagReason reason, const RuleServe *s)
 }
 
 /*
+ * An evaluation: the evaluation order decides, and then, for a flag with a
+ * boolean variation, the variation served does: a flag serving true is
+ * enabled and one serving false is not, whatever the reason (so that
+ * feature_enabled and feature_value never disagree).
+ */
+static FlagReason
+flag_evaluate_in(FlagEntry *e, EvalContext *ec, EvalResult *res, EvalState *state)
+{
+	FlagReason	reason = flag_decide(e, ec, res, state);
+
+	if (e->evaluable && e->any_bool)
+	{
+		int			v = flag_variation(e, res, ec, NULL);
+
+		if (v >= 0 && e->bool_values[v] >= 0)
+			res->enabled = e->bool_values[v] == 1;
+	}
+	return reason;
+}
+
+/*
  * The evaluation order (README.md, docs/rules.md), first match wins: the
  * reason, what is served and the rollout bucket when one was computed.
  */
 static FlagReason
-flag_evaluate_in(FlagEntry *e, EvalContext *ec, EvalResult *res, EvalState *state)
+flag_decide(FlagEntry *e, EvalContext *ec, EvalResult *res, EvalState *state)
 {
 	const char *user = ec->user;
 	const char *role = ec->role;
@@ -159,6 +197,8 @@ flag_evaluate_in(FlagEntry *e, EvalContext *ec, EvalResult *res, EvalState *stat
 	res->serve = NULL;
 	res->rule = -1;
 	res->bucket = 0;
+	res->variation = VARIATION_UNPICKED;
+	res->in_experiment = false;
 	res->reason = REASON_OFF;
 	if (!e->evaluable)
 		return res->reason = e->absent;
@@ -242,20 +282,33 @@ flag_evaluate(FlagEntry *e, EvalContext *ec, EvalResult *res)
 	return flag_evaluate_in(e, ec, res, NULL);
 }
 
-/* The index of the variation served: what res serves when on, else off. */
+/*
+ * The index of the variation served (-1: none): what res serves when on,
+ * else the off variation.  Picked once per evaluation (a split may bucket
+ * by a random value) and kept in res.
+ */
 static int
-flag_variation(const FlagEntry *e, const EvalResult *res, EvalContext *ec, bool *in_experiment)
+flag_variation(const FlagEntry *e, EvalResult *res, EvalContext *ec, bool *in_experiment)
 {
 	int			v;
 
 	if (e == NULL || !e->evaluable)
 		return -1;
-	if (!res->enabled)
-		return e->off_variation;
-	v = opsflags_serve_variation(res->serve, ec, in_experiment);
-	if (v < 0 || v >= e->nvariations)
-		return e->off_variation;
-	return v;
+	if (res->variation == VARIATION_UNPICKED)
+	{
+		if (res->serve == NULL || res->serve->kind == SERVE_OFF)
+			v = e->off_variation;
+		else
+		{
+			v = opsflags_serve_variation(res->serve, ec, &res->in_experiment);
+			if (v < 0 || v >= e->nvariations)
+				v = e->off_variation;
+		}
+		res->variation = v;
+	}
+	if (in_experiment != NULL)
+		*in_experiment = res->in_experiment;
+	return res->variation;
 }
 
 static inline Jsonb *
@@ -504,7 +557,7 @@ opsflags_explain_push(JsonbParseState **ps, const char *env, const char *key, in
 					  EvalContext *ec)
 {
 	FlagEntry  *e = NULL;
-	EvalResult	res = {REASON_FLAG_NOT_FOUND, false, NULL, -1, 0};
+	EvalResult	res = {REASON_FLAG_NOT_FOUND, false, NULL, -1, 0, VARIATION_UNPICKED, false};
 	int			variation = -1;
 	bool		in_experiment = false;
 	Jsonb	   *value = NULL;

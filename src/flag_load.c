@@ -38,13 +38,13 @@ static OpsQuery segments_query = {
 };
 
 /*
- * A flag's prerequisites: key, on or off, and, if required, the value it
- * must serve or the indexes of the variations named in variants; and their
+ * A flag's prerequisites: key, on or off (NULL: switched on), and, if
+ * required, the index of the variation it must serve or the indexes of the variations named in variants; and their
  * id, for invalidation.
  */
 static OpsQuery prereqs_query = {
 	.sql =
-	"SELECT f.flag_key, f.variations OPERATOR(pg_catalog.->) p.variation, p.enabled, "
+	"SELECT f.flag_key, p.variation, p.enabled, "
 	"       CASE WHEN p.variants IS NOT NULL THEN COALESCE("
 	"         (SELECT pg_catalog.jsonb_agg(n.o OPERATOR(pg_catalog.-) 1) "
 	"            FROM pg_catalog.jsonb_array_elements(f.variation_names) WITH ORDINALITY n(v, o) "
@@ -333,6 +333,8 @@ load_rules(FlagEntry *entry, HeapTuple tup, TupleDesc desc, text *group)
 	weights = isnull ? NULL : DatumGetJsonbPCopy(d);
 	on_variation = DatumGetInt32(SPI_getbinval(tup, desc, 17, &isnull));
 	entry->off_variation = DatumGetInt32(SPI_getbinval(tup, desc, 18, &isnull));
+	if (isnull)
+		entry->off_variation = -1;
 	d = SPI_getbinval(tup, desc, 19, &isnull);
 	rules = isnull ? NULL : DatumGetJsonbPCopy(d);
 	d = SPI_getbinval(tup, desc, 20, &isnull);
@@ -352,12 +354,15 @@ load_rules(FlagEntry *entry, HeapTuple tup, TupleDesc desc, text *group)
 
 		entry->nvariations = n;
 		entry->values = entry_alloc(sizeof(Jsonb *) * (n + 1), true);
+		entry->bool_values = entry_alloc(sizeof(int8) * (n + 1), false);
 		entry->variant_names = entry_alloc(sizeof(char *) * (n + 1), true);
 		for (int i = 0; i < n; i++)
 		{
 			JsonbValue *e = getIthJsonbValueFromContainer(&variations->root, i);
 
 			entry->values[i] = cache_jsonb(PointerGetDatum(JsonbValueToJsonb(e)), false);
+			entry->bool_values[i] = e->type == jbvBool ? (e->val.boolean ? 1 : 0) : -1;
+			entry->any_bool |= e->type == jbvBool;
 			if (names != NULL && JB_ROOT_IS_ARRAY(names) && i < (int) JB_ROOT_COUNT(names))
 			{
 				JsonbValue *nm = getIthJsonbValueFromContainer(&names->root, i);
@@ -482,8 +487,8 @@ load_prerequisites(FlagEntry *entry, Datum flag_id)
 		return;
 	entry->nprereqs = n;
 	entry->prereq_keys = entry_alloc(sizeof(char *) * n, false);
-	entry->prereq_values = entry_alloc(sizeof(Jsonb *) * n, false);
-	entry->prereq_enabled = entry_alloc(sizeof(bool) * n, false);
+	entry->prereq_variation = entry_alloc(sizeof(int) * n, false);
+	entry->prereq_enabled = entry_alloc(sizeof(int8) * n, false);
 	entry->prereq_nvariants = entry_alloc(sizeof(int) * n, false);
 	entry->prereq_variants = entry_alloc(sizeof(int *) * n, true);
 	entry->prereq_entries = entry_alloc(sizeof(FlagEntry *) * n, true);
@@ -496,8 +501,9 @@ load_prerequisites(FlagEntry *entry, Datum flag_id)
 		entry->prereq_keys[i] = entry_alloc(strlen(key) + 1, false);
 		strcpy(entry->prereq_keys[i], key);
 		v = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull);
-		entry->prereq_values[i] = cache_jsonb(v, isnull);
-		entry->prereq_enabled[i] = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3, &isnull));
+		entry->prereq_variation[i] = isnull ? -1 : DatumGetInt32(v);
+		v = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3, &isnull);
+		entry->prereq_enabled[i] = isnull ? -1 : DatumGetBool(v) ? 1 : 0;
 		v = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 4, &isnull);
 		entry->prereq_nvariants[i] = -1;
 		if (!isnull)

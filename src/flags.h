@@ -148,8 +148,10 @@ struct FlagEntry
 	int32		version;		/* the config's version */
 	int			nvariations;
 	Jsonb	  **values;			/* the variations */
+	int8	   *bool_values;	/* per variation: 1 true, 0 false, -1 other */
+	bool		any_bool;		/* some variation is true or false */
 	char	  **variant_names;	/* their names (NULL: unnamed) */
-	int			off_variation;
+	int			off_variation;	/* -1: none (off serves no value) */
 	struct RuleServe *serve;	/* when on: the config's serve, else the on
 								 * variation or the split of its weights */
 	struct RuleServe *fallthrough;	/* NULL: serve */
@@ -160,8 +162,10 @@ struct FlagEntry
 	struct SegmentEntry **rule_segments;
 	int			nprereqs;
 	char	  **prereq_keys;	/* flags that must be on (or off) ... */
-	bool	   *prereq_enabled; /* ... on: true, off: false ... */
-	Jsonb	  **prereq_values;	/* ... serving this value (NULL: any) ... */
+	int8	   *prereq_enabled; /* ... for the context (1), off for it (0),
+								 * or switched on in the environment (-1)
+								 * ... */
+	int		   *prereq_variation;	/* ... serving this variation (-1: any) ... */
 	int		   *prereq_nvariants;	/* ... or a variation of these (-1: any) */
 	int		  **prereq_variants;
 	FlagEntry **prereq_entries; /* their entries, once looked up (entries

@@ -82,7 +82,7 @@ CREATE TABLE opsflags.feature_flag_configs (
     updated_at         timestamptz NOT NULL DEFAULT now(),
     updated_by         text NOT NULL DEFAULT session_user,
     on_variation       integer NOT NULL DEFAULT 0,
-    off_variation      integer NOT NULL DEFAULT 1,
+    off_variation      integer DEFAULT 1,  -- NULL: off serves no value
     variation_weights  jsonb,
     -- Keys of opsflags.user_segments (segments.sql).
     segments           jsonb NOT NULL DEFAULT '[]'
@@ -102,7 +102,7 @@ CREATE TABLE opsflags.flag_prerequisites (
     CONSTRAINT not_its_own_prerequisite CHECK (flag_id <> prerequisite_id)
 );
 COMMENT ON TABLE opsflags.flag_prerequisites IS
-  'A flag is on for a user only if each prerequisite is on for them (and, when variation is set, serves that variation)';
+  'A flag is evaluated further only if each prerequisite is on for the context (off, when enabled is false; switched on in the environment, when enabled is NULL) and, when variation is set, serves that variation';
 
 SELECT pg_catalog.pg_extension_config_dump('opsflags.environments',
     $$WHERE name NOT IN ('development', 'staging', 'production')$$);
@@ -386,9 +386,14 @@ BEGIN
             ELSIF jsonb_typeof(v) <> 'null' THEN
                 PERFORM opsflags.flag_field_error(flag_key, field, 'a timestamp with time zone such as "2030-01-01T00:00:00Z", or null', v);
             END IF;
-        WHEN 'on_variation', 'off_variation' THEN
+        WHEN 'on_variation' THEN
             IF NOT opsflags_internal.is_whole_number(v, 0, 2147483647) THEN
                 PERFORM opsflags.flag_field_error(flag_key, field, 'the index of a variation, a whole number from 0', v);
+            END IF;
+        WHEN 'off_variation' THEN
+            IF jsonb_typeof(v) <> 'null' AND NOT opsflags_internal.is_whole_number(v, 0, 2147483647) THEN
+                PERFORM opsflags.flag_field_error(flag_key, field,
+                    'the index of a variation, a whole number from 0, or null for no value when off', v);
             END IF;
         WHEN 'variation_weights' THEN
             IF jsonb_typeof(v) NOT IN ('array', 'null') THEN

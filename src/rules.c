@@ -624,14 +624,15 @@ opsflags_check_config_rules(PG_FUNCTION_ARGS)
 	RuleTarget	t = {0};
 	MemoryContext cxt;
 	MemoryContext old;
+	Jsonb	   *variations;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
 		PG_RETURN_VOID();
 	t.flag = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	t.environment = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	t.variations = PG_GETARG_JSONB_P(2);
-	t.nvariations = JB_ROOT_IS_ARRAY(t.variations) && !JB_ROOT_IS_SCALAR(t.variations) ?
-		JB_ROOT_COUNT(t.variations) : 0;
+	variations = PG_GETARG_JSONB_P(2);
+	t.nvariations = JB_ROOT_IS_ARRAY(variations) && !JB_ROOT_IS_SCALAR(variations) ?
+		JB_ROOT_COUNT(variations) : 0;
 	t.group = PG_ARGISNULL(6) ? t.flag : text_to_cstring(PG_GETARG_TEXT_PP(6));
 	t.ld_bucketing = arg_ld_bucketing(fcinfo, 7);
 	t.bucket_key = t.flag;

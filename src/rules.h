@@ -218,7 +218,6 @@ typedef struct RuleTarget
 	const char *environment;
 	const char *segment;
 	int			nvariations;	/* variation indexes must be below it */
-	Jsonb	   *variations;		/* strict: a served variation must not be false */
 	const char *group;			/* default group of gates and splits */
 	bool		ld_bucketing;	/* bucketing "launchdarkly" */
 	const char *bucket_key;		/* ... the flag's or segment's key */

@@ -15,7 +15,7 @@ ALTER TABLE opsflags.feature_flag_configs
 ALTER TABLE opsflags.feature_flags ADD COLUMN variation_names jsonb;
 ALTER TABLE opsflags.user_segments ADD COLUMN rules jsonb NOT NULL DEFAULT '[]';
 ALTER TABLE opsflags.flag_prerequisites
-    ADD COLUMN enabled boolean NOT NULL DEFAULT true,
+    ADD COLUMN enabled boolean DEFAULT true,  -- NULL: switched on, whatever it serves
     ADD COLUMN variants jsonb;
 -- How splits and rollout gates bucket (docs/rules.md): as Unleash
 -- (murmur3) or as LaunchDarkly (sha1 of key, salt and value).

@@ -32,24 +32,6 @@ compile_variation(RuleCompile *c, JsonbValue *v, int *out, const char *what)
 	return true;
 }
 
-/*
- * A flag that is on never serves false, so that feature_enabled and
- * feature_value agree (as check_variations says of on variations).
- */
-static bool
-not_false(RuleCompile *c, int variation)
-{
-	JsonbValue *v;
-
-	if (c->t->variations == NULL)
-		return true;
-	v = getIthJsonbValueFromContainer(&c->t->variations->root, variation);
-	if (v != NULL && v->type == jbvBool && !v->val.boolean)
-		return rules_bad(c, "variation %d is false, which a flag that is on must not serve (serve {\"off\": true} instead)",
-				   variation);
-	return true;
-}
-
 static bool
 compile_overrides(RuleCompile *c, RuleServe *s, JsonbValue *ov)
 {
@@ -73,8 +55,7 @@ compile_overrides(RuleCompile *c, RuleServe *s, JsonbValue *ov)
 			return rules_bad(c, "override %d needs an attribute", i + 1);
 		if (!rules_member(o->val.binary.data, "variation", &v))
 			return rules_bad(c, "override %d needs a variation", i + 1);
-		if (!compile_variation(c, &v, &so->variation, "the variation of an override") ||
-			!not_false(c, so->variation))
+		if (!compile_variation(c, &v, &so->variation, "the variation of an override"))
 			return false;
 		if (!rules_member(o->val.binary.data, "values", &v) || !rules_is_array(&v))
 			return rules_bad(c, "override %d needs an array of values", i + 1);
@@ -144,9 +125,6 @@ compile_ld_split(RuleCompile *c, RuleServe *s, JsonbContainer *obj, JsonbValue *
 			return false;
 		if (!rules_member(e->val.binary.data, "weight", &v) || !rules_whole_number(&v, 0, 100000, &w))
 			return rules_bad(c, "split entry %d needs a weight, a whole number from 0 to 100000", i + 1);
-		/* the last entry is served when the weights fall short */
-		if ((w > 0 || i == s->nweights - 1) && !not_false(c, s->variations[i]))
-			return false;
 		if (rules_member(e->val.binary.data, "untracked", &v))
 		{
 			if (v.type != jbvBool)
@@ -229,8 +207,6 @@ compile_split(RuleCompile *c, RuleServe *s, JsonbContainer *obj, JsonbValue *spl
 			return false;
 		if (!rules_member(e->val.binary.data, "weight", &v) || !rules_whole_number(&v, 0, MAX_TOTAL_WEIGHT, &w))
 			return rules_bad(c, "split entry %d needs a weight, a whole number from 0", i + 1);
-		if (w > 0 && !not_false(c, s->variations[i]))
-			return false;
 		total += w;
 		if (total > MAX_TOTAL_WEIGHT)
 			return rules_bad(c, "the weights of a split total more than %d", MAX_TOTAL_WEIGHT);
@@ -276,7 +252,7 @@ rules_compile_serve(RuleCompile *c, JsonbValue *sv)
 	{
 		kinds++;
 		s->kind = SERVE_VARIATION;
-		if (!compile_variation(c, &v, &s->variation, "variation") || !not_false(c, s->variation))
+		if (!compile_variation(c, &v, &s->variation, "variation"))
 			return NULL;
 	}
 	if (rules_member(obj, "split", &v))

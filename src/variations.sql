@@ -129,10 +129,10 @@ BEGIN
 END
 $$;
 
--- Variation indexes and weights must fit the flag's variations, the weight
--- total must fit evaluation's 32-bit arithmetic, and a flag never serves
--- false while on nor true while off, so that feature_enabled and
--- feature_value always agree.  Checked on configs and, when variations
+-- Variation indexes and weights must fit the flag's variations and the
+-- weight total evaluation's 32-bit arithmetic.  Any variation may be served
+-- on or off: a boolean one served decides what feature_enabled says, so it
+-- and feature_value always agree.  Checked on configs and, when variations
 -- change, on every config of the flag.
 CREATE FUNCTION opsflags_internal.check_variations(flag_key text, variations jsonb, on_variation integer,
                                                      off_variation integer, weights jsonb)
@@ -142,7 +142,6 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     n integer := jsonb_array_length(variations);
-    bad integer;
 BEGIN
     IF on_variation < 0 OR on_variation >= n THEN
         RAISE EXCEPTION 'on variation % does not exist for flag "%"', on_variation, flag_key
@@ -154,18 +153,6 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = format('The flag has %s variations, numbered from 0.', n);
     END IF;
-    IF variations -> on_variation = 'false' THEN
-        RAISE EXCEPTION 'on variation % of flag "%" is false', on_variation, flag_key
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = 'A flag that is on must not serve false: feature_enabled would say true and feature_value false.',
-                  HINT = 'Turn the flag off to serve false.';
-    END IF;
-    IF variations -> off_variation = 'true' THEN
-        RAISE EXCEPTION 'off variation % of flag "%" is true', off_variation, flag_key
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = 'A flag that is off must not serve true: feature_enabled would say false and feature_value true.',
-                  HINT = 'Turn the flag on to serve true.';
-    END IF;
     IF weights IS NOT NULL THEN
         IF jsonb_typeof(weights) <> 'array' OR jsonb_array_length(weights) <> n
            OR jsonb_path_exists(weights, 'strict $[*] ? (@.type() != "number" || @ < 0 || @.floor() != @)', '{}', true)
@@ -173,14 +160,6 @@ BEGIN
             RAISE EXCEPTION 'invalid variation weights for flag "%"', flag_key
                 USING ERRCODE = 'invalid_parameter_value',
                       DETAIL = format('Weights are an array of %s non-negative integers, one per variation, with a total from 1 to 2147483647.', n);
-        END IF;
-        SELECT o - 1 INTO bad FROM jsonb_array_elements(weights) WITH ORDINALITY w(v, o)
-        WHERE (w.v #>> '{}')::numeric > 0 AND variations -> (o::integer - 1) = 'false' ORDER BY o LIMIT 1;
-        IF bad IS NOT NULL THEN
-            RAISE EXCEPTION 'variation weights of flag "%" give variation % (false) a share', flag_key, bad
-                USING ERRCODE = 'invalid_parameter_value',
-                      DETAIL = 'A flag that is on must not serve false: feature_enabled would say true and feature_value false.',
-                      HINT = 'Give false a weight of 0, or use enabled_percentage for a partial rollout.';
         END IF;
     END IF;
 END

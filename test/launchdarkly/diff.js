@@ -11,13 +11,15 @@
 // 100000) in rules and fallthroughs, prerequisites, and segments with
 // included, excluded, includedContexts, excludedContexts (user and org)
 // and rules with weights and segmentMatch clauses (nested segments, naming
-// only segments generated before, so no cycle); and contexts (user, org, multi-kind with and without a user,
-// legacy users with custom attributes, missing attributes, arrays, numeric
-// strings and other odd types).  opsflags imports it (import_launchdarkly_data) in an
-// environment of its own, in a transaction rolled back at the end, checks
+// only segments generated before, so no cycle); and contexts (user, org,
+// multi-kind with and without a user, legacy users with custom attributes,
+// missing attributes, arrays, numeric strings and other odd types).
+// opsflags imports it (import_launchdarkly_data) in an environment of its
+// own, in a transaction rolled back at the end, checks
 // that a second import and the import of its export (launchdarkly_data)
 // change nothing, and evaluates every (flag, context) pair in one query:
-// feature_value and feature_explain's variation.  The SDK's variationDetail
+// feature_value, feature_explain's variation and feature_enabled (which must be
+// the value served when that is a boolean).  The SDK's variationDetail
 // (value and variationIndex) on the generated data and on the export must
 // agree with it.
 //
@@ -26,13 +28,13 @@
 // array of contexts) replace the generated ones; OPSFLAGS_DIFF_DUMP=<file>
 // writes the data and contexts of a run.
 //
-// Left out, because the engine cannot say them yet: rollouts of boolean
-// flags (a split never gives weight to false: the engine serves false only
-// when off), prerequisites on a false variation (refused by the import),
-// prerequisites on a flag whose own prerequisite failed (LaunchDarkly: still
-// passes when the prerequisite is on and its off variation is the one
-// required; the engine asks that the prerequisite be enabled for the
-// context).
+// Flags serve any variation on and off (false in rules, targets and
+// rollouts of boolean flags, true as an off variation), may have no
+// offVariation (the SDK then answers the caller's default, with no
+// variation index; feature_value NULL), and require prerequisites on any
+// variation of any earlier flag, chains included (a prerequisite whose own
+// prerequisite failed serves its off variation, which may be the one
+// required).
 'use strict';
 
 const fs = require('fs');
@@ -143,12 +145,10 @@ function flag(i, earlier) {
     else if (type === 'number') variations = some([0, 1, 2.5, -7, 1000], 4);
     else variations = [{ a: 1 }, [1, 2], 'text', 3, { nested: { b: true } }].slice(0, 2 + int(3));
     const nv = variations.length;
-    // A boolean flag is off on false: the engine serves false only when off.
-    const off = type === 'boolean' ? 1 : int(nv);
+    const off = chance(0.1) ? null : int(nv);
     const v = () => int(nv);
-    // A rollout (not on a boolean flag: see above).
     const vr = () => {
-        if (type === 'boolean' || chance(0.5)) return { variation: v() };
+        if (chance(0.5)) return { variation: v() };
         const n = 1 + int(nv);
         let left = 100000;
         const variations = [];
@@ -166,9 +166,11 @@ function flag(i, earlier) {
         return { rollout };
     };
     const key = `f${i}`;
-    const f = { key, version: 1 + int(5), on: chance(0.85), variations, offVariation: off, salt: `salt-${key}`,
+    const f = { key, version: 1 + int(5), on: chance(0.85), variations, salt: `salt-${key}`,
                 fallthrough: vr(), targets: [], contextTargets: [], rules: [], prerequisites: [],
                 trackEvents: false, trackEventsFallthrough: false, clientSide: false, deleted: false };
+    if (off !== null) f.offVariation = off;
+    else if (chance(0.5)) f.offVariation = null;
     const nt = int(3);
     for (let t = 0; t < nt; t++) f.targets.push({ variation: v(), values: some(KEYS, 3) });
     if (f.targets.length && chance(0.4)) {
@@ -183,12 +185,12 @@ function flag(i, earlier) {
         if (chance(0.8)) rule.id = `${key}-rule-${r}`;
         f.rules.push(rule);
     }
-    const roots = earlier.filter((p) => p.prerequisites.length === 0);
-    if (roots.length && chance(0.3)) {
-        for (const p of some(roots, 2)) {
-            const ok = p.variations.map((x, ix) => ix).filter((ix) => p.variations[ix] !== false);
-            f.prerequisites.push({ key: p.key, variation: pick(ok) });
-        }
+    // Prerequisites on earlier flags, in chains at most as deep as opsflags
+    // allows (8).
+    const depth = (p) => 1 + Math.max(0, ...p.prerequisites.map((q) => depth(earlier.find((e) => e.key === q.key))));
+    const below = earlier.filter((p) => depth(p) < 7);
+    if (below.length && chance(0.35)) {
+        for (const p of some(below, 2)) f.prerequisites.push({ key: p.key, variation: int(p.variations.length) });
     }
     return f;
 }
@@ -296,13 +298,38 @@ async function main() {
         for (const f of Object.keys(data.flags)) ctxs.forEach((ctx) => pairs.push({ f, ctx }));
         const t0 = Date.now();
         results = (await db.query(
-            `SELECT opsflags.feature_value(a.j ->> 'f', a.j -> 'ctx') AS v, opsflags.feature_explain(a.j ->> 'f', a.j -> 'ctx') AS x
+            `SELECT opsflags.feature_value(a.j ->> 'f', a.j -> 'ctx') AS v, opsflags.feature_explain(a.j ->> 'f', a.j -> 'ctx') AS x,
+                    opsflags.feature_enabled(a.j ->> 'f', a.j -> 'ctx') AS e
              FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY a(j, o) ORDER BY a.o`,
             [JSON.stringify(pairs)])).rows;
         console.log(`# ${pairs.length} pairs evaluated in SQL in ${Date.now() - t0} ms`);
     } finally {
         await db.query('ROLLBACK');
         await db.end();
+    }
+
+    // What the pairs exercised: the generator must reach each case.
+    const seen = { 'false served while on': 0, 'true served while off': 0, 'no value': 0,
+                   'a prerequisite failed': 0, 'a prerequisite met': 0, 'a rule matched': 0 };
+    {
+        let k = 0;
+        for (const f of Object.keys(data.flags)) {
+            for (let c = 0; c < ctxs.length; c++) {
+                const r = results[k++];
+                const off = r.x.reason === 'OFF' || r.x.reason === 'PREREQUISITE_FAILED';
+                if (r.v === false && !off) seen['false served while on']++;
+                if (r.v === true && off) seen['true served while off']++;
+                if (r.v === null) seen['no value']++;
+                if (r.x.reason === 'PREREQUISITE_FAILED') seen['a prerequisite failed']++;
+                if (!off && r.x.reason !== 'FLAG_NOT_FOUND' && (data.flags[f].prerequisites || []).length) seen['a prerequisite met']++;
+                if (r.x.reason === 'RULE_MATCH') seen['a rule matched']++;
+            }
+        }
+    }
+    console.log(`# pairs where ${Object.entries(seen).map(([w, n]) => `${w}: ${n}`).join(', ')}`);
+    if (!process.env.OPSFLAGS_DIFF_DATA) {
+        const missing = Object.keys(seen).filter((w) => seen[w] === 0);
+        tap(missing.length === 0, `the generated data reaches every case${missing.length ? ` (not: ${missing.join(', ')})` : ''}`);
     }
 
     for (const [which, doc] of [['generated', data], ['exported', exported]]) {
@@ -318,7 +345,11 @@ async function main() {
                 pairs++;
                 const sqlIndex = r.x.variation === undefined ? null : r.x.variation;
                 const sdkIndex = d.variationIndex === undefined ? null : d.variationIndex;
-                if (JSON.stringify(d.value) !== JSON.stringify(r.v) || sdkIndex !== sqlIndex) {
+                // No variation: the SDK answers the caller's default, SQL NULL.
+                const sdkValue = sdkIndex === null && d.value === 'default-value' ? null : d.value;
+                // feature_enabled is feature_explain's, and a boolean served.
+                const enabledOk = r.e === r.x.enabled && (typeof r.v !== 'boolean' || r.e === r.v);
+                if (JSON.stringify(sdkValue) !== JSON.stringify(r.v) || sdkIndex !== sqlIndex || !enabledOk) {
                     diffs++;
                     if (shown.length < 10) {
                         shown.push(`${f} for ${JSON.stringify(c)}: SDK ${JSON.stringify(d)}, opsflags ${JSON.stringify(r.v)} `

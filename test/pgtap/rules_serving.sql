@@ -10,14 +10,17 @@
 --   d. segments with rules (their rollouts grouped by the segment's key
 --      unless they say), as a rule's segments and as segment_match clauses,
 --      and as the config's segments;
---   e. prerequisites that require another flag on or off (enabled), a
---      variation or variation names (variants).
+--   e. prerequisites that require another flag on or off for the context,
+--      or switched on whatever it serves (enabled true, false, NULL), a
+--      variation or variation names (variants);
+--   f. boolean variations served decide feature_enabled, on or off, in
+--      rules, splits, fallthrough and off variation (or none).
 -- One transaction, rolled back; cases come from random() after setseed.
 \ir setup.inc
 \ir rules_reference.inc
 
 BEGIN;
-SELECT plan(16);
+SELECT plan(19);
 SET LOCAL opsflags.environment = 'production';
 SELECT setseed(0.1234) AS x \gset
 
@@ -274,7 +277,8 @@ SELECT count(pg_temp.put_config(k,
              {"id": "c", "clauses": [{"attribute": "tier", "op": "in", "values": ["c"]}], "serve": {"off": true}}]',
            fallthrough => '{"variation": 2}', off_variation => off_variation, enabled => is_on)) AS x FROM pflags \gset
 CREATE TEMP TABLE qflags AS
-SELECT n, 'tap.rsv.q' || n AS k, 'tap.rsv.p' || pg_temp.rint(1, 4) AS p, random() < 0.6 AS enabled,
+SELECT n, 'tap.rsv.q' || n AS k, 'tap.rsv.p' || pg_temp.rint(1, 4) AS p,
+       CASE WHEN random() < 0.25 THEN NULL ELSE random() < 0.6 END AS enabled,
        CASE WHEN random() < 0.3 THEN pg_temp.rint(0, 2) END AS variation,
        CASE WHEN random() < 0.5 THEN pg_temp.pick(ARRAY['["r"]', '["g"]', '["r", "g"]'])::jsonb END AS variants
 FROM generate_series(1, 40) n;
@@ -287,14 +291,16 @@ CREATE TEMP TABLE qcases AS
 SELECT q.*, ctx FROM qflags q, LATERAL (
     SELECT jsonb_strip_nulls(jsonb_build_object('key', 'u' || g, 'tier', pg_temp.pick(ARRAY['a', 'b', 'c', 'd', NULL]))) AS ctx
     FROM generate_series(1, 5) g WHERE q.n > 0) c;
-ALTER TABLE qcases ADD COLUMN p_enabled boolean, ADD COLUMN p_variation int, ADD COLUMN want boolean, ADD COLUMN got boolean;
+ALTER TABLE qcases ADD COLUMN p_on boolean, ADD COLUMN p_enabled boolean, ADD COLUMN p_variation int,
+    ADD COLUMN want boolean, ADD COLUMN got boolean;
 UPDATE qcases c SET
+    p_on = pf.is_on,
     p_enabled = pf.is_on AND coalesce(c.ctx ->> 'tier', '') <> 'c',
     p_variation = CASE WHEN NOT pf.is_on OR c.ctx ->> 'tier' = 'c' THEN pf.off_variation
                        WHEN c.ctx ->> 'tier' = 'a' THEN 0 WHEN c.ctx ->> 'tier' = 'b' THEN 1 ELSE 2 END
 FROM pflags pf WHERE pf.k = c.p;
 UPDATE qcases SET
-    want = p_enabled = enabled AND (variation IS NULL OR p_variation = variation)
+    want = CASE WHEN enabled IS NULL THEN p_on ELSE p_enabled = enabled END AND (variation IS NULL OR p_variation = variation)
            AND (variants IS NULL OR coalesce(variants ? (('["r", "g", null]'::jsonb) ->> p_variation), false)),
     got = opsflags.feature_enabled(k, ctx);
 SELECT diag(format('e: %s needs %s enabled %s variation %s variants %s, context %s: enabled %s, reference %s (%s serves %s, enabled %s)',
@@ -302,13 +308,63 @@ SELECT diag(format('e: %s needs %s enabled %s variation %s variants %s, context 
 FROM qcases WHERE got IS DISTINCT FROM want ORDER BY n LIMIT 10;
 SELECT ok((SELECT count(*) >= 100 AND count(*) FILTER (WHERE want) >= 15 AND count(*) FILTER (WHERE NOT want) >= 15
                   AND count(*) FILTER (WHERE NOT enabled AND want) >= 5 AND count(*) FILTER (WHERE variants IS NOT NULL AND want) >= 5
+                  AND count(*) FILTER (WHERE enabled IS NULL AND NOT p_enabled AND want) >= 3
+                  AND count(*) FILTER (WHERE enabled IS NULL AND NOT want) >= 3
            FROM qcases),
-          'e: 100+ prerequisite cases, met and not, met by a flag that is off, met by a variation''s name');
+          'e: 100+ prerequisite cases, met and not, met by a flag that is off, met by a variation''s name, met by a flag switched on but off for the context');
 SELECT is((SELECT count(*)::int FROM qcases WHERE got IS DISTINCT FROM want), 0,
-          'e: a prerequisite holds iff the other flag is on (enabled) or off (not enabled) for the context, serving the variation and a variation of the names required');
+          'e: a prerequisite holds iff the other flag is on (enabled) or off (not enabled) for the context, or switched on (enabled NULL), serving the variation and a variation of the names required');
 SELECT is((SELECT count(*)::int FROM qcases
            WHERE NOT want AND opsflags.feature_explain(k, ctx) ->> 'reason' IS DISTINCT FROM 'PREREQUISITE_FAILED'), 0,
           'e: feature_explain says PREREQUISITE_FAILED when one does not hold');
+
+-------------------------------------------------------------------------------
+-- f. Boolean values decide: tier a gets the rule's variation, tier b the
+--    rule serving off, others the fallthrough (a variation, or off); off,
+--    the off variation (or none)
+-------------------------------------------------------------------------------
+CREATE TEMP TABLE bflags AS
+SELECT n, 'tap.rsv.b' || n AS k, pg_temp.pick(ARRAY['[true, false]', '[false, true]', '[false, "x", true]'])::jsonb AS vars,
+       random() < 0.7 AS is_on, pg_temp.rint(0, 1) AS on_variation,
+       CASE WHEN random() < 0.2 THEN NULL ELSE pg_temp.rint(0, 1) END AS off_variation,
+       pg_temp.rint(0, 1) AS rule_variation,
+       CASE WHEN random() < 0.3 THEN NULL ELSE pg_temp.rint(0, 1) END AS fall_variation
+FROM generate_series(1, 40) n;
+UPDATE bflags SET rule_variation = 2, fall_variation = coalesce(fall_variation, 2) WHERE jsonb_array_length(vars) = 3 AND n % 2 = 0;
+SELECT count(opsflags.create_flag(k, k, NULL, CASE WHEN jsonb_array_length(vars) = 2 THEN 'boolean' ELSE 'json' END, vars)) AS x
+FROM bflags \gset
+SELECT count(pg_temp.put_config(k,
+           jsonb_build_array(
+             jsonb_build_object('id', 'a', 'clauses', '[{"attribute": "tier", "op": "in", "values": ["a"]}]'::jsonb,
+                                'serve', jsonb_build_object('variation', rule_variation)),
+             '{"id": "b", "clauses": [{"attribute": "tier", "op": "in", "values": ["b"]}], "serve": {"off": true}}'::jsonb),
+           fallthrough => CASE WHEN fall_variation IS NULL THEN '{"off": true}' ELSE jsonb_build_object('variation', fall_variation) END,
+           on_variation => on_variation, off_variation => off_variation, enabled => is_on)) AS x FROM bflags \gset
+CREATE TEMP TABLE bcases AS
+SELECT b.*, ctx FROM bflags b, LATERAL (
+    SELECT jsonb_strip_nulls(jsonb_build_object('key', 'u' || g, 'tier', pg_temp.pick(ARRAY['a', 'b', 'c', NULL]))) AS ctx
+    FROM generate_series(1, 5) g WHERE b.n > 0) c;
+ALTER TABLE bcases ADD COLUMN want_value jsonb, ADD COLUMN want boolean, ADD COLUMN got_value jsonb, ADD COLUMN got boolean,
+    ADD COLUMN explained boolean;
+UPDATE bcases SET want_value = vars -> CASE WHEN NOT is_on OR ctx ->> 'tier' = 'b' THEN off_variation
+                                            WHEN ctx ->> 'tier' = 'a' THEN rule_variation
+                                            ELSE coalesce(fall_variation, off_variation) END;
+UPDATE bcases SET want = CASE WHEN jsonb_typeof(want_value) = 'boolean' THEN want_value::boolean
+                              ELSE is_on AND ctx ->> 'tier' IS DISTINCT FROM 'b' AND (coalesce(ctx ->> 'tier', '') = 'a' OR fall_variation IS NOT NULL) END,
+                  got = opsflags.feature_enabled(k, ctx), got_value = opsflags.feature_value(k, ctx),
+                  explained = (opsflags.feature_explain(k, ctx) ->> 'enabled')::boolean;
+SELECT diag(format('f: %s %s on %s off %s rule %s fallthrough %s, context %s: enabled %s value %s, reference %s %s',
+                   k, vars, is_on, off_variation, rule_variation, fall_variation, ctx, got, got_value, want, want_value))
+FROM bcases WHERE got IS DISTINCT FROM want OR got_value IS DISTINCT FROM want_value ORDER BY n LIMIT 10;
+SELECT ok((SELECT count(*) >= 100 AND count(*) FILTER (WHERE want AND NOT is_on) >= 3
+                  AND count(*) FILTER (WHERE NOT want AND is_on AND ctx ->> 'tier' = 'a') >= 3
+                  AND count(*) FILTER (WHERE want_value IS NULL) >= 3 AND count(*) FILTER (WHERE want_value = '"x"') >= 3
+           FROM bcases),
+          'f: 100+ cases: true served while off, false served by a rule, no value, a value that is not a boolean');
+SELECT is((SELECT count(*)::int FROM bcases WHERE got IS DISTINCT FROM want OR got_value IS DISTINCT FROM want_value), 0,
+          'f: feature_value serves the reference''s variation, and feature_enabled is that value when it is a boolean');
+SELECT is((SELECT count(*)::int FROM bcases WHERE explained IS DISTINCT FROM got), 0,
+          'f: feature_explain''s enabled is feature_enabled');
 
 SELECT * FROM finish();
 ROLLBACK;
