@@ -205,6 +205,20 @@ function generate() {
         list.push(f);
         flags[f.key] = f;
     }
+    // Whatever the seed, each case is reached: a flag off serving true, one
+    // on serving false, one off serving no value, a prerequisite on a flag that is off (failed,
+    // though it serves the variation required) and one met.
+    const fixed = (key, on, variations, off, fall, prerequisites = []) => {
+        flags[key] = { key, version: 1, on, variations, salt: key, fallthrough: { variation: fall }, targets: [],
+                       contextTargets: [], rules: [], prerequisites, trackEvents: false, trackEventsFallthrough: false,
+                       clientSide: false, deleted: false, ...(off === null ? {} : { offVariation: off }) };
+    };
+    fixed('fixed-true-off', false, [true, false], 0, 1);
+    fixed('fixed-no-value', false, ['a', 'b'], null, 0);
+    fixed('fixed-on', true, ['x', 'y'], 1, 0);
+    fixed('fixed-false-on', true, [true, false], 0, 1);
+    fixed('fixed-prerequisite-failed', true, [true, false], 1, 0, [{ key: 'fixed-true-off', variation: 0 }]);
+    fixed('fixed-prerequisite-met', true, [true, false], 1, 0, [{ key: 'fixed-on', variation: 0 }]);
     return { flags, segments };
 }
 
