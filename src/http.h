@@ -133,6 +133,7 @@ extern void http_probes_routes(void);
 extern void http_metrics_routes(void);
 extern void http_status_routes(void);
 extern void http_flags_routes(void);
+extern void http_ofrep_routes(void);
 
 /* ---------- in the loop (http_conn.c, http_dbqueue.c) ---------- */
 
@@ -161,7 +162,7 @@ extern char *opsflags_http_cors_origins;
 extern bool http_cors_allowed(const char *origin);
 
 /* Responses answered since the server started, by status code; returns how many codes. */
-#define HTTP_COUNTED_CODES 16
+#define HTTP_COUNTED_CODES 17
 extern int	http_response_counts(int codes[HTTP_COUNTED_CODES], uint64 counts[HTTP_COUNTED_CODES]);
 
 /*
@@ -239,7 +240,7 @@ extern void http_pin_session(void);
  * terminating NUL: arg, query, api_key, if_none_match, body (a length of -1:
  * absent, not sent).
  */
-#define HTTP_SQL_MAX_ARG	64
+#define HTTP_SQL_MAX_ARG	256
 #define HTTP_SQL_PARTS		5
 typedef struct HttpSqlRequest
 {

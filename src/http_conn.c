@@ -55,7 +55,7 @@ static TimestampTz accept_failure_logged = 0;
 
 /* requests answered, by status code, for /metrics */
 static const int counted_codes[HTTP_COUNTED_CODES] = {200, 204, 304, 400, 401, 403, 404, 405, 408, 411, 413,
-													  414, 429, 431, 503, 505};
+													  414, 429, 431, 500, 503, 505};
 static uint64 requests_by_code[HTTP_COUNTED_CODES];
 
 static void
@@ -111,6 +111,8 @@ status_text(int code)
 			return "Too Many Requests";
 		case 431:
 			return "Request Header Fields Too Large";
+		case 500:
+			return "Internal Server Error";
 		case 503:
 			return "Service Unavailable";
 		case 505:

@@ -37,7 +37,7 @@ alarm($LIMIT_S);
 my %REASON = (200 => 'OK', 204 => 'No Content', 304 => 'Not Modified', 400 => 'Bad Request', 401 => 'Unauthorized',
               403 => 'Forbidden', 404 => 'Not Found', 405 => 'Method Not Allowed', 408 => 'Request Timeout',
               411 => 'Length Required', 413 => 'Content Too Large', 429 => 'Too Many Requests',
-              431 => 'Request Header Fields Too Large', 503 => 'Service Unavailable', 505 => 'HTTP Version Not Supported');
+              431 => 'Request Header Fields Too Large', 500 => 'Internal Server Error', 503 => 'Service Unavailable', 505 => 'HTTP Version Not Supported');
 
 my ($mode, $port, @args) = @ARGV;
 die "usage: $0 fuzz|churn|parallel|stall|flood PORT ...\n" unless $mode && $port;
