@@ -3566,3 +3566,112 @@ BEGIN
     RETURN jsonb_build_object('version', 2, 'features', features, 'segments', segments);
 END
 $$;
+
+-- ==== OFREP (src/http_ofrep.sql) ====
+-- New: what the HTTP server's OFREP endpoints ask the database.
+
+-- feature_explain's reason as an OpenFeature reason.
+CREATE FUNCTION opsflags_internal.ofrep_reason(x jsonb)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN CASE
+    WHEN x ->> 'reason' IN ('OFF', 'SCHEDULE', 'PREREQUISITE_FAILED') THEN 'DISABLED'
+    WHEN x ->> 'reason' IN ('TARGET_USER', 'TARGET_ROLE', 'SEGMENT_MATCH', 'RULE_MATCH') THEN 'TARGETING_MATCH'
+    WHEN x ->> 'reason' IN ('ROLLOUT_IN', 'ROLLOUT_OUT') THEN 'SPLIT'
+    WHEN x ->> 'reason' IN ('FALLTHROUGH', 'NO_MATCH') THEN 'STATIC'
+    ELSE 'UNKNOWN' END;
+
+-- One flag's evaluation as OFREP says it: {key, value, reason, variant,
+-- metadata}, the value left out when the flag serves none (the caller's
+-- default), or a failure {key, errorCode, errorDetails}.  keyed: the
+-- context has a targeting key (a rollout that needs one says so).
+CREATE FUNCTION opsflags_internal.ofrep_item(flag_key text, x jsonb, keyed boolean)
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN CASE
+    WHEN x ->> 'reason' IN ('FLAG_NOT_FOUND', 'ARCHIVED') THEN
+        jsonb_build_object('key', flag_key, 'errorCode', 'FLAG_NOT_FOUND',
+                           'errorDetails', format('flag "%s" was not found', flag_key))
+    WHEN x ->> 'reason' = 'ERROR' THEN
+        jsonb_build_object('key', flag_key, 'errorCode', 'GENERAL',
+                           'errorDetails', format('flag "%s" could not be evaluated', flag_key))
+    WHEN NOT keyed AND x ->> 'reason' = 'ROLLOUT_OUT' AND x -> 'bucket' = 'null' THEN
+        jsonb_build_object('key', flag_key, 'errorCode', 'TARGETING_KEY_MISSING',
+                           'errorDetails', format('flag "%s" is rolled out by percentage, which needs a targetingKey', flag_key))
+    ELSE
+        jsonb_build_object('key', flag_key, 'reason', opsflags_internal.ofrep_reason(x))
+        || CASE WHEN x -> 'variation' = 'null' THEN '{}'::jsonb ELSE jsonb_build_object('value', x -> 'value') END
+        || CASE WHEN x ->> 'variant' IS NOT NULL THEN jsonb_build_object('variant', x -> 'variant')
+                WHEN x -> 'variation' <> 'null' THEN jsonb_build_object('variant', x ->> 'variation')
+                ELSE '{}'::jsonb END
+        || jsonb_build_object('metadata', jsonb_strip_nulls(jsonb_build_object('flagVersion', x -> 'flag_version',
+                                                                               'environment', x -> 'environment')))
+    END;
+
+-- The answer to an OFREP request in an environment: flag_key NULL is the
+-- bulk evaluation.  body is the request's body as sent; if_none_match the
+-- request's header.  Returns the HTTP status, the bulk answer's ETag (a
+-- hash of the answer itself, so it changes when the flags or the context
+-- change what is served) and the document.
+CREATE FUNCTION opsflags_internal.ofrep_answer(environment text, flag_key text, body text, if_none_match text)
+RETURNS TABLE (status integer, etag text, document text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    req   jsonb;
+    ctx   jsonb;
+    keyed boolean;
+    x     jsonb;
+    doc   jsonb;
+    tag   text;
+BEGIN
+    BEGIN
+        req := coalesce(nullif(body, ''), '{}')::jsonb;
+    EXCEPTION WHEN others THEN
+        RETURN QUERY SELECT 400, NULL::text,
+            (jsonb_strip_nulls(jsonb_build_object('key', flag_key, 'errorCode', 'PARSE_ERROR',
+                                                  'errorDetails', 'the request body is not JSON')))::text;
+        RETURN;
+    END;
+    ctx := CASE WHEN jsonb_typeof(req) = 'object' THEN coalesce(nullif(req -> 'context', 'null'), '{}') END;
+    IF jsonb_typeof(ctx) IS DISTINCT FROM 'object' THEN
+        RETURN QUERY SELECT 400, NULL::text,
+            (jsonb_strip_nulls(jsonb_build_object('key', flag_key, 'errorCode', 'INVALID_CONTEXT',
+                                                  'errorDetails', 'the request body is {"context": {...}}')))::text;
+        RETURN;
+    END IF;
+    IF NOT EXISTS (SELECT FROM opsflags.environments e WHERE e.name = ofrep_answer.environment) THEN
+        RETURN QUERY SELECT 500, NULL::text,
+            (jsonb_build_object('errorDetails', format('environment "%s" does not exist', ofrep_answer.environment)))::text;
+        RETURN;
+    END IF;
+    keyed := coalesce(ctx ->> 'targetingKey', ctx ->> 'key', ctx ->> 'userId') IS NOT NULL;
+
+    IF flag_key IS NOT NULL THEN
+        PERFORM set_config('opsflags.environment', ofrep_answer.environment, true);
+        x := opsflags_internal.ofrep_item(flag_key, opsflags.feature_explain(flag_key, ctx), keyed);
+        RETURN QUERY SELECT CASE x ->> 'errorCode' WHEN 'FLAG_NOT_FOUND' THEN 404
+                                                   WHEN 'TARGETING_KEY_MISSING' THEN 400
+                                                   WHEN 'GENERAL' THEN 500 ELSE 200 END,
+                            NULL::text, x::text;
+        RETURN;
+    END IF;
+
+    SELECT jsonb_build_object('flags', coalesce(jsonb_agg(opsflags_internal.ofrep_item(e.key, e.value, keyed) ORDER BY e.key), '[]'),
+                              'metadata', jsonb_build_object('environment', ofrep_answer.environment))
+    INTO doc
+    FROM jsonb_each(opsflags.evaluate_all(ctx, ofrep_answer.environment)) e;
+    tag := '"' || encode(sha256(convert_to(doc::text, 'UTF8')), 'base64') || '"';
+    IF if_none_match IS NOT NULL AND (if_none_match = tag OR if_none_match = 'W/' || tag OR if_none_match = '*') THEN
+        RETURN QUERY SELECT 304, tag, ''::text;
+        RETURN;
+    END IF;
+    RETURN QUERY SELECT 200, tag, doc::text;
+END
+$$;
+
+REVOKE ALL ON FUNCTION
+    opsflags_internal.ofrep_reason(jsonb), opsflags_internal.ofrep_item(text, jsonb, boolean),
+    opsflags_internal.ofrep_answer(text, text, text, text)
+FROM PUBLIC;

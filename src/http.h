@@ -24,26 +24,75 @@
 typedef struct HttpConn HttpConn;
 struct HttpRoute;
 
-/* A request, as the core parsed it (GET or HEAD, no body) */
+/* Methods, as bits: a route says which it serves (HEAD with GET). */
+#define HTTP_GET		0x01
+#define HTTP_HEAD		0x02
+#define HTTP_POST		0x04
+#define HTTP_PUT		0x08
+#define HTTP_PATCH		0x10
+#define HTTP_DELETE		0x20
+#define HTTP_OPTIONS	0x40
+#define HTTP_REPORT		0x80
+
+/* The longest request body taken (Content-Length only; 413 beyond). */
+#define HTTP_MAX_BODY	65536
+
+/*
+ * A request, as the core parsed it.  Everything points into the
+ * connection's buffer and lasts until the handler returns; a handler that
+ * hands the request to the database worker has what the worker needs
+ * copied into the queue (http_ask_database).
+ */
 typedef struct HttpRequest
 {
+	int			method;			/* one of the HTTP_* bits */
 	bool		head;			/* HEAD: headers only */
 	bool		keep_alive;
-	char	   *path;			/* without the query string */
+	char	   *path;			/* without the query string, not decoded */
+	char	   *query;			/* after '?', not decoded; NULL: none */
 	const struct HttpRoute *route;	/* the route that matched */
+	/* the headers endpoints read (NULL: absent), values trimmed */
+	const char *api_key;		/* X-API-Key, else Authorization (without
+								 * "Bearer ") */
+	const char *if_none_match;
+	const char *origin;			/* an allowed CORS origin, else NULL */
+	const char *content_type;
+	const char *body;			/* NUL-terminated; NULL: none */
+	int			bodylen;
 } HttpRequest;
 
-/* An answer from the database worker: a status code and a body */
+/*
+ * What the database worker has of a request: the handler's argument and
+ * the parts of the request an answer may read (NULL: absent).
+ */
+typedef struct HttpCall
+{
+	int			method;
+	const char *arg;
+	const char *query;
+	const char *api_key;
+	const char *if_none_match;
+	const char *body;			/* NUL-terminated */
+	int			bodylen;
+} HttpCall;
+
+/*
+ * An answer from the database worker: a status code, header lines to add
+ * ("Name: value\r\n" each, e.g. an ETag) and a body.
+ */
 typedef struct HttpAnswer
 {
 	int			code;
 	StringInfoData body;
+	StringInfoData headers;
+	const HttpCall *call;		/* the request being answered */
 } HttpAnswer;
 
 /*
  * A route: a path (or, with prefix, what a path starts with, the rest being
- * the handler's argument) and what answers it.  Every route serves GET and
- * HEAD; the core answers other methods 405 and request bodies 413.
+ * the handler's argument), the methods it serves (0: GET and HEAD) and what
+ * answers it.  The core answers other methods 405, a CORS preflight
+ * (OPTIONS) itself, and bodies beyond HTTP_MAX_BODY 413.
  *
  * The handler, in the loop, answers the request: http_respond() before it
  * returns, never waiting, let alone running SQL, or http_ask_database().
@@ -57,6 +106,7 @@ typedef struct HttpRoute
 {
 	const char *path;
 	bool		prefix;			/* path is a prefix; the rest is the argument */
+	int			methods;		/* HTTP_* bits; 0: GET and HEAD */
 
 	/* In the loop */
 	void		(*handler) (HttpConn *conn, HttpRequest *req, const char *arg);
@@ -83,6 +133,7 @@ extern void http_probes_routes(void);
 extern void http_metrics_routes(void);
 extern void http_status_routes(void);
 extern void http_flags_routes(void);
+extern void http_ofrep_routes(void);
 
 /* ---------- in the loop (http_conn.c, http_dbqueue.c) ---------- */
 
@@ -91,13 +142,27 @@ extern int	opsflags_http_timeout_ms;
 /* Queue a whole response; the connection closes after it unless keep-alive. */
 extern void http_respond(HttpConn *conn, HttpRequest *req, int code,
 						 const char *content_type, const char *body, size_t bodylen);
+/* ... with header lines ("Name: value\r\n" each; NULL: none) */
+extern void http_respond_headers(HttpConn *conn, HttpRequest *req, int code,
+								 const char *content_type, const char *headers,
+								 const char *body, size_t bodylen);
+/* A JSON answer {"errorCode": code, "errorDetails": details} */
+extern void http_respond_json_error(HttpConn *conn, HttpRequest *req, int code,
+									const char *error_code, const char *details);
 extern void http_respond_text(HttpConn *conn, HttpRequest *req, int code, const char *text);
 
-/* A handler: the database worker answers (arg: at most HTTP_SQL_MAX_ARG bytes). */
+/*
+ * A handler: the database worker answers (arg: at most HTTP_SQL_MAX_ARG
+ * bytes), with the request's query, key, If-None-Match and body.
+ */
 extern void http_ask_database(HttpConn *conn, HttpRequest *req, const char *arg);
 
+/* opsflags.http_cors_origins: whether a browser page of this origin may read answers */
+extern char *opsflags_http_cors_origins;
+extern bool http_cors_allowed(const char *origin);
+
 /* Responses answered since the server started, by status code; returns how many codes. */
-#define HTTP_COUNTED_CODES 10
+#define HTTP_COUNTED_CODES 17
 extern int	http_response_counts(int codes[HTTP_COUNTED_CODES], uint64 counts[HTTP_COUNTED_CODES]);
 
 /*
@@ -170,30 +235,38 @@ extern void http_pin_session(void);
 
 /* ---------- the queue between them ---------- */
 
-/* Loop -> worker: one request */
-#define HTTP_SQL_MAX_ARG	64
+/*
+ * Loop -> worker: one request, this header then its strings, each with its
+ * terminating NUL: arg, query, api_key, if_none_match, body (a length of -1:
+ * absent, not sent).
+ */
+#define HTTP_SQL_MAX_ARG	256
+#define HTTP_SQL_PARTS		5
 typedef struct HttpSqlRequest
 {
 	uint32		id;
 	int32		route;			/* http_route_id() */
+	int32		method;
 	TimestampTz queued_at;
-	char		arg[HTTP_SQL_MAX_ARG];
+	int32		lengths[HTTP_SQL_PARTS];
 } HttpSqlRequest;
 
-/* Worker -> loop: this header, then the body */
+/* Worker -> loop: this header, then the header lines, then the body */
 typedef struct HttpSqlAnswer
 {
 	uint32		id;
 	int32		code;
+	int32		headers_len;
 } HttpSqlAnswer;
 
 /*
- * Requests in the queue at once: the loop answers 503 beyond that, so the
- * request queue (sized for them) never makes it wait.
+ * Requests in the queue at once, and their bytes: the loop answers 503
+ * beyond either, so the request queue (sized for them) never makes it
+ * wait.
  */
 #define HTTP_SQL_MAX_PENDING	64
-#define HTTP_SQL_REQUEST_QUEUE	16384
-#define HTTP_SQL_ANSWER_QUEUE	65536
+#define HTTP_SQL_REQUEST_QUEUE	(1024 * 1024)
+#define HTTP_SQL_ANSWER_QUEUE	(256 * 1024)
 
 PGDLLEXPORT void opsflags_http_sql_main(Datum arg);
 

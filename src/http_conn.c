@@ -6,7 +6,8 @@
  *	  knows endpoints only through the routing table.
  *
  * Sockets are non-blocking; a request head is at most HTTP_MAX_REQUEST
- * bytes and must arrive within opsflags.http_timeout of the connection's
+ * bytes, its body (Content-Length only) at most HTTP_MAX_BODY, and both
+ * must arrive within opsflags.http_timeout of the connection's
  * last response (or its accept), a response must be taken within the same
  * time (a client that has not taken it by then is reset, so that the kernel
  * does not go on holding it either), and there are at most
@@ -32,6 +33,8 @@
 
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
 #include "storage/fd.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
@@ -51,7 +54,8 @@ MemoryContext http_request_context = NULL;	/* reset after each request */
 static TimestampTz accept_failure_logged = 0;
 
 /* requests answered, by status code, for /metrics */
-static const int counted_codes[HTTP_COUNTED_CODES] = {200, 400, 404, 405, 408, 413, 414, 431, 503, 505};
+static const int counted_codes[HTTP_COUNTED_CODES] = {200, 204, 304, 400, 401, 403, 404, 405, 408, 411, 413,
+													  414, 429, 431, 500, 503, 505};
 static uint64 requests_by_code[HTTP_COUNTED_CODES];
 
 static void
@@ -81,20 +85,34 @@ status_text(int code)
 	{
 		case 200:
 			return "OK";
+		case 204:
+			return "No Content";
+		case 304:
+			return "Not Modified";
 		case 400:
 			return "Bad Request";
+		case 401:
+			return "Unauthorized";
+		case 403:
+			return "Forbidden";
 		case 404:
 			return "Not Found";
 		case 405:
 			return "Method Not Allowed";
 		case 408:
 			return "Request Timeout";
+		case 411:
+			return "Length Required";
 		case 413:
 			return "Content Too Large";
 		case 414:
 			return "URI Too Long";
+		case 429:
+			return "Too Many Requests";
 		case 431:
 			return "Request Header Fields Too Large";
+		case 500:
+			return "Internal Server Error";
 		case 503:
 			return "Service Unavailable";
 		case 505:
@@ -103,32 +121,77 @@ status_text(int code)
 	return "Error";
 }
 
-/* Queue a whole response on the connection. */
+/* The methods a route serves, for Allow and preflights. */
+static int
+route_methods(const HttpRoute *route)
+{
+	int			m = route->methods ? route->methods : HTTP_GET;
+
+	if (m & HTTP_GET)
+		m |= HTTP_HEAD;
+	return m;
+}
+
+static void
+append_methods(StringInfo buf, int methods)
+{
+	static const struct
+	{
+		int			bit;
+		const char *name;
+	}			names[] = {
+		{HTTP_GET, "GET"}, {HTTP_HEAD, "HEAD"}, {HTTP_POST, "POST"}, {HTTP_PUT, "PUT"},
+		{HTTP_PATCH, "PATCH"}, {HTTP_DELETE, "DELETE"}, {HTTP_REPORT, "REPORT"}, {HTTP_OPTIONS, "OPTIONS"}
+	};
+	bool		first = true;
+
+	for (int i = 0; i < (int) lengthof(names); i++)
+		if (methods & names[i].bit)
+		{
+			appendStringInfo(buf, "%s%s", first ? "" : ", ", names[i].name);
+			first = false;
+		}
+}
+
+/* Queue a whole response on the connection, with header lines (or NULL). */
 void
-http_respond(HttpConn *conn, HttpRequest *req, int code, const char *content_type,
-			 const char *body, size_t bodylen)
+http_respond_headers(HttpConn *conn, HttpRequest *req, int code, const char *content_type,
+					 const char *headers, const char *body, size_t bodylen)
 {
 	MemoryContext old = MemoryContextSwitchTo(conn->context);
+	bool		no_body = code == 204 || code == 304;
 
 	if (req == NULL || !req->keep_alive)
 		conn->close_after = true;
 
-	appendStringInfo(&conn->out,
-					 "HTTP/1.1 %d %s\r\n"
-					 "Content-Type: %s\r\n"
-					 "Content-Length: %zu\r\n"
-					 "Cache-Control: no-store\r\n"
-					 "X-Content-Type-Options: nosniff\r\n",
-					 code, status_text(code), content_type, bodylen);
+	appendStringInfo(&conn->out, "HTTP/1.1 %d %s\r\n", code, status_text(code));
+	if (!no_body)
+		appendStringInfo(&conn->out, "Content-Type: %s\r\nContent-Length: %zu\r\n",
+						 content_type, bodylen);
+	appendStringInfoString(&conn->out,
+						   "Cache-Control: no-store\r\n"
+						   "X-Content-Type-Options: nosniff\r\n");
 	if (strncmp(content_type, "text/html", 9) == 0)
 		appendStringInfoString(&conn->out,
 							   "Content-Security-Policy: default-src 'none'; script-src 'unsafe-inline'; "
 							   "style-src 'unsafe-inline'; img-src data:; connect-src 'self'\r\n");
 	if (code == 405)
-		appendStringInfoString(&conn->out, "Allow: GET, HEAD\r\n");
+	{
+		appendStringInfoString(&conn->out, "Allow: ");
+		append_methods(&conn->out, req && req->route ? route_methods(req->route) : HTTP_GET | HTTP_HEAD);
+		appendStringInfoString(&conn->out, "\r\n");
+	}
+	/* A browser page of an allowed origin may read the answer and its ETag. */
+	if (req != NULL && req->origin != NULL)
+		appendStringInfo(&conn->out,
+						 "Access-Control-Allow-Origin: %s\r\n"
+						 "Access-Control-Expose-Headers: ETag\r\n"
+						 "Vary: Origin\r\n", req->origin);
+	if (headers != NULL)
+		appendStringInfoString(&conn->out, headers);
 	appendStringInfo(&conn->out, "Connection: %s\r\n\r\n",
 					 conn->close_after ? "close" : "keep-alive");
-	if (req == NULL || !req->head)
+	if ((req == NULL || !req->head) && !no_body)
 		appendBinaryStringInfo(&conn->out, body, bodylen);
 	MemoryContextSwitchTo(old);
 
@@ -138,9 +201,31 @@ http_respond(HttpConn *conn, HttpRequest *req, int code, const char *content_typ
 }
 
 void
+http_respond(HttpConn *conn, HttpRequest *req, int code, const char *content_type,
+			 const char *body, size_t bodylen)
+{
+	http_respond_headers(conn, req, code, content_type, NULL, body, bodylen);
+}
+
+void
 http_respond_text(HttpConn *conn, HttpRequest *req, int code, const char *text)
 {
 	http_respond(conn, req, code, "text/plain; charset=utf-8", text, strlen(text));
+}
+
+void
+http_respond_json_error(HttpConn *conn, HttpRequest *req, int code, const char *error_code,
+						const char *details)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "{\"errorCode\": ");
+	escape_json(&buf, error_code);
+	appendStringInfoString(&buf, ", \"errorDetails\": ");
+	escape_json(&buf, details);
+	appendStringInfoString(&buf, "}");
+	http_respond(conn, req, code, "application/json", buf.data, buf.len);
 }
 
 void
@@ -149,7 +234,16 @@ http_conn_await(HttpConn *conn, HttpRequest *req, TimestampTz deadline,
 {
 	conn->state = HTTP_CONN_AWAITING;
 	conn->awaiting = *req;
-	conn->awaiting.path = NULL;
+	/* only what framing the answer needs outlives the request */
+	conn->awaiting.path = conn->awaiting.query = NULL;
+	conn->awaiting.api_key = conn->awaiting.if_none_match = conn->awaiting.content_type = NULL;
+	conn->awaiting.body = NULL;
+	conn->awaiting.bodylen = 0;
+	if (req->origin != NULL)
+	{
+		strlcpy(conn->awaiting_origin, req->origin, sizeof(conn->awaiting_origin));
+		conn->awaiting.origin = conn->awaiting_origin;
+	}
 	conn->await_cancel = cancel;
 	conn->deadline = deadline;
 	http_events_changed = true;
@@ -166,9 +260,33 @@ http_conn_resume(HttpConn *conn)
 
 /* ---------- routing ---------- */
 
+/*
+ * A CORS preflight: the methods the route serves and the headers asked for
+ * (when they are plain header names), for an allowed origin; without CORS
+ * headers otherwise, which the browser takes as a refusal.
+ */
+static void
+preflight(HttpConn *conn, HttpRequest *req, const char *headers)
+{
+	StringInfoData h;
+
+	initStringInfo(&h);
+	if (req->origin != NULL)
+	{
+		appendStringInfoString(&h, "Access-Control-Allow-Methods: ");
+		append_methods(&h, route_methods(req->route));
+		appendStringInfoString(&h, "\r\n");
+		if (headers != NULL && headers[0] != '\0' &&
+			strspn(headers, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_, ") == strlen(headers))
+			appendStringInfo(&h, "Access-Control-Allow-Headers: %s\r\n", headers);
+		appendStringInfoString(&h, "Access-Control-Max-Age: 600\r\n");
+	}
+	http_respond_headers(conn, req, 204, "text/plain", h.data, "", 0);
+}
+
 /* Answer a parsed request: its route's handler does. */
 static void
-route_request(HttpConn *conn, HttpRequest *req)
+route_request(HttpConn *conn, HttpRequest *req, const char *preflight_headers)
 {
 	const char *arg;
 	const HttpRoute *route = http_find_route(req->path, &arg);
@@ -179,7 +297,12 @@ route_request(HttpConn *conn, HttpRequest *req)
 		return;
 	}
 	req->route = route;
-	route->handler(conn, req, arg);
+	if (req->method == HTTP_OPTIONS && !(route->methods & HTTP_OPTIONS))
+		preflight(conn, req, preflight_headers);
+	else if (!(route_methods(route) & req->method))
+		http_respond_text(conn, req, 405, "method not allowed\n");
+	else
+		route->handler(conn, req, arg);
 }
 
 /* ---------- requests ---------- */
@@ -199,11 +322,88 @@ header_value(char *line, char *end, const char *name)
 }
 
 /*
- * Answer the complete request head in conn->in[0, headlen).  A malformed
- * request gets a 4xx and the connection closes after it.
+ * The length of the body of the request whose head is conn->in[0,
+ * headlen): its Content-Length, 0 without one.  -1 when the request is
+ * answered already (a body that cannot be taken), the connection to close.
+ */
+static int
+request_body_length(HttpConn *conn, int headlen)
+{
+	char	   *p = conn->in;
+	char	   *end = conn->in + headlen;
+	int			len = 0;
+	bool		seen = false;
+
+	while (p < end)
+	{
+		char	   *line_end = memchr(p, '\n', end - p);
+		char	   *v;
+
+		if (line_end == NULL)
+			break;
+		if (header_value(p, line_end, "Transfer-Encoding") != NULL)
+		{
+			http_respond_text(conn, NULL, 411, "a request body needs a Content-Length\n");
+			return -1;
+		}
+		if ((v = header_value(p, line_end, "Content-Length")) != NULL)
+		{
+			/* digits only; a second one must say the same (no smuggling) */
+			char	   *e = v;
+			long		n = 0;
+
+			while (e < line_end && *e >= '0' && *e <= '9')
+			{
+				n = n * 10 + (*e++ - '0');
+				if (n > HTTP_MAX_BODY)
+					n = HTTP_MAX_BODY + 1;
+			}
+			if (e == v || e + 1 != line_end || *e != '\r' || (len >= 0 && n != len && seen))
+			{
+				http_respond_text(conn, NULL, 400, "malformed Content-Length\n");
+				return -1;
+			}
+			if (n > HTTP_MAX_BODY)
+			{
+				http_respond_text(conn, NULL, 413, "request body too large\n");
+				return -1;
+			}
+			len = (int) n;
+			seen = true;
+		}
+		p = line_end + 1;
+	}
+	return len;
+}
+
+/* The trimmed value of a header line ending at line_end, NUL-terminated. */
+static char *
+header_text(char *v, char *line_end)
+{
+	char	   *e = line_end;
+
+	while (e > v && (e[-1] == ' ' || e[-1] == '\t'))
+		e--;
+	*e = '\0';
+	return v;
+}
+
+static const struct
+{
+	const char *name;
+	int			bit;
+}			methods[] = {
+	{"GET", HTTP_GET}, {"HEAD", HTTP_HEAD}, {"POST", HTTP_POST}, {"PUT", HTTP_PUT},
+	{"PATCH", HTTP_PATCH}, {"DELETE", HTTP_DELETE}, {"OPTIONS", HTTP_OPTIONS}, {"REPORT", HTTP_REPORT}
+};
+
+/*
+ * Answer the complete request in conn->in: its head [0, headlen), then
+ * bodylen bytes of body.  A malformed request gets a 4xx and the
+ * connection closes after it.
  */
 static void
-handle_request(HttpConn *conn, int headlen)
+handle_request(HttpConn *conn, int headlen, int bodylen)
 {
 	HttpRequest req;
 	char	   *head = conn->in;
@@ -213,6 +413,10 @@ handle_request(HttpConn *conn, int headlen)
 			   *target,
 			   *version,
 			   *p;
+	char	   *authorization = NULL;
+	char	   *api_key = NULL;
+	char	   *origin = NULL;
+	char	   *ac_headers = NULL;
 	bool		http10;
 
 	memset(&req, 0, sizeof(req));
@@ -243,7 +447,7 @@ handle_request(HttpConn *conn, int headlen)
 	else
 	{
 		http_respond_text(conn, NULL, strncmp(version, "HTTP/", 5) == 0 ? 505 : 400,
-					 "only HTTP/1.0 and HTTP/1.1 are served\n");
+						  "only HTTP/1.0 and HTTP/1.1 are served\n");
 		return;
 	}
 	if (target[0] != '/')
@@ -253,7 +457,7 @@ handle_request(HttpConn *conn, int headlen)
 	}
 	req.keep_alive = !http10;
 
-	/* headers: only Connection and a body matter */
+	/* the headers that matter; each value is NUL-terminated in place */
 	for (p = line_end + 2; p < end && *p != '\r'; p = line_end + 2)
 	{
 		char	   *v;
@@ -268,24 +472,48 @@ handle_request(HttpConn *conn, int headlen)
 			else if (pg_strncasecmp(v, "keep-alive", 10) == 0)
 				req.keep_alive = true;
 		}
-		else if (header_value(p, line_end, "Transfer-Encoding") != NULL ||
-				 ((v = header_value(p, line_end, "Content-Length")) != NULL && atol(v) != 0))
-		{
-			http_respond_text(conn, NULL, 413, "request bodies are not accepted\n");
-			return;
-		}
+		else if ((v = header_value(p, line_end, "Authorization")) != NULL)
+			authorization = header_text(v, line_end);
+		else if ((v = header_value(p, line_end, "X-API-Key")) != NULL)
+			api_key = header_text(v, line_end);
+		else if ((v = header_value(p, line_end, "If-None-Match")) != NULL)
+			req.if_none_match = header_text(v, line_end);
+		else if ((v = header_value(p, line_end, "Origin")) != NULL)
+			origin = header_text(v, line_end);
+		else if ((v = header_value(p, line_end, "Content-Type")) != NULL)
+			req.content_type = header_text(v, line_end);
+		else if ((v = header_value(p, line_end, "Access-Control-Request-Headers")) != NULL)
+			ac_headers = header_text(v, line_end);
 	}
 
-	req.head = strcmp(method, "HEAD") == 0;
-	if (!req.head && strcmp(method, "GET") != 0)
+	/* the key: X-API-Key, else Authorization, "Bearer " or not */
+	if (api_key == NULL && authorization != NULL)
+		api_key = pg_strncasecmp(authorization, "Bearer ", 7) == 0 ? authorization + 7 : authorization;
+	req.api_key = api_key != NULL && api_key[0] != '\0' ? api_key : NULL;
+	req.origin = origin != NULL && http_cors_allowed(origin) ? origin : NULL;
+
+	for (int i = 0; i < (int) lengthof(methods); i++)
+		if (strcmp(method, methods[i].name) == 0)
+			req.method = methods[i].bit;
+	req.head = req.method == HTTP_HEAD;
+	if (req.method == 0)
 	{
-		http_respond_text(conn, &req, 405, "only GET and HEAD are served\n");
+		http_respond_text(conn, &req, 405, "method not allowed\n");
 		return;
+	}
+	if (bodylen > 0)
+	{
+		/* a copy, NUL-terminated, for the request's life */
+		req.body = pnstrdup(conn->in + headlen, bodylen);
+		req.bodylen = bodylen;
 	}
 	req.path = target;
 	if ((p = strchr(target, '?')) != NULL)
+	{
 		*p = '\0';
-	route_request(conn, &req);
+		req.query = p + 1;
+	}
+	route_request(conn, &req, ac_headers);
 }
 
 /* ---------- connections ---------- */
@@ -477,6 +705,8 @@ http_accept_clients(pgsocket lsock)
 		conn->sock = sock;
 		conn->context = cxt;
 		conn->deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), opsflags_http_timeout_ms);
+		conn->in = MemoryContextAlloc(cxt, HTTP_MAX_REQUEST);
+		conn->insize = HTTP_MAX_REQUEST;
 		MemoryContextSwitchTo(cxt);
 		initStringInfo(&conn->out);
 		MemoryContextSwitchTo(http_request_context);
@@ -560,32 +790,57 @@ http_read_conn(HttpConn *conn)
 
 		if (headlen > 0)
 		{
-			if (served++ == HTTP_REQUESTS_PER_TURN)
+			int			bodylen = request_body_length(conn, headlen);
+
+			if (bodylen < 0)
 			{
-				conn->more = true;
-				break;
+				/* answered; nothing after it is read */
+				conn->inlen = 0;
+				if (!http_flush_conn(conn))
+					return false;
+				continue;
 			}
-			handle_request(conn, headlen);
-			MemoryContextReset(http_request_context);
-			memmove(conn->in, conn->in + headlen, conn->inlen - headlen);
-			conn->inlen -= headlen;
-			if (conn->state == HTTP_CONN_AWAITING)
-				break;			/* its answer comes from the database worker */
-			if (!http_flush_conn(conn))
-				return false;
-			continue;
+			if (conn->inlen >= headlen + bodylen)
+			{
+				if (served++ == HTTP_REQUESTS_PER_TURN)
+				{
+					conn->more = true;
+					break;
+				}
+				handle_request(conn, headlen, bodylen);
+				MemoryContextReset(http_request_context);
+				memmove(conn->in, conn->in + headlen + bodylen, conn->inlen - headlen - bodylen);
+				conn->inlen -= headlen + bodylen;
+				/* a buffer grown for a body goes back to its size */
+				if (conn->insize > HTTP_MAX_REQUEST && conn->inlen <= HTTP_MAX_REQUEST)
+				{
+					conn->in = repalloc(conn->in, HTTP_MAX_REQUEST);
+					conn->insize = HTTP_MAX_REQUEST;
+				}
+				if (conn->state == HTTP_CONN_AWAITING)
+					break;		/* its answer comes from the database worker */
+				if (!http_flush_conn(conn))
+					return false;
+				continue;
+			}
+			/* room for the whole body */
+			if (conn->insize < headlen + bodylen)
+			{
+				conn->in = repalloc(conn->in, headlen + bodylen);
+				conn->insize = headlen + bodylen;
+			}
 		}
-		if (conn->inlen == HTTP_MAX_REQUEST)
+		else if (conn->inlen >= HTTP_MAX_REQUEST)
 		{
 			http_respond_text(conn, NULL, 431, "request head too large\n");
 			if (!http_flush_conn(conn))
 				return false;
 			continue;
 		}
-		else
+
 		{
 			ssize_t		n = recv(conn->sock, conn->in + conn->inlen,
-								 HTTP_MAX_REQUEST - conn->inlen, 0);
+								 conn->insize - conn->inlen, 0);
 
 			if (n == 0)
 				return false;	/* the client closed */

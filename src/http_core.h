@@ -38,8 +38,10 @@ struct HttpConn
 	MemoryContext context;		/* everything of this connection */
 	TimestampTz deadline;		/* closed if the current step is not done */
 	TimestampTz take_by;		/* the last response must be taken by then */
-	char		in[HTTP_MAX_REQUEST];
+	char	   *in;				/* what the client sent, not yet answered ... */
 	int			inlen;
+	int			insize;			/* ... in HTTP_MAX_REQUEST bytes, more while
+								 * a body is read */
 	StringInfoData out;			/* response bytes not yet sent */
 	int			outpos;
 	bool		close_after;	/* close once out is sent */
@@ -47,6 +49,7 @@ struct HttpConn
 	TimestampTz idle_since;		/* when its last response was taken (0: none yet) */
 	/* AWAITING: the request answered elsewhere (its path is not kept) */
 	HttpRequest awaiting;
+	char		awaiting_origin[256];	/* its allowed CORS origin */
 	/* ... and who is told when the connection closes or its deadline passes */
 	void		(*await_cancel) (HttpConn *conn, bool expired);
 };

@@ -32,6 +32,7 @@ typedef struct HttpPending
 {
 	uint32		id;
 	HttpConn   *conn;			/* NULL: the client has gone or been answered */
+	Size		bytes;			/* what its request takes of the queue */
 } HttpPending;
 
 static MemoryContext sql_context = NULL;	/* the handles below; NULL: stopped */
@@ -42,13 +43,15 @@ static BackgroundWorkerHandle *sql_worker = NULL;
 static TimestampTz sql_retry_at = 0;	/* after a failed start */
 static HttpPending pending[HTTP_SQL_MAX_PENDING];	/* in the order asked */
 static int	npending = 0;
+static Size pending_bytes = 0;	/* of the request queue, until answered */
 static uint32 last_request_id = 0;
 
 #define HTTP_SQL_RETRY_MS	1000
 
 static void sql_stop(void);
 static void answer_unavailable(HttpConn *conn, HttpRequest *req, const char *error);
-static void frame_answer(HttpConn *conn, HttpRequest *req, int code, const char *body, size_t len);
+static void frame_answer(HttpConn *conn, HttpRequest *req, int code, const char *headers,
+						 const char *body, size_t len);
 
 /* Start the worker, with a new segment for the queues. */
 static bool
@@ -122,6 +125,7 @@ sql_stop(void)
 			answer_unavailable(conn, &req, "the database worker of opsflags http exited");
 		}
 	npending = 0;
+	pending_bytes = 0;
 }
 
 /*
@@ -142,6 +146,22 @@ forget(HttpConn *conn, bool expired)
 		answer_unavailable(conn, &req, "the database did not answer in time");
 }
 
+/* A part of a request for the worker: its length (-1: absent), then its bytes. */
+static void
+add_part(StringInfo msg, int part, const char *s, int len)
+{
+	HttpSqlRequest *head = (HttpSqlRequest *) msg->data;
+
+	if (s == NULL)
+	{
+		head->lengths[part] = -1;
+		return;
+	}
+	head->lengths[part] = len;
+	appendBinaryStringInfo(msg, s, len);
+	appendStringInfoChar(msg, '\0');
+}
+
 /*
  * A route's handler: hand the request, and arg (at most HTTP_SQL_MAX_ARG
  * bytes), to the worker; the connection waits for its answer.
@@ -150,6 +170,8 @@ void
 http_ask_database(HttpConn *conn, HttpRequest *req, const char *arg)
 {
 	HttpSqlRequest msg;
+	StringInfoData buf;
+	Size		bytes;
 
 	Assert(req->route != NULL && req->route->answer != NULL);
 	if (!http_db_connected)
@@ -171,20 +193,39 @@ http_ask_database(HttpConn *conn, HttpRequest *req, const char *arg)
 	}
 
 	memset(&msg, 0, sizeof(msg));
-	msg.id = ++last_request_id;
+	msg.id = last_request_id + 1;
 	msg.route = http_route_id(req->route);
+	msg.method = req->method;
 	msg.queued_at = GetCurrentTimestamp();
-	if (arg)
-		strlcpy(msg.arg, arg, sizeof(msg.arg));
-	/* Never blocks: the queue has room for HTTP_SQL_MAX_PENDING requests. */
-	if (shm_mq_send(sql_requests, sizeof(msg), &msg, true, true) != SHM_MQ_SUCCESS)
+	initStringInfo(&buf);
+	appendBinaryStringInfo(&buf, (char *) &msg, sizeof(msg));
+	add_part(&buf, 0, arg, arg ? strnlen(arg, HTTP_SQL_MAX_ARG - 1) : 0);
+	add_part(&buf, 1, req->query, req->query ? strlen(req->query) : 0);
+	add_part(&buf, 2, req->api_key, req->api_key ? strlen(req->api_key) : 0);
+	add_part(&buf, 3, req->if_none_match, req->if_none_match ? strlen(req->if_none_match) : 0);
+	add_part(&buf, 4, req->body, req->bodylen);
+
+	/*
+	 * Never blocks: requests wait only while the queue has room for them
+	 * (with shm_mq's length word and alignment), else 503.
+	 */
+	bytes = MAXALIGN(buf.len) + MAXALIGN(sizeof(Size));
+	if (pending_bytes + bytes > HTTP_SQL_REQUEST_QUEUE)
+	{
+		answer_unavailable(conn, req, "too many requests are waiting for the database");
+		return;
+	}
+	if (shm_mq_send(sql_requests, buf.len, buf.data, true, true) != SHM_MQ_SUCCESS)
 	{
 		sql_stop();
 		answer_unavailable(conn, req, "the database worker of opsflags http exited");
 		return;
 	}
+	last_request_id = msg.id;
 	pending[npending].id = msg.id;
 	pending[npending].conn = conn;
+	pending[npending].bytes = bytes;
+	pending_bytes += bytes;
 	npending++;
 	/* The worker answers within about twice the timeout; this is the backstop. */
 	http_conn_await(conn, req, TimestampTzPlusMilliseconds(msg.queued_at, 3 * opsflags_http_timeout_ms),
@@ -225,13 +266,23 @@ http_db_receive(void)
 		if (i == npending)
 			continue;
 		conn = pending[i].conn;
+		for (int j = 0; j <= i; j++)
+			pending_bytes -= pending[j].bytes;
 		npending -= i + 1;
 		memmove(pending, pending + i + 1, sizeof(HttpPending) * npending);
 		if (conn == NULL)
 			continue;
 
 		req = conn->awaiting;
-		frame_answer(conn, &req, head.code, (char *) data + sizeof(head), nbytes - sizeof(head));
+		if (head.headers_len < 0 || sizeof(head) + head.headers_len > nbytes)
+			elog(ERROR, "opsflags http received a malformed answer");
+		{
+			char	   *headers = pnstrdup((char *) data + sizeof(head), head.headers_len);
+
+			frame_answer(conn, &req, head.code, headers,
+						 (char *) data + sizeof(head) + head.headers_len,
+						 nbytes - sizeof(head) - head.headers_len);
+		}
 	}
 }
 
@@ -240,7 +291,8 @@ http_db_receive(void)
  * connection, then go on with the connection's next request.
  */
 static void
-frame_answer(HttpConn *conn, HttpRequest *req, int code, const char *body, size_t len)
+frame_answer(HttpConn *conn, HttpRequest *req, int code, const char *headers,
+			 const char *body, size_t len)
 {
 	const HttpRoute *route = req->route;
 
@@ -252,11 +304,11 @@ frame_answer(HttpConn *conn, HttpRequest *req, int code, const char *body, size_
 		initStringInfo(&buf);
 		appendBinaryStringInfo(&buf, body, len);
 		route->finish(&buf, code);
-		http_respond(conn, req, code, route->content_type, buf.data, buf.len);
+		http_respond_headers(conn, req, code, route->content_type, headers, buf.data, buf.len);
 		pfree(buf.data);
 	}
 	else
-		http_respond(conn, req, code, route->content_type, body, len);
+		http_respond_headers(conn, req, code, route->content_type, headers, body, len);
 }
 
 static void
@@ -265,7 +317,8 @@ answer_unavailable(HttpConn *conn, HttpRequest *req, const char *error)
 	HttpAnswer	a;
 
 	initStringInfo(&a.body);
+	a.call = NULL;
 	http_answer_unavailable(req->route, error, &a);
-	frame_answer(conn, req, a.code, a.body.data, a.body.len);
+	frame_answer(conn, req, a.code, NULL, a.body.data, a.body.len);
 	pfree(a.body.data);
 }

@@ -17,4 +17,5 @@ http_register_endpoints(void)
 	http_metrics_routes();		/* /metrics */
 	http_status_routes();		/* /, /index.html, /api/status */
 	http_flags_routes();		/* /flags/<environment> */
+	http_ofrep_routes();		/* /ofrep/v1/evaluate/flags[/<key>] */
 }

@@ -349,6 +349,42 @@ opsflags_http_main(Datum arg)
 	}
 }
 
+char	   *opsflags_http_cors_origins = NULL;
+
+/*
+ * Whether opsflags.http_cors_origins lets a page of this origin read the
+ * answers: "*" or the origin itself (scheme, host and port, compared
+ * exactly, case-insensitively).
+ */
+bool
+http_cors_allowed(const char *origin)
+{
+	const char *p = opsflags_http_cors_origins;
+	size_t		olen = strlen(origin);
+
+	if (p == NULL || olen == 0 || olen >= 256)
+		return false;
+	while (*p != '\0')
+	{
+		const char *e;
+		const char *t;
+
+		while (*p == ' ' || *p == ',')
+			p++;
+		e = p;
+		while (*e != '\0' && *e != ',')
+			e++;
+		t = e;
+		while (t > p && t[-1] == ' ')
+			t--;
+		if ((t - p == 1 && *p == '*') ||
+			((size_t) (t - p) == olen && pg_strncasecmp(p, origin, olen) == 0))
+			return true;
+		p = e;
+	}
+	return false;
+}
+
 void
 opsflags_http_init(void)
 {
@@ -387,6 +423,15 @@ opsflags_http_init(void)
 							PGC_SIGHUP,
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("opsflags.http_cors_origins",
+							   "Origins whose browser pages may read the opsflags HTTP server's answers (comma-separated; \"*\": any).",
+							   "Empty: none (no CORS headers are sent).",
+							   &opsflags_http_cors_origins,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_LIST_INPUT,
+							   NULL, NULL, NULL);
 
 	opsflags_shmem_register(sizeof(OpsWorkerStart), NULL, http_shmem_attach);
 	http_register_endpoints();

@@ -139,6 +139,39 @@ http_pin_session(void)
 
 /* ---------- the worker ---------- */
 
+/*
+ * The request in a message from the loop: its header, then its parts
+ * (http_dbqueue.c), each NUL-terminated.
+ */
+static void
+read_call(char *data, Size nbytes, HttpSqlRequest *req, HttpCall *call)
+{
+	const char **parts[HTTP_SQL_PARTS] = {&call->arg, &call->query, &call->api_key,
+										  &call->if_none_match, &call->body};
+	Size		pos = sizeof(HttpSqlRequest);
+
+	if (nbytes < sizeof(HttpSqlRequest))
+		elog(ERROR, "opsflags http sql received a message of %zu bytes", nbytes);
+	memcpy(req, data, sizeof(HttpSqlRequest));
+	memset(call, 0, sizeof(*call));
+	call->method = req->method;
+	for (int i = 0; i < HTTP_SQL_PARTS; i++)
+	{
+		int			len = req->lengths[i];
+
+		if (len < 0)
+			continue;
+		if (pos + len + 1 > nbytes || data[pos + len] != '\0')
+			elog(ERROR, "opsflags http sql received a malformed message");
+		*parts[i] = data + pos;
+		if (i == HTTP_SQL_PARTS - 1)
+			call->bodylen = len;
+		pos += len + 1;
+	}
+	if (call->arg == NULL)
+		call->arg = "";
+}
+
 static void
 answer(HttpSqlRequest *req, HttpAnswer *a)
 {
@@ -152,8 +185,7 @@ answer(HttpSqlRequest *req, HttpAnswer *a)
 	}
 	if (route->answer == NULL)
 		elog(ERROR, "opsflags http endpoint %d does not need the database", req->route);
-	req->arg[sizeof(req->arg) - 1] = '\0';
-	route->answer(a, req->arg);
+	route->answer(a, a->call->arg);
 }
 
 /*
@@ -199,17 +231,21 @@ opsflags_http_sql_main(Datum arg)
 	{
 		Size		nbytes;
 		void	   *data;
+		char	   *copy;
 		HttpSqlRequest req;
 		HttpSqlAnswer head;
 		HttpAnswer	a;
+		HttpCall	call;
+		StringInfoData msg;
 
 		MemoryContextSwitchTo(request_context);
 		pgstat_report_activity(STATE_IDLE, NULL);
 		if (shm_mq_receive(requests, &nbytes, &data, false) != SHM_MQ_SUCCESS)
 			proc_exit(0);		/* the loop is gone */
-		if (nbytes != sizeof(req))
-			elog(ERROR, "opsflags http sql received a message of %zu bytes", nbytes);
-		memcpy(&req, data, sizeof(req));
+		/* a copy: the queue's buffer is reused by the next receive */
+		copy = palloc(nbytes + 1);
+		memcpy(copy, data, nbytes);
+		read_call(copy, nbytes, &req, &call);
 
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
@@ -218,20 +254,22 @@ opsflags_http_sql_main(Datum arg)
 			ProcessConfigFile(PGC_SIGHUP);
 		}
 
-		/*
-		 * The answer is sent as one message: room for its header first,
-		 * filled in once the answer is known.
-		 */
+		/* The answer is sent as one message: header, header lines, body. */
 		memset(&a, 0, sizeof(a));
 		initStringInfo(&a.body);
-		memset(&head, 0, sizeof(head));
-		appendBinaryStringInfo(&a.body, (char *) &head, sizeof(head));
+		initStringInfo(&a.headers);
+		a.call = &call;
 		answer(&req, &a);
+		memset(&head, 0, sizeof(head));
 		head.id = req.id;
 		head.code = a.code;
-		memcpy(a.body.data, &head, sizeof(head));
+		head.headers_len = a.headers.len;
+		initStringInfo(&msg);
+		appendBinaryStringInfo(&msg, (char *) &head, sizeof(head));
+		appendBinaryStringInfo(&msg, a.headers.data, a.headers.len);
+		appendBinaryStringInfo(&msg, a.body.data, a.body.len);
 
-		if (shm_mq_send(answers, a.body.len, a.body.data, false, true) != SHM_MQ_SUCCESS)
+		if (shm_mq_send(answers, msg.len, msg.data, false, true) != SHM_MQ_SUCCESS)
 			proc_exit(0);
 		MemoryContextReset(request_context);
 	}

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# clients.sh: the client SDKs, from npm, pointed at the HTTP server of the
+# test cluster (SOCKDIR, PORT): test/clients/ofrep.js (OpenFeature's server
+# and web SDKs with their OFREP providers).  Turns the server on, on a free
+# port, with CORS for one origin, and off again at the end.  Prints TAP.
+set -uo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/common.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/../tap.sh"
+
+q() { pg_psql "$SOCKDIR" "$PORT" opsflags_tap -Atq "$@"; }
+H=$(free_port $((PORT + 60)))
+cleanup() {
+    q -c "ALTER SYSTEM RESET opsflags.http_port" -c "ALTER SYSTEM RESET opsflags.http_cors_origins" \
+      -c "SELECT pg_reload_conf()" >/dev/null 2>&1
+}
+trap cleanup EXIT
+# ready: the server answers from the database (it connects once the database exists)
+ready() { [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "http://127.0.0.1:$H/readyz") == 200 ]]; }
+
+q -c "ALTER SYSTEM SET opsflags.http_port = $H" -c "ALTER SYSTEM SET opsflags.http_cors_origins = 'http://app.example'" \
+  -c "SELECT pg_reload_conf()" >/dev/null
+if ! wait_for 30 ready; then
+    echo "not ok 1 - the HTTP server answers from the database on port $H"
+    exit 1
+fi
+cd "$(dirname "${BASH_SOURCE[0]}")"
+PGHOST=$SOCKDIR PGPORT=$PORT PGUSER=postgres PGDATABASE=opsflags_tap OPSFLAGS_HTTP=http://127.0.0.1:$H node ofrep.js

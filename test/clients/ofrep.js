@@ -1,0 +1,193 @@
+// ofrep.js: OpenFeature's own SDKs, unmodified, pointed at opsflags' OFREP
+// endpoints: the server SDK with @openfeature/ofrep-provider (one request
+// per evaluation) and the web SDK with @openfeature/ofrep-web-provider (one
+// bulk request per context, then cached), on flags made here of every
+// kind (booleans with rules and a false served by a rule, a string split, a
+// number, a JSON object, an off flag without an off variation, a
+// percentage rollout).  Each value must be what feature_value says in SQL
+// for the same context.  Then the protocol itself: ETag and 304, the ETag
+// changing with the context and with the flags, errors as OFREP words them
+// (404 FLAG_NOT_FOUND, 400 PARSE_ERROR / INVALID_CONTEXT /
+// TARGETING_KEY_MISSING), JSON on every answer, CORS for the allowed origin
+// only.  The flags are removed at the end.  Prints TAP.
+'use strict';
+
+const { Client } = require('pg');
+const server = require('@openfeature/server-sdk');
+const web = require('@openfeature/web-sdk');
+const { OFREPProvider } = require('@openfeature/ofrep-provider');
+const { OFREPWebProvider } = require('@openfeature/ofrep-web-provider');
+
+const BASE = process.env.OPSFLAGS_HTTP;
+const P = 'clients.ofrep.';
+let n = 0;
+let failed = 0;
+function ok(cond, what) {
+    n++;
+    if (!cond) failed++;
+    console.log(`${cond ? 'ok' : 'not ok'} ${n} - ${what}`);
+}
+
+const FLAGS = [
+    // key, type, variations, config (production)
+    ['bool', 'boolean', [true, false], {
+        is_enabled: true,
+        rules: [{ id: 'de', clauses: [{ attribute: 'country', op: 'in', values: ['DE'] }], serve: { variation: 0 } },
+                { id: 'fr', clauses: [{ attribute: 'country', op: 'in', values: ['FR'] }], serve: { variation: 1 } }],
+        fallthrough: { off: true } }],
+    ['color', 'string', ['red', 'green', 'blue'], { is_enabled: true, on_variation: 1, off_variation: 0, variation_weights: [30, 30, 40] }],
+    ['limit', 'number', [10, 100, 1000], {
+        is_enabled: true, on_variation: 1, off_variation: 0,
+        rules: [{ id: 'pro', clauses: [{ attribute: 'plan', op: 'in', values: ['pro'] }], serve: { variation: 2 } }] }],
+    ['layout', 'json', [{ columns: 2 }, { columns: 3, dense: true }], { is_enabled: true, on_variation: 1, off_variation: 0 }],
+    ['dark', 'boolean', [true, false], { is_enabled: false, off_variation: null }],
+    ['rollout', 'boolean', [true, false], { is_enabled: true, enabled_percentage: 50 }],
+];
+const CONTEXTS = [
+    { targetingKey: 'u1', country: 'DE', plan: 'pro' },
+    { targetingKey: 'u2', country: 'FR' },
+    { targetingKey: 'u3', plan: 'free' },
+    { targetingKey: 'user-42', country: 'US', plan: 'pro' },
+    { targetingKey: 'u5' },
+];
+const DEFAULTS = { boolean: false, string: 'default', number: -1, json: { default: true } };
+
+async function evaluateServer(client, type, key, ctx) {
+    if (type === 'boolean') return client.getBooleanDetails(key, DEFAULTS.boolean, ctx);
+    if (type === 'string') return client.getStringDetails(key, DEFAULTS.string, ctx);
+    if (type === 'number') return client.getNumberDetails(key, DEFAULTS.number, ctx);
+    return client.getObjectDetails(key, DEFAULTS.json, ctx);
+}
+function evaluateWeb(client, type, key) {
+    if (type === 'boolean') return client.getBooleanDetails(key, DEFAULTS.boolean);
+    if (type === 'string') return client.getStringDetails(key, DEFAULTS.string);
+    if (type === 'number') return client.getNumberDetails(key, DEFAULTS.number);
+    return client.getObjectDetails(key, DEFAULTS.json);
+}
+
+async function post(path, body, headers = {}) {
+    const r = await fetch(BASE + path, { method: 'POST', body: typeof body === 'string' ? body : JSON.stringify(body),
+                                         headers: { 'Content-Type': 'application/json', ...headers } });
+    const text = await r.text();
+    let json = null;
+    try { json = text ? JSON.parse(text) : null; } catch (e) { json = undefined; }
+    return { status: r.status, headers: r.headers, text, json };
+}
+
+async function main() {
+    const db = new Client();
+    await db.connect();
+    const sql = async (q, a) => (await db.query(q, a)).rows;
+    await sql(`SELECT opsflags.archive_flag(flag_key), opsflags.delete_flag(flag_key) FROM opsflags.feature_flags WHERE flag_key LIKE $1`, [P + '%']);
+    for (const [k, type, vars, cfg] of FLAGS) {
+        await sql('SELECT opsflags.create_flag($1, $1, NULL, $2, $3)', [P + k, type, JSON.stringify(vars)]);
+        await sql("SELECT opsflags.update_flag($1, $2, 'production')", [P + k, JSON.stringify(cfg)]);
+    }
+    const expected = async (key, ctx) => (await sql(
+        "SELECT opsflags.feature_value($1, $2::jsonb) AS v FROM set_config('opsflags.environment', 'production', false)",
+        [key, JSON.stringify(ctx)]))[0].v;
+
+    try {
+        // The server SDK: a request per evaluation.
+        server.OpenFeature.setProvider(new OFREPProvider({ baseUrl: BASE }));
+        const sclient = server.OpenFeature.getClient();
+        let pairs = 0;
+        let same = 0;
+        const bad = [];
+        for (const ctx of CONTEXTS) {
+            for (const [k, type] of FLAGS) {
+                const d = await evaluateServer(sclient, type, P + k, ctx);
+                const want = await expected(P + k, ctx);
+                const wantValue = want === null ? DEFAULTS[type] : want;
+                pairs++;
+                if (JSON.stringify(d.value) === JSON.stringify(wantValue)) same++;
+                else bad.push(`${k} ${JSON.stringify(ctx)}: SDK ${JSON.stringify(d)}, SQL ${JSON.stringify(want)}`);
+            }
+        }
+        ok(pairs === same, `the server SDK with the OFREP provider gets feature_value's value for ${pairs} (flag, context) pairs (${same} same)`);
+        bad.slice(0, 5).forEach((b) => console.log(`#   ${b}`));
+        const dark = await sclient.getBooleanDetails(P + 'dark', true, CONTEXTS[0]);
+        const rule = await sclient.getBooleanDetails(P + 'bool', true, CONTEXTS[1]);
+        const missing = await sclient.getBooleanDetails(P + 'nope', true, CONTEXTS[0]);
+        // (No value: the answer leaves value out, OFREP's code default; this
+        // provider version takes that for an error, and returns the default.)
+        ok(dark.value === true && rule.value === false && rule.reason === 'TARGETING_MATCH'
+           && missing.value === true && missing.errorCode === 'FLAG_NOT_FOUND',
+           `no off variation: the caller's default; false served by a rule: TARGETING_MATCH; an unknown flag: FLAG_NOT_FOUND (${dark.value}, ${rule.reason}, ${missing.errorCode})`);
+        await server.OpenFeature.close();
+
+        // The web SDK: one bulk request per context, then evaluated locally.
+        let wpairs = 0;
+        let wsame = 0;
+        const wbad = [];
+        for (const ctx of CONTEXTS) {
+            await web.OpenFeature.setContext(ctx);
+            await web.OpenFeature.setProviderAndWait(new OFREPWebProvider({ baseUrl: BASE, pollInterval: 0 }));
+            const wclient = web.OpenFeature.getClient();
+            for (const [k, type] of FLAGS) {
+                const d = evaluateWeb(wclient, type, P + k);
+                const want = await expected(P + k, ctx);
+                const wantValue = want === null ? DEFAULTS[type] : want;
+                wpairs++;
+                if (JSON.stringify(d.value) === JSON.stringify(wantValue)) wsame++;
+                else wbad.push(`${k} ${JSON.stringify(ctx)}: SDK ${JSON.stringify(d)}, SQL ${JSON.stringify(want)}`);
+            }
+            await web.OpenFeature.close();
+        }
+        ok(wpairs === wsame, `the web SDK with the OFREP web provider gets feature_value's value for ${wpairs} (flag, context) pairs (${wsame} same)`);
+        wbad.slice(0, 5).forEach((b) => console.log(`#   ${b}`));
+
+        // ETag and 304.
+        const ctx = { context: CONTEXTS[0] };
+        const a = await post('/ofrep/v1/evaluate/flags', ctx);
+        const etag = a.headers.get('etag');
+        const b = await post('/ofrep/v1/evaluate/flags', ctx, { 'If-None-Match': etag });
+        const c = await post('/ofrep/v1/evaluate/flags', { context: CONTEXTS[1] }, { 'If-None-Match': etag });
+        ok(a.status === 200 && etag && b.status === 304 && b.text === '' && c.status === 200 && c.headers.get('etag') !== etag,
+           `bulk: an ETag, 304 when it matches, 200 and another ETag for another context (${a.status} ${b.status} ${c.status})`);
+        await sql("SELECT opsflags.update_flag($1, '{\"on_variation\": 2}', 'production')", [P + 'color']);
+        const d = await post('/ofrep/v1/evaluate/flags', ctx, { 'If-None-Match': etag });
+        ok(d.status === 200 && d.headers.get('etag') !== etag
+           && d.json.flags.find((f) => f.key === P + 'color').value === await expected(P + 'color', CONTEXTS[0]),
+           `bulk: after a change committed in SQL, 200 with the new value and another ETag (${d.status})`);
+
+        // Errors, in OFREP's words, as JSON.
+        const e1 = await post('/ofrep/v1/evaluate/flags/' + P + 'nope', ctx);
+        const e2 = await post('/ofrep/v1/evaluate/flags/' + P + 'bool', '{"context": ');
+        const e3 = await post('/ofrep/v1/evaluate/flags', { context: 'u1' });
+        const e4 = await post('/ofrep/v1/evaluate/flags/' + P + 'rollout', { context: { country: 'DE' } });
+        const e5 = await post('/ofrep/v1/evaluate/flags/' + encodeURIComponent(P + 'bool'), ctx);
+        const json = [e1, e2, e3, e4, e5].every((e) => (e.headers.get('content-type') || '').startsWith('application/json') && e.json);
+        ok(e1.status === 404 && e1.json.errorCode === 'FLAG_NOT_FOUND' && e2.status === 400 && e2.json.errorCode === 'PARSE_ERROR'
+           && e3.status === 400 && e3.json.errorCode === 'INVALID_CONTEXT' && e4.status === 400
+           && e4.json.errorCode === 'TARGETING_KEY_MISSING' && e5.status === 200 && e5.json.value === true && json,
+           `404 FLAG_NOT_FOUND, 400 PARSE_ERROR, INVALID_CONTEXT, TARGETING_KEY_MISSING, a percent-encoded key, all JSON (${[e1, e2, e3, e4, e5].map((e) => e.status)})`);
+        const g = await fetch(BASE + '/ofrep/v1/evaluate/flags');
+        ok(g.status === 405 && (g.headers.get('allow') || '').includes('POST'), `GET is 405 with Allow: ${g.headers.get('allow')}`);
+
+        // CORS: the allowed origin only.
+        const pre = await fetch(BASE + '/ofrep/v1/evaluate/flags', {
+            method: 'OPTIONS', headers: { Origin: 'http://app.example', 'Access-Control-Request-Method': 'POST',
+                                          'Access-Control-Request-Headers': 'content-type, authorization' } });
+        const yes = await post('/ofrep/v1/evaluate/flags', ctx, { Origin: 'http://app.example' });
+        const no = await post('/ofrep/v1/evaluate/flags', ctx, { Origin: 'http://evil.example' });
+        ok(pre.status === 204 && pre.headers.get('access-control-allow-origin') === 'http://app.example'
+           && (pre.headers.get('access-control-allow-methods') || '').includes('POST')
+           && pre.headers.get('access-control-allow-headers') === 'content-type, authorization'
+           && yes.headers.get('access-control-allow-origin') === 'http://app.example'
+           && (yes.headers.get('access-control-expose-headers') || '').includes('ETag')
+           && no.status === 200 && no.headers.get('access-control-allow-origin') === null,
+           'CORS: the preflight and the answer name the allowed origin and expose ETag; another origin gets no CORS headers');
+    } finally {
+        await sql(`SELECT opsflags.archive_flag(flag_key), opsflags.delete_flag(flag_key) FROM opsflags.feature_flags WHERE flag_key LIKE $1`, [P + '%']);
+        await db.end();
+    }
+    console.log(`1..${n}`);
+    process.exitCode = failed ? 1 : 0;
+}
+
+main().catch((e) => {
+    console.error(e);
+    console.log(`not ok ${n + 1} - ${e.message}`);
+    process.exitCode = 1;
+});
