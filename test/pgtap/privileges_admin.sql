@@ -46,7 +46,7 @@ BEGIN
 END
 $$;
 
-SELECT plan(36);
+SELECT plan(38);
 
 -- Audit rows of earlier runs are not this run's.
 SELECT coalesce(max(id), 0) AS audit_start FROM opsflags.audit_log \gset
@@ -136,7 +136,13 @@ INSERT INTO refused (what, cmd) VALUES
   ('SELECT feature_flags', $$SELECT count(*) FROM opsflags.feature_flags$$),
   ('SELECT feature_flag_configs', $$SELECT count(*) FROM opsflags.feature_flag_configs$$),
   ('config_get of a sensitive key', $$SELECT opsflags.config_get('tap_priv.secret')$$),
-  ('config_get of a sensitive key (staging)', $$SELECT opsflags.config_get('tap_priv.secret', 'staging')$$);
+  ('config_get of a sensitive key (staging)', $$SELECT opsflags.config_get('tap_priv.secret', 'staging')$$),
+  ('create_api_key', $$SELECT opsflags.create_api_key('staging', 'client')$$),
+  ('revoke_api_key', $$SELECT opsflags.revoke_api_key(1)$$),
+  ('SELECT api_keys_view', $$SELECT count(*) FROM opsflags.api_keys_view$$),
+  ('SELECT api_keys', $$SELECT count(*) FROM opsflags.api_keys$$),
+  ('api_key_authorize', $$SELECT * FROM opsflags_internal.api_key_authorize(NULL, 'staging', '{client}')$$),
+  ('api_key_touch', $$SELECT opsflags_internal.api_key_touch('{1}')$$);
 -- Plain DML and TRUNCATE on every table of schema opsflags (the privilege
 -- check comes before any constraint or row is looked at).
 CREATE TEMP TABLE opsflags_tables AS
@@ -164,13 +170,13 @@ END
 $$;
 
 SELECT diag('tap_priv_app ' || what || ': ' || got) FROM refused WHERE got IS DISTINCT FROM '42501' ORDER BY n;
-SELECT is((SELECT count(*)::int FROM refused WHERE what !~ ' (INSERT|UPDATE|DELETE|TRUNCATE)$'), 22,
-          '1: 22 refused function calls and reads tried');
+SELECT is((SELECT count(*)::int FROM refused WHERE what !~ ' (INSERT|UPDATE|DELETE|TRUNCATE)$'), 28,
+          '1: 28 refused function calls and reads tried');
 SELECT ok((SELECT array_agg(t) FROM opsflags_tables) @> ARRAY['environments', 'feature_flags', 'feature_flag_configs', 'app_config', 'audit_log']
           AND (SELECT count(*) FROM refused WHERE what ~ ' (INSERT|UPDATE|DELETE|TRUNCATE)$') = 4 * (SELECT count(*) FROM opsflags_tables),
           '1: INSERT, UPDATE, DELETE and TRUNCATE tried on every opsflags table (environments, feature_flags, feature_flag_configs, app_config, audit_log, ...)');
 SELECT is((SELECT array_agg(what ORDER BY n) FROM refused WHERE got IS DISTINCT FROM '42501'), NULL,
-          '1: tap_priv_app gets 42501 on every flag/config/maintenance/audit function, DML, TRUNCATE and protected read');
+          '1: tap_priv_app gets 42501 on every flag/config/maintenance/audit/API key function, DML, TRUNCATE and protected read');
 SELECT ok(NOT pg_has_role('tap_priv_app', 'opsflags_admin', 'MEMBER'), '1: (tap_priv_app is not a member of opsflags_admin)');
 
 -- What it may do.
@@ -252,6 +258,26 @@ SELECT is(pg_temp.as_role_value('tap_priv_admin',
           '2: tap_priv_admin reads the audit log');
 SELECT is(pg_temp.as_role_value('tap_priv_admin', $$SELECT opsflags.get_flag('tap_priv.f')->'config'->>'enabled_percentage'$$),
           '30', '2: tap_priv_admin reads flag state with get_flag');
+-- API keys (rolled back: a key would close staging's HTTP endpoints to
+-- later files): created, listed and revoked through the API; the table
+-- itself, with the hashes, stays closed.
+CREATE FUNCTION pg_temp.tap_key_cycle() RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    k text := opsflags.create_api_key('staging', 'client');
+    n bigint;
+    r boolean;
+BEGIN
+    SELECT count(*) INTO n FROM opsflags.api_keys_view v WHERE v.prefix = split_part(k, '_', 3) AND v.active;
+    SELECT opsflags.revoke_api_key(v.id) INTO r FROM opsflags.api_keys_view v WHERE v.prefix = split_part(k, '_', 3);
+    RETURN concat_ws(' ', k ~ '^opsf_c_', n, r);
+END
+$$;
+SELECT is(pg_temp.as_role_value('tap_priv_admin', $$SELECT pg_temp.tap_key_cycle()$$), 'true 1 true',
+          '2: tap_priv_admin creates, lists and revokes API keys');
+SELECT is(ARRAY[pg_temp.as_role_value('tap_priv_admin', $$SELECT count(*) FROM opsflags.api_keys$$),
+                pg_temp.as_role_value('tap_priv_admin', $$SELECT count(*) FROM opsflags_internal.api_key_authorize(NULL, 'staging', '{client}')$$)],
+          ARRAY['ERROR 42501', 'ERROR 42501'],
+          '2: tap_priv_admin reads neither the table api_keys nor authorizes keys (the HTTP server does)');
 -- The sampler's work as an admin (rolled back): take_sample raises an alert
 -- (a cache hit rate below 2 always crosses), take_sample resolves it, and
 -- resolve_alert resolves one.
