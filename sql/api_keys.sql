@@ -117,7 +117,8 @@ SELECT pg_temp.auth(NULL, 'development', '{client,server}') AS no_key,
        pg_temp.auth('garbage', 'development', '{client,server}') AS garbage,
        pg_temp.auth(:'server_key', 'development', '{client,server}') AS other_environment,
        pg_temp.auth(NULL, 'development', '{admin}') AS management,
-       pg_temp.auth(NULL, 'nowhere', '{client}') AS unknown_environment;
+       pg_temp.auth(NULL, 'nowhere', '{client}') AS unknown_environment,
+       pg_temp.auth(NULL, 'development', NULL) AS no_kinds;
 -- Once any active key exists for an environment, keys are required there;
 -- revoking the last one lifts the requirement.
 SELECT opsflags.create_api_key('development', 'server') AS dev_key \gset

@@ -3047,7 +3047,7 @@ BEGIN
         RETURN;
     END IF;
     required := opsflags_internal.api_key_require_keys()
-                OR 'admin' = ANY (kinds)
+                OR 'admin' = ANY (coalesce(kinds, '{}'))
                 OR EXISTS (SELECT 1 FROM opsflags.api_keys a
                            WHERE a.environment = api_key_authorize.environment AND a.revoked_at IS NULL);
     IF NOT required THEN

@@ -13,10 +13,12 @@
  * key stands unchanged in a URL path segment and in an HTTP header.
  *
  * Keys, their hashes and secrets are never logged, audited, sent with
- * NOTIFY or put in an error message.  The HTTP server passes the presented
- * key to api_key_authorize as a bind parameter, which pg_stat_activity (it
- * shows the query text only) and log_statement (it shows no parameters of a
- * background worker's SPI query) do not show.
+ * NOTIFY or put in an error message; api_key_authorize raises no error for
+ * any presented text (a malformed key is a 401).  The HTTP server must pass
+ * the presented key to api_key_authorize as a bind parameter (an SPI
+ * argument), never in the query text: pg_stat_activity, statement logging
+ * and the STATEMENT line of an error show the text of a query, not its
+ * parameters.
  */
 
 CREATE TABLE opsflags.api_keys (
@@ -234,7 +236,7 @@ BEGIN
         RETURN;
     END IF;
     required := opsflags_internal.api_key_require_keys()
-                OR 'admin' = ANY (kinds)
+                OR 'admin' = ANY (coalesce(kinds, '{}'))
                 OR EXISTS (SELECT 1 FROM opsflags.api_keys a
                            WHERE a.environment = api_key_authorize.environment AND a.revoked_at IS NULL);
     IF NOT required THEN

@@ -272,7 +272,7 @@ BEGIN
     RETURN concat_ws(' ', k ~ '^opsf_c_', n, r);
 END
 $$;
-SELECT is(pg_temp.as_role_value('tap_priv_admin', $$SELECT pg_temp.tap_key_cycle()$$), 'true 1 true',
+SELECT is(pg_temp.as_role_value('tap_priv_admin', $$SELECT pg_temp.tap_key_cycle()$$), 't 1 t',
           '2: tap_priv_admin creates, lists and revokes API keys');
 SELECT is(ARRAY[pg_temp.as_role_value('tap_priv_admin', $$SELECT count(*) FROM opsflags.api_keys$$),
                 pg_temp.as_role_value('tap_priv_admin', $$SELECT count(*) FROM opsflags_internal.api_key_authorize(NULL, 'staging', '{client}')$$)],
