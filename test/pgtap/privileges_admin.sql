@@ -17,7 +17,8 @@
 --    its queries under that path), the admin calls create_flag,
 --    update_flag, toggle_flag, get_flag, get_flags,
 --    feature_enabled, config_set, config_get, config_all,
---    set_maintenance_mode / is_maintenance_mode and archive_flag; the results
+--    set_maintenance_mode / is_maintenance_mode, archive_flag and
+--    create_api_key / api_keys_view / revoke_api_key; the results
 --    must be exactly those of the same calls in another fresh session with
 --    the default search_path, and no planted object may have been called.
 --    (COALESCE, NULLIF and session_user are syntax and cannot be shadowed.)
@@ -35,6 +36,8 @@ DROP SCHEMA IF EXISTS tap_evil CASCADE;
 DROP TABLE IF EXISTS public.tap_priv_t, public.tap_priv_app_t;
 DELETE FROM opsflags.feature_flags WHERE flag_key LIKE 'tap_priv.%';
 DELETE FROM opsflags.app_config WHERE config_key LIKE 'tap_priv.%';
+DELETE FROM opsflags.api_keys WHERE environment LIKE 'tap-priv-%';
+DELETE FROM opsflags.environments WHERE name LIKE 'tap-priv-%';
 DO $$
 DECLARE
     r text;
@@ -46,7 +49,7 @@ BEGIN
 END
 $$;
 
-SELECT plan(38);
+SELECT plan(39);
 
 -- Audit rows of earlier runs are not this run's.
 SELECT coalesce(max(id), 0) AS audit_start FROM opsflags.audit_log \gset
@@ -342,6 +345,8 @@ SELECT is(ARRAY[pg_temp.as_role('tap_priv_admin', $$SELECT opsflags.purge_audit_
 -- 3. Hostile search_path
 -------------------------------------------------------------------------------
 SELECT format('GRANT CREATE ON DATABASE %I TO tap_priv_admin', current_database()) \gexec
+-- Environments of the API keys the steps create.
+INSERT INTO opsflags.environments (name) VALUES ('tap-priv-clean'), ('tap-priv-evil');
 
 SELECT dblink_connect('evil', pg_temp.tap_conninfo(usr => 'tap_priv_admin', app => 'tap_priv_hostile')) AS x \gset
 SELECT dblink_connect('clean', pg_temp.tap_conninfo(usr => 'tap_priv_admin', app => 'tap_priv_hostile')) AS x \gset
@@ -478,7 +483,17 @@ INSERT INTO hostile_steps VALUES
   (31, $$SELECT opsflags.config_get('tap_priv.%1$s.c', 'staging')::text$$),
   (32, $$SELECT opsflags.archive_flag('tap_priv.%1$s.f')::text$$),
   (33, $$SELECT opsflags.feature_enabled('tap_priv.%1$s.f', 'u1')::text$$),
-  (34, $$SELECT opsflags.get_flag('tap_priv.%1$s.f', 'staging')::text$$);
+  (34, $$SELECT opsflags.get_flag('tap_priv.%1$s.f', 'staging')::text$$),
+  (35, $$SELECT (opsflags.create_api_key('tap-priv-%1$s', 'admin', 'hostile path', 'opsflags_admin')
+                 OPERATOR(pg_catalog.~) '^opsf_a_[0-9a-f]{12}_[A-Za-z0-9_-]{43}$')::text$$),
+  (36, $$SELECT pg_catalog.concat_ws(' ', kind, description, as_role, active, created_by OPERATOR(pg_catalog.=) session_user)
+         FROM opsflags.api_keys_view WHERE environment OPERATOR(pg_catalog.=) 'tap-priv-%1$s'$$),
+  (37, $$SELECT opsflags.revoke_api_key(id)::text FROM opsflags.api_keys_view WHERE environment OPERATOR(pg_catalog.=) 'tap-priv-%1$s'$$),
+  (38, $$SELECT pg_catalog.concat_ws(' ', action, role, new_values OPERATOR(pg_catalog.?) 'secret_hash', txid OPERATOR(pg_catalog.<>) 666)
+         FROM opsflags.audit_log
+         WHERE resource_type OPERATOR(pg_catalog.=) 'api_key'
+           AND new_values OPERATOR(pg_catalog.->>) 'environment' OPERATOR(pg_catalog.=) 'tap-priv-%1$s'
+         ORDER BY id$$);
 
 -- Run every step in a session; an error is kept as its SQLSTATE and message.
 CREATE FUNCTION pg_temp.run_steps(conn text, run text) RETURNS void
@@ -565,6 +580,10 @@ SELECT is((SELECT coalesce(array_agg(resource_type || ' ' || action || ' ' || pg
            FROM opsflags.audit_log WHERE application_name = 'tap_priv_hostile' AND id > :audit_start
              AND (resource_id LIKE 'tap_priv.clean.%' OR new_values->>'flag_id' IN (SELECT id::text FROM opsflags.feature_flags WHERE flag_key = 'tap_priv.clean.f'))),
           '3: the audit rows written under the hostile path are those written with the default path');
+SELECT is((SELECT array_agg(v ORDER BY step, n) FROM hostile_results WHERE run = 'evil' AND step BETWEEN 35 AND 38),
+          ARRAY['true', 'admin hostile path opsflags_admin t t', 'true',
+                'CREATE tap_priv_admin f t', 'REVOKE tap_priv_admin f t'],
+          '3: hostile session: an API key created, listed and revoked; its audit rows name the admin and hold no hash');
 SELECT is(opsflags.is_maintenance_mode(), false, '3: maintenance mode is off');
 
 -------------------------------------------------------------------------------
@@ -575,6 +594,8 @@ DROP SCHEMA tap_evil CASCADE;
 DROP TABLE public.tap_priv_t, public.tap_priv_app_t;
 DELETE FROM opsflags.feature_flags WHERE flag_key LIKE 'tap_priv.%';
 DELETE FROM opsflags.app_config WHERE config_key LIKE 'tap_priv.%';
+DELETE FROM opsflags.api_keys WHERE environment LIKE 'tap-priv-%';
+DELETE FROM opsflags.environments WHERE name LIKE 'tap-priv-%';
 DROP OWNED BY tap_priv_app, tap_priv_admin;
 DROP ROLE tap_priv_app;
 DROP ROLE tap_priv_admin;
