@@ -8,7 +8,9 @@
  *	  OpenFeature providers expect: JSON on every answer, errors as
  *	  {errorCode, errorDetails}.
  *
- * The environment is the server's opsflags.environment.
+ * The environment is the API key's (Authorization: Bearer or X-API-Key);
+ * without one, where no key is required, the server's
+ * opsflags.environment (http_auth.sql).
  */
 #include "postgres.h"
 
@@ -66,10 +68,9 @@ all_flags(HttpConn *conn, HttpRequest *req, const char *arg)
 }
 
 static OpsQuery ofrep_query = {
-	.sql = "SELECT status, etag, document FROM opsflags_internal.ofrep_answer("
-	"pg_catalog.current_setting('opsflags.environment'), $1, $2, $3)",
-	.nargs = 3,
-	.argtypes = {TEXTOID, TEXTOID, TEXTOID},
+	.sql = "SELECT status, etag, document FROM opsflags_internal.ofrep_answer($1, $2, $3, $4)",
+	.nargs = 4,
+	.argtypes = {TEXTOID, TEXTOID, TEXTOID, TEXTOID},
 };
 
 /* In the worker: one flag (arg: its key) or every flag (arg: empty). */
@@ -78,16 +79,17 @@ answer_ofrep(HttpAnswer *a, const char *arg)
 {
 	const HttpCall *call = a->call;
 	HttpResult	r;
-	Datum		args[3];
-	char		nulls[3] = {' ', ' ', ' '};
+	const char *parts[4] = {call->api_key, arg[0] ? arg : NULL, call->body, call->if_none_match};
+	Datum		args[4];
+	char		nulls[4];
 	const char *etag;
 
-	args[0] = arg[0] ? CStringGetTextDatum(arg) : (Datum) 0;
-	nulls[0] = arg[0] ? ' ' : 'n';
-	args[1] = call->body ? CStringGetTextDatum(call->body) : (Datum) 0;
-	nulls[1] = call->body ? ' ' : 'n';
-	args[2] = call->if_none_match ? CStringGetTextDatum(call->if_none_match) : (Datum) 0;
-	nulls[2] = call->if_none_match ? ' ' : 'n';
+	/* the key is a parameter: it is in no query text, log line or view */
+	for (int i = 0; i < 4; i++)
+	{
+		args[i] = parts[i] ? CStringGetTextDatum(parts[i]) : (Datum) 0;
+		nulls[i] = parts[i] ? ' ' : 'n';
+	}
 	if (!http_sql(&ofrep_query, args, nulls, InvalidOid, &r) || r.nrows != 1)
 	{
 		a->code = 500;

@@ -44,17 +44,20 @@ RETURN CASE
                                                                                'environment', x -> 'environment')))
     END;
 
--- The answer to an OFREP request in an environment: flag_key NULL is the
--- bulk evaluation.  body is the request's body as sent; if_none_match the
--- request's header.  Returns the HTTP status, the bulk answer's ETag (a
+-- The answer to an OFREP request: presented is the API key it presents (the
+-- environment is the key's; without one, where no key is required, the
+-- server's opsflags.environment); flag_key NULL is the bulk evaluation.
+-- body is the request's body as sent; if_none_match the request's header.  Returns the HTTP status, the bulk answer's ETag (a
 -- hash of the answer itself, so it changes when the flags or the context
 -- change what is served) and the document.
-CREATE FUNCTION opsflags_internal.ofrep_answer(environment text, flag_key text, body text, if_none_match text)
+CREATE FUNCTION opsflags_internal.ofrep_answer(presented text, flag_key text, body text, if_none_match text)
 RETURNS TABLE (status integer, etag text, document text)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    env   text;
+    auth  integer;
     req   jsonb;
     ctx   jsonb;
     keyed boolean;
@@ -62,6 +65,14 @@ DECLARE
     doc   jsonb;
     tag   text;
 BEGIN
+    SELECT e.status, e.environment INTO auth, env
+    FROM opsflags_internal.http_environment(presented, '{client,server}', current_setting('opsflags.environment')) e;
+    IF auth <> 200 THEN
+        RETURN QUERY SELECT auth, NULL::text,
+            (jsonb_build_object('errorDetails', CASE auth WHEN 401 THEN 'a valid API key is required'
+                                                          ELSE 'this API key may not do that' END))::text;
+        RETURN;
+    END IF;
     BEGIN
         req := coalesce(nullif(body, ''), '{}')::jsonb;
     EXCEPTION WHEN others THEN
@@ -77,15 +88,15 @@ BEGIN
                                                   'errorDetails', 'the request body is {"context": {...}}')))::text;
         RETURN;
     END IF;
-    IF NOT EXISTS (SELECT FROM opsflags.environments e WHERE e.name = ofrep_answer.environment) THEN
+    IF NOT EXISTS (SELECT FROM opsflags.environments e WHERE e.name = env) THEN
         RETURN QUERY SELECT 500, NULL::text,
-            (jsonb_build_object('errorDetails', format('environment "%s" does not exist', ofrep_answer.environment)))::text;
+            (jsonb_build_object('errorDetails', format('environment "%s" does not exist', env)))::text;
         RETURN;
     END IF;
     keyed := coalesce(ctx ->> 'targetingKey', ctx ->> 'key', ctx ->> 'userId') IS NOT NULL;
 
     IF flag_key IS NOT NULL THEN
-        PERFORM set_config('opsflags.environment', ofrep_answer.environment, true);
+        PERFORM set_config('opsflags.environment', env, true);
         x := opsflags_internal.ofrep_item(flag_key, opsflags.feature_explain(flag_key, ctx), keyed);
         RETURN QUERY SELECT CASE x ->> 'errorCode' WHEN 'FLAG_NOT_FOUND' THEN 404
                                                    WHEN 'TARGETING_KEY_MISSING' THEN 400
@@ -95,9 +106,9 @@ BEGIN
     END IF;
 
     SELECT jsonb_build_object('flags', coalesce(jsonb_agg(opsflags_internal.ofrep_item(e.key, e.value, keyed) ORDER BY e.key), '[]'),
-                              'metadata', jsonb_build_object('environment', ofrep_answer.environment))
+                              'metadata', jsonb_build_object('environment', env))
     INTO doc
-    FROM jsonb_each(opsflags.evaluate_all(ctx, ofrep_answer.environment)) e;
+    FROM jsonb_each(opsflags.evaluate_all(ctx, env)) e;
     tag := '"' || encode(sha256(convert_to(doc::text, 'UTF8')), 'base64') || '"';
     IF if_none_match IS NOT NULL AND (if_none_match = tag OR if_none_match = 'W/' || tag OR if_none_match = '*') THEN
         RETURN QUERY SELECT 304, tag, ''::text;

@@ -221,6 +221,7 @@ _PG_init(void)
 	opsflags_http_init();
 	opsflags_usage_init();
 	opsflags_publish_init();
+	opsflags_api_keys_init();
 	opsflags_shmem_init();
 
 	MarkGUCPrefixReserved("opsflags");

@@ -154,6 +154,9 @@ extern char *opsflags_memcached_get(const char *servers, int timeout_ms, const c
 /* publish.c */
 extern void opsflags_publish_init(void);
 
+/* api_keys.c: API keys of the HTTP server */
+extern void opsflags_api_keys_init(void);
+
 /* usage.c: per-flag evaluation counters */
 typedef struct OpsUsage
 {

@@ -11,6 +11,7 @@
 #   - pg_restore -j 2 in three steps (the tables' order needs it);
 #   - pg_dumpall | psql into a fresh cluster (roles, role and database
 #     settings come along), and into the same cluster after DROP DATABASE.
+# API keys come back too, and a key is still accepted.
 #   needs: SOCKDIR PORT WORKDIR (and scripts/common.sh)
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/common.sh"
@@ -72,8 +73,14 @@ SELECT opsflags.take_sample('dump'), opsflags.take_sample('dump');
 CREATE TABLE public.orders (id int PRIMARY KEY, note text);
 SELECT opsflags.audit_table('public.orders');
 INSERT INTO public.orders SELECT i, 'o' || i FROM generate_series(1, 20) i;
+SELECT opsflags.revoke_api_key(id) FROM opsflags.api_keys_view
+WHERE prefix = split_part(opsflags.create_api_key('production', 'client', 'revoked'), '_', 3);
 SQL
-ok $? "a database using flags, variations, segments, prerequisites, config (also of a custom environment), secrets, deployments, samples, alerts and audit; a role and the database with opsflags.environment set"
+rc=$?
+# An API key, which must still be accepted after each restore.
+API_KEY=$("${PSQL[@]}" -d "$SRC" -c "SELECT opsflags.create_api_key('eu-west', 'server', 'dump')") && [[ -n $API_KEY ]] &&
+((rc == 0))
+ok $? "a database using flags, variations, segments, prerequisites, config (also of a custom environment), secrets, deployments, samples, alerts, audit and API keys; a role and the database with opsflags.environment set"
 
 # state PSQL-ARGS...: every opsflags table as checksums, the sequences'
 # positions (read without moving them), and the answers in two environments.
@@ -93,9 +100,12 @@ SELECT string_agg(t || ' ' || h, E'\n' ORDER BY t) FROM (
   UNION ALL SELECT 'alerts', md5(string_agg(x::text, '|' ORDER BY x.id)) FROM opsflags.alerts x
   UNION ALL SELECT 'system_health', md5(string_agg(x::text, '|' ORDER BY x.id)) FROM opsflags.system_health x
   UNION ALL SELECT 'public.orders', md5(string_agg(x::text, '|' ORDER BY x.id)) FROM public.orders x
+  UNION ALL SELECT 'api_keys', md5(string_agg(x::text, '|' ORDER BY x.id)) || ' ' || count(*) FROM opsflags.api_keys x
+  UNION ALL SELECT 'api_key accepted', string_agg(a.status || ' ' || a.key_environment, ',')
+  FROM opsflags_internal.api_key_authorize('$API_KEY', 'eu-west', '{client,server}') a
   UNION ALL SELECT 'sequence ' || s, (SELECT coalesce(last_value::text, 'unused') FROM pg_sequences q
                                       WHERE q.schemaname = 'opsflags' AND q.sequencename = s)
-  FROM unnest('{audit_log_id_seq,system_health_id_seq,alerts_id_seq}'::text[]) s
+  FROM unnest('{audit_log_id_seq,system_health_id_seq,alerts_id_seq,api_keys_id_seq}'::text[]) s
 ) s"
 answers="SELECT md5(string_agg(opsflags.feature_enabled('dump.' || (i % 200 + 1), 'user-' || i)::text
                    || coalesce(opsflags.feature_value('dump.' || (i % 200 + 1), 'user-' || i)::text, ''), ',' ORDER BY i))
@@ -112,10 +122,10 @@ same_state() {
     local what=$1 dst rc
     shift
     dst=$(state "$@")
-    [[ $(grep -c . <<<"$src_state") -eq 16 && $(head -n 14 <<<"$src_state") == "$(head -n 14 <<<"$dst")" ]]
+    [[ $(grep -c . <<<"$src_state") -eq 19 && $(head -n 17 <<<"$src_state") == "$(head -n 17 <<<"$dst")" ]]
     rc=$?
     ok $rc "$what: identical rows in every opsflags table (versions, timestamps, audit rows) and sequences"
-    ((rc == 0)) || diff <(head -n 14 <<<"$src_state") <(head -n 14 <<<"$dst") | sed 's/^/# /' | head -10
+    ((rc == 0)) || diff <(head -n 17 <<<"$src_state") <(head -n 17 <<<"$dst") | sed 's/^/# /' | head -10
     [[ $(tail -n 2 <<<"$src_state" | grep -c '^[0-9a-f]\{32\}$') -eq 2 && $(tail -n 2 <<<"$src_state") == "$(tail -n 2 <<<"$dst")" ]]
     ok $? "$what: identical feature_enabled and feature_value answers for 10,000 (flag, user) pairs in two environments"
 }

@@ -17,7 +17,8 @@
 --    its queries under that path), the admin calls create_flag,
 --    update_flag, toggle_flag, get_flag, get_flags,
 --    feature_enabled, config_set, config_get, config_all,
---    set_maintenance_mode / is_maintenance_mode and archive_flag; the results
+--    set_maintenance_mode / is_maintenance_mode, archive_flag and
+--    create_api_key / api_keys_view / revoke_api_key; the results
 --    must be exactly those of the same calls in another fresh session with
 --    the default search_path, and no planted object may have been called.
 --    (COALESCE, NULLIF and session_user are syntax and cannot be shadowed.)
@@ -35,6 +36,8 @@ DROP SCHEMA IF EXISTS tap_evil CASCADE;
 DROP TABLE IF EXISTS public.tap_priv_t, public.tap_priv_app_t;
 DELETE FROM opsflags.feature_flags WHERE flag_key LIKE 'tap_priv.%';
 DELETE FROM opsflags.app_config WHERE config_key LIKE 'tap_priv.%';
+DELETE FROM opsflags.api_keys WHERE environment LIKE 'tap-priv-%';
+DELETE FROM opsflags.environments WHERE name LIKE 'tap-priv-%';
 DO $$
 DECLARE
     r text;
@@ -46,7 +49,7 @@ BEGIN
 END
 $$;
 
-SELECT plan(36);
+SELECT plan(39);
 
 -- Audit rows of earlier runs are not this run's.
 SELECT coalesce(max(id), 0) AS audit_start FROM opsflags.audit_log \gset
@@ -136,7 +139,13 @@ INSERT INTO refused (what, cmd) VALUES
   ('SELECT feature_flags', $$SELECT count(*) FROM opsflags.feature_flags$$),
   ('SELECT feature_flag_configs', $$SELECT count(*) FROM opsflags.feature_flag_configs$$),
   ('config_get of a sensitive key', $$SELECT opsflags.config_get('tap_priv.secret')$$),
-  ('config_get of a sensitive key (staging)', $$SELECT opsflags.config_get('tap_priv.secret', 'staging')$$);
+  ('config_get of a sensitive key (staging)', $$SELECT opsflags.config_get('tap_priv.secret', 'staging')$$),
+  ('create_api_key', $$SELECT opsflags.create_api_key('staging', 'client')$$),
+  ('revoke_api_key', $$SELECT opsflags.revoke_api_key(1)$$),
+  ('SELECT api_keys_view', $$SELECT count(*) FROM opsflags.api_keys_view$$),
+  ('SELECT api_keys', $$SELECT count(*) FROM opsflags.api_keys$$),
+  ('api_key_authorize', $$SELECT * FROM opsflags_internal.api_key_authorize(NULL, 'staging', '{client}')$$),
+  ('api_key_touch', $$SELECT opsflags_internal.api_key_touch('{1}')$$);
 -- Plain DML and TRUNCATE on every table of schema opsflags (the privilege
 -- check comes before any constraint or row is looked at).
 CREATE TEMP TABLE opsflags_tables AS
@@ -164,13 +173,13 @@ END
 $$;
 
 SELECT diag('tap_priv_app ' || what || ': ' || got) FROM refused WHERE got IS DISTINCT FROM '42501' ORDER BY n;
-SELECT is((SELECT count(*)::int FROM refused WHERE what !~ ' (INSERT|UPDATE|DELETE|TRUNCATE)$'), 22,
-          '1: 22 refused function calls and reads tried');
+SELECT is((SELECT count(*)::int FROM refused WHERE what !~ ' (INSERT|UPDATE|DELETE|TRUNCATE)$'), 28,
+          '1: 28 refused function calls and reads tried');
 SELECT ok((SELECT array_agg(t) FROM opsflags_tables) @> ARRAY['environments', 'feature_flags', 'feature_flag_configs', 'app_config', 'audit_log']
           AND (SELECT count(*) FROM refused WHERE what ~ ' (INSERT|UPDATE|DELETE|TRUNCATE)$') = 4 * (SELECT count(*) FROM opsflags_tables),
           '1: INSERT, UPDATE, DELETE and TRUNCATE tried on every opsflags table (environments, feature_flags, feature_flag_configs, app_config, audit_log, ...)');
 SELECT is((SELECT array_agg(what ORDER BY n) FROM refused WHERE got IS DISTINCT FROM '42501'), NULL,
-          '1: tap_priv_app gets 42501 on every flag/config/maintenance/audit function, DML, TRUNCATE and protected read');
+          '1: tap_priv_app gets 42501 on every flag/config/maintenance/audit/API key function, DML, TRUNCATE and protected read');
 SELECT ok(NOT pg_has_role('tap_priv_app', 'opsflags_admin', 'MEMBER'), '1: (tap_priv_app is not a member of opsflags_admin)');
 
 -- What it may do.
@@ -252,6 +261,26 @@ SELECT is(pg_temp.as_role_value('tap_priv_admin',
           '2: tap_priv_admin reads the audit log');
 SELECT is(pg_temp.as_role_value('tap_priv_admin', $$SELECT opsflags.get_flag('tap_priv.f')->'config'->>'enabled_percentage'$$),
           '30', '2: tap_priv_admin reads flag state with get_flag');
+-- API keys (rolled back: a key would close staging's HTTP endpoints to
+-- later files): created, listed and revoked through the API; the table
+-- itself, with the hashes, stays closed.
+CREATE FUNCTION pg_temp.tap_key_cycle() RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    k text := opsflags.create_api_key('staging', 'client');
+    n bigint;
+    r boolean;
+BEGIN
+    SELECT count(*) INTO n FROM opsflags.api_keys_view v WHERE v.prefix = split_part(k, '_', 3) AND v.active;
+    SELECT opsflags.revoke_api_key(v.id) INTO r FROM opsflags.api_keys_view v WHERE v.prefix = split_part(k, '_', 3);
+    RETURN concat_ws(' ', k ~ '^opsf_c_', n, r);
+END
+$$;
+SELECT is(pg_temp.as_role_value('tap_priv_admin', $$SELECT pg_temp.tap_key_cycle()$$), 't 1 t',
+          '2: tap_priv_admin creates, lists and revokes API keys');
+SELECT is(ARRAY[pg_temp.as_role_value('tap_priv_admin', $$SELECT count(*) FROM opsflags.api_keys$$),
+                pg_temp.as_role_value('tap_priv_admin', $$SELECT count(*) FROM opsflags_internal.api_key_authorize(NULL, 'staging', '{client}')$$)],
+          ARRAY['ERROR 42501', 'ERROR 42501'],
+          '2: tap_priv_admin reads neither the table api_keys nor authorizes keys (the HTTP server does)');
 -- The sampler's work as an admin (rolled back): take_sample raises an alert
 -- (a cache hit rate below 2 always crosses), take_sample resolves it, and
 -- resolve_alert resolves one.
@@ -316,6 +345,8 @@ SELECT is(ARRAY[pg_temp.as_role('tap_priv_admin', $$SELECT opsflags.purge_audit_
 -- 3. Hostile search_path
 -------------------------------------------------------------------------------
 SELECT format('GRANT CREATE ON DATABASE %I TO tap_priv_admin', current_database()) \gexec
+-- Environments of the API keys the steps create.
+INSERT INTO opsflags.environments (name) VALUES ('tap-priv-clean'), ('tap-priv-evil');
 
 SELECT dblink_connect('evil', pg_temp.tap_conninfo(usr => 'tap_priv_admin', app => 'tap_priv_hostile')) AS x \gset
 SELECT dblink_connect('clean', pg_temp.tap_conninfo(usr => 'tap_priv_admin', app => 'tap_priv_hostile')) AS x \gset
@@ -452,7 +483,17 @@ INSERT INTO hostile_steps VALUES
   (31, $$SELECT opsflags.config_get('tap_priv.%1$s.c', 'staging')::text$$),
   (32, $$SELECT opsflags.archive_flag('tap_priv.%1$s.f')::text$$),
   (33, $$SELECT opsflags.feature_enabled('tap_priv.%1$s.f', 'u1')::text$$),
-  (34, $$SELECT opsflags.get_flag('tap_priv.%1$s.f', 'staging')::text$$);
+  (34, $$SELECT opsflags.get_flag('tap_priv.%1$s.f', 'staging')::text$$),
+  (35, $$SELECT (opsflags.create_api_key('tap-priv-%1$s', 'admin', 'hostile path', 'opsflags_admin')
+                 OPERATOR(pg_catalog.~) '^opsf_a_[0-9a-f]{12}_[A-Za-z0-9_-]{43}$')::text$$),
+  (36, $$SELECT pg_catalog.concat_ws(' ', kind, description, as_role, active, created_by OPERATOR(pg_catalog.=) session_user)
+         FROM opsflags.api_keys_view WHERE environment OPERATOR(pg_catalog.=) 'tap-priv-%1$s'$$),
+  (37, $$SELECT opsflags.revoke_api_key(id)::text FROM opsflags.api_keys_view WHERE environment OPERATOR(pg_catalog.=) 'tap-priv-%1$s'$$),
+  (38, $$SELECT pg_catalog.concat_ws(' ', action, role, new_values OPERATOR(pg_catalog.?) 'secret_hash', txid OPERATOR(pg_catalog.<>) 666)
+         FROM opsflags.audit_log
+         WHERE resource_type OPERATOR(pg_catalog.=) 'api_key'
+           AND new_values OPERATOR(pg_catalog.->>) 'environment' OPERATOR(pg_catalog.=) 'tap-priv-%1$s'
+         ORDER BY id$$);
 
 -- Run every step in a session; an error is kept as its SQLSTATE and message.
 CREATE FUNCTION pg_temp.run_steps(conn text, run text) RETURNS void
@@ -539,6 +580,10 @@ SELECT is((SELECT coalesce(array_agg(resource_type || ' ' || action || ' ' || pg
            FROM opsflags.audit_log WHERE application_name = 'tap_priv_hostile' AND id > :audit_start
              AND (resource_id LIKE 'tap_priv.clean.%' OR new_values->>'flag_id' IN (SELECT id::text FROM opsflags.feature_flags WHERE flag_key = 'tap_priv.clean.f'))),
           '3: the audit rows written under the hostile path are those written with the default path');
+SELECT is((SELECT array_agg(v ORDER BY step, n) FROM hostile_results WHERE run = 'evil' AND step BETWEEN 35 AND 38),
+          ARRAY['true', 'admin hostile path opsflags_admin t t', 'true',
+                'CREATE tap_priv_admin f t', 'REVOKE tap_priv_admin f t'],
+          '3: hostile session: an API key created, listed and revoked; its audit rows name the admin and hold no hash');
 SELECT is(opsflags.is_maintenance_mode(), false, '3: maintenance mode is off');
 
 -------------------------------------------------------------------------------
@@ -549,6 +594,8 @@ DROP SCHEMA tap_evil CASCADE;
 DROP TABLE public.tap_priv_t, public.tap_priv_app_t;
 DELETE FROM opsflags.feature_flags WHERE flag_key LIKE 'tap_priv.%';
 DELETE FROM opsflags.app_config WHERE config_key LIKE 'tap_priv.%';
+DELETE FROM opsflags.api_keys WHERE environment LIKE 'tap-priv-%';
+DELETE FROM opsflags.environments WHERE name LIKE 'tap-priv-%';
 DROP OWNED BY tap_priv_app, tap_priv_admin;
 DROP ROLE tap_priv_app;
 DROP ROLE tap_priv_admin;
