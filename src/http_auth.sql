@@ -12,7 +12,7 @@
 -- key, or, where keys are not required, an environment's name; NULL:
 -- nothing); kinds: the key kinds the endpoint takes; fallback: the
 -- environment of a request that presents no key.  A valid key always
--- chooses its own environment.
+-- chooses its own environment; an invalid or revoked one is always 401.
 CREATE FUNCTION opsflags_internal.http_environment(presented text, kinds text[], fallback text)
 RETURNS TABLE (status integer, environment text, key_id bigint)
 LANGUAGE plpgsql STABLE
@@ -31,6 +31,11 @@ BEGIN
         presented := NULL;
     END IF;
     SELECT * INTO r FROM opsflags_internal.api_key_authorize(presented, env, kinds);
+    -- A key that is not (or no longer) valid is refused even where none is
+    -- required: its holder expects it to count.
+    IF m IS NOT NULL AND r.status = 200 AND r.key_id IS NULL THEN
+        r.status := 401;
+    END IF;
     RETURN QUERY SELECT r.status, CASE WHEN r.status = 200 THEN env END, r.key_id;
 END
 $$;

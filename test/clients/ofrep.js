@@ -181,6 +181,7 @@ async function main() {
         // API keys: once production has one, a request needs it.
         const key = (await sql("SELECT opsflags.create_api_key('production', 'client', 'ofrep test') AS k"))[0].k;
         const other = (await sql("SELECT opsflags.create_api_key('staging', 'client', 'ofrep test') AS k"))[0].k;
+        const spare = (await sql("SELECT opsflags.create_api_key('production', 'server', 'ofrep test spare') AS k"))[0].k;
         const none = await post('/ofrep/v1/evaluate/flags/' + P + 'bool', ctx);
         const bearer = await post('/ofrep/v1/evaluate/flags/' + P + 'bool', ctx, { Authorization: `Bearer ${key}` });
         const header = await post('/ofrep/v1/evaluate/flags', ctx, { 'X-API-Key': key });
@@ -190,14 +191,19 @@ async function main() {
         const viaSdk = await server.OpenFeature.getClient().getBooleanDetails(P + 'bool', false, CONTEXTS[0]);
         await sql('SELECT opsflags.revoke_api_key(id) FROM opsflags.api_keys_view WHERE description = $1', ['ofrep test']);
         const revoked = await post('/ofrep/v1/evaluate/flags/' + P + 'bool', ctx, { Authorization: `Bearer ${key}` });
+        const byServerKey = await post('/ofrep/v1/evaluate/flags/' + P + 'bool', ctx, { Authorization: `Bearer ${spare}` });
+        await sql('SELECT opsflags.revoke_api_key(id) FROM opsflags.api_keys_view WHERE description = $1', ['ofrep test spare']);
+        const openAgain = await post('/ofrep/v1/evaluate/flags/' + P + 'bool', ctx);
+        const revokedWhenOpen = await post('/ofrep/v1/evaluate/flags/' + P + 'bool', ctx, { Authorization: `Bearer ${spare}` });
         await server.OpenFeature.close();
         ok(none.status === 401 && bearer.status === 200 && bearer.json.value === true && header.status === 200
            && staging.status === 200 && staging.json.metadata.environment === 'staging' && wrong.status === 401
-           && viaSdk.value === true && !viaSdk.errorCode && revoked.status === 401
+           && viaSdk.value === true && !viaSdk.errorCode && revoked.status === 401 && byServerKey.status === 200
+           && openAgain.status === 200 && revokedWhenOpen.status === 401
            && ![none, wrong, revoked].some((r) => r.text.includes(key.slice(20))),
-           `API keys: none 401, Bearer and X-API-Key 200 (the SDK with its headers too), a staging key evaluates staging, a wrong secret 401, revoked 401, no answer shows the key (${[none, bearer, header, staging, wrong, revoked].map((r) => r.status)})`);
+           `API keys: none 401, Bearer and X-API-Key 200 (the SDK with its headers too), a staging key evaluates staging, a wrong secret 401, revoked 401, a server key 200; with no active key left, none is needed but a revoked one is still 401; no answer shows the key (${[none, bearer, header, staging, wrong, revoked, byServerKey, openAgain, revokedWhenOpen].map((r) => r.status)})`);
     } finally {
-        await sql("DELETE FROM opsflags.api_keys WHERE description = 'ofrep test'").catch(() => {});
+        await sql("DELETE FROM opsflags.api_keys WHERE description LIKE 'ofrep test%'").catch(() => {});
         await sql(`SELECT opsflags.archive_flag(flag_key), opsflags.delete_flag(flag_key) FROM opsflags.feature_flags WHERE flag_key LIKE $1`, [P + '%']);
         await db.end();
     }
