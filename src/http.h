@@ -134,6 +134,8 @@ extern void http_metrics_routes(void);
 extern void http_status_routes(void);
 extern void http_flags_routes(void);
 extern void http_ofrep_routes(void);
+extern void http_launchdarkly_routes(void);
+extern void http_unleash_routes(void);
 
 /* ---------- in the loop (http_conn.c, http_dbqueue.c) ---------- */
 

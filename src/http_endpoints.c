@@ -18,4 +18,6 @@ http_register_endpoints(void)
 	http_status_routes();		/* /, /index.html, /api/status */
 	http_flags_routes();		/* /flags/<environment> */
 	http_ofrep_routes();		/* /ofrep/v1/evaluate/flags[/<key>] */
+	http_launchdarkly_routes();	/* /sdk/evalx/, /sdk/goals/, /events/ */
+	http_unleash_routes();		/* /api/frontend, /api/client/ */
 }

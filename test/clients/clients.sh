@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # clients.sh: the client SDKs, from npm, pointed at the HTTP server of the
-# test cluster (SOCKDIR, PORT): test/clients/ofrep.js (OpenFeature's server
-# and web SDKs with their OFREP providers).  Turns the server on, on a free
-# port, with CORS for one origin, and off again at the end.  Prints TAP.
+# test cluster (SOCKDIR, PORT), run by test/clients/clients.js: ofrep.js
+# (OpenFeature's server and web SDKs with their OFREP providers),
+# launchdarkly.js (LaunchDarkly's client-side SDK), unleash.js (Unleash's
+# frontend and server SDKs).  Turns the server on, on a free port, with CORS
+# for one origin, and off again at the end.  Prints TAP.
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/common.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/../tap.sh"
@@ -24,4 +26,4 @@ if ! wait_for 30 ready; then
     exit 1
 fi
 cd "$(dirname "${BASH_SOURCE[0]}")"
-PGHOST=$SOCKDIR PGPORT=$PORT PGUSER=postgres PGDATABASE=opsflags_tap OPSFLAGS_HTTP=http://127.0.0.1:$H node ofrep.js
+PGHOST=$SOCKDIR PGPORT=$PORT PGUSER=postgres PGDATABASE=opsflags_tap OPSFLAGS_HTTP=http://127.0.0.1:$H node clients.js

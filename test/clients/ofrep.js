@@ -9,16 +9,16 @@
 // changing with the context and with the flags, errors as OFREP words them
 // (404 FLAG_NOT_FOUND, 400 PARSE_ERROR / INVALID_CONTEXT /
 // TARGETING_KEY_MISSING), JSON on every answer, CORS for the allowed origin
-// only.  The flags are removed at the end.  Prints TAP.
+// only.  The flags are removed at the end.  Prints TAP from n0 + 1 on;
+// exports run().
 'use strict';
 
-const { Client } = require('pg');
 const server = require('@openfeature/server-sdk');
 const web = require('@openfeature/web-sdk');
 const { OFREPProvider } = require('@openfeature/ofrep-provider');
 const { OFREPWebProvider } = require('@openfeature/ofrep-web-provider');
 
-const BASE = process.env.OPSFLAGS_HTTP;
+let BASE;
 const P = 'clients.ofrep.';
 let n = 0;
 let failed = 0;
@@ -74,10 +74,10 @@ async function post(path, body, headers = {}) {
     return { status: r.status, headers: r.headers, text, json };
 }
 
-async function main() {
-    const db = new Client();
-    await db.connect();
-    const sql = async (q, a) => (await db.query(q, a)).rows;
+async function run(sql, base, n0) {
+    BASE = base;
+    n = n0;
+    failed = 0;
     await sql(`SELECT opsflags.archive_flag(flag_key), opsflags.delete_flag(flag_key) FROM opsflags.feature_flags WHERE flag_key LIKE $1`, [P + '%']);
     for (const [k, type, vars, cfg] of FLAGS) {
         await sql('SELECT opsflags.create_flag($1, $1, NULL, $2, $3)', [P + k, type, JSON.stringify(vars)]);
@@ -205,14 +205,8 @@ async function main() {
     } finally {
         await sql("DELETE FROM opsflags.api_keys WHERE description LIKE 'ofrep test%'").catch(() => {});
         await sql(`SELECT opsflags.archive_flag(flag_key), opsflags.delete_flag(flag_key) FROM opsflags.feature_flags WHERE flag_key LIKE $1`, [P + '%']);
-        await db.end();
     }
-    console.log(`1..${n}`);
-    process.exitCode = failed ? 1 : 0;
+    return { n, failed };
 }
 
-main().catch((e) => {
-    console.error(e);
-    console.log(`not ok ${n + 1} - ${e.message}`);
-    process.exitCode = 1;
-});
+module.exports = { run };

@@ -1,0 +1,104 @@
+/*
+ * http_launchdarkly.sql
+ *	  What the HTTP server's LaunchDarkly client-side endpoints
+ *	  (http_launchdarkly.c) ask the database: every flag of an environment
+ *	  evaluated for one context, in the format LaunchDarkly's client-side
+ *	  SDKs read from /sdk/evalx, made from evaluate_all.
+ */
+
+-- feature_explain's reason as a LaunchDarkly reason object.  rules: the
+-- config's rules (for the index of the rule that served).  Rules imported
+-- from LaunchDarkly's targets (ld-target-<n>) are TARGET_MATCH, and the
+-- index of the others counts them out, as LaunchDarkly numbers its rules.
+CREATE FUNCTION opsflags_internal.launchdarkly_reason(x jsonb, rules jsonb)
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN CASE
+    WHEN x ->> 'reason' IN ('OFF', 'SCHEDULE') THEN '{"kind": "OFF"}'
+    WHEN x ->> 'reason' = 'PREREQUISITE_FAILED' THEN '{"kind": "PREREQUISITE_FAILED"}'
+    WHEN x ->> 'reason' IN ('TARGET_USER', 'TARGET_ROLE', 'SEGMENT_MATCH') OR x ->> 'rule' LIKE 'ld-target-%'
+        THEN '{"kind": "TARGET_MATCH"}'
+    WHEN x ->> 'reason' = 'RULE_MATCH' THEN
+        jsonb_build_object('kind', 'RULE_MATCH',
+                           'ruleIndex', (SELECT count(*) FROM jsonb_array_elements(rules) WITH ORDINALITY r(v, o)
+                                         WHERE o < (SELECT min(o2) FROM jsonb_array_elements(rules) WITH ORDINALITY r2(v2, o2)
+                                                    WHERE r2.v2 ->> 'id' = x ->> 'rule')
+                                           AND coalesce(r.v ->> 'id', '') NOT LIKE 'ld-target-%'),
+                           'ruleId', x -> 'rule')
+    WHEN x ->> 'reason' IN ('ROLLOUT_IN', 'ROLLOUT_OUT', 'FALLTHROUGH', 'NO_MATCH') THEN '{"kind": "FALLTHROUGH"}'
+    ELSE '{"kind": "ERROR", "errorKind": "EXCEPTION"}' END
+    || CASE WHEN x -> 'in_experiment' = 'true' THEN '{"inExperiment": true}'::jsonb ELSE '{}'::jsonb END;
+
+-- The answer to /sdk/evalx: presented is the client-side ID of the path (an
+-- API key of kind client or server, or, where the environment requires
+-- none, the environment's name); context the context as sent, base64url
+-- (encoded) or JSON; with_reasons adds each flag's reason.  Returns the
+-- HTTP status, the ETag (a hash of the answer) and the document
+-- {"<flag>": {"value", "variation", "version", "flagVersion", "trackEvents",
+-- "reason"}}, variation left out when the flag serves no value.
+CREATE FUNCTION opsflags_internal.launchdarkly_answer(presented text, context text, encoded boolean,
+                                                      with_reasons boolean, if_none_match text)
+RETURNS TABLE (status integer, etag text, document text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    env  text;
+    auth integer;
+    ctx  jsonb;
+    doc  jsonb;
+    tag  text;
+BEGIN
+    SELECT e.status, e.environment INTO auth, env
+    FROM opsflags_internal.http_environment(presented, '{client,server}', NULL) e;
+    IF auth <> 200 THEN
+        RETURN QUERY SELECT auth, NULL::text,
+            (jsonb_build_object('message', CASE auth WHEN 401 THEN 'a valid API key is required'
+                                                     ELSE 'this API key may not do that' END))::text;
+        RETURN;
+    END IF;
+    IF env IS NULL OR NOT EXISTS (SELECT FROM opsflags.environments e WHERE e.name = env) THEN
+        RETURN QUERY SELECT 404, NULL::text, '{"message": "no environment has that client-side ID"}'::text;
+        RETURN;
+    END IF;
+    BEGIN
+        IF encoded THEN
+            context := convert_from(decode(translate(context, '-_', '+/')
+                                           || repeat('=', (4 - length(context) % 4) % 4), 'base64'), 'UTF8');
+        END IF;
+        ctx := context::jsonb;
+    EXCEPTION WHEN others THEN
+        ctx := NULL;
+    END;
+    IF jsonb_typeof(ctx) IS DISTINCT FROM 'object' THEN
+        RETURN QUERY SELECT 400, NULL::text, '{"message": "the context is not a JSON object"}'::text;
+        RETURN;
+    END IF;
+
+    SELECT coalesce(jsonb_object_agg(e.key,
+               jsonb_build_object('value', e.value -> 'value',
+                                  'version', e.value -> 'flag_version',
+                                  'flagVersion', e.value -> 'flag_version',
+                                  'trackEvents', false)
+               || CASE WHEN e.value -> 'variation' = 'null' THEN '{}'::jsonb
+                       ELSE jsonb_build_object('variation', e.value -> 'variation') END
+               || CASE WHEN with_reasons
+                       THEN jsonb_build_object('reason', opsflags_internal.launchdarkly_reason(e.value, c.rules))
+                       ELSE '{}'::jsonb END), '{}')
+    INTO doc
+    FROM jsonb_each(opsflags.evaluate_all(ctx, env)) e
+    LEFT JOIN opsflags.feature_flags f ON f.flag_key = e.key
+    LEFT JOIN opsflags.feature_flag_configs c ON c.flag_id = f.id AND c.environment = env;
+    tag := '"' || encode(sha256(convert_to(doc::text, 'UTF8')), 'base64') || '"';
+    IF if_none_match IS NOT NULL AND (if_none_match = tag OR if_none_match = 'W/' || tag OR if_none_match = '*') THEN
+        RETURN QUERY SELECT 304, tag, ''::text;
+        RETURN;
+    END IF;
+    RETURN QUERY SELECT 200, tag, doc::text;
+END
+$$;
+
+REVOKE ALL ON FUNCTION
+    opsflags_internal.launchdarkly_reason(jsonb, jsonb),
+    opsflags_internal.launchdarkly_answer(text, text, boolean, boolean, text)
+FROM PUBLIC;

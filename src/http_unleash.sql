@@ -1,0 +1,187 @@
+/*
+ * http_unleash.sql
+ *	  What the HTTP server's Unleash endpoints (http_unleash.c) ask the
+ *	  database: the frontend API's toggles for one context (evaluated by
+ *	  evaluate_all, as the Unleash browser and mobile SDKs read them) and the
+ *	  client API's features document (unleash_features, for the server
+ *	  SDKs, which evaluate locally).
+ */
+
+-- A percent-encoded query string component ('+' a space); NULL when it
+-- does not decode to UTF-8.
+CREATE FUNCTION opsflags_internal.url_decode(s text)
+RETURNS text
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN (SELECT convert_from(coalesce(string_agg(CASE WHEN m[1] IS NOT NULL THEN decode(substr(m[1], 2), 'hex')
+                                                         ELSE convert_to(m[2], 'UTF8') END, ''::bytea ORDER BY o),
+                                         ''::bytea), 'UTF8')
+            FROM regexp_matches(replace(s, '+', ' '), '(%[0-9A-Fa-f]{2})|([^%]+|%)', 'g') WITH ORDINALITY r(m, o));
+EXCEPTION WHEN character_not_in_repertoire OR untranslatable_character THEN
+    RETURN NULL;
+END
+$$;
+
+-- The Unleash context of a frontend API GET: its query parameters
+-- (userId=...&properties[plan]=pro), the properties as an object; NULL
+-- when a parameter does not decode.
+CREATE FUNCTION opsflags_internal.unleash_query_context(query text)
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+RETURN (
+    WITH p AS (
+        SELECT opsflags_internal.url_decode(split_part(kv, '=', 1)) AS k,
+               opsflags_internal.url_decode(substr(kv, length(split_part(kv, '=', 1)) + 2)) AS v, o
+        FROM regexp_split_to_table(coalesce(query, ''), '&') WITH ORDINALITY t(kv, o)
+        WHERE kv <> '')
+    SELECT CASE WHEN bool_or(k IS NULL OR v IS NULL) THEN NULL ELSE
+        coalesce(jsonb_object_agg(k, v ORDER BY o) FILTER (WHERE k !~ '^properties\[.*\]$'), '{}')
+        || CASE WHEN bool_or(k ~ '^properties\[.*\]$') THEN
+               jsonb_build_object('properties',
+                   jsonb_object_agg(substring(k FROM '^properties\[(.*)\]$'), v ORDER BY o)
+                       FILTER (WHERE k ~ '^properties\[.*\]$'))
+           ELSE '{}' END END
+    FROM p);
+
+-- The variant of an enabled toggle, as the frontend API says it: the
+-- variation's name (feature_explain's variant) with its value as the
+-- payload ({"type", "value"}: a value imported from Unleash is its payload
+-- as it was, others are given a type), else "disabled".
+CREATE FUNCTION opsflags_internal.unleash_frontend_variant(x jsonb)
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN CASE
+    WHEN x ->> 'variant' IS NULL THEN '{"name": "disabled", "enabled": false, "feature_enabled": true}'::jsonb
+    ELSE jsonb_build_object('name', x ->> 'variant', 'enabled', true, 'feature_enabled', true)
+         || CASE
+            WHEN jsonb_typeof(x -> 'value') = 'object' AND jsonb_typeof(x -> 'value' -> 'type') = 'string'
+                 AND jsonb_typeof(x -> 'value' -> 'value') = 'string'
+                THEN jsonb_build_object('payload', x -> 'value')
+            WHEN jsonb_typeof(x -> 'value') = 'string'
+                THEN jsonb_build_object('payload', jsonb_build_object('type', 'string', 'value', x ->> 'value'))
+            WHEN jsonb_typeof(x -> 'value') = 'number'
+                THEN jsonb_build_object('payload', jsonb_build_object('type', 'number', 'value', x ->> 'value'))
+            WHEN jsonb_typeof(x -> 'value') IN ('object', 'array', 'boolean')
+                THEN jsonb_build_object('payload', jsonb_build_object('type', 'json', 'value', x ->> 'value'))
+            ELSE '{}'::jsonb END
+    END;
+
+-- An ETag for a document, and whether If-None-Match names it.
+CREATE FUNCTION opsflags_internal.http_etag(doc jsonb)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN '"' || encode(sha256(convert_to(doc::text, 'UTF8')), 'base64') || '"';
+
+-- The answer to the frontend API (/api/frontend): presented is the API key
+-- (kinds client and server; without one, where none is required, the
+-- server's opsflags.environment); the context is the query's parameters
+-- (query, a GET) or the body's {"context": {...}} (a POST; a body that is
+-- the context itself is taken too).  Returns the HTTP status, the ETag and
+-- {"toggles": [{"name", "enabled", "impressionData", "variant"}]}, the
+-- enabled toggles only.
+CREATE FUNCTION opsflags_internal.unleash_frontend_answer(presented text, query text, body text, if_none_match text)
+RETURNS TABLE (status integer, etag text, document text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    env  text;
+    auth integer;
+    req  jsonb;
+    ctx  jsonb;
+    doc  jsonb;
+    tag  text;
+BEGIN
+    SELECT e.status, e.environment INTO auth, env
+    FROM opsflags_internal.http_environment(presented, '{client,server}', current_setting('opsflags.environment')) e;
+    IF auth <> 200 THEN
+        RETURN QUERY SELECT auth, NULL::text,
+            (jsonb_build_object('message', CASE auth WHEN 401 THEN 'a valid API key is required'
+                                                     ELSE 'this API key may not do that' END))::text;
+        RETURN;
+    END IF;
+    IF body IS NOT NULL THEN
+        BEGIN
+            req := coalesce(nullif(body, ''), '{}')::jsonb;
+        EXCEPTION WHEN others THEN
+            req := NULL;
+        END;
+        ctx := CASE WHEN jsonb_typeof(req -> 'context') = 'object' THEN req -> 'context'
+                    WHEN jsonb_typeof(req) = 'object' AND NOT req ? 'context' THEN req END;
+    ELSE
+        ctx := opsflags_internal.unleash_query_context(query);
+    END IF;
+    IF ctx IS NULL THEN
+        RETURN QUERY SELECT 400, NULL::text, '{"message": "the context is {\"context\": {...}} or query parameters"}'::text;
+        RETURN;
+    END IF;
+    IF NOT EXISTS (SELECT FROM opsflags.environments e WHERE e.name = env) THEN
+        RETURN QUERY SELECT 500, NULL::text,
+            (jsonb_build_object('message', format('environment "%s" does not exist', env)))::text;
+        RETURN;
+    END IF;
+
+    SELECT jsonb_build_object('toggles', coalesce(jsonb_agg(jsonb_build_object(
+               'name', e.key,
+               'enabled', true,
+               'impressionData', false,
+               'variant', opsflags_internal.unleash_frontend_variant(e.value)) ORDER BY e.key), '[]'))
+    INTO doc
+    FROM jsonb_each(opsflags.evaluate_all(ctx, env)) e
+    WHERE e.value -> 'enabled' = 'true';
+    tag := opsflags_internal.http_etag(doc);
+    IF if_none_match IS NOT NULL AND (if_none_match = tag OR if_none_match = 'W/' || tag OR if_none_match = '*') THEN
+        RETURN QUERY SELECT 304, tag, ''::text;
+        RETURN;
+    END IF;
+    RETURN QUERY SELECT 200, tag, doc::text;
+END
+$$;
+
+-- The answer to the client API (/api/client/features): the
+-- unleash_features document of the key's environment (kind server; without
+-- one, where none is required, the server's opsflags.environment), with its
+-- ETag.
+CREATE FUNCTION opsflags_internal.unleash_client_answer(presented text, if_none_match text)
+RETURNS TABLE (status integer, etag text, document text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    env  text;
+    auth integer;
+    doc  jsonb;
+    tag  text;
+BEGIN
+    SELECT e.status, e.environment INTO auth, env
+    FROM opsflags_internal.http_environment(presented, '{server}', current_setting('opsflags.environment')) e;
+    IF auth <> 200 THEN
+        RETURN QUERY SELECT auth, NULL::text,
+            (jsonb_build_object('message', CASE auth WHEN 401 THEN 'a valid API key is required'
+                                                     ELSE 'this API key may not do that' END))::text;
+        RETURN;
+    END IF;
+    IF NOT EXISTS (SELECT FROM opsflags.environments e WHERE e.name = env) THEN
+        RETURN QUERY SELECT 500, NULL::text,
+            (jsonb_build_object('message', format('environment "%s" does not exist', env)))::text;
+        RETURN;
+    END IF;
+    doc := opsflags.unleash_features(env);
+    tag := opsflags_internal.http_etag(doc);
+    IF if_none_match IS NOT NULL AND (if_none_match = tag OR if_none_match = 'W/' || tag OR if_none_match = '*') THEN
+        RETURN QUERY SELECT 304, tag, ''::text;
+        RETURN;
+    END IF;
+    RETURN QUERY SELECT 200, tag, doc::text;
+END
+$$;
+
+REVOKE ALL ON FUNCTION
+    opsflags_internal.url_decode(text), opsflags_internal.unleash_query_context(text),
+    opsflags_internal.unleash_frontend_variant(jsonb), opsflags_internal.http_etag(jsonb),
+    opsflags_internal.unleash_frontend_answer(text, text, text, text),
+    opsflags_internal.unleash_client_answer(text, text)
+FROM PUBLIC;
