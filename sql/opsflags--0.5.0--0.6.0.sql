@@ -3993,6 +3993,16 @@ REVOKE ALL ON FUNCTION
     opsflags_internal.ofrep_answer(text, text, text, text)
 FROM PUBLIC;
 
+-- ==== Usage reported by client SDKs (src/usage.sql) ====
+
+-- Counts a client SDK reports for a flag it evaluated itself (the HTTP
+-- server's Unleash metrics, http_unleash.sql), added to the flag's usage.
+CREATE FUNCTION opsflags_internal.usage_add(flag_key text, true_count bigint, false_count bigint)
+RETURNS void
+LANGUAGE c VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'opsflags_usage_add';
+REVOKE ALL ON FUNCTION opsflags_internal.usage_add(text, bigint, bigint) FROM PUBLIC;
+
 -- ==== LaunchDarkly client-side endpoints (src/http_launchdarkly.sql) ====
 
 -- feature_explain's reason as a LaunchDarkly reason object.  rules: the
@@ -4266,7 +4276,51 @@ BEGIN
 END
 $$;
 
+-- The answer to the metrics an SDK reports (/api/client/metrics with kinds
+-- {server}, /api/frontend/client/metrics with {client,server}): each
+-- toggle's yes and no counts of its bucket, {"bucket": {"toggles": {"<name>":
+-- {"yes", "no"}}}}, added to the usage of the flag of that name (flag_usage;
+-- names that are no flag are ignored).  Returns the HTTP status (204 when
+-- counted) and a document for the others.
+CREATE FUNCTION opsflags_internal.unleash_metrics_answer(presented text, kinds text[], body text)
+RETURNS TABLE (status integer, document text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    auth    integer;
+    toggles jsonb;
+BEGIN
+    SELECT e.status INTO auth
+    FROM opsflags_internal.http_environment(presented, kinds, current_setting('opsflags.environment')) e;
+    IF auth <> 200 THEN
+        RETURN QUERY SELECT auth,
+            (jsonb_build_object('message', CASE auth WHEN 401 THEN 'a valid API key is required'
+                                                     ELSE 'this API key may not do that' END))::text;
+        RETURN;
+    END IF;
+    BEGIN
+        toggles := body::jsonb -> 'bucket' -> 'toggles';
+    EXCEPTION WHEN others THEN
+        toggles := NULL;
+    END;
+    IF jsonb_typeof(toggles) IS DISTINCT FROM 'object'
+       OR EXISTS (SELECT FROM jsonb_each(toggles) t, LATERAL (VALUES (t.value -> 'yes'), (t.value -> 'no')) c(n)
+                  WHERE jsonb_typeof(t.value) IS DISTINCT FROM 'object'
+                     OR (c.n IS NOT NULL AND (jsonb_typeof(c.n) IS DISTINCT FROM 'number'
+                                              OR c.n::text !~ '^[0-9]{1,15}$'))) THEN
+        RETURN QUERY SELECT 400, '{"message": "metrics are {\"bucket\": {\"toggles\": {\"<name>\": {\"yes\": n, \"no\": n}}}}"}'::text;
+        RETURN;
+    END IF;
+    PERFORM opsflags_internal.usage_add(t.key, coalesce((t.value ->> 'yes')::bigint, 0), coalesce((t.value ->> 'no')::bigint, 0))
+    FROM jsonb_each(toggles) t
+    WHERE EXISTS (SELECT FROM opsflags.feature_flags f WHERE f.flag_key = t.key);
+    RETURN QUERY SELECT 204, ''::text;
+END
+$$;
+
 REVOKE ALL ON FUNCTION
+    opsflags_internal.unleash_metrics_answer(text, text[], text),
     opsflags_internal.url_decode(text), opsflags_internal.unleash_query_context(text),
     opsflags_internal.unleash_frontend_variant(jsonb), opsflags_internal.http_etag(jsonb),
     opsflags_internal.unleash_frontend_answer(text, text, text, text),

@@ -11,10 +11,12 @@
  *	  GET /api/client/features: the client API of the server SDKs
  *	  (unleash-client and its kin), which evaluate locally: the
  *	  unleash_features document, with an ETag and 304.
- *	  POST /api/client/register, /api/client/metrics and the frontend SDKs'
- *	  /api/frontend/client/register and /metrics: 204, dropped (the
- *	  database worker's transactions are read-only, so reported counts
- *	  cannot be kept).
+ *	  POST /api/client/metrics and the frontend SDKs'
+ *	  /api/frontend/client/metrics: the yes and no counts the SDK reports
+ *	  for each toggle added to the flag's usage (flag_usage; shared memory,
+ *	  no write), 204.
+ *	  POST /api/client/register, /api/frontend/client/register: 204,
+ *	  dropped.
  *
  * The database worker answers (http_unleash.sql).  The environment is the
  * API key's (Authorization, Unleash's header, with or without "Bearer ";
@@ -92,6 +94,51 @@ answer_client(HttpAnswer *a, const char *arg)
 	answer_query(a, &client_query, parts);
 }
 
+static OpsQuery metrics_query = {
+	.sql = "SELECT status, document FROM opsflags_internal.unleash_metrics_answer($1, $2::text[], $3)",
+	.nargs = 3,
+	.argtypes = {TEXTOID, TEXTOID, TEXTOID},
+};
+
+/* In the worker: metrics, from a client of the key kinds given */
+static void
+answer_metrics(HttpAnswer *a, const char *kinds)
+{
+	const HttpCall *call = a->call;
+	HttpResult	r;
+	const char *parts[3] = {call->api_key, kinds, call->body ? call->body : ""};
+	Datum		args[3];
+	char		nulls[3];
+
+	for (int i = 0; i < 3; i++)
+	{
+		args[i] = parts[i] ? CStringGetTextDatum(parts[i]) : (Datum) 0;
+		nulls[i] = parts[i] ? ' ' : 'n';
+	}
+	if (!http_sql(&metrics_query, args, nulls, InvalidOid, &r) || r.nrows != 1)
+	{
+		a->code = 500;
+		appendStringInfoString(&a->body, "{\"message\": ");
+		escape_json(&a->body, r.error ? r.error : "no answer");
+		appendStringInfoString(&a->body, "}");
+		return;
+	}
+	a->code = atoi(http_result_value(&r, 0, 0));
+	appendStringInfoString(&a->body, http_result_value(&r, 0, 1));
+}
+
+static void
+answer_client_metrics(HttpAnswer *a, const char *arg)
+{
+	answer_metrics(a, "{server}");
+}
+
+static void
+answer_frontend_metrics(HttpAnswer *a, const char *arg)
+{
+	answer_metrics(a, "{client,server}");
+}
+
 static void
 unleash_unavailable(HttpAnswer *a, const char *error)
 {
@@ -101,7 +148,7 @@ unleash_unavailable(HttpAnswer *a, const char *error)
 	appendStringInfoString(&a->body, "}");
 }
 
-/* Registrations and metrics are taken and dropped */
+/* Registrations are taken and dropped */
 static void
 dropped(HttpConn *conn, HttpRequest *req, const char *arg)
 {
@@ -137,9 +184,25 @@ static const HttpRoute client_features_route = {
 
 static const HttpRoute dropped_routes[] = {
 	{.path = "/api/client/register", .methods = HTTP_POST, .handler = dropped},
-	{.path = "/api/client/metrics", .methods = HTTP_POST, .handler = dropped},
 	{.path = "/api/frontend/client/register", .methods = HTTP_POST, .handler = dropped},
-	{.path = "/api/frontend/client/metrics", .methods = HTTP_POST, .handler = dropped},
+};
+
+static const HttpRoute client_metrics_route = {
+	.path = "/api/client/metrics",
+	.methods = HTTP_POST,
+	.handler = http_ask_database,
+	.answer = answer_client_metrics,
+	.unavailable = unleash_unavailable,
+	.content_type = "application/json",
+};
+
+static const HttpRoute frontend_metrics_route = {
+	.path = "/api/frontend/client/metrics",
+	.methods = HTTP_POST,
+	.handler = http_ask_database,
+	.answer = answer_frontend_metrics,
+	.unavailable = unleash_unavailable,
+	.content_type = "application/json",
 };
 
 void
@@ -148,6 +211,8 @@ http_unleash_routes(void)
 	http_route(&frontend_route);
 	http_route(&frontend_features_route);
 	http_route(&client_features_route);
+	http_route(&client_metrics_route);
+	http_route(&frontend_metrics_route);
 	for (size_t i = 0; i < lengthof(dropped_routes); i++)
 		http_route(&dropped_routes[i]);
 }

@@ -29,6 +29,7 @@
 #include "opsflags.h"
 
 PG_FUNCTION_INFO_V1(opsflags_flag_usage_counts);
+PG_FUNCTION_INFO_V1(opsflags_usage_add);
 
 #define USAGE_MAX_FLAGS 10000
 
@@ -183,6 +184,42 @@ opsflags_usage_mark_dirty(OpsUsage *u)
 	}
 	usage_dirty[usage_ndirty++] = u;
 	u->dirty = true;
+}
+
+/*
+ * usage_add(flag_key text, true_count bigint, false_count bigint): counts
+ * a client SDK reports for a flag it evaluated itself, added like this
+ * backend's own evaluations (now, shared at transaction end), whatever
+ * opsflags.track_usage says: they are not this backend's.
+ */
+Datum
+opsflags_usage_add(PG_FUNCTION_ARGS)
+{
+	text	   *key = PG_GETARG_TEXT_PP(0);
+	int64		n_true = PG_GETARG_INT64(1);
+	int64		n_false = PG_GETARG_INT64(2);
+	char	   *flag_key;
+	OpsUsage   *u;
+
+	if (VARSIZE_ANY_EXHDR(key) > OPSFLAGS_FLAG_KEY_MAXLEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("flag key is too long")));
+	if (n_true < 0 || n_false < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("usage counts must not be negative")));
+	if (n_true == 0 && n_false == 0)
+		PG_RETURN_VOID();
+	flag_key = text_to_cstring(key);
+	u = opsflags_usage_for(flag_key);
+	pfree(flag_key);
+	u->n_true += n_true;
+	u->n_false += n_false;
+	u->last_evaluated = GetCurrentTimestamp();
+	if (!u->dirty)
+		opsflags_usage_mark_dirty(u);
+	PG_RETURN_VOID();
 }
 
 /*

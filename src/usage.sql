@@ -25,3 +25,11 @@ COMMENT ON VIEW opsflags.flag_usage IS
 GRANT SELECT ON opsflags.flag_usage TO opsflags_admin;
 REVOKE ALL ON FUNCTION opsflags.flag_usage_counts() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION opsflags.flag_usage_counts() TO opsflags_admin;
+
+-- Counts a client SDK reports for a flag it evaluated itself (the HTTP
+-- server's Unleash metrics, http_unleash.sql), added to the flag's usage.
+CREATE FUNCTION opsflags_internal.usage_add(flag_key text, true_count bigint, false_count bigint)
+RETURNS void
+LANGUAGE c VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'opsflags_usage_add';
+REVOKE ALL ON FUNCTION opsflags_internal.usage_add(text, bigint, bigint) FROM PUBLIC;

@@ -8,8 +8,9 @@
 // variations beside them; for several contexts each SDK's isEnabled and
 // getVariant must be what feature_explain says in SQL.  Then keys (none
 // where one is required, revoked, another environment's, a client key for
-// the server API), ETag and 304, registration and metrics, the CORS
-// preflight for the SDKs' headers.  Everything made is removed at the end.
+// the server API), ETag and 304, registration, metrics (added to
+// flag_usage), the CORS preflight for the SDKs' headers.  Everything made
+// is removed at the end.
 // Prints TAP from n0 + 1 on; exports run().
 'use strict';
 
@@ -184,11 +185,31 @@ async function run(sql, base, n0) {
         const f1j = await f1.json();
         const f2 = await fetch(base + '/api/client/features', { headers: { Authorization: serverKey, 'If-None-Match': f1.headers.get('etag') } });
         const want = (await sql('SELECT opsflags.unleash_features($1) AS d', [ENV]))[0].d;
-        const post = (p, h = {}) => fetch(base + p, { method: 'POST', headers: { 'Content-Type': 'application/json', ...h }, body: '{"appName": "x", "bucket": {"toggles": {}}}' });
-        const dropped = await Promise.all(['/api/client/register', '/api/client/metrics', '/api/frontend/client/register', '/api/frontend/client/metrics'].map((p) => post(p, auth)));
+        const post = (p, h = {}, body = '{"appName": "x", "instanceId": "i", "interval": 1000}') =>
+            fetch(base + p, { method: 'POST', headers: { 'Content-Type': 'application/json', ...h }, body });
+        const registered = await Promise.all(['/api/client/register', '/api/frontend/client/register'].map((p) => post(p, auth)));
         ok(f1.status === 200 && JSON.stringify(f1j) === JSON.stringify(want) && f2.status === 304
-           && dropped.every((r) => r.status === 204),
-           `client API: unleash_features' document with an ETag, 304; registration and metrics taken (${[f1, f2, ...dropped].map((r) => r.status)})`);
+           && registered.every((r) => r.status === 204),
+           `client API: unleash_features' document with an ETag, 304; registrations taken (${[f1, f2, ...registered].map((r) => r.status)})`);
+
+        // Metrics: the counts reported are added to flag_usage.
+        const usage = async () => Object.fromEntries((await sql(
+            'SELECT flag_key, true_count::int AS t, false_count::int AS f FROM opsflags.flag_usage WHERE flag_key LIKE $1', [P + '%']))
+            .map((r) => [r.flag_key.slice(P.length), [r.t, r.f]]));
+        const metrics = (toggles) => JSON.stringify({ appName: 'x', instanceId: 'i', bucket: { start: new Date().toISOString(), stop: new Date().toISOString(), toggles } });
+        const before = await usage();
+        const m1 = await post('/api/client/metrics', { Authorization: serverKey },
+                              metrics({ [P + 'plain']: { yes: 3, no: 2, variants: {} }, [P + 'nope']: { yes: 1, no: 1 } }));
+        const m2 = await post('/api/frontend/client/metrics', auth, metrics({ [P + 'users']: { yes: 1, no: 4 }, [P + 'plain']: { yes: 1 } }));
+        const m3 = await post('/api/client/metrics', auth, metrics({ [P + 'plain']: { yes: 100, no: 100 } }));
+        const m4 = await post('/api/client/metrics', { Authorization: serverKey }, metrics({ [P + 'plain']: { yes: -1 } }));
+        const m5 = await post('/api/client/metrics', { Authorization: serverKey }, '{"bucket": ');
+        const after = await usage();
+        const moved = (k) => [after[k][0] - before[k][0], after[k][1] - before[k][1]];
+        ok(m1.status === 204 && m2.status === 204 && m3.status === 403 && m4.status === 400 && m5.status === 400
+           && JSON.stringify(moved('plain')) === '[4,2]' && JSON.stringify(moved('users')) === '[1,4]'
+           && JSON.stringify(moved('gradual')) === '[0,0]' && !('nope' in after),
+           `metrics: the yes and no counts (server and frontend SDKs) added to flag_usage, unknown toggles ignored; a client key on the client API 403, a negative count or a body that is not JSON 400 (${[m1, m2, m3, m4, m5].map((r) => r.status)}; plain ${moved('plain')}, users ${moved('users')})`);
         {
             // an SDK with metrics on registers and sends them, and is none the worse
             const u = new Unleash({ url: base + '/api/', appName: 'opsflags-test', refreshInterval: 60000, metricsInterval: 100,
