@@ -125,20 +125,25 @@ async function run(sql, base, n0) {
         }
         {
             const c1 = await frontend(clientKey, CONTEXTS[0]);
-            const c2 = await frontend(clientKey, { userId: 'u2' });
-            const variants = [c1.getVariant(P + 'variants'), c2.getVariant(P + 'variants')];
-            const payloads = variants.map((v) => JSON.stringify(v.payload)).sort();
+            // users enough for both variants
+            const variants = [];
+            for (let i = 1; i <= 12; i++) {
+                const c = await frontend(clientKey, { userId: `v${i}` });
+                variants.push(c.getVariant(P + 'variants'));
+                c.stop();
+            }
+            const seen = new Set(variants.map((v) => v.name));
             const theme = c1.getVariant(P + 'theme');
             const offVariant = c1.getVariant(P + 'off');
             const plain = c1.getVariant(P + 'plain');
             const toggles = c1.getAllToggles();
             ok(variants.every((v) => v.enabled && (v.name === 'blue' || v.name === 'green'))
                && variants.every((v) => JSON.stringify(v.payload) === (v.name === 'blue' ? '{"type":"string","value":"b"}' : '{"type":"json","value":"{\\"g\\": 1}"}'))
-               && payloads.length === 2
+               && seen.size === 2
                && theme.name === 'dark' && JSON.stringify(theme.payload) === '{"type":"string","value":"dark"}'
                && offVariant.name === 'disabled' && !offVariant.enabled && plain.name === 'disabled' && !plain.enabled
                && !toggles.some((t) => t.name === P + 'off') && toggles.every((t) => t.enabled && t.impressionData === false),
-               `variants: Unleash payloads as imported, a named string variation as a string payload, "disabled" without variants; only enabled toggles (${JSON.stringify([variants, theme, plain])})`);
+               `variants: Unleash payloads as imported, a named string variation as a string payload, "disabled" without variants; only enabled toggles (${[...seen]}: ${JSON.stringify([variants[0], theme, plain])})`);
         }
 
         // The server SDK: the features document, evaluated by the SDK.
