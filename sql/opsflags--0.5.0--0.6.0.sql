@@ -3917,17 +3917,19 @@ RETURN CASE
 -- The answer to an OFREP request: presented is the API key it presents (the
 -- environment is the key's; without one, where no key is required, the
 -- server's opsflags.environment); flag_key NULL is the bulk evaluation.
--- body is the request's body as sent; if_none_match the request's header.  Returns the HTTP status, the bulk answer's ETag (a
+-- body is the request's body as sent; if_none_match the request's header.
+-- key_id: the API key used, if any (its last_used_at is written later).  Returns the HTTP status, the bulk answer's ETag (a
 -- hash of the answer itself, so it changes when the flags or the context
 -- change what is served) and the document.
 CREATE FUNCTION opsflags_internal.ofrep_answer(presented text, flag_key text, body text, if_none_match text)
-RETURNS TABLE (status integer, etag text, document text)
+RETURNS TABLE (status integer, etag text, document text, key_id bigint)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     env   text;
     auth  integer;
+    kid   bigint;
     req   jsonb;
     ctx   jsonb;
     keyed boolean;
@@ -3935,12 +3937,12 @@ DECLARE
     doc   jsonb;
     tag   text;
 BEGIN
-    SELECT e.status, e.environment INTO auth, env
+    SELECT e.status, e.environment, e.key_id INTO auth, env, kid
     FROM opsflags_internal.http_environment(presented, '{client,server}', current_setting('opsflags.environment')) e;
     IF auth <> 200 THEN
         RETURN QUERY SELECT auth, NULL::text,
             (jsonb_build_object('errorDetails', CASE auth WHEN 401 THEN 'a valid API key is required'
-                                                          ELSE 'this API key may not do that' END))::text;
+                                                          ELSE 'this API key may not do that' END))::text, kid;
         RETURN;
     END IF;
     BEGIN
@@ -3948,19 +3950,19 @@ BEGIN
     EXCEPTION WHEN others THEN
         RETURN QUERY SELECT 400, NULL::text,
             (jsonb_strip_nulls(jsonb_build_object('key', flag_key, 'errorCode', 'PARSE_ERROR',
-                                                  'errorDetails', 'the request body is not JSON')))::text;
+                                                  'errorDetails', 'the request body is not JSON')))::text, kid;
         RETURN;
     END;
     ctx := CASE WHEN jsonb_typeof(req) = 'object' THEN coalesce(nullif(req -> 'context', 'null'), '{}') END;
     IF jsonb_typeof(ctx) IS DISTINCT FROM 'object' THEN
         RETURN QUERY SELECT 400, NULL::text,
             (jsonb_strip_nulls(jsonb_build_object('key', flag_key, 'errorCode', 'INVALID_CONTEXT',
-                                                  'errorDetails', 'the request body is {"context": {...}}')))::text;
+                                                  'errorDetails', 'the request body is {"context": {...}}')))::text, kid;
         RETURN;
     END IF;
     IF NOT EXISTS (SELECT FROM opsflags.environments e WHERE e.name = env) THEN
         RETURN QUERY SELECT 500, NULL::text,
-            (jsonb_build_object('errorDetails', format('environment "%s" does not exist', env)))::text;
+            (jsonb_build_object('errorDetails', format('environment "%s" does not exist', env)))::text, kid;
         RETURN;
     END IF;
     keyed := coalesce(ctx ->> 'targetingKey', ctx ->> 'key', ctx ->> 'userId') IS NOT NULL;
@@ -3971,7 +3973,7 @@ BEGIN
         RETURN QUERY SELECT CASE x ->> 'errorCode' WHEN 'FLAG_NOT_FOUND' THEN 404
                                                    WHEN 'TARGETING_KEY_MISSING' THEN 400
                                                    WHEN 'GENERAL' THEN 500 ELSE 200 END,
-                            NULL::text, x::text;
+                            NULL::text, x::text, kid;
         RETURN;
     END IF;
 
@@ -3981,10 +3983,10 @@ BEGIN
     FROM jsonb_each(opsflags.evaluate_all(ctx, env)) e;
     tag := '"' || encode(sha256(convert_to(doc::text, 'UTF8')), 'base64') || '"';
     IF if_none_match IS NOT NULL AND (if_none_match = tag OR if_none_match = 'W/' || tag OR if_none_match = '*') THEN
-        RETURN QUERY SELECT 304, tag, ''::text;
+        RETURN QUERY SELECT 304, tag, ''::text, kid;
         RETURN;
     END IF;
-    RETURN QUERY SELECT 200, tag, doc::text;
+    RETURN QUERY SELECT 200, tag, doc::text, kid;
 END
 $$;
 
