@@ -107,10 +107,13 @@ BEGIN
         RETURN;
     END IF;
 
+    -- (evaluated into a variable first: inside the query's FROM it costs
+    -- several times more)
+    x := opsflags.evaluate_all(ctx, env);
     SELECT jsonb_build_object('flags', coalesce(jsonb_agg(opsflags_internal.ofrep_item(e.key, e.value, keyed) ORDER BY e.key), '[]'),
                               'metadata', jsonb_build_object('environment', env))
     INTO doc
-    FROM jsonb_each(opsflags.evaluate_all(ctx, env)) e;
+    FROM jsonb_each(x) e;
     tag := '"' || encode(sha256(convert_to(doc::text, 'UTF8')), 'base64') || '"';
     IF if_none_match IS NOT NULL AND (if_none_match = tag OR if_none_match = 'W/' || tag OR if_none_match = '*') THEN
         RETURN QUERY SELECT 304, tag, ''::text, kid;
