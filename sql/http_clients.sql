@@ -112,6 +112,14 @@ SELECT (SELECT status FROM opsflags_internal.launchdarkly_answer('production', '
        (SELECT status FROM opsflags_internal.unleash_client_answer(NULL, NULL)) AS client_api_none,
        (SELECT status FROM opsflags_internal.unleash_metrics_answer(:'ckey', '{server}', '{}')) AS metrics_client_key,
        (SELECT status FROM opsflags_internal.unleash_metrics_answer(:'ckey', '{client,server}', '{"bucket": {"toggles": {}}}')) AS frontend_metrics;
+-- the key used is reported (for its last_used_at), the name is no key
+SELECT (SELECT key_id FROM opsflags_internal.launchdarkly_answer(:'ckey', '{}', false, false, NULL)) = k.id AS ld,
+       (SELECT key_id FROM opsflags_internal.unleash_frontend_answer(:'ckey', '', NULL, NULL)) = k.id AS frontend,
+       (SELECT key_id FROM opsflags_internal.unleash_metrics_answer(:'ckey', '{client,server}', '{"bucket": {"toggles": {}}}')) = k.id AS metrics,
+       (SELECT key_id FROM opsflags_internal.unleash_client_answer(:'ckey', NULL)) = k.id AS client_api_refused
+FROM opsflags.api_keys_view k WHERE k.description = 'http_clients' AND k.environment = 'production' AND k.kind = 'client';
+SELECT (SELECT key_id FROM opsflags_internal.launchdarkly_answer('staging', '{}', false, false, NULL)) AS ld_name,
+       (SELECT key_id FROM opsflags_internal.unleash_client_answer(NULL, NULL)) AS client_api_none;
 SELECT opsflags.revoke_api_key(id) FROM opsflags.api_keys_view WHERE description = 'http_clients';
 SELECT (SELECT status FROM opsflags_internal.launchdarkly_answer(:'ckey', '{}', false, false, NULL)) AS ld_revoked,
        (SELECT status FROM opsflags_internal.launchdarkly_answer('production', '{}', false, false, NULL)) AS ld_name_again,

@@ -103,7 +103,7 @@ query_flag(const char *query, const char *name)
 }
 
 static OpsQuery evalx_query = {
-	.sql = "SELECT status, etag, document FROM opsflags_internal.launchdarkly_answer($1, $2, $3, $4, $5)",
+	.sql = "SELECT status, etag, document, key_id FROM opsflags_internal.launchdarkly_answer($1, $2, $3, $4, $5)",
 	.nargs = 5,
 	.argtypes = {TEXTOID, TEXTOID, BOOLOID, BOOLOID, TEXTOID},
 };
@@ -139,6 +139,8 @@ answer_evalx(HttpAnswer *a, const char *arg)
 		return;
 	}
 	a->code = atoi(http_result_value(&r, 0, 0));
+	if (http_result_value(&r, 0, 3) != NULL && (a->code == 200 || a->code == 304))
+		http_key_used(atoll(http_result_value(&r, 0, 3)));
 	if ((etag = http_result_value(&r, 0, 1)) != NULL)
 		appendStringInfo(&a->headers, "ETag: %s\r\n", etag);
 	appendStringInfoString(&a->body, http_result_value(&r, 0, 2));

@@ -35,30 +35,32 @@ RETURN CASE
 -- (encoded) or JSON; with_reasons adds each flag's reason.  Returns the
 -- HTTP status, the ETag (a hash of the answer) and the document
 -- {"<flag>": {"value", "variation", "version", "flagVersion", "trackEvents",
--- "reason"}}, variation left out when the flag serves no value.
+-- "reason"}}, variation left out when the flag serves no value, and the API
+-- key used (key_id, if any: its last_used_at is written later).
 CREATE FUNCTION opsflags_internal.launchdarkly_answer(presented text, context text, encoded boolean,
                                                       with_reasons boolean, if_none_match text)
-RETURNS TABLE (status integer, etag text, document text)
+RETURNS TABLE (status integer, etag text, document text, key_id bigint)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    kid  bigint;
     env  text;
     auth integer;
     ctx  jsonb;
     doc  jsonb;
     tag  text;
 BEGIN
-    SELECT e.status, e.environment INTO auth, env
+    SELECT e.status, e.environment, e.key_id INTO auth, env, kid
     FROM opsflags_internal.http_environment(presented, '{client,server}', NULL) e;
     IF auth <> 200 THEN
         RETURN QUERY SELECT auth, NULL::text,
             (jsonb_build_object('message', CASE auth WHEN 401 THEN 'a valid API key is required'
-                                                     ELSE 'this API key may not do that' END))::text;
+                                                     ELSE 'this API key may not do that' END))::text, kid;
         RETURN;
     END IF;
     IF env IS NULL OR NOT EXISTS (SELECT FROM opsflags.environments e WHERE e.name = env) THEN
-        RETURN QUERY SELECT 404, NULL::text, '{"message": "no environment has that client-side ID"}'::text;
+        RETURN QUERY SELECT 404, NULL::text, '{"message": "no environment has that client-side ID"}'::text, kid;
         RETURN;
     END IF;
     BEGIN
@@ -71,7 +73,7 @@ BEGIN
         ctx := NULL;
     END;
     IF jsonb_typeof(ctx) IS DISTINCT FROM 'object' THEN
-        RETURN QUERY SELECT 400, NULL::text, '{"message": "the context is not a JSON object"}'::text;
+        RETURN QUERY SELECT 400, NULL::text, '{"message": "the context is not a JSON object"}'::text, kid;
         RETURN;
     END IF;
 
@@ -91,10 +93,10 @@ BEGIN
     LEFT JOIN opsflags.feature_flag_configs c ON c.flag_id = f.id AND c.environment = env;
     tag := '"' || encode(sha256(convert_to(doc::text, 'UTF8')), 'base64') || '"';
     IF if_none_match IS NOT NULL AND (if_none_match = tag OR if_none_match = 'W/' || tag OR if_none_match = '*') THEN
-        RETURN QUERY SELECT 304, tag, ''::text;
+        RETURN QUERY SELECT 304, tag, ''::text, kid;
         RETURN;
     END IF;
-    RETURN QUERY SELECT 200, tag, doc::text;
+    RETURN QUERY SELECT 200, tag, doc::text, kid;
 END
 $$;
 

@@ -33,13 +33,13 @@
 #include "http.h"
 
 static OpsQuery frontend_query = {
-	.sql = "SELECT status, etag, document FROM opsflags_internal.unleash_frontend_answer($1, $2, $3, $4)",
+	.sql = "SELECT status, etag, document, key_id FROM opsflags_internal.unleash_frontend_answer($1, $2, $3, $4)",
 	.nargs = 4,
 	.argtypes = {TEXTOID, TEXTOID, TEXTOID, TEXTOID},
 };
 
 static OpsQuery client_query = {
-	.sql = "SELECT status, etag, document FROM opsflags_internal.unleash_client_answer($1, $2)",
+	.sql = "SELECT status, etag, document, key_id FROM opsflags_internal.unleash_client_answer($1, $2)",
 	.nargs = 2,
 	.argtypes = {TEXTOID, TEXTOID},
 };
@@ -68,6 +68,8 @@ answer_query(HttpAnswer *a, OpsQuery *query, const char **parts)
 		return;
 	}
 	a->code = atoi(http_result_value(&r, 0, 0));
+	if (http_result_value(&r, 0, 3) != NULL && (a->code == 200 || a->code == 304))
+		http_key_used(atoll(http_result_value(&r, 0, 3)));
 	if ((etag = http_result_value(&r, 0, 1)) != NULL)
 		appendStringInfo(&a->headers, "ETag: %s\r\n", etag);
 	appendStringInfoString(&a->body, http_result_value(&r, 0, 2));
@@ -95,7 +97,7 @@ answer_client(HttpAnswer *a, const char *arg)
 }
 
 static OpsQuery metrics_query = {
-	.sql = "SELECT status, document FROM opsflags_internal.unleash_metrics_answer($1, $2::text[], $3)",
+	.sql = "SELECT status, document, key_id FROM opsflags_internal.unleash_metrics_answer($1, $2::text[], $3)",
 	.nargs = 3,
 	.argtypes = {TEXTOID, TEXTOID, TEXTOID},
 };
@@ -124,6 +126,8 @@ answer_metrics(HttpAnswer *a, const char *kinds)
 		return;
 	}
 	a->code = atoi(http_result_value(&r, 0, 0));
+	if (http_result_value(&r, 0, 2) != NULL && a->code == 204)
+		http_key_used(atoll(http_result_value(&r, 0, 2)));
 	appendStringInfoString(&a->body, http_result_value(&r, 0, 1));
 }
 

@@ -79,15 +79,16 @@ RETURN '"' || encode(sha256(convert_to(doc::text, 'UTF8')), 'base64') || '"';
 -- (kinds client and server; without one, where none is required, the
 -- server's opsflags.environment); the context is the query's parameters
 -- (query, a GET) or the body's {"context": {...}} (a POST; a body that is
--- the context itself is taken too).  Returns the HTTP status, the ETag and
--- {"toggles": [{"name", "enabled", "impressionData", "variant"}]}, the
--- enabled toggles only.
+-- the context itself is taken too).  Returns the HTTP status, the ETag,
+-- {"toggles": [{"name", "enabled", "impressionData", "variant"}]} (the
+-- enabled toggles only) and the API key used (key_id, if any).
 CREATE FUNCTION opsflags_internal.unleash_frontend_answer(presented text, query text, body text, if_none_match text)
-RETURNS TABLE (status integer, etag text, document text)
+RETURNS TABLE (status integer, etag text, document text, key_id bigint)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    kid  bigint;
     env  text;
     auth integer;
     req  jsonb;
@@ -95,12 +96,12 @@ DECLARE
     doc  jsonb;
     tag  text;
 BEGIN
-    SELECT e.status, e.environment INTO auth, env
+    SELECT e.status, e.environment, e.key_id INTO auth, env, kid
     FROM opsflags_internal.http_environment(presented, '{client,server}', current_setting('opsflags.environment')) e;
     IF auth <> 200 THEN
         RETURN QUERY SELECT auth, NULL::text,
             (jsonb_build_object('message', CASE auth WHEN 401 THEN 'a valid API key is required'
-                                                     ELSE 'this API key may not do that' END))::text;
+                                                     ELSE 'this API key may not do that' END))::text, kid;
         RETURN;
     END IF;
     IF body IS NOT NULL THEN
@@ -115,12 +116,12 @@ BEGIN
         ctx := opsflags_internal.unleash_query_context(query);
     END IF;
     IF ctx IS NULL THEN
-        RETURN QUERY SELECT 400, NULL::text, '{"message": "the context is {\"context\": {...}} or query parameters"}'::text;
+        RETURN QUERY SELECT 400, NULL::text, '{"message": "the context is {\"context\": {...}} or query parameters"}'::text, kid;
         RETURN;
     END IF;
     IF NOT EXISTS (SELECT FROM opsflags.environments e WHERE e.name = env) THEN
         RETURN QUERY SELECT 500, NULL::text,
-            (jsonb_build_object('message', format('environment "%s" does not exist', env)))::text;
+            (jsonb_build_object('message', format('environment "%s" does not exist', env)))::text, kid;
         RETURN;
     END IF;
 
@@ -134,48 +135,49 @@ BEGIN
     WHERE e.value -> 'enabled' = 'true';
     tag := opsflags_internal.http_etag(doc);
     IF if_none_match IS NOT NULL AND (if_none_match = tag OR if_none_match = 'W/' || tag OR if_none_match = '*') THEN
-        RETURN QUERY SELECT 304, tag, ''::text;
+        RETURN QUERY SELECT 304, tag, ''::text, kid;
         RETURN;
     END IF;
-    RETURN QUERY SELECT 200, tag, doc::text;
+    RETURN QUERY SELECT 200, tag, doc::text, kid;
 END
 $$;
 
 -- The answer to the client API (/api/client/features): the
 -- unleash_features document of the key's environment (kind server; without
 -- one, where none is required, the server's opsflags.environment), with its
--- ETag.
+-- ETag and the API key used (key_id, if any).
 CREATE FUNCTION opsflags_internal.unleash_client_answer(presented text, if_none_match text)
-RETURNS TABLE (status integer, etag text, document text)
+RETURNS TABLE (status integer, etag text, document text, key_id bigint)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    kid  bigint;
     env  text;
     auth integer;
     doc  jsonb;
     tag  text;
 BEGIN
-    SELECT e.status, e.environment INTO auth, env
+    SELECT e.status, e.environment, e.key_id INTO auth, env, kid
     FROM opsflags_internal.http_environment(presented, '{server}', current_setting('opsflags.environment')) e;
     IF auth <> 200 THEN
         RETURN QUERY SELECT auth, NULL::text,
             (jsonb_build_object('message', CASE auth WHEN 401 THEN 'a valid API key is required'
-                                                     ELSE 'this API key may not do that' END))::text;
+                                                     ELSE 'this API key may not do that' END))::text, kid;
         RETURN;
     END IF;
     IF NOT EXISTS (SELECT FROM opsflags.environments e WHERE e.name = env) THEN
         RETURN QUERY SELECT 500, NULL::text,
-            (jsonb_build_object('message', format('environment "%s" does not exist', env)))::text;
+            (jsonb_build_object('message', format('environment "%s" does not exist', env)))::text, kid;
         RETURN;
     END IF;
     doc := opsflags.unleash_features(env);
     tag := opsflags_internal.http_etag(doc);
     IF if_none_match IS NOT NULL AND (if_none_match = tag OR if_none_match = 'W/' || tag OR if_none_match = '*') THEN
-        RETURN QUERY SELECT 304, tag, ''::text;
+        RETURN QUERY SELECT 304, tag, ''::text, kid;
         RETURN;
     END IF;
-    RETURN QUERY SELECT 200, tag, doc::text;
+    RETURN QUERY SELECT 200, tag, doc::text, kid;
 END
 $$;
 
@@ -184,22 +186,24 @@ $$;
 -- toggle's yes and no counts of its bucket, {"bucket": {"toggles": {"<name>":
 -- {"yes", "no"}}}}, added to the usage of the flag of that name (flag_usage;
 -- names that are no flag are ignored).  Returns the HTTP status (204 when
--- counted) and a document for the others.
+-- counted), a document for the others and the API key used (key_id, if any:
+-- its last_used_at is written later).
 CREATE FUNCTION opsflags_internal.unleash_metrics_answer(presented text, kinds text[], body text)
-RETURNS TABLE (status integer, document text)
+RETURNS TABLE (status integer, document text, key_id bigint)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    kid     bigint;
     auth    integer;
     toggles jsonb;
 BEGIN
-    SELECT e.status INTO auth
+    SELECT e.status, e.key_id INTO auth, kid
     FROM opsflags_internal.http_environment(presented, kinds, current_setting('opsflags.environment')) e;
     IF auth <> 200 THEN
         RETURN QUERY SELECT auth,
             (jsonb_build_object('message', CASE auth WHEN 401 THEN 'a valid API key is required'
-                                                     ELSE 'this API key may not do that' END))::text;
+                                                     ELSE 'this API key may not do that' END))::text, kid;
         RETURN;
     END IF;
     BEGIN
@@ -212,13 +216,13 @@ BEGIN
                   WHERE jsonb_typeof(t.value) IS DISTINCT FROM 'object'
                      OR (c.n IS NOT NULL AND (jsonb_typeof(c.n) IS DISTINCT FROM 'number'
                                               OR c.n::text !~ '^[0-9]{1,15}$'))) THEN
-        RETURN QUERY SELECT 400, '{"message": "metrics are {\"bucket\": {\"toggles\": {\"<name>\": {\"yes\": n, \"no\": n}}}}"}'::text;
+        RETURN QUERY SELECT 400, '{"message": "metrics are {\"bucket\": {\"toggles\": {\"<name>\": {\"yes\": n, \"no\": n}}}}"}'::text, kid;
         RETURN;
     END IF;
     PERFORM opsflags_internal.usage_add(t.key, coalesce((t.value ->> 'yes')::bigint, 0), coalesce((t.value ->> 'no')::bigint, 0))
     FROM jsonb_each(toggles) t
     WHERE EXISTS (SELECT FROM opsflags.feature_flags f WHERE f.flag_key = t.key);
-    RETURN QUERY SELECT 204, ''::text;
+    RETURN QUERY SELECT 204, ''::text, kid;
 END
 $$;
 
