@@ -4,7 +4,11 @@
 # rules, one a country list, one a 10% rollout, and a 3-way split
 # fallthrough on a third of them).  OFREP bulk (every flag for one context
 # per request) and OFREP single (one flag), a different context each
-# request (bench/ofrep.lua): requests per second, p50 and p99.
+# request (bench/ofrep.lua): requests per second, p50 and p99.  Then the
+# Unleash frontend API on the same flags and contexts (bench/unleash.lua):
+# opsflags' /api/frontend against Unleash's own frontend API server
+# (@unleash/proxy, bench/unleash_proxy.js, fed by opsflags' Unleash client
+# API, evaluating with unleash-client in Node), same client and concurrency.
 #   BENCH_HTTP_SECONDS  length of each wrk run (default 10)
 #   BENCH_HTTP_CLIENTS  wrk connections (default 8)
 set -euo pipefail
@@ -16,9 +20,11 @@ CLIENTS=${BENCH_HTTP_CLIENTS:-8}
 TMP=''
 DATADIR=''
 MC_PIDFILE=''
+PROXY_PID=''
 
 cleanup() {
     set +e
+    [[ -n $PROXY_PID ]] && kill "$PROXY_PID" 2>/dev/null && wait "$PROXY_PID" 2>/dev/null
     [[ -n $DATADIR ]] && stop_cluster "$DATADIR"
     [[ -n $MC_PIDFILE ]] && stop_memcached "$MC_PIDFILE"
     [[ -n $TMP ]] && rm -rf -- "$TMP"
@@ -29,6 +35,7 @@ if [[ ${OPSFLAGS_BENCH_BUILT:-} != 1 ]]; then
     ensure_packages curl wrk
     build_install
 fi
+ensure_node_modules
 
 TMP=$(mktemp -d /tmp/opsflags-bench-clients.XXXXXX)
 is_root && chown "$SERVER_USER:" "$TMP"
@@ -59,13 +66,26 @@ n=$(curl -s -X POST -d '{"context": {"targetingKey": "u1"}}' "$URL/ofrep/v1/eval
 echo "== 11. client endpoints under wrk: 1 thread, $CLIENTS connections, ${SECS} s each, a new context per request, loopback"
 to_ms() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n += 0; else if (v ~ /s$/) n *= 1000; printf "%.2f", n }'; }
 run() {
-    local label=$1 path=$2 out rps p50 p99 errs
-    out=$(wrk -t1 -c"$CLIENTS" -d"${SECS}s" --latency -s "$REPO/bench/ofrep.lua" "$URL$path")
+    local label=$1 url=$2 script=${3:-ofrep.lua} out rps p50 p99 errs
+    out=$(wrk -t1 -c"$CLIENTS" -d"${SECS}s" --latency -s "$REPO/bench/$script" "$url")
     rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
     p50=$(to_ms "$(awk '$1 == "50%" {print $2}' <<<"$out")")
     p99=$(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$out")")
     errs=$(awk '/Non-2xx|Socket errors/' <<<"$out" | tr -s ' ' | paste -sd';')
     printf ' %-34s %8.0f req/s   p50 %6.2f ms   p99 %6.2f ms%s\n' "$label" "$rps" "$p50" "$p99" "${errs:+   ($errs)}"
 }
-run "OFREP bulk ($n flags per answer)" /ofrep/v1/evaluate/flags
-run "OFREP single flag" /ofrep/v1/evaluate/flags/bench.c.7
+run "OFREP bulk ($n flags per answer)" "$URL/ofrep/v1/evaluate/flags"
+run "OFREP single flag" "$URL/ofrep/v1/evaluate/flags/bench.c.7"
+
+PROXY_PORT=$(free_port $((HTTP_PORT + 1)))
+node "$REPO/bench/unleash_proxy.js" "$PROXY_PORT" "$URL/api" >"$TMP/proxy.log" 2>&1 &
+PROXY_PID=$!
+for _ in $(seq 1 200); do
+    [[ $(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: bench-secret' "http://127.0.0.1:$PROXY_PORT/proxy?userId=u1") == 200 ]] && break
+    sleep 0.1
+done
+a=$(curl -s "$URL/api/frontend?userId=user-7&properties%5Bcountry%5D=DE" | grep -o '"name"' | wc -l)
+b=$(curl -s -H 'Authorization: bench-secret' "http://127.0.0.1:$PROXY_PORT/proxy?userId=user-7&properties%5Bcountry%5D=DE" | grep -o '"name"' | wc -l)
+echo " (the same context: opsflags lists $a names, @unleash/proxy $b: toggles and their variants)"
+run "opsflags /api/frontend" "$URL/api/frontend" unleash.lua
+run "@unleash/proxy /proxy" "http://127.0.0.1:$PROXY_PORT/proxy" unleash.lua

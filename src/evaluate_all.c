@@ -5,8 +5,9 @@
  *	  feature_explain(flag_key, context)}, built in one pass over a
  *	  per-backend list of the flag keys and the environments; each flag is
  *	  evaluated from the flag cache (evaluation.c) with the context read once.
- *	  Also the same for the HTTP server's OFREP bulk answer, written as text
- *	  in OFREP's format (ofrep_bulk).
+ *	  Also the same for the HTTP server's client endpoints, written as text in
+ *	  their formats: OFREP's bulk answer (ofrep_bulk) and Unleash's frontend
+ *	  API (unleash_toggles).
  *
  * The list is loaded with one query and dropped whenever the flag cache is
  * emptied (opsflags_flag_keys_reset(), called by flags.c), so it follows the
@@ -27,12 +28,14 @@
 #include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/memutils.h"
+#include "utils/numeric.h"
 
 #include "rules.h"
 
 PG_FUNCTION_INFO_V1(opsflags_evaluate_all);
 PG_FUNCTION_INFO_V1(opsflags_ofrep_bulk);
 PG_FUNCTION_INFO_V1(opsflags_ofrep_one);
+PG_FUNCTION_INFO_V1(opsflags_unleash_toggles);
 
 typedef struct FlagKeys
 {
@@ -330,4 +333,117 @@ opsflags_ofrep_one(PG_FUNCTION_ARGS)
 	values[0] = Int32GetDatum(status);
 	values[1] = PointerGetDatum(cstring_to_text_with_len(buf.data, buf.len));
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
+}
+
+/* An Unleash payload's value: a string as it is, anything else as JSON text. */
+static void
+append_payload_value(StringInfo buf, Jsonb *value)
+{
+	JsonbValue	v;
+
+	if (JB_ROOT_IS_SCALAR(value) && JsonbExtractScalar(&value->root, &v))
+	{
+		if (v.type == jbvString)
+		{
+			char	   *str = pnstrdup(v.val.string.val, v.val.string.len);
+
+			escape_json(buf, str);
+			return;
+		}
+		if (v.type == jbvNumeric)
+		{
+			escape_json(buf, DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v.val.numeric))));
+			return;
+		}
+	}
+	{
+		StringInfoData t;
+
+		initStringInfo(&t);
+		(void) JsonbToCString(&t, &value->root, VARSIZE(value));
+		escape_json(buf, t.data);
+	}
+}
+
+/* The payload's type: a value already {"type": string, "value": string} is its own payload. */
+static bool
+is_payload(Jsonb *value)
+{
+	JsonbValue	t,
+				v;
+
+	return !JB_ROOT_IS_SCALAR(value) && JB_ROOT_IS_OBJECT(value) &&
+		opsflags_jsonb_member(&value->root, "type", 4, &t) && t.type == jbvString &&
+		opsflags_jsonb_member(&value->root, "value", 5, &v) && v.type == jbvString;
+}
+
+/*
+ * unleash_toggles(context jsonb, environment text) -> text: Unleash's
+ * frontend API answer, {"toggles": [...]}: every flag enabled for the
+ * context, in flag key order, with its variant (the served variation's
+ * name and its value as payload; "disabled" when the variation has no
+ * name), as unleash_frontend_variant() in SQL makes it.
+ */
+Datum
+opsflags_unleash_toggles(PG_FUNCTION_ARGS)
+{
+	const char *env;
+	FlagKeys   *fk;
+	EvalContext ec;
+	StringInfoData buf;
+	bool		first = true;
+
+	if (PG_ARGISNULL(1))
+		PG_RETURN_NULL();
+	env = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	fk = flag_keys_for(env);
+	opsflags_context_read(PG_ARGISNULL(0) ? NULL : PG_GETARG_JSONB_P(0), &ec);
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "{\"toggles\": [");
+	for (int i = 0; i < fk->nkeys; i++)
+	{
+		OpsEvalDetail d;
+
+		CHECK_FOR_INTERRUPTS();
+		ec.have_random = false;
+		if (!opsflags_evaluate_detail(env, fk->keys[i], fk->keylens[i], &ec, &d) || !d.enabled)
+			continue;
+		if (!first)
+			appendStringInfoString(&buf, ", ");
+		first = false;
+		appendStringInfoString(&buf, "{\"name\": ");
+		escape_json(&buf, fk->keys[i]);
+		appendStringInfoString(&buf, ", \"enabled\": true, \"impressionData\": false, \"variant\": ");
+		if (d.variant == NULL)
+		{
+			appendStringInfoString(&buf, "{\"name\": \"disabled\", \"enabled\": false, \"feature_enabled\": true}}");
+			continue;
+		}
+		appendStringInfoString(&buf, "{\"name\": ");
+		escape_json(&buf, d.variant);
+		appendStringInfoString(&buf, ", \"enabled\": true, \"feature_enabled\": true");
+		if (d.value != NULL && is_payload(d.value))
+		{
+			appendStringInfoString(&buf, ", \"payload\": ");
+			(void) JsonbToCString(&buf, &d.value->root, VARSIZE(d.value));
+		}
+		else if (d.value != NULL)
+		{
+			JsonbValue	v;
+			const char *type = "json";
+
+			if (JB_ROOT_IS_SCALAR(d.value) && JsonbExtractScalar(&d.value->root, &v))
+				type = v.type == jbvString ? "string" : v.type == jbvNumeric ? "number" :
+					v.type == jbvNull ? NULL : "json";
+			if (type != NULL)
+			{
+				appendStringInfo(&buf, ", \"payload\": {\"type\": \"%s\", \"value\": ", type);
+				append_payload_value(&buf, d.value);
+				appendStringInfoString(&buf, "}");
+			}
+		}
+		appendStringInfoString(&buf, "}}");
+	}
+	appendStringInfoString(&buf, "]}");
+	PG_RETURN_TEXT_P(cstring_to_text_with_len(buf.data, buf.len));
 }

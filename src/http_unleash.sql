@@ -1,8 +1,9 @@
 /*
  * http_unleash.sql
  *	  What the HTTP server's Unleash endpoints (http_unleash.c) ask the
- *	  database: the frontend API's toggles for one context (evaluated by
- *	  evaluate_all, as the Unleash browser and mobile SDKs read them) and the
+ *	  database: the frontend API's toggles for one context (written in C
+ *	  from the flag cache, as the Unleash browser and mobile SDKs read them)
+ *	  and the
  *	  client API's features document (unleash_features, for the server
  *	  SDKs, which evaluate locally).
  */
@@ -69,6 +70,26 @@ RETURN CASE
             ELSE '{}'::jsonb END
     END;
 
+-- The frontend API's toggles in C (evaluate_all.c), and the plain SQL
+-- reference it follows (the tests compare them).
+CREATE FUNCTION opsflags_internal.unleash_toggles(context jsonb, environment text)
+RETURNS text
+LANGUAGE c STABLE
+AS 'MODULE_PATHNAME', 'opsflags_unleash_toggles';
+CREATE FUNCTION opsflags_internal.unleash_frontend_toggles(context jsonb, environment text)
+RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT jsonb_build_object('toggles', coalesce(jsonb_agg(jsonb_build_object(
+               'name', e.key,
+               'enabled', true,
+               'impressionData', false,
+               'variant', opsflags_internal.unleash_frontend_variant(e.value)) ORDER BY e.key), '[]'))
+    FROM jsonb_each(opsflags.evaluate_all(context, environment)) e
+    WHERE e.value -> 'enabled' = 'true'
+$$;
+
 -- An ETag for a document, and whether If-None-Match names it.
 CREATE FUNCTION opsflags_internal.http_etag(doc jsonb)
 RETURNS text
@@ -93,7 +114,7 @@ DECLARE
     auth integer;
     req  jsonb;
     ctx  jsonb;
-    doc  jsonb;
+    doc  text;
     tag  text;
 BEGIN
     SELECT e.status, e.environment, e.key_id INTO auth, env, kid
@@ -125,20 +146,15 @@ BEGIN
         RETURN;
     END IF;
 
-    SELECT jsonb_build_object('toggles', coalesce(jsonb_agg(jsonb_build_object(
-               'name', e.key,
-               'enabled', true,
-               'impressionData', false,
-               'variant', opsflags_internal.unleash_frontend_variant(e.value)) ORDER BY e.key), '[]'))
-    INTO doc
-    FROM jsonb_each(opsflags.evaluate_all(ctx, env)) e
-    WHERE e.value -> 'enabled' = 'true';
-    tag := opsflags_internal.http_etag(doc);
+    -- In C from the flag cache (evaluate_all.c); unleash_frontend_toggles()
+    -- below is its plain SQL reference.
+    doc := opsflags_internal.unleash_toggles(ctx, env);
+    tag := '"' || encode(sha256(convert_to(doc, 'UTF8')), 'base64') || '"';
     IF if_none_match IS NOT NULL AND (if_none_match = tag OR if_none_match = 'W/' || tag OR if_none_match = '*') THEN
         RETURN QUERY SELECT 304, tag, ''::text, kid;
         RETURN;
     END IF;
-    RETURN QUERY SELECT 200, tag, doc::text, kid;
+    RETURN QUERY SELECT 200, tag, doc, kid;
 END
 $$;
 
@@ -230,6 +246,7 @@ REVOKE ALL ON FUNCTION
     opsflags_internal.unleash_metrics_answer(text, text[], text),
     opsflags_internal.url_decode(text), opsflags_internal.unleash_query_context(text),
     opsflags_internal.unleash_frontend_variant(jsonb), opsflags_internal.http_etag(jsonb),
+    opsflags_internal.unleash_toggles(jsonb, text), opsflags_internal.unleash_frontend_toggles(jsonb, text),
     opsflags_internal.unleash_frontend_answer(text, text, text, text),
     opsflags_internal.unleash_client_answer(text, text)
 FROM PUBLIC;

@@ -1,6 +1,7 @@
 -- test/pgtap/ofrep.sql: the OFREP answers the HTTP server sends, written in
 -- C (ofrep_one, ofrep_bulk), against their plain SQL reference (ofrep_item
--- over feature_explain and evaluate_all), on generated flags (rules, splits,
+-- over feature_explain and evaluate_all), and so the Unleash frontend API's
+-- toggles (unleash_toggles against unleash_frontend_toggles), on generated flags (rules, splits,
 -- percentage rollouts, off flags with and without an off variation, named
 -- variations, archived and unknown keys) and contexts (with and without a
 -- targeting key); and ofrep_answer's statuses, ETag and 304.
@@ -8,7 +9,7 @@
 \ir setup.inc
 
 BEGIN;
-SELECT plan(7);
+SELECT plan(8);
 SET LOCAL opsflags.environment = 'production';
 SELECT setseed(0.4242) AS x \gset
 
@@ -68,6 +69,11 @@ SELECT is((SELECT count(*)::int FROM octx
                  (SELECT jsonb_agg(opsflags_internal.ofrep_item(e.key, e.value, keyed) ORDER BY e.key)
                   FROM jsonb_each(opsflags.evaluate_all(ctx, 'production')) e)), 0,
           'ofrep_bulk (C) is ofrep_item over evaluate_all for every context');
+
+SELECT is((SELECT count(*)::int FROM octx
+           WHERE opsflags_internal.unleash_toggles(ctx, 'production')::jsonb
+                 IS DISTINCT FROM opsflags_internal.unleash_frontend_toggles(ctx, 'production')), 0,
+          'unleash_toggles (C) is unleash_frontend_toggles (SQL) for every context');
 
 -- ofrep_answer: statuses, the ETag, 304.
 SELECT is((SELECT array_agg(a.status ORDER BY o) FROM unnest(ARRAY['{"context": {"targetingKey": "u1"}}', 'nope', '{"context": 5}', '[]']) WITH ORDINALITY b(body, o),
