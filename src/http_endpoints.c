@@ -18,4 +18,5 @@ http_register_endpoints(void)
 	http_status_routes();		/* /, /index.html, /api/status */
 	http_flags_routes();		/* /flags/<environment> */
 	http_ofrep_routes();		/* /ofrep/v1/evaluate/flags[/<key>] */
+	http_ofrep_stream_routes();	/* /ofrep/v1/stream */
 }

@@ -17,6 +17,14 @@ RETURN CASE
     WHEN x ->> 'reason' IN ('FALLTHROUGH', 'NO_MATCH') THEN 'STATIC'
     ELSE 'UNKNOWN' END;
 
+-- A ticket to the event stream of an environment (http_ofrep_stream.c),
+-- valid for lifetime seconds (rounded up to the next minute): for the bulk
+-- answer's eventStreams; NULL when the server offers no streams.
+CREATE FUNCTION opsflags_internal.ofrep_stream_token(environment text, lifetime integer DEFAULT 600)
+RETURNS text
+LANGUAGE c VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'opsflags_ofrep_stream_token';
+
 -- One flag's evaluation as OFREP says it: {key, value, reason, variant,
 -- metadata}, the value left out when the flag serves none (the caller's
 -- default), or a failure {key, errorCode, errorDetails}.  keyed: the
@@ -49,7 +57,9 @@ RETURN CASE
 -- server's opsflags.environment); flag_key NULL is the bulk evaluation.
 -- body is the request's body as sent; if_none_match the request's header.  Returns the HTTP status, the bulk answer's ETag (a
 -- hash of the answer itself, so it changes when the flags or the context
--- change what is served) and the document.
+-- change what is served) and the document.  A bulk answer also names the
+-- event stream that tells of changes (eventStreams, outside the ETag: its
+-- URL carries a ticket for the environment, never the key).
 CREATE FUNCTION opsflags_internal.ofrep_answer(presented text, flag_key text, body text, if_none_match text)
 RETURNS TABLE (status integer, etag text, document text)
 LANGUAGE plpgsql
@@ -64,6 +74,7 @@ DECLARE
     x     jsonb;
     doc   jsonb;
     tag   text;
+    token text;
 BEGIN
     SELECT e.status, e.environment INTO auth, env
     FROM opsflags_internal.http_environment(presented, '{client,server}', current_setting('opsflags.environment')) e;
@@ -114,11 +125,18 @@ BEGIN
         RETURN QUERY SELECT 304, tag, ''::text;
         RETURN;
     END IF;
+    token := opsflags_internal.ofrep_stream_token(env);
+    IF token IS NOT NULL THEN
+        doc := doc || jsonb_build_object('eventStreams', jsonb_build_array(jsonb_build_object(
+            'type', 'sse',
+            'endpoint', jsonb_build_object('requestUri', '/ofrep/v1/stream?token=' || token),
+            'inactivityDelaySec', 120)));
+    END IF;
     RETURN QUERY SELECT 200, tag, doc::text;
 END
 $$;
 
 REVOKE ALL ON FUNCTION
-    opsflags_internal.ofrep_reason(jsonb), opsflags_internal.ofrep_item(text, jsonb, boolean),
+    opsflags_internal.ofrep_stream_token(text, integer), opsflags_internal.ofrep_reason(jsonb), opsflags_internal.ofrep_item(text, jsonb, boolean),
     opsflags_internal.ofrep_answer(text, text, text, text)
 FROM PUBLIC;

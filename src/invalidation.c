@@ -77,6 +77,8 @@
 #include "miscadmin.h"
 #include "port/atomics.h"
 #include "port/pg_bitutils.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
 #include "storage/shmem.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
@@ -96,12 +98,20 @@ PG_FUNCTION_INFO_V1(opsflags_flag_cache_stats);
 
 #define SLOT_WORDS ((INVAL_SLOT_COUNT + 63) / 64)
 
+/* Counters of commits by database; two databases may share one. */
+#define INVAL_DATABASE_COUNTERS 64
+
 typedef struct InvalShared
 {
 	pg_atomic_uint64 generation;	/* stamps commits */
 	pg_atomic_uint64 published;		/* commits whose slots are raised */
 	pg_atomic_uint64 reset_generation;
 	pg_atomic_uint32 prepared;		/* a PREPARE changed the flag tables */
+	/* commits that changed flags, by database (a hash of its oid) */
+	pg_atomic_uint64 database_changes[INVAL_DATABASE_COUNTERS];
+	/* who is woken by such a commit: a process (pgprocno + 1, 0: none) ... */
+	pg_atomic_uint32 watcher;
+	pg_atomic_uint32 watcher_database;	/* ... for commits in this database */
 	pg_atomic_uint64 slot[INVAL_SLOT_COUNT];
 } InvalShared;
 
@@ -675,6 +685,45 @@ inval_publish(void)
 	if (xact_reset)
 		slot_raise(&inval->reset_generation, g);
 	pg_atomic_fetch_add_u64(&inval->published, 1);
+
+	/* ... and to whoever watches this database's flags (the HTTP server's streams) */
+	pg_atomic_fetch_add_u64(&inval->database_changes[MyDatabaseId % INVAL_DATABASE_COUNTERS], 1);
+	if (pg_atomic_read_u32(&inval->watcher_database) == MyDatabaseId)
+	{
+		uint32		w = pg_atomic_read_u32(&inval->watcher);
+
+		if (w != 0 && w <= ProcGlobal->allProcCount)
+			SetLatch(&ProcGlobal->allProcs[w - 1].procLatch);
+	}
+}
+
+/*
+ * Commits that changed the flags of this database (flags, their configs and
+ * prerequisites, segments, environments) so far: a counter that only grows,
+ * read without a lock.  A database that shares its counter with another
+ * sees that one's commits too, which only costs a spurious change.  0
+ * without shared memory.
+ */
+uint64
+opsflags_inval_database_changes(void)
+{
+	if (inval == NULL)
+		return 0;
+	return pg_atomic_read_u64(&inval->database_changes[MyDatabaseId % INVAL_DATABASE_COUNTERS]);
+}
+
+/*
+ * Be woken (this process's latch set) by every commit that changes the
+ * flags of this database, or no longer (watch false).  One watcher at a
+ * time: the HTTP server.  The wake-up is a hint; the counter is the truth.
+ */
+void
+opsflags_inval_watch(bool watch)
+{
+	if (inval == NULL)
+		return;
+	pg_atomic_write_u32(&inval->watcher_database, watch ? MyDatabaseId : InvalidOid);
+	pg_atomic_write_u32(&inval->watcher, watch ? MyProc->pgprocno + 1 : 0);
 }
 
 /*
@@ -779,6 +828,10 @@ inval_shmem_attach(void)
 		pg_atomic_init_u64(&s->published, 0);
 		pg_atomic_init_u64(&s->reset_generation, 0);
 		pg_atomic_init_u32(&s->prepared, 0);
+		for (i = 0; i < INVAL_DATABASE_COUNTERS; i++)
+			pg_atomic_init_u64(&s->database_changes[i], 0);
+		pg_atomic_init_u32(&s->watcher, 0);
+		pg_atomic_init_u32(&s->watcher_database, InvalidOid);
 		for (i = 0; i < INVAL_SLOT_COUNT; i++)
 			pg_atomic_init_u64(&s->slot[i], 0);
 	}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # clients.sh: the client SDKs, from npm, pointed at the HTTP server of the
 # test cluster (SOCKDIR, PORT): test/clients/ofrep.js (OpenFeature's server
-# and web SDKs with their OFREP providers).  Turns the server on, on a free
+# and web SDKs with their OFREP providers), then test/clients/streams.js (the
+# web provider on OFREP's event stream).  Turns the server on, on a free
 # port, with CORS for one origin, and off again at the end.  Prints TAP.
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/common.sh"
@@ -24,4 +25,8 @@ if ! wait_for 30 ready; then
     exit 1
 fi
 cd "$(dirname "${BASH_SOURCE[0]}")"
-PGHOST=$SOCKDIR PGPORT=$PORT PGUSER=postgres PGDATABASE=opsflags_tap OPSFLAGS_HTTP=http://127.0.0.1:$H node ofrep.js
+export PGHOST=$SOCKDIR PGPORT=$PORT PGUSER=postgres PGDATABASE=opsflags_tap OPSFLAGS_HTTP=http://127.0.0.1:$H
+rc=0
+node ofrep.js || rc=1
+node streams.js || rc=1
+exit $rc

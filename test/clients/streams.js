@@ -1,0 +1,197 @@
+// streams.js: OFREP's event stream with OpenFeature's web provider,
+// unmodified (EventSource from the pinned "eventsource" package, Node having
+// none): the bulk answer names the stream with a ticket, never the key; a
+// change committed in SQL reaches the provider (its configuration-changed
+// event, the new value) within a second; a client that does not read is
+// dropped; streams take no request slots (more streams than
+// opsflags.http_max_connections, and /livez still answers); a token that is
+// missing, forged or expired is 401.  Prints TAP.
+'use strict';
+
+const http = require('http');
+const net = require('net');
+const { Client } = require('pg');
+const web = require('@openfeature/web-sdk');
+const { OFREPWebProvider } = require('@openfeature/ofrep-web-provider');
+const { EventSource } = require('eventsource');
+
+globalThis.EventSource = EventSource;
+
+const BASE = process.env.OPSFLAGS_HTTP;
+const P = 'clients.streams.';
+let n = 0;
+let failed = 0;
+function ok(cond, what) {
+    n++;
+    if (!cond) failed++;
+    console.log(`${cond ? 'ok' : 'not ok'} ${n} - ${what}`);
+}
+
+// One request on a connection of its own (none kept alive: slots are few here).
+function get(path) {
+    return new Promise((resolve) => {
+        const req = http.get(BASE + path, { agent: false, headers: { Connection: 'close' } }, (res) => {
+            let body = '';
+            res.setEncoding('utf8');
+            res.on('data', (d) => { body += d; });
+            res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body }));
+        });
+        req.on('error', () => resolve({ status: 0, headers: {}, body: '' }));
+    });
+}
+async function metric(name) {
+    const text = (await get('/metrics')).body;
+    const m = text.match(new RegExp(`^${name} (\\d+)$`, 'm'));
+    return m ? Number(m[1]) : -1;
+}
+async function until(what, cond, ms = 10000) {
+    const end = Date.now() + ms;
+    for (;;) {
+        if (await cond()) return true;
+        if (Date.now() > end) { console.log(`# gave up waiting: ${what}`); return false; }
+        await new Promise((r) => setTimeout(r, 20));
+    }
+}
+
+// A raw stream: resolves with the socket and the response head, paused if asked.
+function openRaw(path, pause) {
+    const u = new URL(BASE);
+    return new Promise((resolve, reject) => {
+        const s = net.connect(Number(u.port), u.hostname, () => {
+            s.write(`GET ${path} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n`);
+        });
+        let head = '';
+        const onData = (d) => {
+            head += d.toString('latin1');
+            if (head.includes('\r\n\r\n')) {
+                s.removeListener('data', onData);
+                if (pause) s.pause();
+                else s.on('data', () => {});
+                resolve({ socket: s, head });
+            }
+        };
+        s.on('data', onData);
+        s.on('error', reject);
+    });
+}
+
+async function main() {
+    const db = new Client();
+    await db.connect();
+    const sql = async (q, a) => (await db.query(q, a)).rows;
+    const raws = [];
+    await sql(`SELECT opsflags.archive_flag(flag_key), opsflags.delete_flag(flag_key) FROM opsflags.feature_flags WHERE flag_key LIKE $1`, [P + '%']);
+    await sql('SELECT opsflags.create_flag($1, $1, NULL, $2, $3)', [P + 'live', 'boolean', '[true, false]']);
+    await sql("SELECT opsflags.update_flag($1, '{\"is_enabled\": true, \"on_variation\": 0, \"off_variation\": 1}', 'production')", [P + 'live']);
+    try {
+        // The bulk answer names the stream; its URL has a ticket, not a key.
+        const bulk = await fetch(BASE + '/ofrep/v1/evaluate/flags', { method: 'POST', body: '{"context": {"targetingKey": "u1"}}',
+                                                                       headers: { 'Content-Type': 'application/json' } });
+        const doc = await bulk.json();
+        const es = (doc.eventStreams || [])[0] || {};
+        const uri = (es.endpoint || {}).requestUri || '';
+        ok(bulk.status === 200 && es.type === 'sse' && es.inactivityDelaySec === 120
+           && /^\/ofrep\/v1\/stream\?token=production\.\d+\.[0-9a-f]{64}$/.test(uri),
+           `the bulk answer has eventStreams: [{type: sse, endpoint: {requestUri: ${uri.replace(/[0-9a-f]{64}$/, '<mac>')}}, inactivityDelaySec: 120}]`);
+
+        // The web provider: SSE, then a change committed in SQL.
+        await web.OpenFeature.setContext({ targetingKey: 'u1' });
+        const provider = new OFREPWebProvider({ baseUrl: BASE, pollInterval: 0 });
+        await web.OpenFeature.setProviderAndWait(provider);
+        const client = web.OpenFeature.getClient();
+        const before = client.getBooleanValue(P + 'live', false);
+        const connected = await until('the provider\'s stream', async () => (await metric('opsflags_http_streams')) === 1);
+        const changed = new Promise((resolve) => client.addHandler(web.ProviderEvents.ConfigurationChanged, () => resolve(Date.now())));
+        const t0 = Date.now();
+        await sql("SELECT opsflags.update_flag($1, '{\"is_enabled\": false}', 'production')", [P + 'live']);
+        const committed = Date.now();
+        const seen = await Promise.race([changed, new Promise((r) => setTimeout(() => r(null), 5000))]);
+        const after = client.getBooleanValue(P + 'live', true);
+        ok(before === true && connected && seen !== null && seen - committed < 1000 && after === false,
+           `the web provider gets a change committed in SQL over its stream within 1 s: ${seen === null ? 'never' : seen - committed} ms after COMMIT returned (${seen === null ? '-' : seen - t0} ms after it was sent), value ${before} -> ${after}`);
+        await web.OpenFeature.close();
+        ok(await until('the provider\'s stream to close', async () => (await metric('opsflags_http_streams')) === 0),
+           'closing the provider closes its stream (the server sees the client leave)');
+
+        // Tokens: missing, malformed, forged (another environment, another expiry), expired.
+        const good = (await sql("SELECT opsflags_internal.ofrep_stream_token('production') AS t"))[0].t;
+        const expired = (await sql("SELECT opsflags_internal.ofrep_stream_token('production', -120) AS t"))[0].t;
+        const [env, exp, mac] = good.split('.');
+        const tries = [
+            ['no token', ''], ['garbage', '?token=abc'], ['another environment', `?token=staging.${exp}.${mac}`],
+            ['a later expiry', `?token=${env}.${Number(exp) + 60}.${mac}`], ['an expired one', `?token=${expired}`],
+        ];
+        const codes = [];
+        let allJson = true;
+        for (const [, q] of tries) {
+            const r = await get('/ofrep/v1/stream' + q);
+            codes.push(r.status);
+            let details;
+            try { details = JSON.parse(r.body).errorDetails; } catch (e) { details = null; }
+            allJson = allJson && (r.headers['content-type'] || '').startsWith('application/json') && typeof details === 'string';
+        }
+        const valid = await openRaw('/ofrep/v1/stream?token=' + good, false);
+        raws.push(valid.socket);
+        ok(codes.every((c) => c === 401) && allJson && /^HTTP\/1\.1 200 /.test(valid.head)
+           && /\r\nContent-Type: text\/event-stream\r\n/i.test(valid.head) && /\r\nCache-Control: no-cache\r\n/i.test(valid.head)
+           && /\r\nX-Accel-Buffering: no\r\n/i.test(valid.head) && !/Content-Length/i.test(valid.head),
+           `tokens: ${tries.map(([w], i) => `${w} ${codes[i]}`).join(', ')} (JSON); a valid one opens a stream (text/event-stream, no-cache, X-Accel-Buffering: no, no Content-Length)`);
+
+        // More streams than request slots: /livez still answers.
+        await sql('ALTER SYSTEM SET opsflags.http_max_connections = 4');
+        await sql('SELECT pg_reload_conf()');
+        // applied once a fifth connection is turned away (four that send nothing hold the slots)
+        const applied = await until('opsflags.http_max_connections = 4', async () => {
+            const held = await Promise.all([0, 1, 2, 3].map(() => new Promise((r) => {
+                const s = net.connect(Number(new URL(BASE).port), '127.0.0.1', () => r(s));
+            })));
+            const fifth = (await get('/livez')).status;
+            held.forEach((s) => s.destroy());
+            return fifth === 503;
+        });
+        for (let i = 0; i < 7; i++) {
+            const s = await openRaw('/ofrep/v1/stream?token=' + good, false);
+            raws.push(s.socket);
+        }
+        const open = await metric('opsflags_http_streams');
+        const livez = [];
+        for (let i = 0; i < 3; i++) livez.push((await get('/livez')).status);
+        ok(applied && open === 8 && livez.every((c) => c === 200),
+           `8 streams open with opsflags.http_max_connections = 4, and /livez answers: ${livez.join(' ')} (streams: ${open})`);
+        await sql('ALTER SYSTEM RESET opsflags.http_max_connections');
+        await sql('SELECT pg_reload_conf()');
+
+        // A client that does not read is dropped: changes pile up unsent.
+        const slow = await openRaw('/ofrep/v1/stream?token=' + good, true);
+        raws.push(slow.socket);
+        const dropped0 = await metric('opsflags_http_streams_dropped_total');
+        let commits = 0;
+        let dropped = dropped0;
+        await sql('SET synchronous_commit = off');
+        while (dropped === dropped0 && commits < 30000) {
+            await sql(`DO $$ BEGIN FOR i IN 1..500 LOOP
+                         PERFORM opsflags.update_flag('${P}live', jsonb_build_object('is_enabled', i % 2 = 0), 'production');
+                         COMMIT;
+                       END LOOP; END $$`);
+            commits += 500;
+            dropped = await metric('opsflags_http_streams_dropped_total');
+        }
+        const others = await metric('opsflags_http_streams');
+        ok(dropped === dropped0 + 1 && others === 8,
+           `a client that does not read is dropped (after ${commits} commits), the ${others} that read are not`);
+    } finally {
+        raws.forEach((s) => s.destroy());
+        await sql('ALTER SYSTEM RESET opsflags.http_max_connections').catch(() => {});
+        await sql('SELECT pg_reload_conf()').catch(() => {});
+        await sql(`SELECT opsflags.archive_flag(flag_key), opsflags.delete_flag(flag_key) FROM opsflags.feature_flags WHERE flag_key LIKE $1`, [P + '%']);
+        await db.end();
+    }
+    console.log(`1..${n}`);
+    process.exitCode = failed ? 1 : 0;
+}
+
+main().catch((e) => {
+    console.error(e);
+    console.log(`not ok ${n + 1} - ${e.message}`);
+    process.exitCode = 1;
+});
