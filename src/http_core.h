@@ -89,6 +89,7 @@ extern WaitEventSet *http_event_set;
 
 /* http_stream.c: the streams, out of http_conns */
 extern int	http_nstreams;
+extern int	http_streams_events(void);
 extern void http_streams_add_events(WaitEventSet *set);
 extern long http_streams_tick(void);
 extern bool http_stream_event(void *user_data, uint32 events);

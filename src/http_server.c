@@ -199,9 +199,9 @@ build_event_set(void)
 {
 #if PG_VERSION_NUM >= 170000
 	/* No resource owner: freed by the loop, like the TopMemoryContext set before 17 */
-	WaitEventSet *set = CreateWaitEventSet(NULL, 2 + nlisten + http_nconns + http_nstreams);
+	WaitEventSet *set = CreateWaitEventSet(NULL, 2 + nlisten + http_nconns + http_streams_events());
 #else
-	WaitEventSet *set = CreateWaitEventSet(TopMemoryContext, 2 + nlisten + http_nconns + http_nstreams);
+	WaitEventSet *set = CreateWaitEventSet(TopMemoryContext, 2 + nlisten + http_nconns + http_streams_events());
 #endif
 	int			i;
 

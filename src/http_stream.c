@@ -9,12 +9,17 @@
  *
  * A stream leaves http_conns (the request slots) for the table here, which
  * grows as needed up to opsflags.http_max_streams; it still holds one of
- * fd.c's external descriptors, taken at accept.  It is in the loop's
- * WaitEventSet, readable (to see its client leave) and, only while it has
- * bytes the socket did not take, writeable: that change is made in place
- * (ModifyWaitEvent), so a push rebuilds nothing; the set is rebuilt only
- * when a stream begins or ends.  When nothing happens a turn of the loop
- * costs O(1) here: one read of a shared counter.  Every HTTP_STREAM_PING_MS
+ * fd.c's external descriptors, taken at accept.  A stream is watched
+ * readable (to see its client leave) and, only while it has bytes the
+ * socket did not take, writeable.  On Linux the streams have an epoll set
+ * of their own, which is one readable socket in the loop's WaitEventSet:
+ * a stream begins, ends or changes what it waits for with one epoll_ctl,
+ * and the loop's set, rebuilt whenever a request connection comes or goes,
+ * stays as small as the request slots however many streams there are.
+ * Elsewhere the streams are in the loop's set (what they wait for changed
+ * in place, ModifyWaitEvent), which is then rebuilt with them.  When
+ * nothing happens a turn of the loop costs O(1) here: one read of a shared
+ * counter.  Every HTTP_STREAM_PING_MS
  * each stream gets a comment line, so that proxies keep it open and a
  * vanished client is found out.  A client may leave at most
  * HTTP_STREAM_MAX_UNTAKEN bytes untaken (queued here plus, where the kernel
@@ -38,8 +43,11 @@
 
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <unistd.h>
 #ifdef __linux__
 #include <linux/sockios.h>
+#include <sys/epoll.h>
+#define HTTP_STREAM_EPOLL 1
 #endif
 
 #include "common/hmac.h"
@@ -73,6 +81,12 @@ int			http_max_streams = 1000;
 int			http_nstreams = 0;
 static HttpStream **streams = NULL;
 static int	streams_size = 0;
+
+#ifdef HTTP_STREAM_EPOLL
+static int	streams_epoll = -1;	/* the streams' own epoll set */
+#define HTTP_STREAM_EPOLL_BATCH 256
+#endif
+static char streams_marker;		/* user_data of that set in the loop's */
 
 static HttpStreamFamily *families[HTTP_STREAM_FAMILIES];
 static int	nfamilies = 0;
@@ -156,9 +170,21 @@ set_writing(HttpStream *stream, bool writing)
 	if (stream->writing == writing)
 		return;
 	stream->writing = writing;
+#ifdef HTTP_STREAM_EPOLL
+	if (stream->event_pos >= 0)
+	{
+		struct epoll_event ev;
+
+		ev.events = EPOLLIN | (writing ? EPOLLOUT : 0);
+		ev.data.ptr = stream;
+		if (epoll_ctl(streams_epoll, EPOLL_CTL_MOD, stream->conn->sock, &ev) < 0)
+			elog(ERROR, "epoll_ctl() failed: %m");
+	}
+#else
 	if (stream->event_pos >= 0 && http_event_set != NULL && !http_events_changed)
 		ModifyWaitEvent(http_event_set, stream->event_pos,
 						WL_SOCKET_READABLE | (writing ? WL_SOCKET_WRITEABLE : 0), NULL);
+#endif
 }
 
 /* Send what the socket takes now.  False when the client is gone. */
@@ -213,6 +239,10 @@ stream_close(HttpStream *stream, bool abort)
 		streams[i] = streams[http_nstreams];
 		streams[i]->index = i;
 	}
+#ifdef HTTP_STREAM_EPOLL
+	if (stream->event_pos >= 0)
+		(void) epoll_ctl(streams_epoll, EPOLL_CTL_DEL, conn->sock, NULL);
+#endif
 	if (abort)
 	{
 		struct linger lg;
@@ -224,8 +254,14 @@ stream_close(HttpStream *stream, bool abort)
 	closesocket(conn->sock);
 	ReleaseExternalFD();
 	MemoryContextDelete(conn->context);
+#ifndef HTTP_STREAM_EPOLL
 	http_events_changed = true;
-	http_accept_paused_until = 0;	/* a descriptor is free again */
+#endif
+	if (http_accept_paused_until != 0)
+	{
+		http_accept_paused_until = 0;	/* a descriptor is free again */
+		http_events_changed = true;
+	}
 	if (http_nstreams == 0)
 		watch(false);
 }
@@ -347,7 +383,26 @@ http_stream_begin(HttpConn *conn, HttpRequest *req, HttpStreamFamily *family,
 	streams[http_nstreams++] = stream;
 	dlist_push_tail(&family->streams, &stream->node);
 	family->nstreams++;
-	http_events_changed = true;
+	http_events_changed = true; /* its connection leaves the loop's set */
+#ifdef HTTP_STREAM_EPOLL
+	{
+		struct epoll_event ev;
+
+		if (streams_epoll < 0)
+		{
+			/* one more descriptor, as the listening sockets */
+			streams_epoll = epoll_create1(EPOLL_CLOEXEC);
+			if (streams_epoll < 0)
+				elog(ERROR, "epoll_create1() failed: %m");
+			ReserveExternalFD();
+		}
+		ev.events = EPOLLIN | EPOLLOUT;
+		ev.data.ptr = stream;
+		if (epoll_ctl(streams_epoll, EPOLL_CTL_ADD, conn->sock, &ev) < 0)
+			elog(ERROR, "epoll_ctl() failed: %m");
+		stream->event_pos = 0;
+	}
+#endif
 	if (next_ping == 0 || http_nstreams == 1)
 		next_ping = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), HTTP_STREAM_PING_MS);
 	watch(true);
@@ -356,42 +411,43 @@ http_stream_begin(HttpConn *conn, HttpRequest *req, HttpStreamFamily *family,
 
 /* ---------- the loop's side ---------- */
 
+/* How many events http_streams_add_events() adds */
+int
+http_streams_events(void)
+{
+#ifdef HTTP_STREAM_EPOLL
+	return streams_epoll >= 0 ? 1 : 0;
+#else
+	return http_nstreams;
+#endif
+}
+
 void
 http_streams_add_events(WaitEventSet *set)
 {
+#ifdef HTTP_STREAM_EPOLL
+	if (streams_epoll >= 0)
+		AddWaitEventToSet(set, WL_SOCKET_READABLE, streams_epoll, NULL, &streams_marker);
+#else
 	int			i;
 
 	for (i = 0; i < http_nstreams; i++)
 		streams[i]->event_pos =
 			AddWaitEventToSet(set, WL_SOCKET_READABLE | (streams[i]->writing ? WL_SOCKET_WRITEABLE : 0),
 							  streams[i]->conn->sock, NULL, streams[i]);
+#endif
 }
 
-/*
- * An event of the set whose user_data is not a connection's: a stream's,
- * if it is one still.  False if it is not.
- */
-bool
-http_stream_event(void *user_data, uint32 events)
+/* A stream's socket is ready: send, or see its client leave. */
+static void
+stream_ready(HttpStream *stream, bool writeable, bool readable)
 {
-	HttpStream *stream = NULL;
-	int			i;
-
-	for (i = 0; i < http_nstreams; i++)
-		if (streams[i] == user_data)
-			stream = streams[i];
-	if (stream == NULL)
-		return false;
-
-	if (events & WL_SOCKET_WRITEABLE)
+	if (writeable && !stream_send(stream))
 	{
-		if (!stream_send(stream))
-		{
-			stream_close(stream, false);
-			return true;
-		}
+		stream_close(stream, false);
+		return;
 	}
-	if (events & WL_SOCKET_READABLE)
+	if (readable)
 	{
 		int			drained = 0;
 
@@ -410,11 +466,46 @@ http_stream_event(void *user_data, uint32 events)
 			else
 			{
 				stream_close(stream, false);
-				return true;
+				return;
 			}
 		}
 	}
+}
+
+/*
+ * An event of the loop's set whose user_data is not a request
+ * connection's: the streams' (their epoll set, or one stream), if it is.
+ * False if it is not theirs.
+ */
+bool
+http_stream_event(void *user_data, uint32 events)
+{
+#ifdef HTTP_STREAM_EPOLL
+	struct epoll_event ready[HTTP_STREAM_EPOLL_BATCH];
+	int			n;
+	int			i;
+
+	if (user_data != &streams_marker)
+		return false;
+	/* one batch per turn: more keep the set readable for the next */
+	n = epoll_wait(streams_epoll, ready, lengthof(ready), 0);
+	for (i = 0; i < n; i++)
+		stream_ready((HttpStream *) ready[i].data.ptr,
+					 (ready[i].events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) != 0,
+					 (ready[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) != 0);
 	return true;
+#else
+	int			i;
+
+	for (i = 0; i < http_nstreams; i++)
+		if (streams[i] == user_data)
+		{
+			stream_ready(streams[i], (events & WL_SOCKET_WRITEABLE) != 0,
+						 (events & WL_SOCKET_READABLE) != 0);
+			return true;
+		}
+	return false;
+#endif
 }
 
 static void
