@@ -2003,6 +2003,15 @@ AS 'MODULE_PATHNAME', 'opsflags_flag_cache_stats';
 COMMENT ON FUNCTION opsflags.flag_cache_stats() IS
   'This backend''s flag cache: entries, hits, loads, reloads, invalidated, resets, memory_bytes, per_flag_invalidation';
 
+-- At this transaction's commit, tell the HTTP server's event streams that
+-- what clients are served may have changed (API keys), without invalidating
+-- any cache.  Not for PUBLIC: a caller could wake every stream's client.
+CREATE FUNCTION opsflags_internal.announce_change()
+RETURNS void
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'opsflags_announce_change';
+REVOKE ALL ON FUNCTION opsflags_internal.announce_change() FROM PUBLIC;
+
 
 -------------------------------------------------------------------------------
 -- evaluate_all in C (evaluate_all.c): the same document, the same grants
@@ -3652,6 +3661,8 @@ AS $$
             pg_catalog.to_jsonb(k) OPERATOR(pg_catalog.-) 'secret_hash'::text,
             pg_catalog.inet_client_addr(), pg_catalog.current_setting('application_name'),
             pg_catalog.txid_current());
+    -- clients of the environment may now be refused (or no longer asked for a key)
+    SELECT opsflags_internal.announce_change();
     SELECT pg_catalog.pg_notify('opsflags', pg_catalog.json_build_object(
         'event', 'api_key.' || pg_catalog.lower(action) || 'd', 'id', k.id, 'environment', k.environment)::text);
 $$;

@@ -3,7 +3,8 @@
  *	  Per-flag invalidation of the flag cache (flags.c): generations in
  *	  shared memory that a change to the flag tables raises at commit, the
  *	  row trigger's record of what a transaction changed, which cached
- *	  entries to load again, and flag_cache_stats().  Needs
+ *	  entries to load again, flag_cache_stats(), and the per-database change
+ *	  counter that the HTTP server's event streams watch.  Needs
  *	  shared_preload_libraries; without it every change empties every
  *	  backend's whole flag cache (cache.c).
  *
@@ -59,6 +60,13 @@
  * them and every slot it touched for reload.  Rollbacks of transactions
  * that changed flags are rare; a rollback publishes nothing.
  *
+ * The same commit also raises a counter of its database (one of
+ * INVAL_DATABASE_COUNTERS, by the database's oid) and sets the latch of the
+ * process that watches that database, if any (the HTTP server while it
+ * holds event streams, http_stream.c), which reads the counter without SQL
+ * to learn that the flags changed; announce_change() does only that, for
+ * changes outside the flag tables that clients see (API keys).
+ *
  * A prepared transaction is committed later by COMMIT PREPARED, possibly in
  * another backend, with no callback of ours: PREPARE TRANSACTION of a
  * change to the flag tables sets a flag in shared memory after which the
@@ -90,6 +98,7 @@
 #include "rules.h"
 
 PG_FUNCTION_INFO_V1(opsflags_flag_cache_stats);
+PG_FUNCTION_INFO_V1(opsflags_announce_change);
 
 /* Seeds of the slot hashes, one per kind of key. */
 #define FLAG_SLOT_SEED UINT64CONST(0x6f707366)
@@ -121,6 +130,7 @@ static InvalShared *inval = NULL;
 static uint64 xact_slots[SLOT_WORDS];
 static bool xact_touched = false;
 static bool xact_reset = false;
+static bool xact_announce = false;	/* announce_change(): tell the watcher only */
 
 /* Slots whose entries this backend must reload at its next boundary. */
 static uint64 local_slots[SLOT_WORDS];
@@ -685,8 +695,12 @@ inval_publish(void)
 	if (xact_reset)
 		slot_raise(&inval->reset_generation, g);
 	pg_atomic_fetch_add_u64(&inval->published, 1);
+}
 
-	/* ... and to whoever watches this database's flags (the HTTP server's streams) */
+/* At commit: tell whoever watches this database's flags (the HTTP server's streams). */
+static void
+inval_announce(void)
+{
 	pg_atomic_fetch_add_u64(&inval->database_changes[MyDatabaseId % INVAL_DATABASE_COUNTERS], 1);
 	if (pg_atomic_read_u32(&inval->watcher_database) == MyDatabaseId)
 	{
@@ -757,6 +771,14 @@ xact_done(bool reload_locally)
 static void
 inval_xact_callback(XactEvent event, void *arg)
 {
+	if (xact_announce && (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT ||
+						  event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT ||
+						  event == XACT_EVENT_PREPARE))
+	{
+		xact_announce = false;
+		if (!xact_touched && (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT))
+			inval_announce();
+	}
 	if (!xact_touched)
 		return;
 	switch (event)
@@ -764,6 +786,7 @@ inval_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
 			inval_publish();
+			inval_announce();
 			xact_done(false);
 			break;
 		case XACT_EVENT_ABORT:
@@ -809,6 +832,20 @@ opsflags_flag_cache_stats(PG_FUNCTION_ARGS)
 					 s.entries, s.hits, s.loads, s.reloads, s.invalidated, s.resets,
 					 s.live_bytes, inval != NULL ? "true" : "false");
 	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
+}
+
+/*
+ * announce_change() -> void: at this transaction's commit, tell whoever
+ * watches this database's flags (the HTTP server's streams) that what
+ * clients are served may have changed, without invalidating any cache: for
+ * changes outside the flag tables (API keys).
+ */
+Datum
+opsflags_announce_change(PG_FUNCTION_ARGS)
+{
+	if (inval != NULL)
+		xact_announce = true;
+	PG_RETURN_VOID();
 }
 
 /* ---------- set-up ---------- */

@@ -4,8 +4,9 @@
 // change committed in SQL reaches the provider (its configuration-changed
 // event, the new value) within a second; a client that does not read is
 // dropped; streams take no request slots (more streams than
-// opsflags.http_max_connections, and /livez still answers); a token that is
-// missing, forged or expired is 401.  Prints TAP.
+// opsflags.http_max_connections, and /livez still answers; 503 beyond
+// opsflags.http_max_streams); a token that is missing, forged or expired is
+// 401; creating or revoking an API key is told as a change.  Prints TAP.
 'use strict';
 
 const http = require('http');
@@ -54,20 +55,21 @@ async function until(what, cond, ms = 10000) {
 }
 
 // A raw stream: resolves with the socket and the response head, paused if asked.
-function openRaw(path, pause) {
+function openRaw(path, pause, origin) {
     const u = new URL(BASE);
     return new Promise((resolve, reject) => {
         const s = net.connect(Number(u.port), u.hostname, () => {
-            s.write(`GET ${path} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n`);
+            s.write(`GET ${path} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n${origin ? `Origin: ${origin}\r\n` : ''}\r\n`);
         });
         let head = '';
         const onData = (d) => {
             head += d.toString('latin1');
             if (head.includes('\r\n\r\n')) {
                 s.removeListener('data', onData);
+                const raw = { socket: s, head, body: '' };
                 if (pause) s.pause();
-                else s.on('data', () => {});
-                resolve({ socket: s, head });
+                else s.on('data', (more) => { raw.body += more.toString('latin1'); });
+                resolve(raw);
             }
         };
         s.on('data', onData);
@@ -130,12 +132,25 @@ async function main() {
             try { details = JSON.parse(r.body).errorDetails; } catch (e) { details = null; }
             allJson = allJson && (r.headers['content-type'] || '').startsWith('application/json') && typeof details === 'string';
         }
-        const valid = await openRaw('/ofrep/v1/stream?token=' + good, false);
+        const valid = await openRaw('/ofrep/v1/stream?token=' + good, false, 'http://app.example');
         raws.push(valid.socket);
         ok(codes.every((c) => c === 401) && allJson && /^HTTP\/1\.1 200 /.test(valid.head)
            && /\r\nContent-Type: text\/event-stream\r\n/i.test(valid.head) && /\r\nCache-Control: no-cache\r\n/i.test(valid.head)
-           && /\r\nX-Accel-Buffering: no\r\n/i.test(valid.head) && !/Content-Length/i.test(valid.head),
-           `tokens: ${tries.map(([w], i) => `${w} ${codes[i]}`).join(', ')} (JSON); a valid one opens a stream (text/event-stream, no-cache, X-Accel-Buffering: no, no Content-Length)`);
+           && /\r\nX-Accel-Buffering: no\r\n/i.test(valid.head) && !/Content-Length/i.test(valid.head)
+           && /\r\nAccess-Control-Allow-Origin: http:\/\/app\.example\r\n/i.test(valid.head),
+           `tokens: ${tries.map(([w], i) => `${w} ${codes[i]}`).join(', ')} (JSON); a valid one opens a stream (text/event-stream, no-cache, X-Accel-Buffering: no, no Content-Length, CORS for the allowed origin)`);
+
+        // API keys change what a client is served: creating and revoking one is told too.
+        const events = () => (valid.body.match(/refetchEvaluation/g) || []).length;
+        const e0 = events();
+        await sql("SELECT opsflags.create_api_key('staging', 'client', 'streams test')");
+        const afterCreate = await until('an event after create_api_key', async () => events() > e0, 2000);
+        const e1 = events();
+        await sql("SELECT opsflags.revoke_api_key(id) FROM opsflags.api_keys_view WHERE description = 'streams test'");
+        const afterRevoke = await until('an event after revoke_api_key', async () => events() > e1, 2000);
+        await sql("DELETE FROM opsflags.api_keys WHERE description = 'streams test'");
+        ok(afterCreate && afterRevoke && /^id: \d+\nevent: message\ndata: \{"type": "refetchEvaluation"\}\n\n/m.test(valid.body),
+           `creating and revoking an API key is told to the streams as a flag change is (id, event: message, data: {"type": "refetchEvaluation"}; ${events()} events)`);
 
         // More streams than request slots: /livez still answers.
         await sql('ALTER SYSTEM SET opsflags.http_max_connections = 4');
@@ -158,12 +173,31 @@ async function main() {
         for (let i = 0; i < 3; i++) livez.push((await get('/livez')).status);
         ok(applied && open === 8 && livez.every((c) => c === 200),
            `8 streams open with opsflags.http_max_connections = 4, and /livez answers: ${livez.join(' ')} (streams: ${open})`);
+        // Beyond opsflags.http_max_streams: 503.
+        await sql('ALTER SYSTEM SET opsflags.http_max_streams = 8');
+        await sql('SELECT pg_reload_conf()');
+        let beyond = null;
+        const limited = await until('opsflags.http_max_streams = 8', async () => {
+            // (while the setting is not yet applied, this is a ninth stream, closed again)
+            const r = await openRaw('/ofrep/v1/stream?token=' + good, false);
+            r.socket.destroy();
+            beyond = r;
+            return /^HTTP\/1\.1 503 /.test(r.head);
+        });
+        await sql('ALTER SYSTEM RESET opsflags.http_max_streams');
         await sql('ALTER SYSTEM RESET opsflags.http_max_connections');
         await sql('SELECT pg_reload_conf()');
+        const still8 = await until('8 streams', async () => (await metric('opsflags_http_streams')) === 8);
+        ok(limited && /\r\nContent-Length: 17\r\n/.test(beyond.head) && still8,
+           `with opsflags.http_max_streams = 8 and 8 open, another stream is ${beyond.head.split('\r\n')[0]} (too many streams)`);
 
         // A client that does not read is dropped: changes pile up unsent.
-        const slow = await openRaw('/ofrep/v1/stream?token=' + good, true);
-        raws.push(slow.socket);
+        let slow = null;
+        await until('opsflags.http_max_streams reset', async () => {
+            slow = await openRaw('/ofrep/v1/stream?token=' + good, true);
+            raws.push(slow.socket);
+            return /^HTTP\/1\.1 200 /.test(slow.head);
+        });
         const dropped0 = await metric('opsflags_http_streams_dropped_total');
         let commits = 0;
         let dropped = dropped0;
@@ -182,6 +216,7 @@ async function main() {
     } finally {
         raws.forEach((s) => s.destroy());
         await sql('ALTER SYSTEM RESET opsflags.http_max_connections').catch(() => {});
+        await sql('ALTER SYSTEM RESET opsflags.http_max_streams').catch(() => {});
         await sql('SELECT pg_reload_conf()').catch(() => {});
         await sql(`SELECT opsflags.archive_flag(flag_key), opsflags.delete_flag(flag_key) FROM opsflags.feature_flags WHERE flag_key LIKE $1`, [P + '%']);
         await db.end();
