@@ -594,7 +594,7 @@ ticket_mac(const char *scope, const char *subject, int64 expiry, uint8 mac[PG_SH
 }
 
 static int
-hex_value(char c)
+ticket_hex(char c)
 {
 	if (c >= '0' && c <= '9')
 		return c - '0';
@@ -664,8 +664,8 @@ http_stream_ticket_check(const char *scope, const char *ticket, char *subject, s
 	for (int i = 0; i < PG_SHA256_DIGEST_LENGTH; i++)
 	{
 		const char *h = dot2 + 1 + 2 * i;
-		int			hi = hex_value(h[0]);
-		int			lo = hex_value(h[1]);
+		int			hi = ticket_hex(h[0]);
+		int			lo = ticket_hex(h[1]);
 
 		diff |= (hi < 0 || lo < 0) ? 1 : ((hi << 4 | lo) ^ mac[i]);
 	}

@@ -737,7 +737,11 @@ opsflags_inval_watch(bool watch)
 	if (inval == NULL)
 		return;
 	pg_atomic_write_u32(&inval->watcher_database, watch ? MyDatabaseId : InvalidOid);
+#if PG_VERSION_NUM >= 170000
+	pg_atomic_write_u32(&inval->watcher, watch ? GetNumberFromPGProc(MyProc) + 1 : 0);
+#else
 	pg_atomic_write_u32(&inval->watcher, watch ? MyProc->pgprocno + 1 : 0);
+#endif
 }
 
 /*
