@@ -23,6 +23,8 @@
 #      and pgbench with and without /health load (its own cluster).
 #   7. bench/flip.sh: the first evaluation of 10,000 flags after another
 #      session flips one, vs with no flip (its own cluster).
+#   8. bench/clients.sh: the client endpoints (OFREP bulk of 100 flags and
+#      single) under wrk, a new context per request (its own cluster).
 #   BENCH_SECONDS  length of one pgbench run (default 8)
 #   BENCH_ROUNDS   pgbench rounds per variant (default 3)
 set -euo pipefail
@@ -140,3 +142,6 @@ OPSFLAGS_BENCH_BUILT=1 bash "$REPO/bench/http.sh"
 
 echo
 OPSFLAGS_BENCH_BUILT=1 bash "$REPO/bench/flip.sh"
+
+echo
+OPSFLAGS_BENCH_BUILT=1 bash "$REPO/bench/clients.sh"

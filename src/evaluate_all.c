@@ -5,6 +5,8 @@
  *	  feature_explain(flag_key, context)}, built in one pass over a
  *	  per-backend list of the flag keys and the environments; each flag is
  *	  evaluated from the flag cache (evaluation.c) with the context read once.
+ *	  Also the same for the HTTP server's OFREP bulk answer, written as text
+ *	  in OFREP's format (ofrep_bulk).
  *
  * The list is loaded with one query and dropped whenever the flag cache is
  * emptied (opsflags_flag_keys_reset(), called by flags.c), so it follows the
@@ -18,14 +20,19 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "funcapi.h"
+#include "access/htup_details.h"
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/json.h"
 #include "utils/memutils.h"
 
 #include "rules.h"
 
 PG_FUNCTION_INFO_V1(opsflags_evaluate_all);
+PG_FUNCTION_INFO_V1(opsflags_ofrep_bulk);
+PG_FUNCTION_INFO_V1(opsflags_ofrep_one);
 
 typedef struct FlagKeys
 {
@@ -42,7 +49,8 @@ static bool flag_keys_valid = false;
 
 static OpsQuery flag_keys_query = {
 	.sql =
-	"SELECT ARRAY(SELECT f.flag_key FROM opsflags.feature_flags f WHERE NOT f.archived), "
+	"SELECT ARRAY(SELECT f.flag_key FROM opsflags.feature_flags f WHERE NOT f.archived "
+	"             ORDER BY f.flag_key COLLATE \"C\"), "
 	"       ARRAY(SELECT e.name FROM opsflags.environments e)",
 	.nargs = 0,
 };
@@ -129,6 +137,23 @@ flag_keys_get(void)
 	return &flag_keys;
 }
 
+/* The list, for an environment that must exist (as resolve_environment() says it). */
+static FlagKeys *
+flag_keys_for(const char *env)
+{
+	FlagKeys   *fk = flag_keys_get();
+	bool		known = false;
+
+	for (int i = 0; i < fk->nenvs && !known; i++)
+		known = strcmp(fk->envs[i], env) == 0;
+	if (!known)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("environment \"%s\" does not exist", env),
+				 errhint("Environments are rows of opsflags.environments.")));
+	return fk;
+}
+
 /*
  * evaluate_all(context jsonb, environment text DEFAULT NULL) -> jsonb.  An
  * environment that does not exist is an error (as resolve_environment()
@@ -139,19 +164,10 @@ opsflags_evaluate_all(PG_FUNCTION_ARGS)
 {
 	const char *env = !PG_ARGISNULL(1) ? text_to_cstring(PG_GETARG_TEXT_PP(1)) :
 		opsflags_environment != NULL ? opsflags_environment : "production";
-	FlagKeys   *fk = flag_keys_get();
+	FlagKeys   *fk = flag_keys_for(env);
 	EvalContext ec;
 	JsonbParseState *ps = NULL;
 	JsonbValue *doc;
-	bool		known = false;
-
-	for (int i = 0; i < fk->nenvs && !known; i++)
-		known = strcmp(fk->envs[i], env) == 0;
-	if (!known)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("environment \"%s\" does not exist", env),
-				 errhint("Environments are rows of opsflags.environments.")));
 
 	opsflags_context_read(PG_ARGISNULL(0) ? NULL : PG_GETARG_JSONB_P(0), &ec);
 	(void) pushJsonbValue(&ps, WJB_BEGIN_OBJECT, NULL);
@@ -170,4 +186,148 @@ opsflags_evaluate_all(PG_FUNCTION_ARGS)
 	}
 	doc = pushJsonbValue(&ps, WJB_END_OBJECT, NULL);
 	PG_RETURN_JSONB_P(JsonbValueToJsonb(doc));
+}
+
+/* feature_explain's reason as an OpenFeature reason (as ofrep_reason() in SQL) */
+static const char *
+ofrep_reason(int reason)
+{
+	switch ((FlagReason) reason)
+	{
+		case REASON_OFF:
+		case REASON_SCHEDULE:
+		case REASON_PREREQUISITE_FAILED:
+			return "DISABLED";
+		case REASON_TARGET_USER:
+		case REASON_TARGET_ROLE:
+		case REASON_SEGMENT_MATCH:
+		case REASON_RULE_MATCH:
+			return "TARGETING_MATCH";
+		case REASON_ROLLOUT_IN:
+		case REASON_ROLLOUT_OUT:
+			return "SPLIT";
+		case REASON_FALLTHROUGH:
+		case REASON_NO_MATCH:
+			return "STATIC";
+		default:
+			return "UNKNOWN";
+	}
+}
+
+/*
+ * One flag's OFREP item, as ofrep_item() in SQL makes it (keyed: the
+ * context has a targeting key); returns the HTTP status it stands for
+ * alone: 200, 404 FLAG_NOT_FOUND, 400 TARGETING_KEY_MISSING or 500.
+ */
+static int
+append_ofrep_item(StringInfo buf, const char *env, const char *key, int keylen, EvalContext *ec,
+				  bool keyed)
+{
+	OpsEvalDetail d;
+
+	(void) opsflags_evaluate_detail(env, key, keylen, ec, &d);
+	appendStringInfoString(buf, "{\"key\": ");
+	escape_json(buf, key);
+	if (d.reason_code == REASON_FLAG_NOT_FOUND || d.reason_code == REASON_ARCHIVED ||
+		d.reason_code == REASON_UNKNOWN_ENVIRONMENT)
+	{
+		appendStringInfoString(buf, ", \"errorCode\": \"FLAG_NOT_FOUND\", \"errorDetails\": \"flag was not found\"}");
+		return 404;
+	}
+	if (d.reason_code == REASON_ERROR)
+	{
+		appendStringInfoString(buf, ", \"errorCode\": \"GENERAL\", \"errorDetails\": \"flag could not be evaluated\"}");
+		return 500;
+	}
+	if (!keyed && d.reason_code == REASON_ROLLOUT_OUT && d.bucket == 0)
+	{
+		appendStringInfoString(buf, ", \"errorCode\": \"TARGETING_KEY_MISSING\", "
+							   "\"errorDetails\": \"rolled out by percentage, which needs a targetingKey\"}");
+		return 400;
+	}
+	appendStringInfo(buf, ", \"reason\": \"%s\"", ofrep_reason(d.reason_code));
+	if (d.value != NULL)
+	{
+		appendStringInfoString(buf, ", \"value\": ");
+		(void) JsonbToCString(buf, &d.value->root, VARSIZE(d.value));
+		appendStringInfoString(buf, ", \"variant\": ");
+		if (d.variant != NULL)
+			escape_json(buf, d.variant);
+		else
+			appendStringInfo(buf, "\"%d\"", d.variation);
+	}
+	appendStringInfoString(buf, ", \"metadata\": {\"environment\": ");
+	escape_json(buf, env);
+	appendStringInfo(buf, ", \"flagVersion\": %d}}", d.version);
+	return 200;
+}
+
+/*
+ * ofrep_bulk(context jsonb, environment text, keyed boolean) -> text: every
+ * flag of the environment for the context as OFREP's bulk answer,
+ * {"flags": [...], "metadata": {...}}, each item as ofrep_item() in SQL
+ * makes it (keyed: the context has a targeting key), in flag key order, so
+ * that the same answer is the same text.
+ */
+Datum
+opsflags_ofrep_bulk(PG_FUNCTION_ARGS)
+{
+	const char *env;
+	FlagKeys   *fk;
+	EvalContext ec;
+	StringInfoData buf;
+	bool		keyed = !PG_ARGISNULL(2) && PG_GETARG_BOOL(2);
+
+	if (PG_ARGISNULL(1))
+		PG_RETURN_NULL();
+	env = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	fk = flag_keys_for(env);
+	opsflags_context_read(PG_ARGISNULL(0) ? NULL : PG_GETARG_JSONB_P(0), &ec);
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "{\"flags\": [");
+	for (int i = 0; i < fk->nkeys; i++)
+	{
+		CHECK_FOR_INTERRUPTS();
+		ec.have_random = false;
+		if (i > 0)
+			appendStringInfoString(&buf, ", ");
+		(void) append_ofrep_item(&buf, env, fk->keys[i], fk->keylens[i], &ec, keyed);
+	}
+	appendStringInfoString(&buf, "], \"metadata\": {\"environment\": ");
+	escape_json(&buf, env);
+	appendStringInfoString(&buf, "}}");
+	PG_RETURN_TEXT_P(cstring_to_text_with_len(buf.data, buf.len));
+}
+
+/*
+ * ofrep_one(context jsonb, environment text, flag_key text, keyed boolean,
+ * OUT status integer, OUT document text): one flag's OFREP answer and its
+ * HTTP status.
+ */
+Datum
+opsflags_ofrep_one(PG_FUNCTION_ARGS)
+{
+	const char *env;
+	text	   *key;
+	EvalContext ec;
+	StringInfoData buf;
+	TupleDesc	desc;
+	Datum		values[2];
+	bool		nulls[2] = {false, false};
+	int			status;
+
+	if (PG_ARGISNULL(1) || PG_ARGISNULL(2))
+		PG_RETURN_NULL();
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "ofrep_one must return a record");
+	env = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	(void) flag_keys_for(env);
+	key = PG_GETARG_TEXT_PP(2);
+	opsflags_context_read(PG_ARGISNULL(0) ? NULL : PG_GETARG_JSONB_P(0), &ec);
+	initStringInfo(&buf);
+	status = append_ofrep_item(&buf, env, text_to_cstring(key), VARSIZE_ANY_EXHDR(key), &ec,
+							   !PG_ARGISNULL(3) && PG_GETARG_BOOL(3));
+	values[0] = Int32GetDatum(status);
+	values[1] = PointerGetDatum(cstring_to_text_with_len(buf.data, buf.len));
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
 }

@@ -549,6 +549,40 @@ push_int(JsonbParseState **ps, const char *key, bool present, int64 i)
 }
 
 /*
+ * One flag evaluated as feature_explain reports it, for the client
+ * endpoints' formats (evaluate_all.c): false when the key cannot name a
+ * flag (reason FLAG_NOT_FOUND).  The value points into the cache.
+ */
+bool
+opsflags_evaluate_detail(const char *env, const char *key, int keylen, EvalContext *ec,
+						 OpsEvalDetail *out)
+{
+	FlagEntry  *e = flag_entry(env, key, keylen);
+	EvalResult	res = {REASON_FLAG_NOT_FOUND, false, NULL, -1, 0, VARIATION_UNPICKED, false};
+
+	memset(out, 0, sizeof(*out));
+	out->variation = -1;
+	out->reason = reason_names[REASON_FLAG_NOT_FOUND];
+	if (e == NULL)
+		return false;
+	(void) flag_evaluate(e, ec, &res);
+	out->variation = flag_variation(e, &res, ec, &out->in_experiment);
+	out->value = variation_value(e, out->variation);
+	if (out->value == NULL)
+		out->variation = -1;
+	out->reason = reason_names[res.reason];
+	out->reason_code = res.reason;
+	out->enabled = res.enabled;
+	out->bucket = res.bucket;
+	out->variant = out->value != NULL ? e->variant_names[out->variation] : NULL;
+	out->rule_index = res.rule;
+	out->rule = res.rule >= 0 && e->rules != NULL ? e->rules->rules[res.rule].id : NULL;
+	out->version = e->evaluable ? e->version : 0;
+	out->found = e->evaluable || res.reason != REASON_FLAG_NOT_FOUND;
+	return true;
+}
+
+/*
  * feature_explain's document for a flag key (NULL: none) in env, pushed as
  * an object: the value of the member being built, or the whole document.
  */

@@ -272,6 +272,9 @@ http_result_value(HttpResult *r, int row, int col)
 extern bool http_sql(OpsQuery *query, Datum *args, const char *nulls, Oid as_role,
 					 HttpResult *result);
 
+/* An answer was given for this API key: its last_used_at is written (once a minute). */
+extern void http_key_used(int64 key_id);
+
 /* The health_status() document and status as pg_monitor sees them (http_probes.c) */
 extern bool http_health_document(HttpResult *result);
 

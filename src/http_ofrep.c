@@ -68,7 +68,7 @@ all_flags(HttpConn *conn, HttpRequest *req, const char *arg)
 }
 
 static OpsQuery ofrep_query = {
-	.sql = "SELECT status, etag, document FROM opsflags_internal.ofrep_answer($1, $2, $3, $4)",
+	.sql = "SELECT status, etag, document, key_id FROM opsflags_internal.ofrep_answer($1, $2, $3, $4)",
 	.nargs = 4,
 	.argtypes = {TEXTOID, TEXTOID, TEXTOID, TEXTOID},
 };
@@ -99,6 +99,8 @@ answer_ofrep(HttpAnswer *a, const char *arg)
 		return;
 	}
 	a->code = atoi(http_result_value(&r, 0, 0));
+	if (http_result_value(&r, 0, 3) != NULL && (a->code == 200 || a->code == 304))
+		http_key_used(atoll(http_result_value(&r, 0, 3)));
 	if ((etag = http_result_value(&r, 0, 1)) != NULL)
 		appendStringInfo(&a->headers, "ETag: %s\r\n", etag);
 	appendStringInfoString(&a->body, http_result_value(&r, 0, 2));

@@ -21,6 +21,8 @@
  */
 #include "postgres.h"
 
+#include "access/xlog.h"
+#include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
@@ -33,6 +35,7 @@
 #include "storage/shm_mq.h"
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
+#include "utils/array.h"
 #include "utils/json.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
@@ -42,6 +45,15 @@
 
 static TimestampTz last_failure_logged = 0;
 
+/*
+ * API keys used since their last_used_at was written: written at most once
+ * a minute, in a transaction of its own (requests run read-only).
+ */
+#define HTTP_KEYS_NOTED 64
+static int64 keys_used[HTTP_KEYS_NOTED];
+static int	nkeys_used = 0;
+static TimestampTz keys_written_at = 0;
+
 /* ---------- what handlers use ---------- */
 
 /*
@@ -50,8 +62,55 @@ static TimestampTz last_failure_logged = 0;
  * at most a quarter of that for any lock.  On failure, false, with the
  * error's code and message in *result: the endpoint answers 503 (or 404).
  */
+static bool run_query(OpsQuery *query, Datum *args, const char *nulls, Oid as_role,
+					  HttpResult *result, bool read_only);
+
 bool
 http_sql(OpsQuery *query, Datum *args, const char *nulls, Oid as_role, HttpResult *result)
+{
+	return run_query(query, args, nulls, as_role, result, true);
+}
+
+/* A request was answered for this API key (keys beyond the table wait for the next minute). */
+void
+http_key_used(int64 key_id)
+{
+	for (int i = 0; i < nkeys_used; i++)
+		if (keys_used[i] == key_id)
+			return;
+	if (nkeys_used < HTTP_KEYS_NOTED)
+		keys_used[nkeys_used++] = key_id;
+}
+
+static OpsQuery touch_query = {
+	.sql = "SELECT opsflags_internal.api_key_touch($1)",
+	.nargs = 1,
+	.argtypes = {INT8ARRAYOID},
+};
+
+/* Write last_used_at of the keys used, once a minute; not on a standby. */
+static void
+write_keys_used(void)
+{
+	HttpResult	r;
+	Datum	   *ids;
+	Datum		arg;
+
+	if (nkeys_used == 0 || RecoveryInProgress() ||
+		!TimestampDifferenceExceeds(keys_written_at, GetCurrentTimestamp(), 60000))
+		return;
+	ids = palloc(sizeof(Datum) * nkeys_used);
+	for (int i = 0; i < nkeys_used; i++)
+		ids[i] = Int64GetDatum(keys_used[i]);
+	arg = PointerGetDatum(construct_array(ids, nkeys_used, INT8OID, sizeof(int64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	keys_written_at = GetCurrentTimestamp();
+	nkeys_used = 0;
+	(void) run_query(&touch_query, &arg, NULL, InvalidOid, &r, false);
+}
+
+static bool
+run_query(OpsQuery *query, Datum *args, const char *nulls, Oid as_role, HttpResult *result,
+		  bool read_only)
 {
 	MemoryContext oldcontext = CurrentMemoryContext;
 	volatile bool ok = true;
@@ -65,7 +124,7 @@ http_sql(OpsQuery *query, Datum *args, const char *nulls, Oid as_role, HttpResul
 		int			i,
 					j;
 
-		opsflags_step_begin(query->sql, opsflags_http_timeout_ms, true);
+		opsflags_step_begin(query->sql, opsflags_http_timeout_ms, read_only);
 		opsflags_spi_begin(&spi, as_role);
 		nrows = opsflags_spi_run(query, args, nulls, InvalidSnapshot, 0);
 
@@ -271,6 +330,7 @@ opsflags_http_sql_main(Datum arg)
 
 		if (shm_mq_send(answers, msg.len, msg.data, false, true) != SHM_MQ_SUCCESS)
 			proc_exit(0);
+		write_keys_used();
 		MemoryContextReset(request_context);
 	}
 }

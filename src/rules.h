@@ -324,6 +324,25 @@ extern RuleServe *opsflags_serve_default(int on_variation, Jsonb *weights, RuleT
 
 /* evaluation.c: what evaluate_all (evaluate_all.c) shares */
 extern void opsflags_context_read(Jsonb *context, EvalContext *ec);
+
+/* One evaluation as feature_explain reports it (evaluation.c) */
+typedef struct OpsEvalDetail
+{
+	bool		found;			/* the flag exists (archived or not) */
+	bool		enabled;
+	const char *reason;			/* feature_explain's reason */
+	int			reason_code;	/* FlagReason */
+	Jsonb	   *value;			/* NULL: none */
+	int			variation;		/* -1: none */
+	const char *variant;		/* its name, or NULL */
+	int			bucket;			/* 0: none */
+	int			rule_index;		/* -1: no rule */
+	const char *rule;
+	bool		in_experiment;
+	int32		version;
+} OpsEvalDetail;
+extern bool opsflags_evaluate_detail(const char *env, const char *key, int keylen,
+									 EvalContext *ec, OpsEvalDetail *out);
 extern JsonbValue *opsflags_explain_push(JsonbParseState **ps, const char *env, const char *key,
 										 int keylen, EvalContext *ec);
 

@@ -187,9 +187,22 @@ async function main() {
         const header = await post('/ofrep/v1/evaluate/flags', ctx, { 'X-API-Key': key });
         const staging = await post('/ofrep/v1/evaluate/flags/' + P + 'bool', ctx, { Authorization: `Bearer ${other}` });
         const wrong = await post('/ofrep/v1/evaluate/flags/' + P + 'bool', ctx, { Authorization: `Bearer ${key.slice(0, -1)}x` });
+        const flagsNone = await fetch(BASE + '/flags/production');
+        const flagsKey = await fetch(BASE + '/flags/production', { headers: { Authorization: `Bearer ${key}` } });
+        const flagsOther = await fetch(BASE + '/flags/production', { headers: { Authorization: `Bearer ${other}` } });
+        const flagsStaging = await fetch(BASE + '/flags/staging');
+        ok(flagsNone.status === 401 && flagsKey.status === 200 && flagsOther.status === 403 && flagsStaging.status === 401,
+           `/flags/<environment>: 401 without the key once the environment has one, 200 with it, 403 with another environment's (${[flagsNone, flagsKey, flagsOther, flagsStaging].map((r) => r.status)})`);
         server.OpenFeature.setProvider(new OFREPProvider({ baseUrl: BASE, headers: { Authorization: `Bearer ${key}` } }));
         const viaSdk = await server.OpenFeature.getClient().getBooleanDetails(P + 'bool', false, CONTEXTS[0]);
-        await sql('SELECT opsflags.revoke_api_key(id) FROM opsflags.api_keys_view WHERE description = $1', ['ofrep test']);
+        // last_used_at: written by the server after it answered with the key
+        let used = null;
+        for (let i = 0; i < 100 && !used; i++) {
+            used = (await sql("SELECT last_used_at FROM opsflags.api_keys_view WHERE description = 'ofrep test' AND environment = 'production'"))[0].last_used_at;
+            if (!used) await new Promise((r) => setTimeout(r, 50));
+        }
+        ok(used !== null, `the key's last_used_at is written after a request with it (${used})`);
+                await sql('SELECT opsflags.revoke_api_key(id) FROM opsflags.api_keys_view WHERE description = $1', ['ofrep test']);
         const revoked = await post('/ofrep/v1/evaluate/flags/' + P + 'bool', ctx, { Authorization: `Bearer ${key}` });
         const byServerKey = await post('/ofrep/v1/evaluate/flags/' + P + 'bool', ctx, { Authorization: `Bearer ${spare}` });
         await sql('SELECT opsflags.revoke_api_key(id) FROM opsflags.api_keys_view WHERE description = $1', ['ofrep test spare']);
