@@ -6,7 +6,8 @@
 // dropped; streams take no request slots (more streams than
 // opsflags.http_max_connections, and /livez still answers; 503 beyond
 // opsflags.http_max_streams); a token that is missing, forged or expired is
-// 401; creating or revoking an API key is told as a change.  Prints TAP.
+// 401; creating or revoking an API key is told as a change; a stream gets a
+// heartbeat.  Prints TAP.
 'use strict';
 
 const http = require('http');
@@ -133,6 +134,7 @@ async function main() {
             allJson = allJson && (r.headers['content-type'] || '').startsWith('application/json') && typeof details === 'string';
         }
         const valid = await openRaw('/ofrep/v1/stream?token=' + good, false, 'http://app.example');
+        const validSince = Date.now();
         raws.push(valid.socket);
         ok(codes.every((c) => c === 401) && allJson && /^HTTP\/1\.1 200 /.test(valid.head)
            && /\r\nContent-Type: text\/event-stream\r\n/i.test(valid.head) && /\r\nCache-Control: no-cache\r\n/i.test(valid.head)
@@ -213,6 +215,10 @@ async function main() {
         const others = await metric('opsflags_http_streams');
         ok(dropped === dropped0 + 1 && others === 8,
            `a client that does not read is dropped (after ${commits} commits), the ${others} that read are not`);
+
+        // Heartbeats: a comment line at least every 20 s, so that proxies keep the stream.
+        const pinged = await until('a heartbeat', async () => valid.body.includes('\n\n: ping\n\n') || valid.body.startsWith(': ping\n\n'), 25000);
+        ok(pinged, `a stream gets a heartbeat comment (": ping") within 20 s of the last (${((Date.now() - validSince) / 1000).toFixed(1)} s after it opened)`);
     } finally {
         raws.forEach((s) => s.destroy());
         await sql('ALTER SYSTEM RESET opsflags.http_max_connections').catch(() => {});
