@@ -204,12 +204,12 @@ async function main() {
         let commits = 0;
         let dropped = dropped0;
         await sql('SET synchronous_commit = off');
-        while (dropped === dropped0 && commits < 30000) {
-            await sql(`DO $$ BEGIN FOR i IN 1..500 LOOP
+        while (dropped === dropped0 && commits < 100000) {
+            await sql(`DO $$ BEGIN FOR i IN 1..1000 LOOP
                          PERFORM opsflags.update_flag('${P}live', jsonb_build_object('is_enabled', i % 2 = 0), 'production');
                          COMMIT;
                        END LOOP; END $$`);
-            commits += 500;
+            commits += 1000;
             dropped = await metric('opsflags_http_streams_dropped_total');
         }
         const others = await metric('opsflags_http_streams');
