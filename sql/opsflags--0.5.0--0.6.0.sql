@@ -2003,6 +2003,15 @@ AS 'MODULE_PATHNAME', 'opsflags_flag_cache_stats';
 COMMENT ON FUNCTION opsflags.flag_cache_stats() IS
   'This backend''s flag cache: entries, hits, loads, reloads, invalidated, resets, memory_bytes, per_flag_invalidation';
 
+-- At this transaction's commit, tell the HTTP server's event streams that
+-- what clients are served may have changed (API keys), without invalidating
+-- any cache.  Not for PUBLIC: a caller could wake every stream's client.
+CREATE FUNCTION opsflags_internal.announce_change()
+RETURNS void
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'opsflags_announce_change';
+REVOKE ALL ON FUNCTION opsflags_internal.announce_change() FROM PUBLIC;
+
 
 -------------------------------------------------------------------------------
 -- evaluate_all in C (evaluate_all.c): the same document, the same grants
@@ -3652,6 +3661,8 @@ AS $$
             pg_catalog.to_jsonb(k) OPERATOR(pg_catalog.-) 'secret_hash'::text,
             pg_catalog.inet_client_addr(), pg_catalog.current_setting('application_name'),
             pg_catalog.txid_current());
+    -- clients of the environment may now be refused (or no longer asked for a key)
+    SELECT opsflags_internal.announce_change();
     SELECT pg_catalog.pg_notify('opsflags', pg_catalog.json_build_object(
         'event', 'api_key.' || pg_catalog.lower(action) || 'd', 'id', k.id, 'environment', k.environment)::text);
 $$;
@@ -3902,6 +3913,14 @@ RETURNS record
 LANGUAGE c STABLE
 AS 'MODULE_PATHNAME', 'opsflags_ofrep_one';
 
+-- A ticket to the event stream of an environment (http_ofrep_stream.c),
+-- valid for lifetime seconds (rounded up to the next minute): for the bulk
+-- answer's eventStreams; NULL when the server offers no streams.
+CREATE FUNCTION opsflags_internal.ofrep_stream_token(environment text, lifetime integer DEFAULT 600)
+RETURNS text
+LANGUAGE c VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'opsflags_ofrep_stream_token';
+
 -- One flag's evaluation as OFREP says it (the reference the C functions
 -- follow, and what the tests compare them with): {key, value, reason, variant,
 -- metadata}, the value left out when the flag serves none (the caller's
@@ -3936,7 +3955,9 @@ RETURN CASE
 -- body is the request's body as sent; if_none_match the request's header.
 -- key_id: the API key used, if any (its last_used_at is written later).  Returns the HTTP status, the bulk answer's ETag (a
 -- hash of the answer itself, so it changes when the flags or the context
--- change what is served) and the document.
+-- change what is served) and the document.  A bulk answer also names the
+-- event stream that tells of changes (eventStreams, outside the ETag: its
+-- URL carries a ticket for the environment, never the key).
 CREATE FUNCTION opsflags_internal.ofrep_answer(presented text, flag_key text, body text, if_none_match text)
 RETURNS TABLE (status integer, etag text, document text, key_id bigint)
 LANGUAGE plpgsql
@@ -3951,6 +3972,7 @@ DECLARE
     keyed boolean;
     doc   text;
     tag   text;
+    token text;
 BEGIN
     SELECT e.status, e.environment, e.key_id INTO auth, env, kid
     FROM opsflags_internal.http_environment(presented, '{client,server}', current_setting('opsflags.environment')) e;
@@ -3993,11 +4015,21 @@ BEGIN
         RETURN QUERY SELECT 304, tag, ''::text, kid;
         RETURN;
     END IF;
+    token := opsflags_internal.ofrep_stream_token(env);
+    IF token IS NOT NULL THEN
+        -- spliced into the object's text, which is not parsed again
+        doc := left(doc, -1) || ', "eventStreams": '
+               || jsonb_build_array(jsonb_build_object(
+                      'type', 'sse',
+                      'endpoint', jsonb_build_object('requestUri', '/ofrep/v1/stream?token=' || token),
+                      'inactivityDelaySec', 120))::text || '}';
+    END IF;
     RETURN QUERY SELECT 200, tag, doc, kid;
 END
 $$;
 
 REVOKE ALL ON FUNCTION
+    opsflags_internal.ofrep_stream_token(text, integer),
     opsflags_internal.ofrep_bulk(jsonb, text, boolean), opsflags_internal.ofrep_one(jsonb, text, text, boolean),
     opsflags_internal.ofrep_reason(jsonb), opsflags_internal.ofrep_item(text, jsonb, boolean),
     opsflags_internal.ofrep_answer(text, text, text, text)

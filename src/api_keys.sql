@@ -99,6 +99,8 @@ AS $$
             pg_catalog.to_jsonb(k) OPERATOR(pg_catalog.-) 'secret_hash'::text,
             pg_catalog.inet_client_addr(), pg_catalog.current_setting('application_name'),
             pg_catalog.txid_current());
+    -- clients of the environment may now be refused (or no longer asked for a key)
+    SELECT opsflags_internal.announce_change();
     SELECT pg_catalog.pg_notify('opsflags', pg_catalog.json_build_object(
         'event', 'api_key.' || pg_catalog.lower(action) || 'd', 'id', k.id, 'environment', k.environment)::text);
 $$;

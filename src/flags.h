@@ -252,4 +252,8 @@ extern void opsflags_inval_track_segment(InvalItem *item, uint32 slot, bool relo
 extern void opsflags_inval_stamp(InvalItem *item);
 extern void opsflags_inval_forget(void);
 
+/* ... and the HTTP server's (http_stream.c): this database's flags changed */
+extern uint64 opsflags_inval_database_changes(void);
+extern void opsflags_inval_watch(bool watch);
+
 #endif							/* OPSFLAGS_FLAGS_H */

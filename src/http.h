@@ -15,6 +15,7 @@
 #ifndef OPSFLAGS_HTTP_H
 #define OPSFLAGS_HTTP_H
 
+#include "lib/ilist.h"
 #include "lib/stringinfo.h"
 #include "utils/timestamp.h"
 
@@ -136,6 +137,7 @@ extern void http_flags_routes(void);
 extern void http_ofrep_routes(void);
 extern void http_launchdarkly_routes(void);
 extern void http_unleash_routes(void);
+extern void http_ofrep_stream_routes(void);
 
 /* ---------- in the loop (http_conn.c, http_dbqueue.c) ---------- */
 
@@ -168,35 +170,83 @@ extern bool http_cors_allowed(const char *origin);
 extern int	http_response_counts(int codes[HTTP_COUNTED_CODES], uint64 counts[HTTP_COUNTED_CODES]);
 
 /*
- * Streams: the shape for server-sent events, to be built with the first
- * endpoint that streams (no code yet: nothing could exercise it).  A
- * connection has a state (HttpConnState, http_core.h), its own memory
- * context and output buffer, and one pass over the connections keeps
- * every deadline (http_expire_conns); a stream is one more state.  A
- * family of streaming endpoints will use:
+ * Streams (http_stream.c): server-sent events.  A route's handler turns its
+ * connection into a stream with http_stream_begin(): the response head is
+ * queued (text/event-stream, no Content-Length: closing the connection ends
+ * the stream) and the connection leaves the request slots
+ * (opsflags.http_max_connections) for the streams' own table and limit
+ * (opsflags.http_max_streams; 503 beyond).  A stream is never evicted as
+ * idle, is read only to see its client leave, gets a comment line every
+ * HTTP_STREAM_PING_MS so that proxies keep it, and has at most
+ * HTTP_STREAM_MAX_UNTAKEN bytes not yet taken by its client: a reader that
+ * does not keep up is dropped, never waited for.
  *
- *	HttpStream *http_stream_begin(HttpConn *conn, HttpRequest *req,
- *								  const char *content_type,
- *								  void (*closed) (HttpStream *, void *), void *arg);
- *		In a route's handler: queue the response head (no Content-Length:
- *		closing the connection ends the stream) and make the connection a
- *		stream: out of the request slots (opsflags.http_max_connections;
- *		streams get a limit of their own and a table that grows), never
- *		evicted as idle, read only to see EOF (its request buffer freed),
- *		and with a heartbeat (an SSE comment line) instead of a deadline.
- *	bool http_stream_push(HttpStream *stream, const char *data, size_t len);
- *		In the loop, from the family's own wakeup: append to the stream's
- *		buffer and send what the socket takes now, never waiting.  A buffer
- *		that would pass its bound closes the stream and returns false: a
- *		slow reader is dropped, not waited for.
- *	void http_stream_close(HttpStream *stream);
- *
- * The core calls closed() whenever it drops a stream (client gone, buffer
- * full, reload), so that the family forgets its handle.  With thousands of
- * streams the WaitEventSet, rebuilt at most once per turn of the loop
- * today, should instead be changed in place (ModifyWaitEvent) for a stream
- * that has bytes to send.
+ * A family of streams (say, OFREP's) registers an HttpStreamFamily at
+ * start-up; the core calls its changed() in the loop, within
+ * HTTP_STREAM_POLL_MS of a commit that changed the flags of the server's
+ * database (or at once, woken by it), and the family pushes to its streams
+ * (http_stream_foreach, http_stream_push).  Each stream carries a copy of
+ * the data its family gave it (say, its environment).
  */
+typedef struct HttpStream HttpStream;
+
+typedef struct HttpStreamFamily
+{
+	const char *name;
+	/* in the loop: the flags of the database changed (changes: a counter) */
+	void		(*changed) (struct HttpStreamFamily *family, uint64 changes);
+	/* the core's */
+	dlist_head	streams;
+	int			nstreams;
+} HttpStreamFamily;
+
+#define HTTP_STREAM_PING_MS		20000	/* a comment line that often */
+#define HTTP_STREAM_POLL_MS		200 /* changes seen at least that soon */
+#define HTTP_STREAM_MAX_UNTAKEN	65536	/* bytes a client may leave untaken */
+#define HTTP_STREAM_MAX_DATA	128 /* bytes of a stream's family data */
+
+/* opsflags.http_max_streams */
+extern int	http_max_streams;
+
+/* At start-up (preload): a family of streams */
+extern void http_stream_family(HttpStreamFamily *family);
+
+/*
+ * In a route's handler: make the connection a stream of family, with a copy
+ * of data.  NULL when it is not one (the request is answered: a HEAD, or
+ * 503 beyond opsflags.http_max_streams).
+ */
+extern HttpStream *http_stream_begin(HttpConn *conn, HttpRequest *req, HttpStreamFamily *family,
+									 const void *data, size_t datalen);
+/* The family's data of a stream */
+extern const void *http_stream_data(HttpStream *stream);
+/*
+ * Queue bytes on a stream and send what the socket takes now.  false when
+ * that would leave more than HTTP_STREAM_MAX_UNTAKEN bytes untaken: the
+ * stream is closed (a slow reader dropped) and must not be used again.
+ */
+extern bool http_stream_push(HttpStream *stream, const char *data, size_t len);
+extern void http_stream_close(HttpStream *stream);
+/* Call visit for each stream of family; visit may push (and so drop one). */
+extern void http_stream_foreach(HttpStreamFamily *family,
+								void (*visit) (HttpStream *stream, void *ctx), void *ctx);
+/* Streams open and dropped (slow readers) since start, for /metrics */
+extern void http_stream_counts(uint64 *open, uint64 *dropped);
+
+/*
+ * Tickets to streams: a client that cannot send headers (a browser's
+ * EventSource) presents, in the stream's URL, a ticket that an answer
+ * handed it, instead of its API key.  A ticket names a subject (say, an
+ * environment) and an expiry (seconds from now, rounded up to the next
+ * minute), signed with HMAC-SHA256 and a key that the
+ * server draws at start (shared memory), so it cannot be forged and dies
+ * with the server.  http_stream_ticket() works in any backend of the
+ * server (NULL without shared memory); http_stream_ticket_check() in the
+ * loop, without SQL: the subject, or NULL (forged, expired, malformed).
+ */
+extern char *http_stream_ticket(const char *scope, const char *subject, int seconds);
+extern const char *http_stream_ticket_check(const char *scope, const char *ticket,
+											char *subject, size_t subjectlen);
 
 /* ---------- the database worker (http_sql.c) ---------- */
 

@@ -58,8 +58,8 @@ static const int counted_codes[HTTP_COUNTED_CODES] = {200, 204, 304, 400, 401, 4
 													  414, 429, 431, 500, 503, 505};
 static uint64 requests_by_code[HTTP_COUNTED_CODES];
 
-static void
-count_response(int code)
+void
+http_count_response(int code)
 {
 	int			i;
 
@@ -195,7 +195,7 @@ http_respond_headers(HttpConn *conn, HttpRequest *req, int code, const char *con
 		appendBinaryStringInfo(&conn->out, body, bodylen);
 	MemoryContextSwitchTo(old);
 
-	count_response(code);
+	http_count_response(code);
 	conn->deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), opsflags_http_timeout_ms);
 	conn->take_by = conn->deadline;
 }
@@ -688,7 +688,7 @@ http_accept_clients(pgsocket lsock)
 			(void) pg_set_noblock(sock);
 			(void) send(sock, busy, sizeof(busy) - 1, 0);
 			closesocket(sock);
-			count_response(503);
+			http_count_response(503);
 			continue;
 		}
 		if (!pg_set_noblock(sock))
@@ -809,6 +809,14 @@ http_read_conn(HttpConn *conn)
 				}
 				handle_request(conn, headlen, bodylen);
 				MemoryContextReset(http_request_context);
+				if (conn->state == HTTP_CONN_STREAM)
+				{
+					/* a stream now (http_stream.c), only read for EOF */
+					pfree(conn->in);
+					conn->in = NULL;
+					conn->inlen = conn->insize = 0;
+					return true;
+				}
 				memmove(conn->in, conn->in + headlen + bodylen, conn->inlen - headlen - bodylen);
 				conn->inlen -= headlen + bodylen;
 				/* a buffer grown for a body goes back to its size */

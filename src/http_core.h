@@ -8,6 +8,8 @@
 #ifndef OPSFLAGS_HTTP_CORE_H
 #define OPSFLAGS_HTTP_CORE_H
 
+#include "storage/latch.h"
+
 #include "http.h"
 
 #define HTTP_MAX_REQUEST		8192	/* request line and headers */
@@ -20,15 +22,16 @@
  * worker) answers its request; the connection is not read (its pipelined
  * requests wait) until http_conn_resume().
  * LINGERING: the last response is sent and our side shut; what the client
- * still sends is read and dropped until it closes.  Streams will be a
- * fourth state (see http.h): sent to as their endpoint pushes, read only
- * for EOF, outside the request slots.
+ * still sends is read and dropped until it closes.  STREAM: a stream
+ * (http_stream.c): no longer in http_conns but in the streams' own table,
+ * sent to as its family pushes, read only for EOF.
  */
 typedef enum HttpConnState
 {
 	HTTP_CONN_OPEN,
 	HTTP_CONN_AWAITING,
-	HTTP_CONN_LINGERING
+	HTTP_CONN_LINGERING,
+	HTTP_CONN_STREAM
 } HttpConnState;
 
 struct HttpConn
@@ -52,6 +55,8 @@ struct HttpConn
 	char		awaiting_origin[256];	/* its allowed CORS origin */
 	/* ... and who is told when the connection closes or its deadline passes */
 	void		(*await_cancel) (HttpConn *conn, bool expired);
+	/* STREAM: its state (http_stream.c) */
+	HttpStream *stream;
 };
 
 /* http_conn.c: the connections */
@@ -67,6 +72,7 @@ extern bool http_read_conn(HttpConn *conn);
 extern bool http_flush_conn(HttpConn *conn);
 extern void http_close_conn(int i, bool abort);
 extern long http_expire_conns(void);
+extern void http_count_response(int code);
 
 /*
  * Leave the answer to req to another part of the server until deadline.
@@ -77,6 +83,18 @@ extern void http_conn_await(HttpConn *conn, HttpRequest *req, TimestampTz deadli
 							void (*cancel) (HttpConn *conn, bool expired));
 /* Before answering an AWAITING connection: it is OPEN again, its next request next */
 extern void http_conn_resume(HttpConn *conn);
+
+/* http_server.c: the loop's WaitEventSet, while it is current */
+extern WaitEventSet *http_event_set;
+
+/* http_stream.c: the streams, out of http_conns */
+extern int	http_nstreams;
+extern int	http_streams_events(void);
+extern void http_streams_add_events(WaitEventSet *set);
+extern long http_streams_tick(void);
+extern bool http_stream_event(void *user_data, uint32 events);
+extern void http_streams_close_all(void);
+extern void http_stream_init(void);
 
 /* http_dbqueue.c: the queue to the database worker */
 extern bool http_db_connected;	/* to opsflags.database */

@@ -20,4 +20,5 @@ http_register_endpoints(void)
 	http_ofrep_routes();		/* /ofrep/v1/evaluate/flags[/<key>] */
 	http_launchdarkly_routes();	/* /sdk/evalx/, /sdk/goals/, /events/ */
 	http_unleash_routes();		/* /api/frontend, /api/client/ */
+	http_ofrep_stream_routes();	/* /ofrep/v1/stream */
 }

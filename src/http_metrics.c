@@ -142,12 +142,23 @@ requests_family(StringInfo buf, int code)
 	int			codes[HTTP_COUNTED_CODES];
 	uint64		counts[HTTP_COUNTED_CODES];
 	int			n = http_response_counts(codes, counts);
+	uint64		open,
+				dropped;
 	int			i;
 
 	append_family(buf, lengthof(metric_families) - 1);
 	for (i = 0; i < n; i++)
 		appendStringInfo(buf, "opsflags_http_requests_total{code=\"%d\"} " UINT64_FORMAT "\n",
 						 codes[i], counts[i] + (codes[i] == code ? 1 : 0));
+	http_stream_counts(&open, &dropped);
+	appendStringInfo(buf,
+					 "# HELP opsflags_http_streams Event streams open.\n"
+					 "# TYPE opsflags_http_streams gauge\n"
+					 "opsflags_http_streams " UINT64_FORMAT "\n"
+					 "# HELP opsflags_http_streams_dropped_total Event streams closed because their client did not take what was sent.\n"
+					 "# TYPE opsflags_http_streams_dropped_total counter\n"
+					 "opsflags_http_streams_dropped_total " UINT64_FORMAT "\n",
+					 open, dropped);
 }
 
 /* /metrics stays 200 when the database does not answer, with opsflags_up 0. */

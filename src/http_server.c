@@ -54,6 +54,8 @@ static int	http_port = 0;
 int			http_max_connections = 32;
 int			opsflags_http_timeout_ms = 5000;
 
+WaitEventSet *http_event_set = NULL;
+
 /* Shared: whether the next start may connect to opsflags.database */
 static OpsWorkerStart *http_shared = NULL;
 
@@ -176,6 +178,7 @@ apply_settings(void)
 		close_listeners();
 		for (i = http_nconns - 1; i >= 0; i--)
 			http_close_conn(i, false);
+		http_streams_close_all();
 	}
 	if (wanted && nlisten == 0)
 		open_listeners();
@@ -196,9 +199,9 @@ build_event_set(void)
 {
 #if PG_VERSION_NUM >= 170000
 	/* No resource owner: freed by the loop, like the TopMemoryContext set before 17 */
-	WaitEventSet *set = CreateWaitEventSet(NULL, 2 + nlisten + http_nconns);
+	WaitEventSet *set = CreateWaitEventSet(NULL, 2 + nlisten + http_nconns + http_streams_events());
 #else
-	WaitEventSet *set = CreateWaitEventSet(TopMemoryContext, 2 + nlisten + http_nconns);
+	WaitEventSet *set = CreateWaitEventSet(TopMemoryContext, 2 + nlisten + http_nconns + http_streams_events());
 #endif
 	int			i;
 
@@ -210,6 +213,7 @@ build_event_set(void)
 		if (http_conns[i]->state != HTTP_CONN_AWAITING)	/* not read while the database answers */
 			AddWaitEventToSet(set, http_conns[i]->out.len > 0 ? WL_SOCKET_WRITEABLE : WL_SOCKET_READABLE,
 							  http_conns[i]->sock, NULL, http_conns[i]);
+	http_streams_add_events(set);
 	http_events_changed = false;
 	return set;
 }
@@ -268,6 +272,13 @@ opsflags_http_main(Datum arg)
 		MemoryContextReset(http_request_context);
 
 		timeout = http_expire_conns();
+		{
+			/* the streams: changes to push, heartbeats */
+			long		streams_ms = http_streams_tick();
+
+			if (streams_ms >= 0)
+				timeout = timeout < 0 ? streams_ms : Min(timeout, streams_ms);
+		}
 		for (i = 0; i < http_nconns; i++)
 			if (http_conns[i]->more && http_conns[i]->out.len == 0 &&
 				http_conns[i]->state != HTTP_CONN_AWAITING)
@@ -294,7 +305,9 @@ opsflags_http_main(Datum arg)
 		{
 			if (set)
 				FreeWaitEventSet(set);
+			http_event_set = NULL;
 			set = build_event_set();
+			http_event_set = set;
 		}
 		nevents = WaitEventSetWait(set, timeout, events, lengthof(events), PG_WAIT_EXTENSION);
 
@@ -334,7 +347,11 @@ opsflags_http_main(Datum arg)
 			for (j = 0; j < http_nconns && http_conns[j] != conn; j++)
 				;
 			if (j == http_nconns)
+			{
+				/* a stream's (or one closed earlier this round) */
+				(void) http_stream_event(ev->user_data, ev->events);
 				continue;
+			}
 			if (!((ev->events & WL_SOCKET_WRITEABLE) ?
 				  http_flush_conn(conn) && http_read_conn(conn) : http_read_conn(conn)))
 				http_close_conn(j, false);
@@ -415,6 +432,14 @@ opsflags_http_init(void)
 							PGC_SIGHUP,
 							0,
 							NULL, NULL, NULL);
+	DefineCustomIntVariable("opsflags.http_max_streams",
+							"Event streams the opsflags HTTP server holds at once; more are answered 503.",
+							"Streams are not counted against opsflags.http_max_connections; 0 offers none.",
+							&http_max_streams,
+							1000, 0, 100000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
 	DefineCustomIntVariable("opsflags.http_timeout",
 							"Time a client has to send a request and take a response, and a query to answer.",
 							NULL,
@@ -434,6 +459,7 @@ opsflags_http_init(void)
 							   NULL, NULL, NULL);
 
 	opsflags_shmem_register(sizeof(OpsWorkerStart), NULL, http_shmem_attach);
+	http_stream_init();
 	http_register_endpoints();
 
 	/* Also on a standby, where /readyz reports the replay lag. */

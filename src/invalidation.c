@@ -3,7 +3,8 @@
  *	  Per-flag invalidation of the flag cache (flags.c): generations in
  *	  shared memory that a change to the flag tables raises at commit, the
  *	  row trigger's record of what a transaction changed, which cached
- *	  entries to load again, and flag_cache_stats().  Needs
+ *	  entries to load again, flag_cache_stats(), and the per-database change
+ *	  counter that the HTTP server's event streams watch.  Needs
  *	  shared_preload_libraries; without it every change empties every
  *	  backend's whole flag cache (cache.c).
  *
@@ -59,6 +60,13 @@
  * them and every slot it touched for reload.  Rollbacks of transactions
  * that changed flags are rare; a rollback publishes nothing.
  *
+ * The same commit also raises a counter of its database (one of
+ * INVAL_DATABASE_COUNTERS, by the database's oid) and sets the latch of the
+ * process that watches that database, if any (the HTTP server while it
+ * holds event streams, http_stream.c), which reads the counter without SQL
+ * to learn that the flags changed; announce_change() does only that, for
+ * changes outside the flag tables that clients see (API keys).
+ *
  * A prepared transaction is committed later by COMMIT PREPARED, possibly in
  * another backend, with no callback of ours: PREPARE TRANSACTION of a
  * change to the flag tables sets a flag in shared memory after which the
@@ -77,6 +85,8 @@
 #include "miscadmin.h"
 #include "port/atomics.h"
 #include "port/pg_bitutils.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
 #include "storage/shmem.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
@@ -88,6 +98,7 @@
 #include "rules.h"
 
 PG_FUNCTION_INFO_V1(opsflags_flag_cache_stats);
+PG_FUNCTION_INFO_V1(opsflags_announce_change);
 
 /* Seeds of the slot hashes, one per kind of key. */
 #define FLAG_SLOT_SEED UINT64CONST(0x6f707366)
@@ -96,12 +107,20 @@ PG_FUNCTION_INFO_V1(opsflags_flag_cache_stats);
 
 #define SLOT_WORDS ((INVAL_SLOT_COUNT + 63) / 64)
 
+/* Counters of commits by database; two databases may share one. */
+#define INVAL_DATABASE_COUNTERS 64
+
 typedef struct InvalShared
 {
 	pg_atomic_uint64 generation;	/* stamps commits */
 	pg_atomic_uint64 published;		/* commits whose slots are raised */
 	pg_atomic_uint64 reset_generation;
 	pg_atomic_uint32 prepared;		/* a PREPARE changed the flag tables */
+	/* commits that changed flags, by database (a hash of its oid) */
+	pg_atomic_uint64 database_changes[INVAL_DATABASE_COUNTERS];
+	/* who is woken by such a commit: a process (pgprocno + 1, 0: none) ... */
+	pg_atomic_uint32 watcher;
+	pg_atomic_uint32 watcher_database;	/* ... for commits in this database */
 	pg_atomic_uint64 slot[INVAL_SLOT_COUNT];
 } InvalShared;
 
@@ -111,6 +130,7 @@ static InvalShared *inval = NULL;
 static uint64 xact_slots[SLOT_WORDS];
 static bool xact_touched = false;
 static bool xact_reset = false;
+static bool xact_announce = false;	/* announce_change(): tell the watcher only */
 
 /* Slots whose entries this backend must reload at its next boundary. */
 static uint64 local_slots[SLOT_WORDS];
@@ -677,6 +697,53 @@ inval_publish(void)
 	pg_atomic_fetch_add_u64(&inval->published, 1);
 }
 
+/* At commit: tell whoever watches this database's flags (the HTTP server's streams). */
+static void
+inval_announce(void)
+{
+	pg_atomic_fetch_add_u64(&inval->database_changes[MyDatabaseId % INVAL_DATABASE_COUNTERS], 1);
+	if (pg_atomic_read_u32(&inval->watcher_database) == MyDatabaseId)
+	{
+		uint32		w = pg_atomic_read_u32(&inval->watcher);
+
+		if (w != 0 && w <= ProcGlobal->allProcCount)
+			SetLatch(&ProcGlobal->allProcs[w - 1].procLatch);
+	}
+}
+
+/*
+ * Commits that changed the flags of this database (flags, their configs and
+ * prerequisites, segments, environments) so far: a counter that only grows,
+ * read without a lock.  A database that shares its counter with another
+ * sees that one's commits too, which only costs a spurious change.  0
+ * without shared memory.
+ */
+uint64
+opsflags_inval_database_changes(void)
+{
+	if (inval == NULL)
+		return 0;
+	return pg_atomic_read_u64(&inval->database_changes[MyDatabaseId % INVAL_DATABASE_COUNTERS]);
+}
+
+/*
+ * Be woken (this process's latch set) by every commit that changes the
+ * flags of this database, or no longer (watch false).  One watcher at a
+ * time: the HTTP server.  The wake-up is a hint; the counter is the truth.
+ */
+void
+opsflags_inval_watch(bool watch)
+{
+	if (inval == NULL)
+		return;
+	pg_atomic_write_u32(&inval->watcher_database, watch ? MyDatabaseId : InvalidOid);
+#if PG_VERSION_NUM >= 170000
+	pg_atomic_write_u32(&inval->watcher, watch ? GetNumberFromPGProc(MyProc) + 1 : 0);
+#else
+	pg_atomic_write_u32(&inval->watcher, watch ? MyProc->pgprocno + 1 : 0);
+#endif
+}
+
 /*
  * The transaction's changes (some of them) are rolled back: entries loaded
  * from them reload.  Which slots a subtransaction touched is not known
@@ -708,6 +775,14 @@ xact_done(bool reload_locally)
 static void
 inval_xact_callback(XactEvent event, void *arg)
 {
+	if (xact_announce && (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT ||
+						  event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT ||
+						  event == XACT_EVENT_PREPARE))
+	{
+		xact_announce = false;
+		if (!xact_touched && (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT))
+			inval_announce();
+	}
 	if (!xact_touched)
 		return;
 	switch (event)
@@ -715,6 +790,7 @@ inval_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
 			inval_publish();
+			inval_announce();
 			xact_done(false);
 			break;
 		case XACT_EVENT_ABORT:
@@ -762,6 +838,20 @@ opsflags_flag_cache_stats(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
 }
 
+/*
+ * announce_change() -> void: at this transaction's commit, tell whoever
+ * watches this database's flags (the HTTP server's streams) that what
+ * clients are served may have changed, without invalidating any cache: for
+ * changes outside the flag tables (API keys).
+ */
+Datum
+opsflags_announce_change(PG_FUNCTION_ARGS)
+{
+	if (inval != NULL)
+		xact_announce = true;
+	PG_RETURN_VOID();
+}
+
 /* ---------- set-up ---------- */
 
 static void
@@ -779,6 +869,10 @@ inval_shmem_attach(void)
 		pg_atomic_init_u64(&s->published, 0);
 		pg_atomic_init_u64(&s->reset_generation, 0);
 		pg_atomic_init_u32(&s->prepared, 0);
+		for (i = 0; i < INVAL_DATABASE_COUNTERS; i++)
+			pg_atomic_init_u64(&s->database_changes[i], 0);
+		pg_atomic_init_u32(&s->watcher, 0);
+		pg_atomic_init_u32(&s->watcher_database, InvalidOid);
 		for (i = 0; i < INVAL_SLOT_COUNT; i++)
 			pg_atomic_init_u64(&s->slot[i], 0);
 	}

@@ -16,7 +16,7 @@
 
 #include "opsflags.h"
 
-#define MAX_SHMEM_PARTS 8
+#define MAX_SHMEM_PARTS 16
 
 typedef struct ShmemPart
 {

@@ -3,7 +3,8 @@
 # test cluster (SOCKDIR, PORT), run by test/clients/clients.js: ofrep.js
 # (OpenFeature's server and web SDKs with their OFREP providers),
 # launchdarkly.js (LaunchDarkly's client-side SDK), unleash.js (Unleash's
-# frontend and server SDKs).  Turns the server on, on a free port, with CORS
+# frontend and server SDKs); then test/clients/streams.js (the OFREP web
+# provider on OFREP's event stream).  Turns the server on, on a free port, with CORS
 # for one origin, and off again at the end.  Prints TAP.
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/common.sh"
@@ -26,4 +27,8 @@ if ! wait_for 30 ready; then
     exit 1
 fi
 cd "$(dirname "${BASH_SOURCE[0]}")"
-PGHOST=$SOCKDIR PGPORT=$PORT PGUSER=postgres PGDATABASE=opsflags_tap OPSFLAGS_HTTP=http://127.0.0.1:$H node clients.js
+export PGHOST=$SOCKDIR PGPORT=$PORT PGUSER=postgres PGDATABASE=opsflags_tap OPSFLAGS_HTTP=http://127.0.0.1:$H
+rc=0
+node clients.js || rc=1
+node streams.js || rc=1
+exit $rc
