@@ -80,8 +80,8 @@ static void
 ofrep_stream(HttpConn *conn, HttpRequest *req, const char *arg)
 {
 	char		environment[HTTP_STREAM_MAX_DATA];
-	const char *ticket = NULL;
-	const char *p = req->query;
+	char	   *ticket = NULL;
+	char	   *p = req->query;
 
 	/* the token parameter (a ticket needs no decoding: [A-Za-z0-9_.-]) */
 	while (p != NULL && *p != '\0')
