@@ -81,6 +81,15 @@ static FlagReason flag_decide(FlagEntry *e, EvalContext *ec, EvalResult *res,
 static int	flag_variation(const FlagEntry *e, EvalResult *res, EvalContext *ec,
 						   bool *in_experiment);
 
+/* The flag is switched on in the environment, and in its schedule. */
+static inline bool
+switched_on(FlagReason reason)
+{
+	return reason != REASON_UNKNOWN_ENVIRONMENT && reason != REASON_FLAG_NOT_FOUND &&
+		reason != REASON_ARCHIVED && reason != REASON_OFF && reason != REASON_SCHEDULE &&
+		reason != REASON_ERROR;
+}
+
 /*
  * Step 4: every prerequisite on (or off, when it must be off) for the same
  * context, or, when enabled is NULL, switched on in the environment
@@ -92,15 +101,6 @@ static int	flag_variation(const FlagEntry *e, EvalResult *res, EvalContext *ec,
  * the flags and edges reachable, and a cancel is honoured between
  * prerequisites.
  */
-/* The flag is switched on in the environment, and in its schedule. */
-static inline bool
-switched_on(FlagReason reason)
-{
-	return reason != REASON_UNKNOWN_ENVIRONMENT && reason != REASON_FLAG_NOT_FOUND &&
-		reason != REASON_ARCHIVED && reason != REASON_OFF && reason != REASON_SCHEDULE &&
-		reason != REASON_ERROR;
-}
-
 static bool
 prerequisites_met(FlagEntry *e, EvalContext *ec, EvalState *state)
 {
@@ -577,8 +577,8 @@ opsflags_evaluate_detail(const char *env, const char *key, int keylen, EvalConte
 	out->variant = out->value != NULL ? e->variant_names[out->variation] : NULL;
 	out->rule_index = res.rule;
 	out->rule = res.rule >= 0 && e->rules != NULL ? e->rules->rules[res.rule].id : NULL;
+	out->evaluable = e->evaluable;
 	out->version = e->evaluable ? e->version : 0;
-	out->found = e->evaluable || res.reason != REASON_FLAG_NOT_FOUND;
 	return true;
 }
 
@@ -590,45 +590,37 @@ JsonbValue *
 opsflags_explain_push(JsonbParseState **ps, const char *env, const char *key, int keylen,
 					  EvalContext *ec)
 {
-	FlagEntry  *e = NULL;
-	EvalResult	res = {REASON_FLAG_NOT_FOUND, false, NULL, -1, 0, VARIATION_UNPICKED, false};
-	int			variation = -1;
-	bool		in_experiment = false;
-	Jsonb	   *value = NULL;
+	OpsEvalDetail d;
 	JsonbValue	v;
 
-	if (key != NULL)
+	if (key == NULL || !opsflags_evaluate_detail(env, key, keylen, ec, &d))
 	{
-		e = flag_entry(env, key, keylen);
-		if (e != NULL)
-		{
-			(void) flag_evaluate(e, ec, &res);
-			variation = flag_variation(e, &res, ec, &in_experiment);
-			value = variation_value(e, variation);
-		}
+		memset(&d, 0, sizeof(d));
+		d.variation = -1;
+		d.reason = reason_names[REASON_FLAG_NOT_FOUND];
 	}
 
 	(void) pushJsonbValue(ps, WJB_BEGIN_OBJECT, NULL);
 	v.type = jbvBool;
-	v.val.boolean = res.enabled;
+	v.val.boolean = d.enabled;
 	push_member(ps, "enabled", &v);
-	if (value != NULL && JB_ROOT_IS_SCALAR(value))
-		(void) JsonbExtractScalar(&value->root, &v);
-	else if (value != NULL)
+	if (d.value != NULL && JB_ROOT_IS_SCALAR(d.value))
+		(void) JsonbExtractScalar(&d.value->root, &v);
+	else if (d.value != NULL)
 	{
 		v.type = jbvBinary;
-		v.val.binary.data = &value->root;
-		v.val.binary.len = VARSIZE(value) - VARHDRSZ;
+		v.val.binary.data = &d.value->root;
+		v.val.binary.len = VARSIZE(d.value) - VARHDRSZ;
 	}
 	else
 		v.type = jbvNull;
 	push_member(ps, "value", &v);
-	push_string(ps, "reason", reason_names[res.reason]);
-	push_int(ps, "bucket", res.bucket > 0, res.bucket);
-	push_int(ps, "variation", value != NULL, variation);
-	push_string(ps, "variant", value != NULL ? e->variant_names[variation] : NULL);
-	push_string(ps, "rule", res.rule >= 0 && e->rules != NULL ? e->rules->rules[res.rule].id : NULL);
-	if (in_experiment && value != NULL)
+	push_string(ps, "reason", d.reason);
+	push_int(ps, "bucket", d.bucket > 0, d.bucket);
+	push_int(ps, "variation", d.value != NULL, d.variation);
+	push_string(ps, "variant", d.variant);
+	push_string(ps, "rule", d.rule);
+	if (d.in_experiment && d.value != NULL)
 	{
 		/* only when a LaunchDarkly experiment counts the context */
 		v.type = jbvBool;
@@ -636,7 +628,7 @@ opsflags_explain_push(JsonbParseState **ps, const char *env, const char *key, in
 		push_member(ps, "in_experiment", &v);
 	}
 	push_string(ps, "environment", env);
-	push_int(ps, "flag_version", e != NULL && e->evaluable, e != NULL ? e->version : 0);
+	push_int(ps, "flag_version", d.evaluable, d.version);
 	return pushJsonbValue(ps, WJB_END_OBJECT, NULL);
 }
 

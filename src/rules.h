@@ -328,7 +328,7 @@ extern void opsflags_context_read(Jsonb *context, EvalContext *ec);
 /* One evaluation as feature_explain reports it (evaluation.c) */
 typedef struct OpsEvalDetail
 {
-	bool		found;			/* the flag exists (archived or not) */
+	bool		evaluable;		/* a flag with a config in the environment */
 	bool		enabled;
 	const char *reason;			/* feature_explain's reason */
 	int			reason_code;	/* FlagReason */
