@@ -4070,38 +4070,30 @@ RETURN CASE
     ELSE '{"kind": "ERROR", "errorKind": "EXCEPTION"}' END
     || CASE WHEN x -> 'in_experiment' = 'true' THEN '{"inExperiment": true}'::jsonb ELSE '{}'::jsonb END;
 
--- The answer to /sdk/evalx: presented is the client-side ID of the path (an
--- API key of kind client or server, or, where the environment requires
--- none, the environment's name); context the context as sent, base64url
--- (encoded) or JSON; with_reasons adds each flag's reason.  Returns the
--- HTTP status, the ETag (a hash of the answer) and the document
--- {"<flag>": {"value", "variation", "version", "flagVersion", "trackEvents",
--- "reason"}}, variation left out when the flag serves no value, and the API
--- key used (key_id, if any: its last_used_at is written later).
-CREATE FUNCTION opsflags_internal.launchdarkly_answer(presented text, context text, encoded boolean,
-                                                      with_reasons boolean, if_none_match text)
-RETURNS TABLE (status integer, etag text, document text, key_id bigint)
-LANGUAGE plpgsql
+-- What a request to /sdk/evalx or /eval asks about: presented is the
+-- client-side ID of the path (an API key of kind client or server, or,
+-- where the environment requires none, the environment's name); context the
+-- context as sent, base64url (encoded) or JSON.  status 200 with the
+-- environment and the context, or the HTTP status and a JSON message; and
+-- the API key used (key_id, if any: its last_used_at is written later).
+CREATE FUNCTION opsflags_internal.launchdarkly_request(presented text, context text, encoded boolean,
+                                                       OUT status integer, OUT message text,
+                                                       OUT environment text, OUT ctx jsonb,
+                                                       OUT key_id bigint)
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    kid  bigint;
-    env  text;
-    auth integer;
-    ctx  jsonb;
-    doc  jsonb;
-    tag  text;
 BEGIN
-    SELECT e.status, e.environment, e.key_id INTO auth, env, kid
+    SELECT e.status, e.environment, e.key_id INTO status, environment, key_id
     FROM opsflags_internal.http_environment(presented, '{client,server}', NULL) e;
-    IF auth <> 200 THEN
-        RETURN QUERY SELECT auth, NULL::text,
-            (jsonb_build_object('message', CASE auth WHEN 401 THEN 'a valid API key is required'
-                                                     ELSE 'this API key may not do that' END))::text, kid;
+    IF status <> 200 THEN
+        message := jsonb_build_object('message', CASE status WHEN 401 THEN 'a valid API key is required'
+                                                 ELSE 'this API key may not do that' END)::text;
         RETURN;
     END IF;
-    IF env IS NULL OR NOT EXISTS (SELECT FROM opsflags.environments e WHERE e.name = env) THEN
-        RETURN QUERY SELECT 404, NULL::text, '{"message": "no environment has that client-side ID"}'::text, kid;
+    IF environment IS NULL OR NOT EXISTS (SELECT FROM opsflags.environments e WHERE e.name = environment) THEN
+        status := 404;
+        message := '{"message": "no environment has that client-side ID"}';
         RETURN;
     END IF;
     BEGIN
@@ -4114,36 +4106,100 @@ BEGIN
         ctx := NULL;
     END;
     IF jsonb_typeof(ctx) IS DISTINCT FROM 'object' THEN
-        RETURN QUERY SELECT 400, NULL::text, '{"message": "the context is not a JSON object"}'::text, kid;
+        status := 400;
+        message := '{"message": "the context is not a JSON object"}';
+        ctx := NULL;
+    END IF;
+END
+$$;
+
+-- Every flag of an environment for a context, as LaunchDarkly's client-side
+-- SDKs read them: flag_key, and {"value", "variation", "version",
+-- "flagVersion", "trackEvents", "reason"}, variation left out when the flag
+-- serves no value, reason only with with_reasons.  version is the version
+-- of the flag's config in the environment.
+CREATE FUNCTION opsflags_internal.launchdarkly_flags(ctx jsonb, environment text, with_reasons boolean)
+RETURNS TABLE (flag_key text, version integer, entry jsonb)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT e.key, (e.value ->> 'flag_version')::integer,
+           jsonb_build_object('value', e.value -> 'value',
+                              'version', e.value -> 'flag_version',
+                              'flagVersion', e.value -> 'flag_version',
+                              'trackEvents', false)
+           || CASE WHEN e.value -> 'variation' = 'null' THEN '{}'::jsonb
+                   ELSE jsonb_build_object('variation', e.value -> 'variation') END
+           || CASE WHEN with_reasons
+                   THEN jsonb_build_object('reason', opsflags_internal.launchdarkly_reason(e.value, c.rules))
+                   ELSE '{}'::jsonb END
+    FROM jsonb_each(opsflags.evaluate_all(ctx, environment)) e
+    LEFT JOIN opsflags.feature_flags f ON f.flag_key = e.key
+    LEFT JOIN opsflags.feature_flag_configs c ON c.flag_id = f.id AND c.environment = launchdarkly_flags.environment;
+END;
+
+-- The answer to /sdk/evalx (launchdarkly_request's arguments, and
+-- with_reasons): the HTTP status, the ETag (a hash of the answer) and the
+-- document {"<flag>": <launchdarkly_flags' entry>}, and the API key used.
+CREATE FUNCTION opsflags_internal.launchdarkly_answer(presented text, context text, encoded boolean,
+                                                      with_reasons boolean, if_none_match text)
+RETURNS TABLE (status integer, etag text, document text, key_id bigint)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r   record;
+    doc jsonb;
+    tag text;
+BEGIN
+    r := opsflags_internal.launchdarkly_request(presented, context, encoded);
+    IF r.status <> 200 THEN
+        RETURN QUERY SELECT r.status, NULL::text, r.message, r.key_id;
         RETURN;
     END IF;
-
-    SELECT coalesce(jsonb_object_agg(e.key,
-               jsonb_build_object('value', e.value -> 'value',
-                                  'version', e.value -> 'flag_version',
-                                  'flagVersion', e.value -> 'flag_version',
-                                  'trackEvents', false)
-               || CASE WHEN e.value -> 'variation' = 'null' THEN '{}'::jsonb
-                       ELSE jsonb_build_object('variation', e.value -> 'variation') END
-               || CASE WHEN with_reasons
-                       THEN jsonb_build_object('reason', opsflags_internal.launchdarkly_reason(e.value, c.rules))
-                       ELSE '{}'::jsonb END), '{}')
-    INTO doc
-    FROM jsonb_each(opsflags.evaluate_all(ctx, env)) e
-    LEFT JOIN opsflags.feature_flags f ON f.flag_key = e.key
-    LEFT JOIN opsflags.feature_flag_configs c ON c.flag_id = f.id AND c.environment = env;
+    SELECT coalesce(jsonb_object_agg(f.flag_key, f.entry), '{}') INTO doc
+    FROM opsflags_internal.launchdarkly_flags(r.ctx, r.environment, with_reasons) f;
     tag := '"' || encode(sha256(convert_to(doc::text, 'UTF8')), 'base64') || '"';
     IF if_none_match IS NOT NULL AND (if_none_match = tag OR if_none_match = 'W/' || tag OR if_none_match = '*') THEN
-        RETURN QUERY SELECT 304, tag, ''::text, kid;
+        RETURN QUERY SELECT 304, tag, ''::text, r.key_id;
         RETURN;
     END IF;
-    RETURN QUERY SELECT 200, tag, doc::text, kid;
+    RETURN QUERY SELECT 200, tag, doc::text, r.key_id;
+END
+$$;
+
+-- What the stream /eval pushes (launchdarkly_request's arguments, and
+-- with_reasons): status 200 and a row per flag (flag_key, version, entry as
+-- text), in the order of the keys' bytes, or one row without a flag (none,
+-- or another status with its JSON message as entry), and the API key used.
+CREATE FUNCTION opsflags_internal.launchdarkly_stream_flags(presented text, context text, encoded boolean,
+                                                            with_reasons boolean)
+RETURNS TABLE (status integer, key_id bigint, flag_key text, version integer, entry text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+BEGIN
+    r := opsflags_internal.launchdarkly_request(presented, context, encoded);
+    IF r.status = 200 THEN
+        RETURN QUERY SELECT 200, r.key_id, f.flag_key, f.version, f.entry::text
+                     FROM opsflags_internal.launchdarkly_flags(r.ctx, r.environment, with_reasons) f
+                     ORDER BY f.flag_key COLLATE "C";
+        IF FOUND THEN
+            RETURN;
+        END IF;
+    END IF;
+    RETURN QUERY SELECT r.status, r.key_id, NULL::text, NULL::integer, r.message;
 END
 $$;
 
 REVOKE ALL ON FUNCTION
     opsflags_internal.launchdarkly_reason(jsonb, jsonb),
-    opsflags_internal.launchdarkly_answer(text, text, boolean, boolean, text)
+    opsflags_internal.launchdarkly_request(text, text, boolean),
+    opsflags_internal.launchdarkly_flags(jsonb, text, boolean),
+    opsflags_internal.launchdarkly_answer(text, text, boolean, boolean, text),
+    opsflags_internal.launchdarkly_stream_flags(text, text, boolean, boolean)
 FROM PUBLIC;
 
 -- ==== Unleash endpoints (src/http_unleash.sql) ====

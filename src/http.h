@@ -138,6 +138,7 @@ extern void http_ofrep_routes(void);
 extern void http_launchdarkly_routes(void);
 extern void http_unleash_routes(void);
 extern void http_ofrep_stream_routes(void);
+extern void http_launchdarkly_stream_routes(void);
 
 /* ---------- in the loop (http_conn.c, http_dbqueue.c) ---------- */
 
@@ -195,6 +196,11 @@ typedef struct HttpStreamFamily
 	const char *name;
 	/* in the loop: the flags of the database changed (changes: a counter) */
 	void		(*changed) (struct HttpStreamFamily *family, uint64 changes);
+	/* Families whose streams ask the database worker (NULL otherwise): */
+	/* in the loop, at every turn while the family has streams */
+	void		(*tick) (struct HttpStreamFamily *family);
+	/* in the loop, the worker's answer to http_stream_ask_database() */
+	void		(*answered) (HttpStream *stream, int code, const char *body, size_t len);
 	/* the core's */
 	dlist_head	streams;
 	int			nstreams;
@@ -218,8 +224,36 @@ extern void http_stream_family(HttpStreamFamily *family);
  */
 extern HttpStream *http_stream_begin(HttpConn *conn, HttpRequest *req, HttpStreamFamily *family,
 									 const void *data, size_t datalen);
+/*
+ * ... or a stream whose head waits for the family's word: the connection
+ * leaves the request slots at once, and the family, once it knows (say,
+ * from the database worker's answer), opens it (the 200 head is sent) or
+ * refuses it (an error response is sent instead, and it closes).  Nothing
+ * is pushed to it, nor pings, until it is open.
+ */
+extern HttpStream *http_stream_begin_pending(HttpConn *conn, HttpRequest *req,
+											 HttpStreamFamily *family,
+											 const void *data, size_t datalen);
+/* false: the client is gone (the stream closed) */
+extern bool http_stream_open(HttpStream *stream);
+extern void http_stream_refuse(HttpStream *stream, int code, const char *content_type,
+							   const char *body, size_t len);
+extern bool http_stream_is_open(HttpStream *stream);
 /* The family's data of a stream */
-extern const void *http_stream_data(HttpStream *stream);
+extern void *http_stream_data(HttpStream *stream);
+/* Memory that lives as long as the stream */
+extern MemoryContext http_stream_context(HttpStream *stream);
+/*
+ * Hand the worker a request on the stream's behalf (route's answer, with
+ * arg, query and body as a request would have them); the family's
+ * answered() gets the answer, unless the stream closes first.  false when
+ * the worker cannot take it now (no room in the queue: ask again later).
+ */
+extern bool http_stream_ask_database(HttpStream *stream, const struct HttpRoute *route,
+									 const char *arg, const char *query,
+									 const char *body, int bodylen);
+/* Requests the worker can still take now (see HTTP_SQL_MAX_PENDING) */
+extern int	http_db_room(void);
 /*
  * Queue bytes on a stream and send what the socket takes now.  false when
  * that would leave more than HTTP_STREAM_MAX_UNTAKEN bytes untaken: the
@@ -319,7 +353,7 @@ typedef struct HttpSqlAnswer
  * beyond either, so the request queue (sized for them) never makes it
  * wait.
  */
-#define HTTP_SQL_MAX_PENDING	64
+#define HTTP_SQL_MAX_PENDING	128
 #define HTTP_SQL_REQUEST_QUEUE	(1024 * 1024)
 #define HTTP_SQL_ANSWER_QUEUE	(256 * 1024)
 

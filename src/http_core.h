@@ -95,6 +95,11 @@ extern long http_streams_tick(void);
 extern bool http_stream_event(void *user_data, uint32 events);
 extern void http_streams_close_all(void);
 extern void http_stream_init(void);
+/* the worker's answer to a stream's request (http_dbqueue.c calls) */
+extern void http_stream_answered(HttpStream *stream, int code, const char *body, size_t len);
+
+/* http_dbqueue.c: a stream closes, and its requests' answers go nowhere */
+extern void http_db_forget_stream(HttpStream *stream);
 
 /* http_dbqueue.c: the queue to the database worker */
 extern bool http_db_connected;	/* to opsflags.database */

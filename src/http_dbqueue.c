@@ -31,7 +31,10 @@ bool		http_db_connected = false;
 typedef struct HttpPending
 {
 	uint32		id;
-	HttpConn   *conn;			/* NULL: the client has gone or been answered */
+	/* who waits: a connection, or a stream; both NULL: gone or answered */
+	HttpConn   *conn;
+	HttpStream *stream;
+	const HttpRoute *route;
 	Size		bytes;			/* what its request takes of the queue */
 } HttpPending;
 
@@ -50,6 +53,7 @@ static uint32 last_request_id = 0;
 
 static void sql_stop(void);
 static void answer_unavailable(HttpConn *conn, HttpRequest *req, const char *error);
+static void stream_unavailable(HttpStream *stream, const HttpRoute *route, const char *error);
 static void frame_answer(HttpConn *conn, HttpRequest *req, int code, const char *headers,
 						 const char *body, size_t len);
 
@@ -104,6 +108,8 @@ sql_start(void)
 static void
 sql_stop(void)
 {
+	static HttpPending gone[HTTP_SQL_MAX_PENDING];
+	int			n;
 	int			i;
 
 	if (sql_worker != NULL)
@@ -116,16 +122,24 @@ sql_stop(void)
 	sql_segment = NULL;
 	sql_requests = sql_answers = NULL;
 	sql_worker = NULL;
-	for (i = 0; i < npending; i++)
-		if (pending[i].conn != NULL)
+	/* (taken out first: a stream told may ask again) */
+	n = npending;
+	memcpy(gone, pending, sizeof(HttpPending) * n);
+	npending = 0;
+	pending_bytes = 0;
+	for (i = 0; i < n; i++)
+	{
+		if (gone[i].conn != NULL)
 		{
-			HttpConn   *conn = pending[i].conn;
+			HttpConn   *conn = gone[i].conn;
 			HttpRequest req = conn->awaiting;
 
 			answer_unavailable(conn, &req, "the database worker of opsflags http exited");
 		}
-	npending = 0;
-	pending_bytes = 0;
+		else if (gone[i].stream != NULL)
+			stream_unavailable(gone[i].stream, gone[i].route,
+							   "the database worker of opsflags http exited");
+	}
 }
 
 /*
@@ -163,73 +177,132 @@ add_part(StringInfo msg, int part, const char *s, int len)
 }
 
 /*
+ * Queue a request for the worker; its id, or 0 with *error set when the
+ * worker cannot take it now.
+ */
+static uint32
+queue_request(const HttpRoute *route, int method, const char *arg, const char *query,
+			  const char *api_key, const char *if_none_match, const char *body, int bodylen,
+			  Size *bytes, const char **error)
+{
+	HttpSqlRequest msg;
+	StringInfoData buf;
+
+	if (!http_db_connected)
+	{
+		*error = psprintf("database \"%s\" does not exist", opsflags_database);
+		return 0;
+	}
+	if (npending == HTTP_SQL_MAX_PENDING)
+	{
+		*error = "too many requests are waiting for the database";
+		return 0;
+	}
+	if (sql_segment == NULL && !sql_start())
+	{
+		*error = "the database worker of opsflags http could not be started";
+		return 0;
+	}
+
+	memset(&msg, 0, sizeof(msg));
+	msg.id = last_request_id + 1;
+	msg.route = http_route_id(route);
+	msg.method = method;
+	msg.queued_at = GetCurrentTimestamp();
+	initStringInfo(&buf);
+	appendBinaryStringInfo(&buf, (char *) &msg, sizeof(msg));
+	add_part(&buf, 0, arg, arg ? strnlen(arg, HTTP_SQL_MAX_ARG - 1) : 0);
+	add_part(&buf, 1, query, query ? strlen(query) : 0);
+	add_part(&buf, 2, api_key, api_key ? strlen(api_key) : 0);
+	add_part(&buf, 3, if_none_match, if_none_match ? strlen(if_none_match) : 0);
+	add_part(&buf, 4, body, bodylen);
+
+	/*
+	 * Never blocks: requests wait only while the queue has room for them
+	 * (with shm_mq's length word and alignment), else 503.
+	 */
+	*bytes = MAXALIGN(buf.len) + MAXALIGN(sizeof(Size));
+	if (pending_bytes + *bytes > HTTP_SQL_REQUEST_QUEUE)
+	{
+		*error = "too many requests are waiting for the database";
+		return 0;
+	}
+	if (shm_mq_send(sql_requests, buf.len, buf.data, true, true) != SHM_MQ_SUCCESS)
+	{
+		sql_stop();
+		*error = "the database worker of opsflags http exited";
+		return 0;
+	}
+	last_request_id = msg.id;
+	pending[npending].id = msg.id;
+	pending[npending].conn = NULL;
+	pending[npending].stream = NULL;
+	pending[npending].route = route;
+	pending[npending].bytes = *bytes;
+	pending_bytes += *bytes;
+	npending++;
+	return msg.id;
+}
+
+/*
  * A route's handler: hand the request, and arg (at most HTTP_SQL_MAX_ARG
  * bytes), to the worker; the connection waits for its answer.
  */
 void
 http_ask_database(HttpConn *conn, HttpRequest *req, const char *arg)
 {
-	HttpSqlRequest msg;
-	StringInfoData buf;
+	const char *error = NULL;
 	Size		bytes;
 
 	Assert(req->route != NULL && req->route->answer != NULL);
-	if (!http_db_connected)
+	if (queue_request(req->route, req->method, arg, req->query, req->api_key,
+					  req->if_none_match, req->body, req->bodylen, &bytes, &error) == 0)
 	{
-		char	   *error = psprintf("database \"%s\" does not exist", opsflags_database);
-
 		answer_unavailable(conn, req, error);
 		return;
 	}
-	if (npending == HTTP_SQL_MAX_PENDING)
-	{
-		answer_unavailable(conn, req, "too many requests are waiting for the database");
-		return;
-	}
-	if (sql_segment == NULL && !sql_start())
-	{
-		answer_unavailable(conn, req, "the database worker of opsflags http could not be started");
-		return;
-	}
-
-	memset(&msg, 0, sizeof(msg));
-	msg.id = last_request_id + 1;
-	msg.route = http_route_id(req->route);
-	msg.method = req->method;
-	msg.queued_at = GetCurrentTimestamp();
-	initStringInfo(&buf);
-	appendBinaryStringInfo(&buf, (char *) &msg, sizeof(msg));
-	add_part(&buf, 0, arg, arg ? strnlen(arg, HTTP_SQL_MAX_ARG - 1) : 0);
-	add_part(&buf, 1, req->query, req->query ? strlen(req->query) : 0);
-	add_part(&buf, 2, req->api_key, req->api_key ? strlen(req->api_key) : 0);
-	add_part(&buf, 3, req->if_none_match, req->if_none_match ? strlen(req->if_none_match) : 0);
-	add_part(&buf, 4, req->body, req->bodylen);
-
-	/*
-	 * Never blocks: requests wait only while the queue has room for them
-	 * (with shm_mq's length word and alignment), else 503.
-	 */
-	bytes = MAXALIGN(buf.len) + MAXALIGN(sizeof(Size));
-	if (pending_bytes + bytes > HTTP_SQL_REQUEST_QUEUE)
-	{
-		answer_unavailable(conn, req, "too many requests are waiting for the database");
-		return;
-	}
-	if (shm_mq_send(sql_requests, buf.len, buf.data, true, true) != SHM_MQ_SUCCESS)
-	{
-		sql_stop();
-		answer_unavailable(conn, req, "the database worker of opsflags http exited");
-		return;
-	}
-	last_request_id = msg.id;
-	pending[npending].id = msg.id;
-	pending[npending].conn = conn;
-	pending[npending].bytes = bytes;
-	pending_bytes += bytes;
-	npending++;
+	pending[npending - 1].conn = conn;
 	/* The worker answers within about twice the timeout; this is the backstop. */
-	http_conn_await(conn, req, TimestampTzPlusMilliseconds(msg.queued_at, 3 * opsflags_http_timeout_ms),
+	http_conn_await(conn, req, TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+															3 * opsflags_http_timeout_ms),
 					forget);
+}
+
+/*
+ * On a stream's behalf (http.h).  A stream waits as long as it takes: the
+ * worker answers everything, within about twice the timeout, or exits.
+ */
+bool
+http_stream_ask_database(HttpStream *stream, const HttpRoute *route, const char *arg,
+						 const char *query, const char *body, int bodylen)
+{
+	const char *error = NULL;
+	Size		bytes;
+
+	Assert(route->answer != NULL);
+	if (queue_request(route, HTTP_GET, arg, query, NULL, NULL, body, bodylen, &bytes, &error) == 0)
+		return false;
+	pending[npending - 1].stream = stream;
+	return true;
+}
+
+int
+http_db_room(void)
+{
+	if (!http_db_connected)
+		return 0;
+	return HTTP_SQL_MAX_PENDING - npending;
+}
+
+/* A stream closes: an answer for it goes nowhere. */
+void
+http_db_forget_stream(HttpStream *stream)
+{
+	int			i;
+
+	for (i = 0; i < npending; i++)
+		if (pending[i].stream == stream)
+			pending[i].stream = NULL;
 }
 
 /* Take the worker's answers, and notice that it has gone. */
@@ -243,6 +316,7 @@ http_db_receive(void)
 		HttpSqlAnswer head;
 		shm_mq_result res = shm_mq_receive(sql_answers, &nbytes, &data, true);
 		HttpConn   *conn;
+		HttpStream *stream;
 		HttpRequest req;
 		int			i;
 
@@ -266,16 +340,25 @@ http_db_receive(void)
 		if (i == npending)
 			continue;
 		conn = pending[i].conn;
+		stream = pending[i].stream;
 		for (int j = 0; j <= i; j++)
 			pending_bytes -= pending[j].bytes;
 		npending -= i + 1;
 		memmove(pending, pending + i + 1, sizeof(HttpPending) * npending);
+		if (head.headers_len < 0 || sizeof(head) + head.headers_len > nbytes)
+			elog(ERROR, "opsflags http received a malformed answer");
+		if (stream != NULL)
+		{
+			/* a stream takes the body; header lines are for responses */
+			http_stream_answered(stream, head.code,
+								 (char *) data + sizeof(head) + head.headers_len,
+								 nbytes - sizeof(head) - head.headers_len);
+			continue;
+		}
 		if (conn == NULL)
 			continue;
 
 		req = conn->awaiting;
-		if (head.headers_len < 0 || sizeof(head) + head.headers_len > nbytes)
-			elog(ERROR, "opsflags http received a malformed answer");
 		{
 			char	   *headers = pnstrdup((char *) data + sizeof(head), head.headers_len);
 
@@ -320,5 +403,17 @@ answer_unavailable(HttpConn *conn, HttpRequest *req, const char *error)
 	a.call = NULL;
 	http_answer_unavailable(req->route, error, &a);
 	frame_answer(conn, req, a.code, NULL, a.body.data, a.body.len);
+	pfree(a.body.data);
+}
+
+static void
+stream_unavailable(HttpStream *stream, const HttpRoute *route, const char *error)
+{
+	HttpAnswer	a;
+
+	initStringInfo(&a.body);
+	a.call = NULL;
+	http_answer_unavailable(route, error, &a);
+	http_stream_answered(stream, a.code, a.body.data, a.body.len);
 	pfree(a.body.data);
 }

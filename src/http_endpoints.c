@@ -21,4 +21,5 @@ http_register_endpoints(void)
 	http_launchdarkly_routes();	/* /sdk/evalx/, /sdk/goals/, /events/ */
 	http_unleash_routes();		/* /api/frontend, /api/client/ */
 	http_ofrep_stream_routes();	/* /ofrep/v1/stream */
+	http_launchdarkly_stream_routes();	/* /eval */
 }

@@ -5,7 +5,8 @@
  *	  is pushed to them, their heartbeat, the dropping of slow readers, the
  *	  loop's watch for changes to the flags of its database, and the signed
  *	  tickets that let a client without headers open one.  Part of the core;
- *	  the families of streams (http_ofrep_stream.c) say what is pushed.
+ *	  the families of streams (http_ofrep_stream.c,
+ *	  http_launchdarkly_stream.c) say what is pushed.
  *
  * A stream leaves http_conns (the request slots) for the table here, which
  * grows as needed up to opsflags.http_max_streams; it still holds one of
@@ -74,6 +75,8 @@ struct HttpStream
 	int			index;			/* in streams[] */
 	int			event_pos;		/* in http_event_set; -1: not in it yet */
 	bool		writing;		/* waiting for the socket to take more */
+	bool		pending;		/* its head waits for the family's word */
+	bool		closing;		/* refused: closes once its answer is sent */
 	char		data[HTTP_STREAM_MAX_DATA];
 };
 
@@ -104,6 +107,9 @@ typedef struct StreamShared
 
 static StreamShared *stream_shared = NULL;
 static ResourceOwner ticket_owner = NULL;
+
+static HttpStream *stream_begin(HttpConn *conn, HttpRequest *req, HttpStreamFamily *family,
+								const void *data, size_t datalen, bool pending);
 
 /* ---------- families ---------- */
 
@@ -231,6 +237,7 @@ stream_close(HttpStream *stream, bool abort)
 	HttpConn   *conn = stream->conn;
 	int			i = stream->index;
 
+	http_db_forget_stream(stream);
 	dlist_delete(&stream->node);
 	stream->family->nstreams--;
 	http_nstreams--;
@@ -277,6 +284,8 @@ http_stream_push(HttpStream *stream, const char *data, size_t len)
 {
 	HttpConn   *conn = stream->conn;
 
+	if (stream->pending || stream->closing)
+		return true;			/* nothing goes before the head, or after a refusal */
 	if (untaken(conn) + len > HTTP_STREAM_MAX_UNTAKEN)
 	{
 		streams_dropped++;
@@ -292,10 +301,29 @@ http_stream_push(HttpStream *stream, const char *data, size_t len)
 	return true;
 }
 
-const void *
+void *
 http_stream_data(HttpStream *stream)
 {
 	return stream->data;
+}
+
+MemoryContext
+http_stream_context(HttpStream *stream)
+{
+	return stream->conn->context;
+}
+
+bool
+http_stream_is_open(HttpStream *stream)
+{
+	return !stream->pending && !stream->closing;
+}
+
+void
+http_stream_answered(HttpStream *stream, int code, const char *body, size_t len)
+{
+	if (stream->family->answered != NULL && !stream->closing)
+		stream->family->answered(stream, code, body, len);
 }
 
 void
@@ -317,9 +345,79 @@ http_stream_counts(uint64 *open, uint64 *dropped)
 
 /* ---------- beginning ---------- */
 
+/* The 200 head of a stream, queued to be sent */
+static void
+queue_head(HttpStream *stream)
+{
+	HttpConn   *conn = stream->conn;
+	MemoryContext old = MemoryContextSwitchTo(conn->context);
+
+	appendStringInfoString(&conn->out,
+						   "HTTP/1.1 200 OK\r\n"
+						   "Content-Type: text/event-stream\r\n"
+						   "Cache-Control: no-cache\r\n"
+						   "X-Accel-Buffering: no\r\n"
+						   "X-Content-Type-Options: nosniff\r\n");
+	if (conn->awaiting_origin[0] != '\0')
+		appendStringInfo(&conn->out,
+						 "Access-Control-Allow-Origin: %s\r\n"
+						 "Vary: Origin\r\n", conn->awaiting_origin);
+	appendStringInfoString(&conn->out, "Connection: close\r\n\r\n");
+	MemoryContextSwitchTo(old);
+	http_count_response(200);
+}
+
+bool
+http_stream_open(HttpStream *stream)
+{
+	if (!stream->pending)
+		return true;
+	stream->pending = false;
+	queue_head(stream);
+	if (!stream_send(stream))
+	{
+		stream_close(stream, false);
+		return false;
+	}
+	return true;
+}
+
+void
+http_stream_refuse(HttpStream *stream, int code, const char *content_type,
+				   const char *body, size_t len)
+{
+	HttpConn   *conn = stream->conn;
+	HttpRequest req;
+
+	if (!stream->pending)
+		return;
+	stream->pending = false;
+	stream->closing = true;
+	memset(&req, 0, sizeof(req));
+	req.keep_alive = false;
+	req.origin = conn->awaiting_origin[0] != '\0' ? conn->awaiting_origin : NULL;
+	http_respond(conn, &req, code, content_type, body, len);
+	if (!stream_send(stream) || conn->out.len == 0)
+		stream_close(stream, false);
+}
+
 HttpStream *
 http_stream_begin(HttpConn *conn, HttpRequest *req, HttpStreamFamily *family,
 				  const void *data, size_t datalen)
+{
+	return stream_begin(conn, req, family, data, datalen, false);
+}
+
+HttpStream *
+http_stream_begin_pending(HttpConn *conn, HttpRequest *req, HttpStreamFamily *family,
+						  const void *data, size_t datalen)
+{
+	return stream_begin(conn, req, family, data, datalen, true);
+}
+
+static HttpStream *
+stream_begin(HttpConn *conn, HttpRequest *req, HttpStreamFamily *family,
+			 const void *data, size_t datalen, bool pending)
 {
 	HttpStream *stream;
 	MemoryContext old;
@@ -357,22 +455,17 @@ http_stream_begin(HttpConn *conn, HttpRequest *req, HttpStreamFamily *family,
 	stream->event_pos = -1;
 	memcpy(stream->data, data, Min(datalen, HTTP_STREAM_MAX_DATA));
 	stream->data[HTTP_STREAM_MAX_DATA - 1] = '\0';
-
-	/* the head, sent by the loop's next turn (the set is rebuilt with it) */
-	appendStringInfoString(&conn->out,
-						   "HTTP/1.1 200 OK\r\n"
-						   "Content-Type: text/event-stream\r\n"
-						   "Cache-Control: no-cache\r\n"
-						   "X-Accel-Buffering: no\r\n"
-						   "X-Content-Type-Options: nosniff\r\n");
-	if (req->origin != NULL)
-		appendStringInfo(&conn->out,
-						 "Access-Control-Allow-Origin: %s\r\n"
-						 "Vary: Origin\r\n", req->origin);
-	appendStringInfoString(&conn->out, "Connection: close\r\n\r\n");
 	MemoryContextSwitchTo(old);
-	http_count_response(200);
-	stream->writing = true;
+	/* the origin outlives the request, for the head */
+	if (req->origin != NULL)
+		strlcpy(conn->awaiting_origin, req->origin, sizeof(conn->awaiting_origin));
+	else
+		conn->awaiting_origin[0] = '\0';
+	stream->pending = pending;
+	if (!pending)
+		queue_head(stream);		/* sent by the loop's next turn (the set is
+								 * rebuilt with it) */
+	stream->writing = conn->out.len > 0;
 
 	/* out of the request slots, into the streams' table */
 	http_conns[i] = http_conns[--http_nconns];
@@ -396,7 +489,7 @@ http_stream_begin(HttpConn *conn, HttpRequest *req, HttpStreamFamily *family,
 				elog(ERROR, "epoll_create1() failed: %m");
 			ReserveExternalFD();
 		}
-		ev.events = EPOLLIN | EPOLLOUT;
+		ev.events = EPOLLIN | (stream->writing ? EPOLLOUT : 0);
 		ev.data.ptr = stream;
 		if (epoll_ctl(streams_epoll, EPOLL_CTL_ADD, conn->sock, &ev) < 0)
 			elog(ERROR, "epoll_ctl() failed: %m");
@@ -442,7 +535,7 @@ http_streams_add_events(WaitEventSet *set)
 static void
 stream_ready(HttpStream *stream, bool writeable, bool readable)
 {
-	if (writeable && !stream_send(stream))
+	if (writeable && (!stream_send(stream) || (stream->closing && stream->conn->out.len == 0)))
 	{
 		stream_close(stream, false);
 		return;
@@ -541,6 +634,9 @@ http_streams_tick(void)
 			if (families[f]->nstreams > 0)
 				families[f]->changed(families[f], changes);
 	}
+	for (f = 0; f < nfamilies; f++)
+		if (families[f]->tick != NULL && families[f]->nstreams > 0)
+			families[f]->tick(families[f]);
 	now = GetCurrentTimestamp();
 	if (now >= next_ping)
 	{

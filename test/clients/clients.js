@@ -1,13 +1,14 @@
 // clients.js: the client SDKs' suites, one after the other, as one TAP
 // stream: ofrep.js (OpenFeature), launchdarkly.js (LaunchDarkly's client
-// SDK), unleash.js (Unleash's frontend and server SDKs).  Each gets the
+// SDK), launchdarkly_stream.js (its stream), unleash.js (Unleash's frontend
+// and server SDKs).  Each gets the
 // database (PGHOST...) and the HTTP server (OPSFLAGS_HTTP); a suite that
 // throws is one failed test, and the next suite still runs.
 'use strict';
 
 const { Client } = require('pg');
 
-const SUITES = ['./ofrep', './launchdarkly', './unleash'];
+const SUITES = ['./ofrep', './launchdarkly', './launchdarkly_stream', './unleash'];
 
 async function main() {
     const db = new Client();

@@ -2,7 +2,8 @@
 # clients.sh: the client SDKs, from npm, pointed at the HTTP server of the
 # test cluster (SOCKDIR, PORT), run by test/clients/clients.js: ofrep.js
 # (OpenFeature's server and web SDKs with their OFREP providers),
-# launchdarkly.js (LaunchDarkly's client-side SDK), unleash.js (Unleash's
+# launchdarkly.js and launchdarkly_stream.js (LaunchDarkly's client-side
+# SDK, polling and streaming), unleash.js (Unleash's
 # frontend and server SDKs); then test/clients/streams.js (the OFREP web
 # provider on OFREP's event stream).  Turns the server on, on a free port, with CORS
 # for one origin, and off again at the end.  Prints TAP.
