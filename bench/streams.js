@@ -1,13 +1,18 @@
-// bench/streams.js: OFREP event streams held at once, and how long a change
-// takes to reach them all.  Opens BENCH_STREAMS (default 1,000) streams to
-// GET /ofrep/v1/stream (one ticket, minted in SQL; 16 connecting at a time,
-// which opsflags.http_max_connections must allow), waits until the server
-// holds them all, then BENCH_STREAMS_ROUNDS times (default 5) toggles a flag
-// in SQL (one autocommitted statement) and measures from sending it to the
-// last stream that received its refetchEvaluation event: an upper bound of
-// COMMIT -> last stream (the events often arrive before the COMMIT's reply).  Prints each round, the median
-// and the worst.  Needs OPSFLAGS_HTTP and the PG* variables; the server
-// needs file descriptors for them (max_files_per_process about 3x streams).
+// bench/streams.js: event streams held at once, and how long a change takes
+// to reach them all.  BENCH_STREAMS_KIND=ofrep (the default): BENCH_STREAMS
+// (default 1,000) streams to GET /ofrep/v1/stream (one ticket, minted in
+// SQL); launchdarkly: as many LaunchDarkly streams GET /eval/production/...,
+// each for a context of its own (the server evaluates every one again after
+// a change, and pushes each its patch).  16 connect at a time, which
+// opsflags.http_max_connections must allow; once the server holds them all
+// (and, for LaunchDarkly, each has had its put), BENCH_STREAMS_ROUNDS times
+// (default 5) it toggles a flag in SQL (one autocommitted statement) and
+// measures from sending it to the last stream that received its event
+// (refetchEvaluation, or the flag's patch): an upper bound of COMMIT -> last
+// stream (the events often arrive before the COMMIT's reply).  Prints each
+// round, the median and the worst.  Needs OPSFLAGS_HTTP and the PG*
+// variables; the server needs file descriptors for them
+// (max_files_per_process about 3x streams).
 'use strict';
 
 const fs = require('fs');
@@ -18,6 +23,7 @@ const { Client } = require('pg');
 const BASE = process.env.OPSFLAGS_HTTP;
 const N = Number(process.env.BENCH_STREAMS || 1000);
 const ROUNDS = Number(process.env.BENCH_STREAMS_ROUNDS || 5);
+const KIND = process.env.BENCH_STREAMS_KIND || 'ofrep';
 const FLAG = 'bench.streams.toggle';
 const sockets = [];
 
@@ -59,7 +65,7 @@ function open(path, onEvent) {
             while ((j = buf.indexOf('\n\n')) >= 0) {
                 const ev = buf.slice(0, j);
                 buf = buf.slice(j + 2);
-                if (ev.includes('refetchEvaluation')) onEvent();
+                onEvent(ev);
             }
         });
         s.on('error', reject);
@@ -77,19 +83,27 @@ async function main() {
 
     let pending = 0;
     let last = 0;
+    let puts = 0;
     const got = new Array(N).fill(false);
     const t0 = Date.now();
+    const path = (k) => (KIND === 'launchdarkly'
+        ? '/eval/production/' + Buffer.from(JSON.stringify({ kind: 'user', key: `u${k}`, plan: k % 2 ? 'pro' : 'free' })).toString('base64url')
+        : '/ofrep/v1/stream?token=' + token);
+    const told = (ev) => (KIND === 'launchdarkly'
+        ? ev.startsWith('event: patch') && ev.includes(FLAG)
+        : ev.includes('refetchEvaluation'));
     for (let i = 0; i < N; i += 16) {
         const batch = [];
         for (let k = i; k < Math.min(N, i + 16); k++) {
-            batch.push(open('/ofrep/v1/stream?token=' + token, () => {
-                if (!got[k]) { got[k] = true; pending--; last = Date.now(); }
+            batch.push(open(path(k), (ev) => {
+                if (ev.startsWith('event: put')) puts++;
+                if (told(ev) && !got[k]) { got[k] = true; pending--; last = Date.now(); }
             }));
         }
         sockets.push(...await Promise.all(batch));
     }
-    while (await streamsOpen() < N) await new Promise((r) => setTimeout(r, 50));
-    console.log(`${N} streams open in ${Date.now() - t0} ms (server: ${await streamsOpen()})`);
+    while (await streamsOpen() < N || (KIND === 'launchdarkly' && puts < N)) await new Promise((r) => setTimeout(r, 50));
+    console.log(`${N} ${KIND} streams open in ${Date.now() - t0} ms (server: ${await streamsOpen()})`);
 
     const results = [];
     for (let round = 0; round < ROUNDS; round++) {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench/streams.sh: bench/streams.js on a throwaway cluster: 1,000 (or
 # BENCH_STREAMS) OFREP event streams held by the "opsflags http" worker, a
-# flag toggled in SQL, and the time from COMMIT to the last stream notified.
+# flag toggled in SQL, and the time from COMMIT to the last stream notified;
+# then as many LaunchDarkly streams, each for its own context.
 # The cluster gets max_files_per_process = 4000 (streams count against
 # fd.c's budget for external descriptors, a third of it).
 set -euo pipefail
@@ -47,3 +48,6 @@ echo "== OFREP event streams: ${BENCH_STREAMS:-1000} held, a flag toggled in SQL
 cd "$REPO/test"
 PGHOST=$TMP PGPORT=$PORT PGUSER=postgres PGDATABASE=postgres OPSFLAGS_HTTP=$URL NODE_PATH="$REPO/test/node_modules" \
     node "$REPO/bench/streams.js"
+echo "== LaunchDarkly streams (/eval): ${BENCH_STREAMS:-1000} held, each for its own context, a flag toggled in SQL, COMMIT -> last stream patched"
+PGHOST=$TMP PGPORT=$PORT PGUSER=postgres PGDATABASE=postgres OPSFLAGS_HTTP=$URL NODE_PATH="$REPO/test/node_modules" \
+    BENCH_STREAMS_KIND=launchdarkly node "$REPO/bench/streams.js"

@@ -60,6 +60,7 @@ typedef struct HttpRequest
 	const char *content_type;
 	const char *body;			/* NUL-terminated; NULL: none */
 	int			bodylen;
+	const char *client_addr;	/* the peer's address, numeric ("" if unknown) */
 } HttpRequest;
 
 /*
@@ -73,6 +74,7 @@ typedef struct HttpCall
 	const char *query;
 	const char *api_key;
 	const char *if_none_match;
+	const char *client_addr;	/* the peer's address, numeric (NULL: unknown) */
 	const char *body;			/* NUL-terminated */
 	int			bodylen;
 } HttpCall;
@@ -326,11 +328,11 @@ extern void http_pin_session(void);
 
 /*
  * Loop -> worker: one request, this header then its strings, each with its
- * terminating NUL: arg, query, api_key, if_none_match, body (a length of -1:
- * absent, not sent).
+ * terminating NUL: arg, query, api_key, if_none_match, client_addr, body (a
+ * length of -1: absent, not sent).
  */
 #define HTTP_SQL_MAX_ARG	256
-#define HTTP_SQL_PARTS		5
+#define HTTP_SQL_PARTS		6
 typedef struct HttpSqlRequest
 {
 	uint32		id;

@@ -6,7 +6,8 @@
  *	  knows endpoints only through the routing table.
  *
  * Sockets are non-blocking; a request head is at most HTTP_MAX_REQUEST
- * bytes, its body (Content-Length only) at most HTTP_MAX_BODY, and both
+ * bytes, its body (a Content-Length, or chunked: some SDKs send REPORT and
+ * POST bodies so) at most HTTP_MAX_BODY, and both
  * must arrive within opsflags.http_timeout of the connection's
  * last response (or its accept), a response must be taken within the same
  * time (a client that has not taken it by then is reset, so that the kernel
@@ -22,6 +23,7 @@
  */
 #include "postgres.h"
 
+#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/ioctl.h>
@@ -31,6 +33,7 @@
 #include <linux/sockios.h>
 #endif
 
+#include "common/ip.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
@@ -45,6 +48,8 @@
 #define HTTP_ACCEPT_PAUSE_MS	1000	/* out of file descriptors: wait that long */
 #define HTTP_REQUESTS_PER_TURN	8	/* pipelined requests of one client per wakeup */
 #define HTTP_DRAIN_PER_TURN		65536	/* bytes a lingering client may make us read per wakeup */
+#define HTTP_CHUNKED			(-2)	/* request_body_length(): a chunked body */
+#define HTTP_MAX_CHUNKING		HTTP_MAX_REQUEST	/* bytes of chunk lines and trailers */
 
 HttpConn   *http_conns[HTTP_MAX_CONNECTIONS];
 int			http_nconns = 0;
@@ -323,8 +328,9 @@ header_value(char *line, char *end, const char *name)
 
 /*
  * The length of the body of the request whose head is conn->in[0,
- * headlen): its Content-Length, 0 without one.  -1 when the request is
- * answered already (a body that cannot be taken), the connection to close.
+ * headlen): its Content-Length, 0 without one, HTTP_CHUNKED for a chunked
+ * one.  -1 when the request is answered already (a body that cannot be
+ * taken), the connection to close.
  */
 static int
 request_body_length(HttpConn *conn, int headlen)
@@ -333,6 +339,7 @@ request_body_length(HttpConn *conn, int headlen)
 	char	   *end = conn->in + headlen;
 	int			len = 0;
 	bool		seen = false;
+	bool		chunked = false;
 
 	while (p < end)
 	{
@@ -341,10 +348,19 @@ request_body_length(HttpConn *conn, int headlen)
 
 		if (line_end == NULL)
 			break;
-		if (header_value(p, line_end, "Transfer-Encoding") != NULL)
+		if ((v = header_value(p, line_end, "Transfer-Encoding")) != NULL)
 		{
-			http_respond_text(conn, NULL, 411, "a request body needs a Content-Length\n");
-			return -1;
+			/* chunked alone (a coding under it would need decoding) */
+			char	   *e = line_end - 1;
+
+			while (e > v && (e[-1] == ' ' || e[-1] == '\t'))
+				e--;
+			if (e - v != 7 || pg_strncasecmp(v, "chunked", 7) != 0 || chunked)
+			{
+				http_respond_text(conn, NULL, 411, "a request body needs a Content-Length or chunked encoding\n");
+				return -1;
+			}
+			chunked = true;
 		}
 		if ((v = header_value(p, line_end, "Content-Length")) != NULL)
 		{
@@ -373,7 +389,120 @@ request_body_length(HttpConn *conn, int headlen)
 		}
 		p = line_end + 1;
 	}
-	return len;
+	if (chunked && seen)
+	{
+		/* either, never both: they could be read two ways (smuggling) */
+		http_respond_text(conn, NULL, 400, "a request has a Content-Length or is chunked, not both\n");
+		return -1;
+	}
+	return chunked ? HTTP_CHUNKED : len;
+}
+
+/*
+ * A chunked body at conn->in + headlen: once it is all there, its chunks
+ * are joined in place (the body then starts at headlen, as any other) and
+ * this returns the body's length, *taken the bytes the request took
+ * after its head.  0 without *taken set: not all there yet.  -1: answered
+ * already (malformed, or beyond HTTP_MAX_BODY), the connection to close.
+ */
+static int
+chunked_body(HttpConn *conn, int headlen, int *taken)
+{
+	char	   *in = conn->in;
+	int			pos = headlen;
+	int			len = 0;
+	int			partial = 0;
+	int			out;
+
+	/* first see it is all there and well-formed; only then move bytes */
+	for (;;)
+	{
+		char	   *eol = memchr(in + pos, '\n', conn->inlen - pos);
+		long		size = 0;
+		int			digits = 0;
+		char	   *p = in + pos;
+
+		if (eol == NULL)
+		{
+			partial = conn->inlen - pos;	/* of a chunk line */
+			break;
+		}
+		while (p < eol && isxdigit((unsigned char) *p))
+		{
+			if (size <= HTTP_MAX_BODY)
+				size = size * 16 + (isdigit((unsigned char) *p) ? *p - '0' : (*p | 0x20) - 'a' + 10);
+			p++;
+			digits++;
+		}
+		/* a chunk extension (";name=value") is allowed and ignored */
+		if (digits == 0 || eol[-1] != '\r' || (p != eol - 1 && *p != ';'))
+		{
+			http_respond_text(conn, NULL, 400, "malformed chunked body\n");
+			return -1;
+		}
+		if (len + size > HTTP_MAX_BODY)
+		{
+			http_respond_text(conn, NULL, 413, "request body too large\n");
+			return -1;
+		}
+		pos = eol + 1 - in;
+		if (size == 0)
+		{
+			/* trailers, up to an empty line; ignored */
+			for (;;)
+			{
+				char	   *tl = memchr(in + pos, '\n', conn->inlen - pos);
+
+				if (tl == NULL)
+				{
+					if (conn->inlen - headlen - len >= HTTP_MAX_CHUNKING)
+					{
+						http_respond_text(conn, NULL, 400, "malformed chunked body\n");
+						return -1;
+					}
+					return 0;
+				}
+				if (tl == in + pos + 1 && in[pos] == '\r')
+				{
+					pos += 2;
+					break;
+				}
+				pos = tl + 1 - in;
+			}
+			/* all there: join the chunks */
+			out = headlen;
+			for (int at = headlen; at < pos;)
+			{
+				char	   *e = memchr(in + at, '\n', pos - at);
+				long		n = strtol(in + at, NULL, 16);
+
+				at = e + 1 - in;
+				if (n == 0)
+					break;
+				memmove(in + out, in + at, n);
+				out += n;
+				at += n + 2;
+			}
+			*taken = pos - headlen;
+			return len;
+		}
+		if (conn->inlen < pos + size + 2)
+			break;
+		if (in[pos + size] != '\r' || in[pos + size + 1] != '\n')
+		{
+			http_respond_text(conn, NULL, 400, "malformed chunked body\n");
+			return -1;
+		}
+		len += size;
+		pos += size + 2;
+	}
+	/* not all there: chunk lines beyond their bound (a full buffer) are refused */
+	if (pos - headlen - len + partial >= HTTP_MAX_CHUNKING)
+	{
+		http_respond_text(conn, NULL, 400, "malformed chunked body\n");
+		return -1;
+	}
+	return 0;
 }
 
 /* The trimmed value of a header line ending at line_end, NUL-terminated. */
@@ -507,6 +636,7 @@ handle_request(HttpConn *conn, int headlen, int bodylen)
 		req.body = pnstrdup(conn->in + headlen, bodylen);
 		req.bodylen = bodylen;
 	}
+	req.client_addr = conn->peer;
 	req.path = target;
 	if ((p = strchr(target, '?')) != NULL)
 	{
@@ -629,7 +759,9 @@ http_accept_clients(pgsocket lsock)
 
 	for (;;)
 	{
-		pgsocket	sock = accept(lsock, NULL, NULL);
+		struct sockaddr_storage peer;
+		socklen_t	peerlen = sizeof(peer);
+		pgsocket	sock = accept(lsock, (struct sockaddr *) &peer, &peerlen);
 		HttpConn   *conn;
 		MemoryContext cxt;
 		int			on = 1;
@@ -707,6 +839,10 @@ http_accept_clients(pgsocket lsock)
 		conn->deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), opsflags_http_timeout_ms);
 		conn->in = MemoryContextAlloc(cxt, HTTP_MAX_REQUEST);
 		conn->insize = HTTP_MAX_REQUEST;
+		/* for endpoints that take it into their context (Unleash's remoteAddress) */
+		if (pg_getnameinfo_all(&peer, peerlen, conn->peer, sizeof(conn->peer), NULL, 0,
+							   NI_NUMERICHOST) != 0)
+			conn->peer[0] = '\0';
 		MemoryContextSwitchTo(cxt);
 		initStringInfo(&conn->out);
 		MemoryContextSwitchTo(http_request_context);
@@ -791,7 +927,13 @@ http_read_conn(HttpConn *conn)
 		if (headlen > 0)
 		{
 			int			bodylen = request_body_length(conn, headlen);
+			bool		chunked = bodylen == HTTP_CHUNKED;
+			int			taken = -1; /* bytes after the head, once all there */
 
+			if (chunked)
+				bodylen = chunked_body(conn, headlen, &taken);
+			else if (bodylen >= 0 && conn->inlen >= headlen + bodylen)
+				taken = bodylen;
 			if (bodylen < 0)
 			{
 				/* answered; nothing after it is read */
@@ -800,7 +942,7 @@ http_read_conn(HttpConn *conn)
 					return false;
 				continue;
 			}
-			if (conn->inlen >= headlen + bodylen)
+			if (taken >= 0)
 			{
 				if (served++ == HTTP_REQUESTS_PER_TURN)
 				{
@@ -817,8 +959,8 @@ http_read_conn(HttpConn *conn)
 					conn->inlen = conn->insize = 0;
 					return true;
 				}
-				memmove(conn->in, conn->in + headlen + bodylen, conn->inlen - headlen - bodylen);
-				conn->inlen -= headlen + bodylen;
+				memmove(conn->in, conn->in + headlen + taken, conn->inlen - headlen - taken);
+				conn->inlen -= headlen + taken;
 				/* a buffer grown for a body goes back to its size */
 				if (conn->insize > HTTP_MAX_REQUEST && conn->inlen <= HTTP_MAX_REQUEST)
 				{
@@ -831,7 +973,9 @@ http_read_conn(HttpConn *conn)
 					return false;
 				continue;
 			}
-			/* room for the whole body */
+			/* room for the whole body (a chunked one: its chunk lines too) */
+			if (chunked)
+				bodylen = HTTP_MAX_BODY + HTTP_MAX_CHUNKING;
 			if (conn->insize < headlen + bodylen)
 			{
 				conn->in = repalloc(conn->in, headlen + bodylen);

@@ -53,6 +53,7 @@ struct HttpConn
 	/* AWAITING: the request answered elsewhere (its path is not kept) */
 	HttpRequest awaiting;
 	char		awaiting_origin[256];	/* its allowed CORS origin */
+	char		peer[64];		/* the client's address, numeric */
 	/* ... and who is told when the connection closes or its deadline passes */
 	void		(*await_cancel) (HttpConn *conn, bool expired);
 	/* STREAM: its state (http_stream.c) */

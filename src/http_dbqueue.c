@@ -182,8 +182,8 @@ add_part(StringInfo msg, int part, const char *s, int len)
  */
 static uint32
 queue_request(const HttpRoute *route, int method, const char *arg, const char *query,
-			  const char *api_key, const char *if_none_match, const char *body, int bodylen,
-			  Size *bytes, const char **error)
+			  const char *api_key, const char *if_none_match, const char *client_addr,
+			  const char *body, int bodylen, Size *bytes, const char **error)
 {
 	HttpSqlRequest msg;
 	StringInfoData buf;
@@ -215,7 +215,8 @@ queue_request(const HttpRoute *route, int method, const char *arg, const char *q
 	add_part(&buf, 1, query, query ? strlen(query) : 0);
 	add_part(&buf, 2, api_key, api_key ? strlen(api_key) : 0);
 	add_part(&buf, 3, if_none_match, if_none_match ? strlen(if_none_match) : 0);
-	add_part(&buf, 4, body, bodylen);
+	add_part(&buf, 4, client_addr, client_addr ? strlen(client_addr) : 0);
+	add_part(&buf, 5, body, bodylen);
 
 	/*
 	 * Never blocks: requests wait only while the queue has room for them
@@ -255,8 +256,8 @@ http_ask_database(HttpConn *conn, HttpRequest *req, const char *arg)
 	Size		bytes;
 
 	Assert(req->route != NULL && req->route->answer != NULL);
-	if (queue_request(req->route, req->method, arg, req->query, req->api_key,
-					  req->if_none_match, req->body, req->bodylen, &bytes, &error) == 0)
+	if (queue_request(req->route, req->method, arg, req->query, req->api_key, req->if_none_match,
+					  req->client_addr, req->body, req->bodylen, &bytes, &error) == 0)
 	{
 		answer_unavailable(conn, req, error);
 		return;
@@ -280,7 +281,7 @@ http_stream_ask_database(HttpStream *stream, const HttpRoute *route, const char 
 	Size		bytes;
 
 	Assert(route->answer != NULL);
-	if (queue_request(route, HTTP_GET, arg, query, NULL, NULL, body, bodylen, &bytes, &error) == 0)
+	if (queue_request(route, HTTP_GET, arg, query, NULL, NULL, NULL, body, bodylen, &bytes, &error) == 0)
 		return false;
 	pending[npending - 1].stream = stream;
 	return true;

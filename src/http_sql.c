@@ -206,7 +206,7 @@ static void
 read_call(char *data, Size nbytes, HttpSqlRequest *req, HttpCall *call)
 {
 	const char **parts[HTTP_SQL_PARTS] = {&call->arg, &call->query, &call->api_key,
-										  &call->if_none_match, &call->body};
+										  &call->if_none_match, &call->client_addr, &call->body};
 	Size		pos = sizeof(HttpSqlRequest);
 
 	if (nbytes < sizeof(HttpSqlRequest))

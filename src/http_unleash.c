@@ -18,7 +18,9 @@
  *	  POST /api/client/register, /api/frontend/client/register: 204,
  *	  dropped.
  *
- * The database worker answers (http_unleash.sql).  The environment is the
+ * The database worker answers (http_unleash.sql), with the context of a
+ * GET's query parameters read here (unleash_query_context()).  The
+ * environment is the
  * API key's (Authorization, Unleash's header, with or without "Bearer ";
  * or X-API-Key); without one, where no key is required, the server's
  * opsflags.environment (http_auth.sql).
@@ -26,16 +28,21 @@
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
+#include "fmgr.h"
+#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
+#include "utils/jsonb.h"
 
 #include "opsflags.h"
 #include "http.h"
 
+PG_FUNCTION_INFO_V1(opsflags_unleash_query_context);
+
 static OpsQuery frontend_query = {
-	.sql = "SELECT status, etag, document, key_id FROM opsflags_internal.unleash_frontend_answer($1, $2, $3, $4)",
-	.nargs = 4,
-	.argtypes = {TEXTOID, TEXTOID, TEXTOID, TEXTOID},
+	.sql = "SELECT status, etag, document, key_id FROM opsflags_internal.unleash_frontend_answer($1, $2, $3, $4, $5)",
+	.nargs = 5,
+	.argtypes = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID},
 };
 
 static OpsQuery client_query = {
@@ -49,8 +56,8 @@ static void
 answer_query(HttpAnswer *a, OpsQuery *query, const char **parts)
 {
 	HttpResult	r;
-	Datum		args[4];
-	char		nulls[4];
+	Datum		args[5];
+	char		nulls[5];
 	const char *etag;
 
 	/* the key is a parameter: it is in no query text, log line or view */
@@ -81,8 +88,9 @@ answer_frontend(HttpAnswer *a, const char *arg)
 {
 	const HttpCall *call = a->call;
 	bool		post = call->method == HTTP_POST;
-	const char *parts[4] = {call->api_key, post ? NULL : call->query,
-							post ? (call->body ? call->body : "") : NULL, call->if_none_match};
+	const char *parts[5] = {call->api_key, post ? NULL : call->query,
+							post ? (call->body ? call->body : "") : NULL, call->if_none_match,
+							call->client_addr && call->client_addr[0] ? call->client_addr : NULL};
 
 	answer_query(a, &frontend_query, parts);
 }
@@ -219,4 +227,121 @@ http_unleash_routes(void)
 	http_route(&frontend_metrics_route);
 	for (size_t i = 0; i < lengthof(dropped_routes); i++)
 		http_route(&dropped_routes[i]);
+}
+
+/* ---------- the context of a frontend API GET ---------- */
+
+static int
+hex_digit(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/*
+ * A percent-encoded component of len bytes into out: '+' is a space, %XX a
+ * byte, a '%' without two hex digits itself.  false when the bytes are not
+ * UTF-8 (nor a NUL).
+ */
+static bool
+url_decode(const char *s, int len, StringInfo out)
+{
+	int			start = out->len;
+
+	for (int i = 0; i < len; i++)
+	{
+		int			hi,
+					lo;
+
+		if (s[i] == '+')
+			appendStringInfoChar(out, ' ');
+		else if (s[i] == '%' && i + 2 < len &&
+				 (hi = hex_digit(s[i + 1])) >= 0 && (lo = hex_digit(s[i + 2])) >= 0)
+		{
+			appendStringInfoChar(out, (char) (hi * 16 + lo));
+			i += 2;
+		}
+		else
+			appendStringInfoChar(out, s[i]);
+	}
+	return pg_verify_mbstr(PG_UTF8, out->data + start, out->len - start, true);
+}
+
+/*
+ * unleash_query_context(query text) -> jsonb: the Unleash context of the
+ * query parameters (userId=u1&properties[plan]=pro), each name and value
+ * decoded, the properties[...] ones as the object "properties" (later
+ * parameters win); NULL when one does not decode.  As
+ * unleash_query_context_reference() in SQL, which the tests compare.
+ */
+Datum
+opsflags_unleash_query_context(PG_FUNCTION_ARGS)
+{
+	StringInfoData top;
+	StringInfoData props;
+	StringInfoData name;
+	StringInfoData value;
+	char	   *query;
+	char	   *p;
+	bool		any_top = false;
+
+	if (PG_ARGISNULL(0))
+		query = "";
+	else
+		query = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	initStringInfo(&top);
+	initStringInfo(&props);
+	initStringInfo(&name);
+	initStringInfo(&value);
+	appendStringInfoChar(&top, '{');
+	for (p = query; *p != '\0';)
+	{
+		char	   *amp = strchr(p, '&');
+		int			len = amp ? amp - p : (int) strlen(p);
+		char	   *eq = memchr(p, '=', len);
+		int			nlen = eq ? eq - p : len;
+		StringInfo	into;
+
+		if (len > 0)
+		{
+			resetStringInfo(&name);
+			resetStringInfo(&value);
+			if (!url_decode(p, nlen, &name) ||
+				!url_decode(eq ? eq + 1 : p + len, eq ? len - nlen - 1 : 0, &value))
+				PG_RETURN_NULL();
+			if (name.len >= 12 && strncmp(name.data, "properties[", 11) == 0 &&
+				name.data[name.len - 1] == ']')
+			{
+				into = &props;
+				appendStringInfoString(into, into->len > 0 ? ", " : "{");
+				name.data[name.len - 1] = '\0';
+				escape_json(into, name.data + 11);
+			}
+			else
+			{
+				into = &top;
+				if (any_top)
+					appendStringInfoString(into, ", ");
+				any_top = true;
+				escape_json(into, name.data);
+			}
+			appendStringInfoString(into, ": ");
+			escape_json(into, value.data);
+		}
+		p += len;
+		if (*p == '&')
+			p++;
+	}
+	if (props.len > 0)
+	{
+		/* after the others: a plain "properties" parameter gives way */
+		appendStringInfo(&top, "%s\"properties\": %s}", any_top ? ", " : "", props.data);
+	}
+	appendStringInfoChar(&top, '}');
+	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(top.data)));
 }

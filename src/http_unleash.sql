@@ -27,8 +27,13 @@ $$;
 
 -- The Unleash context of a frontend API GET: its query parameters
 -- (userId=...&properties[plan]=pro), the properties as an object; NULL
--- when a parameter does not decode.
+-- when a parameter does not decode.  In C (http_unleash.c), and the plain
+-- SQL reference it follows (the tests compare them).
 CREATE FUNCTION opsflags_internal.unleash_query_context(query text)
+RETURNS jsonb
+LANGUAGE c IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'opsflags_unleash_query_context';
+CREATE FUNCTION opsflags_internal.unleash_query_context_reference(query text)
 RETURNS jsonb
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
@@ -100,10 +105,13 @@ RETURN '"' || encode(sha256(convert_to(doc::text, 'UTF8')), 'base64') || '"';
 -- (kinds client and server; without one, where none is required, the
 -- server's opsflags.environment); the context is the query's parameters
 -- (query, a GET) or the body's {"context": {...}} (a POST; a body that is
--- the context itself is taken too).  Returns the HTTP status, the ETag,
+-- the context itself is taken too); a context without remoteAddress gets
+-- client_addr's, the address the request came from, as Unleash's own
+-- frontend API does.  Returns the HTTP status, the ETag,
 -- {"toggles": [{"name", "enabled", "impressionData", "variant"}]} (the
 -- enabled toggles only) and the API key used (key_id, if any).
-CREATE FUNCTION opsflags_internal.unleash_frontend_answer(presented text, query text, body text, if_none_match text)
+CREATE FUNCTION opsflags_internal.unleash_frontend_answer(presented text, query text, body text, if_none_match text,
+                                                          client_addr text)
 RETURNS TABLE (status integer, etag text, document text, key_id bigint)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -139,6 +147,9 @@ BEGIN
     IF ctx IS NULL THEN
         RETURN QUERY SELECT 400, NULL::text, '{"message": "the context is {\"context\": {...}} or query parameters"}'::text, kid;
         RETURN;
+    END IF;
+    IF client_addr IS NOT NULL AND NOT ctx ? 'remoteAddress' THEN
+        ctx := ctx || jsonb_build_object('remoteAddress', client_addr);
     END IF;
     IF NOT EXISTS (SELECT FROM opsflags.environments e WHERE e.name = env) THEN
         RETURN QUERY SELECT 500, NULL::text,
@@ -245,8 +256,9 @@ $$;
 REVOKE ALL ON FUNCTION
     opsflags_internal.unleash_metrics_answer(text, text[], text),
     opsflags_internal.url_decode(text), opsflags_internal.unleash_query_context(text),
+    opsflags_internal.unleash_query_context_reference(text),
     opsflags_internal.unleash_frontend_variant(jsonb), opsflags_internal.http_etag(jsonb),
     opsflags_internal.unleash_toggles(jsonb, text), opsflags_internal.unleash_frontend_toggles(jsonb, text),
-    opsflags_internal.unleash_frontend_answer(text, text, text, text),
+    opsflags_internal.unleash_frontend_answer(text, text, text, text, text),
     opsflags_internal.unleash_client_answer(text, text)
 FROM PUBLIC;

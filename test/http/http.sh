@@ -157,8 +157,9 @@ r=$(curl -s -i -X POST "$U/health" | tr -d '\r')
     [[ $(raw "$H1" 'GET livez HTTP/1.1\r\n\r\n') == "HTTP/1.1 400"* ]] &&
     [[ $(raw "$H1" 'GET /livez HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello') == "HTTP/1.1 200"* ]] &&
     [[ $(raw "$H1" 'GET /livez HTTP/1.1\r\nContent-Length: 65537\r\n\r\nhello') == "HTTP/1.1 413"* ]] &&
-    [[ $(raw "$H1" 'GET /livez HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n') == "HTTP/1.1 411"* ]]
-ok $? "POST to a GET route is 405 with Allow; HTTP/2.0 is 505; malformed request lines are 400; a body is read, over 64 kB 413, chunked 411"
+    [[ $(raw "$H1" 'GET /livez HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n') == "HTTP/1.1 200"* ]] &&
+    [[ $(raw "$H1" 'GET /livez HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n') == "HTTP/1.1 411"* ]]
+ok $? "POST to a GET route is 405 with Allow; HTTP/2.0 is 505; malformed request lines are 400; a body is read, over 64 kB 413, chunked read, another transfer coding 411"
 
 # 18. Oversized request head
 big=$(head -c 9000 /dev/zero | tr '\0' a)

@@ -300,14 +300,29 @@ sub cases {
         ["Content-Length: abc\r\n", qr/^400$/], ["Content-Length: 5\r\nContent-Length: 0\r\n", qr/^400$/],
         # a body that never comes: answered 408 after the timeout, or not at all once the client is gone
         ["Content-Length:5\r\n", qr/^(408|)$/], ["content-length: 5\r\n", qr/^(408|)$/],
-        ["Transfer-Encoding: chunked\r\n", qr/^411$/], ["Transfer-Encoding: identity\r\n", qr/^411$/],
-        ["Transfer-Encoding: chunked\r\nContent-Length: 5\r\n", qr/^411$/], ["transfer-encoding: CHUNKED\r\n", qr/^411$/],
+        # a chunked body that never comes, like a Content-Length's
+        ["Transfer-Encoding: chunked\r\n", qr/^(408|)$/], ["transfer-encoding: CHUNKED \r\n", qr/^(408|)$/],
+        ["Transfer-Encoding: identity\r\n", qr/^411$/], ["Transfer-Encoding: gzip, chunked\r\n", qr/^411$/],
+        ["Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n", qr/^411$/],
+        ["Transfer-Encoding: chunked\r\nContent-Length: 5\r\n", qr/^400$/], ["Content-Length: 5\r\nTransfer-Encoding: chunked\r\n", qr/^400$/],
     );
     for my $h (@heads) {
         $add->('header ' . esc($h->[0]), $req->('GET', '/livez', $h->[0]), expect => $h->[1]);
     }
-    $add->('chunked body', $req->('GET', '/livez', "Transfer-Encoding: chunked\r\n") . "5\r\nhello\r\n0\r\n\r\n",
-           expect => qr/^411/);
+    my @chunked = (
+        ["5\r\nhello\r\n0\r\n\r\n", qr/^200$/], ["0\r\n\r\n", qr/^200$/],
+        ["5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nTrailer: x\r\n\r\n", qr/^200$/], ["A\r\n0123456789\r\n0\r\n\r\n", qr/^200$/],
+        ["zz\r\nhello\r\n0\r\n\r\n", qr/^400$/], ["\r\nhello\r\n0\r\n\r\n", qr/^400$/], ["5\r\nhelloXX0\r\n\r\n", qr/^400$/],
+        ["5\nhello\r\n0\r\n\r\n", qr/^400$/], ["-5\r\nhello\r\n0\r\n\r\n", qr/^400$/], ["5 \r\nhello\r\n0\r\n\r\n", qr/^400$/],
+        ["10001\r\n", qr/^413$/], ["FFFFFFFFFFFFFFFFFFFF\r\n", qr/^413$/],
+        ["8000\r\n" . ('x' x 32768) . "\r\n8001\r\n" . ('x' x 32769) . "\r\n0\r\n\r\n", qr/^413$/],
+        ["1\r\nx\r\n" x 5000 . "0\r\n\r\n", qr/^200$/], ["1\r\nx\r\n" x 20000 . "0\r\n\r\n", qr/^(400|)$/],
+        ["1\r\nx\r\n0\r\n" . ('X-Trailer: y' x 1000), qr/^400$/],
+    );
+    for my $c (@chunked) {
+        $add->('chunked body ' . esc(substr($c->[0], 0, 60)), $req->('GET', '/livez', "Transfer-Encoding: chunked\r\n") . $c->[0],
+               expect => $c->[1]);
+    }
     $add->('Content-Length: 5 and its body, to a GET route', $req->('POST', '/livez', "Content-Length: 5\r\n") . 'hello', expect => qr/^405$/);
     $add->('Content-Length: 5 and its body, GET', $req->('GET', '/livez', "Content-Length: 5\r\n") . 'hello', expect => qr/^200$/);
     $add->('Content-Length: 1000000 and a short body, kept open', $req->('GET', '/livez', "Content-Length: 1000000\r\n") . 'x' x 100,

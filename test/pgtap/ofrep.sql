@@ -1,7 +1,9 @@
 -- test/pgtap/ofrep.sql: the OFREP answers the HTTP server sends, written in
 -- C (ofrep_one, ofrep_bulk), against their plain SQL reference (ofrep_item
 -- over feature_explain and evaluate_all), and so the Unleash frontend API's
--- toggles (unleash_toggles against unleash_frontend_toggles), on generated flags (rules, splits,
+-- toggles (unleash_toggles against unleash_frontend_toggles) and the context
+-- of its query parameters (unleash_query_context against its reference),
+-- on generated flags (rules, splits,
 -- percentage rollouts, off flags with and without an off variation, named
 -- variations, archived and unknown keys) and contexts (with and without a
 -- targeting key); and ofrep_answer's statuses, ETag and 304.
@@ -9,7 +11,7 @@
 \ir setup.inc
 
 BEGIN;
-SELECT plan(8);
+SELECT plan(10);
 SET LOCAL opsflags.environment = 'production';
 SELECT setseed(0.4242) AS x \gset
 
@@ -74,6 +76,30 @@ SELECT is((SELECT count(*)::int FROM octx
            WHERE opsflags_internal.unleash_toggles(ctx, 'production')::jsonb
                  IS DISTINCT FROM opsflags_internal.unleash_frontend_toggles(ctx, 'production')), 0,
           'unleash_toggles (C) is unleash_frontend_toggles (SQL) for every context');
+
+-- The frontend API's context of a GET's query string: C against SQL, on
+-- generated strings of names (plain, properties[...], encoded), values
+-- (percent-encoded UTF-8, '+', a lone '%', bytes that are not UTF-8, NUL),
+-- empty parts, repeated names.
+CREATE TEMP TABLE qcases AS
+SELECT g, string_agg(pg_temp.pick(ARRAY['userId', 'sessionId', 'properties[plan]', 'properties%5Bteam%5D',
+                                         'properties[a]b]', 'properties[]', 'properties', 'remote%41ddress', 'x+y', ''])
+                     || CASE WHEN random() < 0.9 THEN '=' || pg_temp.pick(ARRAY['u1', 'pro', 'a+b', '%C3%A9t%C3%A9', '100%',
+                                                                               '%4', '%zz', '%FF', '%00', '', 'x=y', '%2B%26'])
+                             ELSE '' END,
+                     '&') AS query
+FROM generate_series(1, 150) g, LATERAL generate_series(0, floor(random() * 5)::int) p
+WHERE g > 0 AND p >= 0
+GROUP BY g;
+ALTER TABLE qcases ADD COLUMN got jsonb, ADD COLUMN want jsonb;
+UPDATE qcases SET got = opsflags_internal.unleash_query_context(query),
+                  want = opsflags_internal.unleash_query_context_reference(query);
+SELECT diag(format('%s: C %s, SQL %s', query, got, want)) FROM qcases WHERE got IS DISTINCT FROM want LIMIT 5;
+SELECT ok((SELECT count(*) >= 100 AND count(*) FILTER (WHERE got IS NULL) >= 5 AND count(*) FILTER (WHERE got ? 'properties') >= 20
+                  AND count(*) FILTER (WHERE got ->> 'userId' = 'été') >= 1 FROM qcases),
+          '100+ query strings: some that do not decode, properties, encoded UTF-8');
+SELECT is((SELECT count(*)::int FROM qcases WHERE got IS DISTINCT FROM want), 0,
+          'unleash_query_context (C) is its SQL reference for every query string');
 
 -- ofrep_answer: statuses, the ETag, 304.
 SELECT is((SELECT array_agg(a.status ORDER BY o) FROM unnest(ARRAY['{"context": {"targetingKey": "u1"}}', 'nope', '{"context": 5}', '[]']) WITH ORDINALITY b(body, o),
