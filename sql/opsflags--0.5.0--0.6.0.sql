@@ -4307,7 +4307,7 @@ RETURN '"' || encode(sha256(convert_to(doc::text, 'UTF8')), 'base64') || '"';
 -- {"toggles": [{"name", "enabled", "impressionData", "variant"}]} (the
 -- enabled toggles only) and the API key used (key_id, if any).
 CREATE FUNCTION opsflags_internal.unleash_frontend_answer(presented text, query text, body text, if_none_match text,
-                                                          client_addr text)
+                                                          client_addr text DEFAULT NULL)
 RETURNS TABLE (status integer, etag text, document text, key_id bigint)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp

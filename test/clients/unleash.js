@@ -8,7 +8,7 @@
 // variations beside them; for several contexts each SDK's isEnabled and
 // getVariant must be what feature_explain says in SQL.  Then keys (none
 // where one is required, revoked, another environment's, a client key for
-// the server API), ETag and 304, registration, metrics (added to
+// the server API), ETag and 304, remoteAddress from the request, registration, metrics (added to
 // flag_usage), the CORS preflight for the SDKs' headers.  Everything made
 // is removed at the end.
 // Prints TAP from n0 + 1 on; exports run().
@@ -186,6 +186,17 @@ async function run(sql, base, n0) {
            && aj.toggles.some((t) => t.name === P + 'country') && feat.status === 200 && names(await feat.json()) === names(aj)
            && body.status === 200 && names(bodyJson) === names(aj) && badBody.status === 400 && badQuery.status === 400,
            `frontend: an ETag, 304 when it matches, 200 and another ETag for another context; properties[x] parameters, /features, a POST body alike; a body that is not JSON and a parameter that is not UTF-8 400 (${[a, b, c, feat, body, badBody, badQuery].map((r) => r.status)})`);
+        // remoteAddress: the request's own address unless the context has one.
+        await sql('SELECT opsflags.create_flag($1, $1)', [P + 'lan']);
+        await sql('SELECT opsflags.update_flag($1, $2, $3)', [P + 'lan', JSON.stringify({ is_enabled: true, fallthrough: { off: true },
+            rules: [{ id: 'lan', clauses: [{ attribute: 'remoteAddress', op: 'in_cidr', values: ['127.0.0.0/8'] }], serve: { variation: 0 } }] }), ENV]);
+        const lan = async (query) => (await (await fetch(base + '/api/frontend' + query, { headers: auth })).json()).toggles.some((t) => t.name === P + 'lan');
+        const fromHere = await lan('?userId=u1');
+        const sentOther = await lan('?userId=u1&remoteAddress=10.1.2.3');
+        const sentLoopback = await lan('?userId=u1&remoteAddress=127.9.9.9');
+        await sql('SELECT opsflags.archive_flag($1), opsflags.delete_flag($1)', [P + 'lan']);
+        ok(fromHere && !sentOther && sentLoopback,
+           `frontend: a context without remoteAddress has the request's address (a rule on 127.0.0.0/8 matches from loopback); one the context sends wins (${fromHere} ${sentOther} ${sentLoopback})`);
         const f1 = await fetch(base + '/api/client/features', { headers: { Authorization: serverKey } });
         const f1j = await f1.json();
         const f2 = await fetch(base + '/api/client/features', { headers: { Authorization: serverKey, 'If-None-Match': f1.headers.get('etag') } });

@@ -85,7 +85,8 @@ CREATE TEMP TABLE qcases AS
 SELECT g, string_agg(pg_temp.pick(ARRAY['userId', 'sessionId', 'properties[plan]', 'properties%5Bteam%5D',
                                          'properties[a]b]', 'properties[]', 'properties', 'remote%41ddress', 'x+y', ''])
                      || CASE WHEN random() < 0.9 THEN '=' || pg_temp.pick(ARRAY['u1', 'pro', 'a+b', '%C3%A9t%C3%A9', '100%',
-                                                                               '%4', '%zz', '%FF', '%00', '', 'x=y', '%2B%26'])
+                                                                               '%4', '%zz', CASE WHEN random() < 0.5 THEN '%FF' ELSE '%00' END,
+                                                                               '', 'x=y', '%2B%26', '%C3%A9t%C3%A9'])
                              ELSE '' END,
                      '&') AS query
 FROM generate_series(1, 150) g, LATERAL generate_series(0, floor(random() * 5)::int) p
@@ -96,7 +97,7 @@ UPDATE qcases SET got = opsflags_internal.unleash_query_context(query),
                   want = opsflags_internal.unleash_query_context_reference(query);
 SELECT diag(format('%s: C %s, SQL %s', query, got, want)) FROM qcases WHERE got IS DISTINCT FROM want LIMIT 5;
 SELECT ok((SELECT count(*) >= 100 AND count(*) FILTER (WHERE got IS NULL) >= 5 AND count(*) FILTER (WHERE got ? 'properties') >= 20
-                  AND count(*) FILTER (WHERE got ->> 'userId' = 'été') >= 1 FROM qcases),
+                  AND count(*) FILTER (WHERE got::text LIKE '%été%') >= 5 FROM qcases),
           '100+ query strings: some that do not decode, properties, encoded UTF-8');
 SELECT is((SELECT count(*)::int FROM qcases WHERE got IS DISTINCT FROM want), 0,
           'unleash_query_context (C) is its SQL reference for every query string');
