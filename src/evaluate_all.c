@@ -6,8 +6,9 @@
  *	  per-backend list of the flag keys and the environments; each flag is
  *	  evaluated from the flag cache (evaluation.c) with the context read once.
  *	  Also the same for the HTTP server's client endpoints, written as text in
- *	  their formats: OFREP's bulk answer (ofrep_bulk) and Unleash's frontend
- *	  API (unleash_toggles).
+ *	  their formats: OFREP's bulk answer (ofrep_bulk), Unleash's frontend
+ *	  API (unleash_toggles) and the flags of LaunchDarkly's client-side
+ *	  stream (launchdarkly_lines).
  *
  * The list is loaded with one query and dropped whenever the flag cache is
  * emptied (opsflags_flag_keys_reset(), called by flags.c), so it follows the
@@ -36,6 +37,7 @@ PG_FUNCTION_INFO_V1(opsflags_evaluate_all);
 PG_FUNCTION_INFO_V1(opsflags_ofrep_bulk);
 PG_FUNCTION_INFO_V1(opsflags_ofrep_one);
 PG_FUNCTION_INFO_V1(opsflags_unleash_toggles);
+PG_FUNCTION_INFO_V1(opsflags_launchdarkly_lines);
 
 typedef struct FlagKeys
 {
@@ -445,5 +447,90 @@ opsflags_unleash_toggles(PG_FUNCTION_ARGS)
 		appendStringInfoString(&buf, "}}");
 	}
 	appendStringInfoString(&buf, "]}");
+	PG_RETURN_TEXT_P(cstring_to_text_with_len(buf.data, buf.len));
+}
+
+/* feature_explain's reason as a LaunchDarkly reason (as launchdarkly_reason() in SQL) */
+static void
+append_ld_reason(StringInfo buf, const OpsEvalDetail *d)
+{
+	FlagReason	r = (FlagReason) d->reason_code;
+
+	if (r == REASON_OFF || r == REASON_SCHEDULE)
+		appendStringInfoString(buf, "{\"kind\": \"OFF\"");
+	else if (r == REASON_PREREQUISITE_FAILED)
+		appendStringInfoString(buf, "{\"kind\": \"PREREQUISITE_FAILED\"");
+	else if (r == REASON_TARGET_USER || r == REASON_TARGET_ROLE || r == REASON_SEGMENT_MATCH ||
+			 (d->rule != NULL && strncmp(d->rule, "ld-target-", 10) == 0))
+		appendStringInfoString(buf, "{\"kind\": \"TARGET_MATCH\"");
+	else if (r == REASON_RULE_MATCH)
+	{
+		appendStringInfoString(buf, "{\"kind\": \"RULE_MATCH\", \"ruleId\": ");
+		if (d->rule != NULL)
+			escape_json(buf, d->rule);
+		else
+			appendStringInfoString(buf, "null");
+		appendStringInfo(buf, ", \"ruleIndex\": %d", d->rule_index_ld);
+	}
+	else if (r == REASON_ROLLOUT_IN || r == REASON_ROLLOUT_OUT || r == REASON_FALLTHROUGH ||
+			 r == REASON_NO_MATCH)
+		appendStringInfoString(buf, "{\"kind\": \"FALLTHROUGH\"");
+	else
+		appendStringInfoString(buf, "{\"kind\": \"ERROR\", \"errorKind\": \"EXCEPTION\"");
+	if (d->in_experiment && d->value != NULL)
+		appendStringInfoString(buf, ", \"inExperiment\": true");
+	appendStringInfoChar(buf, '}');
+}
+
+/*
+ * launchdarkly_lines(context jsonb, environment text, with_reasons boolean)
+ * -> text: every flag of the environment for the context as LaunchDarkly's
+ * client-side stream tells it, a line "key TAB version TAB entry" each, in
+ * flag key order; the entry is {"value", "variation", "version",
+ * "flagVersion", "trackEvents", "reason"} as launchdarkly_flags() in SQL
+ * makes it (the tests compare them).
+ */
+Datum
+opsflags_launchdarkly_lines(PG_FUNCTION_ARGS)
+{
+	const char *env;
+	FlagKeys   *fk;
+	EvalContext ec;
+	StringInfoData buf;
+	bool		with_reasons = !PG_ARGISNULL(2) && PG_GETARG_BOOL(2);
+
+	if (PG_ARGISNULL(1))
+		PG_RETURN_NULL();
+	env = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	fk = flag_keys_for(env);
+	opsflags_context_read(PG_ARGISNULL(0) ? NULL : PG_GETARG_JSONB_P(0), &ec);
+	initStringInfo(&buf);
+	for (int i = 0; i < fk->nkeys; i++)
+	{
+		OpsEvalDetail d;
+
+		CHECK_FOR_INTERRUPTS();
+		ec.have_random = false;
+		(void) opsflags_evaluate_detail(env, fk->keys[i], fk->keylens[i], &ec, &d);
+		appendBinaryStringInfo(&buf, fk->keys[i], fk->keylens[i]);
+		appendStringInfo(&buf, "\t%d\t{\"value\": ", d.evaluable ? d.version : 0);
+		if (d.value != NULL)
+			(void) JsonbToCString(&buf, &d.value->root, VARSIZE(d.value));
+		else
+			appendStringInfoString(&buf, "null");
+		if (d.value != NULL)
+			appendStringInfo(&buf, ", \"variation\": %d", d.variation);
+		if (d.evaluable)
+			appendStringInfo(&buf, ", \"version\": %d, \"flagVersion\": %d", d.version, d.version);
+		else
+			appendStringInfoString(&buf, ", \"version\": null, \"flagVersion\": null");
+		appendStringInfoString(&buf, ", \"trackEvents\": false");
+		if (with_reasons)
+		{
+			appendStringInfoString(&buf, ", \"reason\": ");
+			append_ld_reason(&buf, &d);
+		}
+		appendStringInfoString(&buf, "}\n");
+	}
 	PG_RETURN_TEXT_P(cstring_to_text_with_len(buf.data, buf.len));
 }

@@ -577,6 +577,14 @@ opsflags_evaluate_detail(const char *env, const char *key, int keylen, EvalConte
 	out->variant = out->value != NULL ? e->variant_names[out->variation] : NULL;
 	out->rule_index = res.rule;
 	out->rule = res.rule >= 0 && e->rules != NULL ? e->rules->rules[res.rule].id : NULL;
+	out->rule_index_ld = 0;
+	for (int i = 0; out->rule != NULL && i < res.rule; i++)
+	{
+		const char *id = e->rules->rules[i].id;
+
+		if (id == NULL || strncmp(id, "ld-target-", 10) != 0)
+			out->rule_index_ld++;
+	}
 	out->evaluable = e->evaluable;
 	out->version = e->evaluable ? e->version : 0;
 	return true;

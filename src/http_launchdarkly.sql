@@ -128,36 +128,19 @@ BEGIN
 END
 $$;
 
--- What the stream /eval pushes (launchdarkly_request's arguments, and
--- with_reasons): status 200 and a row per flag (flag_key, version, entry as
--- text), in the order of the keys' bytes, or one row without a flag (none,
--- or another status with its JSON message as entry), and the API key used.
-CREATE FUNCTION opsflags_internal.launchdarkly_stream_flags(presented text, context text, encoded boolean,
-                                                            with_reasons boolean)
-RETURNS TABLE (status integer, key_id bigint, flag_key text, version integer, entry text)
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    r record;
-BEGIN
-    r := opsflags_internal.launchdarkly_request(presented, context, encoded);
-    IF r.status = 200 THEN
-        RETURN QUERY SELECT 200, r.key_id, f.flag_key, f.version, f.entry::text
-                     FROM opsflags_internal.launchdarkly_flags(r.ctx, r.environment, with_reasons) f
-                     ORDER BY f.flag_key COLLATE "C";
-        IF FOUND THEN
-            RETURN;
-        END IF;
-    END IF;
-    RETURN QUERY SELECT r.status, r.key_id, NULL::text, NULL::integer, r.message;
-END
-$$;
+-- What the stream /eval pushes: launchdarkly_flags' rows as lines "key TAB
+-- version TAB entry", in flag key order, in C (evaluate_all.c) from the
+-- flag cache; launchdarkly_flags() is its plain SQL reference (the tests
+-- compare them).
+CREATE FUNCTION opsflags_internal.launchdarkly_lines(ctx jsonb, environment text, with_reasons boolean)
+RETURNS text
+LANGUAGE c STABLE
+AS 'MODULE_PATHNAME', 'opsflags_launchdarkly_lines';
 
 REVOKE ALL ON FUNCTION
     opsflags_internal.launchdarkly_reason(jsonb, jsonb),
     opsflags_internal.launchdarkly_request(text, text, boolean),
     opsflags_internal.launchdarkly_flags(jsonb, text, boolean),
     opsflags_internal.launchdarkly_answer(text, text, boolean, boolean, text),
-    opsflags_internal.launchdarkly_stream_flags(text, text, boolean, boolean)
+    opsflags_internal.launchdarkly_lines(jsonb, text, boolean)
 FROM PUBLIC;

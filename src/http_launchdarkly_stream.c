@@ -6,7 +6,8 @@
  *	  reasons; {id} as for /sdk/evalx (http_launchdarkly.c).
  *
  * The database worker evaluates the stream's context
- * (launchdarkly_stream_flags(), http_launchdarkly.sql) before the stream
+ * (launchdarkly_request() and launchdarkly_lines(), http_launchdarkly.sql)
+ * before the stream
  * answers: a bad key or context is refused with its status (the SDK stops
  * on 401, 403 and 404), and a good one opens with "put", every flag.
  * After each change to the flags of the database, the worker evaluates
@@ -421,8 +422,9 @@ ld_answered(HttpStream *stream, int code, const char *body, size_t len)
 /* ---------- in the worker ---------- */
 
 static OpsQuery eval_query = {
-	.sql = "SELECT status, key_id, flag_key, version, entry "
-	"FROM opsflags_internal.launchdarkly_stream_flags($1, $2, $3, $4)",
+	.sql = "SELECT r.status, r.key_id, r.message, "
+	"CASE WHEN r.status = 200 THEN opsflags_internal.launchdarkly_lines(r.ctx, r.environment, $4) END "
+	"FROM opsflags_internal.launchdarkly_request($1, $2, $3) r",
 	.nargs = 4,
 	.argtypes = {TEXTOID, TEXTOID, BOOLOID, BOOLOID},
 };
@@ -448,7 +450,7 @@ answer_eval(HttpAnswer *a, const char *arg)
 		nulls[1] = 'n';
 	args[2] = BoolGetDatum(arg[0] == 'b');
 	args[3] = BoolGetDatum(call->query != NULL && strcmp(call->query, "withReasons=true") == 0);
-	if (!http_sql(&eval_query, args, nulls, InvalidOid, &r) || r.nrows < 1)
+	if (!http_sql(&eval_query, args, nulls, InvalidOid, &r) || r.nrows != 1)
 	{
 		a->code = 500;
 		appendStringInfoString(&a->body, "{\"message\": ");
@@ -459,21 +461,7 @@ answer_eval(HttpAnswer *a, const char *arg)
 	a->code = atoi(http_result_value(&r, 0, 0));
 	if ((key_id = http_result_value(&r, 0, 1)) != NULL && a->code == 200)
 		http_key_used(atoll(key_id));
-	if (a->code != 200)
-	{
-		appendStringInfoString(&a->body, http_result_value(&r, 0, 4));
-		return;
-	}
-	for (int i = 0; i < r.nrows; i++)
-	{
-		const char *key = http_result_value(&r, i, 2);
-
-		if (key == NULL)
-			continue;			/* no flags */
-		appendStringInfo(&a->body, "%s\t%s\t%s\n", key,
-						 http_result_value(&r, i, 3) ? http_result_value(&r, i, 3) : "0",
-						 http_result_value(&r, i, 4));
-	}
+	appendStringInfoString(&a->body, http_result_value(&r, 0, a->code == 200 ? 3 : 2));
 }
 
 static void

@@ -337,6 +337,9 @@ typedef struct OpsEvalDetail
 	const char *variant;		/* its name, or NULL */
 	int			bucket;			/* 0: none */
 	int			rule_index;		/* -1: no rule */
+	int			rule_index_ld;	/* rules before it not made of LaunchDarkly's
+								 * targets ("ld-target-<n>"): its
+								 * LaunchDarkly ruleIndex */
 	const char *rule;
 	bool		in_experiment;
 	int32		version;

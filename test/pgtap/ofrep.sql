@@ -3,6 +3,8 @@
 -- over feature_explain and evaluate_all), and so the Unleash frontend API's
 -- toggles (unleash_toggles against unleash_frontend_toggles) and the context
 -- of its query parameters (unleash_query_context against its reference),
+-- and the flags of LaunchDarkly's stream (launchdarkly_lines against
+-- launchdarkly_flags),
 -- on generated flags (rules, splits,
 -- percentage rollouts, off flags with and without an off variation, named
 -- variations, archived and unknown keys) and contexts (with and without a
@@ -11,7 +13,7 @@
 \ir setup.inc
 
 BEGIN;
-SELECT plan(10);
+SELECT plan(11);
 SET LOCAL opsflags.environment = 'production';
 SELECT setseed(0.4242) AS x \gset
 
@@ -76,6 +78,19 @@ SELECT is((SELECT count(*)::int FROM octx
            WHERE opsflags_internal.unleash_toggles(ctx, 'production')::jsonb
                  IS DISTINCT FROM opsflags_internal.unleash_frontend_toggles(ctx, 'production')), 0,
           'unleash_toggles (C) is unleash_frontend_toggles (SQL) for every context');
+
+-- LaunchDarkly's stream: launchdarkly_lines (C) against launchdarkly_flags
+-- (SQL), with and without reasons, for every context.
+SELECT is((SELECT count(*)::int FROM octx, (VALUES (false), (true)) r(with_reasons)
+           WHERE (SELECT jsonb_agg(jsonb_build_array(split_part(l, E'\t', 1), split_part(l, E'\t', 2)::int,
+                                                     substr(l, length(split_part(l, E'\t', 1)) + length(split_part(l, E'\t', 2)) + 3)::jsonb)
+                                   ORDER BY o)
+                  FROM regexp_split_to_table(rtrim(opsflags_internal.launchdarkly_lines(ctx, 'production', with_reasons), E'\n'), E'\n')
+                       WITH ORDINALITY t(l, o))
+                 IS DISTINCT FROM
+                 (SELECT jsonb_agg(jsonb_build_array(f.flag_key, coalesce(f.version, 0), f.entry) ORDER BY f.flag_key COLLATE "C")
+                  FROM opsflags_internal.launchdarkly_flags(ctx, 'production', with_reasons) f)), 0,
+          'launchdarkly_lines (C) is launchdarkly_flags (SQL), in key order, with and without reasons, for every context');
 
 -- The frontend API's context of a GET's query string: C against SQL, on
 -- generated strings of names (plain, properties[...], encoded), values
