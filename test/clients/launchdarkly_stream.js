@@ -8,7 +8,8 @@
 // Then the stream itself: its first event is the /sdk/evalx document, a
 // change in another environment tells it nothing, a patch's version is
 // greater than the put's; a bad key, environment or context is refused
-// before the stream opens; a stream whose key is revoked ends.  The flags
+// before the stream opens; a put too large to push is a ping; a stream
+// whose key is revoked ends.  The flags
 // and keys are removed at the end.  Prints TAP from n0 + 1 on; exports run().
 'use strict';
 
@@ -207,6 +208,19 @@ async function run(sql, base, n0) {
            && noBody.status === 400 && unknown.status === 404 && badCtx.status === 400 && notObject.status === 400
            && badKey.status === 401 && [noBody, unknown, badCtx, notObject, badKey].every((r) => r.ended),
            `REPORT /eval with the context; refused before the stream opens: no body 400, an unknown environment 404, a context that is not base64url JSON or not an object 400, a key that is not valid 401 (${[report, noBody, unknown, badCtx, notObject, badKey].map((r) => r.status)})`);
+
+        // Too large to push: a ping, and the SDK fetches /sdk/evalx itself.
+        const blob = 'x'.repeat(40000);
+        await sql("SELECT opsflags.create_flag($1, $1, NULL, 'json', $2)", [P + 'big', JSON.stringify([{ blob }, {}])]);
+        await sql("SELECT opsflags.update_flag($1, '{\"is_enabled\": true, \"on_variation\": 0, \"off_variation\": 1}', 'production')", [P + 'big']);
+        const big = await openRaw(base, 'GET', path);
+        raws.push(big);
+        await until(async () => big.events.length >= 1);
+        const bigSdk = await sdk('production', DE);
+        const bigValue = bigSdk.error ? null : bigSdk.client.variation(P + 'big', null);
+        ok(big.status === 200 && (big.events[0] || {}).event === 'ping' && bigValue && bigValue.blob === blob,
+           `a put beyond 32 kB is a ping instead (${(big.events[0] || {}).event}), and the SDK gets the flag from /sdk/evalx`);
+        await sql('SELECT opsflags.archive_flag($1), opsflags.delete_flag($1)', [P + 'big']);
 
         // Keys: a stream of a key that is revoked ends.
         const key = (await sql("SELECT opsflags.create_api_key('production', 'client', 'ld stream test') AS k"))[0].k;
