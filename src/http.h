@@ -56,6 +56,7 @@ typedef struct HttpRequest
 	const char *api_key;		/* X-API-Key, else Authorization (without
 								 * "Bearer ") */
 	const char *if_none_match;
+	const char *last_event_id;	/* of a stream that reconnects */
 	const char *origin;			/* an allowed CORS origin, else NULL */
 	const char *content_type;
 	const char *body;			/* NUL-terminated; NULL: none */
@@ -266,6 +267,8 @@ extern void http_stream_close(HttpStream *stream);
 /* Call visit for each stream of family; visit may push (and so drop one). */
 extern void http_stream_foreach(HttpStreamFamily *family,
 								void (*visit) (HttpStream *stream, void *ctx), void *ctx);
+/* The counter of changes, as changed() is given it (say, for event ids) */
+extern uint64 http_stream_changes(void);
 /* Streams open and dropped (slow readers) since start, for /metrics */
 extern void http_stream_counts(uint64 *open, uint64 *dropped);
 

@@ -242,6 +242,7 @@ http_conn_await(HttpConn *conn, HttpRequest *req, TimestampTz deadline,
 	/* only what framing the answer needs outlives the request */
 	conn->awaiting.path = conn->awaiting.query = NULL;
 	conn->awaiting.api_key = conn->awaiting.if_none_match = conn->awaiting.content_type = NULL;
+	conn->awaiting.last_event_id = NULL;
 	conn->awaiting.body = NULL;
 	conn->awaiting.bodylen = 0;
 	if (req->origin != NULL)
@@ -607,6 +608,8 @@ handle_request(HttpConn *conn, int headlen, int bodylen)
 			api_key = header_text(v, line_end);
 		else if ((v = header_value(p, line_end, "If-None-Match")) != NULL)
 			req.if_none_match = header_text(v, line_end);
+		else if ((v = header_value(p, line_end, "Last-Event-ID")) != NULL)
+			req.last_event_id = header_text(v, line_end);
 		else if ((v = header_value(p, line_end, "Origin")) != NULL)
 			origin = header_text(v, line_end);
 		else if ((v = header_value(p, line_end, "Content-Type")) != NULL)

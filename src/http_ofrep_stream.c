@@ -14,7 +14,10 @@
  * Every change to the flags of the database is told to every stream
  * (whatever its environment): the provider then fetches its bulk
  * evaluation with its ETag, and a change that is not its environment's
- * costs it a 304.
+ * costs it a 304.  A stream is also told so when it opens, unless it comes
+ * back (Last-Event-ID) with nothing changed since: a change committed
+ * between the bulk evaluation and the stream's start, or while the client
+ * was away, is never missed.
  */
 #include "postgres.h"
 
@@ -49,17 +52,21 @@ push_event(HttpStream *stream, void *ctx)
 	(void) http_stream_push(stream, event->text, event->len);
 }
 
+static void
+refetch_event(OfrepEvent *event, uint64 changes)
+{
+	event->len = snprintf(event->text, sizeof(event->text),
+						  "id: " UINT64_FORMAT "\nevent: message\ndata: {\"type\": \"refetchEvaluation\"}\n\n",
+						  changes);
+}
+
 /* The flags changed: every stream is told to fetch its evaluations again. */
 static void
 ofrep_changed(HttpStreamFamily *family, uint64 changes)
 {
 	OfrepEvent	event;
-	int			n;
 
-	n = snprintf(event.text, sizeof(event.text),
-				 "id: " UINT64_FORMAT "\nevent: message\ndata: {\"type\": \"refetchEvaluation\"}\n\n",
-				 changes);
-	event.len = n;
+	refetch_event(&event, changes);
 	http_stream_foreach(family, push_event, &event);
 }
 
@@ -80,6 +87,7 @@ static void
 ofrep_stream(HttpConn *conn, HttpRequest *req, const char *arg)
 {
 	char		environment[HTTP_STREAM_MAX_DATA];
+	HttpStream *stream;
 	char	   *ticket = NULL;
 	char	   *p = req->query;
 
@@ -112,7 +120,21 @@ ofrep_stream(HttpConn *conn, HttpRequest *req, const char *arg)
 		unauthorized(conn, req, "the token is not valid or has expired: evaluate the flags again for a new one");
 		return;
 	}
-	(void) http_stream_begin(conn, req, &ofrep_streams, environment, strlen(environment) + 1);
+	stream = http_stream_begin(conn, req, &ofrep_streams, environment, strlen(environment) + 1);
+	if (stream != NULL)
+	{
+		uint64		changes = http_stream_changes();
+		char		now[32];
+
+		snprintf(now, sizeof(now), UINT64_FORMAT, changes);
+		if (req->last_event_id == NULL || strcmp(req->last_event_id, now) != 0)
+		{
+			OfrepEvent	event;
+
+			refetch_event(&event, changes);
+			(void) http_stream_push(stream, event.text, event.len);
+		}
+	}
 }
 
 static const HttpRoute ofrep_stream_route = {

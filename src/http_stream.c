@@ -336,6 +336,12 @@ http_stream_foreach(HttpStreamFamily *family, void (*visit) (HttpStream *stream,
 		visit(dlist_container(HttpStream, node, iter.cur), ctx);
 }
 
+uint64
+http_stream_changes(void)
+{
+	return opsflags_inval_database_changes();
+}
+
 void
 http_stream_counts(uint64 *open, uint64 *dropped)
 {

@@ -6,7 +6,8 @@
 // dropped; streams take no request slots (more streams than
 // opsflags.http_max_connections, and /livez still answers; 503 beyond
 // opsflags.http_max_streams); a token that is missing, forged or expired is
-// 401; creating or revoking an API key is told as a change; a stream gets a
+// 401; a stream that opens is told to fetch again, unless it comes back with
+// the current Last-Event-ID; creating or revoking an API key is told as a change; a stream gets a
 // heartbeat.  Prints TAP.
 'use strict';
 
@@ -56,11 +57,11 @@ async function until(what, cond, ms = 10000) {
 }
 
 // A raw stream: resolves with the socket and the response head, paused if asked.
-function openRaw(path, pause, origin) {
+function openRaw(path, pause, origin, extra = '') {
     const u = new URL(BASE);
     return new Promise((resolve, reject) => {
         const s = net.connect(Number(u.port), u.hostname, () => {
-            s.write(`GET ${path} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n${origin ? `Origin: ${origin}\r\n` : ''}\r\n`);
+            s.write(`GET ${path} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n${origin ? `Origin: ${origin}\r\n` : ''}${extra}\r\n`);
         });
         let head = '';
         const onData = (d) => {
@@ -141,6 +142,25 @@ async function main() {
            && /\r\nX-Accel-Buffering: no\r\n/i.test(valid.head) && !/Content-Length/i.test(valid.head)
            && /\r\nAccess-Control-Allow-Origin: http:\/\/app\.example\r\n/i.test(valid.head),
            `tokens: ${tries.map(([w], i) => `${w} ${codes[i]}`).join(', ')} (JSON); a valid one opens a stream (text/event-stream, no-cache, X-Accel-Buffering: no, no Content-Length, CORS for the allowed origin)`);
+
+        // A stream is told to fetch again as it opens (a change committed between
+        // the bulk answer and the stream's start is not missed), unless it comes
+        // back (Last-Event-ID) with nothing changed since.
+        {
+            const ids = (raw) => [...raw.body.matchAll(/^id: (\d+)\n/mg)].map((m) => Number(m[1]));
+            const fresh = await openRaw('/ofrep/v1/stream?token=' + good, false);
+            raws.push(fresh.socket);
+            await until('the opening event', async () => ids(fresh).length > 0, 2000);
+            const now = ids(fresh)[0];
+            const back = await openRaw('/ofrep/v1/stream?token=' + good, false, null, `Last-Event-ID: ${now}\r\n`);
+            const away = await openRaw('/ofrep/v1/stream?token=' + good, false, null, `Last-Event-ID: ${now - 1}\r\n`);
+            raws.push(back.socket, away.socket);
+            await until('the event of the one that was away', async () => ids(away).length > 0, 2000);
+            await sql("SELECT opsflags.update_flag($1, '{\"is_enabled\": true}', 'production')", [P + 'live']);
+            await until('the change', async () => ids(back).length > 0 && ids(fresh).length > 1, 2000);
+            ok(now >= 0 && ids(away)[0] === now && ids(back)[0] > now && ids(fresh)[1] === ids(back)[0],
+               `a stream opening is told to fetch again (id ${now}), and so is one back with an older Last-Event-ID; one back with the current id only hears of the next change (${ids(back)})`);
+        }
 
         // API keys change what a client is served: creating and revoking one is told too.
         const events = () => (valid.body.match(/refetchEvaluation/g) || []).length;
