@@ -68,7 +68,8 @@ function openRaw(path, pause, origin, extra = '') {
             head += d.toString('latin1');
             if (head.includes('\r\n\r\n')) {
                 s.removeListener('data', onData);
-                const raw = { socket: s, head, body: '' };
+                const at = head.indexOf('\r\n\r\n') + 4;
+                const raw = { socket: s, head: head.slice(0, at), body: head.slice(at) };
                 if (pause) s.pause();
                 else s.on('data', (more) => { raw.body += more.toString('latin1'); });
                 resolve(raw);
@@ -148,17 +149,18 @@ async function main() {
         // back (Last-Event-ID) with nothing changed since.
         {
             const ids = (raw) => [...raw.body.matchAll(/^id: (\d+)\n/mg)].map((m) => Number(m[1]));
+            const open0 = await metric('opsflags_http_streams');
             const fresh = await openRaw('/ofrep/v1/stream?token=' + good, false);
-            raws.push(fresh.socket);
             await until('the opening event', async () => ids(fresh).length > 0, 2000);
             const now = ids(fresh)[0];
             const back = await openRaw('/ofrep/v1/stream?token=' + good, false, null, `Last-Event-ID: ${now}\r\n`);
             const away = await openRaw('/ofrep/v1/stream?token=' + good, false, null, `Last-Event-ID: ${now - 1}\r\n`);
-            raws.push(back.socket, away.socket);
             await until('the event of the one that was away', async () => ids(away).length > 0, 2000);
             await sql("SELECT opsflags.update_flag($1, '{\"is_enabled\": true}', 'production')", [P + 'live']);
             await until('the change', async () => ids(back).length > 0 && ids(fresh).length > 1, 2000);
-            ok(now >= 0 && ids(away)[0] === now && ids(back)[0] > now && ids(fresh)[1] === ids(back)[0],
+            [fresh, back, away].forEach((r) => r.socket.destroy());
+            const closed = await until('the three to close', async () => (await metric('opsflags_http_streams')) === open0);
+            ok(now >= 0 && ids(away)[0] === now && ids(back)[0] > now && ids(fresh)[1] === ids(back)[0] && closed,
                `a stream opening is told to fetch again (id ${now}), and so is one back with an older Last-Event-ID; one back with the current id only hears of the next change (${ids(back)})`);
         }
 
