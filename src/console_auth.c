@@ -100,7 +100,8 @@ opsflags_console_password_check(PG_FUNCTION_ARGS)
 	char	   *role = PG_ARGISNULL(0) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(0));
 	text	   *password_t = PG_ARGISNULL(1) ? NULL : PG_GETARG_TEXT_PP(1);
 	bool		valid_name = role != NULL && role[0] != '\0' && strlen(role) < NAMEDATALEN;
-	bool		valid_password = password_t != NULL &&
+	/* an empty password is refused, as at a login */
+	bool		valid_password = password_t != NULL && VARSIZE_ANY_EXHDR(password_t) > 0 &&
 		VARSIZE_ANY_EXHDR(password_t) <= CONSOLE_MAX_PASSWORD;
 	char	   *shadow_pass = NULL;
 	const char *detail = NULL;	/* why it failed, for the log */
@@ -130,18 +131,18 @@ opsflags_console_password_check(PG_FUNCTION_ARGS)
 								  valid_password ? text_to_cstring(password_t) : "",
 								  &verify_detail) == STATUS_OK;
 
+	/* Without shadow_pass, detail is get_role_password's. */
 	if (!valid_name)
-		detail = _("No valid role name was given.");
+		detail = "No valid role name was given.";
 	else if (!valid_password)
-		detail = password_t == NULL ? _("No password was given.") :
-			psprintf(_("The password is longer than %d bytes."), CONSOLE_MAX_PASSWORD);
-	else if (shadow_pass == NULL)
-		 /* detail from get_role_password */ ;
-	else if (!verified)
+		detail = password_t == NULL || VARSIZE_ANY_EXHDR(password_t) == 0 ?
+			"No password was given." :
+			psprintf("The password is longer than %d bytes.", CONSOLE_MAX_PASSWORD);
+	else if (shadow_pass != NULL && !verified)
 		detail = verify_detail;
-	else if (!canlogin || !OidIsValid(roleid))
-		detail = psprintf(_("Role \"%s\" is not permitted to log in."), role);
-	else
+	else if (shadow_pass != NULL && !canlogin)
+		detail = psprintf("Role \"%s\" is not permitted to log in.", role);
+	else if (shadow_pass != NULL)
 		PG_RETURN_OID(roleid);
 
 	ereport(LOG_SERVER_ONLY,
