@@ -126,6 +126,18 @@ SELECT status, role FROM opsflags_internal.console_session_check(:'tok');
 ALTER ROLE regress_console_renamed RENAME TO regress_console_scram;
 RESET client_min_messages;
 
+-- A dropped role's sessions are refused, left out of the view, and
+-- removed by the next sign-in.
+CREATE ROLE regress_console_dropped LOGIN PASSWORD 'dropped pass';
+SELECT token AS tok_dropped, session_id AS sid_dropped
+FROM opsflags_internal.console_sign_in('regress_console_dropped', 'dropped pass', '192.0.2.6', NULL) \gset
+SELECT status, role FROM opsflags_internal.console_session_check(:'tok_dropped');
+DROP ROLE regress_console_dropped;
+SELECT status, role FROM opsflags_internal.console_session_check(:'tok_dropped');
+SELECT count(*) AS in_view FROM opsflags.console_sessions_view WHERE id = :sid_dropped;
+SELECT status FROM opsflags_internal.console_sign_in('regress_console_nobody', 'x', NULL, NULL);
+SELECT count(*) AS left_over FROM opsflags_internal.console_sessions WHERE id = :sid_dropped;
+
 -- The view: live sessions, no secret; admins only.
 SELECT role, client_addr, user_agent, expires_at = last_seen_at + interval '30 minutes' AS expires_ok
 FROM opsflags.console_sessions_view ORDER BY id;

@@ -116,14 +116,16 @@ AS $$
             s.client_addr, pg_catalog.current_setting('application_name'), pg_catalog.txid_current());
 $$;
 
+-- The sessions console_session_check accepts.
 CREATE VIEW opsflags.console_sessions_view AS
-SELECT s.id, pg_catalog.pg_get_userbyid(s.role_oid)::text AS role, s.created_at, s.last_seen_at,
+SELECT s.id, r.rolname::text AS role, s.created_at, s.last_seen_at,
        opsflags_internal.console_session_expires_at(s.created_at, s.last_seen_at) AS expires_at,
        s.client_addr, s.user_agent
 FROM opsflags_internal.console_sessions s
-WHERE opsflags_internal.console_session_expires_at(s.created_at, s.last_seen_at) > pg_catalog.now();
+JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) s.role_oid AND r.rolcanlogin
+WHERE opsflags_internal.console_session_expires_at(s.created_at, s.last_seen_at) OPERATOR(pg_catalog.>) pg_catalog.now();
 COMMENT ON VIEW opsflags.console_sessions_view IS
-  'Web console sessions that have not expired, without their token';
+  'Web console sessions that are valid (not expired, of a role with LOGIN), without their token';
 
 -- For the HTTP server's database worker (a superuser), in a read-write
 -- transaction that it commits whatever the status: a failure is counted
@@ -134,7 +136,10 @@ COMMENT ON VIEW opsflags.console_sessions_view IS
 --        no password, past VALID UNTIL, wrong password: all alike);
 --   429  too many failed attempts for the role name or the address: the
 --        password was not looked at.
--- role_name is matched exactly (no case folding, no quotes).
+-- role_name is matched exactly (no case folding, no quotes).  Expired
+-- sessions, sessions of dropped roles and past failure windows are removed
+-- here, a hundred at a time.  Without client_addr, only the role name's
+-- failures are counted.
 CREATE FUNCTION opsflags_internal.console_sign_in(role_name text, password text, client_addr inet,
                                                   user_agent text DEFAULT NULL)
 RETURNS TABLE (status integer, token text, csrf_token text, role text, expires_at timestamptz,
@@ -162,6 +167,7 @@ BEGIN
     DELETE FROM opsflags_internal.console_sessions c
     WHERE c.ctid = ANY (ARRAY(SELECT o.ctid FROM opsflags_internal.console_sessions o
                               WHERE opsflags_internal.console_session_expires_at(o.created_at, o.last_seen_at) <= now()
+                                 OR NOT EXISTS (SELECT FROM pg_roles r WHERE r.oid = o.role_oid)
                               LIMIT 100 FOR UPDATE SKIP LOCKED));
 
     -- Lock the counters (role name first, then address, always in this
