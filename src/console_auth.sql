@@ -21,8 +21,10 @@
  * name's count, not the address's.
  *
  * Passwords, tokens and CSRF tokens are never logged, audited or put in an
- * error message; the HTTP server passes them as bind parameters, which
- * pg_stat_activity and the statement log do not show.
+ * error message.  The HTTP server must pass them to these functions as bind
+ * parameters (SPI arguments), never in the query text: pg_stat_activity,
+ * statement logging and the STATEMENT line of an error show the text of a
+ * query, not its parameters.
  */
 
 CREATE TABLE opsflags_internal.console_sessions (
