@@ -222,6 +222,7 @@ _PG_init(void)
 	opsflags_usage_init();
 	opsflags_publish_init();
 	opsflags_api_keys_init();
+	opsflags_console_auth_init();
 	opsflags_shmem_init();
 
 	MarkGUCPrefixReserved("opsflags");

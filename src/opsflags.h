@@ -157,6 +157,9 @@ extern void opsflags_publish_init(void);
 /* api_keys.c: API keys of the HTTP server */
 extern void opsflags_api_keys_init(void);
 
+/* console_auth.c: sign-in to the web console */
+extern void opsflags_console_auth_init(void);
+
 /* usage.c: per-flag evaluation counters */
 typedef struct OpsUsage
 {
