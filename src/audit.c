@@ -283,8 +283,10 @@ tenant_text(Relation rel, HeapTuple tuple, const char *colname)
  * Write the buffered rows into audit_log.  They go straight into the heap
  * and its indexes, the way COPY does, rather than through an INSERT per
  * row: that is what makes the C trigger cheap.  audit_log has no INSERT
- * triggers, constraints beyond NOT NULL (every column is filled here) or
- * row security; privileges are not checked, since only this code writes it.
+ * triggers, constraints beyond NOT NULL (every column that has one is
+ * filled here) or row security policy but for reading; privileges are not
+ * checked, since only this code writes it: the writing role needs no right
+ * on audit_log.
  *
  * Only when every row was made in the current subtransaction or one of its
  * committed children: rows of an outer level written here would vanish if
