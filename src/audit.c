@@ -251,32 +251,57 @@ column_true(Relation rel, HeapTuple tuple, const char *colname)
 }
 
 /*
+ * Where a trigger finds its tenant column: looked up on the statement's
+ * first row and kept in the trigger function's fn_extra, which lives as long
+ * as the statement (the table cannot be altered meanwhile).
+ */
+typedef struct TenantColumn
+{
+	Oid			tgoid;			/* the trigger ... */
+	Oid			relid;			/* ... on this table */
+	AttrNumber	attnum;
+	FmgrInfo	output;			/* the column type's output function */
+} TenantColumn;
+
+/*
  * Text of the tenant column colname of the row, or NULL.  The column is
  * found by name in the relation's own catalog entry (a syscache lookup, no
  * query): children and partitions have it at their own position, and a
  * renamed or dropped column is an error rather than a row without tenant.
  */
 static char *
-tenant_text(Relation rel, HeapTuple tuple, const char *colname)
+tenant_text(FunctionCallInfo fcinfo, Relation rel, Trigger *tg, HeapTuple tuple,
+			const char *colname)
 {
-	AttrNumber	attnum = get_attnum(RelationGetRelid(rel), colname);
+	TenantColumn *tc = (TenantColumn *) fcinfo->flinfo->fn_extra;
 	Datum		value;
 	bool		isnull;
-	Oid			typoutput;
-	bool		typisvarlena;
 
-	if (attnum <= 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_COLUMN),
-				 errmsg("tenant column \"%s\" of relation \"%s\" does not exist",
-						colname, RelationGetRelationName(rel)),
-				 errhint("Call opsflags.audit_table() again with the tenant column's new name.")));
-	value = heap_getattr(tuple, attnum, RelationGetDescr(rel), &isnull);
-	if (isnull)
-		return NULL;
-	getTypeOutputInfo(TupleDescAttr(RelationGetDescr(rel), attnum - 1)->atttypid,
-					  &typoutput, &typisvarlena);
-	return OidOutputFunctionCall(typoutput, value);
+	if (tc == NULL || tc->tgoid != tg->tgoid || tc->relid != RelationGetRelid(rel))
+	{
+		AttrNumber	attnum = get_attnum(RelationGetRelid(rel), colname);
+		Oid			typoutput;
+		bool		typisvarlena;
+
+		if (attnum <= 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_COLUMN),
+					 errmsg("tenant column \"%s\" of relation \"%s\" does not exist",
+							colname, RelationGetRelationName(rel)),
+					 errhint("Call opsflags.audit_table() again with the tenant column's new name.")));
+		if (tc == NULL)
+			tc = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, sizeof(TenantColumn));
+		tc->tgoid = InvalidOid;	/* until filled, should this fail */
+		getTypeOutputInfo(TupleDescAttr(RelationGetDescr(rel), attnum - 1)->atttypid,
+						  &typoutput, &typisvarlena);
+		fmgr_info_cxt(typoutput, &tc->output, fcinfo->flinfo->fn_mcxt);
+		tc->attnum = attnum;
+		tc->relid = RelationGetRelid(rel);
+		tc->tgoid = tg->tgoid;
+		fcinfo->flinfo->fn_extra = tc;
+	}
+	value = heap_getattr(tuple, tc->attnum, RelationGetDescr(rel), &isnull);
+	return isnull ? NULL : OutputFunctionCall(&tc->output, value);
 }
 
 /*
@@ -645,9 +670,9 @@ opsflags_audit_trigger(PG_FUNCTION_ARGS)
 	if (tenant_column)
 	{
 		if (oldtup)
-			old_tenant = tenant_text(rel, oldtup, tenant_column);
+			old_tenant = tenant_text(fcinfo, rel, tg, oldtup, tenant_column);
 		if (newtup)
-			new_tenant = tenant_text(rel, newtup, tenant_column);
+			new_tenant = tenant_text(fcinfo, rel, tg, newtup, tenant_column);
 	}
 	/* A row moving to another tenant: first a row for the tenant it leaves. */
 	if (oldtup && newtup && tenant_column &&
