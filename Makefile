@@ -31,7 +31,7 @@ EXTRA_CLEAN  = src/status_page.h
 
 # pg_regress: sql/<name>.sql against expected/<name>.out (the install scripts
 # opsflags--*.sql also live in sql/, but only these are run as tests).
-REGRESS      = flags evaluation guard privileges errors config audit maintenance deployments health alerts variations segments rules rules_api unleash launchdarkly_data restore launchdarkly_rules http api_keys http_clients console_auth
+REGRESS      = flags evaluation guard privileges errors config audit audit_tenants maintenance deployments health alerts variations segments rules rules_api unleash launchdarkly_data restore launchdarkly_rules http api_keys http_clients console_auth
 REGRESS_OPTS = --inputdir=. --load-extension=opsflags
 
 PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config

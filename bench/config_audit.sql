@@ -28,11 +28,13 @@ SELECT round((SELECT ms FROM bench.median WHERE variant = 'config_get')::numeric
               (SELECT ms FROM bench.median WHERE variant = 'plain SELECT'))::numeric, 2) AS "ratio (target <= 1)";
 TRUNCATE bench.results;
 
-\echo '== 6. 100,000-row INSERT into an application table: no trigger vs C audit trigger vs PL/pgSQL to_jsonb audit trigger (median of 5, ms)'
+\echo '== 6. 100,000-row INSERT into an application table: no trigger vs C audit trigger (without and with a tenant column) vs PL/pgSQL to_jsonb audit trigger (median of 5, ms)'
 CREATE TABLE bench.plain (id int PRIMARY KEY, name text, price numeric, tags text[]);
 CREATE TABLE bench.c_audited (LIKE bench.plain INCLUDING ALL);
 CREATE TABLE bench.plpgsql_audited (LIKE bench.plain INCLUDING ALL);
+CREATE TABLE bench.c_tenant_audited (LIKE bench.plain INCLUDING ALL);
 SELECT opsflags.audit_table('bench.c_audited');
+SELECT opsflags.audit_table('bench.c_tenant_audited', 'name');
 -- The usual hand-written audit trigger, writing the same columns.
 CREATE FUNCTION bench.plpgsql_audit() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -45,10 +47,11 @@ BEGIN
 END $$;
 CREATE TRIGGER audit AFTER INSERT ON bench.plpgsql_audited
     FOR EACH ROW EXECUTE FUNCTION bench.plpgsql_audit();
-SELECT bench.measure(ARRAY['no trigger', 'C audit trigger', 'PL/pgSQL audit trigger'],
+SELECT bench.measure(ARRAY['no trigger', 'C audit trigger', 'C audit trigger, tenant column', 'PL/pgSQL audit trigger'],
     ARRAY[
       $q$TRUNCATE bench.plain; INSERT INTO bench.plain SELECT i, 'item ' || i, i / 100.0, ARRAY['a', 'b'] FROM generate_series(1, 100000) i$q$,
       $q$TRUNCATE bench.c_audited; INSERT INTO bench.c_audited SELECT i, 'item ' || i, i / 100.0, ARRAY['a', 'b'] FROM generate_series(1, 100000) i$q$,
+      $q$TRUNCATE bench.c_tenant_audited; INSERT INTO bench.c_tenant_audited SELECT i, 'item ' || i % 50, i / 100.0, ARRAY['a', 'b'] FROM generate_series(1, 100000) i$q$,
       $q$TRUNCATE bench.plpgsql_audited; INSERT INTO bench.plpgsql_audited SELECT i, 'item ' || i, i / 100.0, ARRAY['a', 'b'] FROM generate_series(1, 100000) i$q$],
     5);
 SELECT variant, round(ms::numeric, 1) AS ms FROM bench.median ORDER BY ms;
@@ -60,6 +63,7 @@ SELECT round((((SELECT ms FROM bench.median WHERE variant = 'PL/pgSQL audit trig
          AS "whole INSERT: PL/pgSQL / C";
 
 SELECT opsflags.unaudit_table('bench.c_audited');
+SELECT opsflags.unaudit_table('bench.c_tenant_audited');
 SELECT opsflags.config_delete('bench.setting'), opsflags.config_delete('bench.setting', 'production');
 DROP SCHEMA bench CASCADE;
 SELECT opsflags.purge_audit_log(now() + interval '1 day') >= 0 AS purged;

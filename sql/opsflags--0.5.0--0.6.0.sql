@@ -1,5 +1,6 @@
 -- opsflags 0.5.0 -> 0.6.0: targeting rules on any attribute of a context,
--- named variations, Unleash import and export, per-flag cache invalidation.
+-- named variations, Unleash import and export, per-flag cache invalidation,
+-- tenant-scoped audit.
 -- A fresh install of 0.6.0 (built from src/*.sql) and an updated one are the
 -- same (test/upgrade/upgrade.sh).
 \echo Use "ALTER EXTENSION opsflags UPDATE TO '0.6.0'" to load this file. \quit
@@ -4767,3 +4768,327 @@ GRANT EXECUTE ON FUNCTION
     opsflags_internal.console_session_expires_at(timestamptz, timestamptz)
 TO opsflags_admin;
 GRANT SELECT ON opsflags.console_sessions_view TO opsflags_admin;
+
+
+-- ==== Tenant-scoped audit (src/audit.sql) ====
+-- audit_log.tenant; audit_table(target, tenant_column) (the trigger's fifth
+-- argument, kept by new partitions and children); tenant_admins,
+-- grant_tenant_admin, revoke_tenant_admin, tenant_admins_view; row security
+-- on audit_log: admins read every row, a tenant admin its tenants' rows.
+
+ALTER TABLE opsflags.audit_log ADD COLUMN tenant text;
+COMMENT ON FUNCTION opsflags.audit_trigger() IS
+  'Records row changes in opsflags.audit_log (FOR EACH ROW, plus FOR EACH STATEMENT to write them); arguments: resource_type [, id_column [, redact_column, when_column [, tenant_column]]]';;
+
+DROP FUNCTION opsflags.audit_table(regclass);
+DROP FUNCTION opsflags_internal.audit_attach(regclass, text);
+
+-- The arguments of a trigger, from pg_trigger.tgargs (each one
+-- NUL-terminated, in the server encoding).
+CREATE FUNCTION opsflags_internal.audit_trigger_args(tgargs bytea)
+RETURNS text[]
+LANGUAGE plpgsql STABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    args text[] := '{}';
+    rest bytea := tgargs;
+    p    integer;
+BEGIN
+    LOOP
+        p := position('\x00'::bytea IN rest);
+        EXIT WHEN p = 0;
+        args := args || convert_from(substring(rest FROM 1 FOR p - 1), current_setting('server_encoding'));
+        rest := substring(rest FROM p + 1);
+    END LOOP;
+    RETURN args;
+END
+$$;
+
+-- The triggers on one table (no-op for what is already there).  Triggers
+-- that name another tenant column are made again, keeping their resource
+-- type.
+CREATE FUNCTION opsflags_internal.audit_attach(target regclass, resource_type text, tenant_column text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rtype    text := resource_type;
+    existing text[];
+    args     text;
+    trig     text;
+BEGIN
+    SELECT opsflags_internal.audit_trigger_args(t.tgargs) INTO existing FROM pg_trigger t
+    WHERE t.tgrelid = target AND t.tgname IN ('opsflags_audit', 'opsflags_audit_statement')
+    ORDER BY t.tgname LIMIT 1;
+    IF existing[1] IS NOT NULL THEN
+        rtype := existing[1];
+    END IF;
+    FOREACH trig IN ARRAY ARRAY['opsflags_audit', 'opsflags_audit_statement'] LOOP
+        SELECT opsflags_internal.audit_trigger_args(t.tgargs) INTO existing FROM pg_trigger t
+        WHERE t.tgrelid = target AND t.tgname = trig;
+        IF FOUND AND nullif(existing[5], '') IS DISTINCT FROM tenant_column THEN
+            EXECUTE format('DROP TRIGGER %I ON %s', trig, target);
+        END IF;
+    END LOOP;
+    -- Without a tenant, the one argument of earlier versions.
+    args := CASE WHEN tenant_column IS NULL THEN format('%L', rtype)
+                 ELSE format('%L, %L, %L, %L, %L', rtype, '', '', '', tenant_column) END;
+    -- A partitioned table gets no row trigger: PostgreSQL would clone it
+    -- onto each new partition with the privileges of whoever creates the
+    -- partition (who need not be allowed to use audit_trigger).  Each
+    -- partition gets its own instead (audit_table, audit_new_children).
+    IF (SELECT c.relkind FROM pg_class c WHERE c.oid = target) = 'p' THEN
+        IF EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = target AND t.tgname = 'opsflags_audit') THEN
+            EXECUTE format('DROP TRIGGER opsflags_audit ON %s', target);
+        END IF;
+    ELSIF NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = target AND t.tgname = 'opsflags_audit') THEN
+        EXECUTE format('CREATE TRIGGER opsflags_audit AFTER INSERT OR UPDATE OR DELETE ON %s '
+                       'FOR EACH ROW EXECUTE FUNCTION opsflags.audit_trigger(%s)', target, args);
+    END IF;
+    -- The statement trigger carries the tenant column too: it is the one a
+    -- partitioned table has, which its new partitions copy.
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = target AND t.tgname = 'opsflags_audit_statement') THEN
+        EXECUTE format('CREATE TRIGGER opsflags_audit_statement AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON %s '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION opsflags.audit_trigger(%s)', target, args);
+    END IF;
+    -- ALWAYS: also under session_replication_role = replica.
+    IF EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = target
+               AND t.tgname IN ('opsflags_audit', 'opsflags_audit_statement') AND t.tgenabled <> 'A') THEN
+        EXECUTE format('ALTER TABLE ONLY %s ENABLE ALWAYS TRIGGER opsflags_audit_statement', target);
+        IF EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = target AND t.tgname = 'opsflags_audit') THEN
+            EXECUTE format('ALTER TABLE ONLY %s ENABLE ALWAYS TRIGGER opsflags_audit', target);
+        END IF;
+    END IF;
+END
+$$;
+
+-- The table and every inheritance child and partition, at any depth.
+-- tenant_column: the column holding each row's tenant (NULL: none); a
+-- later call with another one (or none) changes it.
+CREATE FUNCTION opsflags.audit_table(target regclass, tenant_column name DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    name text := (SELECT c.relname FROM pg_class c WHERE c.oid = target);
+    rel regclass;
+BEGIN
+    IF target IS NULL THEN
+        RAISE EXCEPTION 'table must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF tenant_column IS NOT NULL
+       AND NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = target AND a.attname = tenant_column
+                       AND a.attnum > 0 AND NOT a.attisdropped) THEN
+        RAISE EXCEPTION 'column "%" of relation "%" does not exist', tenant_column, name
+            USING ERRCODE = 'undefined_column';
+    END IF;
+    FOR rel IN
+        WITH RECURSIVE tree(relid, depth) AS (
+            SELECT target::oid, 0
+            UNION ALL
+            SELECT i.inhrelid, t.depth + 1 FROM pg_inherits i JOIN tree t ON i.inhparent = t.relid)
+        SELECT relid FROM tree GROUP BY relid ORDER BY min(depth), relid
+    LOOP
+        PERFORM opsflags_internal.audit_attach(rel, name, tenant_column::text);
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION opsflags.audit_table(regclass, name) IS
+  'Record every change to the table, its inheritance children and its partitions (also later ones) in opsflags.audit_log; tenant_column: the column holding each row''s tenant';
+
+-- A table made a child or partition of an audited table (CREATE TABLE ...
+-- INHERITS / PARTITION OF, ALTER TABLE ... INHERIT / ATTACH PARTITION) is
+-- audited like its parent, whoever runs the command.
+CREATE OR REPLACE FUNCTION opsflags_internal.audit_new_children()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN
+        WITH RECURSIVE
+        touched(relid) AS (
+            SELECT c.objid FROM pg_event_trigger_ddl_commands() c
+            WHERE c.classid = 'pg_class'::regclass AND c.object_type = 'table'
+              AND opsflags_internal.audit_links_tables(c.command)),
+        down(relid) AS (
+            SELECT relid FROM touched
+            UNION
+            SELECT i.inhrelid FROM pg_inherits i JOIN down d ON i.inhparent = d.relid),
+        up(relid, ancestor, depth) AS (
+            SELECT d.relid, i.inhparent, 1 FROM down d JOIN pg_inherits i ON i.inhrelid = d.relid
+            UNION ALL
+            SELECT u.relid, i.inhparent, u.depth + 1 FROM up u JOIN pg_inherits i ON i.inhrelid = u.ancestor)
+        SELECT DISTINCT ON (u.relid) u.relid::regclass AS relid,
+               opsflags_internal.audit_trigger_args(t.tgargs) AS args
+        FROM up u
+        JOIN pg_trigger t ON t.tgrelid = u.ancestor AND t.tgname = 'opsflags_audit_statement'
+                         AND t.tgfoid = 'opsflags.audit_trigger()'::regprocedure
+        WHERE NOT EXISTS (SELECT 1 FROM pg_trigger m WHERE m.tgrelid = u.relid AND m.tgname = 'opsflags_audit_statement'
+                          AND m.tgenabled = 'A')
+        ORDER BY u.relid, u.depth
+    LOOP
+        -- The parent's resource type and tenant column.
+        PERFORM opsflags_internal.audit_attach(r.relid, r.args[1], nullif(r.args[5], ''));
+    END LOOP;
+END
+$$;
+-- Tenants.  An audited table may name a tenant column (audit_table); its
+-- audit rows record the row's tenant.  A tenant admin of tenant T (a role
+-- in tenant_admins, or any member of one) reads the audit rows of T, and
+-- only those; admins read every row (audit_log's policy below).
+
+CREATE TABLE opsflags.tenant_admins (
+    -- The role's OID (a name is what a dump holds): a renamed role stays
+    -- tenant admin.  Its SELECT right on audit_log keeps it from being
+    -- dropped while it is one.
+    role       regrole NOT NULL,
+    tenant     text NOT NULL,
+    granted_at timestamptz NOT NULL DEFAULT now(),
+    granted_by text NOT NULL DEFAULT session_user,
+    PRIMARY KEY (role, tenant)
+);
+COMMENT ON TABLE opsflags.tenant_admins IS
+  'Roles that read the audit rows of a tenant (and so do their members); changed by grant_tenant_admin and revoke_tenant_admin';
+SELECT pg_catalog.pg_extension_config_dump('opsflags.tenant_admins', '');
+
+-- Grants and revokes are audited, with their tenant: a tenant's admins see
+-- who else administers it.
+CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON opsflags.tenant_admins
+    FOR EACH ROW WHEN (NOT opsflags.restoring('opsflags.tenant_admins'))
+    EXECUTE FUNCTION opsflags.audit_trigger('tenant_admin', '', '', '', 'tenant');
+CREATE TRIGGER audit_statement AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON opsflags.tenant_admins
+    FOR EACH STATEMENT EXECUTE FUNCTION opsflags.audit_trigger('tenant_admin', '', '', '', 'tenant');
+ALTER TABLE opsflags.tenant_admins ENABLE ALWAYS TRIGGER audit;
+ALTER TABLE opsflags.tenant_admins ENABLE ALWAYS TRIGGER audit_statement;
+
+-- Tenant admins with the roles that read each tenant's rows through the
+-- grant: the role and every role that is a member of it (superusers, who
+-- read everything anyway, left out).
+CREATE VIEW opsflags.tenant_admins_view AS
+SELECT t.role::text AS role, t.tenant, t.granted_at, t.granted_by,
+       ARRAY(SELECT r.rolname::text FROM pg_catalog.pg_roles r
+             WHERE pg_catalog.pg_has_role(r.oid, t.role::oid, 'MEMBER') AND NOT r.rolsuper
+             ORDER BY r.rolname) AS readers
+FROM opsflags.tenant_admins t;
+COMMENT ON VIEW opsflags.tenant_admins_view IS
+  'Tenant admins; readers: the roles that read the tenant''s audit rows through the grant (the role and its members)';
+
+-- The roles the tenant admins' SELECT right on audit_log is not granted to
+-- or revoked from: opsflags_admin and the table's owner have theirs.
+CREATE FUNCTION opsflags_internal.tenant_admin_own_right(r regrole)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT r::oid IN ((SELECT oid FROM pg_roles WHERE rolname = 'opsflags_admin'),
+                      (SELECT c.relowner FROM pg_class c WHERE c.oid = 'opsflags.audit_log'::regclass))
+$$;
+
+-- SECURITY DEFINER: they write tenant_admins and grant SELECT on audit_log
+-- as their owner.  The lock serializes them: two GRANTs on one table at
+-- once would fail.
+CREATE FUNCTION opsflags.grant_tenant_admin(role regrole, tenant text)
+RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF role IS NULL THEN
+        RAISE EXCEPTION 'role must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF tenant IS NULL THEN
+        RAISE EXCEPTION 'tenant must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    LOCK TABLE opsflags.tenant_admins IN SHARE ROW EXCLUSIVE MODE;
+    INSERT INTO opsflags.tenant_admins AS t (role, tenant, granted_by)
+    VALUES (grant_tenant_admin.role, grant_tenant_admin.tenant, session_user)
+    ON CONFLICT DO NOTHING;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    IF NOT opsflags_internal.tenant_admin_own_right(role) THEN
+        EXECUTE format('GRANT SELECT ON opsflags.audit_log TO %s', role);
+    END IF;
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION opsflags.grant_tenant_admin(regrole, text) IS
+  'Let the role (and its members) read the audit rows of the tenant; false: it already could';
+
+CREATE FUNCTION opsflags.revoke_tenant_admin(role regrole, tenant text)
+RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF role IS NULL THEN
+        RAISE EXCEPTION 'role must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF tenant IS NULL THEN
+        RAISE EXCEPTION 'tenant must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    LOCK TABLE opsflags.tenant_admins IN SHARE ROW EXCLUSIVE MODE;
+    DELETE FROM opsflags.tenant_admins t
+    WHERE t.role = revoke_tenant_admin.role AND t.tenant = revoke_tenant_admin.tenant;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM opsflags.tenant_admins t WHERE t.role = revoke_tenant_admin.role)
+       AND NOT opsflags_internal.tenant_admin_own_right(role) THEN
+        EXECUTE format('REVOKE SELECT ON opsflags.audit_log FROM %s', role);
+    END IF;
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION opsflags.revoke_tenant_admin(regrole, text) IS
+  'Stop the role (and its members) reading the audit rows of the tenant; false: it was no tenant admin of it';
+
+-- Who reads which audit rows, asked once per query by audit_log's policy.
+CREATE FUNCTION opsflags_internal.audit_reads_all()
+RETURNS boolean
+LANGUAGE c STABLE
+AS 'MODULE_PATHNAME', 'opsflags_audit_reads_all';
+COMMENT ON FUNCTION opsflags_internal.audit_reads_all() IS
+  'Does the current role read every audit row (superuser, owner, opsflags_admin)?';
+CREATE FUNCTION opsflags_internal.audit_reader_tenants()
+RETURNS text[]
+LANGUAGE c STABLE
+AS 'MODULE_PATHNAME', 'opsflags_audit_reader_tenants';
+COMMENT ON FUNCTION opsflags_internal.audit_reader_tenants() IS
+  'The tenants whose audit rows the current role reads (as a tenant admin or a member of one)';
+
+-- Admins read every row, a tenant admin the rows of its tenants; nobody
+-- else has SELECT.  No other policy: INSERT, UPDATE and DELETE are refused
+-- to all but the owner (audit_trigger writes the heap directly, and the
+-- guard triggers keep the owner from changing rows).  The owner and
+-- superusers bypass row security.  The sub-selects make the two functions
+-- run once per query, not once per row.
+ALTER TABLE opsflags.audit_log ENABLE ROW LEVEL SECURITY;
+CREATE POLICY audit_log_read ON opsflags.audit_log FOR SELECT
+    USING ((SELECT opsflags_internal.audit_reads_all())
+           OR tenant = ANY ((SELECT opsflags_internal.audit_reader_tenants())::text[]));
+
+REVOKE ALL ON FUNCTION
+    opsflags.audit_table(regclass, name),
+    opsflags_internal.audit_attach(regclass, text, text), opsflags_internal.audit_trigger_args(bytea),
+    opsflags_internal.tenant_admin_own_right(regrole),
+    opsflags.grant_tenant_admin(regrole, text), opsflags.revoke_tenant_admin(regrole, text)
+FROM PUBLIC;
+GRANT SELECT ON opsflags.tenant_admins, opsflags.tenant_admins_view TO opsflags_admin;
+GRANT EXECUTE ON FUNCTION
+    opsflags_internal.audit_reads_all(), opsflags_internal.audit_reader_tenants()
+TO PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    opsflags.audit_table(regclass, name),
+    opsflags_internal.audit_attach(regclass, text, text), opsflags_internal.audit_trigger_args(bytea),
+    opsflags.grant_tenant_admin(regrole, text), opsflags.revoke_tenant_admin(regrole, text)
+TO opsflags_admin;

@@ -4,7 +4,8 @@
  *	  change (old and new images, actor, role, client, transaction) in
  *	  opsflags.audit_log for the extension's tables and any application
  *	  table given to audit_table(); the guard that keeps audit_log
- *	  append-only; and purge_audit_log(), the one way rows leave it.
+ *	  append-only; purge_audit_log(), the one way rows leave it; and the
+ *	  two functions audit_log's row security policy asks who reads what.
  *
  * Rows are not inserted one by one: the row trigger appends the change to a
  * per-transaction buffer, and the same function fired FOR EACH STATEMENT
@@ -29,11 +30,19 @@
  * values change without row triggers firing, so the log at least says who
  * rewrote which table, when, why, and the column types after it.
  *
- * audit_trigger(resource_type [, id_column [, redact_column, when_column]])
+ * audit_trigger(resource_type [, id_column [, redact_column, when_column
+ *				  [, tenant_column]]])
  *	  resource_type  what the row is ('feature_flag', 'config', a table name)
  *	  id_column      column naming the resource; '' or absent: the primary key
  *	  redact_column  column replaced by "[REDACTED]" in both images ...
  *	  when_column    ... when this boolean column is true in either image
+ *					 ('' or absent, both: nothing redacted)
+ *	  tenant_column  column holding the row's tenant, recorded as text in
+ *					 audit_log.tenant; '' or absent: no tenant
+ *
+ * An UPDATE that moves a row to another tenant is recorded twice, once with
+ * the old tenant and once with the new one, so that the admins of both
+ * tenants see it.
  */
 #include "postgres.h"
 
@@ -57,6 +66,7 @@
 #include "parser/parse_func.h"
 #include "replication/logicalworker.h"
 #include "tcop/deparse_utility.h"
+#include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
@@ -78,6 +88,8 @@ PG_FUNCTION_INFO_V1(opsflags_audit_log_guard);
 PG_FUNCTION_INFO_V1(opsflags_purge_audit_log);
 PG_FUNCTION_INFO_V1(opsflags_audit_table_rewrite);
 PG_FUNCTION_INFO_V1(opsflags_audit_links_tables);
+PG_FUNCTION_INFO_V1(opsflags_audit_reads_all);
+PG_FUNCTION_INFO_V1(opsflags_audit_reader_tenants);
 
 /* Set only while purge_audit_log() deletes: the guard lets those through. */
 static bool purge_in_progress = false;
@@ -92,6 +104,7 @@ typedef struct AuditRow
 	char	   *resource_type;
 	char	   *resource_id;
 	char	   *table_name;
+	char	   *tenant;
 	Jsonb	   *old_values;		/* row images */
 	Jsonb	   *new_values;
 } AuditRow;
@@ -120,6 +133,19 @@ static const char *const audit_columns[] = {
 	"table_name", "old_values", "new_values", "client_addr", "application_name", "txid"
 };
 #define AUDIT_NCOLUMNS lengthof(audit_columns)
+
+/*
+ * The tenants whose audit rows the current role reads: those of
+ * tenant_admins rows naming a role it is a member of.
+ */
+static OpsQuery reader_tenants_query = {
+	.sql =
+	"SELECT COALESCE(pg_catalog.array_agg(DISTINCT t.tenant ORDER BY t.tenant), '{}'::pg_catalog.text[]) "
+	"FROM opsflags.tenant_admins t "
+	"WHERE pg_catalog.pg_has_role($1, t.role::pg_catalog.oid, 'MEMBER')",
+	.nargs = 1,
+	.argtypes = {OIDOID},
+};
 
 static OpsQuery purge_query = {
 	.sql = "DELETE FROM opsflags.audit_log WHERE occurred_at OPERATOR(pg_catalog.<) $1",
@@ -225,11 +251,67 @@ column_true(Relation rel, HeapTuple tuple, const char *colname)
 }
 
 /*
+ * Where a trigger finds its tenant column: looked up on the statement's
+ * first row and kept in the trigger function's fn_extra, which lives as long
+ * as the statement (the table cannot be altered meanwhile).
+ */
+typedef struct TenantColumn
+{
+	Oid			tgoid;			/* the trigger ... */
+	Oid			relid;			/* ... on this table */
+	AttrNumber	attnum;
+	FmgrInfo	output;			/* the column type's output function */
+} TenantColumn;
+
+/*
+ * Text of the tenant column colname of the row, or NULL.  The column is
+ * found by name in the relation's own catalog entry (a syscache lookup, no
+ * query): children and partitions have it at their own position, and a
+ * renamed or dropped column is an error rather than a row without tenant.
+ */
+static char *
+tenant_text(FunctionCallInfo fcinfo, Relation rel, Trigger *tg, HeapTuple tuple,
+			const char *colname)
+{
+	TenantColumn *tc = (TenantColumn *) fcinfo->flinfo->fn_extra;
+	Datum		value;
+	bool		isnull;
+
+	if (tc == NULL || tc->tgoid != tg->tgoid || tc->relid != RelationGetRelid(rel))
+	{
+		AttrNumber	attnum = get_attnum(RelationGetRelid(rel), colname);
+		Oid			typoutput;
+		bool		typisvarlena;
+
+		if (attnum <= 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_COLUMN),
+					 errmsg("tenant column \"%s\" of relation \"%s\" does not exist",
+							colname, RelationGetRelationName(rel)),
+					 errhint("Call opsflags.audit_table() again with the tenant column's new name.")));
+		if (tc == NULL)
+			tc = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, sizeof(TenantColumn));
+		tc->tgoid = InvalidOid;	/* until filled, should this fail */
+		getTypeOutputInfo(TupleDescAttr(RelationGetDescr(rel), attnum - 1)->atttypid,
+						  &typoutput, &typisvarlena);
+		fmgr_info_cxt(typoutput, &tc->output, fcinfo->flinfo->fn_mcxt);
+		tc->attnum = attnum;
+		tc->relid = RelationGetRelid(rel);
+		tc->tgoid = tg->tgoid;
+		fcinfo->flinfo->fn_extra = tc;
+	}
+	value = heap_getattr(tuple, tc->attnum, RelationGetDescr(rel), &isnull);
+	return isnull ? NULL : OutputFunctionCall(&tc->output, value);
+}
+
+/*
  * Write the buffered rows into audit_log.  They go straight into the heap
  * and its indexes, the way COPY does, rather than through an INSERT per
  * row: that is what makes the C trigger cheap.  audit_log has no INSERT
- * triggers, constraints beyond NOT NULL (every column is filled here) or
- * row security; privileges are not checked, since only this code writes it.
+ * triggers, constraints beyond NOT NULL (every column that has one is
+ * filled here) or row security policy but for reading; privileges are not
+ * checked, since only this code writes it: the writing role needs no right
+ * on audit_log.
  *
  * Only when every row was made in the current subtransaction or one of its
  * committed children: rows of an outer level written here would vanish if
@@ -248,6 +330,7 @@ audit_flush(void)
 	ResultRelInfo *rri;
 	TupleTableSlot *slot;
 	AttrNumber	attnums[AUDIT_NCOLUMNS];
+	AttrNumber	tenant_attnum;
 	Datum		client_addr;
 	bool		client_addr_null;
 	Datum		application_name;
@@ -294,6 +377,8 @@ audit_flush(void)
 		if (attnums[i] <= 0)
 			elog(ERROR, "column \"%s\" of opsflags.audit_log not found", audit_columns[i]);
 	}
+	/* Absent until the extension is updated to 0.6.0: no trigger names a tenant then. */
+	tenant_attnum = SPI_fnumber(desc, "tenant");
 
 	estate = CreateExecutorState();
 	rri = makeNode(ResultRelInfo);
@@ -335,6 +420,11 @@ audit_flush(void)
 		{
 			slot->tts_values[attnums[c] - 1] = v[c];
 			slot->tts_isnull[attnums[c] - 1] = n[c];
+		}
+		if (tenant_attnum > 0 && r->tenant != NULL)
+		{
+			slot->tts_values[tenant_attnum - 1] = CStringGetTextDatum(r->tenant);
+			slot->tts_isnull[tenant_attnum - 1] = false;
 		}
 		ExecStoreVirtualTuple(slot);
 		table_tuple_insert(rel, slot, cid, 0, NULL);
@@ -425,7 +515,7 @@ redacted_copy(Jsonb *image, const char *redact_column)
 /* Append one change to the buffer (strings and images are copied into it). */
 static void
 audit_buffer(const char *action, const char *resource_type, const char *resource_id,
-			 const char *table_name, Jsonb *old_values, Jsonb *new_values,
+			 const char *table_name, const char *tenant, Jsonb *old_values, Jsonb *new_values,
 			 const char *redact_column)
 {
 	MemoryContext old;
@@ -472,6 +562,7 @@ audit_buffer(const char *action, const char *resource_type, const char *resource
 		r->resource_type = pstrdup(resource_type);
 	}
 	r->resource_id = resource_id ? pstrdup(resource_id) : NULL;
+	r->tenant = tenant ? pstrdup(tenant) : NULL;
 	r->old_values = old_values ? redacted_copy(old_values, redact_column) : NULL;
 	r->new_values = new_values ? redacted_copy(new_values, redact_column) : NULL;
 	MemoryContextSwitchTo(old);
@@ -497,10 +588,13 @@ opsflags_audit_trigger(PG_FUNCTION_ARGS)
 	const char *id_column = NULL;
 	const char *redact_column = NULL;
 	const char *when_column = NULL;
+	const char *tenant_column = NULL;
 	HeapTuple	oldtup = NULL;
 	HeapTuple	newtup = NULL;
 	char	   *table_name;
 	char	   *resource_id = NULL;
+	char	   *old_tenant = NULL;
+	char	   *new_tenant = NULL;
 	bool		redact = false;
 	Jsonb	   *old_image;
 	Jsonb	   *new_image;
@@ -517,11 +611,13 @@ opsflags_audit_trigger(PG_FUNCTION_ARGS)
 	resource_type = tg->tgnargs > 0 ? tg->tgargs[0] : RelationGetRelationName(rel);
 	if (tg->tgnargs > 1 && tg->tgargs[1][0] != '\0')
 		id_column = tg->tgargs[1];
-	if (tg->tgnargs > 3)
+	if (tg->tgnargs > 3 && tg->tgargs[3][0] != '\0')
 	{
 		redact_column = tg->tgargs[2];
 		when_column = tg->tgargs[3];
 	}
+	if (tg->tgnargs > 4 && tg->tgargs[4][0] != '\0')
+		tenant_column = tg->tgargs[4];
 
 	/* Replicated changes were audited on the node that made them. */
 	if (IsLogicalWorker())
@@ -530,7 +626,7 @@ opsflags_audit_trigger(PG_FUNCTION_ARGS)
 	if (!TRIGGER_FIRED_FOR_ROW(td->tg_event))
 	{
 		if (TRIGGER_FIRED_BY_TRUNCATE(td->tg_event))
-			audit_buffer("TRUNCATE", resource_type, NULL, table_name, NULL, NULL, NULL);
+			audit_buffer("TRUNCATE", resource_type, NULL, table_name, NULL, NULL, NULL, NULL);
 		audit_flush();
 		return PointerGetDatum(NULL);
 	}
@@ -571,7 +667,21 @@ opsflags_audit_trigger(PG_FUNCTION_ARGS)
 		memcmp(old_image, new_image, VARSIZE(old_image)) == 0)
 		return PointerGetDatum(NULL);
 
-	audit_buffer(action, resource_type, resource_id, table_name, old_image, new_image,
+	if (tenant_column)
+	{
+		if (oldtup)
+			old_tenant = tenant_text(fcinfo, rel, tg, oldtup, tenant_column);
+		if (newtup)
+			new_tenant = tenant_text(fcinfo, rel, tg, newtup, tenant_column);
+	}
+	/* A row moving to another tenant: first a row for the tenant it leaves. */
+	if (oldtup && newtup && tenant_column &&
+		(old_tenant == NULL ? new_tenant != NULL
+		 : new_tenant == NULL || strcmp(old_tenant, new_tenant) != 0))
+		audit_buffer(action, resource_type, resource_id, table_name, old_tenant,
+					 old_image, new_image, redact ? redact_column : NULL);
+	audit_buffer(action, resource_type, resource_id, table_name,
+				 newtup ? new_tenant : old_tenant, old_image, new_image,
 				 redact ? redact_column : NULL);
 	return PointerGetDatum(NULL);
 }
@@ -643,7 +753,7 @@ opsflags_purge_audit_log(PG_FUNCTION_ARGS)
 	detail = psprintf("{\"before\": \"%s\", \"deleted\": " UINT64_FORMAT "}",
 					  timestamptz_to_str(before), deleted);
 	detail_jsonb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(detail)));
-	audit_buffer("PURGE", "audit_log", NULL, "opsflags.audit_log", NULL, detail_jsonb, NULL);
+	audit_buffer("PURGE", "audit_log", NULL, "opsflags.audit_log", NULL, NULL, detail_jsonb, NULL);
 	audit_flush();
 	PG_RETURN_INT64((int64) deleted);
 }
@@ -757,7 +867,7 @@ opsflags_audit_table_rewrite(PG_FUNCTION_ARGS)
 	}
 	appendStringInfoString(&buf, "}}");
 
-	audit_buffer("REWRITE", resource_type, NULL, table_name, NULL,
+	audit_buffer("REWRITE", resource_type, NULL, table_name, NULL, NULL,
 				 DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data))), NULL);
 	audit_flush();
 	PG_RETURN_NULL();
@@ -794,4 +904,44 @@ opsflags_audit_links_tables(PG_FUNCTION_ARGS)
 		}
 	}
 	PG_RETURN_BOOL(false);
+}
+
+/*
+ * audit_reads_all() -> boolean, for audit_log's row security policy: does
+ * the current role read every audit row (a superuser, the owner of the
+ * extension's tables or a member of opsflags_admin)?
+ */
+Datum
+opsflags_audit_reads_all(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(opsflags_is_admin(opsflags_rel_owner(opsflags_relid("audit_log"))));
+}
+
+/*
+ * audit_reader_tenants() -> text[], for audit_log's row security policy:
+ * the tenants whose rows the current role reads, as a tenant admin or a
+ * member of one.  C, so that it sees the role running the query (a SQL
+ * SECURITY DEFINER function would see its owner), and reads tenant_admins
+ * as the table's owner (the reader has no right on it).
+ */
+Datum
+opsflags_audit_reader_tenants(PG_FUNCTION_ARGS)
+{
+	Oid			owner = opsflags_rel_owner(opsflags_relid("tenant_admins"));
+	Datum		values[1];
+	Datum		result;
+	bool		isnull;
+	OpsSpiState spi;
+
+	if (!OidIsValid(owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("opsflags.tenant_admins not found")));
+	values[0] = ObjectIdGetDatum(GetUserId());
+	opsflags_spi_begin(&spi, owner);
+	opsflags_spi_run(&reader_tenants_query, values, NULL, InvalidSnapshot, 1);
+	result = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	result = SPI_datumTransfer(result, false, -1);
+	opsflags_spi_end(&spi);
+	PG_RETURN_DATUM(result);
 }

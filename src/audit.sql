@@ -3,8 +3,11 @@
  *	  The audit trail: opsflags.audit_log (append-only), audit_trigger() (C,
  *	  audit.c) on the extension's own tables and on any application table
  *	  given to audit_table(), the event triggers that keep partitions,
- *	  inheritance children and table rewrites of audited tables covered, and
- *	  purge_audit_log().
+ *	  inheritance children and table rewrites of audited tables covered,
+ *	  purge_audit_log(), and tenants: audit_table()'s tenant column, the
+ *	  tenant admins (tenant_admins, grant_tenant_admin(),
+ *	  revoke_tenant_admin()) and audit_log's row security policy, by which
+ *	  a tenant admin reads the rows of its tenants.
  */
 
 CREATE TABLE opsflags.audit_log (
@@ -20,7 +23,8 @@ CREATE TABLE opsflags.audit_log (
     new_values       jsonb,
     client_addr      inet,
     application_name text,
-    txid             bigint NOT NULL
+    txid             bigint NOT NULL,
+    tenant           text
 );
 -- BRIN: rows arrive in time order, and a B-tree here would cost every
 -- audited write an index insertion.  Add your own index for lookups by
@@ -36,7 +40,7 @@ RETURNS trigger
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'opsflags_audit_trigger';
 COMMENT ON FUNCTION opsflags.audit_trigger() IS
-  'Records row changes in opsflags.audit_log (FOR EACH ROW, plus FOR EACH STATEMENT to write them); arguments: resource_type [, id_column [, redact_column, when_column]]';
+  'Records row changes in opsflags.audit_log (FOR EACH ROW, plus FOR EACH STATEMENT to write them); arguments: resource_type [, id_column [, redact_column, when_column [, tenant_column]]]';
 
 CREATE FUNCTION opsflags_internal.audit_log_guard()
 RETURNS trigger
@@ -115,13 +119,58 @@ ALTER TABLE opsflags.deployment_history ENABLE ALWAYS TRIGGER audit_statement;
 -- session_replication_role = replica are recorded), and a rewriting ALTER
 -- TABLE of an audited table is recorded.
 
--- The triggers on one table (no-op for what is already there).
-CREATE FUNCTION opsflags_internal.audit_attach(target regclass, resource_type text)
+-- The arguments of a trigger, from pg_trigger.tgargs (each one
+-- NUL-terminated, in the server encoding).
+CREATE FUNCTION opsflags_internal.audit_trigger_args(tgargs bytea)
+RETURNS text[]
+LANGUAGE plpgsql STABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    args text[] := '{}';
+    rest bytea := tgargs;
+    p    integer;
+BEGIN
+    LOOP
+        p := position('\x00'::bytea IN rest);
+        EXIT WHEN p = 0;
+        args := args || convert_from(substring(rest FROM 1 FOR p - 1), current_setting('server_encoding'));
+        rest := substring(rest FROM p + 1);
+    END LOOP;
+    RETURN args;
+END
+$$;
+
+-- The triggers on one table (no-op for what is already there).  Triggers
+-- that name another tenant column are made again, keeping their resource
+-- type.
+CREATE FUNCTION opsflags_internal.audit_attach(target regclass, resource_type text, tenant_column text)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    rtype    text := resource_type;
+    existing text[];
+    args     text;
+    trig     text;
 BEGIN
+    SELECT opsflags_internal.audit_trigger_args(t.tgargs) INTO existing FROM pg_trigger t
+    WHERE t.tgrelid = target AND t.tgname IN ('opsflags_audit', 'opsflags_audit_statement')
+    ORDER BY t.tgname LIMIT 1;
+    IF existing[1] IS NOT NULL THEN
+        rtype := existing[1];
+    END IF;
+    FOREACH trig IN ARRAY ARRAY['opsflags_audit', 'opsflags_audit_statement'] LOOP
+        SELECT opsflags_internal.audit_trigger_args(t.tgargs) INTO existing FROM pg_trigger t
+        WHERE t.tgrelid = target AND t.tgname = trig;
+        IF FOUND AND nullif(existing[5], '') IS DISTINCT FROM tenant_column THEN
+            EXECUTE format('DROP TRIGGER %I ON %s', trig, target);
+        END IF;
+    END LOOP;
+    -- Without a tenant, the one argument of earlier versions.
+    args := CASE WHEN tenant_column IS NULL THEN format('%L', rtype)
+                 ELSE format('%L, %L, %L, %L, %L', rtype, '', '', '', tenant_column) END;
     -- A partitioned table gets no row trigger: PostgreSQL would clone it
     -- onto each new partition with the privileges of whoever creates the
     -- partition (who need not be allowed to use audit_trigger).  Each
@@ -132,11 +181,13 @@ BEGIN
         END IF;
     ELSIF NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = target AND t.tgname = 'opsflags_audit') THEN
         EXECUTE format('CREATE TRIGGER opsflags_audit AFTER INSERT OR UPDATE OR DELETE ON %s '
-                       'FOR EACH ROW EXECUTE FUNCTION opsflags.audit_trigger(%L)', target, resource_type);
+                       'FOR EACH ROW EXECUTE FUNCTION opsflags.audit_trigger(%s)', target, args);
     END IF;
+    -- The statement trigger carries the tenant column too: it is the one a
+    -- partitioned table has, which its new partitions copy.
     IF NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = target AND t.tgname = 'opsflags_audit_statement') THEN
         EXECUTE format('CREATE TRIGGER opsflags_audit_statement AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON %s '
-                       'FOR EACH STATEMENT EXECUTE FUNCTION opsflags.audit_trigger(%L)', target, resource_type);
+                       'FOR EACH STATEMENT EXECUTE FUNCTION opsflags.audit_trigger(%s)', target, args);
     END IF;
     -- ALWAYS: also under session_replication_role = replica.
     IF EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = target
@@ -150,7 +201,9 @@ END
 $$;
 
 -- The table and every inheritance child and partition, at any depth.
-CREATE FUNCTION opsflags.audit_table(target regclass)
+-- tenant_column: the column holding each row's tenant (NULL: none); a
+-- later call with another one (or none) changes it.
+CREATE FUNCTION opsflags.audit_table(target regclass, tenant_column name DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -162,6 +215,12 @@ BEGIN
     IF target IS NULL THEN
         RAISE EXCEPTION 'table must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
+    IF tenant_column IS NOT NULL
+       AND NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = target AND a.attname = tenant_column
+                       AND a.attnum > 0 AND NOT a.attisdropped) THEN
+        RAISE EXCEPTION 'column "%" of relation "%" does not exist', tenant_column, name
+            USING ERRCODE = 'undefined_column';
+    END IF;
     FOR rel IN
         WITH RECURSIVE tree(relid, depth) AS (
             SELECT target::oid, 0
@@ -169,12 +228,12 @@ BEGIN
             SELECT i.inhrelid, t.depth + 1 FROM pg_inherits i JOIN tree t ON i.inhparent = t.relid)
         SELECT relid FROM tree GROUP BY relid ORDER BY min(depth), relid
     LOOP
-        PERFORM opsflags_internal.audit_attach(rel, name);
+        PERFORM opsflags_internal.audit_attach(rel, name, tenant_column::text);
     END LOOP;
 END
 $$;
-COMMENT ON FUNCTION opsflags.audit_table(regclass) IS
-  'Record every change to the table, its inheritance children and its partitions (also later ones) in opsflags.audit_log';
+COMMENT ON FUNCTION opsflags.audit_table(regclass, name) IS
+  'Record every change to the table, its inheritance children and its partitions (also later ones) in opsflags.audit_log; tenant_column: the column holding each row''s tenant';
 
 CREATE FUNCTION opsflags.unaudit_table(target regclass)
 RETURNS void
@@ -240,7 +299,8 @@ BEGIN
             SELECT d.relid, i.inhparent, 1 FROM down d JOIN pg_inherits i ON i.inhrelid = d.relid
             UNION ALL
             SELECT u.relid, i.inhparent, u.depth + 1 FROM up u JOIN pg_inherits i ON i.inhrelid = u.ancestor)
-        SELECT DISTINCT ON (u.relid) u.relid::regclass AS relid, t.tgargs
+        SELECT DISTINCT ON (u.relid) u.relid::regclass AS relid,
+               opsflags_internal.audit_trigger_args(t.tgargs) AS args
         FROM up u
         JOIN pg_trigger t ON t.tgrelid = u.ancestor AND t.tgname = 'opsflags_audit_statement'
                          AND t.tgfoid = 'opsflags.audit_trigger()'::regprocedure
@@ -248,10 +308,8 @@ BEGIN
                           AND m.tgenabled = 'A')
         ORDER BY u.relid, u.depth
     LOOP
-        -- tgargs: the resource type, NUL-terminated, in the server encoding.
-        PERFORM opsflags_internal.audit_attach(r.relid,
-            convert_from(substring(r.tgargs FROM 1 FOR position('\x00'::bytea IN r.tgargs) - 1),
-                         current_setting('server_encoding')));
+        -- The parent's resource type and tenant column.
+        PERFORM opsflags_internal.audit_attach(r.relid, r.args[1], nullif(r.args[5], ''));
     END LOOP;
 END
 $$;
@@ -270,18 +328,164 @@ CREATE EVENT TRIGGER opsflags_audit_table_rewrite ON table_rewrite
     EXECUTE FUNCTION opsflags_internal.audit_table_rewrite();
 ALTER EVENT TRIGGER opsflags_audit_table_rewrite ENABLE ALWAYS;
 
+-- Tenants.  An audited table may name a tenant column (audit_table); its
+-- audit rows record the row's tenant.  A tenant admin of tenant T (a role
+-- in tenant_admins, or any member of one) reads the audit rows of T, and
+-- only those; admins read every row (audit_log's policy below).
+
+CREATE TABLE opsflags.tenant_admins (
+    -- The role's OID (a name is what a dump holds): a renamed role stays
+    -- tenant admin.  Its SELECT right on audit_log keeps it from being
+    -- dropped while it is one.
+    role       regrole NOT NULL,
+    tenant     text NOT NULL,
+    granted_at timestamptz NOT NULL DEFAULT now(),
+    granted_by text NOT NULL DEFAULT session_user,
+    PRIMARY KEY (role, tenant)
+);
+COMMENT ON TABLE opsflags.tenant_admins IS
+  'Roles that read the audit rows of a tenant (and so do their members); changed by grant_tenant_admin and revoke_tenant_admin';
+SELECT pg_catalog.pg_extension_config_dump('opsflags.tenant_admins', '');
+
+-- Grants and revokes are audited, with their tenant: a tenant's admins see
+-- who else administers it.
+CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON opsflags.tenant_admins
+    FOR EACH ROW WHEN (NOT opsflags.restoring('opsflags.tenant_admins'))
+    EXECUTE FUNCTION opsflags.audit_trigger('tenant_admin', '', '', '', 'tenant');
+CREATE TRIGGER audit_statement AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON opsflags.tenant_admins
+    FOR EACH STATEMENT EXECUTE FUNCTION opsflags.audit_trigger('tenant_admin', '', '', '', 'tenant');
+ALTER TABLE opsflags.tenant_admins ENABLE ALWAYS TRIGGER audit;
+ALTER TABLE opsflags.tenant_admins ENABLE ALWAYS TRIGGER audit_statement;
+
+-- Tenant admins with the roles that read each tenant's rows through the
+-- grant: the role and every role that is a member of it (superusers, who
+-- read everything anyway, left out).
+CREATE VIEW opsflags.tenant_admins_view AS
+SELECT t.role::text AS role, t.tenant, t.granted_at, t.granted_by,
+       ARRAY(SELECT r.rolname::text FROM pg_catalog.pg_roles r
+             WHERE pg_catalog.pg_has_role(r.oid, t.role::oid, 'MEMBER') AND NOT r.rolsuper
+             ORDER BY r.rolname) AS readers
+FROM opsflags.tenant_admins t;
+COMMENT ON VIEW opsflags.tenant_admins_view IS
+  'Tenant admins; readers: the roles that read the tenant''s audit rows through the grant (the role and its members)';
+
+-- The roles the tenant admins' SELECT right on audit_log is not granted to
+-- or revoked from: opsflags_admin and the table's owner have theirs.
+CREATE FUNCTION opsflags_internal.tenant_admin_own_right(r regrole)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT r::oid IN ((SELECT oid FROM pg_roles WHERE rolname = 'opsflags_admin'),
+                      (SELECT c.relowner FROM pg_class c WHERE c.oid = 'opsflags.audit_log'::regclass))
+$$;
+
+-- SECURITY DEFINER: they write tenant_admins and grant SELECT on audit_log
+-- as their owner.  The lock serializes them: two GRANTs on one table at
+-- once would fail.
+CREATE FUNCTION opsflags.grant_tenant_admin(role regrole, tenant text)
+RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF role IS NULL THEN
+        RAISE EXCEPTION 'role must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF tenant IS NULL THEN
+        RAISE EXCEPTION 'tenant must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    LOCK TABLE opsflags.tenant_admins IN SHARE ROW EXCLUSIVE MODE;
+    INSERT INTO opsflags.tenant_admins AS t (role, tenant, granted_by)
+    VALUES (grant_tenant_admin.role, grant_tenant_admin.tenant, session_user)
+    ON CONFLICT DO NOTHING;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    IF NOT opsflags_internal.tenant_admin_own_right(role) THEN
+        EXECUTE format('GRANT SELECT ON opsflags.audit_log TO %s', role);
+    END IF;
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION opsflags.grant_tenant_admin(regrole, text) IS
+  'Let the role (and its members) read the audit rows of the tenant; false: it already could';
+
+CREATE FUNCTION opsflags.revoke_tenant_admin(role regrole, tenant text)
+RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF role IS NULL THEN
+        RAISE EXCEPTION 'role must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF tenant IS NULL THEN
+        RAISE EXCEPTION 'tenant must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    LOCK TABLE opsflags.tenant_admins IN SHARE ROW EXCLUSIVE MODE;
+    DELETE FROM opsflags.tenant_admins t
+    WHERE t.role = revoke_tenant_admin.role AND t.tenant = revoke_tenant_admin.tenant;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM opsflags.tenant_admins t WHERE t.role = revoke_tenant_admin.role)
+       AND NOT opsflags_internal.tenant_admin_own_right(role) THEN
+        EXECUTE format('REVOKE SELECT ON opsflags.audit_log FROM %s', role);
+    END IF;
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION opsflags.revoke_tenant_admin(regrole, text) IS
+  'Stop the role (and its members) reading the audit rows of the tenant; false: it was no tenant admin of it';
+
+-- Who reads which audit rows, asked once per query by audit_log's policy.
+CREATE FUNCTION opsflags_internal.audit_reads_all()
+RETURNS boolean
+LANGUAGE c STABLE
+AS 'MODULE_PATHNAME', 'opsflags_audit_reads_all';
+COMMENT ON FUNCTION opsflags_internal.audit_reads_all() IS
+  'Does the current role read every audit row (superuser, owner, opsflags_admin)?';
+CREATE FUNCTION opsflags_internal.audit_reader_tenants()
+RETURNS text[]
+LANGUAGE c STABLE
+AS 'MODULE_PATHNAME', 'opsflags_audit_reader_tenants';
+COMMENT ON FUNCTION opsflags_internal.audit_reader_tenants() IS
+  'The tenants whose audit rows the current role reads (as a tenant admin or a member of one)';
+
+-- Admins read every row, a tenant admin the rows of its tenants; nobody
+-- else has SELECT.  No other policy: INSERT, UPDATE and DELETE are refused
+-- to all but the owner (audit_trigger writes the heap directly, and the
+-- guard triggers keep the owner from changing rows).  The owner and
+-- superusers bypass row security.  The sub-selects make the two functions
+-- run once per query, not once per row.
+ALTER TABLE opsflags.audit_log ENABLE ROW LEVEL SECURITY;
+CREATE POLICY audit_log_read ON opsflags.audit_log FOR SELECT
+    USING ((SELECT opsflags_internal.audit_reads_all())
+           OR tenant = ANY ((SELECT opsflags_internal.audit_reader_tenants())::text[]));
+
 REVOKE ALL ON FUNCTION
     opsflags.audit_trigger(), opsflags_internal.audit_log_guard(),
     opsflags.purge_audit_log(timestamptz),
-    opsflags.audit_table(regclass), opsflags.unaudit_table(regclass),
-    opsflags_internal.audit_attach(regclass, text), opsflags_internal.audit_new_children(),
-    opsflags_internal.audit_links_tables(pg_ddl_command), opsflags_internal.audit_table_rewrite()
+    opsflags.audit_table(regclass, name), opsflags.unaudit_table(regclass),
+    opsflags_internal.audit_attach(regclass, text, text), opsflags_internal.audit_trigger_args(bytea),
+    opsflags_internal.audit_new_children(),
+    opsflags_internal.audit_links_tables(pg_ddl_command), opsflags_internal.audit_table_rewrite(),
+    opsflags_internal.tenant_admin_own_right(regrole),
+    opsflags.grant_tenant_admin(regrole, text), opsflags.revoke_tenant_admin(regrole, text)
 FROM PUBLIC;
-GRANT SELECT ON opsflags.audit_log TO opsflags_admin;
+GRANT SELECT ON opsflags.audit_log, opsflags.tenant_admins, opsflags.tenant_admins_view TO opsflags_admin;
+-- The policy runs them as the reader; each tells a role about itself only.
+GRANT EXECUTE ON FUNCTION
+    opsflags_internal.audit_reads_all(), opsflags_internal.audit_reader_tenants()
+TO PUBLIC;
 -- audit_table runs with its caller's rights (who must be allowed to create
 -- triggers on the table).
 GRANT EXECUTE ON FUNCTION
     opsflags.audit_trigger(),
-    opsflags.audit_table(regclass), opsflags.unaudit_table(regclass),
-    opsflags_internal.audit_attach(regclass, text)
+    opsflags.audit_table(regclass, name), opsflags.unaudit_table(regclass),
+    opsflags_internal.audit_attach(regclass, text, text), opsflags_internal.audit_trigger_args(bytea),
+    opsflags.grant_tenant_admin(regrole, text), opsflags.revoke_tenant_admin(regrole, text)
 TO opsflags_admin;

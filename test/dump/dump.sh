@@ -11,7 +11,8 @@
 #   - pg_restore -j 2 in three steps (the tables' order needs it);
 #   - pg_dumpall | psql into a fresh cluster (roles, role and database
 #     settings come along), and into the same cluster after DROP DATABASE.
-# API keys come back too, and a key is still accepted.
+# API keys come back too, and a key is still accepted; so do tenant admins,
+# and a tenant admin reads the same audit rows of its tenant.
 #   needs: SOCKDIR PORT WORKDIR (and scripts/common.sh)
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/common.sh"
@@ -22,6 +23,7 @@ PSQL=("$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 "${P[@]}")
 SRC=opsflags_dump_src
 DSTS=(opsflags_dump_3step opsflags_dump_1step opsflags_dump_plain opsflags_dump_parallel)
 APP_ROLE=opsflags_dump_app
+TENANT_ROLE=opsflags_dump_tenant
 FR_DATADIR=$WORKDIR/data_dump
 FR_SOCKDIR=$WORKDIR/sock_dump
 FR_LOGFILE=$WORKDIR/postgres_dump.log
@@ -33,7 +35,7 @@ cleanup() {
     for d in "$SRC" "${DSTS[@]}"; do
         drop+=(-c "DROP DATABASE IF EXISTS $d")
     done
-    "${PSQL[@]}" -d postgres "${drop[@]}" -c "DROP ROLE IF EXISTS $APP_ROLE" >/dev/null 2>&1
+    "${PSQL[@]}" -d postgres "${drop[@]}" -c "DROP ROLE IF EXISTS $APP_ROLE" -c "DROP ROLE IF EXISTS $TENANT_ROLE" >/dev/null 2>&1
 }
 trap cleanup EXIT
 echo "1..23"
@@ -43,6 +45,8 @@ cleanup
 "${PSQL[@]}" -d "$SRC" >/dev/null <<SQL
 CREATE EXTENSION opsflags;
 CREATE ROLE $APP_ROLE LOGIN IN ROLE opsflags_admin;
+CREATE ROLE $TENANT_ROLE LOGIN;
+SELECT opsflags.grant_tenant_admin('$TENANT_ROLE', 'shop-1');
 ALTER ROLE $APP_ROLE SET opsflags.environment = 'eu-west';
 ALTER DATABASE $SRC SET opsflags.environment = 'staging';
 SQL
@@ -73,6 +77,9 @@ SELECT opsflags.take_sample('dump'), opsflags.take_sample('dump');
 CREATE TABLE public.orders (id int PRIMARY KEY, note text);
 SELECT opsflags.audit_table('public.orders');
 INSERT INTO public.orders SELECT i, 'o' || i FROM generate_series(1, 20) i;
+CREATE TABLE public.visits (id int PRIMARY KEY, shop text);
+SELECT opsflags.audit_table('public.visits', 'shop');
+INSERT INTO public.visits SELECT i, 'shop-' || i % 3 FROM generate_series(1, 30) i;
 SELECT opsflags.revoke_api_key(id) FROM opsflags.api_keys_view
 WHERE prefix = split_part(opsflags.create_api_key('production', 'client', 'revoked'), '_', 3);
 SQL
@@ -101,6 +108,8 @@ SELECT string_agg(t || ' ' || h, E'\n' ORDER BY t) FROM (
   UNION ALL SELECT 'system_health', md5(string_agg(x::text, '|' ORDER BY x.id)) FROM opsflags.system_health x
   UNION ALL SELECT 'public.orders', md5(string_agg(x::text, '|' ORDER BY x.id)) FROM public.orders x
   UNION ALL SELECT 'api_keys', md5(string_agg(x::text, '|' ORDER BY x.id)) || ' ' || count(*) FROM opsflags.api_keys x
+  UNION ALL SELECT 'tenant_admins', md5(string_agg(x::text, '|' ORDER BY x.role::text, x.tenant)) || ' ' || count(*) FROM opsflags.tenant_admins x
+  UNION ALL SELECT 'public.visits', md5(string_agg(x::text, '|' ORDER BY x.id)) FROM public.visits x
   UNION ALL SELECT 'api_key accepted', string_agg(a.status || ' ' || a.key_environment, ',')
   FROM opsflags_internal.api_key_authorize('$API_KEY', 'eu-west', '{client,server}') a
   UNION ALL SELECT 'sequence ' || s, (SELECT coalesce(last_value::text, 'unused') FROM pg_sequences q
@@ -110,8 +119,12 @@ SELECT string_agg(t || ' ' || h, E'\n' ORDER BY t) FROM (
 answers="SELECT md5(string_agg(opsflags.feature_enabled('dump.' || (i % 200 + 1), 'user-' || i)::text
                    || coalesce(opsflags.feature_value('dump.' || (i % 200 + 1), 'user-' || i)::text, ''), ',' ORDER BY i))
          FROM generate_series(1, 10000) i"
+# What the tenant admin reads of the audit log.
+tenant_reads="SELECT 'tenant admin reads ' || md5(string_agg(x::text, '|' ORDER BY x.id)) || ' ' || count(*)
+              || ' ' || string_agg(DISTINCT x.tenant, ',') FROM opsflags.audit_log x"
 state() {
     "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 "$@" -c "$fingerprint" \
+        -c "SET ROLE $TENANT_ROLE" -c "$tenant_reads" -c "RESET ROLE" \
         -c "SET opsflags.environment = 'production'" -c "$answers" \
         -c "SET opsflags.environment = 'eu-west'" -c "$answers" 2>&1
 }
@@ -122,10 +135,11 @@ same_state() {
     local what=$1 dst rc
     shift
     dst=$(state "$@")
-    [[ $(grep -c . <<<"$src_state") -eq 19 && $(head -n 17 <<<"$src_state") == "$(head -n 17 <<<"$dst")" ]]
+    [[ $(grep -c . <<<"$src_state") -eq 22 && $(head -n 20 <<<"$src_state") == "$(head -n 20 <<<"$dst")"
+       && $(grep -c '^tenant admin reads [0-9a-f]\{32\} 11 shop-1$' <<<"$src_state") -eq 1 ]]
     rc=$?
-    ok $rc "$what: identical rows in every opsflags table (versions, timestamps, audit rows) and sequences"
-    ((rc == 0)) || diff <(head -n 17 <<<"$src_state") <(head -n 17 <<<"$dst") | sed 's/^/# /' | head -10
+    ok $rc "$what: identical rows in every opsflags table (versions, timestamps, audit rows, tenant admins) and sequences; the tenant admin reads the same audit rows"
+    ((rc == 0)) || diff <(head -n 20 <<<"$src_state") <(head -n 20 <<<"$dst") | sed 's/^/# /' | head -10
     [[ $(tail -n 2 <<<"$src_state" | grep -c '^[0-9a-f]\{32\}$') -eq 2 && $(tail -n 2 <<<"$src_state") == "$(tail -n 2 <<<"$dst")" ]]
     ok $? "$what: identical feature_enabled and feature_value answers for 10,000 (flag, user) pairs in two environments"
 }

@@ -456,9 +456,11 @@ SELECT is((SELECT array_agg(p.proname::text ORDER BY p.proname::text)
            FROM pg_proc p WHERE p.pronamespace IN ('opsflags'::regnamespace, 'opsflags_internal'::regnamespace)
              AND has_function_privilege('tap_hostile', p.oid, 'EXECUTE')),
           -- feature_enabled, feature_explain, feature_value: for a user and role, and for a context;
+          -- audit_reader_tenants, audit_reads_all: what audit_log's policy asks about the reader
+          -- (its own tenants, whether it is an admin), run as the reader;
           -- console_sign_out_all: a role may end its own console sessions (it checks the caller, 42501
           -- for another role's: sql/console_auth.sql)
-          ARRAY['config_all', 'config_get', 'console_sign_out_all', 'errors_last_hour', 'feature_enabled', 'feature_enabled',
+          ARRAY['audit_reader_tenants', 'audit_reads_all', 'config_all', 'config_get', 'console_sign_out_all', 'errors_last_hour', 'feature_enabled', 'feature_enabled',
                 'feature_explain', 'feature_explain', 'feature_guard', 'feature_value', 'feature_value', 'flag_cache_stats', 'health_aggregate', 'health_status', 'is_maintenance_mode', 'is_string_array',
                 'is_valid_config_key', 'is_valid_flag_key', 'launchdarkly_bucket', 'maintenance_enforced', 'max_prerequisite_count', 'max_prerequisite_depth',
                 'restoring', 'rollout_bucket', 'run_startup_checks', 'variant_bucket', 'worker_status'],

@@ -11,8 +11,10 @@
 #     its definition (function definitions, columns in order with their
 #     defaults, constraints, triggers with their WHEN and enabled state,
 #     event triggers, indexes, views, privileges of schemas, tables,
-#     sequences and functions, comments, extension membership and
-#     pg_extension_config_dump registrations), and keeps the data.
+#     sequences and functions, row security and its policies, comments,
+#     extension membership and pg_extension_config_dump registrations), and
+#     keeps the data; an application table audited before the update is
+#     still audited after it, and audit_table then gives it a tenant column.
 #  4. The layout of the current version: each C function has one SQL name;
 #     schema opsflags holds the API, trigger functions (but the two a user
 #     attaches) live in opsflags_internal.
@@ -28,7 +30,7 @@ mapfile -t released < <(sed -nE 's/.*opsflags--([0-9.]+)\.sql$/\1/p; s/.*opsflag
                         "$REPO/sql/released.sha256")
 current=$(sed -nE "s/^default_version = '([^']+)'/\1/p" "$REPO/opsflags.control")
 last=${released[${#released[@]} - 1]}
-echo "1..$((5 + 3 * ${#released[@]}))"
+echo "1..$((4 + 4 * ${#released[@]}))"
 
 (cd "$REPO" && sha256sum --quiet -c sql/released.sha256) >/dev/null 2>&1
 ok $? "released scripts unchanged (sql/released.sha256); schema changes ship as new opsflags--A--B.sql"
@@ -53,7 +55,12 @@ UNION ALL SELECT 'function acl ' || p.oid::regprocedure || ' ' || coalesce(p.pro
  FROM pg_proc p WHERE p.pronamespace IN (SELECT oid FROM ns)
 UNION ALL SELECT 'relation ' || c.oid::regclass || ' ' || c.relkind::text || ' ' || c.relpersistence::text || ' '
         || coalesce(c.reloptions::text, '') || ' ' || coalesce(c.relacl::text, '(default)')
+        || ' rls ' || c.relrowsecurity || ' ' || c.relforcerowsecurity
  FROM pg_class c WHERE c.relnamespace IN (SELECT oid FROM ns)
+UNION ALL SELECT 'policy ' || p.polrelid::regclass || ' ' || p.polname || ' ' || p.polcmd::text || ' ' || p.polpermissive
+        || ' ' || p.polroles::regrole[]::text || ' ' || coalesce(pg_get_expr(p.polqual, p.polrelid), '')
+        || ' ' || coalesce(pg_get_expr(p.polwithcheck, p.polrelid), '')
+ FROM pg_policy p WHERE p.polrelid IN (SELECT oid FROM pg_class WHERE relnamespace IN (SELECT oid FROM ns))
 UNION ALL SELECT 'column ' || c.oid::regclass || ' ' || lpad(a.attnum::text, 3, '0') || ' ' || a.attname || ' '
         || format_type(a.atttypid, a.atttypmod) || ' ' || a.attnotnull || ' ' || a.attgenerated::text || ' '
         || a.attidentity::text || ' ' || coalesce(pg_get_expr(ad.adbin, ad.adrelid), '') || ' ' || coalesce(a.attacl::text, '')
@@ -100,7 +107,8 @@ for version in "${released[@]}"; do
     "${PSQL[@]}" -d postgres -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null 2>&1
     data=(-c "SELECT opsflags.create_flag('up.flag', 'Kept') IS NOT NULL" -c "SELECT opsflags.toggle_flag('up.flag', true)")
     if [[ $version != "${released[0]}" ]]; then
-        data+=(-c "SELECT opsflags.config_set('up.key', '\"kept\"')")
+        data+=(-c "SELECT opsflags.config_set('up.key', '\"kept\"')"
+               -c "CREATE TABLE up_orders (id int PRIMARY KEY, shop text)" -c "SELECT opsflags.audit_table('up_orders')")
     fi
     "${PSQL[@]}" -v ON_ERROR_STOP=1 -d "$db" -c "CREATE EXTENSION opsflags VERSION '$version'" "${data[@]}" \
         -c "ALTER EXTENSION opsflags UPDATE" >/dev/null 2>&1
@@ -123,6 +131,15 @@ for version in "${released[@]}"; do
     fi
     [[ $("${PSQL[@]}" -d "$db" -c "$check" 2>&1) == "$want" ]]
     ok $? "data written under $version is kept and evaluates after the update"
+
+    if [[ $version != "${released[0]}" ]]; then
+        got=$("${PSQL[@]}" -v ON_ERROR_STOP=1 -d "$db" -c "INSERT INTO up_orders VALUES (1, 's1')" \
+              -c "SELECT opsflags.audit_table('up_orders', 'shop')" -c "INSERT INTO up_orders VALUES (2, 's2')" \
+              -c "SELECT string_agg(action || ' ' || resource_id || ' ' || coalesce(tenant, '-'), ', ' ORDER BY id)
+                  FROM opsflags.audit_log WHERE table_name = 'public.up_orders'" 2>&1 | tail -n 1)
+        [[ $got == "INSERT 1 -, INSERT 2 s2" ]]
+        ok $? "a table audited under $version is still audited after the update; audit_table then gives it a tenant column (got: $got)"
+    fi
     "${PSQL[@]}" -d postgres -c "DROP DATABASE $db" >/dev/null 2>&1
 done
 
