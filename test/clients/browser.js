@@ -96,11 +96,23 @@ function startPageServer(config) {
 // Headless Chromium on URL, kept running until stop(): chromium_exec makes
 // the child timeout(1) itself, which passes a TERM on to the browser's
 // process group (and stops it anyway after CHROMIUM_TIMEOUT seconds).
+const launched = [];
+const work = fs.mkdtempSync(path.join(os.tmpdir(), 'opsflags-browser.'));   // the browsers' profiles and logs
 function launch(dir, url) {
     const child = spawn('bash', ['-c', 'source "$1"; shift; chromium_exec "$@"', 'bash', CHROMIUM_SH, dir, url],
                         { stdio: 'ignore', env: { ...process.env, CHROMIUM_TIMEOUT: process.env.CHROMIUM_TIMEOUT || '120' } });
     const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
-    return { child, exited, dir, running: true };
+    const b = { child, exited, dir, running: true };
+    launched.push(b);
+    return b;
+}
+// stopped by a signal: no browser is left to its timeout
+for (const sig of ['SIGINT', 'SIGTERM']) {
+    process.on(sig, () => {
+        launched.filter((b) => b.running).forEach((b) => b.child.kill('SIGTERM'));
+        fs.rmSync(work, { recursive: true, force: true });
+        process.exit(sig === 'SIGINT' ? 130 : 143);
+    });
 }
 async function stop(b) {
     if (!b || !b.running) return;
@@ -110,6 +122,11 @@ async function stop(b) {
     if (done === null) {
         b.child.kill('SIGKILL');
         await b.exited;
+    }
+    // the browser's own children leave just after it
+    b.left = await until(`chromium's processes to exit (${b.dir})`, async () => processesOf(b.dir).length === 0, 10000) ? [] : processesOf(b.dir);
+    for (const pid of b.left) {
+        try { process.kill(Number(pid), 'SIGKILL'); } catch (e) { /* gone */ }
     }
 }
 // processes whose command line names DIR (a browser's profile lives there)
@@ -151,7 +168,6 @@ async function main() {
         await sql((await sql('SELECT format($1, $2::text) AS q', ['ALTER SYSTEM SET opsflags.http_cors_origins = %L', origins]))[0].q);
         await sql('SELECT pg_reload_conf()');
     };
-    const work = fs.mkdtempSync(path.join(os.tmpdir(), 'opsflags-browser.'));
     const browsers = [];
     let page = null;
     let cors0 = null;
@@ -199,13 +215,13 @@ async function main() {
                 .find((r) => page.reports.indexOf(r) >= seen), 10000);
             const ms = shown ? shown.at - committed : null;
             ok(first !== null && now === on && shown !== undefined && shown !== null && shown.text === (on ? 'on' : 'off') && ms <= CHANGE_LIMIT_MS,
-               `toggle_flag(${on}) in SQL: the page shows ${JSON.stringify(now)} (<output id="flag">${shown ? shown.text : '-'}</output>) on its ConfigurationChanged event within ${CHANGE_LIMIT_MS / 1000} s`);
+               `toggle_flag(${on}) in SQL, feature_value ${JSON.stringify(now)}: the page shows it on its ConfigurationChanged event within ${CHANGE_LIMIT_MS / 1000} s (<output id="flag">${shown ? shown.text : '-'}</output>)`);
             note(shown ? `toggle_flag(${on}): shown ${ms} ms after COMMIT returned (${shown.at - sent} ms after it was sent)` : `toggle_flag(${on}): never shown`);
             if (!shown) showLog(b1);
         }
         const errors1 = mine((r) => r.event === 'error' || r.event === 'failed');
         await stop(b1);
-        const left1 = processesOf(b1.dir);
+        const left1 = b1.left;
         ok(errors1.length === 0 && left1.length === 0,
            `the page reported no error (${page.reports.filter((r) => r.origin === allowed).length} reports), and chromium is stopped, no process of it left${left1.length ? ` (left: ${left1.join(' ')})` : ''}`);
 
@@ -219,7 +235,7 @@ async function main() {
            `the page at ${other}/ (not in opsflags.http_cors_origins) gets no flag: ${failure ? `${failure.event}: ${failure.error}` : 'no report'}; <output id="flag">${failure ? failure.text : '-'}</output>; chromium: blocked by CORS policy`);
         if (!failure || failure.event !== 'failed' || !blocked) showLog(b2);
         await stop(b2);
-        ok(processesOf(b2.dir).length === 0, 'the second chromium is stopped, no process of it left');
+        ok(b2.left.length === 0, `the second chromium is stopped, no process of it left${b2.left.length ? ` (left: ${b2.left.join(' ')})` : ''}`);
     } finally {
         for (const b of browsers) await stop(b);
         if (page) page.server.close();
