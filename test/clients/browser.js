@@ -168,7 +168,6 @@ async function main() {
         await sql((await sql('SELECT format($1, $2::text) AS q', ['ALTER SYSTEM SET opsflags.http_cors_origins = %L', origins]))[0].q);
         await sql('SELECT pg_reload_conf()');
     };
-    const browsers = [];
     let page = null;
     let cors0 = null;
     try {
@@ -197,7 +196,6 @@ async function main() {
         const before = await inSql();
         const t0 = Date.now();
         const b1 = launch(path.join(work, 'allowed'), `${allowed}/`);
-        browsers.push(b1);
         const mine = (pred) => page.reports.filter((r) => r.origin === allowed && pred(r));
         const first = await until('the page\'s first rendering', async () => page.reports.find((r) => r.origin === allowed), 60000);
         ok(first !== null && first.event === 'ready' && first.value === before && first.text === (before ? 'on' : 'off') && first.errorCode === null,
@@ -227,7 +225,6 @@ async function main() {
 
         // 3. The same page from an origin that is not allowed: no flag.
         const b2 = launch(path.join(work, 'other'), `${other}/`);
-        browsers.push(b2);
         const failure = await until('the page from the other origin to report', async () => page.reports.find((r) => r.origin === other && r.event !== 'error'), 60000);
         const blocked = await until('chromium to log the CORS block', async () => /blocked by CORS policy/.test(chromiumLog(b2)), 5000);
         const values2 = page.reports.filter((r) => r.origin === other && 'value' in r);
@@ -237,7 +234,7 @@ async function main() {
         await stop(b2);
         ok(b2.left.length === 0, `the second chromium is stopped, no process of it left${b2.left.length ? ` (left: ${b2.left.join(' ')})` : ''}`);
     } finally {
-        for (const b of browsers) await stop(b);
+        for (const b of launched) await stop(b);
         if (page) page.server.close();
         if (cors0 !== null) await setCors(cors0).catch(() => {});
         await sql('SELECT opsflags.archive_flag(flag_key), opsflags.delete_flag(flag_key) FROM opsflags.feature_flags WHERE flag_key = $1', [FLAG]).catch(() => {});
