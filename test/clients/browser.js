@@ -3,9 +3,9 @@
 // modules from test/node_modules through an import map, from an origin other
 // than the HTTP server's (http://localhost:<port> against 127.0.0.1), with a
 // client API key of staging.  The page first shows what feature_value says
-// in SQL for its context; a toggle_flag in SQL reaches it (its
-// ConfigurationChanged event, the DOM's text) within 5 s, and so does
-// toggling back; the same page from an origin that
+// in SQL for its context; once its provider has opened OFREP's event stream,
+// a toggle_flag in SQL reaches it (its ConfigurationChanged event, the DOM's
+// text) within 5 s, and so does toggling back; the same page from an origin that
 // opsflags.http_cors_origins does not list gets no flag (the browser blocks
 // the answers, the SDK fails).  A small static server of this file serves
 // the page and takes the page's reports (POST /report: what it rendered);
@@ -151,6 +151,12 @@ function showLog(b) {
     note(`last lines of ${b.dir}/chromium.err:\n${lines.slice(-15).join('\n')}`);
 }
 
+async function streamsOpen() {
+    const text = await (await fetch(BASE + '/metrics')).text();
+    const m = text.match(/^opsflags_http_streams (\d+)$/m);
+    return m ? Number(m[1]) : -1;
+}
+
 // A preflight as the browser sends it for the provider's bulk request.
 async function preflight(origin) {
     const r = await fetch(BASE + '/ofrep/v1/evaluate/flags', {
@@ -192,7 +198,10 @@ async function main() {
         ok(applied && denied.allow === null,
            `with opsflags.http_cors_origins = '${cors}', a preflight from ${allowed} is allowed, one from ${other} is ${denied.status} without Access-Control-Allow-Origin`);
 
-        // 1. The page shows the flag as SQL does.
+        // 1. The page shows the flag as SQL does, and opens its event stream.
+        // (The streams of streams.js are gone first, so that the page's is the one.)
+        await until('no event stream open', async () => (await streamsOpen()) === 0, 10000);
+        const streams0 = await streamsOpen();
         const before = await inSql();
         const t0 = Date.now();
         const b1 = launch(path.join(work, 'allowed'), `${allowed}/`);
@@ -201,6 +210,9 @@ async function main() {
         ok(first !== null && first.event === 'ready' && first.value === before && first.text === (before ? 'on' : 'off') && first.errorCode === null,
            `the page at ${allowed}/ shows the flag as feature_value says in SQL for its context: ${JSON.stringify(before)}, <output id="flag">${first ? first.text : '-'}</output> (${first ? `${first.event}, reason ${first.reason}${first.errorCode ? `, error ${first.errorCode}: ${first.error || ''}` : ''}, ${first.at - t0} ms after chromium was started` : 'no report'})`);
         if (!first || first.event !== 'ready') showLog(b1);
+        // A change committed before the stream is open is not told to it: wait for it.
+        const streaming = await until('the page\'s event stream', async () => (await streamsOpen()) === streams0 + 1, 10000);
+        ok(streaming !== null, `the page's provider opens its event stream (opsflags_http_streams ${streams0} -> ${await streamsOpen()})`);
 
         // 2. Toggled in SQL: the page shows the new value, and again when toggled back.
         for (const on of [true, false]) {
