@@ -5,11 +5,13 @@
 # launchdarkly.js and launchdarkly_stream.js (LaunchDarkly's client-side
 # SDK, polling and streaming), unleash.js (Unleash's
 # frontend and server SDKs); then test/clients/streams.js (the OFREP web
-# provider on OFREP's event stream).  Turns the server on, on a free port, with CORS
-# for one origin, and off again at the end.  Prints TAP.
+# provider on OFREP's event stream), and test/clients/browser.js (a page with
+# that provider in headless Chromium).  Turns the server on, on a free port, with
+# CORS for one origin, and off again at the end.  Prints TAP.
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/common.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/../tap.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/../http/chromium.sh"
 
 q() { pg_psql "$SOCKDIR" "$PORT" opsflags_tap -Atq "$@"; }
 H=$(free_port $((PORT + 60)))
@@ -32,4 +34,10 @@ export PGHOST=$SOCKDIR PGPORT=$PORT PGUSER=postgres PGDATABASE=opsflags_tap OPSF
 rc=0
 node clients.js || rc=1
 node streams.js || rc=1
+if ensure_chromium; then
+    node browser.js || rc=1
+else
+    echo "not ok 1 - headless chromium is installed (for browser.js)"
+    rc=1
+fi
 exit $rc

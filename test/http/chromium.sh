@@ -5,6 +5,9 @@
 #   chromium_run DIR ARGS...    headless chromium with a fresh profile and HOME under
 #                               DIR, bounded by CHROMIUM_TIMEOUT seconds (default 60);
 #                               stderr (with console messages) goes to DIR/chromium.err
+#   chromium_exec DIR ARGS...   the same in place of the calling shell (exec): its pid
+#                               is timeout's, which passes a TERM on to the browser's
+#                               processes (test/clients/browser.js starts it this way)
 #   dom_flat FILE               FILE on one line (chromium's DOM dump, for grep)
 #   png_info FILE               "WIDTH HEIGHT BYTES" of a PNG, nothing if not a PNG
 # Chromium runs with --no-sandbox, which is what lets it run as root (verified on
@@ -25,14 +28,16 @@ ensure_chromium() {
     command -v "$CHROMIUM" >/dev/null 2>&1
 }
 
-chromium_run() {
+chromium_run() { (chromium_exec "$@"); }
+
+chromium_exec() {
     local dir=$1
     shift
     mkdir -p "$dir/home"
     rm -rf "$dir/profile"
     HOME=$dir/home XDG_CONFIG_HOME=$dir/home/.config XDG_CACHE_HOME=$dir/home/.cache \
         DBUS_SESSION_BUS_ADDRESS=disabled: \
-        timeout -k 5 "${CHROMIUM_TIMEOUT:-60}" "$CHROMIUM" --headless --no-sandbox --disable-gpu \
+        exec timeout -k 5 "${CHROMIUM_TIMEOUT:-60}" "$CHROMIUM" --headless --no-sandbox --disable-gpu \
         --disable-dev-shm-usage --no-first-run --no-default-browser-check --disable-extensions \
         --disable-background-networking --disable-component-update --disable-sync --mute-audio \
         --hide-scrollbars --enable-logging=stderr --v=0 --user-data-dir="$dir/profile" "$@" \
