@@ -131,6 +131,10 @@ extern const HttpRoute *http_find_route(const char *path, const char **arg);
 extern int	http_route_id(const HttpRoute *route);
 extern const HttpRoute *http_route_by_id(int id);
 
+/* http_routes.c: what handlers share, in the loop and in the worker */
+/* Whether a query string (not decoded; NULL: none) has name=true */
+extern bool http_query_flag(const char *query, const char *name);
+
 /* http_endpoints.c: the families, each registering its routes */
 extern void http_register_endpoints(void);
 extern void http_probes_routes(void);
@@ -321,6 +325,8 @@ extern bool http_health_document(HttpResult *result);
 
 /* 503 {"status": "unhealthy", "error": error} */
 extern void http_answer_unhealthy(HttpAnswer *answer, const char *error);
+/* An answer {"message": message} with status code */
+extern void http_answer_message(HttpAnswer *answer, int code, const char *message);
 /* The route's answer when the database did not answer */
 extern void http_answer_unavailable(const HttpRoute *route, const char *error, HttpAnswer *answer);
 

@@ -83,25 +83,6 @@ evalx(HttpConn *conn, HttpRequest *req, const char *arg)
 	http_ask_database(conn, req, id);
 }
 
-/* Whether a query string has name=true */
-static bool
-query_flag(const char *query, const char *name)
-{
-	size_t		len = strlen(name);
-	const char *p = query;
-
-	while (p != NULL && *p != '\0')
-	{
-		if (strncmp(p, name, len) == 0 && strncmp(p + len, "=true", 5) == 0 &&
-			(p[len + 5] == '\0' || p[len + 5] == '&'))
-			return true;
-		p = strchr(p, '&');
-		if (p != NULL)
-			p++;
-	}
-	return false;
-}
-
 static OpsQuery evalx_query = {
 	.sql = "SELECT status, etag, document, key_id FROM opsflags_internal.launchdarkly_answer($1, $2, $3, $4, $5)",
 	.nargs = 5,
@@ -125,17 +106,14 @@ answer_evalx(HttpAnswer *a, const char *arg)
 	else
 		nulls[1] = 'n';
 	args[2] = BoolGetDatum(arg[0] == 'b');
-	args[3] = BoolGetDatum(query_flag(call->query, "withReasons"));
+	args[3] = BoolGetDatum(http_query_flag(call->query, "withReasons"));
 	if (call->if_none_match != NULL)
 		args[4] = CStringGetTextDatum(call->if_none_match);
 	else
 		nulls[4] = 'n';
 	if (!http_sql(&evalx_query, args, nulls, InvalidOid, &r) || r.nrows != 1)
 	{
-		a->code = 500;
-		appendStringInfoString(&a->body, "{\"message\": ");
-		escape_json(&a->body, r.error ? r.error : "no answer");
-		appendStringInfoString(&a->body, "}");
+		http_answer_message(a, 500, r.error ? r.error : "no answer");
 		return;
 	}
 	a->code = atoi(http_result_value(&r, 0, 0));
@@ -149,10 +127,7 @@ answer_evalx(HttpAnswer *a, const char *arg)
 static void
 evalx_unavailable(HttpAnswer *a, const char *error)
 {
-	a->code = 503;
-	appendStringInfoString(&a->body, "{\"message\": ");
-	escape_json(&a->body, error);
-	appendStringInfoString(&a->body, "}");
+	http_answer_message(a, 503, error);
 }
 
 /* No goals (click and page-view experiments of the browser SDK) */

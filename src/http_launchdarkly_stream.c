@@ -99,24 +99,6 @@ ask(LdStream *ld)
 
 /* ---------- in the loop: opening ---------- */
 
-static bool
-query_flag(const char *query, const char *name)
-{
-	size_t		len = strlen(name);
-	const char *p = query;
-
-	while (p != NULL && *p != '\0')
-	{
-		if (strncmp(p, name, len) == 0 && strncmp(p + len, "=true", 5) == 0 &&
-			(p[len + 5] == '\0' || p[len + 5] == '&'))
-			return true;
-		p = strchr(p, '&');
-		if (p != NULL)
-			p++;
-	}
-	return false;
-}
-
 /* GET /eval/{id}/{base64url context}, REPORT /eval/{id} */
 static void
 eval_stream(HttpConn *conn, HttpRequest *req, const char *arg)
@@ -170,7 +152,7 @@ eval_stream(HttpConn *conn, HttpRequest *req, const char *arg)
 	ld->arg[idlen + 1] = '\0';
 	ld->context = pnstrdup(context, contextlen);
 	ld->contextlen = contextlen;
-	ld->with_reasons = query_flag(req->query, "withReasons");
+	ld->with_reasons = http_query_flag(req->query, "withReasons");
 	ld->stale = true;
 	MemoryContextSwitchTo(old);
 	*(LdStream **) http_stream_data(stream) = ld;
@@ -452,10 +434,7 @@ answer_eval(HttpAnswer *a, const char *arg)
 	args[3] = BoolGetDatum(call->query != NULL && strcmp(call->query, "withReasons=true") == 0);
 	if (!http_sql(&eval_query, args, nulls, InvalidOid, &r) || r.nrows != 1)
 	{
-		a->code = 500;
-		appendStringInfoString(&a->body, "{\"message\": ");
-		escape_json(&a->body, r.error ? r.error : "no answer");
-		appendStringInfoString(&a->body, "}");
+		http_answer_message(a, 500, r.error ? r.error : "no answer");
 		return;
 	}
 	a->code = atoi(http_result_value(&r, 0, 0));
@@ -467,10 +446,7 @@ answer_eval(HttpAnswer *a, const char *arg)
 static void
 eval_unavailable(HttpAnswer *a, const char *error)
 {
-	a->code = 503;
-	appendStringInfoString(&a->body, "{\"message\": ");
-	escape_json(&a->body, error);
-	appendStringInfoString(&a->body, "}");
+	http_answer_message(a, 503, error);
 }
 
 static const HttpRoute eval_route = {

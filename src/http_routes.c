@@ -1,7 +1,8 @@
 /*
  * http_routes.c
  *	  The HTTP server's routing table: the routes that the families of
- *	  endpoints register (http_endpoints.c), and the route of a path.
+ *	  endpoints register (http_endpoints.c), and the route of a path; and
+ *	  what their handlers share in reading a request (http_query_flag).
  *
  * The table is filled by _PG_init (preload), in the postmaster, so the
  * loop and its database worker, both started from there, hold the same
@@ -14,7 +15,7 @@
 #include "opsflags.h"
 #include "http.h"
 
-#define HTTP_MAX_ROUTES 32
+#define HTTP_MAX_ROUTES 64
 
 static const HttpRoute *routes[HTTP_MAX_ROUTES];
 static int	nroutes = 0;
@@ -71,4 +72,22 @@ http_route_by_id(int id)
 	if (id < 0 || id >= nroutes)
 		elog(ERROR, "unknown opsflags http endpoint %d", id);
 	return routes[id];
+}
+
+bool
+http_query_flag(const char *query, const char *name)
+{
+	size_t		len = strlen(name);
+	const char *p = query;
+
+	while (p != NULL && *p != '\0')
+	{
+		if (strncmp(p, name, len) == 0 && strncmp(p + len, "=true", 5) == 0 &&
+			(p[len + 5] == '\0' || p[len + 5] == '&'))
+			return true;
+		p = strchr(p, '&');
+		if (p != NULL)
+			p++;
+	}
+	return false;
 }

@@ -178,6 +178,15 @@ http_answer_unhealthy(HttpAnswer *answer, const char *error)
 	appendStringInfoString(&answer->body, "}");
 }
 
+void
+http_answer_message(HttpAnswer *answer, int code, const char *message)
+{
+	answer->code = code;
+	appendStringInfoString(&answer->body, "{\"message\": ");
+	escape_json(&answer->body, message);
+	appendStringInfoString(&answer->body, "}");
+}
+
 /* The route's answer when the database did not answer: in the loop and here */
 void
 http_answer_unavailable(const HttpRoute *route, const char *error, HttpAnswer *answer)

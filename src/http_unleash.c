@@ -68,10 +68,7 @@ answer_query(HttpAnswer *a, OpsQuery *query, const char **parts)
 	}
 	if (!http_sql(query, args, nulls, InvalidOid, &r) || r.nrows != 1)
 	{
-		a->code = 500;
-		appendStringInfoString(&a->body, "{\"message\": ");
-		escape_json(&a->body, r.error ? r.error : "no answer");
-		appendStringInfoString(&a->body, "}");
+		http_answer_message(a, 500, r.error ? r.error : "no answer");
 		return;
 	}
 	a->code = atoi(http_result_value(&r, 0, 0));
@@ -127,10 +124,7 @@ answer_metrics(HttpAnswer *a, const char *kinds)
 	}
 	if (!http_sql(&metrics_query, args, nulls, InvalidOid, &r) || r.nrows != 1)
 	{
-		a->code = 500;
-		appendStringInfoString(&a->body, "{\"message\": ");
-		escape_json(&a->body, r.error ? r.error : "no answer");
-		appendStringInfoString(&a->body, "}");
+		http_answer_message(a, 500, r.error ? r.error : "no answer");
 		return;
 	}
 	a->code = atoi(http_result_value(&r, 0, 0));
@@ -154,10 +148,7 @@ answer_frontend_metrics(HttpAnswer *a, const char *arg)
 static void
 unleash_unavailable(HttpAnswer *a, const char *error)
 {
-	a->code = 503;
-	appendStringInfoString(&a->body, "{\"message\": ");
-	escape_json(&a->body, error);
-	appendStringInfoString(&a->body, "}");
+	http_answer_message(a, 503, error);
 }
 
 /* Registrations are taken and dropped */
