@@ -70,7 +70,10 @@ SELECT i, 'tap_console_' || i AS name,
             WHEN i > 7 AND random() < 0.15 THEN now() - interval '1 hour'
             WHEN i > 7 AND random() < 0.15 THEN now() + interval '1 hour' END AS valid_until
 FROM generate_series(1, 24) i;
-SET client_min_messages = error;   -- PostgreSQL 18 warns about MD5 passwords
+-- PostgreSQL 18 warns about MD5 passwords, with the statement (and the
+-- password the test sets) as CONTEXT: not to the client, nor to the log
+SET client_min_messages = error;
+SET log_min_messages = error;
 DO $$
 DECLARE
     r record;
@@ -84,6 +87,7 @@ BEGIN
 END
 $$;
 SET client_min_messages = warning;
+RESET log_min_messages;
 
 -- The attempts: a role (or, one in ten, no role), a password (right, wrong,
 -- another role's, empty), an address (one in five the busy one).
