@@ -15,12 +15,12 @@
  * type) are 22023.
  */
 
--- The API's error document.
+-- The API's error document, as the server writes its own.
 CREATE FUNCTION opsflags_internal.api_error(sqlstate text, message text)
 RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
-RETURN jsonb_build_object('error', jsonb_build_object('sqlstate', sqlstate, 'message', message))::text;
+RETURN '{"error": {"sqlstate": ' || to_json(sqlstate)::text || ', "message": ' || to_json(message)::text || '}}';
 
 -- A percent-encoded part of a URL, decoded ('+' is a space); 22023 for
 -- bytes that are not UTF-8.
@@ -331,16 +331,16 @@ DECLARE
     env      text := opsflags.resolve_environment(opsflags_internal.api_param(query, 'environment'));
     search   text := lower(opsflags_internal.api_param(query, 'search'));
     tag      text := opsflags_internal.api_param(query, 'tag');
-    archived text := coalesce(opsflags_internal.api_param(query, 'archived'), 'false');
+    which    text := coalesce(opsflags_internal.api_param(query, 'archived'), 'false');
 BEGIN
-    IF archived NOT IN ('true', 'false', 'all') THEN
+    IF which NOT IN ('true', 'false', 'all') THEN
         RAISE EXCEPTION 'archived must be true, false or all' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     RETURN jsonb_build_object('environment', env, 'flags', coalesce((
         SELECT jsonb_agg(opsflags_internal.flag_document(f, c, env) ORDER BY f.flag_key)
         FROM opsflags.feature_flags f
         LEFT JOIN opsflags.feature_flag_configs c ON c.flag_id = f.id AND c.environment = env
-        WHERE (archived = 'all' OR f.archived = (archived = 'true'))
+        WHERE (which = 'all' OR f.archived = (which = 'true'))
           AND (tag IS NULL OR tag = ANY (f.tags))
           AND (search IS NULL
                OR strpos(lower(f.flag_key), search) > 0 OR strpos(lower(f.flag_name), search) > 0
