@@ -62,6 +62,7 @@ typedef struct HttpRequest
 	const char *body;			/* NUL-terminated; NULL: none */
 	int			bodylen;
 	const char *client_addr;	/* the peer's address, numeric ("" if unknown) */
+	bool		tls;			/* it came over TLS (opsflags.http_tls) */
 } HttpRequest;
 
 /*
@@ -78,6 +79,7 @@ typedef struct HttpCall
 	const char *client_addr;	/* the peer's address, numeric (NULL: unknown) */
 	const char *body;			/* NUL-terminated */
 	int			bodylen;
+	bool		tls;			/* it came over TLS (opsflags.http_tls) */
 } HttpCall;
 
 /*
@@ -341,6 +343,7 @@ typedef struct HttpSqlRequest
 	uint32		id;
 	int32		route;			/* http_route_id() */
 	int32		method;
+	bool		tls;			/* HttpCall.tls */
 	TimestampTz queued_at;
 	int32		lengths[HTTP_SQL_PARTS];
 } HttpSqlRequest;

@@ -181,7 +181,7 @@ add_part(StringInfo msg, int part, const char *s, int len)
  * worker cannot take it now.
  */
 static uint32
-queue_request(const HttpRoute *route, int method, const char *arg, const char *query,
+queue_request(const HttpRoute *route, int method, bool tls, const char *arg, const char *query,
 			  const char *api_key, const char *if_none_match, const char *client_addr,
 			  const char *body, int bodylen, Size *bytes, const char **error)
 {
@@ -208,6 +208,7 @@ queue_request(const HttpRoute *route, int method, const char *arg, const char *q
 	msg.id = last_request_id + 1;
 	msg.route = http_route_id(route);
 	msg.method = method;
+	msg.tls = tls;
 	msg.queued_at = GetCurrentTimestamp();
 	initStringInfo(&buf);
 	appendBinaryStringInfo(&buf, (char *) &msg, sizeof(msg));
@@ -256,7 +257,7 @@ http_ask_database(HttpConn *conn, HttpRequest *req, const char *arg)
 	Size		bytes;
 
 	Assert(req->route != NULL && req->route->answer != NULL);
-	if (queue_request(req->route, req->method, arg, req->query, req->api_key, req->if_none_match,
+	if (queue_request(req->route, req->method, req->tls, arg, req->query, req->api_key, req->if_none_match,
 					  req->client_addr, req->body, req->bodylen, &bytes, &error) == 0)
 	{
 		answer_unavailable(conn, req, error);
@@ -281,7 +282,7 @@ http_stream_ask_database(HttpStream *stream, const HttpRoute *route, const char 
 	Size		bytes;
 
 	Assert(route->answer != NULL);
-	if (queue_request(route, HTTP_GET, arg, query, NULL, NULL, NULL, body, bodylen, &bytes, &error) == 0)
+	if (queue_request(route, HTTP_GET, http_stream_tls(stream), arg, query, NULL, NULL, NULL, body, bodylen, &bytes, &error) == 0)
 		return false;
 	pending[npending - 1].stream = stream;
 	return true;
