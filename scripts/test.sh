@@ -16,7 +16,7 @@
 #   OPSFLAGS_TEST_PSQL               the psql binary
 # TESTS="name ..." runs only the named tests: pg_regress names (flags),
 # pgTAP files (test/pgtap/audit.sql or audit), no-preload files (no_preload/x) and
-# shell suites by script name (dump, http, robustness, soak, upgrade, run,
+# shell suites by script name (dump, http, robustness, tls, soak, upgrade, run,
 # unleash-spec, unleash-diff, launchdarkly-diff, ...).
 # OPSFLAGS_PG_MAJOR=N tests against PostgreSQL N (default 15; see common.sh).
 # OPSFLAGS_TEST_SQL_ONLY=1 runs only pg_regress and the pgTAP files (with and
@@ -257,6 +257,8 @@ shell_suite soak test/soak/soak.sh SOCKDIR="$SOCKDIR" PORT="$PORT" WORKDIR="$TMP
 # the HTTP server of the "opsflags http" worker, and its status page in Chromium
 shell_suite http test/http/http.sh SOCKDIR="$SOCKDIR" PORT="$PORT" WORKDIR="$TMP"
 shell_suite "http robustness" test/http/robustness.sh SOCKDIR="$SOCKDIR" PORT="$PORT" WORKDIR="$TMP"
+# HTTPS (opsflags.http_tls) with a certificate made for the test
+shell_suite "http tls" test/http/tls.sh SOCKDIR="$SOCKDIR" PORT="$PORT" WORKDIR="$TMP"
 # a streaming standby: replay, read-only admin, sampler, promotion, crashes
 shell_suite standby test/standby/standby.sh PRIMARY_SOCKDIR="$SOCKDIR" PRIMARY_PORT="$PORT" WORKDIR="$TMP"
 # make run twice in a row, make stop, a failed make run (own directories and ports)
