@@ -113,10 +113,12 @@ http_tls_load(void)
 	}
 	/*
 	 * Partial writes, from a buffer that may move between retries (the
-	 * streams' buffers are compacted); no renegotiation; no session cache
+	 * streams' buffers are compacted); buffers given back while idle (a
+	 * thousand quiet streams); no renegotiation; no session cache
 	 * (stateless tickets still resume sessions).
 	 */
-	SSL_CTX_set_mode(context, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	SSL_CTX_set_mode(context, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+					 SSL_MODE_RELEASE_BUFFERS);
 	SSL_CTX_set_options(context, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
 #ifdef SSL_OP_IGNORE_UNEXPECTED_EOF
 	/* a client that closes without close_notify has just left */
