@@ -2,8 +2,10 @@
 // Node's own https, the test CA in NODE_EXTRA_CA_CERTS).  The bulk answer
 // names the stream with a ticket; the stream opens over TLS and is told to
 // fetch as it opens; a flag change committed in SQL (psql) arrives as an
-// event; when the client leaves, the server sees it (opsflags_http_streams
-// back to 0).  Exits 0 when all of that holds, saying what it saw.
+// event; a TLS client that does not read is dropped (its untaken bytes
+// counted with what OpenSSL holds), the one that reads is not; when the
+// client leaves, the server sees it (opsflags_http_streams back to 0).
+// Exits 0 when all of that holds, saying what it saw.
 //   OPSFLAGS_HTTPS  https://127.0.0.1:PORT     PSQL  psql binary (PG* set)
 //   FLAG            a boolean flag to toggle in production
 //   API_KEY         a client key of production
@@ -35,12 +37,14 @@ async function until(cond, ms) {
     }
     return true;
 }
-async function streams() {
-    const m = (await request('GET', '/metrics')).body.match(/^opsflags_http_streams (\d+)$/m);
+async function metric(name) {
+    const m = (await request('GET', '/metrics')).body.match(new RegExp(`^${name} (\\d+)$`, 'm'));
     return m ? Number(m[1]) : -1;
 }
-function sql(q) {
-    execFileSync(process.env.PSQL, ['-X', '-Atq', '-v', 'ON_ERROR_STOP=1', '-c', q], { stdio: ['ignore', 'ignore', 'inherit'] });
+const streams = () => metric('opsflags_http_streams');
+function sql(...qs) {
+    execFileSync(process.env.PSQL, ['-X', '-Atq', '-v', 'ON_ERROR_STOP=1', ...qs.flatMap((q) => ['-c', q])],
+                 { stdio: ['ignore', 'ignore', 'inherit'] });
 }
 
 async function main() {
@@ -67,12 +71,35 @@ async function main() {
     sql(`SELECT opsflags.update_flag('${FLAG}', '{"is_enabled": false}', 'production')`);
     const arrived = await until(async () => events() > before, 5000);
     const took = Date.now() - t0;
+
+    // A second stream whose client does not read: changes pile up, it is dropped.
+    let slowHead = null;
+    const slow = https.get(BASE + uri, { agent: false }, (res) => { slowHead = res; res.pause(); });
+    slow.on('error', () => {});
+    await until(async () => slowHead !== null && (await streams()) === 2, 5000);
+    const dropped0 = await metric('opsflags_http_streams_dropped_total');
+    let commits = 0;
+    let dropped = dropped0;
+    while (dropped === dropped0 && commits < 100000) {
+        sql('SET synchronous_commit = off', `DO $$ BEGIN FOR i IN 1..1000 LOOP
+               PERFORM opsflags.update_flag('${FLAG}', jsonb_build_object('is_enabled', i % 2 = 0), 'production');
+               COMMIT;
+             END LOOP; END $$`);
+        commits += 1000;
+        dropped = await metric('opsflags_http_streams_dropped_total');
+    }
+    const reader = await streams();
+    const heard = events();
+    slow.destroy();
     req.destroy();
     const gone = await until(async () => (await streams()) === 0, 5000);
     const type = head ? head.headers['content-type'] : '';
     console.log(`stream over TLS: status ${head ? head.statusCode : '-'} ${type}, opening event ${opened}, ` +
-                `streams open ${open}, change arrived ${arrived} (${took} ms), closed when the client left ${gone}`);
-    return head && head.statusCode === 200 && type === 'text/event-stream' && opened && open === 1 && arrived && gone ? 0 : 1;
+                `streams open ${open}, change arrived ${arrived} (${took} ms); the client that does not read dropped ` +
+                `after ${commits} commits (${dropped - dropped0}), the one that reads kept (${reader} open, ${heard} events); ` +
+                `closed when the client left ${gone}`);
+    return head && head.statusCode === 200 && type === 'text/event-stream' && opened && open === 1 && arrived &&
+        dropped === dropped0 + 1 && reader === 1 && heard > before + 1 && gone ? 0 : 1;
 }
 
 main().then((rc) => process.exit(rc), (e) => { console.log(String(e)); process.exit(1); });
