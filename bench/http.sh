@@ -6,10 +6,12 @@
 # 50 ms).  Then HTTPS beside HTTP (opsflags.http_tls, a self-signed
 # certificate made here): /livez and the OFREP bulk evaluation
 # (bench/ofrep.lua) kept alive, and /livez on a new connection per request
-# (a handshake each), each over HTTP then HTTPS, with their ratio.  Then the database's own throughput (pgbench -S, 2 clients) alone
-# and while wrk hammers /health, interleaved, median of each, as a ratio.
+# (a handshake each), over HTTP and HTTPS in interleaved rounds, medians
+# and their ratio.  Then the database's own throughput (pgbench -S, 2
+# clients) alone and while wrk hammers /health, interleaved, median of each,
+# as a ratio.
 #   BENCH_HTTP_SECONDS  length of each wrk and pgbench run (default 10)
-#   BENCH_HTTP_ROUNDS   pgbench rounds per variant (default 3)
+#   BENCH_HTTP_ROUNDS   HTTP/HTTPS rounds, and pgbench rounds per variant (default 3)
 #   BENCH_HTTP_CLIENTS  wrk connections (default 8)
 set -euo pipefail
 # shellcheck source=scripts/common.sh
@@ -74,7 +76,7 @@ done
 echo " (targets: /livez >= 2,000 req/s, /health >= 500 req/s, p99 < 50 ms)"
 
 echo
-echo "== 9b. HTTPS beside HTTP (opsflags.http_tls): wrk, 1 thread, $CLIENTS connections, ${SECS} s each, loopback"
+echo "== 9b. HTTPS beside HTTP (opsflags.http_tls): wrk, 1 thread, $CLIENTS connections, ${SECS} s per run, $ROUNDS rounds, loopback"
 # the certificate: self-signed, in the data directory, the server's
 openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost -addext 'subjectAltName=IP:127.0.0.1' \
     -keyout "$DATADIR/bench_tls.key" -out "$DATADIR/bench_tls.crt" >/dev/null 2>&1
@@ -102,16 +104,21 @@ measure() {
     printf '%s %s %s %s' "$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")" \
         "$(to_ms "$(awk '$1 == "50%" {print $2}' <<<"$out")")" "$(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$out")")" "${errs:+($errs)}"
 }
-declare -A plain secure
-tls off
-plain[livez]=$(measure "$URL/livez")
-plain[ofrep]=$(measure "$URL/ofrep/v1/evaluate/flags" -s "$REPO/bench/ofrep.lua")
-plain[close]=$(measure "$URL/livez" -H 'Connection: close')
-tls on
+# median of the numbers on stdin
+med() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 S=https://127.0.0.1:$HTTP_PORT
-secure[livez]=$(measure "$S/livez")
-secure[ofrep]=$(measure "$S/ofrep/v1/evaluate/flags" -s "$REPO/bench/ofrep.lua")
-secure[close]=$(measure "$S/livez" -H 'Connection: close')
+: >"$TMP/tls_runs"
+# rounds interleaved (HTTP, then HTTPS), so that neither has the warmer machine
+for ((r = 1; r <= ROUNDS; r++)); do
+    for mode in off on; do
+        base=$URL
+        [[ $mode == on ]] && base=$S
+        tls "$mode"
+        echo "$mode livez $(measure "$base/livez")" >>"$TMP/tls_runs"
+        echo "$mode ofrep $(measure "$base/ofrep/v1/evaluate/flags" -s "$REPO/bench/ofrep.lua")" >>"$TMP/tls_runs"
+        echo "$mode close $(measure "$base/livez" -H 'Connection: close')" >>"$TMP/tls_runs"
+    done
+done
 tls off
 for k in livez ofrep close; do
     case $k in
@@ -119,13 +126,16 @@ for k in livez ofrep close; do
         ofrep) label='OFREP bulk POST (keep-alive, 50 flags)' ;;
         close) label='/livez (a connection per request)' ;;
     esac
-    read -r prps pp50 pp99 perr <<<"${plain[$k]}"
-    read -r srps sp50 sp99 serr <<<"${secure[$k]}"
-    printf ' %-40s HTTP %8.0f req/s p50 %6.2f ms p99 %6.2f ms %s| HTTPS %8.0f req/s p50 %6.2f ms p99 %6.2f ms %s| HTTPS/HTTP %5.1f%%\n' \
-        "$label" "$prps" "$pp50" "$pp99" "${perr:+$perr }" "$srps" "$sp50" "$sp99" "${serr:+$serr }" \
-        "$(awk -v s="$srps" -v p="$prps" 'BEGIN {printf "%.1f", 100 * s / p}')"
+    prps=$(awk -v k=$k '$1 == "off" && $2 == k {print $3}' "$TMP/tls_runs" | med)
+    pp99=$(awk -v k=$k '$1 == "off" && $2 == k {print $5}' "$TMP/tls_runs" | med)
+    srps=$(awk -v k=$k '$1 == "on" && $2 == k {print $3}' "$TMP/tls_runs" | med)
+    sp99=$(awk -v k=$k '$1 == "on" && $2 == k {print $5}' "$TMP/tls_runs" | med)
+    errs=$(awk -v k=$k '$2 == k && NF > 5' "$TMP/tls_runs" | wc -l)
+    printf ' %-40s HTTP %7.0f req/s p99 %6.2f ms | HTTPS %7.0f req/s p99 %6.2f ms | HTTPS/HTTP %5.1f%%%s\n' \
+        "$label" "$prps" "$pp99" "$srps" "$sp99" "$(awk -v s="$srps" -v p="$prps" 'BEGIN {printf "%.1f", 100 * s / p}')" \
+        "$( ((errs > 0)) && echo "   ($errs runs with errors: see $TMP/tls_runs)")"
 done
-echo " (HTTPS: TLS 1.3, RSA 2048 self-signed certificate, OpenSSL $(openssl version | awk '{print $2}'); one handshake per connection)"
+echo " (medians of $ROUNDS interleaved rounds; HTTPS: TLS 1.3, RSA 2048 self-signed certificate, OpenSSL $(openssl version | awk '{print $2}'))"
 
 echo
 echo "== 10. the database's throughput with and without /health load: pgbench -S, 2 clients, ${SECS} s, median of $ROUNDS interleaved rounds"
