@@ -20,6 +20,11 @@
  * client idle the longest; only when every client is busy is it answered
  * 503.  Out of descriptors, the loop stops accepting until a connection
  * closes.
+ *
+ * With opsflags.http_tls, a connection's first step is its TLS handshake,
+ * within the same deadline, and it is read and written through OpenSSL
+ * (http_tls.c, by way of http_conn_recv() and http_conn_send()); a plain
+ * connection goes straight to its socket.
  */
 #include "postgres.h"
 

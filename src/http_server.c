@@ -6,8 +6,9 @@
  *	  The connections are http_conn.c's, the queue to the database worker
  *	  http_dbqueue.c's, the endpoints the routing table's (http_routes.c).
  *
- * Off by default (opsflags.http_port = 0); opsflags.http_listen and
- * opsflags.http_port change on reload.  One process, one event loop on
+ * Off by default (opsflags.http_port = 0); opsflags.http_listen,
+ * opsflags.http_port and opsflags.http_tls (HTTPS with the server's
+ * certificate, http_tls.c) change on reload.  One process, one event loop on
  * PostgreSQL's WaitEventSet: the listening sockets, the clients, the latch
  * and postmaster death.  A slow client costs a slot, never the loop.
  *

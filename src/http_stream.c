@@ -25,7 +25,9 @@
  * vanished client is found out.  A client may leave at most
  * HTTP_STREAM_MAX_UNTAKEN bytes untaken (queued here plus, where the kernel
  * tells, still in the socket's send queue); a push beyond that resets the
- * stream: a slow reader is dropped, never buffered without bound.
+ * stream: a slow reader is dropped, never buffered without bound.  Over
+ * TLS a stream waits for what OpenSSL wants (http_tls.c), and either
+ * readiness retries both its write and its read.
  *
  * Changes: a commit that changes the flags of a database raises its counter
  * in shared memory (invalidation.c) and sets the latch of the process that

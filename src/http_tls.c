@@ -119,7 +119,10 @@ http_tls_load(void)
 	 */
 	SSL_CTX_set_mode(context, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
 					 SSL_MODE_RELEASE_BUFFERS);
-	SSL_CTX_set_options(context, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+	SSL_CTX_set_options(context, SSL_OP_NO_COMPRESSION);
+#ifdef SSL_OP_NO_RENEGOTIATION
+	SSL_CTX_set_options(context, SSL_OP_NO_RENEGOTIATION);
+#endif
 #ifdef SSL_OP_IGNORE_UNEXPECTED_EOF
 	/* a client that closes without close_notify has just left */
 	SSL_CTX_set_options(context, SSL_OP_IGNORE_UNEXPECTED_EOF);
