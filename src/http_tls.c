@@ -42,13 +42,18 @@ bool		http_tls_active = false;
 static SSL_CTX *tls_context = NULL;
 static bool passphrase_asked = false;
 
-/* The latest OpenSSL error, as text (or what the caller says). */
+/* The first OpenSSL error queued, as text (or what the caller says). */
 static const char *
 tls_error(const char *otherwise)
 {
 	unsigned long e = ERR_get_error();
-	const char *reason = e != 0 ? ERR_reason_error_string(e) : NULL;
+	const char *reason = NULL;
 
+	/* a file that cannot be opened is a system error: its errno */
+	if (e != 0 && ERR_GET_LIB(e) == ERR_LIB_SYS)
+		reason = strerror(ERR_GET_REASON(e));
+	else if (e != 0)
+		reason = ERR_reason_error_string(e);
 	ERR_clear_error();
 	return reason != NULL ? reason : otherwise;
 }
