@@ -7,7 +7,7 @@ OBJS         = src/opsflags.o src/shmem.o src/spi.o src/cache.o src/hashing.o sr
                src/health_queue.o src/bgworker.o src/worker.o src/usage.o src/publish.o src/restore.o \
                src/http_server.o src/http_conn.o src/http_dbqueue.o src/http_sql.o src/http_routes.o \
                src/http_endpoints.o src/http_probes.o src/http_metrics.o src/http_status.o src/http_flags.o src/http_ofrep.o src/http_launchdarkly.o src/http_unleash.o src/http_api.o \
-               src/http_stream.o src/http_ofrep_stream.o src/http_launchdarkly_stream.o \
+               src/http_stream.o src/http_tls.o src/http_ofrep_stream.o src/http_launchdarkly_stream.o \
                src/rules.o src/rules_clauses.o src/rules_serve.o src/rules_ops.o src/rules_values.o \
                src/segments.o src/evaluate_all.o src/sha1.o src/rules_ld.o src/api_keys.o src/console_auth.o
 # The install script of the current version is built from one SQL source per
@@ -42,6 +42,11 @@ else
 # No PostgreSQL server headers yet: `make run` and `make test` install them.
 all install installcheck:
 	@echo "PostgreSQL 15 server development files not found: run 'make run' or 'make test', which install them" >&2; exit 1
+endif
+
+# HTTPS (src/http_tls.c) with the OpenSSL that PostgreSQL was built with
+ifeq ($(with_ssl),openssl)
+SHLIB_LINK  += -lssl -lcrypto
 endif
 
 # Every C file includes the shared header (PGXS tracks no header dependencies).

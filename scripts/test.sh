@@ -16,7 +16,7 @@
 #   OPSFLAGS_TEST_PSQL               the psql binary
 # TESTS="name ..." runs only the named tests: pg_regress names (flags),
 # pgTAP files (test/pgtap/audit.sql or audit), no-preload files (no_preload/x) and
-# shell suites by script name (dump, http, robustness, soak, upgrade, run,
+# shell suites by script name (dump, http, robustness, tls, soak, upgrade, run,
 # unleash-spec, unleash-diff, launchdarkly-diff, clients, api, ...).
 # OPSFLAGS_PG_MAJOR=N tests against PostgreSQL N (default 15; see common.sh).
 # OPSFLAGS_TEST_SQL_ONLY=1 runs only pg_regress and the pgTAP files (with and
@@ -278,5 +278,10 @@ shell_suite "launchdarkly-diff" test/launchdarkly/launchdarkly-diff.sh SOCKDIR="
 shell_suite "clients" test/clients/clients.sh SOCKDIR="$SOCKDIR" PORT="$PORT"
 # The management API (/api/v1) over HTTP, by Node's fetch
 shell_suite "console api" test/console/api.sh SOCKDIR="$SOCKDIR" PORT="$PORT"
+# HTTPS (opsflags.http_tls) with a certificate made for the test.  After
+# clients: the HTTP server writes a key's last_used_at at most once a minute
+# for all keys, and clients checks that a first use is written at once, which
+# holds only if no other suite used a key within the minute before.
+shell_suite "http tls" test/http/tls.sh SOCKDIR="$SOCKDIR" PORT="$PORT" WORKDIR="$TMP"
 
 ((FAILED == 0))

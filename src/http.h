@@ -69,9 +69,8 @@ typedef struct HttpRequest
 	const char *user_agent;
 	const char *accept;
 	/*
-	 * Whether the connection is TLS.  Always false until the server speaks
-	 * TLS: the core is to set it there (session cookies are then Secure,
-	 * and password sign-in is taken from any address).
+	 * It came over TLS (opsflags.http_tls): session cookies are then
+	 * Secure, and password sign-in is taken from any address.
 	 */
 	bool		tls;
 } HttpRequest;
@@ -93,6 +92,7 @@ typedef struct HttpCall
 	const char *user_agent;
 	const char *body;			/* NUL-terminated */
 	int			bodylen;
+	bool		tls;			/* it came over TLS (opsflags.http_tls) */
 } HttpCall;
 
 /*
@@ -375,6 +375,7 @@ typedef struct HttpSqlRequest
 	uint32		id;
 	int32		route;			/* http_route_id() */
 	int32		method;
+	bool		tls;			/* HttpCall.tls */
 	TimestampTz queued_at;
 	int32		lengths[HTTP_SQL_PARTS];
 } HttpSqlRequest;

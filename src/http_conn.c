@@ -20,6 +20,11 @@
  * client idle the longest; only when every client is busy is it answered
  * 503.  Out of descriptors, the loop stops accepting until a connection
  * closes.
+ *
+ * With opsflags.http_tls, a connection's first step is its TLS handshake,
+ * within the same deadline, and it is read and written through OpenSSL
+ * (http_tls.c, by way of http_conn_recv() and http_conn_send()); a plain
+ * connection goes straight to its socket.
  */
 #include "postgres.h"
 
@@ -687,6 +692,7 @@ handle_request(HttpConn *conn, int headlen, int bodylen)
 		req.bodylen = bodylen;
 	}
 	req.client_addr = conn->peer;
+	req.tls = conn->tls != NULL;
 	req.path = target;
 	if ((p = strchr(target, '?')) != NULL)
 	{
@@ -738,6 +744,8 @@ http_close_conn(int i, bool abort)
 		lg.l_linger = 0;
 		(void) setsockopt(conn->sock, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 	}
+	if (conn->tls != NULL)
+		http_tls_end(conn, abort);
 	closesocket(conn->sock);
 	ReleaseExternalFD();
 	MemoryContextDelete(conn->context);
@@ -794,6 +802,7 @@ close_idlest_client(void)
 
 		if (conn->idle_since != 0 && conn->inlen == 0 && conn->out.len == 0 &&
 			conn->state == HTTP_CONN_OPEN && !conn->more &&
+			(conn->tls == NULL || http_tls_pending(conn) == 0) &&
 			(idlest < 0 || conn->idle_since < http_conns[idlest]->idle_since) &&
 			recv(conn->sock, &c, 1, MSG_PEEK) < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			idlest = i;
@@ -866,9 +875,14 @@ http_accept_clients(pgsocket lsock)
 				"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
 				"Content-Length: 21\r\nConnection: close\r\n\r\ntoo many connections\n";
 
-			/* Best effort: the client is told, the slot is not taken. */
+			/*
+			 * Best effort: the client is told, the slot is not taken.  A TLS
+			 * client could not read it before a handshake: it is just
+			 * closed.
+			 */
 			(void) pg_set_noblock(sock);
-			(void) send(sock, busy, sizeof(busy) - 1, 0);
+			if (!http_tls_active)
+				(void) send(sock, busy, sizeof(busy) - 1, 0);
 			closesocket(sock);
 			http_count_response(503);
 			continue;
@@ -896,6 +910,14 @@ http_accept_clients(pgsocket lsock)
 		MemoryContextSwitchTo(cxt);
 		initStringInfo(&conn->out);
 		MemoryContextSwitchTo(http_request_context);
+		/* HTTPS: its handshake is the first step, within the same deadline */
+		if (http_tls_active && !http_tls_start(conn))
+		{
+			closesocket(sock);
+			ReleaseExternalFD();
+			MemoryContextDelete(cxt);
+			continue;
+		}
 		http_conns[http_nconns++] = conn;
 		http_events_changed = true;
 	}
@@ -907,8 +929,8 @@ http_flush_conn(HttpConn *conn)
 {
 	while (conn->outpos < conn->out.len)
 	{
-		ssize_t		n = send(conn->sock, conn->out.data + conn->outpos,
-							 conn->out.len - conn->outpos, 0);
+		ssize_t		n = http_conn_send(conn, conn->out.data + conn->outpos,
+									   conn->out.len - conn->outpos);
 
 		if (n < 0)
 		{
@@ -926,9 +948,12 @@ http_flush_conn(HttpConn *conn)
 	{
 		/*
 		 * Closing with unread input would reset the connection, and the
-		 * client could lose the response: shut our side and read what it
-		 * still sends until it closes (or a second passes).
+		 * client could lose the response: shut our side (after TLS's
+		 * close_notify) and read what it still sends until it closes (or a
+		 * second passes).
 		 */
+		if (conn->tls != NULL)
+			http_tls_shutdown(conn);
 		shutdown(conn->sock, SHUT_WR);
 		conn->state = HTTP_CONN_LINGERING;
 		conn->deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
@@ -970,6 +995,24 @@ http_read_conn(HttpConn *conn)
 	int			served = 0;
 
 	conn->more = false;
+	if (conn->tls != NULL && !conn->tls_ready && conn->state == HTTP_CONN_OPEN)
+	{
+		switch (http_tls_handshake(conn))
+		{
+			case HTTP_TLS_DONE:
+				break;
+			case HTTP_TLS_WAIT:
+				return true;	/* the loop waits as it says (waits) */
+			case HTTP_TLS_FAILED:
+				return false;
+			case HTTP_TLS_PLAIN:
+				/* told in plain HTTP, then closed */
+				http_tls_end(conn, true);
+				http_respond_text(conn, NULL, 400, "this port speaks HTTPS\n");
+				http_events_changed = true;
+				return http_flush_conn(conn);
+		}
+	}
 	while (conn->out.len == 0 && conn->state == HTTP_CONN_OPEN)
 	{
 		int			headlen = head_length(conn);
@@ -1041,8 +1084,8 @@ http_read_conn(HttpConn *conn)
 		}
 
 		{
-			ssize_t		n = recv(conn->sock, conn->in + conn->inlen,
-								 conn->insize - conn->inlen, 0);
+			ssize_t		n = http_conn_recv(conn, conn->in + conn->inlen,
+										   conn->insize - conn->inlen);
 
 			if (n == 0)
 				return false;	/* the client closed */
@@ -1125,7 +1168,7 @@ http_expire_conns(void)
 				if (untaken == 0 && conn->inlen > 0 && conn->state != HTTP_CONN_LINGERING)
 				{
 					http_respond_text(conn, NULL, 408, "request not received in time\n");
-					(void) send(conn->sock, conn->out.data, conn->out.len, 0);
+					(void) http_conn_send(conn, conn->out.data, conn->out.len);
 				}
 				http_close_conn(i, untaken > 0);
 				continue;

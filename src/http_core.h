@@ -8,6 +8,8 @@
 #ifndef OPSFLAGS_HTTP_CORE_H
 #define OPSFLAGS_HTTP_CORE_H
 
+#include <sys/socket.h>
+
 #include "storage/latch.h"
 
 #include "http.h"
@@ -58,6 +60,13 @@ struct HttpConn
 	void		(*await_cancel) (HttpConn *conn, bool expired);
 	/* STREAM: its state (http_stream.c) */
 	HttpStream *stream;
+	/* TLS (http_tls.c): its session, NULL on a plain connection */
+	struct ssl_st *tls;
+	bool		tls_ready;		/* handshake done */
+	bool		tls_failed;		/* a fatal error: nothing more is said on it */
+	uint32		tls_read_wants; /* what a handshake or read waits for */
+	uint32		tls_write_wants;	/* what a write waits for */
+	uint32		waits;			/* what the loop's set waits for on it */
 };
 
 /* http_conn.c: the connections */
@@ -85,6 +94,58 @@ extern void http_conn_await(HttpConn *conn, HttpRequest *req, TimestampTz deadli
 /* Before answering an AWAITING connection: it is OPEN again, its next request next */
 extern void http_conn_resume(HttpConn *conn);
 
+/*
+ * http_tls.c: TLS on the connections (opsflags.http_tls).  A context is
+ * loaded (http_tls_load(): false, with a WARNING, if it could not be, the
+ * previous one kept) while the server listens with TLS.
+ */
+#define HTTP_TLS_DONE	0		/* http_tls_handshake(): done */
+#define HTTP_TLS_WAIT	1		/* ... not yet: wait for tls_read_wants */
+#define HTTP_TLS_FAILED	2		/* ... failed: close */
+#define HTTP_TLS_PLAIN	3		/* ... a plain HTTP request came instead */
+extern bool http_tls_active;	/* new connections speak TLS */
+extern bool http_tls_load(void);
+extern bool http_tls_loaded(void);
+extern void http_tls_unload(void);
+extern bool http_tls_start(HttpConn *conn);
+extern int	http_tls_handshake(HttpConn *conn);
+extern ssize_t http_tls_recv(HttpConn *conn, void *buf, size_t len);
+extern ssize_t http_tls_send(HttpConn *conn, const void *buf, size_t len);
+extern int	http_tls_pending(HttpConn *conn);
+extern void http_tls_shutdown(HttpConn *conn);
+extern void http_tls_end(HttpConn *conn, bool abort);
+
+/*
+ * Reading and writing a connection, as recv() and send() do (-1 with errno
+ * EAGAIN: not now): plain connections go straight to the socket.
+ */
+static inline ssize_t
+http_conn_recv(HttpConn *conn, void *buf, size_t len)
+{
+	if (likely(conn->tls == NULL))
+		return recv(conn->sock, buf, len, 0);
+	return http_tls_recv(conn, buf, len);
+}
+
+static inline ssize_t
+http_conn_send(HttpConn *conn, const void *buf, size_t len)
+{
+	if (likely(conn->tls == NULL))
+		return send(conn->sock, buf, len, 0);
+	return http_tls_send(conn, buf, len);
+}
+
+/* What a request connection waits for: to send its response, else to read */
+static inline uint32
+http_conn_wait_events(HttpConn *conn)
+{
+	if (likely(conn->tls == NULL))
+		return conn->out.len > 0 ? WL_SOCKET_WRITEABLE : WL_SOCKET_READABLE;
+	if (conn->state == HTTP_CONN_LINGERING)
+		return WL_SOCKET_READABLE;	/* drained undecrypted (http_read_conn) */
+	return conn->out.len > 0 ? conn->tls_write_wants : conn->tls_read_wants;
+}
+
 /* http_server.c: the loop's WaitEventSet, while it is current */
 extern WaitEventSet *http_event_set;
 
@@ -96,6 +157,7 @@ extern long http_streams_tick(void);
 extern bool http_stream_event(void *user_data, uint32 events);
 extern void http_streams_close_all(void);
 extern void http_stream_init(void);
+extern bool http_stream_tls(HttpStream *stream);
 /* the worker's answer to a stream's request (http_dbqueue.c calls) */
 extern void http_stream_answered(HttpStream *stream, int code, const char *body, size_t len);
 

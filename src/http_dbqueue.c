@@ -189,7 +189,7 @@ add_string(StringInfo msg, int part, const char *s)
  * worker cannot take it now.
  */
 static uint32
-queue_request(const HttpRoute *route, int method, const char *arg, const char *query,
+queue_request(const HttpRoute *route, int method, bool tls, const char *arg, const char *query,
 			  const HttpRequest *req, const char *body, int bodylen, Size *bytes,
 			  const char **error)
 {
@@ -216,6 +216,7 @@ queue_request(const HttpRoute *route, int method, const char *arg, const char *q
 	msg.id = last_request_id + 1;
 	msg.route = http_route_id(route);
 	msg.method = method;
+	msg.tls = tls;
 	msg.queued_at = GetCurrentTimestamp();
 	initStringInfo(&buf);
 	appendBinaryStringInfo(&buf, (char *) &msg, sizeof(msg));
@@ -267,7 +268,7 @@ http_ask_database(HttpConn *conn, HttpRequest *req, const char *arg)
 	Size		bytes;
 
 	Assert(req->route != NULL && req->route->answer != NULL);
-	if (queue_request(req->route, req->method, arg, req->query, req, req->body, req->bodylen,
+	if (queue_request(req->route, req->method, req->tls, arg, req->query, req, req->body, req->bodylen,
 					  &bytes, &error) == 0)
 	{
 		answer_unavailable(conn, req, error);
@@ -292,7 +293,7 @@ http_stream_ask_database(HttpStream *stream, const HttpRoute *route, const char 
 	Size		bytes;
 
 	Assert(route->answer != NULL);
-	if (queue_request(route, HTTP_GET, arg, query, NULL, body, bodylen, &bytes, &error) == 0)
+	if (queue_request(route, HTTP_GET, http_stream_tls(stream), arg, query, NULL, body, bodylen, &bytes, &error) == 0)
 		return false;
 	pending[npending - 1].stream = stream;
 	return true;

@@ -6,8 +6,9 @@
  *	  The connections are http_conn.c's, the queue to the database worker
  *	  http_dbqueue.c's, the endpoints the routing table's (http_routes.c).
  *
- * Off by default (opsflags.http_port = 0); opsflags.http_listen and
- * opsflags.http_port change on reload.  One process, one event loop on
+ * Off by default (opsflags.http_port = 0); opsflags.http_listen,
+ * opsflags.http_port and opsflags.http_tls (HTTPS with the server's
+ * certificate, http_tls.c) change on reload.  One process, one event loop on
  * PostgreSQL's WaitEventSet: the listening sockets, the clients, the latch
  * and postmaster death.  A slow client costs a slot, never the loop.
  *
@@ -51,6 +52,7 @@ PGDLLEXPORT void opsflags_http_main(Datum arg);
 
 static char *http_listen = NULL;
 static int	http_port = 0;
+static bool http_tls = false;
 int			http_max_connections = 32;
 int			opsflags_http_timeout_ms = 5000;
 
@@ -63,6 +65,7 @@ static pgsocket listen_socks[HTTP_MAX_LISTEN];
 static int	nlisten = 0;
 static char *bound_listen = NULL;	/* what the sockets are bound to */
 static int	bound_port = 0;
+static bool bound_tls = false;	/* what they speak */
 static TimestampTz retry_listen_at = 0;
 
 static void
@@ -89,6 +92,9 @@ close_listeners(void)
 	}
 	nlisten = 0;
 	bound_port = 0;
+	bound_tls = false;
+	http_tls_active = false;
+	http_tls_unload();
 	if (bound_listen)
 		pfree(bound_listen);
 	bound_listen = NULL;
@@ -155,8 +161,11 @@ open_listeners(void)
 	{
 		bound_listen = MemoryContextStrdup(TopMemoryContext, http_listen);
 		bound_port = http_port;
+		bound_tls = http_tls;
+		http_tls_active = http_tls;
 		ereport(LOG,
-				(errmsg("opsflags http listening on \"%s\" port %d", bound_listen, bound_port)));
+				(errmsg("opsflags http listening on \"%s\" port %d%s", bound_listen, bound_port,
+						bound_tls ? " with TLS" : "")));
 	}
 	http_events_changed = true;
 }
@@ -167,7 +176,8 @@ apply_settings(void)
 {
 	bool		wanted = http_port > 0;
 	bool		same = nlisten > 0 && bound_port == http_port &&
-		strcmp(bound_listen, http_listen) == 0;
+		strcmp(bound_listen, http_listen) == 0 && bound_tls == http_tls;
+	bool		no_certificate = false;
 
 	if (nlisten > 0 && !same)
 	{
@@ -181,13 +191,36 @@ apply_settings(void)
 		http_streams_close_all();
 	}
 	if (wanted && nlisten == 0)
-		open_listeners();
+	{
+		/* HTTPS without a certificate is not served, nor plain HTTP instead */
+		if (http_tls && !http_tls_load())
+		{
+			no_certificate = true;
+			retry_listen_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), HTTP_RETRY_LISTEN_MS);
+			ereport(WARNING,
+					(errcode(ERRCODE_CONFIG_FILE_ERROR),
+					 errmsg("opsflags http does not listen on \"%s\" port %d: opsflags.http_tls is on and the certificate did not load",
+							http_listen, http_port),
+					 errhint("Another attempt is made every %d s and on reload.", HTTP_RETRY_LISTEN_MS / 1000)));
+		}
+		else
+			open_listeners();
+	}
+	else if (same && bound_tls && !http_tls_load())
+	{
+		/* a reload re-reads the certificate; new connections get the new one */
+		ereport(WARNING,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("opsflags http keeps its previous TLS certificate")));
+	}
 
 	if (nlisten > 0)
-		pgstat_report_activity(STATE_IDLE, psprintf("listening on %s port %d", bound_listen, bound_port));
+		pgstat_report_activity(STATE_IDLE, psprintf("listening on %s port %d%s", bound_listen, bound_port,
+													 bound_tls ? " with TLS" : ""));
 	else if (wanted)
-		pgstat_report_activity(STATE_IDLE, psprintf("cannot listen on %s port %d", http_listen,
-													 http_port));
+		pgstat_report_activity(STATE_IDLE, psprintf("cannot listen on %s port %d%s", http_listen,
+													 http_port,
+													 no_certificate ? " (TLS certificate)" : ""));
 	else
 		pgstat_report_activity(STATE_IDLE, "off (opsflags.http_port = 0)");
 }
@@ -211,8 +244,10 @@ build_event_set(void)
 		AddWaitEventToSet(set, WL_SOCKET_READABLE, listen_socks[i], NULL, NULL);
 	for (i = 0; i < http_nconns; i++)
 		if (http_conns[i]->state != HTTP_CONN_AWAITING)	/* not read while the database answers */
-			AddWaitEventToSet(set, http_conns[i]->out.len > 0 ? WL_SOCKET_WRITEABLE : WL_SOCKET_READABLE,
-							  http_conns[i]->sock, NULL, http_conns[i]);
+		{
+			http_conns[i]->waits = http_conn_wait_events(http_conns[i]);
+			AddWaitEventToSet(set, http_conns[i]->waits, http_conns[i]->sock, NULL, http_conns[i]);
+		}
 	http_streams_add_events(set);
 	http_events_changed = false;
 	return set;
@@ -280,9 +315,16 @@ opsflags_http_main(Datum arg)
 				timeout = timeout < 0 ? streams_ms : Min(timeout, streams_ms);
 		}
 		for (i = 0; i < http_nconns; i++)
-			if (http_conns[i]->more && http_conns[i]->out.len == 0 &&
-				http_conns[i]->state != HTTP_CONN_AWAITING)
+		{
+			HttpConn   *conn = http_conns[i];
+
+			if (conn->more && conn->out.len == 0 && conn->state != HTTP_CONN_AWAITING)
 				timeout = 0;
+			/* a TLS connection waits for what OpenSSL wants, which may change */
+			if (conn->tls != NULL && conn->state != HTTP_CONN_AWAITING &&
+				http_conn_wait_events(conn) != conn->waits)
+				http_events_changed = true;
+		}
 		if (http_accept_paused_until != 0)
 		{
 			long		paused_ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
@@ -322,6 +364,7 @@ opsflags_http_main(Datum arg)
 			WaitEvent  *ev = &events[i];
 			HttpConn   *conn = (HttpConn *) ev->user_data;
 			int			j;
+			bool		flush;
 
 			if (ev->events & WL_LATCH_SET)
 			{
@@ -352,8 +395,9 @@ opsflags_http_main(Datum arg)
 				(void) http_stream_event(ev->user_data, ev->events);
 				continue;
 			}
-			if (!((ev->events & WL_SOCKET_WRITEABLE) ?
-				  http_flush_conn(conn) && http_read_conn(conn) : http_read_conn(conn)))
+			/* TLS: a response to send may wait for readable (OpenSSL's wish) */
+			flush = conn->tls != NULL ? conn->out.len > 0 : (ev->events & WL_SOCKET_WRITEABLE) != 0;
+			if (!(flush ? http_flush_conn(conn) && http_read_conn(conn) : http_read_conn(conn)))
 				http_close_conn(j, false);
 			else if ((ev->events & WL_SOCKET_WRITEABLE) && conn->out.len == 0)
 				http_events_changed = true; /* back to reading */
@@ -424,6 +468,14 @@ opsflags_http_init(void)
 							PGC_SIGHUP,
 							0,
 							NULL, NULL, NULL);
+	DefineCustomBoolVariable("opsflags.http_tls",
+							 "Whether the opsflags HTTP server speaks HTTPS, with the server's ssl_cert_file and ssl_key_file.",
+							 "Changed on reload (its clients are closed); the certificate is also read again on every reload.",
+							 &http_tls,
+							 false,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
 	DefineCustomIntVariable("opsflags.http_max_connections",
 							"Clients the opsflags HTTP server serves at once; more are answered 503 and closed.",
 							NULL,

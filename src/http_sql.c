@@ -244,6 +244,7 @@ read_call(char *data, Size nbytes, HttpSqlRequest *req, HttpCall *call)
 	memcpy(req, data, sizeof(HttpSqlRequest));
 	memset(call, 0, sizeof(*call));
 	call->method = req->method;
+	call->tls = req->tls;
 	for (int i = 0; i < HTTP_SQL_PARTS; i++)
 	{
 		int			len = req->lengths[i];

@@ -25,7 +25,9 @@
  * vanished client is found out.  A client may leave at most
  * HTTP_STREAM_MAX_UNTAKEN bytes untaken (queued here plus, where the kernel
  * tells, still in the socket's send queue); a push beyond that resets the
- * stream: a slow reader is dropped, never buffered without bound.
+ * stream: a slow reader is dropped, never buffered without bound.  Over
+ * TLS a stream waits for what OpenSSL wants (http_tls.c), and either
+ * readiness retries both its write and its read.
  *
  * Changes: a commit that changes the flags of a database raises its counter
  * in shared memory (invalidation.c) and sets the latch of the process that
@@ -152,7 +154,12 @@ watch(bool on)
 
 /* ---------- sending ---------- */
 
-/* Bytes the client has not taken: queued here, and in the socket's send queue. */
+/*
+ * Bytes the client has not taken: queued here, and in the socket's send
+ * queue.  Over TLS too: what OpenSSL has taken but not yet written to the
+ * socket is still queued here (SSL_write has not said it is sent), and the
+ * kernel's queue holds records, a little more than the bytes they carry.
+ */
 static int
 untaken(HttpConn *conn)
 {
@@ -167,6 +174,20 @@ untaken(HttpConn *conn)
 	}
 #endif
 	return n;
+}
+
+/*
+ * Whether the stream waits for the socket to be writeable: it has bytes to
+ * send (over TLS: unless OpenSSL waits to read first), or OpenSSL must
+ * write to read on.
+ */
+static bool
+wants_writeable(HttpConn *conn)
+{
+	if (likely(conn->tls == NULL))
+		return conn->out.len > 0;
+	return (conn->out.len > 0 && conn->tls_write_wants == WL_SOCKET_WRITEABLE) ||
+		conn->tls_read_wants == WL_SOCKET_WRITEABLE;
 }
 
 /* Wait for the socket to be writeable, or no longer: in place when possible. */
@@ -201,8 +222,8 @@ stream_send(HttpStream *stream)
 
 	while (conn->outpos < conn->out.len)
 	{
-		ssize_t		n = send(conn->sock, conn->out.data + conn->outpos,
-							 conn->out.len - conn->outpos, 0);
+		ssize_t		n = http_conn_send(conn, conn->out.data + conn->outpos,
+									   conn->out.len - conn->outpos);
 
 		if (n < 0)
 		{
@@ -227,7 +248,7 @@ stream_send(HttpStream *stream)
 		conn->out.data[conn->out.len] = '\0';
 		conn->outpos = 0;
 	}
-	set_writing(stream, conn->out.len > 0);
+	set_writing(stream, wants_writeable(conn));
 	return true;
 }
 
@@ -258,6 +279,8 @@ stream_close(HttpStream *stream, bool abort)
 		lg.l_linger = 0;
 		(void) setsockopt(conn->sock, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 	}
+	if (conn->tls != NULL)
+		http_tls_end(conn, abort);
 	closesocket(conn->sock);
 	ReleaseExternalFD();
 	MemoryContextDelete(conn->context);
@@ -471,7 +494,7 @@ stream_begin(HttpConn *conn, HttpRequest *req, HttpStreamFamily *family,
 	if (!pending)
 		queue_head(stream);		/* sent by the loop's next turn (the set is
 								 * rebuilt with it) */
-	stream->writing = conn->out.len > 0;
+	stream->writing = wants_writeable(conn);
 
 	/* out of the request slots, into the streams' table */
 	http_conns[i] = http_conns[--http_nconns];
@@ -541,6 +564,14 @@ http_streams_add_events(WaitEventSet *set)
 static void
 stream_ready(HttpStream *stream, bool writeable, bool readable)
 {
+	HttpConn   *conn = stream->conn;
+
+	/* over TLS, either may be what OpenSSL waited for, to write or to read */
+	if (conn->tls != NULL && (writeable || readable))
+	{
+		writeable = conn->out.len > 0;
+		readable = true;
+	}
 	if (writeable && (!stream_send(stream) || (stream->closing && stream->conn->out.len == 0)))
 	{
 		stream_close(stream, false);
@@ -554,7 +585,7 @@ stream_ready(HttpStream *stream, bool writeable, bool readable)
 		while (drained < HTTP_STREAM_DRAIN)
 		{
 			char		discard[1024];
-			ssize_t		n = recv(stream->conn->sock, discard, sizeof(discard), 0);
+			ssize_t		n = http_conn_recv(conn, discard, sizeof(discard));
 
 			if (n > 0)
 				drained += n;
@@ -568,7 +599,15 @@ stream_ready(HttpStream *stream, bool writeable, bool readable)
 				return;
 			}
 		}
+		if (conn->tls != NULL)
+			set_writing(stream, wants_writeable(conn));
 	}
+}
+
+bool
+http_stream_tls(HttpStream *stream)
+{
+	return stream->conn->tls != NULL;
 }
 
 /*
