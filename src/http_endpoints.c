@@ -22,4 +22,5 @@ http_register_endpoints(void)
 	http_unleash_routes();		/* /api/frontend, /api/client/ */
 	http_ofrep_stream_routes();	/* /ofrep/v1/stream */
 	http_launchdarkly_stream_routes();	/* /eval */
+	http_console_routes();		/* /console/ and its files */
 }
