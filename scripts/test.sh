@@ -267,7 +267,7 @@ shell_suite "README tour" test/readme/tour.sh SOCKDIR="$SOCKDIR" PORT="$PORT"
 shell_suite crash test/crash/crash.sh PORT="$PORT" WORKDIR="$TMP"
 # Unleash: the client specification's cases, and a differential test against
 # the Unleash SDK (Node; packages pinned in test/package-lock.json)
-if [[ $SQL_ONLY != 1 ]] && selected unleash-spec unleash-diff launchdarkly-diff clients; then
+if [[ $SQL_ONLY != 1 ]] && selected unleash-spec unleash-diff launchdarkly-diff clients console; then
     ensure_node_modules
 fi
 shell_suite "unleash-spec" test/unleash/unleash-spec.sh SOCKDIR="$SOCKDIR" PORT="$PORT"
@@ -276,5 +276,7 @@ shell_suite "unleash-diff" test/unleash/unleash-diff.sh SOCKDIR="$SOCKDIR" PORT=
 shell_suite "launchdarkly-diff" test/launchdarkly/launchdarkly-diff.sh SOCKDIR="$SOCKDIR" PORT="$PORT"
 # The client SDKs (npm) against the HTTP server's client endpoints
 shell_suite "clients" test/clients/clients.sh SOCKDIR="$SOCKDIR" PORT="$PORT"
+# The web console in headless Chromium (puppeteer-core), against the management API
+shell_suite "console" test/console/console.sh SOCKDIR="$SOCKDIR" PORT="$PORT"
 
 ((FAILED == 0))
