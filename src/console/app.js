@@ -11,7 +11,7 @@
 
 (function () {
     const POLL_MS = 5000;
-    const state = { role: null, csrf: null, environments: [], etags: {}, timer: null, view: null };
+    const state = { role: null, csrf: null, environments: [], etags: {}, bodies: {}, timer: null, view: null };
 
     // ---------- DOM helpers ----------
 
@@ -99,8 +99,11 @@
             throw new ApiError(res.status, err.sqlstate || null, msg);
         }
         if (etagKey) {
+            // an answer without an ETag that is the same as the last: nothing to redraw
             const tag = res.headers.get('ETag');
             if (tag) state.etags[etagKey] = tag; else delete state.etags[etagKey];
+            if (!tag && state.bodies[etagKey] === text) return null;
+            state.bodies[etagKey] = text;
         }
         return data === null ? {} : data;
     }
@@ -209,10 +212,10 @@
         const env = currentEnv(params);
         const search = params.get('search') || '';
         const tag = params.get('tag') || '';
-        const archived = params.get('archived') === 'true';
+        const archived = params.get('archived') === 'all';
         const errBox = h('div');
         const tbody = h('tbody');
-        const go = (p) => { location.hash = `#/flags${q(Object.assign({ environment: env, search, tag, archived: archived ? 'true' : '' }, p))}`; };
+        const go = (p) => { location.hash = `#/flags${q(Object.assign({ environment: env, search, tag, archived: archived ? 'all' : '' }, p))}`; };
         const searchInput = h('input', { type: 'search', name: 'search', value: search });
         const tagInput = h('input', { type: 'text', name: 'tag', value: tag });
         const archivedBox = h('input', { type: 'checkbox', name: 'archived', checked: archived });
@@ -223,7 +226,7 @@
             h('div', {}, h('button', { type: 'submit', text: 'Filter' })));
         filters.addEventListener('submit', (ev) => {
             ev.preventDefault();
-            go({ search: searchInput.value, tag: tagInput.value, archived: archivedBox.checked ? 'true' : '' });
+            go({ search: searchInput.value, tag: tagInput.value, archived: archivedBox.checked ? 'all' : '' });
         });
         const create = newFlagForm(env);
         const node = h('div', {},
@@ -252,7 +255,7 @@
         }
         async function refresh() {
             try {
-                const data = await api('GET', `/api/v1/flags${q({ environment: env, search, tag, archived: archived ? 'true' : '' })}`, undefined, 'flags');
+                const data = await api('GET', `/api/v1/flags${q({ environment: env, search, tag, archived: archived ? 'all' : '' })}`, undefined, 'flags');
                 if (data === null) return;
                 const flags = list(data, 'flags');
                 const focusKey = document.activeElement && document.activeElement.dataset ? document.activeElement.dataset.flag : null;
@@ -263,7 +266,7 @@
                 message(errBox, 'error', String(e));
             }
         }
-        delete state.etags.flags;
+        delete state.etags.flags; delete state.bodies.flags;
         return { node, focus: searchInput, refresh, poll: refresh };
     }
 
@@ -332,7 +335,6 @@
                 await api('PATCH', `/api/v1/flags/${enc(key)}${q({ environment: env })}`, updates);
                 message(box, 'ok', 'Saved.');
                 dirty = false;
-                delete state.etags.flag;
                 await refresh(true);
                 return true;
             } catch (e) {
@@ -346,7 +348,6 @@
         function saveForm(id, build, ...controls) {
             const box = h('div');
             const form = h('form', { id }, controls, box, h('div', { class: 'actions' }, h('button', { type: 'submit', text: 'Save' })));
-            form.addEventListener('input', markDirty);
             form.addEventListener('submit', async (ev) => {
                 ev.preventDefault();
                 let updates;
@@ -470,7 +471,9 @@
                 message(errBox, 'error', String(e));
             }
         }
-        delete state.etags.flag;
+        // anything typed on the page (a form, the tester's context) is kept from the poll's redraw
+        node.addEventListener('input', markDirty);
+        delete state.etags.flag; delete state.bodies.flag;
         return { node, refresh: () => refresh(true), poll: () => refresh(false), focusSelector: 'h1' };
     }
 
@@ -581,8 +584,9 @@
                 h('td', {}, diffNode(r.old_values, r.new_values))))));
     }
 
-    const AUDIT_FILTERS = [['from', 'From', 'datetime-local'], ['to', 'To', 'datetime-local'], ['actor', 'Actor', 'text'],
-        ['action', 'Action', 'text'], ['resource_type', 'Resource type', 'text'], ['resource_id', 'Resource id', 'text'], ['tenant', 'Tenant', 'text']];
+    const AUDIT_FILTERS = [['since', 'Since', 'datetime-local'], ['until', 'Until', 'datetime-local'], ['actor', 'Actor', 'text'],
+        ['role', 'Role', 'text'], ['action', 'Action', 'text'], ['resource_type', 'Resource type', 'text'],
+        ['resource_id', 'Resource id', 'text'], ['limit', 'Rows (at most)', 'number']];
 
     function viewAudit(params) {
         const out = h('div', { id: 'audit-rows' });
@@ -615,8 +619,8 @@
                 out.replaceChildren(rows.length ? auditTable(rows) : h('p', { class: 'muted', text: 'No audit rows match.' }));
             } catch (e) { message(out, 'error', String(e)); }
         }
-        delete state.etags.audit;
-        return { node: h('div', {}, h('h1', { text: 'Audit log' }), form, h('p', {}, csv), out), refresh, poll: refresh, focus: inputs.from };
+        delete state.etags.audit; delete state.bodies.audit;
+        return { node: h('div', {}, h('h1', { text: 'Audit log' }), form, h('p', {}, csv), out), refresh, poll: refresh, focus: inputs.since };
     }
 
     // Operations: whatever of maintenance, deployments, configuration and
@@ -635,15 +639,18 @@
         async function maintenance() {
             const d = await api('GET', '/api/v1/maintenance', undefined, 'maintenance');
             if (d === null) return;
-            const on = !!(d.enabled ?? d.is_maintenance_mode ?? d.active);
+            const on = !!d.enabled;
             const box = h('div');
             const btn = h('button', { type: 'button', id: 'maintenance-toggle', class: on ? 'secondary' : 'danger', text: on ? 'End maintenance' : 'Start maintenance' });
             btn.addEventListener('click', async () => {
                 if (!(await confirmDialog(on ? 'End maintenance mode?' : 'Start maintenance mode?',
                     on ? 'Writes that maintenance mode refuses are allowed again.' : 'Maintenance mode refuses writes where it is enforced.', on ? 'End' : 'Start'))) return;
-                try { await api('POST', '/api/v1/maintenance', { enabled: !on }); delete state.etags.maintenance; await maintenance(); } catch (e) { message(box, 'error', String(e)); }
+                try { await api('PUT', '/api/v1/maintenance', { enabled: !on }); message(box, 'ok', on ? 'Maintenance mode ended.' : 'Maintenance mode started.'); } catch (e) { message(box, 'error', String(e)); }
+                delete state.bodies.maintenance;
+                try { await maintenance(); } catch (e) { message(box, 'error', String(e)); }
             });
-            parts.maintenance.replaceChildren(h('p', {}, 'Maintenance mode is ', h('strong', { text: on ? 'on' : 'off' }), d.message ? ` — ${d.message}` : ''), btn, box);
+            parts.maintenance.replaceChildren(h('p', {}, 'Maintenance mode is ', h('strong', { id: 'maintenance-state', text: on ? 'on' : 'off' }),
+                d.enforced ? ' (enforced: guarded writes are refused)' : ''), btn, box);
         }
         async function deployments() {
             const d = await api('GET', '/api/v1/deployments', undefined, 'deployments');
@@ -666,12 +673,11 @@
         async function config() {
             const d = await api('GET', '/api/v1/config', undefined, 'config');
             if (d === null) return;
-            const rows = Array.isArray(d) ? d : list(d, 'config').length ? list(d, 'config')
-                : Object.entries(d).map(([k, v]) => ({ key: k, value: v }));
+            const rows = list(d, 'config');
             parts.config.replaceChildren(h('table', {},
                 h('thead', {}, h('tr', {}, ['Key', 'Value', 'Environment'].map((t) => h('th', { scope: 'col', text: t })))),
-                h('tbody', {}, rows.map((r) => h('tr', {}, h('td', { class: 'mono', text: r.key }),
-                    h('td', { class: 'mono', text: r.is_secret || r.sensitive ? '••••••• (secret)' : json(r.value) }),
+                h('tbody', {}, rows.map((r) => h('tr', {}, h('td', { class: 'mono', text: r.config_key }),
+                    h('td', { class: 'mono', text: r.is_sensitive ? '••••••• (secret, not shown)' : json(r.config_value) }),
                     h('td', { text: r.environment || '' }))))));
         }
         async function alerts() {
@@ -688,7 +694,7 @@
         async function refresh() {
             await Promise.all(Object.entries(all).map(([k, fn]) => fn().catch((e) => missing(parts[k], e))));
         }
-        for (const k of Object.keys(all)) delete state.etags[k];
+        for (const k of Object.keys(all)) { delete state.etags[k]; delete state.bodies[k]; }
         return { node, refresh, poll: refresh, focusSelector: 'h1' };
     }
 
