@@ -23,7 +23,7 @@
             else if (k === 'text') el.textContent = v;
             else el.setAttribute(k, v === true ? '' : String(v));
         }
-        for (const c of children.flat()) {
+        for (const c of children.flat(Infinity)) {
             if (c === null || c === undefined || c === false) continue;
             el.append(c instanceof Node ? c : document.createTextNode(String(c)));
         }
@@ -329,11 +329,13 @@
         const errBox = h('div');
         let flag = null;
         let dirty = false;
+        let saved = null;		// the form whose save the redraw is to confirm
         const markDirty = () => { dirty = true; };
         const patch = async (updates, box) => {
             try {
                 await api('PATCH', `/api/v1/flags/${enc(key)}${q({ environment: env })}`, updates);
                 message(box, 'ok', 'Saved.');
+                saved = box.id;
                 dirty = false;
                 await refresh(true);
                 return true;
@@ -346,7 +348,7 @@
             return h('section', { class: 'card', id, 'aria-labelledby': `${id}-title` }, h('h2', { id: `${id}-title`, text: title }), body);
         }
         function saveForm(id, build, ...controls) {
-            const box = h('div');
+            const box = h('div', { id: `${id}-message` });
             const form = h('form', { id }, controls, box, h('div', { class: 'actions' }, h('button', { type: 'submit', text: 'Save' })));
             form.addEventListener('submit', async (ev) => {
                 ev.preventDefault();
@@ -447,6 +449,8 @@
 
             node.replaceChildren(head, targeting, rulesSection, rollout, variations, prereqs,
                 evaluationTester(key, env), compareSection(key, env, f), historySection(key));
+            if (saved && document.getElementById(saved)) message(document.getElementById(saved), 'ok', 'Saved.');
+            saved = null;
         }
 
         async function refresh(force) {
@@ -578,7 +582,7 @@
             h('thead', {}, h('tr', {}, ['When', 'Who', 'Action', 'What', 'Change'].map((t) => h('th', { scope: 'col', text: t })))),
             h('tbody', {}, rows.map((r) => h('tr', { 'data-id': r.id },
                 h('td', { text: fmtTime(r.occurred_at) }),
-                h('td', { text: `${r.actor || ''}${r.role && r.role !== r.actor ? ` (${r.role})` : ''}` }),
+                h('td', { text: `${r.role || r.actor || ''}${r.actor && r.role && r.role !== r.actor ? ` (session of ${r.actor})` : ''}` }),
                 h('td', { class: 'mono', text: r.action }),
                 h('td', { class: 'mono', text: `${r.resource_type || ''} ${r.resource_id || ''}${r.tenant ? ` [${r.tenant}]` : ''}` }),
                 h('td', {}, diffNode(r.old_values, r.new_values))))));
