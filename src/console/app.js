@@ -215,6 +215,7 @@
         const archived = params.get('archived') === 'all';
         const errBox = h('div');
         const tbody = h('tbody');
+        const pollKey = nextId('flags');
         const go = (p) => { location.hash = `#/flags${q(Object.assign({ environment: env, search, tag, archived: archived ? 'all' : '' }, p))}`; };
         const searchInput = h('input', { type: 'search', name: 'search', value: search });
         const tagInput = h('input', { type: 'text', name: 'tag', value: tag });
@@ -255,7 +256,7 @@
         }
         async function refresh() {
             try {
-                const data = await api('GET', `/api/v1/flags${q({ environment: env, search, tag, archived: archived ? 'all' : '' })}`, undefined, 'flags');
+                const data = await api('GET', `/api/v1/flags${q({ environment: env, search, tag, archived: archived ? 'all' : '' })}`, undefined, pollKey);
                 if (data === null) return;
                 const flags = list(data, 'flags');
                 const focusKey = document.activeElement && document.activeElement.dataset ? document.activeElement.dataset.flag : null;
@@ -266,7 +267,6 @@
                 message(errBox, 'error', String(e));
             }
         }
-        delete state.etags.flags; delete state.bodies.flags;
         return { node, focus: searchInput, refresh, poll: refresh };
     }
 
@@ -330,6 +330,7 @@
         let flag = null;
         let dirty = false;
         let saved = null;		// the form whose save the redraw is to confirm
+        const pollKey = nextId('flag');
         const markDirty = () => { dirty = true; };
         const patch = async (updates, box) => {
             try {
@@ -455,7 +456,7 @@
 
         async function refresh(force) {
             try {
-                const data = await api('GET', `/api/v1/flags/${enc(key)}${q({ environment: env })}`, undefined, force ? undefined : 'flag');
+                const data = await api('GET', `/api/v1/flags/${enc(key)}${q({ environment: env })}`, undefined, force ? undefined : pollKey);
                 if (data === null) return;
                 const f = data.flag || data;
                 if (flag && dirty && (f.version !== flag.version || (f.config || {}).version !== (flag.config || {}).version)) {
@@ -477,7 +478,6 @@
         }
         // anything typed on the page (a form, the tester's context) is kept from the poll's redraw
         node.addEventListener('input', markDirty);
-        delete state.etags.flag; delete state.bodies.flag;
         return { node, refresh: () => refresh(true), poll: () => refresh(false), focusSelector: 'h1' };
     }
 
@@ -594,6 +594,7 @@
 
     function viewAudit(params) {
         const out = h('div', { id: 'audit-rows' });
+        const pollKey = nextId('audit');
         const inputs = {};
         const form = h('form', { class: 'row', id: 'audit-filters', role: 'search' },
             AUDIT_FILTERS.map(([n, label, type]) => {
@@ -617,13 +618,12 @@
         });
         async function refresh() {
             try {
-                const d = await api('GET', `/api/v1/audit${q(filterParams())}`, undefined, 'audit');
+                const d = await api('GET', `/api/v1/audit${q(filterParams())}`, undefined, pollKey);
                 if (d === null) return;
                 const rows = list(d, 'audit');
                 out.replaceChildren(rows.length ? auditTable(rows) : h('p', { class: 'muted', text: 'No audit rows match.' }));
             } catch (e) { message(out, 'error', String(e)); }
         }
-        delete state.etags.audit; delete state.bodies.audit;
         return { node: h('div', {}, h('h1', { text: 'Audit log' }), form, h('p', {}, csv), out), refresh, poll: refresh, focus: inputs.since };
     }
 
@@ -638,10 +638,11 @@
             h('section', { class: 'card', id: 'deployments', 'aria-labelledby': 'dp-title' }, h('h2', { id: 'dp-title', text: 'Deployments' }), parts.deployments),
             h('section', { class: 'card', id: 'config', 'aria-labelledby': 'cf-title' }, h('h2', { id: 'cf-title', text: 'Configuration' }), parts.config),
             h('section', { class: 'card', id: 'alerts', 'aria-labelledby': 'al-title' }, h('h2', { id: 'al-title', text: 'Alerts' }), parts.alerts));
+        const tags = { maintenance: nextId('mt'), deployments: nextId('dp'), config: nextId('cf'), alerts: nextId('al') };
         const missing = (box, e) => message(box, e.status === 404 ? 'muted' : 'error', e.status === 404 ? 'Not available from this server’s API.' : String(e));
 
         async function maintenance() {
-            const d = await api('GET', '/api/v1/maintenance', undefined, 'maintenance');
+            const d = await api('GET', '/api/v1/maintenance', undefined, tags.maintenance);
             if (d === null) return;
             const on = !!d.enabled;
             const box = h('div');
@@ -649,15 +650,20 @@
             btn.addEventListener('click', async () => {
                 if (!(await confirmDialog(on ? 'End maintenance mode?' : 'Start maintenance mode?',
                     on ? 'Writes that maintenance mode refuses are allowed again.' : 'Maintenance mode refuses writes where it is enforced.', on ? 'End' : 'Start'))) return;
-                try { await api('PUT', '/api/v1/maintenance', { enabled: !on }); message(box, 'ok', on ? 'Maintenance mode ended.' : 'Maintenance mode started.'); } catch (e) { message(box, 'error', String(e)); }
-                delete state.bodies.maintenance;
-                try { await maintenance(); } catch (e) { message(box, 'error', String(e)); }
+                try {
+                    await api('PUT', '/api/v1/maintenance', { enabled: !on });
+                } catch (e) {
+                    message(box, 'error', `Maintenance mode was not changed: ${e}`);
+                    return;
+                }
+                delete state.bodies[tags.maintenance];
+                try { await maintenance(); } catch (e) { message(parts.maintenance, 'error', String(e)); }
             });
             parts.maintenance.replaceChildren(h('p', {}, 'Maintenance mode is ', h('strong', { id: 'maintenance-state', text: on ? 'on' : 'off' }),
                 d.enforced ? ' (enforced: guarded writes are refused)' : ''), btn, box);
         }
         async function deployments() {
-            const d = await api('GET', '/api/v1/deployments', undefined, 'deployments');
+            const d = await api('GET', '/api/v1/deployments', undefined, tags.deployments);
             if (d === null) return;
             const rows = list(d, 'deployments');
             const box = h('div');
@@ -667,7 +673,7 @@
                     const b = h('button', { type: 'button', class: 'secondary', text: 'Roll back' });
                     b.addEventListener('click', async () => {
                         if (!(await confirmDialog(`Roll back ${r.version || r.id}?`, 'The deployment is marked rolled back.', 'Roll back'))) return;
-                        try { await api('POST', `/api/v1/deployments/${enc(r.id)}/rollback`, {}); delete state.etags.deployments; await deployments(); } catch (e) { message(box, 'error', String(e)); }
+                        try { await api('POST', `/api/v1/deployments/${enc(r.id)}/rollback`, {}); delete state.bodies[tags.deployments]; await deployments(); } catch (e) { message(box, 'error', String(e)); }
                     });
                     return h('tr', {}, h('td', { class: 'mono', text: r.version || r.id }), h('td', { text: r.status || '' }),
                         h('td', { text: fmtTime(r.started_at || r.deployed_at || r.created_at) }), h('td', { text: r.deployed_by || r.actor || '' }),
@@ -675,7 +681,7 @@
                 }))) : h('p', { class: 'muted', text: 'No deployments.' }));
         }
         async function config() {
-            const d = await api('GET', '/api/v1/config', undefined, 'config');
+            const d = await api('GET', '/api/v1/config', undefined, tags.config);
             if (d === null) return;
             const rows = list(d, 'config');
             parts.config.replaceChildren(h('table', {},
@@ -685,7 +691,7 @@
                     h('td', { text: r.environment || '' }))))));
         }
         async function alerts() {
-            const d = await api('GET', '/api/v1/alerts', undefined, 'alerts');
+            const d = await api('GET', '/api/v1/alerts', undefined, tags.alerts);
             if (d === null) return;
             const rows = list(d, 'alerts');
             parts.alerts.replaceChildren(rows.length ? h('table', {},
@@ -698,7 +704,6 @@
         async function refresh() {
             await Promise.all(Object.entries(all).map(([k, fn]) => fn().catch((e) => missing(parts[k], e))));
         }
-        for (const k of Object.keys(all)) { delete state.etags[k]; delete state.bodies[k]; }
         return { node, refresh, poll: refresh, focusSelector: 'h1' };
     }
 
@@ -707,6 +712,8 @@
     async function route() {
         clearInterval(state.timer);
         notice('');
+        state.etags = {};
+        state.bodies = {};
         const hash = location.hash.replace(/^#/, '') || '/flags';
         const [path, query] = hash.split('?');
         const params = new URLSearchParams(query || '');
