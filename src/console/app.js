@@ -552,20 +552,26 @@
                 : h('p', { class: 'muted', text: 'No other environment.' }));
     }
 
-    // Old and new values of an audit row as the fields that changed.
+    // Old and new values of an audit row: the fields that changed, each old
+    // (struck out) and new; a row with one side only (an insert, a delete) as
+    // that side, on one line.
+    const compact = (v) => JSON.stringify(v === undefined ? null : v);
     function diffNode(oldV, newV) {
-        const o = oldV || {}, n = newV || {};
-        const keys = [...new Set([...Object.keys(o), ...Object.keys(n)])].filter((k) => JSON.stringify(o[k]) !== JSON.stringify(n[k]))
-            .filter((k) => !['updated_at', 'version'].includes(k) || keysOnly(o, n));
+        if (!oldV || !newV) {
+            const v = oldV || newV;
+            if (!v) return h('span', { class: 'muted', text: '' });
+            return h('div', { class: 'mono one-side' }, oldV ? h('del', { text: compact(v) }) : h('ins', { text: compact(v) }));
+        }
+        const keys = [...new Set([...Object.keys(oldV), ...Object.keys(newV)])]
+            .filter((k) => compact(oldV[k]) !== compact(newV[k]) && !['updated_at', 'version'].includes(k));
         if (!keys.length) return h('span', { class: 'muted', text: 'no field changed' });
         return h('dl', { class: 'diff' }, keys.map((k) => [
             h('dt', { class: 'mono', text: k }),
             h('dd', { class: 'mono' },
-                k in o ? h('del', { text: json(o[k]) }) : '', k in o && k in n ? ' → ' : '',
-                k in n ? h('ins', { text: json(n[k]) }) : ''),
+                k in oldV ? h('del', { text: compact(oldV[k]) }) : '', k in oldV && k in newV ? ' → ' : '',
+                k in newV ? h('ins', { text: compact(newV[k]) }) : ''),
         ]));
     }
-    const keysOnly = (o, n) => Object.keys(o).length + Object.keys(n).length <= 4;
 
     function historySection(key) {
         const out = h('div', { id: 'history-rows' }, h('p', { class: 'muted', text: 'Loading…' }));
