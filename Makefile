@@ -6,7 +6,7 @@ OBJS         = src/opsflags.o src/shmem.o src/spi.o src/cache.o src/hashing.o sr
                src/audit.o src/maintenance.o src/errors.o src/memcached.o src/health.o \
                src/health_queue.o src/bgworker.o src/worker.o src/usage.o src/publish.o src/restore.o \
                src/http_server.o src/http_conn.o src/http_dbqueue.o src/http_sql.o src/http_routes.o \
-               src/http_endpoints.o src/http_probes.o src/http_metrics.o src/http_status.o src/http_flags.o src/http_ofrep.o src/http_launchdarkly.o src/http_unleash.o \
+               src/http_endpoints.o src/http_probes.o src/http_metrics.o src/http_status.o src/http_flags.o src/http_ofrep.o src/http_launchdarkly.o src/http_unleash.o src/http_api.o \
                src/http_stream.o src/http_ofrep_stream.o src/http_launchdarkly_stream.o \
                src/rules.o src/rules_clauses.o src/rules_serve.o src/rules_ops.o src/rules_values.o \
                src/segments.o src/evaluate_all.o src/sha1.o src/rules_ld.o src/api_keys.o src/console_auth.o \
@@ -21,7 +21,7 @@ OPSFLAGS_SQL = src/opsflags.sql src/restore.sql src/hashing.sql src/flags.sql sr
                src/unleash.sql src/unleash_import.sql src/unleash_export.sql src/launchdarkly_data.sql \
                src/config.sql src/cache.sql src/invalidation.sql src/maintenance.sql src/deployments.sql src/health.sql \
                src/health_queue.sql src/errors.sql src/worker.sql src/usage.sql src/publish.sql \
-               src/http_probes.sql src/http_metrics.sql src/http_status.sql src/audit.sql src/api_keys.sql src/console_auth.sql src/http_auth.sql src/http_ofrep.sql src/http_launchdarkly.sql src/http_unleash.sql
+               src/http_probes.sql src/http_metrics.sql src/http_status.sql src/audit.sql src/api_keys.sql src/console_auth.sql src/http_auth.sql src/http_ofrep.sql src/http_launchdarkly.sql src/http_unleash.sql src/http_api.sql
 DATA_built   = sql/opsflags--$(OPSFLAGS_VERSION).sql
 DATA         = $(filter-out $(DATA_built),$(wildcard sql/opsflags--*.sql))
 PG_CPPFLAGS  = -I$(srcdir)/src
@@ -32,7 +32,7 @@ EXTRA_CLEAN  = src/status_page.h src/console/*.h
 
 # pg_regress: sql/<name>.sql against expected/<name>.out (the install scripts
 # opsflags--*.sql also live in sql/, but only these are run as tests).
-REGRESS      = flags evaluation guard privileges errors config audit audit_tenants maintenance deployments health alerts variations segments rules rules_api unleash launchdarkly_data restore launchdarkly_rules http api_keys http_clients console_auth
+REGRESS      = flags evaluation guard privileges errors config audit audit_tenants maintenance deployments health alerts variations segments rules rules_api unleash launchdarkly_data restore launchdarkly_rules http api_keys http_clients console_auth http_api
 REGRESS_OPTS = --inputdir=. --load-extension=opsflags
 
 PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config

@@ -17,7 +17,7 @@
 # TESTS="name ..." runs only the named tests: pg_regress names (flags),
 # pgTAP files (test/pgtap/audit.sql or audit), no-preload files (no_preload/x) and
 # shell suites by script name (dump, http, robustness, soak, upgrade, run,
-# unleash-spec, unleash-diff, launchdarkly-diff, ...).
+# unleash-spec, unleash-diff, launchdarkly-diff, clients, api, ...).
 # OPSFLAGS_PG_MAJOR=N tests against PostgreSQL N (default 15; see common.sh).
 # OPSFLAGS_TEST_SQL_ONLY=1 runs only pg_regress and the pgTAP files (with and
 # without preload), not the shell suites (that is what `make test-matrix` runs
@@ -267,7 +267,7 @@ shell_suite "README tour" test/readme/tour.sh SOCKDIR="$SOCKDIR" PORT="$PORT"
 shell_suite crash test/crash/crash.sh PORT="$PORT" WORKDIR="$TMP"
 # Unleash: the client specification's cases, and a differential test against
 # the Unleash SDK (Node; packages pinned in test/package-lock.json)
-if [[ $SQL_ONLY != 1 ]] && selected unleash-spec unleash-diff launchdarkly-diff clients console; then
+if [[ $SQL_ONLY != 1 ]] && selected unleash-spec unleash-diff launchdarkly-diff clients api console; then
     ensure_node_modules
 fi
 shell_suite "unleash-spec" test/unleash/unleash-spec.sh SOCKDIR="$SOCKDIR" PORT="$PORT"
@@ -276,6 +276,8 @@ shell_suite "unleash-diff" test/unleash/unleash-diff.sh SOCKDIR="$SOCKDIR" PORT=
 shell_suite "launchdarkly-diff" test/launchdarkly/launchdarkly-diff.sh SOCKDIR="$SOCKDIR" PORT="$PORT"
 # The client SDKs (npm) against the HTTP server's client endpoints
 shell_suite "clients" test/clients/clients.sh SOCKDIR="$SOCKDIR" PORT="$PORT"
+# The management API (/api/v1) over HTTP, by Node's fetch
+shell_suite "console api" test/console/api.sh SOCKDIR="$SOCKDIR" PORT="$PORT"
 # The web console in headless Chromium (puppeteer-core), against the management API
 shell_suite "console" test/console/console.sh SOCKDIR="$SOCKDIR" PORT="$PORT"
 

@@ -62,6 +62,18 @@ typedef struct HttpRequest
 	const char *body;			/* NUL-terminated; NULL: none */
 	int			bodylen;
 	const char *client_addr;	/* the peer's address, numeric ("" if unknown) */
+	const char *session;		/* the value of cookie opsflags_session */
+	const char *csrf_token;		/* X-CSRF-Token */
+	const char *request_origin; /* Origin as sent, allowed by CORS or not */
+	const char *host;			/* Host */
+	const char *user_agent;
+	const char *accept;
+	/*
+	 * Whether the connection is TLS.  Always false until the server speaks
+	 * TLS: the core is to set it there (session cookies are then Secure,
+	 * and password sign-in is taken from any address).
+	 */
+	bool		tls;
 } HttpRequest;
 
 /*
@@ -76,6 +88,9 @@ typedef struct HttpCall
 	const char *api_key;
 	const char *if_none_match;
 	const char *client_addr;	/* the peer's address, numeric (NULL: unknown) */
+	const char *session;		/* the session cookie's value */
+	const char *csrf_token;		/* X-CSRF-Token */
+	const char *user_agent;
 	const char *body;			/* NUL-terminated */
 	int			bodylen;
 } HttpCall;
@@ -89,6 +104,7 @@ typedef struct HttpAnswer
 	int			code;
 	StringInfoData body;
 	StringInfoData headers;
+	const char *content_type;	/* NULL: the route's (at most 63 bytes) */
 	const HttpCall *call;		/* the request being answered */
 } HttpAnswer;
 
@@ -146,6 +162,7 @@ extern void http_launchdarkly_routes(void);
 extern void http_unleash_routes(void);
 extern void http_ofrep_stream_routes(void);
 extern void http_launchdarkly_stream_routes(void);
+extern void http_api_routes(void);
 extern void http_console_routes(void);
 
 /* ---------- in the loop (http_conn.c, http_dbqueue.c) ---------- */
@@ -317,6 +334,16 @@ http_result_value(HttpResult *r, int row, int col)
  */
 extern bool http_sql(OpsQuery *query, Datum *args, const char *nulls, Oid as_role,
 					 HttpResult *result);
+/* ... in a read-write transaction (query->writes must be set) */
+extern bool http_sql_write(OpsQuery *query, Datum *args, const char *nulls, Oid as_role,
+						   HttpResult *result);
+/*
+ * ... for a request's own SQL (the management API): read-only or not, and
+ * a failure is the client's answer (say, 42501), not logged as the
+ * database failing.
+ */
+extern bool http_sql_request(OpsQuery *query, Datum *args, const char *nulls, Oid as_role,
+							 bool read_only, HttpResult *result);
 
 /* An answer was given for this API key: its last_used_at is written (once a minute). */
 extern void http_key_used(int64 key_id);
@@ -338,11 +365,12 @@ extern void http_pin_session(void);
 
 /*
  * Loop -> worker: one request, this header then its strings, each with its
- * terminating NUL: arg, query, api_key, if_none_match, client_addr, body (a
- * length of -1: absent, not sent).
+ * terminating NUL: arg, query, api_key, if_none_match, client_addr, session,
+ * csrf_token, user_agent, body (a length of -1: absent, not sent); body is
+ * the last.
  */
 #define HTTP_SQL_MAX_ARG	256
-#define HTTP_SQL_PARTS		6
+#define HTTP_SQL_PARTS		9
 typedef struct HttpSqlRequest
 {
 	uint32		id;
@@ -358,6 +386,7 @@ typedef struct HttpSqlAnswer
 	uint32		id;
 	int32		code;
 	int32		headers_len;
+	char		content_type[64];	/* "": the route's */
 } HttpSqlAnswer;
 
 /*

@@ -245,6 +245,8 @@ http_conn_await(HttpConn *conn, HttpRequest *req, TimestampTz deadline,
 	conn->awaiting.path = conn->awaiting.query = NULL;
 	conn->awaiting.api_key = conn->awaiting.if_none_match = conn->awaiting.content_type = NULL;
 	conn->awaiting.last_event_id = NULL;
+	conn->awaiting.session = conn->awaiting.csrf_token = conn->awaiting.request_origin = NULL;
+	conn->awaiting.host = conn->awaiting.user_agent = conn->awaiting.accept = NULL;
 	conn->awaiting.body = NULL;
 	conn->awaiting.bodylen = 0;
 	if (req->origin != NULL)
@@ -520,6 +522,35 @@ header_text(char *v, char *line_end)
 	return v;
 }
 
+/*
+ * The value of cookie opsflags_session in a Cookie header's value (cut
+ * there, in place), else NULL.
+ */
+static char *
+session_cookie(char *v)
+{
+	static const char name[] = "opsflags_session=";
+
+	while (v != NULL && *v != '\0')
+	{
+		while (*v == ' ' || *v == '\t')
+			v++;
+		if (strncmp(v, name, sizeof(name) - 1) == 0)
+		{
+			char	   *value = v + sizeof(name) - 1;
+			char	   *end = strchr(value, ';');
+
+			if (end != NULL)
+				*end = '\0';
+			return value[0] != '\0' ? value : NULL;
+		}
+		v = strchr(v, ';');
+		if (v != NULL)
+			v++;
+	}
+	return NULL;
+}
+
 static const struct
 {
 	const char *name;
@@ -618,6 +649,21 @@ handle_request(HttpConn *conn, int headlen, int bodylen)
 			req.content_type = header_text(v, line_end);
 		else if ((v = header_value(p, line_end, "Access-Control-Request-Headers")) != NULL)
 			ac_headers = header_text(v, line_end);
+		else if ((v = header_value(p, line_end, "Cookie")) != NULL)
+		{
+			char	   *session = session_cookie(header_text(v, line_end));
+
+			if (session != NULL)
+				req.session = session;
+		}
+		else if ((v = header_value(p, line_end, "X-CSRF-Token")) != NULL)
+			req.csrf_token = header_text(v, line_end);
+		else if ((v = header_value(p, line_end, "Host")) != NULL)
+			req.host = header_text(v, line_end);
+		else if ((v = header_value(p, line_end, "User-Agent")) != NULL)
+			req.user_agent = header_text(v, line_end);
+		else if ((v = header_value(p, line_end, "Accept")) != NULL)
+			req.accept = header_text(v, line_end);
 	}
 
 	/* the key: X-API-Key, else Authorization, "Bearer " or not */
@@ -625,6 +671,7 @@ handle_request(HttpConn *conn, int headlen, int bodylen)
 		api_key = pg_strncasecmp(authorization, "Bearer ", 7) == 0 ? authorization + 7 : authorization;
 	req.api_key = api_key != NULL && api_key[0] != '\0' ? api_key : NULL;
 	req.origin = origin != NULL && http_cors_allowed(origin) ? origin : NULL;
+	req.request_origin = origin;
 
 	for (int i = 0; i < (int) lengthof(methods); i++)
 		if (strcmp(method, methods[i].name) == 0)

@@ -54,7 +54,8 @@ static uint32 last_request_id = 0;
 static void sql_stop(void);
 static void answer_unavailable(HttpConn *conn, HttpRequest *req, const char *error);
 static void stream_unavailable(HttpStream *stream, const HttpRoute *route, const char *error);
-static void frame_answer(HttpConn *conn, HttpRequest *req, int code, const char *headers,
+static void frame_answer(HttpConn *conn, HttpRequest *req, int code, const char *content_type,
+						 const char *headers,
 						 const char *body, size_t len);
 
 /* Start the worker, with a new segment for the queues. */
@@ -176,14 +177,21 @@ add_part(StringInfo msg, int part, const char *s, int len)
 	appendStringInfoChar(msg, '\0');
 }
 
+static void
+add_string(StringInfo msg, int part, const char *s)
+{
+	add_part(msg, part, s, s ? strlen(s) : 0);
+}
+
 /*
- * Queue a request for the worker; its id, or 0 with *error set when the
+ * Queue a request for the worker (the headers it passes on from req, NULL:
+ * none); its id, or 0 with *error set when the
  * worker cannot take it now.
  */
 static uint32
 queue_request(const HttpRoute *route, int method, const char *arg, const char *query,
-			  const char *api_key, const char *if_none_match, const char *client_addr,
-			  const char *body, int bodylen, Size *bytes, const char **error)
+			  const HttpRequest *req, const char *body, int bodylen, Size *bytes,
+			  const char **error)
 {
 	HttpSqlRequest msg;
 	StringInfoData buf;
@@ -213,10 +221,13 @@ queue_request(const HttpRoute *route, int method, const char *arg, const char *q
 	appendBinaryStringInfo(&buf, (char *) &msg, sizeof(msg));
 	add_part(&buf, 0, arg, arg ? strnlen(arg, HTTP_SQL_MAX_ARG - 1) : 0);
 	add_part(&buf, 1, query, query ? strlen(query) : 0);
-	add_part(&buf, 2, api_key, api_key ? strlen(api_key) : 0);
-	add_part(&buf, 3, if_none_match, if_none_match ? strlen(if_none_match) : 0);
-	add_part(&buf, 4, client_addr, client_addr ? strlen(client_addr) : 0);
-	add_part(&buf, 5, body, bodylen);
+	add_string(&buf, 2, req ? req->api_key : NULL);
+	add_string(&buf, 3, req ? req->if_none_match : NULL);
+	add_string(&buf, 4, req ? req->client_addr : NULL);
+	add_string(&buf, 5, req ? req->session : NULL);
+	add_string(&buf, 6, req ? req->csrf_token : NULL);
+	add_string(&buf, 7, req ? req->user_agent : NULL);
+	add_part(&buf, HTTP_SQL_PARTS - 1, body, bodylen);
 
 	/*
 	 * Never blocks: requests wait only while the queue has room for them
@@ -256,8 +267,8 @@ http_ask_database(HttpConn *conn, HttpRequest *req, const char *arg)
 	Size		bytes;
 
 	Assert(req->route != NULL && req->route->answer != NULL);
-	if (queue_request(req->route, req->method, arg, req->query, req->api_key, req->if_none_match,
-					  req->client_addr, req->body, req->bodylen, &bytes, &error) == 0)
+	if (queue_request(req->route, req->method, arg, req->query, req, req->body, req->bodylen,
+					  &bytes, &error) == 0)
 	{
 		answer_unavailable(conn, req, error);
 		return;
@@ -281,7 +292,7 @@ http_stream_ask_database(HttpStream *stream, const HttpRoute *route, const char 
 	Size		bytes;
 
 	Assert(route->answer != NULL);
-	if (queue_request(route, HTTP_GET, arg, query, NULL, NULL, NULL, body, bodylen, &bytes, &error) == 0)
+	if (queue_request(route, HTTP_GET, arg, query, NULL, body, bodylen, &bytes, &error) == 0)
 		return false;
 	pending[npending - 1].stream = stream;
 	return true;
@@ -363,7 +374,9 @@ http_db_receive(void)
 		{
 			char	   *headers = pnstrdup((char *) data + sizeof(head), head.headers_len);
 
-			frame_answer(conn, &req, head.code, headers,
+			head.content_type[sizeof(head.content_type) - 1] = '\0';
+			frame_answer(conn, &req, head.code,
+						 head.content_type[0] != '\0' ? head.content_type : NULL, headers,
 						 (char *) data + sizeof(head) + head.headers_len,
 						 nbytes - sizeof(head) - head.headers_len);
 		}
@@ -375,10 +388,13 @@ http_db_receive(void)
  * connection, then go on with the connection's next request.
  */
 static void
-frame_answer(HttpConn *conn, HttpRequest *req, int code, const char *headers,
-			 const char *body, size_t len)
+frame_answer(HttpConn *conn, HttpRequest *req, int code, const char *content_type,
+			 const char *headers, const char *body, size_t len)
 {
 	const HttpRoute *route = req->route;
+
+	if (content_type == NULL)
+		content_type = route->content_type;
 
 	http_conn_resume(conn);
 	if (route->finish != NULL)
@@ -388,11 +404,11 @@ frame_answer(HttpConn *conn, HttpRequest *req, int code, const char *headers,
 		initStringInfo(&buf);
 		appendBinaryStringInfo(&buf, body, len);
 		route->finish(&buf, code);
-		http_respond_headers(conn, req, code, route->content_type, headers, buf.data, buf.len);
+		http_respond_headers(conn, req, code, content_type, headers, buf.data, buf.len);
 		pfree(buf.data);
 	}
 	else
-		http_respond_headers(conn, req, code, route->content_type, headers, body, len);
+		http_respond_headers(conn, req, code, content_type, headers, body, len);
 }
 
 static void
@@ -403,7 +419,7 @@ answer_unavailable(HttpConn *conn, HttpRequest *req, const char *error)
 	initStringInfo(&a.body);
 	a.call = NULL;
 	http_answer_unavailable(req->route, error, &a);
-	frame_answer(conn, req, a.code, NULL, a.body.data, a.body.len);
+	frame_answer(conn, req, a.code, NULL, NULL, a.body.data, a.body.len);
 	pfree(a.body.data);
 }
 

@@ -63,12 +63,27 @@ static TimestampTz keys_written_at = 0;
  * error's code and message in *result: the endpoint answers 503 (or 404).
  */
 static bool run_query(OpsQuery *query, Datum *args, const char *nulls, Oid as_role,
-					  HttpResult *result, bool read_only);
+					  HttpResult *result, bool read_only, bool log_failure);
 
 bool
 http_sql(OpsQuery *query, Datum *args, const char *nulls, Oid as_role, HttpResult *result)
 {
-	return run_query(query, args, nulls, as_role, result, true);
+	return run_query(query, args, nulls, as_role, result, true, true);
+}
+
+bool
+http_sql_write(OpsQuery *query, Datum *args, const char *nulls, Oid as_role, HttpResult *result)
+{
+	Assert(query->writes);
+	return run_query(query, args, nulls, as_role, result, false, true);
+}
+
+bool
+http_sql_request(OpsQuery *query, Datum *args, const char *nulls, Oid as_role, bool read_only,
+				 HttpResult *result)
+{
+	Assert(read_only || query->writes);
+	return run_query(query, args, nulls, as_role, result, read_only, false);
 }
 
 /* A request was answered for this API key (keys beyond the table wait for the next minute). */
@@ -105,12 +120,12 @@ write_keys_used(void)
 	arg = PointerGetDatum(construct_array(ids, nkeys_used, INT8OID, sizeof(int64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	keys_written_at = GetCurrentTimestamp();
 	nkeys_used = 0;
-	(void) run_query(&touch_query, &arg, NULL, InvalidOid, &r, false);
+	(void) run_query(&touch_query, &arg, NULL, InvalidOid, &r, false, true);
 }
 
 static bool
 run_query(OpsQuery *query, Datum *args, const char *nulls, Oid as_role, HttpResult *result,
-		  bool read_only)
+		  bool read_only, bool log_failure)
 {
 	MemoryContext oldcontext = CurrentMemoryContext;
 	volatile bool ok = true;
@@ -158,7 +173,8 @@ run_query(OpsQuery *query, Datum *args, const char *nulls, Oid as_role, HttpResu
 	pgstat_report_activity(STATE_IDLE, NULL);
 
 	/* Say why requests fail, but at most once a minute. */
-	if (!ok && TimestampDifferenceExceeds(last_failure_logged, GetCurrentTimestamp(), 60000))
+	if (!ok && log_failure &&
+		TimestampDifferenceExceeds(last_failure_logged, GetCurrentTimestamp(), 60000))
 	{
 		last_failure_logged = GetCurrentTimestamp();
 		ereport(WARNING,
@@ -215,7 +231,9 @@ static void
 read_call(char *data, Size nbytes, HttpSqlRequest *req, HttpCall *call)
 {
 	const char **parts[HTTP_SQL_PARTS] = {&call->arg, &call->query, &call->api_key,
-										  &call->if_none_match, &call->client_addr, &call->body};
+										  &call->if_none_match, &call->client_addr,
+										  &call->session, &call->csrf_token, &call->user_agent,
+										  &call->body};
 	Size		pos = sizeof(HttpSqlRequest);
 
 	if (nbytes < sizeof(HttpSqlRequest))
@@ -332,6 +350,8 @@ opsflags_http_sql_main(Datum arg)
 		head.id = req.id;
 		head.code = a.code;
 		head.headers_len = a.headers.len;
+		if (a.content_type != NULL)
+			strlcpy(head.content_type, a.content_type, sizeof(head.content_type));
 		initStringInfo(&msg);
 		appendBinaryStringInfo(&msg, (char *) &head, sizeof(head));
 		appendBinaryStringInfo(&msg, a.headers.data, a.headers.len);

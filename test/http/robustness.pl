@@ -327,6 +327,40 @@ sub cases {
     $add->('Content-Length: 5 and its body, GET', $req->('GET', '/livez', "Content-Length: 5\r\n") . 'hello', expect => qr/^200$/);
     $add->('Content-Length: 1000000 and a short body, kept open', $req->('GET', '/livez', "Content-Length: 1000000\r\n") . 'x' x 100,
            end => 'hold', expect => qr/^413$/);
+    # the management API: hostile paths, cookies, tokens, keys and sign-in bodies (never a 500)
+    my @api_paths = ('/api/v1/', '/api/v1/flags', '/api/v1/flags/x', '/api/v1/flags/x/toggle', '/api/v1/flags/%00',
+                     '/api/v1/flags/%ff%fe', '/api/v1/flags/' . ('k' x 300), '/api/v1/../status', '/api/v1//flags',
+                     '/api/v1/audit?limit=-1&since=%zz', '/api/v1/flags?search=' . ('%41' x 500), '/api/v1/session',
+                     '/api/v1/config/x?environment=%27', "/api/v1/flags/x';drop_table_x;--");
+    for my $p (@api_paths) {
+        for my $m ('GET', 'POST', 'PATCH', 'DELETE') {
+            $add->("$m $p without credentials", $req->($m, $p, $m eq 'GET' ? '' : "Content-Length: 0\r\n"),
+                   expect => qr/^(400|401|403|404)$/);
+        }
+    }
+    for my $cookie ('opsflags_session=', 'opsflags_session=x', 'opsflags_session=' . ('a' x 43), 'opsflags_session=' . ('a' x 5000),
+                    'a=b; opsflags_session=%00', 'opsflags_session="quoted"; x', ';;;;', 'opsflags_session', "opsflags_session=\x01\xff",
+                    'x=1;opsflags_session=' . ('-' x 43) . ';opsflags_session=y') {
+        $add->('API with cookie ' . esc(substr($cookie, 0, 60)), $req->('GET', '/api/v1/flags', "Cookie: $cookie\r\n"),
+               expect => qr/^(400|401)$/);
+        $add->('API write with cookie ' . esc(substr($cookie, 0, 60)) . ' and a CSRF token',
+               $req->('POST', '/api/v1/flags', "Cookie: $cookie\r\nX-CSRF-Token: " . ('z' x 43) . "\r\nContent-Length: 2\r\n") . '{}',
+               expect => qr/^(400|401|403)$/);
+    }
+    for my $key ('x', 'opsf_a_000000000000_' . ('a' x 43), 'opsf_c_zzzzzzzzzzzz_x', 'Bearer', 'Bearer ' . ('b' x 3000), "opsf_a_\x00") {
+        $add->('API with key ' . esc(substr($key, 0, 60)), $req->('GET', '/api/v1/flags', "Authorization: $key\r\n"),
+               expect => qr/^(400|401|403)$/);
+    }
+    $add->('API write from another Origin', $req->('POST', '/api/v1/flags', "Origin: http://evil.example\r\nCookie: opsflags_session=x\r\nX-CSRF-Token: y\r\nContent-Length: 0\r\n"),
+           expect => qr/^403$/);
+    for my $body ('', '{', 'null', '[]', '{"role": 1, "password": 2}', '{"role": "postgres"}', '{"role": "x", "password": "y", "z": {"a": [[[[[]]]]]}}',
+                  '{"role": "' . ('r' x 5000) . '", "password": "p"}', '{"role": "\u0000", "password": "p"}', "{\"role\": \"\xff\", \"password\": \"p\"}",
+                  '{"a":' x 300, rbytes(200, 0, 255)) {
+        $add->('sign-in body ' . esc(substr($body, 0, 60)),
+               $req->('POST', '/api/v1/session', 'Content-Length: ' . length($body) . "\r\n") . $body,
+               expect => qr/^(400|401|429)$/);
+    }
+    $add->('GET /api/openapi.json', $req->('GET', '/api/openapi.json'), expect => qr/^200$/);
     # sent a byte or a few at a time
     for my $i (1 .. 8) {
         my $b = $req->('GET', pick('/livez', '/health', '/flags/production'), "Host: x\r\n");
