@@ -655,7 +655,7 @@
             const btn = h('button', { type: 'button', id: 'maintenance-toggle', class: on ? 'secondary' : 'danger', text: on ? 'End maintenance' : 'Start maintenance' });
             btn.addEventListener('click', async () => {
                 if (!(await confirmDialog(on ? 'End maintenance mode?' : 'Start maintenance mode?',
-                    on ? 'Writes that maintenance mode refuses are allowed again.' : 'Maintenance mode refuses writes where it is enforced.', on ? 'End' : 'Start'))) return;
+                    on ? 'Writes are allowed again.' : 'Every session\'s writes to tables outside opsflags then fail (SQLSTATE 25006) until it is ended.', on ? 'End' : 'Start'))) return;
                 try {
                     await api('PUT', '/api/v1/maintenance', { enabled: !on });
                 } catch (e) {
@@ -666,7 +666,7 @@
                 try { await maintenance(); } catch (e) { message(parts.maintenance, 'error', String(e)); }
             });
             parts.maintenance.replaceChildren(h('p', {}, 'Maintenance mode is ', h('strong', { id: 'maintenance-state', text: on ? 'on' : 'off' }),
-                d.enforced ? ' (enforced: guarded writes are refused)' : ''), btn, box);
+                d.enforced ? '' : ' (this server does not enforce it: opsflags is not in shared_preload_libraries)'), btn, box);
         }
         async function deployments() {
             const d = await api('GET', '/api/v1/deployments', undefined, tags.deployments);

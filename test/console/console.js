@@ -141,8 +141,8 @@ async function main() {
         await page.setViewport({ width: 1280, height: 900 });
         page.on('console', (m) => { if (/Content Security Policy|Refused to/.test(m.text())) violations.push(m.text()); });
         page.on('pageerror', (e) => pageErrors.push(String(e)));
-        const shot = async (name) => {
-            await page.screenshot({ path: path.join(SHOTS, `console-${name}.png`), fullPage: true });
+        const shot = async (name, fullPage = false) => {
+            await page.screenshot({ path: path.join(SHOTS, `console-${name}.png`), fullPage });
         };
         const text = (sel) => page.$eval(sel, (e) => e.textContent).catch(() => '');
         const visible = (sel) => page.waitForSelector(sel, { visible: true, timeout: WAIT_MS }).then(() => true, () => false);
@@ -210,8 +210,13 @@ async function main() {
         ok(!(await config('production')).is_enabled, 'Escape cancels: the flag is still off in SQL');
         ok(await page.evaluate((k) => document.activeElement && document.activeElement.dataset.flag === k, FLAG),
             'the focus is back on the toggle');
-        await page.click(`#flags-table button.toggle[data-flag="${FLAG}"]`);
-        await page.click('#confirm-ok');
+        // by keyboard: Enter on the toggle, Tab to the dialog's confirm button, Enter
+        await page.keyboard.press('Enter');
+        ok(await page.$eval('#confirm', (d) => d.open).catch(() => false), 'Enter on the focused toggle opens the dialog again');
+        await page.keyboard.press('Tab');
+        ok(await page.evaluate(() => document.activeElement && document.activeElement.id === 'confirm-ok'),
+            'Tab moves to the confirm button');
+        await page.keyboard.press('Enter');
         ok(await until('toggled in SQL', async () => (await config('production')).is_enabled),
             'confirmed: the flag is on in production in SQL');
         ok(await until('the row says on', async () => (await text(`#flags-table tr[data-flag="${FLAG}"] .pill`)) === 'on'),
@@ -272,7 +277,7 @@ async function main() {
             && (await page.$$eval('#history-rows dt', (dts) => dts.map((d) => d.textContent))).includes('is_enabled')
             && (await page.$$eval('#history-rows ins', (e) => e.map((x) => x.textContent).join(' '))).includes('"FR"')),
         "the flag's history shows its audit rows as the fields that changed, old and new (the rule added)");
-        await shot('flag');
+        await shot('flag', true);
 
         // copy staging's config to development, confirmed
         await page.select('#compare-env', 'staging');
