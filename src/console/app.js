@@ -242,7 +242,7 @@
             const c = f.config || {};
             const on = !!c.is_enabled;
             const btn = h('button', {
-                type: 'button', class: on ? 'secondary toggle' : 'toggle', 'data-flag': f.key, 'aria-pressed': on ? 'true' : 'false',
+                type: 'button', class: on ? 'secondary toggle' : 'toggle', 'data-flag': f.key,
                 'aria-label': `${on ? 'Turn off' : 'Turn on'} ${f.key} in ${env}`, text: on ? 'Turn off' : 'Turn on',
             });
             btn.addEventListener('click', () => toggle(f.key, env, !on, errBox, refresh));
