@@ -80,6 +80,26 @@ FROM opsflags_internal.api_call('PUT', 'config/api.secret', NULL, '{"value": "hu
 SELECT status, jsonb_path_query_array(document::jsonb, '$.config[*] ? (@.config_key starts with "api.").config_value') AS values
 FROM opsflags_internal.api_call('GET', 'config', 'environment=staging', NULL);
 
+-- Deployments (recorded by the role), segments, alerts.
+SELECT status, document::jsonb ->> 'version' AS version, document::jsonb ->> 'status' AS st,
+       document::jsonb ->> 'deployed_by' AS by
+FROM (VALUES (1, '{"version": "api-1.0", "environment": "staging", "commit_sha": "a1"}'),
+             (2, '{"version": "api-1.1", "environment": "staging", "status": "failed"}')) v(i, b),
+     LATERAL opsflags_internal.api_call('POST', 'deployments', NULL, b) ORDER BY i;
+SELECT id AS deployment_id FROM opsflags.deployment_history WHERE version = 'api-1.0' \gset
+SELECT status, document::jsonb ->> 'status' AS st, document::jsonb ->> 'rollback_to' AS rollback_to
+FROM opsflags_internal.api_call('POST', 'deployments/' || :'deployment_id' || '/rollback', NULL, '{"target_version": "api-0.9", "reason": "regress"}');
+SELECT status, jsonb_path_query_array(document::jsonb, '$.deployments[*] ? (@.version starts with "api-").status') AS statuses
+FROM opsflags_internal.api_call('GET', 'deployments', 'environment=staging', NULL);
+SELECT status, document::jsonb - '{id,created_at,updated_at}'::text[] AS segment
+FROM opsflags_internal.api_call('PUT', 'segments/api-beta', NULL, '{"name": "Beta", "user_ids": ["u1"]}');
+SELECT status, document::jsonb -> 'user_ids' AS user_ids, document::jsonb -> 'roles' AS roles
+FROM opsflags_internal.api_call('PUT', 'segments/api-beta', NULL, '{"roles": ["tester"]}');
+SELECT status, document::jsonb ->> 'name' AS name FROM opsflags_internal.api_call('GET', 'segments/api-beta', NULL, NULL);
+SELECT status, jsonb_path_query_array(document::jsonb, '$.segments[*] ? (@.segment_key starts with "api-").segment_key') AS keys
+FROM opsflags_internal.api_call('GET', 'segments', NULL, NULL);
+SELECT status FROM opsflags_internal.api_call('GET', 'alerts', 'resolved=all', NULL);
+
 -- Errors, with the SQLSTATE the server maps to a status.
 SELECT pg_temp.try('GET', 'flags/no-such-flag', NULL, NULL);           -- 42704: 404
 SELECT pg_temp.try('POST', 'flags', NULL, '{"key": "api-one"}');      -- 23505: 409
@@ -98,6 +118,14 @@ SELECT pg_temp.try('GET', 'flags/api-one/nothing', NULL, NULL);
 SELECT pg_temp.try('PUT', 'flags', NULL, NULL);                       -- 0A000: 405
 SELECT pg_temp.try('GET', 'audit', 'limit=0', NULL);
 SELECT pg_temp.try('GET', 'audit', 'since=yesterday-ish', NULL);
+SELECT pg_temp.try('POST', 'deployments', NULL, '{"environment": "staging"}');
+SELECT pg_temp.try('POST', 'deployments/not-a-uuid/rollback', NULL, '{"target_version": "1"}');
+SELECT pg_temp.try('PUT', 'segments/api-beta', NULL, '{"name": "Renamed"}');
+SELECT pg_temp.try('PUT', 'segments/api-bad', NULL, '{"user_ids": "u1"}');
+SELECT pg_temp.try('GET', 'segments/api-none', NULL, NULL);
+SELECT pg_temp.try('GET', 'alerts', 'resolved=maybe', NULL);
+SELECT pg_temp.try('POST', 'alerts/999999999/resolve', NULL, NULL);
+SELECT pg_temp.try('POST', 'alerts/x/resolve', NULL, NULL);
 RESET ROLE;
 
 -- The viewer reads, and may not write (42501: 403); nothing is written.
@@ -170,6 +198,8 @@ DELETE FROM opsflags_internal.console_signin_failures;
 SELECT opsflags.archive_flag('api-one');
 SELECT opsflags.delete_flag('api-one');
 SELECT opsflags.config_delete('api.limit', 'staging'), opsflags.config_delete('api.secret', 'all');
+DELETE FROM opsflags.user_segments WHERE segment_key = 'api-beta';
+DELETE FROM opsflags.deployment_history WHERE version LIKE 'api-%';
 REVOKE ALL ON opsflags.feature_flags, opsflags.feature_flag_configs, opsflags.flag_prerequisites,
               opsflags.environments FROM regress_api_viewer;
 REVOKE ALL ON FUNCTION opsflags.get_flag(text, text), opsflags.resolve_environment(text), opsflags.flag_id(text),

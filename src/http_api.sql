@@ -485,6 +485,87 @@ BEGIN
             RETURN QUERY SELECT 200, NULL::text, rows::text;
             RETURN;
         END IF;
+    ELSIF seg[1] = 'deployments' AND n = 1 THEN
+        IF method = 'GET' THEN
+            SELECT coalesce(jsonb_agg(to_jsonb(d)), '[]') INTO rows FROM opsflags.get_deployment_history(env) d;
+            RETURN QUERY SELECT 200, NULL::text, jsonb_build_object('deployments', rows)::text;
+            RETURN;
+        ELSIF method = 'POST' THEN
+            PERFORM opsflags_internal.api_fields(b, '{version,environment,changelog,migration_notes,commit_sha,status}');
+            k := opsflags.record_deployment(opsflags_internal.api_text(b, 'version', true),
+                                            opsflags_internal.api_text(b, 'environment', true),
+                                            opsflags_internal.api_text(b, 'changelog'), current_user,
+                                            opsflags_internal.api_text(b, 'migration_notes'),
+                                            opsflags_internal.api_text(b, 'commit_sha'),
+                                            coalesce(opsflags_internal.api_text(b, 'status'), 'success'));
+            SELECT to_jsonb(d) INTO rows FROM opsflags.deployment_history d WHERE d.id = k::uuid;
+            RETURN QUERY SELECT 201, NULL::text, rows::text;
+            RETURN;
+        END IF;
+    ELSIF seg[1] = 'deployments' AND n = 3 AND seg[3] = 'rollback' THEN
+        IF method = 'POST' THEN
+            PERFORM opsflags_internal.api_fields(b, '{target_version,reason}');
+            PERFORM opsflags.record_rollback(seg[2]::uuid, opsflags_internal.api_text(b, 'target_version', true),
+                                             opsflags_internal.api_text(b, 'reason'));
+            SELECT to_jsonb(d) INTO rows FROM opsflags.deployment_history d WHERE d.id = seg[2]::uuid;
+            RETURN QUERY SELECT 200, NULL::text, rows::text;
+            RETURN;
+        END IF;
+    ELSIF seg[1] = 'alerts' AND n = 1 THEN
+        IF method = 'GET' THEN
+            k := coalesce(opsflags_internal.api_param(query, 'resolved'), 'false');
+            IF k NOT IN ('true', 'false', 'all') THEN
+                RAISE EXCEPTION 'resolved must be true, false or all' USING ERRCODE = 'invalid_parameter_value';
+            END IF;
+            SELECT coalesce(jsonb_agg(to_jsonb(a) ORDER BY a.id DESC), '[]') INTO rows
+            FROM opsflags.alerts a WHERE k = 'all' OR a.resolved = (k = 'true');
+            RETURN QUERY SELECT 200, NULL::text, jsonb_build_object('alerts', rows)::text;
+            RETURN;
+        END IF;
+    ELSIF seg[1] = 'alerts' AND n = 3 AND seg[3] = 'resolve' THEN
+        IF method = 'POST' THEN
+            PERFORM opsflags_internal.api_fields(b, '{}');
+            PERFORM opsflags.resolve_alert(seg[2]::bigint, current_user);
+            SELECT to_jsonb(a) INTO rows FROM opsflags.alerts a WHERE a.id = seg[2]::bigint;
+            RETURN QUERY SELECT 200, NULL::text, rows::text;
+            RETURN;
+        END IF;
+    ELSIF seg[1] = 'segments' AND n = 1 THEN
+        IF method = 'GET' THEN
+            SELECT coalesce(jsonb_agg(to_jsonb(g) ORDER BY g.segment_key), '[]') INTO rows FROM opsflags.user_segments g;
+            RETURN QUERY SELECT 200, NULL::text, jsonb_build_object('segments', rows)::text;
+            RETURN;
+        END IF;
+    ELSIF seg[1] = 'segments' AND n = 2 THEN
+        k := seg[2];
+        IF method = 'GET' THEN
+            SELECT to_jsonb(g) INTO rows FROM opsflags.user_segments g WHERE g.segment_key = k;
+        ELSIF method = 'PUT' THEN
+            -- created with every field; an existing one has its members and rules replaced
+            PERFORM opsflags_internal.api_fields(b, '{name,description,user_ids,roles,rules}');
+            IF NOT EXISTS (SELECT FROM opsflags.user_segments g WHERE g.segment_key = k) THEN
+                PERFORM opsflags.create_segment(k, opsflags_internal.api_text(b, 'name'),
+                                                coalesce(nullif(b -> 'user_ids', 'null'), '[]'),
+                                                coalesce(nullif(b -> 'roles', 'null'), '[]'),
+                                                opsflags_internal.api_text(b, 'description'),
+                                                coalesce(nullif(b -> 'rules', 'null'), '[]'));
+                status := 201;
+            ELSIF b ?| '{name,description}' THEN
+                RAISE EXCEPTION 'the name and description of segment "%" are set when it is created', k
+                    USING ERRCODE = 'invalid_parameter_value';
+            ELSE
+                PERFORM opsflags.update_segment(k, nullif(b -> 'user_ids', 'null'), nullif(b -> 'roles', 'null'),
+                                                nullif(b -> 'rules', 'null'));
+            END IF;
+            SELECT to_jsonb(g) INTO rows FROM opsflags.user_segments g WHERE g.segment_key = k;
+        END IF;
+        IF method IN ('GET', 'PUT') THEN
+            IF rows IS NULL THEN
+                RAISE EXCEPTION 'segment "%" does not exist', k USING ERRCODE = 'undefined_object';
+            END IF;
+            RETURN QUERY SELECT coalesce(status, 200), NULL::text, rows::text;
+            RETURN;
+        END IF;
     ELSE
         RAISE EXCEPTION 'no such resource' USING ERRCODE = 'no_data_found';
     END IF;
@@ -557,7 +638,15 @@ SELECT jsonb_build_object(
             ('/maintenance', 'GET', 'Maintenance mode: {"enabled", "enforced"}', '{}', '200'),
             ('/maintenance', 'PUT', 'Turn maintenance mode on or off: {"enabled"} (set_maintenance_mode)', '{}', '200'),
             ('/config', 'GET', 'Configuration (config_all; sensitive values redacted)', '{environment}', '200'),
-            ('/config/{key}', 'PUT', 'Set a configuration value: {"value", "environment", "description", "is_sensitive"} (config_set)', '{key}', '200')
+            ('/config/{key}', 'PUT', 'Set a configuration value: {"value", "environment", "description", "is_sensitive"} (config_set)', '{key}', '200'),
+            ('/deployments', 'GET', 'Deployments, newest first (get_deployment_history)', '{environment}', '200'),
+            ('/deployments', 'POST', 'Record a deployment: {"version", "environment", "changelog", "migration_notes", "commit_sha", "status"} (record_deployment)', '{}', '201'),
+            ('/deployments/{key}/rollback', 'POST', 'Roll a deployment back: {"target_version", "reason"} (record_rollback)', '{key}', '200'),
+            ('/alerts', 'GET', 'Alerts, newest first', '{resolved}', '200'),
+            ('/alerts/{key}/resolve', 'POST', 'Resolve an alert (resolve_alert)', '{key}', '200'),
+            ('/segments', 'GET', 'Segments', '{}', '200'),
+            ('/segments/{key}', 'GET', 'A segment', '{key}', '200'),
+            ('/segments/{key}', 'PUT', 'Create a segment with {"name", "description", "user_ids", "roles", "rules"} (create_segment, 201), or replace the members and rules of one (update_segment)', '{key}', '200')
           ) v(p, m, s, params, code)
           GROUP BY p) q)
 )

@@ -10,14 +10,17 @@
  *	  http_metrics.c, http_status.c, http_flags.c).
  *
  * The worker runs one request at a time, calling its route's answer
- * function; each query runs in its own read-only transaction with
+ * function; each query runs in its own read-only transaction (read-write
+ * only for console sign-in and the management API's writes) with
  * search_path pinned to pg_catalog, cancelled after opsflags.http_timeout,
  * and waiting at most a quarter of that for a lock; a request that waited
  * in the queue longer than opsflags.http_timeout is answered as if the
  * database had not answered, without running.  A failed query is logged
- * (at most once a minute) and the worker carries on.  The worker is the
+ * (at most once a minute; not a management API request's own errors,
+ * which are its answer) and the worker carries on.  The worker is the
  * bootstrap superuser; no handler reads a configuration value but through
- * health_status() called as pg_monitor, so no secret can be served.
+ * health_status() called as pg_monitor, or through config_all() as the
+ * signed-in role (http_api.c), so no secret can be served.
  */
 #include "postgres.h"
 

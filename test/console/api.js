@@ -212,6 +212,24 @@ async function main() {
         ok(r.status === 200 && !r.text.includes('hunter2') && r.json.config.some((c) => c.config_key === P + 'secret'), 'GET /config never serves a sensitive value', r.text);
         await sql(`SELECT opsflags.config_delete($1, 'all')`, [P + 'secret']);
 
+        r = await call('POST', '/api/v1/deployments', { ...A, body: { version: P + '1.0', environment: 'staging', commit_sha: 'c1' } });
+        const dep = r.json;
+        ok(r.status === 201 && dep.version === P + '1.0' && dep.deployed_by === ADMIN, 'POST /deployments records one as the role', r.text);
+        r = await call('POST', `/api/v1/deployments/${dep.id}/rollback`, { ...A, body: { target_version: P + '0.9', reason: 'test' } });
+        ok(r.status === 200 && r.json.status === 'rolled_back', 'POST /deployments/{id}/rollback', r.text);
+        r = await call('GET', '/api/v1/deployments?environment=staging', A);
+        ok(r.status === 200 && r.json.deployments.some((d) => d.id === dep.id && d.status === 'rolled_back'), 'GET /deployments?environment=', r.text);
+        r = await call('PUT', `/api/v1/segments/${P}beta`, { ...A, body: { name: 'Beta', user_ids: ['u1'] } });
+        const seg2 = await call('PUT', `/api/v1/segments/${P}beta`, { ...A, body: { roles: ['tester'] } });
+        const seg3 = await call('GET', `/api/v1/segments/${P}beta`, A);
+        ok(r.status === 201 && seg2.status === 200 && seg3.json.name === 'Beta' && seg3.json.roles[0] === 'tester'
+           && seg3.json.user_ids[0] === 'u1', 'PUT /segments/{key} creates (201), then replaces members; GET', [r.text, seg3.text]);
+        r = await call('GET', '/api/v1/alerts?resolved=all', A);
+        const res = await call('POST', '/api/v1/alerts/999999999/resolve', A);
+        ok(r.status === 200 && Array.isArray(r.json.alerts) && isError(res, 404), 'GET /alerts; resolving an unknown alert: 404', [r.text.slice(0, 100), res.text]);
+        await sql(`DELETE FROM opsflags.user_segments WHERE segment_key = $1`, [P + 'beta']);
+        await sql(`DELETE FROM opsflags.deployment_history WHERE version LIKE $1`, [P + '%']);
+
         // CSRF and Origin
         r = await call('POST', '/api/v1/flags', { session: admin.token, body: { key: P + 'csrf' } });
         ok(isError(r, 403), 'a write without X-CSRF-Token: 403', r.text);
