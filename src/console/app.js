@@ -673,18 +673,42 @@
             if (d === null) return;
             const rows = list(d, 'deployments');
             const box = h('div');
-            parts.deployments.replaceChildren(box, rows.length ? h('table', {},
-                h('thead', {}, h('tr', {}, ['Version', 'Status', 'Started', 'By', ''].map((t) => h('th', { scope: 'col', text: t })))),
-                h('tbody', {}, rows.map((r) => {
-                    const b = h('button', { type: 'button', class: 'secondary', text: 'Roll back' });
-                    b.addEventListener('click', async () => {
-                        if (!(await confirmDialog(`Roll back ${r.version || r.id}?`, 'The deployment is marked rolled back.', 'Roll back'))) return;
-                        try { await api('POST', `/api/v1/deployments/${enc(r.id)}/rollback`, {}); delete state.bodies[tags.deployments]; await deployments(); } catch (e) { message(box, 'error', String(e)); }
-                    });
-                    return h('tr', {}, h('td', { class: 'mono', text: r.version || r.id }), h('td', { text: r.status || '' }),
-                        h('td', { text: fmtTime(r.started_at || r.deployed_at || r.created_at) }), h('td', { text: r.deployed_by || r.actor || '' }),
-                        h('td', {}, r.status === 'rolled_back' ? '' : b));
-                }))) : h('p', { class: 'muted', text: 'No deployments.' }));
+            // a rollback: which deployment, back to which version (one the environment had), why
+            const live = rows.filter((r) => r.status === 'success');
+            const which = h('select', { name: 'deployment' }, live.map((r) => h('option', { value: r.id, text: `${r.version} in ${r.environment} (${fmtTime(r.deployed_at)})` })));
+            const target = h('select', { name: 'target_version' });
+            const reason = h('input', { type: 'text', name: 'reason' });
+            const targets = () => {
+                const cur = rows.find((r) => r.id === which.value);
+                const seen = new Set();
+                target.replaceChildren(...rows.filter((r) => cur && r.environment === cur.environment && r.id !== cur.id
+                    && r.status !== 'failed' && !seen.has(r.version) && seen.add(r.version))
+                    .map((r) => h('option', { value: r.version, text: r.version })));
+            };
+            which.addEventListener('change', targets);
+            targets();
+            const form = h('form', { id: 'rollback-form', class: 'row' }, field('Deployment', which), field('Back to version', target),
+                field('Reason', reason), h('div', {}, h('button', { type: 'submit', class: 'danger', text: 'Roll back' })));
+            form.addEventListener('submit', async (ev) => {
+                ev.preventDefault();
+                const cur = rows.find((r) => r.id === which.value);
+                if (!cur || !target.value) { message(box, 'error', 'Choose a deployment and an earlier version.'); return; }
+                if (!(await confirmDialog(`Roll ${cur.environment} back to ${target.value}?`,
+                    `The deployment of ${cur.version} is marked rolled back and ${cur.environment}'s app_version becomes ${target.value}.`, 'Roll back'))) return;
+                try {
+                    await api('POST', `/api/v1/deployments/${enc(cur.id)}/rollback`, { target_version: target.value, reason: reason.value || undefined });
+                } catch (e) { message(box, 'error', `Not rolled back: ${e}`); return; }
+                delete state.bodies[tags.deployments];
+                await deployments();
+                message(parts.deployments.querySelector('.deploy-msg'), 'ok', `${cur.environment} rolled back to ${target.value}.`);
+            });
+            parts.deployments.replaceChildren(rows.length ? h('table', { id: 'deployments-table' },
+                h('thead', {}, h('tr', {}, ['Version', 'Environment', 'Status', 'Deployed', 'By', 'Commit', 'Rolled back to'].map((t) => h('th', { scope: 'col', text: t })))),
+                h('tbody', {}, rows.map((r) => h('tr', { 'data-id': r.id }, h('td', { class: 'mono', text: r.version }), h('td', { text: r.environment }),
+                    h('td', {}, h('span', { class: `pill ${r.status === 'success' ? 'on' : 'warn'}`, text: r.status })),
+                    h('td', { text: fmtTime(r.deployed_at) }), h('td', { text: r.deployed_by || '' }), h('td', { class: 'mono', text: r.commit_sha || '' }),
+                    h('td', { text: r.rollback_to ? `${r.rollback_to}${r.rollback_reason ? ` (${r.rollback_reason})` : ''}` : '' })))))
+                : h('p', { class: 'muted', text: 'No deployments.' }), live.length ? form : '', h('div', { class: 'deploy-msg' }), box);
         }
         async function config() {
             const d = await api('GET', '/api/v1/config', undefined, tags.config);
@@ -700,11 +724,23 @@
             const d = await api('GET', '/api/v1/alerts', undefined, tags.alerts);
             if (d === null) return;
             const rows = list(d, 'alerts');
-            parts.alerts.replaceChildren(rows.length ? h('table', {},
-                h('thead', {}, h('tr', {}, ['Raised', 'Severity', 'Alert'].map((t) => h('th', { scope: 'col', text: t })))),
-                h('tbody', {}, rows.map((r) => h('tr', {}, h('td', { text: fmtTime(r.raised_at || r.created_at) }),
-                    h('td', { text: r.severity || '' }), h('td', { text: r.message || r.alert_type || '' })))))
-                : h('p', { class: 'muted', text: 'No open alerts.' }));
+            const box = h('div');
+            parts.alerts.replaceChildren(rows.length ? h('table', { id: 'alerts-table' },
+                h('thead', {}, h('tr', {}, ['Raised', 'Severity', 'Component', 'Alert', ''].map((t) => h('th', { scope: 'col', text: t })))),
+                h('tbody', {}, rows.map((r) => {
+                    const b = h('button', { type: 'button', class: 'secondary', 'data-alert': r.id, text: 'Resolve', 'aria-label': `Resolve ${r.title}` });
+                    b.addEventListener('click', async () => {
+                        try {
+                            await api('POST', `/api/v1/alerts/${enc(r.id)}/resolve`, {});
+                        } catch (e) { message(box, 'error', `Not resolved: ${e}`); return; }
+                        delete state.bodies[tags.alerts];
+                        await alerts();
+                    });
+                    return h('tr', { 'data-id': r.id }, h('td', { text: fmtTime(r.created_at) }),
+                        h('td', {}, h('span', { class: `pill ${r.severity === 'info' ? '' : 'warn'}`, text: r.severity })),
+                        h('td', { text: r.component || '' }), h('td', {}, h('strong', { text: r.title || r.type || '' }), ' ', r.message || ''),
+                        h('td', {}, b));
+                }))) : h('p', { class: 'muted', text: 'No open alerts.' }), box);
         }
         const all = { maintenance, deployments, config, alerts };
         async function refresh() {

@@ -116,6 +116,14 @@ async function main() {
     await db.query(`SELECT opsflags.audit_table('console_orders', tenant_column => 'shop')`);
     await db.query(`INSERT INTO console_orders VALUES (1, '42', 9.90), (2, '7', 5.00), (3, '42', 1.00)`);
     await db.query(`SELECT opsflags.grant_tenant_admin('console_tenant42', '42')`);
+    // two deployments of production (the second to be rolled back) and an open alert
+    await db.query(`SELECT opsflags.record_deployment('console-1.0', 'production', 'first')`);
+    await db.query(`SELECT opsflags.record_deployment('console-1.1', 'production', 'second')`);
+    const alertId = (await one(`INSERT INTO opsflags.alerts (type, severity, title, message, component)
+        VALUES ('console_test', 'warning', 'Console test alert', 'raised by the console test', 'console') RETURNING id`)).id;
+    const deployment = async () => one(`SELECT id, status, rollback_to FROM opsflags.deployment_history
+        WHERE environment = 'production' AND version = 'console-1.1' ORDER BY deployed_at DESC LIMIT 1`);
+    const alertResolved = async () => (await one('SELECT resolved FROM opsflags.alerts WHERE id = $1', [alertId])).resolved;
 
     // ---------- the page and its files ----------
     for (const [p, type] of [['/console/', 'text/html'], ['/console/app.js', 'text/javascript'], ['/console/app.css', 'text/css']]) {
@@ -320,6 +328,29 @@ async function main() {
         await page.click('#maintenance-toggle');
         await page.click('#confirm-ok');
         ok(await until('maintenance off', async () => !(await maint())), 'and off again');
+        // a rollback of the latest deployment to the one before, confirmed
+        const dep = await deployment();
+        if (await visible('#rollback-form')) {
+            await page.select('#rollback-form select[name=deployment]', dep.id);
+            await page.select('#rollback-form select[name=target_version]', 'console-1.0');
+            await page.type('#rollback-form input[name=reason]', 'console test');
+            await page.click('#rollback-form button[type=submit]');
+            await page.click('#confirm-ok');
+            ok(await until('rolled back', async () => (await deployment()).status === 'rolled_back'),
+                'the deployment is rolled back from the page (SQL: rolled_back)');
+            ok((await deployment()).rollback_to === 'console-1.0', 'to the version chosen');
+        } else {
+            ok(false, `the operations page offers a rollback (${await text('#deployments')})`);
+        }
+        // the open alert, resolved
+        if (await visible(`#alerts-table button[data-alert="${alertId}"]`)) {
+            await page.click(`#alerts-table button[data-alert="${alertId}"]`);
+            ok(await until('resolved', alertResolved), 'the alert is resolved from the page (SQL: resolved)');
+        } else {
+            ok(false, `the operations page lists the open alert (${await text('#alerts')})`);
+        }
+        await db.query('UPDATE opsflags.alerts SET resolved = false, resolved_at = NULL, resolved_by = NULL WHERE id = $1', [alertId]);
+        await db.query(`SELECT opsflags.record_deployment('console-1.2', 'production', 'third')`);
 
         // a write without the CSRF token is refused
         const noCsrf = await call('POST', `/api/v1/flags/${encodeURIComponent(FLAG)}/toggle`, { environment: 'production', enabled: false }, false);
@@ -380,6 +411,8 @@ async function main() {
             ['DELETE', `/api/v1/flags/${k}`, null],
             ['PUT', '/api/v1/maintenance', { enabled: true }],
             ['PUT', '/api/v1/config/console.key', { value: 1 }],
+            ['POST', `/api/v1/deployments/${(await one(`SELECT id FROM opsflags.deployment_history WHERE version = 'console-1.2'`)).id}/rollback`, { target_version: 'console-1.0' }],
+            ['POST', `/api/v1/alerts/${alertId}/resolve`, {}],
         ];
         for (const [m, u, b] of writes) {
             const r = await call(m, u, b);
@@ -392,8 +425,9 @@ async function main() {
         const archived = await one('SELECT archived FROM opsflags.feature_flags WHERE flag_key = $1', [FLAG]);
         const cfg = await one(`SELECT count(*)::int AS n FROM opsflags.config_all() WHERE config_key = 'console.key'`);
         ok(now.version === before.version && now.is_enabled === before.is_enabled && created.n === 0 && archived && !archived.archived
-            && cfg.n === 0 && !(await maint()),
-        'after all of them the flag is unchanged in SQL, no flag or configuration was created, maintenance is off');
+            && cfg.n === 0 && !(await maint()) && !(await alertResolved())
+            && (await one(`SELECT status FROM opsflags.deployment_history WHERE version = 'console-1.2'`)).status === 'success',
+        'after all of them the flag is unchanged in SQL, no flag or configuration was created, maintenance is off, the alert open, the deployment live');
         await shot('reader');
         ok(await signOut(), 'the reader signs out');
 
