@@ -116,6 +116,8 @@ async function main() {
     await db.query(`SELECT opsflags.audit_table('console_orders', tenant_column => 'shop')`);
     await db.query(`INSERT INTO console_orders VALUES (1, '42', 9.90), (2, '7', 5.00), (3, '42', 1.00)`);
     await db.query(`SELECT opsflags.grant_tenant_admin('console_tenant42', '42')`);
+    // a secret in the configuration
+    await db.query(`SELECT opsflags.config_set('console.secret', '"s3cr3t-console-value"', 'postgres', 'all', 'the console test''s secret', true)`);
     // two deployments of production (the second to be rolled back) and an open alert
     await db.query(`SELECT opsflags.record_deployment('console-1.0', 'production', 'first')`);
     await db.query(`SELECT opsflags.record_deployment('console-1.1', 'production', 'second')`);
@@ -321,6 +323,10 @@ async function main() {
         await page.goto(`${BASE}/console/#/operations`, { waitUntil: 'load' });
         ok(await until('maintenance', async () => (await text('#maintenance-state')) === 'off'), 'the operations page shows maintenance mode off');
         await shot('operations');
+        ok(await until('config', async () => /console\.secret/.test(await text('#config'))), 'the configuration is listed');
+        const configText = await text('#config');
+        ok(/secret, not shown/.test(configText) && !(await page.content()).includes('s3cr3t'),
+            'the secret is shown as such, its value nowhere in the page');
         await page.click('#maintenance-toggle');
         await page.click('#confirm-ok');
         ok(await until('maintenance on', maint), 'the maintenance switch, confirmed, turns maintenance mode on in SQL');
