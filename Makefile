@@ -9,7 +9,8 @@ OBJS         = src/opsflags.o src/shmem.o src/spi.o src/cache.o src/hashing.o sr
                src/http_endpoints.o src/http_probes.o src/http_metrics.o src/http_status.o src/http_flags.o src/http_ofrep.o src/http_launchdarkly.o src/http_unleash.o src/http_api.o \
                src/http_stream.o src/http_tls.o src/http_ofrep_stream.o src/http_launchdarkly_stream.o \
                src/rules.o src/rules_clauses.o src/rules_serve.o src/rules_ops.o src/rules_values.o \
-               src/segments.o src/evaluate_all.o src/sha1.o src/rules_ld.o src/api_keys.o src/console_auth.o
+               src/segments.o src/evaluate_all.o src/sha1.o src/rules_ld.o src/api_keys.o src/console_auth.o \
+               src/http_console.o
 # The install script of the current version is built from one SQL source per
 # capability (src/<capability>.sql, beside its C file), concatenated in this
 # order: each part needs only what comes before it.  The released scripts
@@ -27,7 +28,7 @@ PG_CPPFLAGS  = -I$(srcdir)/src
 # PostgreSQL's own headers trip -Wunused-parameter under -Wextra; everything else is on.
 PG_CFLAGS    = -Wall -Wextra -Wno-unused-parameter $(if $(WERROR),-Werror)
 SHLIB_LINK   = -lmemcached
-EXTRA_CLEAN  = src/status_page.h
+EXTRA_CLEAN  = src/status_page.h src/console/*.h
 
 # pg_regress: sql/<name>.sql against expected/<name>.out (the install scripts
 # opsflags--*.sql also live in sql/, but only these are run as tests).
@@ -62,6 +63,13 @@ $(filter src/http%,$(OBJS)) $(patsubst %.o,%.bc,$(filter src/http%,$(OBJS))): sr
 # The status page, served by src/http_status.c, as a C string literal.
 src/http_status.o src/http_status.bc: src/status_page.h
 src/status_page.h: src/status_page.html
+	sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/?/\\?/g' -e 's/^/"/' -e 's/$$/\\n"/' $< >$@
+
+# The console's page, script and style sheet, served by src/http_console.c,
+# each a C string literal in the same way.
+CONSOLE_FILES = src/console/console.html src/console/app.js src/console/app.css
+src/http_console.o src/http_console.bc: $(CONSOLE_FILES:%=%.h)
+src/console/%.h: src/console/%
 	sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/?/\\?/g' -e 's/^/"/' -e 's/$$/\\n"/' $< >$@
 
 # The full install script: the capability sources in order, each introduced

@@ -267,7 +267,7 @@ shell_suite "README tour" test/readme/tour.sh SOCKDIR="$SOCKDIR" PORT="$PORT"
 shell_suite crash test/crash/crash.sh PORT="$PORT" WORKDIR="$TMP"
 # Unleash: the client specification's cases, and a differential test against
 # the Unleash SDK (Node; packages pinned in test/package-lock.json)
-if [[ $SQL_ONLY != 1 ]] && selected unleash-spec unleash-diff launchdarkly-diff clients api; then
+if [[ $SQL_ONLY != 1 ]] && selected unleash-spec unleash-diff launchdarkly-diff clients api console; then
     ensure_node_modules
 fi
 shell_suite "unleash-spec" test/unleash/unleash-spec.sh SOCKDIR="$SOCKDIR" PORT="$PORT"
@@ -283,5 +283,7 @@ shell_suite "console api" test/console/api.sh SOCKDIR="$SOCKDIR" PORT="$PORT"
 # for all keys, and clients checks that a first use is written at once, which
 # holds only if no other suite used a key within the minute before.
 shell_suite "http tls" test/http/tls.sh SOCKDIR="$SOCKDIR" PORT="$PORT" WORKDIR="$TMP"
+# The web console in headless Chromium (puppeteer-core), against the management API
+shell_suite "console" test/console/console.sh SOCKDIR="$SOCKDIR" PORT="$PORT"
 
 ((FAILED == 0))

@@ -163,6 +163,7 @@ extern void http_unleash_routes(void);
 extern void http_ofrep_stream_routes(void);
 extern void http_launchdarkly_stream_routes(void);
 extern void http_api_routes(void);
+extern void http_console_routes(void);
 
 /* ---------- in the loop (http_conn.c, http_dbqueue.c) ---------- */
 

@@ -181,7 +181,9 @@ http_respond_headers(HttpConn *conn, HttpRequest *req, int code, const char *con
 	appendStringInfoString(&conn->out,
 						   "Cache-Control: no-store\r\n"
 						   "X-Content-Type-Options: nosniff\r\n");
-	if (strncmp(content_type, "text/html", 9) == 0)
+	/* A page that gives its own policy (the console's) keeps it. */
+	if (strncmp(content_type, "text/html", 9) == 0 &&
+		(headers == NULL || strstr(headers, "Content-Security-Policy:") == NULL))
 		appendStringInfoString(&conn->out,
 							   "Content-Security-Policy: default-src 'none'; script-src 'unsafe-inline'; "
 							   "style-src 'unsafe-inline'; img-src data:; connect-src 'self'\r\n");

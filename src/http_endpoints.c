@@ -23,4 +23,5 @@ http_register_endpoints(void)
 	http_ofrep_stream_routes();	/* /ofrep/v1/stream */
 	http_launchdarkly_stream_routes();	/* /eval */
 	http_api_routes();			/* /api/v1/, /api/openapi.json */
+	http_console_routes();		/* /console/ and its files */
 }
