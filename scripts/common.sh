@@ -18,7 +18,7 @@ EXT_NAME=opsflags
 SERVER_USER=opsflags                   # the servers run as this user when we are root
 SERVER_HOME=/var/lib/opsflags
 PACKAGES=("postgresql-$PG_MAJOR" "postgresql-server-dev-$PG_MAJOR" "postgresql-$PG_MAJOR-pgtap"
-          libtap-parser-sourcehandler-pgtap-perl libmemcached-dev memcached make gcc)
+          libtap-parser-sourcehandler-pgtap-perl libmemcached-dev libssl-dev openssl memcached make gcc)
 
 log() { printf '==> %s\n' "$*"; }
 die() { printf 'opsflags: error: %s\n' "$*" >&2; exit 1; }
