@@ -58,6 +58,13 @@ SELECT status, document::jsonb ->> 'environment' AS env, document::jsonb -> 'con
 FROM opsflags_internal.api_call('GET', 'flags/api-one', 'environment=staging', NULL);
 SELECT status, document::jsonb ->> 'description' AS description
 FROM opsflags_internal.api_call('PATCH', 'flags/api-one', NULL, '{"description": "Zebracorn changed"}');
+-- The evaluation tester: feature_explain for a context in an environment
+SELECT status, document::jsonb ->> 'enabled' AS enabled, document::jsonb ->> 'reason' AS reason,
+       document::jsonb ->> 'environment' AS env
+FROM opsflags_internal.api_call('POST', 'flags/api-one/evaluate', NULL, '{"environment": "staging", "context": {"key": "u1"}}');
+SELECT pg_temp.try('POST', 'flags/api-one/evaluate', NULL, '{"context": [1]}');                -- 22023
+SELECT pg_temp.try('POST', 'flags/api-one/evaluate', NULL, '{"environment": "nowhere"}');     -- 42704
+SELECT pg_temp.try('POST', 'flags/nope/evaluate', NULL, '{}');                                -- 42704
 SELECT status FROM opsflags_internal.api_call('POST', 'flags', NULL, '{"key": "api-two", "tags": ["t2"]}');
 -- Lists: search (key, name, description; any case), tag, archived.
 SELECT status, (SELECT array_agg(f ->> 'key') FROM jsonb_array_elements(document::jsonb -> 'flags') f) AS keys

@@ -5522,7 +5522,23 @@ BEGIN
             PERFORM opsflags.flag_id(k);
             RETURN QUERY SELECT * FROM opsflags_internal.api_audit(query, csv, k);
             RETURN;
-        ELSIF seg[3] NOT IN ('toggle', 'archive', 'restore', 'audit') THEN
+        ELSIF seg[3] = 'evaluate' AND method = 'POST' THEN
+            -- what the flag serves a context in the environment, and why
+            PERFORM opsflags_internal.api_fields(b, '{context,environment}');
+            IF b ? 'context' AND jsonb_typeof(b -> 'context') IS DISTINCT FROM 'object' THEN
+                RAISE EXCEPTION 'the context must be a JSON object' USING ERRCODE = 'invalid_parameter_value';
+            END IF;
+            env := coalesce(opsflags_internal.api_text(b, 'environment'), env);
+            PERFORM opsflags.flag_id(k);
+            IF env IS NOT NULL THEN
+                IF NOT EXISTS (SELECT FROM opsflags.environments e WHERE e.name = env) THEN
+                    RAISE EXCEPTION 'environment "%" does not exist', env USING ERRCODE = 'undefined_object';
+                END IF;
+                PERFORM set_config('opsflags.environment', env, true);
+            END IF;
+            RETURN QUERY SELECT 200, NULL::text, opsflags.feature_explain(k, coalesce(b -> 'context', '{}'))::text;
+            RETURN;
+        ELSIF seg[3] NOT IN ('toggle', 'archive', 'restore', 'audit', 'evaluate') THEN
             RAISE EXCEPTION 'no such resource' USING ERRCODE = 'no_data_found';
         END IF;
     ELSIF seg[1] = 'environments' AND n = 1 THEN
@@ -5714,6 +5730,7 @@ SELECT jsonb_build_object(
             ('/flags/{key}', 'PATCH', 'Change a flag''s fields (update_flag)', '{key,environment}', '200'),
             ('/flags/{key}', 'DELETE', 'Delete an archived flag (delete_flag)', '{key}', '204'),
             ('/flags/{key}/toggle', 'POST', 'Turn a flag on or off: {"environment", "enabled"} (toggle_flag)', '{key,environment}', '200'),
+            ('/flags/{key}/evaluate', 'POST', 'What the flag serves a context, and why: {"context", "environment"} (feature_explain)', '{key,environment}', '200'),
             ('/flags/{key}/archive', 'POST', 'Archive a flag (archive_flag)', '{key}', '200'),
             ('/flags/{key}/restore', 'POST', 'Restore an archived flag (restore_flag)', '{key}', '200'),
             ('/flags/{key}/audit', 'GET', 'The audit rows of a flag (JSON, or CSV with Accept: text/csv or format=csv)', '{key,limit,since,until,format}', '200'),
