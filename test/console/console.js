@@ -262,13 +262,14 @@ async function main() {
             `the rule is in SQL (${JSON.stringify(rules)})`);
 
         // rollout percentage
-        await page.$eval('#rollout-form input[name=enabled_percentage]', (e) => { e.value = '25'; });
+        // (as typing would: an input event, so the 5 s poll does not redraw the form under the test)
+        await page.$eval('#rollout-form input[name=enabled_percentage]', (e) => { e.value = '25'; e.dispatchEvent(new Event('input', { bubbles: true })); });
         await page.click('#rollout-form button[type=submit]');
         ok(await until('percentage', async () => Number((await config('production')).enabled_percentage) === 25),
             'the rollout percentage is saved (25 in SQL)');
 
         // evaluation tester
-        await page.$eval('#eval-context', (e) => { e.value = '{"key": "u1", "country": "DE"}'; });
+        await page.$eval('#eval-context', (e) => { e.value = '{"key": "u1", "country": "DE"}'; e.dispatchEvent(new Event('input', { bubbles: true })); });
         await page.click('#eval-form button[type=submit]');
         const ev = await until('evaluation', async () => (await text('#eval-result')).trim());
         const expected = (await one(`SELECT opsflags.feature_explain($1, '{"key": "u1", "country": "DE"}'::jsonb) ->> 'reason' AS r
