@@ -269,9 +269,18 @@ async function main() {
             'the rollout percentage is saved (25 in SQL)');
 
         // evaluation tester
-        await page.$eval('#eval-context', (e) => { e.value = '{"key": "u1", "country": "DE"}'; e.dispatchEvent(new Event('input', { bubbles: true })); });
-        await page.click('#eval-form button[type=submit]');
-        const ev = await until('evaluation', async () => (await text('#eval-result')).trim());
+        // (the save above redraws the page once more when its answer comes: a
+        // context typed before that is gone, so type it again until it holds)
+        let ev = '';
+        await until('evaluation', async () => {
+            await page.$eval('#eval-result', (e) => { e.textContent = ''; });
+            await page.$eval('#eval-context', (e) => { e.value = '{"key": "u1", "country": "DE"}'; e.dispatchEvent(new Event('input', { bubbles: true })); });
+            await page.click('#eval-form button[type=submit]');
+            await until('a result', async () => (await text('#eval-result')).trim(), 3000);
+            ev = (await text('#eval-result')).trim();
+            // the form was not redrawn between typing and the answer
+            return ev !== '' && (await page.$eval('#eval-context', (e) => e.value)) === '{"key": "u1", "country": "DE"}';
+        });
         const expected = (await one(`SELECT opsflags.feature_explain($1, '{"key": "u1", "country": "DE"}'::jsonb) ->> 'reason' AS r
             FROM (SELECT set_config('opsflags.environment', 'production', true)) s`, [FLAG])).r;
         ok(ev && ev.includes('RULE_MATCH') && expected === 'RULE_MATCH',
