@@ -22,23 +22,20 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 RETURN '{"error": {"sqlstate": ' || to_json(sqlstate)::text || ', "message": ' || to_json(message)::text || '}}';
 
--- A percent-encoded part of a URL, decoded ('+' is a space); 22023 for
--- bytes that are not UTF-8.
+-- A percent-encoded part of a URL, decoded as url_decode() decodes it
+-- (http_unleash.sql); 22023 for bytes that are not UTF-8.
 CREATE FUNCTION opsflags_internal.api_decode(s text)
 RETURNS text
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    d text := opsflags_internal.url_decode(s);
 BEGIN
-    IF s IS NULL OR strpos(s, '%') = 0 THEN
-        RETURN replace(s, '+', ' ');
+    IF d IS NULL AND s IS NOT NULL THEN
+        RAISE EXCEPTION 'the URL is not UTF-8 once decoded' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    RETURN convert_from(string_agg(CASE WHEN m[1] IS NOT NULL THEN decode(substr(m[1], 2), 'hex')
-                                        ELSE convert_to(m[2], 'UTF8') END, ''::bytea ORDER BY o),
-                        'UTF8')
-           FROM regexp_matches(replace(s, '+', ' '), '(%[0-9A-Fa-f]{2})|([^%]+|%)', 'g') WITH ORDINALITY r(m, o);
-EXCEPTION WHEN character_not_in_repertoire OR untranslatable_character THEN
-    RAISE EXCEPTION 'the URL is not UTF-8 once decoded' USING ERRCODE = 'invalid_parameter_value';
+    RETURN d;
 END
 $$;
 

@@ -9,13 +9,18 @@
  */
 
 -- A percent-encoded query string component ('+' a space); NULL when it
--- does not decode to UTF-8.
+-- does not decode to UTF-8 (NULL for NULL).  Any role may call it: the
+-- management API, run as the signed-in role, decodes its paths with it
+-- (api_decode).
 CREATE FUNCTION opsflags_internal.url_decode(s text)
 RETURNS text
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    IF s IS NULL OR strpos(s, '%') = 0 THEN
+        RETURN replace(s, '+', ' ');
+    END IF;
     RETURN (SELECT convert_from(coalesce(string_agg(CASE WHEN m[1] IS NOT NULL THEN decode(substr(m[1], 2), 'hex')
                                                          ELSE convert_to(m[2], 'UTF8') END, ''::bytea ORDER BY o),
                                          ''::bytea), 'UTF8')
@@ -255,7 +260,7 @@ $$;
 
 REVOKE ALL ON FUNCTION
     opsflags_internal.unleash_metrics_answer(text, text[], text),
-    opsflags_internal.url_decode(text), opsflags_internal.unleash_query_context(text),
+    opsflags_internal.unleash_query_context(text),
     opsflags_internal.unleash_query_context_reference(text),
     opsflags_internal.unleash_frontend_variant(jsonb), opsflags_internal.http_etag(jsonb),
     opsflags_internal.unleash_toggles(jsonb, text), opsflags_internal.unleash_frontend_toggles(jsonb, text),
