@@ -322,7 +322,7 @@ typedef struct HttpResult
 } HttpResult;
 
 static inline const char *
-http_result_value(HttpResult *r, int row, int col)
+http_result_value(const HttpResult *r, int row, int col)
 {
 	return r->values[row * r->ncols + col];
 }
@@ -353,6 +353,12 @@ extern bool http_health_document(HttpResult *result);
 
 /* 503 {"status": "unhealthy", "error": error} */
 extern void http_answer_unhealthy(HttpAnswer *answer, const char *error);
+/*
+ * The answer of a client endpoint's SQL, whose row is (status, etag,
+ * document, key_id): its status, ETag and body, and the API key noted as
+ * used when it was answered (200 or 304).
+ */
+extern void http_answer_document(HttpAnswer *answer, const HttpResult *result);
 /* An answer {"message": message} with status code */
 extern void http_answer_message(HttpAnswer *answer, int code, const char *message);
 /* The route's answer when the database did not answer */

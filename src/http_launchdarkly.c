@@ -97,7 +97,6 @@ answer_evalx(HttpAnswer *a, const char *arg)
 	HttpResult	r;
 	Datum		args[5];
 	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
-	const char *etag;
 
 	/* the ID may be a key: it is a parameter, in no query text */
 	args[0] = CStringGetTextDatum(arg + 1);
@@ -116,12 +115,7 @@ answer_evalx(HttpAnswer *a, const char *arg)
 		http_answer_message(a, 500, r.error ? r.error : "no answer");
 		return;
 	}
-	a->code = atoi(http_result_value(&r, 0, 0));
-	if (http_result_value(&r, 0, 3) != NULL && (a->code == 200 || a->code == 304))
-		http_key_used(atoll(http_result_value(&r, 0, 3)));
-	if ((etag = http_result_value(&r, 0, 1)) != NULL)
-		appendStringInfo(&a->headers, "ETag: %s\r\n", etag);
-	appendStringInfoString(&a->body, http_result_value(&r, 0, 2));
+	http_answer_document(a, &r);
 }
 
 static void

@@ -82,7 +82,6 @@ answer_ofrep(HttpAnswer *a, const char *arg)
 	const char *parts[4] = {call->api_key, arg[0] ? arg : NULL, call->body, call->if_none_match};
 	Datum		args[4];
 	char		nulls[4];
-	const char *etag;
 
 	/* the key is a parameter: it is in no query text, log line or view */
 	for (int i = 0; i < 4; i++)
@@ -98,12 +97,7 @@ answer_ofrep(HttpAnswer *a, const char *arg)
 		appendStringInfoString(&a->body, "}");
 		return;
 	}
-	a->code = atoi(http_result_value(&r, 0, 0));
-	if (http_result_value(&r, 0, 3) != NULL && (a->code == 200 || a->code == 304))
-		http_key_used(atoll(http_result_value(&r, 0, 3)));
-	if ((etag = http_result_value(&r, 0, 1)) != NULL)
-		appendStringInfo(&a->headers, "ETag: %s\r\n", etag);
-	appendStringInfoString(&a->body, http_result_value(&r, 0, 2));
+	http_answer_document(a, &r);
 }
 
 /* The database did not answer: 503, in OFREP's words. */

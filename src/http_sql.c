@@ -198,6 +198,20 @@ http_answer_unhealthy(HttpAnswer *answer, const char *error)
 }
 
 void
+http_answer_document(HttpAnswer *answer, const HttpResult *result)
+{
+	const char *etag = http_result_value(result, 0, 1);
+	const char *key_id = http_result_value(result, 0, 3);
+
+	answer->code = atoi(http_result_value(result, 0, 0));
+	if (key_id != NULL && (answer->code == 200 || answer->code == 304))
+		http_key_used(atoll(key_id));
+	if (etag != NULL)
+		appendStringInfo(&answer->headers, "ETag: %s\r\n", etag);
+	appendStringInfoString(&answer->body, http_result_value(result, 0, 2));
+}
+
+void
 http_answer_message(HttpAnswer *answer, int code, const char *message)
 {
 	answer->code = code;

@@ -58,7 +58,6 @@ answer_query(HttpAnswer *a, OpsQuery *query, const char **parts)
 	HttpResult	r;
 	Datum		args[5];
 	char		nulls[5];
-	const char *etag;
 
 	/* the key is a parameter: it is in no query text, log line or view */
 	for (int i = 0; i < query->nargs; i++)
@@ -71,12 +70,7 @@ answer_query(HttpAnswer *a, OpsQuery *query, const char **parts)
 		http_answer_message(a, 500, r.error ? r.error : "no answer");
 		return;
 	}
-	a->code = atoi(http_result_value(&r, 0, 0));
-	if (http_result_value(&r, 0, 3) != NULL && (a->code == 200 || a->code == 304))
-		http_key_used(atoll(http_result_value(&r, 0, 3)));
-	if ((etag = http_result_value(&r, 0, 1)) != NULL)
-		appendStringInfo(&a->headers, "ETag: %s\r\n", etag);
-	appendStringInfoString(&a->body, http_result_value(&r, 0, 2));
+	http_answer_document(a, &r);
 }
 
 /* In the worker: the frontend API; a GET reads the query, a POST the body */
