@@ -1836,7 +1836,7 @@ BEGIN
             rules              = CASE WHEN updates ? 'rules' THEN updates->'rules' ELSE fc.rules END,
             serve              = CASE WHEN updates ? 'serve' THEN nullif(updates->'serve', 'null') ELSE fc.serve END,
             fallthrough        = CASE WHEN updates ? 'fallthrough' THEN nullif(updates->'fallthrough', 'null') ELSE fc.fallthrough END,
-            updated_by         = session_user
+            updated_by         = opsflags_internal.writer()
         WHERE fc.flag_id = fid AND fc.environment = env;
     END IF;
 END
@@ -5470,6 +5470,8 @@ DECLARE
 BEGIN
     IF method NOT IN ('GET', 'HEAD') THEN
         b := opsflags_internal.api_body(body);
+        -- created_by and updated_by name the signed-in role, not the server's
+        PERFORM set_config('opsflags.updated_by', current_user, true);
     END IF;
 
     IF seg[1] = 'flags' AND n = 1 THEN
@@ -5759,3 +5761,39 @@ REVOKE ALL ON FUNCTION
     opsflags_internal.api_sign_in(text, text, text),
     opsflags_internal.api_authenticate(text, text, text)
 FROM PUBLIC;
+
+-------------------------------------------------------------------------------
+-- Who flag writes are recorded as
+-------------------------------------------------------------------------------
+
+-- Who a write is recorded as in created_by and updated_by: opsflags.updated_by
+-- when set (the HTTP server's management API sets it to the signed-in role
+-- for its transaction), else the session user.
+CREATE FUNCTION opsflags_internal.writer()
+RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+RETURN coalesce(nullif(current_setting('opsflags.updated_by', true), ''), session_user);
+
+ALTER TABLE opsflags.feature_flags ALTER COLUMN created_by SET DEFAULT opsflags_internal.writer();
+ALTER TABLE opsflags.feature_flag_configs ALTER COLUMN updated_by SET DEFAULT opsflags_internal.writer();
+
+CREATE OR REPLACE FUNCTION opsflags_internal.touch_row()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NEW IS NOT DISTINCT FROM OLD THEN
+        RETURN NEW;
+    END IF;
+    NEW.version := OLD.version + 1;
+    NEW.updated_at := pg_catalog.now();
+    IF TG_TABLE_NAME = 'feature_flag_configs' THEN
+        IF NEW.updated_by IS NOT DISTINCT FROM OLD.updated_by THEN
+            NEW.updated_by := opsflags_internal.writer();
+        END IF;
+    END IF;
+    RETURN NEW;
+END
+$$;

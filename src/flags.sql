@@ -19,6 +19,15 @@
 -- Tables
 -------------------------------------------------------------------------------
 
+-- Who a write is recorded as in created_by and updated_by: opsflags.updated_by
+-- when set (the HTTP server's management API sets it to the signed-in role
+-- for its transaction), else the session user.
+CREATE FUNCTION opsflags_internal.writer()
+RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+RETURN coalesce(nullif(current_setting('opsflags.updated_by', true), ''), session_user);
+
 CREATE TABLE opsflags.environments (
     name        text PRIMARY KEY
                 CONSTRAINT environment_name_format
@@ -51,7 +60,7 @@ CREATE TABLE opsflags.feature_flags (
     archived          boolean NOT NULL DEFAULT false,
     version           integer NOT NULL DEFAULT 1,
     created_at        timestamptz NOT NULL DEFAULT now(),
-    created_by        text NOT NULL DEFAULT session_user,
+    created_by        text NOT NULL DEFAULT opsflags_internal.writer(),
     updated_at        timestamptz NOT NULL DEFAULT now(),
     -- The variant algorithm is pinned per flag: a later algorithm gets a new
     -- number and existing flags keep theirs, so nobody is re-bucketed.
@@ -80,7 +89,7 @@ CREATE TABLE opsflags.feature_flag_configs (
     disable_at         timestamptz,
     version            integer NOT NULL DEFAULT 1,
     updated_at         timestamptz NOT NULL DEFAULT now(),
-    updated_by         text NOT NULL DEFAULT session_user,
+    updated_by         text NOT NULL DEFAULT opsflags_internal.writer(),
     on_variation       integer NOT NULL DEFAULT 0,
     off_variation      integer DEFAULT 1,  -- NULL: off serves no value
     variation_weights  jsonb,
@@ -130,7 +139,7 @@ BEGIN
     NEW.updated_at := pg_catalog.now();
     IF TG_TABLE_NAME = 'feature_flag_configs' THEN
         IF NEW.updated_by IS NOT DISTINCT FROM OLD.updated_by THEN
-            NEW.updated_by := coalesce(nullif(current_setting('opsflags.updated_by', true), ''), session_user);
+            NEW.updated_by := opsflags_internal.writer();
         END IF;
     END IF;
     RETURN NEW;
@@ -468,7 +477,7 @@ BEGIN
             rules              = CASE WHEN updates ? 'rules' THEN updates->'rules' ELSE fc.rules END,
             serve              = CASE WHEN updates ? 'serve' THEN nullif(updates->'serve', 'null') ELSE fc.serve END,
             fallthrough        = CASE WHEN updates ? 'fallthrough' THEN nullif(updates->'fallthrough', 'null') ELSE fc.fallthrough END,
-            updated_by         = session_user
+            updated_by         = opsflags_internal.writer()
         WHERE fc.flag_id = fid AND fc.environment = env;
     END IF;
 END

@@ -381,6 +381,8 @@ DECLARE
 BEGIN
     IF method NOT IN ('GET', 'HEAD') THEN
         b := opsflags_internal.api_body(body);
+        -- created_by and updated_by name the signed-in role, not the server's
+        PERFORM set_config('opsflags.updated_by', current_user, true);
     END IF;
 
     IF seg[1] = 'flags' AND n = 1 THEN

@@ -188,7 +188,7 @@ _PG_init(void)
 							   NULL);
 
 	DefineCustomStringVariable("opsflags.updated_by",
-							   "Name recorded in updated_by by writes that do not set it (default: session_user).",
+							   "Name recorded in updated_by and created_by by writes that do not set it (default: session_user).",
 							   NULL,
 							   &opsflags_updated_by,
 							   "",

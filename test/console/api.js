@@ -186,6 +186,9 @@ async function main() {
         const [cfg] = await sql(`SELECT is_enabled FROM opsflags.feature_flag_configs c JOIN opsflags.feature_flags f ON f.id = c.flag_id
                                  WHERE f.flag_key = $1 AND c.environment = 'staging'`, [P + 'one']);
         ok(r.status === 200 && r.json.config.is_enabled === true && cfg.is_enabled === true, 'POST /flags/{key}/toggle turns it on in SQL', r.text);
+        const [by] = await sql(`SELECT f.created_by, c.updated_by FROM opsflags.feature_flag_configs c JOIN opsflags.feature_flags f ON f.id = c.flag_id
+                                WHERE f.flag_key = $1 AND c.environment = 'staging'`, [P + 'one']);
+        ok(by.created_by === ADMIN && by.updated_by === ADMIN, 'created_by and updated_by name the signed-in role', by);
         r = await call('POST', `/api/v1/flags/${P}one/toggle`, { ...A, body: { enabled: 'yes' } });
         ok(isError(r, 400, '22023'), 'toggle with enabled not a boolean: 400', r.text);
         r = await call('DELETE', `/api/v1/flags/${P}two`, A);
