@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # matrix.sh (`make test-matrix`): build opsflags and run its pg_regress and
-# pgTAP suites (scripts/test.sh with OPSFLAGS_TEST_SQL_ONLY=1) on the other
+# pgTAP suites and its HTTPS suite (scripts/test.sh with
+# OPSFLAGS_TEST_SQL_ONLY=1) on the other
 # supported PostgreSQL versions, each in a Debian chroot made with debootstrap:
 #   PostgreSQL 17 in Debian 13 (trixie), PostgreSQL 18 in Debian unstable (sid)
 # (`make test` covers PostgreSQL 15 on the host). Prints one summary line per

@@ -20,8 +20,9 @@
 # unleash-spec, unleash-diff, launchdarkly-diff, clients, api, ...).
 # OPSFLAGS_PG_MAJOR=N tests against PostgreSQL N (default 15; see common.sh).
 # OPSFLAGS_TEST_SQL_ONLY=1 runs only pg_regress and the pgTAP files (with and
-# without preload), not the shell suites (that is what `make test-matrix` runs
-# on the other supported versions).
+# without preload) and, of the shell suites, the HTTPS one (tls: the server's
+# OpenSSL code is built against each version's headers): that is what
+# `make test-matrix` runs on the other supported versions.
 set -euo pipefail
 # shellcheck source=scripts/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -98,8 +99,10 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 SQL_ONLY=${OPSFLAGS_TEST_SQL_ONLY:-0}
+SQL_ONLY_SUITES="tls"   # shell suites that run with SQL_ONLY too
 if [[ $SQL_ONLY == 1 ]]; then
-    ensure_packages curl iproute2   # curl: test/secrets.sql asks the HTTP worker
+    # curl: test/secrets.sql asks the HTTP worker; openssl and node: tls
+    ensure_packages curl iproute2 openssl $(command -v node >/dev/null || echo nodejs)
 else
     # curl and chromium (+ a font, python3 for a mock server) for test/http
     ensure_packages curl chromium fonts-dejavu-core python3 iproute2
@@ -237,7 +240,7 @@ shell_suite() {
     local name=$1 script=$2 base
     shift 2
     base=${script##*/}
-    [[ $SQL_ONLY != 1 ]] || return 0
+    [[ $SQL_ONLY != 1 || " $SQL_ONLY_SUITES " == *" ${base%.sh} "* ]] || return 0
     selected "${base%.sh}" || return 0
     log "$name: $script"
     if env "$@" bash "$REPO/$script"; then
@@ -278,10 +281,7 @@ shell_suite "launchdarkly-diff" test/launchdarkly/launchdarkly-diff.sh SOCKDIR="
 shell_suite "clients" test/clients/clients.sh SOCKDIR="$SOCKDIR" PORT="$PORT"
 # The management API (/api/v1) over HTTP, by Node's fetch
 shell_suite "console api" test/console/api.sh SOCKDIR="$SOCKDIR" PORT="$PORT"
-# HTTPS (opsflags.http_tls) with a certificate made for the test.  After
-# clients: the HTTP server writes a key's last_used_at at most once a minute
-# for all keys, and clients checks that a first use is written at once, which
-# holds only if no other suite used a key within the minute before.
+# HTTPS (opsflags.http_tls) with a certificate made for the test.
 shell_suite "http tls" test/http/tls.sh SOCKDIR="$SOCKDIR" PORT="$PORT" WORKDIR="$TMP"
 # The web console in headless Chromium (puppeteer-core), against the management API
 shell_suite "console" test/console/console.sh SOCKDIR="$SOCKDIR" PORT="$PORT"
