@@ -49,13 +49,21 @@
 static TimestampTz last_failure_logged = 0;
 
 /*
- * API keys used since their last_used_at was written: written at most once
- * a minute, in a transaction of its own (requests run read-only).
+ * The API keys this worker answered with, and when it last wrote each one's
+ * last_used_at: a key's first use is written right after its answer, later
+ * ones at most once a minute per key, in a transaction of their own
+ * (requests run read-only).  A full table forgets the key written longest
+ * ago; a key forgotten is written again at its next use.
  */
 #define HTTP_KEYS_NOTED 64
-static int64 keys_used[HTTP_KEYS_NOTED];
+typedef struct KeyUse
+{
+	int64		id;
+	TimestampTz written_at;		/* 0: never by this worker */
+	bool		due;			/* used since written_at */
+} KeyUse;
+static KeyUse keys_used[HTTP_KEYS_NOTED];
 static int	nkeys_used = 0;
-static TimestampTz keys_written_at = 0;
 
 /* ---------- what handlers use ---------- */
 
@@ -89,15 +97,29 @@ http_sql_request(OpsQuery *query, Datum *args, const char *nulls, Oid as_role, b
 	return run_query(query, args, nulls, as_role, result, read_only, false);
 }
 
-/* A request was answered for this API key (keys beyond the table wait for the next minute). */
+/* A request was answered for this API key. */
 void
 http_key_used(int64 key_id)
 {
+	int			oldest = -1;
+
 	for (int i = 0; i < nkeys_used; i++)
-		if (keys_used[i] == key_id)
+	{
+		if (keys_used[i].id == key_id)
+		{
+			keys_used[i].due = true;
 			return;
+		}
+		if (!keys_used[i].due && (oldest < 0 || keys_used[i].written_at < keys_used[oldest].written_at))
+			oldest = i;
+	}
 	if (nkeys_used < HTTP_KEYS_NOTED)
-		keys_used[nkeys_used++] = key_id;
+		oldest = nkeys_used++;
+	else if (oldest < 0)
+		return;					/* every key waits for its write: this one's next use */
+	keys_used[oldest].id = key_id;
+	keys_used[oldest].written_at = 0;
+	keys_used[oldest].due = true;
 }
 
 static OpsQuery touch_query = {
@@ -106,23 +128,34 @@ static OpsQuery touch_query = {
 	.argtypes = {INT8ARRAYOID},
 };
 
-/* Write last_used_at of the keys used, once a minute; not on a standby. */
+/* Write last_used_at of the keys due (see keys_used); not on a standby. */
 static void
 write_keys_used(void)
 {
 	HttpResult	r;
 	Datum	   *ids;
 	Datum		arg;
+	TimestampTz now;
+	int			n = 0;
 
-	if (nkeys_used == 0 || RecoveryInProgress() ||
-		!TimestampDifferenceExceeds(keys_written_at, GetCurrentTimestamp(), 60000))
+	if (nkeys_used == 0 || RecoveryInProgress())
 		return;
+	now = GetCurrentTimestamp();
 	ids = palloc(sizeof(Datum) * nkeys_used);
 	for (int i = 0; i < nkeys_used; i++)
-		ids[i] = Int64GetDatum(keys_used[i]);
-	arg = PointerGetDatum(construct_array(ids, nkeys_used, INT8OID, sizeof(int64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	keys_written_at = GetCurrentTimestamp();
-	nkeys_used = 0;
+	{
+		KeyUse	   *k = &keys_used[i];
+
+		if (k->due && TimestampDifferenceExceeds(k->written_at, now, 60000))
+		{
+			ids[n++] = Int64GetDatum(k->id);
+			k->written_at = now;
+			k->due = false;
+		}
+	}
+	if (n == 0)
+		return;
+	arg = PointerGetDatum(construct_array(ids, n, INT8OID, sizeof(int64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	(void) run_query(&touch_query, &arg, NULL, InvalidOid, &r, false, true);
 }
 

@@ -205,6 +205,13 @@ async function run(sql, base, n0) {
                 await sql('SELECT opsflags.revoke_api_key(id) FROM opsflags.api_keys_view WHERE description = $1', ['ofrep test']);
         const revoked = await post('/ofrep/v1/evaluate/flags/' + P + 'bool', ctx, { Authorization: `Bearer ${key}` });
         const byServerKey = await post('/ofrep/v1/evaluate/flags/' + P + 'bool', ctx, { Authorization: `Bearer ${spare}` });
+        // each key has its own minute: the spare's first use is written at once too
+        let spareUsed = null;
+        for (let i = 0; i < 100 && !spareUsed; i++) {
+            spareUsed = (await sql("SELECT last_used_at FROM opsflags.api_keys_view WHERE description = 'ofrep test spare'"))[0].last_used_at;
+            if (!spareUsed) await new Promise((r) => setTimeout(r, 50));
+        }
+        ok(spareUsed !== null, `a second key's first use is written at once, within the first key's minute (${spareUsed})`);
         await sql('SELECT opsflags.revoke_api_key(id) FROM opsflags.api_keys_view WHERE description = $1', ['ofrep test spare']);
         const openAgain = await post('/ofrep/v1/evaluate/flags/' + P + 'bool', ctx);
         const revokedWhenOpen = await post('/ofrep/v1/evaluate/flags/' + P + 'bool', ctx, { Authorization: `Bearer ${spare}` });
