@@ -462,13 +462,15 @@ SELECT is((SELECT array_agg(p.proname::text ORDER BY p.proname::text)
           -- for another role's: sql/console_auth.sql);
           -- api_*: the management API's dispatcher and its helpers, SECURITY INVOKER, run as the
           -- signed-in role, so that the role's own privileges decide (sql/http_api.sql), and
-          -- url_decode, which api_decode calls
+          -- url_decode, which api_decode calls;
+          -- writer: the default of created_by and updated_by (opsflags.updated_by, else session_user)
           ARRAY['api_audit', 'api_body', 'api_bool', 'api_call', 'api_csv_field', 'api_decode', 'api_error', 'api_fields',
                 'api_flag', 'api_flags', 'api_openapi', 'api_param', 'api_strings', 'api_text',
                 'audit_reader_tenants', 'audit_reads_all', 'config_all', 'config_get', 'console_sign_out_all', 'errors_last_hour', 'feature_enabled', 'feature_enabled',
                 'feature_explain', 'feature_explain', 'feature_guard', 'feature_value', 'feature_value', 'flag_cache_stats', 'health_aggregate', 'health_status', 'is_maintenance_mode', 'is_string_array',
                 'is_valid_config_key', 'is_valid_flag_key', 'launchdarkly_bucket', 'maintenance_enforced', 'max_prerequisite_count', 'max_prerequisite_depth',
-                'restoring', 'rollout_bucket', 'run_startup_checks', 'url_decode', 'variant_bucket', 'worker_status'],
+                'restoring', 'rollout_bucket', 'run_startup_checks', 'url_decode', 'variant_bucket', 'worker_status',
+                'writer'],
           'R1: the opsflags functions (schemas opsflags and opsflags_internal) an ordinary role may execute are exactly the evaluation, health and read-only ones (a new function granted to PUBLIC must be added here on purpose)');
 
 -------------------------------------------------------------------------------
